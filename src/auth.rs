@@ -1,0 +1,309 @@
+//! Accounts: password hashing, login tokens, name rules and attempt limits.
+//!
+//! Passwords are hashed with argon2id at OWASP's parameters (19 MiB, 2 passes, 1 lane)
+//! on tokio's blocking pool behind a small semaphore, so a login storm queues here and
+//! never starves the threads that move chat. Tokens are 256 random bits, shown to the
+//! client once and kept only as a SHA-256 hash.
+
+use argon2::password_hash::rand_core::{OsRng, RngCore};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use dashmap::DashMap;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+/// Hashes and verifies passwords off the async threads.
+#[derive(Clone)]
+pub struct Passwords {
+    permits: Arc<Semaphore>,
+    /// A real hash of a random password, verified against when the user does not
+    /// exist, so an unknown user costs the same time as a wrong password.
+    dummy_hash: Arc<str>,
+}
+
+/// Why hashing could not run.
+#[derive(Debug, thiserror::Error)]
+#[error("password hashing failed: {0}")]
+pub struct HashError(String);
+
+impl Passwords {
+    /// At most `concurrency` hashes run at once.
+    pub fn new(concurrency: usize) -> Passwords {
+        let mut random = [0u8; 32];
+        OsRng.fill_bytes(&mut random);
+        let dummy_hash = hash_now(&hex(&random)).expect("hashing a fixed-size password works");
+        Passwords {
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            dummy_hash: dummy_hash.into(),
+        }
+    }
+
+    /// An argon2id PHC string for `password`.
+    pub async fn hash(&self, password: String) -> Result<String, HashError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| HashError(e.to_string()))?;
+        tokio::task::spawn_blocking(move || hash_now(&password))
+            .await
+            .map_err(|e| HashError(e.to_string()))?
+    }
+
+    /// Whether `password` matches `hash`; with `hash` `None` it burns the same time and
+    /// says no.
+    pub async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, HashError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| HashError(e.to_string()))?;
+        let known = hash.is_some();
+        let hash = hash.unwrap_or_else(|| self.dummy_hash.to_string());
+        let matches = tokio::task::spawn_blocking(move || {
+            let parsed = PasswordHash::new(&hash).map_err(|e| HashError(e.to_string()))?;
+            Ok::<bool, HashError>(
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok(),
+            )
+        })
+        .await
+        .map_err(|e| HashError(e.to_string()))??;
+        Ok(known && matches)
+    }
+}
+
+fn hash_now(password: &str) -> Result<String, HashError> {
+    let salt = SaltString::generate(&mut OsRng);
+    // `Argon2::default()` is argon2id v19 with m=19456 KiB, t=2, p=1: OWASP's advice.
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| HashError(e.to_string()))
+}
+
+/// A new login token: 256 random bits as 64 hex characters.
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    hex(&bytes)
+}
+
+/// The form a token is stored and looked up in.
+pub fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(DIGITS[usize::from(byte >> 4)] as char);
+        out.push(DIGITS[usize::from(byte & 15)] as char);
+    }
+    out
+}
+
+/// Lower-cases and checks a username: 3–32 of `a-z 0-9 _ . -`.
+pub fn normalise_username(raw: &str) -> Result<String, &'static str> {
+    let name = raw.to_lowercase();
+    let length_ok = (3..=32).contains(&name.chars().count());
+    let chars_ok = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-'));
+    if length_ok && chars_ok {
+        Ok(name)
+    } else {
+        Err("Usernames are 3 to 32 characters from a-z, 0-9, '_', '.' and '-'.")
+    }
+}
+
+/// Checks a display name: 1–64 characters, no control characters, not blank.
+pub fn check_display_name(name: &str) -> Result<(), &'static str> {
+    let n = name.chars().count();
+    if (1..=64).contains(&n) && !name.chars().any(char::is_control) && !name.trim().is_empty() {
+        Ok(())
+    } else {
+        Err("Display names are 1 to 64 characters with no control characters.")
+    }
+}
+
+/// Checks a password's length: 8–1024 bytes.
+pub fn check_password(password: &str) -> Result<(), &'static str> {
+    if (8..=1024).contains(&password.len()) {
+        Ok(())
+    } else {
+        Err("Passwords are 8 to 1024 bytes long.")
+    }
+}
+
+/// Counts events per key in fixed windows: at most `limit` per `window`.
+///
+/// Used for login attempts (per account, per address) and registrations (per address).
+/// A limit of 0 turns it off. Old windows are swept when the map grows, so memory stays
+/// bounded by the number of distinct keys seen in one window.
+pub struct RateLimiter {
+    limit: u32,
+    window: Duration,
+    /// key → (window start, events in it). DashMap: short per-shard locks, never held
+    /// across an await.
+    counts: DashMap<String, (Instant, u32)>,
+}
+
+impl RateLimiter {
+    /// A limiter allowing `limit` events per `window` per key; 0 = unlimited.
+    pub fn new(limit: u32, window: Duration) -> RateLimiter {
+        RateLimiter {
+            limit,
+            window,
+            counts: DashMap::new(),
+        }
+    }
+
+    /// Counts one event for `key`; `Err(wait)` if over the limit.
+    pub fn check(&self, key: &str) -> Result<(), Duration> {
+        if self.limit == 0 {
+            return Ok(());
+        }
+        let now = Instant::now();
+        if self.counts.len() > 10_000 {
+            self.counts
+                .retain(|_, (start, _)| now.duration_since(*start) < self.window);
+        }
+        let mut entry = self.counts.entry(key.to_string()).or_insert((now, 0));
+        let (start, count) = &mut *entry;
+        if now.duration_since(*start) >= self.window {
+            *start = now;
+            *count = 0;
+        }
+        if *count >= self.limit {
+            return Err(self.window.saturating_sub(now.duration_since(*start)));
+        }
+        *count += 1;
+        Ok(())
+    }
+}
+
+/// A token bucket for one socket's requests: `rate` per second with a `burst`.
+#[derive(Debug)]
+pub struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    /// `rate` 0 turns the bucket off.
+    pub fn new(rate: f64, burst: f64) -> TokenBucket {
+        TokenBucket {
+            rate,
+            burst: burst.max(1.0),
+            tokens: burst.max(1.0),
+            last: Instant::now(),
+        }
+    }
+
+    /// Takes one token; `Err(wait)` says how long until one is free.
+    pub fn take(&mut self) -> Result<(), Duration> {
+        if self.rate <= 0.0 {
+            return Ok(());
+        }
+        let now = Instant::now();
+        self.tokens =
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_are_lower_cased_and_checked() {
+        assert_eq!(normalise_username("Ada.L-1_x").unwrap(), "ada.l-1_x");
+        for bad in ["ab", "a b c", "ada!", "x".repeat(33).as_str(), "ädä"] {
+            assert!(normalise_username(bad).is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn display_names_and_passwords_have_bounds() {
+        assert!(check_display_name("Ada Lovelace").is_ok());
+        assert!(check_display_name("").is_err());
+        assert!(check_display_name("   ").is_err());
+        assert!(check_display_name("bell\u{7}").is_err());
+        assert!(check_display_name(&"x".repeat(65)).is_err());
+        assert!(check_password("1234567").is_err());
+        assert!(check_password("12345678").is_ok());
+        assert!(check_password(&"x".repeat(1025)).is_err());
+    }
+
+    #[test]
+    fn tokens_are_256_bit_and_stored_hashed() {
+        let token = new_token();
+        assert_eq!(token.len(), 64);
+        assert_ne!(token, new_token());
+        assert_eq!(token_hash(&token), token_hash(&token));
+        assert_ne!(token_hash(&token).to_vec(), token.as_bytes()[..32].to_vec());
+    }
+
+    #[tokio::test]
+    async fn passwords_verify_only_themselves() {
+        let passwords = Passwords::new(2);
+        let hash = passwords.hash("correct horse".into()).await.unwrap();
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
+        assert!(passwords
+            .verify("correct horse".into(), Some(hash.clone()))
+            .await
+            .unwrap());
+        assert!(!passwords
+            .verify("wrong horse".into(), Some(hash))
+            .await
+            .unwrap());
+        assert!(!passwords
+            .verify("correct horse".into(), None)
+            .await
+            .unwrap());
+    }
+
+    #[test]
+    fn rate_limiter_counts_per_key_and_window() {
+        let limiter = RateLimiter::new(2, Duration::from_secs(60));
+        assert!(limiter.check("a").is_ok());
+        assert!(limiter.check("a").is_ok());
+        assert!(limiter.check("a").is_err());
+        assert!(limiter.check("b").is_ok());
+        let off = RateLimiter::new(0, Duration::from_secs(60));
+        for _ in 0..100 {
+            assert!(off.check("a").is_ok());
+        }
+    }
+
+    #[test]
+    fn token_bucket_allows_a_burst_then_refuses() {
+        let mut bucket = TokenBucket::new(1.0, 3.0);
+        for _ in 0..3 {
+            assert!(bucket.take().is_ok());
+        }
+        let wait = bucket.take().unwrap_err();
+        assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1));
+        let mut off = TokenBucket::new(0.0, 1.0);
+        for _ in 0..100 {
+            assert!(off.take().is_ok());
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! The bus between the store and the hubs: every change that sockets must hear about is
+//! published here after it is committed, and every node's hub receives it.
+//!
+//! [`LocalBus`] hands each message straight to this node's hub; a Redis bus will carry
+//! the same [`BusMessage`] between nodes. The hub cannot tell which one fed it, so a
+//! single-node test exercises the same path as a cluster.
+//!
+//! `publish` never waits: it is called from the store's writer in commit order, and a
+//! waiting publish would stall every sender.
+
+use crate::hub::Hub;
+use crate::store::UserId;
+use axum::extract::ws::Utf8Bytes;
+
+/// How a room event changes who receives the room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MembershipChange {
+    /// The user's sockets start receiving the room (before this event).
+    Subscribe,
+    /// The user's sockets stop receiving the room (after this event).
+    Unsubscribe,
+}
+
+/// An event for the members of one room.
+#[derive(Debug, Clone)]
+pub struct RoomEnvelope {
+    /// Room name.
+    pub room: String,
+    /// The serialised event, shared by every recipient.
+    pub frame: Utf8Bytes,
+    /// A user whose sockets do not get it (e.g. the typist).
+    pub except: Option<UserId>,
+    /// A membership change that comes with the event.
+    pub membership: Option<(UserId, MembershipChange)>,
+}
+
+/// Which sockets a close applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseTarget {
+    /// Every socket of a user.
+    User(UserId),
+    /// Every socket authenticated with the token of this hash.
+    Token([u8; 32]),
+}
+
+/// What travels on the bus.
+#[derive(Debug, Clone)]
+pub enum BusMessage {
+    /// Deliver to a room's members.
+    Room(RoomEnvelope),
+    /// Close some sockets with a code.
+    Close {
+        /// Whose sockets.
+        target: CloseTarget,
+        /// The close code.
+        code: u16,
+        /// The close reason.
+        reason: &'static str,
+    },
+}
+
+/// Carries committed changes to the hub of every node.
+pub trait Bus: Send + Sync + 'static {
+    /// Publishes without waiting; messages from one caller arrive in call order.
+    fn publish(&self, message: BusMessage);
+}
+
+/// The single-node bus: delivery is a direct call into this node's hub.
+pub struct LocalBus {
+    hub: Hub,
+}
+
+impl LocalBus {
+    /// A bus feeding `hub`.
+    pub fn new(hub: Hub) -> LocalBus {
+        LocalBus { hub }
+    }
+}
+
+impl Bus for LocalBus {
+    fn publish(&self, message: BusMessage) {
+        self.hub.dispatch(&message);
+    }
+}

@@ -1,0 +1,170 @@
+//! What the `alongside` binary does with its command line.
+//!
+//! `serve` runs the server until SIGTERM or ctrl-c; `user create` and `user set-role`
+//! work on the database directly, so they work whether or not a server is running.
+//! Every failure is one line on stderr and a non-zero exit.
+
+use crate::auth::{check_display_name, check_password, normalise_username, Passwords};
+use crate::config::{Cli, Command, Config, UserCommand};
+use crate::metrics::Metrics;
+use crate::protocol::{Message, Role};
+use crate::server::Server;
+use crate::store::{self, CommitListener, Store, StoreError};
+use clap::Parser;
+use std::io::Read;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(&format!("cannot start the async runtime: {err}")),
+    };
+    let outcome = match cli.command {
+        Command::Serve(args) => match Config::load(args) {
+            Ok(config) => runtime.block_on(serve(config)),
+            Err(message) => Err(message),
+        },
+        Command::User { action } => runtime.block_on(user(action)),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => fail(&message),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("alongside: {message}");
+    ExitCode::FAILURE
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    let filter: tracing_subscriber::filter::Targets = config
+        .log
+        .parse()
+        .map_err(|err| format!("--log `{}`: {err}", config.log))?;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(filter)
+        .init();
+    let server = Server::start(config.clone())
+        .await
+        .map_err(|err| err.to_string())?;
+    // Scripts and tests read this line to find the port when listening on port 0.
+    println!("alongside listening on http://{}", server.local_addr());
+    tracing::info!(addr = %server.local_addr(), database = %config.database, "serving");
+    let stop = server.shutdown_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: closing sockets and finishing writes");
+        stop.cancel();
+    });
+    server.wait().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// The CLI writes no messages, so nobody listens to commits.
+struct NoListener;
+
+impl CommitListener for NoListener {
+    fn message_committed(&self, _message: &Message) {}
+}
+
+async fn open_store(url: &str) -> Result<Arc<dyn Store>, String> {
+    store::open(url, Arc::new(NoListener), Arc::new(Metrics::default()))
+        .await
+        .map_err(|err| err.to_string())
+}
+
+fn parse_role(text: &str) -> Result<Role, String> {
+    Role::parse(text)
+        .ok_or_else(|| format!("unknown role `{text}`: use member, moderator, organiser or admin"))
+}
+
+async fn user(action: UserCommand) -> Result<(), String> {
+    match action {
+        UserCommand::Create {
+            username,
+            role,
+            display_name,
+            database,
+        } => {
+            let username = normalise_username(&username).map_err(str::to_string)?;
+            let role = parse_role(&role)?;
+            let display_name = display_name.unwrap_or_else(|| username.clone());
+            check_display_name(&display_name).map_err(str::to_string)?;
+            let mut password = String::new();
+            std::io::stdin()
+                .read_to_string(&mut password)
+                .map_err(|err| format!("cannot read the password: {err}"))?;
+            // One trailing newline is what `echo` and a terminal add, not the password.
+            let password = password.strip_suffix('\n').unwrap_or(&password);
+            let password = password.strip_suffix('\r').unwrap_or(password).to_string();
+            check_password(&password).map_err(str::to_string)?;
+            let store = open_store(&database).await?;
+            let hash = Passwords::new(1)
+                .hash(password)
+                .await
+                .map_err(|err| err.to_string())?;
+            let outcome = store
+                .insert_user(&username, &display_name, &hash, role)
+                .await;
+            store.close().await;
+            match outcome {
+                Ok(record) => {
+                    println!("created {} ({})", record.user.username, record.user.role);
+                    Ok(())
+                }
+                Err(StoreError::Conflict) => Err(format!("the username `{username}` is taken")),
+                Err(err) => Err(err.to_string()),
+            }
+        }
+        UserCommand::SetRole {
+            username,
+            role,
+            database,
+        } => {
+            let role = parse_role(&role)?;
+            let username = username.to_lowercase();
+            let store = open_store(&database).await?;
+            let outcome = store.update_user_role(&username, role).await;
+            store.close().await;
+            match outcome {
+                Ok(record) => {
+                    println!("{} is now {}", record.user.username, record.user.role);
+                    Ok(())
+                }
+                Err(StoreError::NotFound) => Err(format!("there is no user `{username}`")),
+                Err(err) => Err(err.to_string()),
+            }
+        }
+    }
+}

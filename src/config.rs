@@ -1,0 +1,304 @@
+//! Settings and the command line.
+//!
+//! Every setting is declared once in the `settings!` table below, which generates the
+//! `serve` flags (each with an `ALONGSIDE_*` environment variable), the TOML file shape
+//! and the merge. Precedence: flag > environment > config file > built-in default.
+//! [`Config`] is the plain value the server runs with; tests build it directly.
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+use std::time::Duration;
+
+macro_rules! settings {
+    ($( $(#[doc = $doc:literal])* $field:ident : $ty:ty = $default:expr, env = $env:literal; )*) => {
+        /// Flags of `alongside serve`; each also reads its environment variable.
+        #[derive(Debug, Clone, Default, Args)]
+        pub struct ServeArgs {
+            /// A TOML file with any of the settings below (flags and environment win).
+            #[arg(long, env = "ALONGSIDE_CONFIG", value_name = "FILE")]
+            pub config: Option<std::path::PathBuf>,
+            /// Address to listen on [default: 127.0.0.1:8080].
+            #[arg(long, env = "ALONGSIDE_LISTEN", value_name = "ADDR")]
+            pub listen: Option<String>,
+            /// Database URL [default: sqlite://alongside.db].
+            #[arg(long, env = "ALONGSIDE_DATABASE", value_name = "URL")]
+            pub database: Option<String>,
+            /// A browser origin allowed to open /ws (repeat, or comma-separate in the
+            /// environment). Without one, only the server's own origin is allowed.
+            #[arg(long = "allowed-origin", env = "ALONGSIDE_ALLOWED_ORIGIN", value_name = "ORIGIN", value_delimiter = ',')]
+            pub allowed_origins: Vec<String>,
+            $(
+                $(#[doc = $doc])*
+                #[arg(long, env = $env)]
+                pub $field: Option<$ty>,
+            )*
+        }
+
+        /// The config file: every key optional, unknown keys refused.
+        #[derive(Debug, Clone, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct FileSettings {
+            /// See `ServeArgs::listen`.
+            pub listen: Option<String>,
+            /// See `ServeArgs::database`.
+            pub database: Option<String>,
+            /// See `ServeArgs::allowed_origins`.
+            pub allowed_origins: Option<Vec<String>>,
+            $(
+                $(#[doc = $doc])*
+                pub $field: Option<$ty>,
+            )*
+        }
+
+        /// Everything the server runs with.
+        #[derive(Debug, Clone)]
+        pub struct Config {
+            /// Address to listen on.
+            pub listen: String,
+            /// Database URL.
+            pub database: String,
+            /// Browser origins allowed to open /ws; empty = the server's own origin only.
+            pub allowed_origins: Vec<String>,
+            $(
+                $(#[doc = $doc])*
+                pub $field: $ty,
+            )*
+        }
+
+        impl Default for Config {
+            fn default() -> Config {
+                Config {
+                    listen: "127.0.0.1:8080".into(),
+                    database: "sqlite://alongside.db".into(),
+                    allowed_origins: Vec::new(),
+                    $( $field: $default, )*
+                }
+            }
+        }
+
+        impl Config {
+            /// Merges flags/environment over the file over the defaults.
+            pub fn merge(args: ServeArgs, file: FileSettings) -> Config {
+                let default = Config::default();
+                Config {
+                    listen: args.listen.or(file.listen).unwrap_or(default.listen),
+                    database: args.database.or(file.database).unwrap_or(default.database),
+                    allowed_origins: if args.allowed_origins.is_empty() {
+                        file.allowed_origins.unwrap_or(default.allowed_origins)
+                    } else {
+                        args.allowed_origins
+                    },
+                    $( $field: args.$field.or(file.$field).unwrap_or(default.$field), )*
+                }
+            }
+        }
+    };
+}
+
+settings! {
+    /// Largest WebSocket frame accepted, in bytes; larger closes the socket with 1009.
+    max_frame_bytes: usize = 64 * 1024, env = "ALONGSIDE_MAX_FRAME_BYTES";
+    /// Seconds a new socket has to authenticate before it is closed with 4001.
+    auth_timeout_s: f64 = 10.0, env = "ALONGSIDE_AUTH_TIMEOUT_S";
+    /// Seconds between pings to a socket; one silent for two intervals is dropped.
+    ping_interval_s: f64 = 30.0, env = "ALONGSIDE_PING_INTERVAL_S";
+    /// Frames queued per socket before it counts as a slow consumer (closed with 4008).
+    outbox_frames: usize = 1024, env = "ALONGSIDE_OUTBOX_FRAMES";
+    /// Requests per second one socket may make on average; 0 turns the limit off.
+    request_rate_per_s: f64 = 20.0, env = "ALONGSIDE_REQUEST_RATE_PER_S";
+    /// Requests one socket may make in a burst above the average rate.
+    request_burst: u32 = 40, env = "ALONGSIDE_REQUEST_BURST";
+    /// Let members (not only moderators) create topic rooms.
+    members_may_create_rooms: bool = false, env = "ALONGSIDE_MEMBERS_MAY_CREATE_ROOMS";
+    /// Login attempts per account per window (0 = unlimited).
+    login_attempts_per_account: u32 = 10, env = "ALONGSIDE_LOGIN_ATTEMPTS_PER_ACCOUNT";
+    /// Login attempts per client address per window (0 = unlimited).
+    login_attempts_per_address: u32 = 30, env = "ALONGSIDE_LOGIN_ATTEMPTS_PER_ADDRESS";
+    /// Length of the login-attempt window, in seconds.
+    login_window_s: u64 = 300, env = "ALONGSIDE_LOGIN_WINDOW_S";
+    /// Registrations per client address per hour (0 = unlimited).
+    registrations_per_address: u32 = 20, env = "ALONGSIDE_REGISTRATIONS_PER_ADDRESS";
+    /// Open WebSockets per client address (0 = unlimited).
+    max_sockets_per_address: u32 = 64, env = "ALONGSIDE_MAX_SOCKETS_PER_ADDRESS";
+    /// Password hashes computed at once; more wait their turn.
+    hash_concurrency: usize = 2, env = "ALONGSIDE_HASH_CONCURRENCY";
+    /// Seconds a graceful shutdown waits for sockets to close and writes to finish.
+    shutdown_grace_s: f64 = 10.0, env = "ALONGSIDE_SHUTDOWN_GRACE_S";
+    /// Log filter, e.g. `info` or `alongside=debug,info`.
+    log: String = "info".into(), env = "ALONGSIDE_LOG";
+}
+
+impl Config {
+    /// `auth_timeout_s` as a duration.
+    pub fn auth_timeout(&self) -> Duration {
+        seconds(self.auth_timeout_s)
+    }
+
+    /// `ping_interval_s` as a duration.
+    pub fn ping_interval(&self) -> Duration {
+        seconds(self.ping_interval_s)
+    }
+
+    /// `shutdown_grace_s` as a duration.
+    pub fn shutdown_grace(&self) -> Duration {
+        seconds(self.shutdown_grace_s)
+    }
+
+    /// Reads the config file named in `args` (if any) and merges.
+    pub fn load(args: ServeArgs) -> Result<Config, String> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+                toml::from_str(&text)
+                    .map_err(|e| format!("config file {}: {}", path.display(), e.message()))?
+            }
+            None => FileSettings::default(),
+        };
+        let config = Config::merge(args, file);
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Refuses values that cannot work.
+    pub fn check(&self) -> Result<(), String> {
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(format!(
+                "--listen `{}` is not an address like 127.0.0.1:8080",
+                self.listen
+            ));
+        }
+        if self.max_frame_bytes < 1024 {
+            return Err("--max-frame-bytes must be at least 1024".into());
+        }
+        if self.outbox_frames == 0 {
+            return Err("--outbox-frames must be at least 1".into());
+        }
+        for (name, value) in [
+            ("--auth-timeout-s", self.auth_timeout_s),
+            ("--ping-interval-s", self.ping_interval_s),
+            ("--shutdown-grace-s", self.shutdown_grace_s),
+        ] {
+            if !(value.is_finite() && value > 0.0) {
+                return Err(format!("{name} must be a positive number of seconds"));
+            }
+        }
+        if !(self.request_rate_per_s.is_finite() && self.request_rate_per_s >= 0.0) {
+            return Err("--request-rate-per-s must be 0 (off) or positive".into());
+        }
+        Ok(())
+    }
+}
+
+fn seconds(value: f64) -> Duration {
+    Duration::try_from_secs_f64(value).unwrap_or(Duration::from_secs(1))
+}
+
+/// The `alongside` command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "alongside",
+    version,
+    about = "A chat server for peer-support and advocacy networks."
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Manage accounts directly in the database (works with or without a running server).
+    User {
+        /// Which action.
+        #[command(subcommand)]
+        action: UserCommand,
+    },
+}
+
+/// `alongside user ...`.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an account; the password is read from standard input.
+    Create {
+        /// Username (3–32 of a-z 0-9 _ . -).
+        username: String,
+        /// Global role: member, moderator, organiser or admin.
+        #[arg(long, default_value = "member")]
+        role: String,
+        /// Name shown in the client (default: the username).
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Database URL.
+        #[arg(
+            long,
+            env = "ALONGSIDE_DATABASE",
+            default_value = "sqlite://alongside.db"
+        )]
+        database: String,
+    },
+    /// Change an account's global role; a running server applies it at the next `auth`.
+    SetRole {
+        /// Username.
+        username: String,
+        /// member, moderator, organiser or admin.
+        role: String,
+        /// Database URL.
+        #[arg(
+            long,
+            env = "ALONGSIDE_DATABASE",
+            default_value = "sqlite://alongside.db"
+        )]
+        database: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_the_file_which_beats_defaults() {
+        let file: FileSettings =
+            toml::from_str("listen = \"0.0.0.0:9000\"\noutbox_frames = 16\nlog = \"debug\"")
+                .unwrap();
+        let args = ServeArgs {
+            outbox_frames: Some(32),
+            ..ServeArgs::default()
+        };
+        let config = Config::merge(args, file);
+        assert_eq!(config.listen, "0.0.0.0:9000");
+        assert_eq!(config.outbox_frames, 32);
+        assert_eq!(config.log, "debug");
+        assert_eq!(config.database, "sqlite://alongside.db");
+        assert_eq!(config.max_frame_bytes, 65536);
+    }
+
+    #[test]
+    fn unknown_file_keys_and_bad_values_are_refused() {
+        assert!(toml::from_str::<FileSettings>("lisen = \"x\"").is_err());
+        let config = Config {
+            listen: "nowhere".into(),
+            ..Config::default()
+        };
+        assert!(config.check().unwrap_err().contains("--listen"));
+        let config = Config {
+            auth_timeout_s: 0.0,
+            ..Config::default()
+        };
+        assert!(config.check().is_err());
+    }
+
+    #[test]
+    fn the_example_config_file_parses_and_is_valid() {
+        let text = include_str!("../alongside.example.toml");
+        let file: FileSettings = toml::from_str(text).expect("example config parses");
+        Config::merge(ServeArgs::default(), file)
+            .check()
+            .expect("example config is valid");
+    }
+}

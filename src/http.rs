@@ -1,0 +1,284 @@
+//! The HTTP routes: accounts, health, metrics, the web client and the `/ws` upgrade.
+//!
+//! Bodies are parsed here from raw bytes (not axum's `Json` extractor) so that every
+//! failure, including malformed JSON, answers in the protocol's error shape.
+
+use crate::auth::{check_display_name, check_password, new_token, normalise_username, token_hash};
+use crate::bus::{BusMessage, CloseTarget};
+use crate::hub::close_code;
+use crate::protocol::{ApiError, ErrorCode, LoginBody, LoginReply, RegisterBody, Role, UserBody};
+use crate::server::{internal, AppState};
+use crate::store::StoreError;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The application's routes over `state`.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/api/v1/register", post(register))
+        .route("/api/v1/login", post(login))
+        .route("/api/v1/logout", post(logout))
+        .route("/api/v1/me", get(me))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/ws", get(crate::ws::upgrade))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// An error response in the protocol's shape.
+pub struct HttpError(pub ApiError);
+
+impl From<ApiError> for HttpError {
+    fn from(error: ApiError) -> HttpError {
+        HttpError(error)
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.0.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        json_response(status, self.0.to_http_body())
+    }
+}
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    json_response(
+        status,
+        serde_json::to_string(value).expect("responses always serialise"),
+    )
+}
+
+fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, HttpError> {
+    serde_json::from_slice(body).map_err(|err| {
+        HttpError(ApiError::new(
+            ErrorCode::BadRequest,
+            format!("The body is not the JSON expected: {err}."),
+        ))
+    })
+}
+
+fn invalid(message: &str) -> HttpError {
+    HttpError(ApiError::new(ErrorCode::Invalid, message))
+}
+
+fn rate_limited(what: &str, wait: Duration) -> HttpError {
+    HttpError(ApiError::new(
+        ErrorCode::RateLimited,
+        format!(
+            "Too many {what}; please try again in {} seconds.",
+            wait.as_secs().max(1)
+        ),
+    ))
+}
+
+/// The bearer token of a request, if it carries one.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))?;
+    Some(token.trim()).filter(|t| !t.is_empty())
+}
+
+fn unauthenticated() -> HttpError {
+    HttpError(ApiError::new(
+        ErrorCode::Unauthenticated,
+        "Please log in again: the token is missing or no longer valid.",
+    ))
+}
+
+async fn register(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Bytes,
+) -> Result<Response, HttpError> {
+    let body: RegisterBody = parse_body(&body)?;
+    let username = normalise_username(&body.username).map_err(invalid)?;
+    check_password(&body.password).map_err(invalid)?;
+    let display_name = body.display_name.unwrap_or_else(|| username.clone());
+    check_display_name(&display_name).map_err(invalid)?;
+    state
+        .registrations_per_address
+        .check(&peer.ip().to_string())
+        .map_err(|wait| rate_limited("new accounts from your address", wait))?;
+    let hash = state.passwords.hash(body.password).await.map_err(|err| {
+        tracing::error!(error = %err, "hashing failed");
+        ApiError::internal()
+    })?;
+    match state
+        .store
+        .insert_user(&username, &display_name, &hash, Role::Member)
+        .await
+    {
+        Ok(record) => {
+            tracing::info!(user = %record.user.username, "registered");
+            Ok(json(StatusCode::CREATED, &UserBody { user: record.user }))
+        }
+        Err(StoreError::Conflict) => Err(HttpError(ApiError::new(
+            ErrorCode::Conflict,
+            format!("The username `{username}` is taken; please choose another."),
+        ))),
+        Err(err) => Err(internal(err).into()),
+    }
+}
+
+async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Bytes,
+) -> Result<Response, HttpError> {
+    let body: LoginBody = parse_body(&body)?;
+    let username = body.username.to_lowercase();
+    state
+        .logins_per_address
+        .check(&peer.ip().to_string())
+        .map_err(|wait| rate_limited("login attempts from your address", wait))?;
+    state
+        .logins_per_account
+        .check(&username)
+        .map_err(|wait| rate_limited("login attempts for this account", wait))?;
+    // An unknown or malformed username still costs one full verification, so the
+    // answer and its timing are the same as for a wrong password.
+    let credentials = match normalise_username(&username) {
+        Ok(name) => state
+            .store
+            .fetch_credentials(&name)
+            .await
+            .map_err(internal)?,
+        Err(_) => None,
+    };
+    let (record, hash) = match credentials {
+        Some(c) => (Some(c.record), Some(c.password_hash)),
+        None => (None, None),
+    };
+    let verified = state
+        .passwords
+        .verify(body.password, hash)
+        .await
+        .map_err(|err| {
+            tracing::error!(error = %err, "verification failed");
+            ApiError::internal()
+        })?;
+    let Some(record) = record.filter(|_| verified) else {
+        return Err(HttpError(ApiError::new(
+            ErrorCode::Unauthenticated,
+            "The username or password is not right.",
+        )));
+    };
+    let token = new_token();
+    state
+        .store
+        .insert_session(&token_hash(&token), record.id)
+        .await
+        .map_err(internal)?;
+    Ok(json(
+        StatusCode::OK,
+        &LoginReply {
+            token,
+            user: record.user,
+        },
+    ))
+}
+
+async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, HttpError> {
+    let token = bearer(&headers).ok_or_else(unauthenticated)?;
+    let hash = token_hash(token);
+    if !state.store.delete_session(&hash).await.map_err(internal)? {
+        return Err(unauthenticated());
+    }
+    state.bus.publish(BusMessage::Close {
+        target: CloseTarget::Token(hash),
+        code: close_code::UNAUTHENTICATED,
+        reason: "logged out",
+    });
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, HttpError> {
+    let token = bearer(&headers).ok_or_else(unauthenticated)?;
+    let record = state
+        .store
+        .fetch_session_user(&token_hash(token))
+        .await
+        .map_err(internal)?
+        .ok_or_else(unauthenticated)?;
+    Ok(json(StatusCode::OK, &UserBody { user: record.user }))
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
+        Ok(Ok(())) => json_response(StatusCode::OK, r#"{"status":"ok"}"#.into()),
+        Ok(Err(err)) => {
+            tracing::error!(error = %err, "health check failed");
+            json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                r#"{"status":"unavailable"}"#.into(),
+            )
+        }
+        Err(_) => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            r#"{"status":"unavailable"}"#.into(),
+        ),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let body = state.metrics.render();
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn index() -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(
+                    "default-src 'self'; script-src 'self'; style-src 'self'; object-src 'none'",
+                ),
+            ),
+        ],
+        include_str!("../web/index.html"),
+    )
+        .into_response()
+}
+
+async fn not_found() -> HttpError {
+    HttpError(ApiError::new(
+        ErrorCode::NotFound,
+        "There is nothing at this address.",
+    ))
+}

@@ -1,0 +1,467 @@
+//! The hub: which local sockets receive which room's events, and the delivery to them.
+//!
+//! The hub holds, for this node only, every authenticated session, the rooms each one
+//! receives, and who is online where. It never touches the store and never awaits a
+//! client: delivery is a `try_send` of shared bytes into the session's bounded outbox,
+//! and a full outbox closes that one session with 4008 (it catches up from history
+//! after reconnecting). So one slow reader can never slow a room.
+//!
+//! **Invariant:** for one room, frames enter every outbox in the order `dispatch` is
+//! called; the bus calls it in commit order, so each socket sees a room's seqs in order.
+
+use crate::bus::{BusMessage, CloseTarget, MembershipChange, RoomEnvelope};
+use crate::metrics::Metrics;
+use crate::protocol::User;
+use crate::store::UserId;
+use axum::extract::ws::Utf8Bytes;
+use dashmap::DashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex, OnceLock};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Close codes the server sends (PROTOCOL.md section 4).
+pub mod close_code {
+    /// Normal closure.
+    pub const NORMAL: u16 = 1000;
+    /// The server is shutting down.
+    pub const GOING_AWAY: u16 = 1001;
+    /// A policy was violated.
+    pub const POLICY: u16 = 1008;
+    /// A frame was over the size limit.
+    pub const TOO_LARGE: u16 = 1009;
+    /// Not authenticated, or the token was revoked.
+    pub const UNAUTHENTICATED: u16 = 4001;
+    /// Banned from the server.
+    pub const BANNED: u16 = 4003;
+    /// The socket read too slowly; reconnect and catch up.
+    pub const SLOW_CONSUMER: u16 = 4008;
+    /// Too many requests.
+    pub const TOO_MANY_REQUESTS: u16 = 4029;
+}
+
+/// One authenticated socket, as the hub and the request handlers see it.
+pub struct Session {
+    /// Unique per process.
+    pub id: u64,
+    /// Whose socket this is.
+    pub user_id: UserId,
+    /// The user's public profile; the role can change while the socket is open.
+    pub user: Mutex<User>,
+    /// Hash of the token the socket authenticated with, so logout can close it.
+    pub token_hash: [u8; 32],
+    /// Frames for the writer task. Bounded; see the module docs for the overflow policy.
+    outbox: mpsc::Sender<Utf8Bytes>,
+    /// Fired to make the writer send a close frame and stop.
+    closer: Closer,
+    /// Rooms this socket receives. Mirrors the user's memberships in the store; the
+    /// hub changes it together with the room's subscriber list. Short std lock.
+    rooms: Mutex<HashSet<String>>,
+}
+
+impl Session {
+    /// A session that writes through `outbox` and closes through `closer`.
+    pub fn new(
+        id: u64,
+        user_id: UserId,
+        user: User,
+        token_hash: [u8; 32],
+        outbox: mpsc::Sender<Utf8Bytes>,
+        closer: Closer,
+    ) -> Session {
+        Session {
+            id,
+            user_id,
+            user: Mutex::new(user),
+            token_hash,
+            outbox,
+            closer,
+            rooms: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// The user's profile as it is now.
+    pub fn user(&self) -> User {
+        self.user.lock().expect("user lock").clone()
+    }
+
+    /// Whether this socket receives `room` (i.e. the user is a member).
+    pub fn is_in(&self, room: &str) -> bool {
+        self.rooms.lock().expect("rooms lock").contains(room)
+    }
+
+    /// Queues a frame without waiting. A full outbox closes the session (4008).
+    fn deliver(&self, frame: &Utf8Bytes, metrics: &Metrics) {
+        match self.outbox.try_send(frame.clone()) {
+            Ok(()) => {
+                metrics.deliveries.fetch_add(1, Relaxed);
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if self.closer.close(
+                    close_code::SLOW_CONSUMER,
+                    "slow consumer: reconnect and catch up from history",
+                ) {
+                    metrics.outbox_overflows.fetch_add(1, Relaxed);
+                    tracing::info!(
+                        session = self.id,
+                        "outbox full; closing the socket with 4008"
+                    );
+                }
+            }
+            // The writer is gone; the session is being torn down.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    /// Asks the writer to close the socket with `code`.
+    pub fn close(&self, code: u16, reason: &'static str) {
+        self.closer.close(code, reason);
+    }
+}
+
+/// The close signal shared by a socket's reader, writer and the hub: the first close
+/// wins, and its code is the one the client gets.
+#[derive(Clone, Default)]
+pub struct Closer {
+    token: CancellationToken,
+    frame: Arc<OnceLock<(u16, &'static str)>>,
+}
+
+impl Closer {
+    /// Records `code` (if no close came first) and wakes the writer; `true` if this
+    /// call was the first.
+    pub fn close(&self, code: u16, reason: &'static str) -> bool {
+        let first = self.frame.set((code, reason)).is_ok();
+        self.token.cancel();
+        first
+    }
+
+    /// Resolves once a close was asked for.
+    pub async fn closed(&self) {
+        self.token.cancelled().await
+    }
+
+    /// The close code and reason asked for, if any.
+    pub fn frame(&self) -> Option<(u16, &'static str)> {
+        self.frame.get().copied()
+    }
+}
+
+/// The local subscribers of one room.
+#[derive(Default)]
+struct RoomSubscribers {
+    /// Sessions receiving the room. A Vec: dispatch iterates it on every event.
+    sessions: Vec<Arc<Session>>,
+    /// Sessions per online user, for presence and `members_online`.
+    online: HashMap<UserId, u32>,
+}
+
+/// The node's fan-out: a cheap `Clone` handle.
+#[derive(Clone)]
+pub struct Hub {
+    shared: Arc<HubShared>,
+}
+
+struct HubShared {
+    /// room name → its local subscribers. DashMap: dispatches to different rooms do not
+    /// contend; a guard is held only while queuing frames, never across an await.
+    rooms: DashMap<String, RoomSubscribers>,
+    /// user → that user's sessions on this node.
+    users: DashMap<UserId, Vec<Arc<Session>>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Hub {
+    /// An empty hub.
+    pub fn new(metrics: Arc<Metrics>) -> Hub {
+        Hub {
+            shared: Arc::new(HubShared {
+                rooms: DashMap::new(),
+                users: DashMap::new(),
+                metrics,
+            }),
+        }
+    }
+
+    /// Adds a freshly authenticated session to its user, receiving no room yet.
+    /// Registering before reading the user's rooms means a concurrent `join` from another
+    /// socket of the same user reaches this one too.
+    pub fn register(&self, session: &Arc<Session>) {
+        self.shared
+            .users
+            .entry(session.user_id)
+            .or_default()
+            .push(session.clone());
+    }
+
+    /// Makes `session` receive each of `rooms`; returns the rooms where its user was
+    /// not online before (for presence).
+    pub fn attach(&self, session: &Arc<Session>, rooms: &[String]) -> Vec<String> {
+        rooms
+            .iter()
+            .filter(|room| self.subscribe(session, room))
+            .cloned()
+            .collect()
+    }
+
+    /// Removes a closing session everywhere; returns the rooms where its user is now
+    /// offline on this node.
+    pub fn detach(&self, session: &Arc<Session>) -> Vec<String> {
+        if let Some(mut sessions) = self.shared.users.get_mut(&session.user_id) {
+            sessions.retain(|other| other.id != session.id);
+        }
+        self.shared
+            .users
+            .remove_if(&session.user_id, |_, sessions| sessions.is_empty());
+        let rooms: Vec<String> = session
+            .rooms
+            .lock()
+            .expect("rooms lock")
+            .iter()
+            .cloned()
+            .collect();
+        rooms
+            .into_iter()
+            .filter(|room| self.unsubscribe(session, room))
+            .collect()
+    }
+
+    /// Makes every local session of `user` receive `room`.
+    pub fn subscribe_user(&self, room: &str, user: UserId) {
+        for session in self.sessions_of(user) {
+            self.subscribe(&session, room);
+        }
+    }
+
+    /// Stops every local session of `user` from receiving `room`.
+    pub fn unsubscribe_user(&self, room: &str, user: UserId) {
+        for session in self.sessions_of(user) {
+            self.unsubscribe(&session, room);
+        }
+    }
+
+    /// How many distinct users are online in `room` on this node.
+    pub fn members_online(&self, room: &str) -> u64 {
+        self.shared
+            .rooms
+            .get(room)
+            .map_or(0, |subs| subs.online.len() as u64)
+    }
+
+    /// Up to `max` distinct online users of `room`.
+    pub fn online_users(&self, room: &str, max: usize) -> Vec<User> {
+        let Some(subs) = self.shared.rooms.get(room) else {
+            return Vec::new();
+        };
+        let mut seen = HashSet::new();
+        subs.sessions
+            .iter()
+            .filter(|s| seen.insert(s.user_id))
+            .take(max)
+            .map(|s| s.user())
+            .collect()
+    }
+
+    /// Applies one bus message on this node.
+    pub fn dispatch(&self, message: &BusMessage) {
+        match message {
+            BusMessage::Room(envelope) => self.dispatch_room(envelope),
+            BusMessage::Close {
+                target,
+                code,
+                reason,
+            } => {
+                let sessions: Vec<Arc<Session>> = match target {
+                    CloseTarget::User(user) => self.sessions_of(*user),
+                    CloseTarget::Token(hash) => self
+                        .shared
+                        .users
+                        .iter()
+                        .flat_map(|e| e.value().clone())
+                        .filter(|s| s.token_hash == *hash)
+                        .collect(),
+                };
+                for session in sessions {
+                    session.close(*code, reason);
+                }
+            }
+        }
+    }
+
+    fn dispatch_room(&self, envelope: &RoomEnvelope) {
+        // A joiner starts receiving before the event goes out, so it sees its own join;
+        // a leaver stops after it, so its other sockets learn that it left.
+        if let Some((user, MembershipChange::Subscribe)) = envelope.membership {
+            self.subscribe_user(&envelope.room, user);
+        }
+        if let Some(subs) = self.shared.rooms.get(&envelope.room) {
+            for session in &subs.sessions {
+                if envelope.except != Some(session.user_id) {
+                    session.deliver(&envelope.frame, &self.shared.metrics);
+                }
+            }
+        }
+        if let Some((user, MembershipChange::Unsubscribe)) = envelope.membership {
+            self.unsubscribe_user(&envelope.room, user);
+        }
+    }
+
+    fn sessions_of(&self, user: UserId) -> Vec<Arc<Session>> {
+        self.shared
+            .users
+            .get(&user)
+            .map(|s| s.clone())
+            .unwrap_or_default()
+    }
+
+    /// Returns `true` if the session's user came online in the room.
+    fn subscribe(&self, session: &Arc<Session>, room: &str) -> bool {
+        if !session
+            .rooms
+            .lock()
+            .expect("rooms lock")
+            .insert(room.to_string())
+        {
+            return false;
+        }
+        let mut subs = self.shared.rooms.entry(room.to_string()).or_default();
+        subs.sessions.push(session.clone());
+        let count = subs.online.entry(session.user_id).or_insert(0);
+        *count += 1;
+        *count == 1
+    }
+
+    /// Returns `true` if the session's user went offline in the room.
+    fn unsubscribe(&self, session: &Arc<Session>, room: &str) -> bool {
+        if !session.rooms.lock().expect("rooms lock").remove(room) {
+            return false;
+        }
+        let mut offline = false;
+        if let Some(mut subs) = self.shared.rooms.get_mut(room) {
+            subs.sessions.retain(|other| other.id != session.id);
+            if let Some(count) = subs.online.get_mut(&session.user_id) {
+                *count -= 1;
+                if *count == 0 {
+                    subs.online.remove(&session.user_id);
+                    offline = true;
+                }
+            }
+        }
+        self.shared
+            .rooms
+            .remove_if(room, |_, subs| subs.sessions.is_empty());
+        offline
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Role;
+
+    fn session(
+        id: u64,
+        user: i64,
+        capacity: usize,
+    ) -> (Arc<Session>, mpsc::Receiver<Utf8Bytes>, Closer) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let closer = Closer::default();
+        let profile = User {
+            username: format!("u{user}"),
+            display_name: format!("U{user}"),
+            role: Role::Member,
+        };
+        (
+            Arc::new(Session::new(
+                id,
+                UserId(user),
+                profile,
+                [0; 32],
+                tx,
+                closer.clone(),
+            )),
+            rx,
+            closer,
+        )
+    }
+
+    fn envelope(room: &str, text: &str) -> BusMessage {
+        BusMessage::Room(RoomEnvelope {
+            room: room.into(),
+            frame: Utf8Bytes::from(text.to_string()),
+            except: None,
+            membership: None,
+        })
+    }
+
+    #[test]
+    fn a_full_outbox_closes_only_that_session_with_4008() {
+        let hub = Hub::new(Arc::default());
+        let (slow, _slow_rx, slow_closer) = session(1, 1, 2);
+        let (fast, mut fast_rx, fast_closer) = session(2, 2, 16);
+        for s in [&slow, &fast] {
+            hub.register(s);
+            hub.attach(s, &["room".to_string()]);
+        }
+        for n in 0..5 {
+            hub.dispatch(&envelope("room", &n.to_string()));
+        }
+        assert_eq!(
+            slow_closer.frame().map(|f| f.0),
+            Some(close_code::SLOW_CONSUMER)
+        );
+        assert!(fast_closer.frame().is_none());
+        let got: Vec<String> = std::iter::from_fn(|| fast_rx.try_recv().ok())
+            .map(|f| f.as_str().to_string())
+            .collect();
+        assert_eq!(got, ["0", "1", "2", "3", "4"]);
+        assert_eq!(hub.shared.metrics.outbox_overflows.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn presence_counts_users_not_sockets() {
+        let hub = Hub::new(Arc::default());
+        let (a1, _r1, _) = session(1, 7, 4);
+        let (a2, _r2, _) = session(2, 7, 4);
+        hub.register(&a1);
+        hub.register(&a2);
+        assert_eq!(hub.attach(&a1, &["r".into()]), vec!["r".to_string()]);
+        assert!(
+            hub.attach(&a2, &["r".into()]).is_empty(),
+            "second socket of an online user"
+        );
+        assert_eq!(hub.members_online("r"), 1);
+        assert!(hub.detach(&a1).is_empty());
+        assert_eq!(hub.detach(&a2), vec!["r".to_string()]);
+        assert_eq!(hub.members_online("r"), 0);
+    }
+
+    #[test]
+    fn membership_changes_apply_around_the_event() {
+        let hub = Hub::new(Arc::default());
+        let (s, mut rx, _) = session(1, 3, 8);
+        hub.register(&s);
+        let join = BusMessage::Room(RoomEnvelope {
+            room: "r".into(),
+            frame: Utf8Bytes::from_static("joined"),
+            except: None,
+            membership: Some((UserId(3), MembershipChange::Subscribe)),
+        });
+        hub.dispatch(&join);
+        assert!(s.is_in("r"));
+        let leave = BusMessage::Room(RoomEnvelope {
+            room: "r".into(),
+            frame: Utf8Bytes::from_static("left"),
+            except: None,
+            membership: Some((UserId(3), MembershipChange::Unsubscribe)),
+        });
+        hub.dispatch(&leave);
+        assert!(!s.is_in("r"));
+        hub.dispatch(&envelope("r", "after"));
+        let got: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|f| f.as_str().to_string())
+            .collect();
+        assert_eq!(got, ["joined", "left"]);
+    }
+}

@@ -1,0 +1,769 @@
+//! The wire protocol: every JSON shape that crosses HTTP or the WebSocket.
+//!
+//! This module owns the serde types for client requests, replies, server events and
+//! the error body, plus the timestamp format. It knows nothing about storage, sockets
+//! or permissions; everything else in the crate works on the typed values here.
+//!
+//! Parsing a client frame is two steps: a cheap look at `type` and `id`, then the typed
+//! fields for that one type. That gives a precise error ("send needs a `room`") and
+//! lets an error reply echo the request's `id` even when the rest of the frame is bad.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A global role, lowest to highest. The order matters: `Ord` compares authority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Every registered account.
+    Member,
+    /// A network-wide moderator.
+    Moderator,
+    /// Runs events: may open summit rooms.
+    Organiser,
+    /// Runs the server.
+    Admin,
+}
+
+impl Role {
+    /// The stable lower-case name used on the wire, in the database and on the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Member => "member",
+            Role::Moderator => "moderator",
+            Role::Organiser => "organiser",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Parses the wire name; `None` for anything else.
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "member" => Some(Role::Member),
+            "moderator" => Some(Role::Moderator),
+            "organiser" => Some(Role::Organiser),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+
+    /// May this role open a topic room? `members_may` is the server option that lets
+    /// plain members do it too.
+    pub fn can_create_topic_room(self, members_may: bool) -> bool {
+        match self {
+            Role::Member => members_may,
+            Role::Moderator | Role::Organiser | Role::Admin => true,
+        }
+    }
+
+    /// May this role open a summit room (a scheduled, capacity-limited event)?
+    pub fn can_create_summit_room(self) -> bool {
+        match self {
+            Role::Member | Role::Moderator => false,
+            Role::Organiser | Role::Admin => true,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The kind of a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RoomKind {
+    /// An ordinary, always-open room about a topic.
+    #[default]
+    Topic,
+    /// An event room with an optional schedule window and capacity.
+    Summit,
+}
+
+impl RoomKind {
+    /// The stable lower-case name used on the wire and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoomKind::Topic => "topic",
+            RoomKind::Summit => "summit",
+        }
+    }
+
+    /// Parses the stored name; `None` for anything else.
+    pub fn parse(text: &str) -> Option<RoomKind> {
+        match text {
+            "topic" => Some(RoomKind::Topic),
+            "summit" => Some(RoomKind::Summit),
+            _ => None,
+        }
+    }
+}
+
+/// A user as every client sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// Lower-case login name, unique.
+    pub username: String,
+    /// Free-form name shown in the client.
+    pub display_name: String,
+    /// Global role.
+    pub role: Role,
+}
+
+/// A room as every client sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Room {
+    /// Unique name, `a-z 0-9 _ -`.
+    pub name: String,
+    /// What the room is about; may be empty.
+    pub topic: String,
+    /// Topic or summit.
+    pub kind: RoomKind,
+    /// Username of the creator.
+    pub owner: String,
+    /// Members with at least one authenticated socket.
+    pub members_online: u64,
+    /// Seconds a member must wait between messages; 0 is off.
+    pub slow_mode_s: u32,
+    /// A locked room is read-only for all but its moderators.
+    pub locked: bool,
+    /// Summit window start (ISO-8601).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub starts_at: Option<String>,
+    /// Summit window end (ISO-8601).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ends_at: Option<String>,
+    /// Summit member limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<u32>,
+}
+
+/// A stored chat message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// Position in the room, from 1, without gaps.
+    pub seq: i64,
+    /// Room name.
+    pub room: String,
+    /// Who wrote it.
+    pub author: User,
+    /// The text; absent once deleted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// When the server stored it (ISO-8601, milliseconds, UTC).
+    pub ts: String,
+    /// The sender's idempotency key, when one was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_msg_id: Option<String>,
+    /// Present and `true` for a deleted message.
+    #[serde(skip_serializing_if = "is_false", default)]
+    pub deleted: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+/// The client's request id: a short string or an integer, echoed in the reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RequestId {
+    /// An integer id.
+    Int(i64),
+    /// A string id of at most 64 characters.
+    Text(String),
+}
+
+/// Stable error codes (PROTOCOL.md section 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame could not be understood.
+    BadRequest,
+    /// A field's value is not acceptable.
+    Invalid,
+    /// No valid credentials.
+    Unauthenticated,
+    /// Authenticated, but not allowed.
+    Forbidden,
+    /// No such room, user or message.
+    NotFound,
+    /// The name is taken.
+    Conflict,
+    /// The user is muted in the room.
+    Muted,
+    /// The user is banned.
+    Banned,
+    /// A summit room outside its window.
+    NotOpen,
+    /// A summit room at capacity.
+    Full,
+    /// Too many requests; wait and retry.
+    RateLimited,
+    /// The payload is over a size limit.
+    TooLarge,
+    /// The server failed; the cause is in its log.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status that goes with this code on the HTTP API.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::BadRequest | ErrorCode::Invalid => 400,
+            ErrorCode::Unauthenticated => 401,
+            ErrorCode::Forbidden | ErrorCode::Banned => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::Conflict | ErrorCode::Muted | ErrorCode::NotOpen | ErrorCode::Full => 409,
+            ErrorCode::TooLarge => 413,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::Internal => 500,
+        }
+    }
+}
+
+/// An error as a client sees it: a stable code and a human sentence. Internal causes
+/// never travel in it; they go to the log where the error is made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// The stable code.
+    pub code: ErrorCode,
+    /// A sentence for a person.
+    pub message: String,
+}
+
+impl ApiError {
+    /// Builds an error from a code and a sentence.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// `internal`, with a generic sentence; log the cause before calling this.
+    pub fn internal() -> ApiError {
+        ApiError::new(
+            ErrorCode::Internal,
+            "The server could not complete this request; please try again.",
+        )
+    }
+
+    /// The HTTP body `{"error": {"code", "message"}}`.
+    pub fn to_http_body(&self) -> String {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            error: Inner<'a>,
+        }
+        #[derive(Serialize)]
+        struct Inner<'a> {
+            code: ErrorCode,
+            message: &'a str,
+        }
+        serde_json::to_string(&Body {
+            error: Inner {
+                code: self.code,
+                message: &self.message,
+            },
+        })
+        .expect("an error body always serialises")
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+// ----------------------------------------------------------------------------------
+// HTTP bodies
+// ----------------------------------------------------------------------------------
+
+/// `POST /api/v1/register`.
+#[derive(Debug, Deserialize)]
+pub struct RegisterBody {
+    /// Wanted username.
+    pub username: String,
+    /// Password, 8–1024 bytes.
+    pub password: String,
+    /// Optional display name.
+    pub display_name: Option<String>,
+}
+
+/// `POST /api/v1/login`.
+#[derive(Debug, Deserialize)]
+pub struct LoginBody {
+    /// Username (any case).
+    pub username: String,
+    /// Password.
+    pub password: String,
+}
+
+/// `{"user": User}`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct UserBody {
+    /// The user.
+    pub user: User,
+}
+
+/// `{"token", "user"}` after a successful login.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LoginReply {
+    /// The opaque bearer token.
+    pub token: String,
+    /// The user.
+    pub user: User,
+}
+
+// ----------------------------------------------------------------------------------
+// WebSocket requests
+// ----------------------------------------------------------------------------------
+
+/// A parsed client request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    /// Authenticate the socket.
+    Auth {
+        /// Bearer token from login.
+        token: String,
+    },
+    /// List rooms.
+    Rooms,
+    /// Open a room.
+    CreateRoom(CreateRoom),
+    /// Become a member of a room.
+    Join {
+        /// Room name.
+        room: String,
+    },
+    /// Stop being a member.
+    Leave {
+        /// Room name.
+        room: String,
+    },
+    /// Post a message.
+    Send(SendMessage),
+    /// Page through stored messages.
+    History(HistoryQuery),
+    /// Tell the room one is typing.
+    Typing {
+        /// Room name.
+        room: String,
+    },
+}
+
+/// Fields of `create_room`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct CreateRoom {
+    /// Unique room name.
+    pub name: String,
+    /// What it is about.
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// Topic (default) or summit.
+    #[serde(default)]
+    pub kind: RoomKind,
+    /// Summit window start, ISO-8601.
+    #[serde(default)]
+    pub starts_at: Option<String>,
+    /// Summit window end, ISO-8601.
+    #[serde(default)]
+    pub ends_at: Option<String>,
+    /// Summit member limit.
+    #[serde(default)]
+    pub capacity: Option<u32>,
+}
+
+/// Fields of `send`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct SendMessage {
+    /// Room name.
+    pub room: String,
+    /// Message text.
+    pub body: String,
+    /// Idempotency key.
+    #[serde(default)]
+    pub client_msg_id: Option<String>,
+}
+
+/// Fields of `history`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct HistoryQuery {
+    /// Room name.
+    pub room: String,
+    /// Only messages with a smaller seq.
+    #[serde(default)]
+    pub before: Option<i64>,
+    /// Only messages with a larger seq.
+    #[serde(default)]
+    pub after: Option<i64>,
+    /// How many, 1–100 (default 50).
+    #[serde(default)]
+    pub limit: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    id: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct AuthFields {
+    token: String,
+}
+
+#[derive(Deserialize)]
+struct RoomFields {
+    room: String,
+}
+
+/// Why a frame could not be parsed; `id` is the request's id when it could be read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParseError {
+    /// The echoed id, if the frame had a usable one.
+    pub id: Option<RequestId>,
+    /// What was wrong, for a person.
+    pub message: String,
+}
+
+/// Parses one text frame into its id and request.
+pub fn parse_request(text: &str) -> Result<(Option<RequestId>, Request), ParseError> {
+    let head: Head<'_> = serde_json::from_str(text).map_err(|err| ParseError {
+        id: None,
+        message: format!("The frame is not a JSON object: {err}."),
+    })?;
+    let id = match head.id {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::Number(n)) if n.as_i64().is_some() => {
+            n.as_i64().map(RequestId::Int)
+        }
+        Some(serde_json::Value::String(s)) if s.chars().count() <= 64 => Some(RequestId::Text(s)),
+        Some(_) => {
+            return Err(ParseError {
+                id: None,
+                message: "`id` must be an integer or a string of at most 64 characters.".into(),
+            })
+        }
+    };
+    let fail = |kind: &str, err: serde_json::Error| ParseError {
+        id: id.clone(),
+        message: format!("Bad `{kind}` request: {err}."),
+    };
+    let Some(kind) = head.kind else {
+        return Err(ParseError {
+            id,
+            message: "The frame has no `type`.".into(),
+        });
+    };
+    let request = match kind.as_ref() {
+        "auth" => {
+            let f: AuthFields = serde_json::from_str(text).map_err(|e| fail("auth", e))?;
+            Request::Auth { token: f.token }
+        }
+        "rooms" => Request::Rooms,
+        "create_room" => {
+            Request::CreateRoom(serde_json::from_str(text).map_err(|e| fail("create_room", e))?)
+        }
+        "join" => {
+            let f: RoomFields = serde_json::from_str(text).map_err(|e| fail("join", e))?;
+            Request::Join { room: f.room }
+        }
+        "leave" => {
+            let f: RoomFields = serde_json::from_str(text).map_err(|e| fail("leave", e))?;
+            Request::Leave { room: f.room }
+        }
+        "send" => Request::Send(serde_json::from_str(text).map_err(|e| fail("send", e))?),
+        "history" => Request::History(serde_json::from_str(text).map_err(|e| fail("history", e))?),
+        "typing" => {
+            let f: RoomFields = serde_json::from_str(text).map_err(|e| fail("typing", e))?;
+            Request::Typing { room: f.room }
+        }
+        other => {
+            return Err(ParseError {
+                id,
+                message: format!("Unknown request type `{}`.", truncate(other, 40)),
+            })
+        }
+    };
+    Ok((id, request))
+}
+
+fn truncate(text: &str, max_chars: usize) -> &str {
+    match text.char_indices().nth(max_chars) {
+        Some((at, _)) => &text[..at],
+        None => text,
+    }
+}
+
+// ----------------------------------------------------------------------------------
+// WebSocket replies and events
+// ----------------------------------------------------------------------------------
+
+/// The result fields of an `ok` reply.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Reply {
+    /// `auth`.
+    Authenticated {
+        /// Who the socket belongs to.
+        user: User,
+        /// Names of the rooms the user is a member of.
+        rooms: Vec<String>,
+    },
+    /// `rooms`.
+    Rooms {
+        /// Rooms the user can see.
+        rooms: Vec<Room>,
+    },
+    /// `create_room`.
+    Room {
+        /// The new room.
+        room: Room,
+    },
+    /// `join`.
+    Joined {
+        /// The room.
+        room: Room,
+        /// Up to 200 online members.
+        online: Vec<User>,
+        /// The latest messages, ascending.
+        messages: Vec<Message>,
+    },
+    /// `send`.
+    Sent {
+        /// The stored message.
+        message: Message,
+    },
+    /// `history`.
+    Messages {
+        /// Messages, ascending by seq.
+        messages: Vec<Message>,
+    },
+    /// Requests with no result fields.
+    Empty {},
+}
+
+#[derive(Serialize)]
+struct OkFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a RequestId>,
+    #[serde(flatten)]
+    reply: &'a Reply,
+}
+
+#[derive(Serialize)]
+struct ErrorFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a RequestId>,
+    code: ErrorCode,
+    message: &'a str,
+}
+
+/// Serialises `{"type": "ok", "id", ...reply}`.
+pub fn ok_frame(id: Option<&RequestId>, reply: &Reply) -> String {
+    serde_json::to_string(&OkFrame {
+        kind: "ok",
+        id,
+        reply,
+    })
+    .expect("replies always serialise")
+}
+
+/// Serialises `{"type": "error", "id", "code", "message"}`.
+pub fn error_frame(id: Option<&RequestId>, error: &ApiError) -> String {
+    serde_json::to_string(&ErrorFrame {
+        kind: "error",
+        id,
+        code: error.code,
+        message: &error.message,
+    })
+    .expect("errors always serialise")
+}
+
+/// Why a member left a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeftReason {
+    /// Asked to leave.
+    Left,
+    /// Removed by a moderator; may rejoin.
+    Kicked,
+    /// Removed by a moderator; may not rejoin.
+    Banned,
+    /// Still a member, but the last socket closed.
+    Disconnected,
+}
+
+/// A server-pushed event. Events never carry an `id`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// A new message.
+    Message {
+        /// Room name.
+        room: String,
+        /// The message.
+        message: Message,
+    },
+    /// A member joined, or came back online.
+    MemberJoined {
+        /// Room name.
+        room: String,
+        /// Who.
+        user: User,
+    },
+    /// A member left, was removed, or went offline.
+    MemberLeft {
+        /// Room name.
+        room: String,
+        /// Who.
+        user: User,
+        /// Why.
+        reason: LeftReason,
+    },
+    /// Someone is typing.
+    Typing {
+        /// Room name.
+        room: String,
+        /// Who.
+        user: User,
+    },
+    /// A room's settings changed.
+    RoomUpdated {
+        /// The room as it is now.
+        room: Room,
+    },
+}
+
+impl Event {
+    /// Serialises the event once; the bytes are shared by every recipient.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("events always serialise")
+    }
+}
+
+// ----------------------------------------------------------------------------------
+// Time
+// ----------------------------------------------------------------------------------
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    since.as_millis() as i64
+}
+
+/// Formats Unix milliseconds as `2026-10-10T12:00:00.123Z`.
+pub fn format_ts(ms: i64) -> String {
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.millisecond()
+    )
+}
+
+/// Parses an RFC 3339 / ISO-8601 timestamp with an offset into Unix milliseconds.
+pub fn parse_ts(text: &str) -> Option<i64> {
+    let at =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    Some((at.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip_with_milliseconds_in_utc() {
+        let ms = parse_ts("2026-10-10T12:00:00.123Z").unwrap();
+        assert_eq!(format_ts(ms), "2026-10-10T12:00:00.123Z");
+        let shifted = parse_ts("2026-10-10T14:00:00+02:00").unwrap();
+        assert_eq!(format_ts(shifted), "2026-10-10T12:00:00.000Z");
+        assert_eq!(parse_ts("10 October"), None);
+    }
+
+    #[test]
+    fn parse_keeps_the_id_when_fields_are_missing() {
+        let err = parse_request(r#"{"type":"send","id":7,"room":"x"}"#).unwrap_err();
+        assert_eq!(err.id, Some(RequestId::Int(7)));
+        assert!(err.message.contains("body"), "{}", err.message);
+        let err = parse_request(r#"{"type":"fly","id":"a"}"#).unwrap_err();
+        assert_eq!(err.id, Some(RequestId::Text("a".into())));
+        assert!(parse_request("not json").unwrap_err().id.is_none());
+        assert!(parse_request(r#"{"id":1}"#)
+            .unwrap_err()
+            .message
+            .contains("type"));
+    }
+
+    #[test]
+    fn parse_reads_each_request() {
+        let (id, req) = parse_request(r#"{"type":"history","room":"r","after":3}"#).unwrap();
+        assert_eq!(id, None);
+        assert_eq!(
+            req,
+            Request::History(HistoryQuery {
+                room: "r".into(),
+                before: None,
+                after: Some(3),
+                limit: None
+            })
+        );
+        let (_, req) =
+            parse_request(r#"{"type":"create_room","name":"n","kind":"summit"}"#).unwrap();
+        assert!(matches!(
+            req,
+            Request::CreateRoom(CreateRoom {
+                kind: RoomKind::Summit,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn ok_frames_echo_the_id_and_flatten_the_result() {
+        let text = ok_frame(Some(&RequestId::Int(7)), &Reply::Empty {});
+        assert_eq!(text, r#"{"type":"ok","id":7}"#);
+        let err = error_frame(None, &ApiError::new(ErrorCode::NotFound, "No such room."));
+        assert_eq!(
+            err,
+            r#"{"type":"error","code":"not_found","message":"No such room."}"#
+        );
+    }
+
+    #[test]
+    fn roles_are_ordered_by_authority() {
+        assert!(
+            Role::Member < Role::Moderator
+                && Role::Moderator < Role::Organiser
+                && Role::Organiser < Role::Admin
+        );
+        for role in [Role::Member, Role::Moderator, Role::Organiser, Role::Admin] {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+        assert!(!Role::Member.can_create_topic_room(false));
+        assert!(Role::Member.can_create_topic_room(true));
+        assert!(!Role::Moderator.can_create_summit_room());
+        assert!(Role::Organiser.can_create_summit_room());
+    }
+}

@@ -1,0 +1,477 @@
+//! One WebSocket connection, from upgrade to cleanup.
+//!
+//! Each socket is two tasks. The **writer** owns the sink: it drains the session's
+//! bounded outbox, feeds every queued frame and flushes once (one syscall for a burst),
+//! pings on a timer, and sends the close frame the [`Closer`] asks for. The **reader**
+//! (this module's `run`) authenticates, then reads requests one at a time and answers
+//! through the same outbox, so a socket's replies and events keep one order.
+//!
+//! Cleanup happens in one place, at the end of `run`: the hub forgets the session and
+//! presence is updated, whatever ended the connection.
+
+mod requests;
+
+use crate::auth::{token_hash, TokenBucket};
+use crate::http::HttpError;
+use crate::hub::{close_code, Closer, Session};
+use crate::protocol::{
+    error_frame, ok_frame, parse_request, ApiError, ErrorCode, Event, LeftReason, Reply, Request,
+    RequestId,
+};
+use crate::server::{internal, AppState};
+use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// Consecutive refused requests after which a socket is closed with 4029.
+const MAX_REFUSALS_IN_A_ROW: u32 = 50;
+
+/// `GET /ws`: checks the origin and the per-address limit, then upgrades.
+pub async fn upgrade(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if let Err(error) = check_origin(&state.config.allowed_origins, &headers) {
+        tracing::info!(%peer, "refused a WebSocket from a foreign origin");
+        return HttpError(error).into_response();
+    }
+    let Some(slot) = AddressSlot::take(&state, peer.ip()) else {
+        let error = ApiError::new(
+            ErrorCode::RateLimited,
+            "Too many open connections from your address.",
+        );
+        return HttpError(error).into_response();
+    };
+    let max = state.config.max_frame_bytes;
+    upgrade
+        .max_message_size(max)
+        .max_frame_size(max)
+        // Frames are small; buffer a burst of them, then write once.
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(16 * 1024)
+        // A socket that will not take our bytes is closed, not buffered without end.
+        .max_write_buffer_size(1024 * 1024)
+        .on_upgrade(move |socket| {
+            let tracker = state.tracker.clone();
+            tracker.track_future(async move {
+                state.metrics.sockets_accepted.fetch_add(1, Relaxed);
+                run(state, socket).await;
+                drop(slot);
+            })
+        })
+}
+
+/// Allows a request with no `Origin` (non-browser clients), an origin in the allowed
+/// list, or, with no list, the server's own origin (same host and port as `Host`).
+fn check_origin(allowed: &[String], headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let origin = origin
+        .to_str()
+        .unwrap_or("")
+        .trim_end_matches('/')
+        .to_ascii_lowercase();
+    let ok = if allowed.is_empty() {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        !host.is_empty()
+            && (origin == format!("http://{host}") || origin == format!("https://{host}"))
+    } else {
+        allowed
+            .iter()
+            .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(&origin))
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "This page's origin may not open a chat connection to this server.",
+        ))
+    }
+}
+
+/// One open socket counted against its address; released on drop.
+struct AddressSlot {
+    state: AppState,
+    ip: IpAddr,
+}
+
+impl AddressSlot {
+    fn take(state: &AppState, ip: IpAddr) -> Option<AddressSlot> {
+        let limit = state.config.max_sockets_per_address;
+        let mut count = state.sockets_per_address.entry(ip).or_insert(0);
+        if limit != 0 && *count >= limit {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot {
+            state: state.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        if let Some(mut count) = self.state.sockets_per_address.get_mut(&self.ip) {
+            *count = count.saturating_sub(1);
+        }
+        self.state
+            .sockets_per_address
+            .remove_if(&self.ip, |_, count| *count == 0);
+    }
+}
+
+/// The reader half of a connection, and its cleanup.
+async fn run(state: AppState, socket: WebSocket) {
+    let (sink, mut stream) = socket.split();
+    let (outbox, frames) = mpsc::channel(state.config.outbox_frames);
+    let closer = Closer::default();
+    let writer = tokio::spawn(write_loop(
+        sink,
+        frames,
+        closer.clone(),
+        state.config.ping_interval(),
+    ));
+    let mut reader = Reader {
+        state: state.clone(),
+        outbox,
+        closer: closer.clone(),
+        session: None,
+        refusals: 0,
+    };
+    if reader.authenticate(&mut stream).await {
+        reader.serve(&mut stream).await;
+    }
+    if let Some(session) = reader.session.take() {
+        state.metrics.sockets_open.fetch_sub(1, Relaxed);
+        let user = session.user();
+        for room in state.hub.detach(&session) {
+            let event = Event::MemberLeft {
+                room: room.clone(),
+                user: user.clone(),
+                reason: LeftReason::Disconnected,
+            };
+            state.publish_room(&room, &event, None, None);
+        }
+    }
+    closer.close(close_code::NORMAL, "");
+    drop(reader);
+    // The writer ends once the close frame is out or its timeout passes.
+    let _ = writer.await;
+}
+
+struct Reader {
+    state: AppState,
+    outbox: mpsc::Sender<Utf8Bytes>,
+    closer: Closer,
+    session: Option<Arc<Session>>,
+    /// Requests refused in a row (bad frames, rate limits).
+    refusals: u32,
+}
+
+/// What to do after one incoming frame.
+enum Next {
+    Continue,
+    Stop,
+}
+
+impl Reader {
+    /// Waits for a valid `auth` until the deadline; `false` if the socket should close.
+    async fn authenticate(&mut self, stream: &mut SplitStream<WebSocket>) -> bool {
+        let deadline = Instant::now() + self.state.config.auth_timeout();
+        loop {
+            let frame = tokio::select! {
+                frame = stream.next() => frame,
+                () = tokio::time::sleep_until(deadline) => {
+                    self.closer.close(close_code::UNAUTHENTICATED, "authentication timed out");
+                    return false;
+                }
+                () = self.state.shutdown.cancelled() => {
+                    self.closer.close(close_code::GOING_AWAY, "server shutting down");
+                    return false;
+                }
+                () = self.closer.closed() => return false,
+            };
+            let text = match self.read_text(frame).await {
+                Ok(Some(text)) => text,
+                Ok(None) => continue,
+                Err(Next::Stop) => return false,
+                Err(Next::Continue) => continue,
+            };
+            match parse_request(&text) {
+                Ok((id, Request::Auth { token })) => match self.auth(&token).await {
+                    Ok((reply, rooms)) => {
+                        // The reply is queued before the socket receives any room, so
+                        // `ok` comes first; a client then catches up with `history`.
+                        self.reply(id.as_ref(), Ok(reply)).await;
+                        self.attach(&rooms);
+                        return true;
+                    }
+                    Err(error) => self.reply(id.as_ref(), Err(error)).await,
+                },
+                Ok((id, _)) => {
+                    let error = ApiError::new(
+                        ErrorCode::Unauthenticated,
+                        "Send `auth` with your token first.",
+                    );
+                    self.reply(id.as_ref(), Err(error)).await;
+                }
+                Err(bad) => {
+                    self.refuse(
+                        bad.id.as_ref(),
+                        ApiError::new(ErrorCode::BadRequest, bad.message),
+                    )
+                    .await
+                }
+            }
+        }
+    }
+
+    async fn auth(&mut self, token: &str) -> Result<(Reply, Vec<String>), ApiError> {
+        let hash = token_hash(token);
+        let record = self
+            .state
+            .store
+            .fetch_session_user(&hash)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::Unauthenticated,
+                    "The token is not valid; please log in again.",
+                )
+            })?;
+        let session = Arc::new(Session::new(
+            self.state.next_session_id(),
+            record.id,
+            record.user.clone(),
+            hash,
+            self.outbox.clone(),
+            self.closer.clone(),
+        ));
+        // Registered before the rooms are read, so a join from the user's other socket
+        // in between reaches this one as well.
+        self.state.hub.register(&session);
+        let rooms = match self.state.store.fetch_user_rooms(record.id).await {
+            Ok(rooms) => rooms,
+            Err(err) => {
+                self.state.hub.detach(&session);
+                return Err(internal(err));
+            }
+        };
+        self.state.metrics.sockets_open.fetch_add(1, Relaxed);
+        self.session = Some(session);
+        Ok((
+            Reply::Authenticated {
+                user: record.user,
+                rooms: rooms.clone(),
+            },
+            rooms,
+        ))
+    }
+
+    /// Subscribes the new session to its user's rooms and announces the user where it
+    /// just came online.
+    fn attach(&self, rooms: &[String]) {
+        let Some(session) = &self.session else { return };
+        let user = session.user();
+        for room in self.state.hub.attach(session, rooms) {
+            let event = Event::MemberJoined {
+                room: room.clone(),
+                user: user.clone(),
+            };
+            self.state.publish_room(&room, &event, None, None);
+        }
+    }
+
+    /// Reads requests until the socket ends.
+    async fn serve(&mut self, stream: &mut SplitStream<WebSocket>) {
+        let idle_limit = self.state.config.ping_interval() * 2;
+        let rate = self.state.config.request_rate_per_s;
+        let mut bucket = TokenBucket::new(rate, f64::from(self.state.config.request_burst));
+        loop {
+            let frame = tokio::select! {
+                frame = tokio::time::timeout(idle_limit, stream.next()) => match frame {
+                    Ok(frame) => frame,
+                    Err(_) => {
+                        tracing::debug!("socket silent for two ping intervals; dropping it");
+                        self.closer.close(close_code::GOING_AWAY, "no answer to pings");
+                        return;
+                    }
+                },
+                () = self.state.shutdown.cancelled() => {
+                    self.closer.close(close_code::GOING_AWAY, "server shutting down");
+                    return;
+                }
+                () = self.closer.closed() => return,
+            };
+            let text = match self.read_text(frame).await {
+                Ok(Some(text)) => text,
+                Ok(None) => continue,
+                Err(Next::Stop) => return,
+                Err(Next::Continue) => continue,
+            };
+            let (id, request) = match parse_request(&text) {
+                Ok(parsed) => parsed,
+                Err(bad) => {
+                    self.refuse(
+                        bad.id.as_ref(),
+                        ApiError::new(ErrorCode::BadRequest, bad.message),
+                    )
+                    .await;
+                    continue;
+                }
+            };
+            if let Err(wait) = bucket.take() {
+                let error = ApiError::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "Too many requests; please wait {} ms.",
+                        wait.as_millis().max(1)
+                    ),
+                );
+                self.refuse(id.as_ref(), error).await;
+                continue;
+            }
+            let session = self.session.clone().expect("serve runs after auth");
+            let result = requests::handle(&self.state, &session, request).await;
+            if result.is_ok() {
+                self.refusals = 0;
+            }
+            self.reply(id.as_ref(), result).await;
+        }
+    }
+
+    /// Turns one read into text: `Ok(None)` for control frames, `Err` to stop or skip.
+    async fn read_text(
+        &mut self,
+        frame: Option<Result<WsMessage, axum::Error>>,
+    ) -> Result<Option<Utf8Bytes>, Next> {
+        match frame {
+            None | Some(Ok(WsMessage::Close(_))) => Err(Next::Stop),
+            Some(Ok(WsMessage::Text(text))) => Ok(Some(text)),
+            Some(Ok(WsMessage::Binary(_))) => {
+                let error = ApiError::new(
+                    ErrorCode::BadRequest,
+                    "Binary frames are not understood; send JSON text.",
+                );
+                self.refuse(None, error).await;
+                Err(Next::Continue)
+            }
+            Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => Ok(None),
+            Some(Err(err)) => {
+                if is_capacity_error(&err) {
+                    self.closer.close(close_code::TOO_LARGE, "frame too large");
+                } else {
+                    tracing::debug!(error = %err, "socket read failed");
+                }
+                Err(Next::Stop)
+            }
+        }
+    }
+
+    /// Queues a reply. Waiting here is this socket's own backpressure: a client that
+    /// does not read its replies stops being read.
+    async fn reply(&mut self, id: Option<&RequestId>, result: Result<Reply, ApiError>) {
+        let frame = match &result {
+            Ok(reply) => ok_frame(id, reply),
+            Err(error) => {
+                self.state.metrics.request_errors.fetch_add(1, Relaxed);
+                error_frame(id, error)
+            }
+        };
+        let _ = self.outbox.send(Utf8Bytes::from(frame)).await;
+    }
+
+    /// Answers a refused frame, and closes the socket with 4029 when refusals go on.
+    async fn refuse(&mut self, id: Option<&RequestId>, error: ApiError) {
+        self.refusals += 1;
+        self.reply(id, Err(error)).await;
+        if self.refusals >= MAX_REFUSALS_IN_A_ROW {
+            self.closer
+                .close(close_code::TOO_MANY_REQUESTS, "too many refused requests");
+        }
+    }
+}
+
+fn is_capacity_error(err: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(tungstenite::Error::Capacity(_)) = e.downcast_ref::<tungstenite::Error>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// The writer task: outbox → socket, pings, and the close frame.
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, WsMessage>,
+    mut frames: mpsc::Receiver<Utf8Bytes>,
+    closer: Closer,
+    ping_interval: Duration,
+) {
+    let mut ping = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
+    loop {
+        let write = async {
+            tokio::select! {
+                frame = frames.recv() => match frame {
+                    Some(frame) => {
+                        sink.feed(WsMessage::Text(frame)).await?;
+                        while let Ok(frame) = frames.try_recv() {
+                            sink.feed(WsMessage::Text(frame)).await?;
+                        }
+                        sink.flush().await
+                    }
+                    // Every sender is gone: the session is over.
+                    None => Err(axum::Error::new("outbox closed")),
+                },
+                _ = ping.tick() => sink.send(WsMessage::Ping(Default::default())).await,
+            }
+        };
+        // A close request interrupts even a write that is stuck on a full socket.
+        let outcome = tokio::select! {
+            biased;
+            () = closer.closed() => break,
+            outcome = write => outcome,
+        };
+        if outcome.is_err() {
+            closer.close(close_code::NORMAL, "");
+            break;
+        }
+    }
+    let (code, reason) = closer.frame().unwrap_or((close_code::NORMAL, ""));
+    let finish = async {
+        // Replies already queued (say, the error before a 4001) go out first, except to
+        // a slow consumer, whose queue is the problem.
+        if code != close_code::SLOW_CONSUMER {
+            while let Ok(frame) = frames.try_recv() {
+                sink.feed(WsMessage::Text(frame)).await?;
+            }
+        }
+        let close = CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        };
+        sink.send(WsMessage::Close(Some(close))).await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), finish).await;
+}

@@ -1,0 +1,356 @@
+//! One small handler per authenticated request.
+//!
+//! The checks every room request needs (the room exists, the caller is a member) run in
+//! [`member_room`]; each handler then does its one job: validate its fields, call the
+//! store, publish what changed, and return the reply. Handlers never write to a socket
+//! directly: replies go back to the reader, events go through the bus.
+
+use crate::bus::MembershipChange;
+use crate::hub::Session;
+use crate::protocol::{
+    now_ms, parse_ts, ApiError, CreateRoom, ErrorCode, Event, HistoryQuery, LeftReason, Reply,
+    Request, RoomKind, SendMessage,
+};
+use crate::server::{internal, AppState};
+use crate::store::{HistoryRange, NewMessage, NewRoom, RoomRecord, StoreError, UserRecord};
+use std::sync::Arc;
+
+/// Longest message body, in characters.
+pub const MAX_BODY_CHARS: usize = 4000;
+/// Most users listed as online in a `join` reply.
+const MAX_ONLINE_LISTED: usize = 200;
+/// Messages in a `join` reply, and the default `history` page.
+const DEFAULT_PAGE: u32 = 50;
+/// Longest room topic, in characters.
+const MAX_TOPIC_CHARS: usize = 500;
+/// Longest `client_msg_id`, in characters.
+const MAX_CLIENT_MSG_ID_CHARS: usize = 64;
+
+/// Runs one request for an authenticated session.
+pub async fn handle(
+    state: &AppState,
+    session: &Arc<Session>,
+    request: Request,
+) -> Result<Reply, ApiError> {
+    match request {
+        Request::Auth { .. } => Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "This socket is already authenticated.",
+        )),
+        Request::Rooms => rooms(state).await,
+        Request::CreateRoom(fields) => create_room(state, session, fields).await,
+        Request::Join { room } => join(state, session, &room).await,
+        Request::Leave { room } => leave(state, session, &room).await,
+        Request::Send(fields) => send(state, session, fields).await,
+        Request::History(query) => history(state, session, query).await,
+        Request::Typing { room } => typing(state, session, &room).await,
+    }
+}
+
+/// The room, if it exists and the session's user is a member.
+async fn member_room(
+    state: &AppState,
+    session: &Session,
+    name: &str,
+) -> Result<Arc<RoomRecord>, ApiError> {
+    let room = state.room(name).await?;
+    if session.is_in(&room.name) {
+        Ok(room)
+    } else {
+        Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("Join `{name}` first: only members can do that."),
+        ))
+    }
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::Invalid, message)
+}
+
+async fn rooms(state: &AppState) -> Result<Reply, ApiError> {
+    let records = state.store.fetch_rooms().await.map_err(internal)?;
+    let rooms = records.iter().map(|room| state.room_view(room)).collect();
+    for record in records {
+        state.cache_room(Arc::new(record));
+    }
+    Ok(Reply::Rooms { rooms })
+}
+
+/// Checks a room name: 2–64 of `a-z 0-9 _ -`.
+fn check_room_name(name: &str) -> Result<(), ApiError> {
+    let length_ok = (2..=64).contains(&name.len());
+    if length_ok
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    {
+        Ok(())
+    } else {
+        Err(invalid(
+            "Room names are 2 to 64 characters from a-z, 0-9, '_' and '-'.",
+        ))
+    }
+}
+
+async fn create_room(
+    state: &AppState,
+    session: &Session,
+    fields: CreateRoom,
+) -> Result<Reply, ApiError> {
+    let user = session.user();
+    let allowed = match fields.kind {
+        RoomKind::Topic => user
+            .role
+            .can_create_topic_room(state.config.members_may_create_rooms),
+        RoomKind::Summit => user.role.can_create_summit_room(),
+    };
+    if !allowed {
+        let who = match fields.kind {
+            RoomKind::Topic => "moderators, organisers and admins",
+            RoomKind::Summit => "organisers and admins",
+        };
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("Only {who} can create {} rooms.", fields.kind.as_str()),
+        ));
+    }
+    check_room_name(&fields.name)?;
+    let topic = fields.topic.unwrap_or_default();
+    if topic.chars().count() > MAX_TOPIC_CHARS || topic.chars().any(char::is_control) {
+        return Err(invalid(format!(
+            "A topic is at most {MAX_TOPIC_CHARS} characters, with no control characters."
+        )));
+    }
+    let parse = |field: &str, value: Option<String>| -> Result<Option<i64>, ApiError> {
+        value
+            .map(|text| {
+                parse_ts(&text).ok_or_else(|| invalid(format!("`{field}` must be an ISO-8601 time with an offset, like 2026-10-10T09:00:00Z.")))
+            })
+            .transpose()
+    };
+    let starts_at = parse("starts_at", fields.starts_at)?;
+    let ends_at = parse("ends_at", fields.ends_at)?;
+    if fields.kind == RoomKind::Topic
+        && (starts_at.is_some() || ends_at.is_some() || fields.capacity.is_some())
+    {
+        return Err(invalid("Only summit rooms have a schedule or a capacity."));
+    }
+    if let (Some(start), Some(end)) = (starts_at, ends_at) {
+        if end <= start {
+            return Err(invalid("`ends_at` must be after `starts_at`."));
+        }
+    }
+    if fields.capacity == Some(0) {
+        return Err(invalid("`capacity` must be at least 1."));
+    }
+    let new = NewRoom {
+        name: fields.name.clone(),
+        topic,
+        kind: fields.kind,
+        owner: session.user_id,
+        starts_at,
+        ends_at,
+        capacity: fields.capacity,
+    };
+    let record = match state.store.insert_room(&new).await {
+        Ok(record) => Arc::new(record),
+        Err(StoreError::Conflict) => {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!("A room named `{}` already exists.", fields.name),
+            ))
+        }
+        Err(err) => return Err(internal(err)),
+    };
+    state.cache_room(record.clone());
+    // The owner is its first member; its sockets start receiving the room now.
+    state.hub.subscribe_user(&record.name, session.user_id);
+    tracing::info!(room = %record.name, kind = record.kind.as_str(), owner = %user.username, "room created");
+    Ok(Reply::Room {
+        room: state.room_view(&record),
+    })
+}
+
+async fn join(state: &AppState, session: &Session, name: &str) -> Result<Reply, ApiError> {
+    let room = state.room(name).await?;
+    let newly = match state.store.insert_membership(&room, session.user_id).await {
+        Ok(newly) => newly,
+        Err(StoreError::Full) => {
+            let capacity = room.capacity.unwrap_or_default();
+            return Err(ApiError::new(
+                ErrorCode::Full,
+                format!("`{name}` is full: it holds {capacity} members."),
+            ));
+        }
+        Err(err) => return Err(internal(err)),
+    };
+    // Receive the room before reading its latest messages: a message committed in
+    // between then arrives twice (the client keeps one per seq), never not at all.
+    state.hub.subscribe_user(&room.name, session.user_id);
+    if newly {
+        let event = Event::MemberJoined {
+            room: room.name.clone(),
+            user: session.user(),
+        };
+        state.publish_room(
+            &room.name,
+            &event,
+            None,
+            Some((session.user_id, MembershipChange::Subscribe)),
+        );
+    }
+    let range = HistoryRange {
+        before: None,
+        after: None,
+        limit: DEFAULT_PAGE,
+    };
+    let messages = state
+        .store
+        .fetch_messages(&room, range)
+        .await
+        .map_err(internal)?;
+    Ok(Reply::Joined {
+        room: state.room_view(&room),
+        online: state.hub.online_users(&room.name, MAX_ONLINE_LISTED),
+        messages,
+    })
+}
+
+async fn leave(state: &AppState, session: &Session, name: &str) -> Result<Reply, ApiError> {
+    let room = state.room(name).await?;
+    if !state
+        .store
+        .delete_membership(room.id, session.user_id)
+        .await
+        .map_err(internal)?
+    {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("You are not a member of `{name}`."),
+        ));
+    }
+    let event = Event::MemberLeft {
+        room: room.name.clone(),
+        user: session.user(),
+        reason: LeftReason::Left,
+    };
+    state.publish_room(
+        &room.name,
+        &event,
+        None,
+        Some((session.user_id, MembershipChange::Unsubscribe)),
+    );
+    // On one node the event above already unsubscribed; this covers a remote bus.
+    state.hub.unsubscribe_user(&room.name, session.user_id);
+    Ok(Reply::Empty {})
+}
+
+async fn send(state: &AppState, session: &Session, fields: SendMessage) -> Result<Reply, ApiError> {
+    let room = member_room(state, session, &fields.room).await?;
+    let length = fields.body.chars().count();
+    if length > MAX_BODY_CHARS {
+        return Err(ApiError::new(
+            ErrorCode::TooLarge,
+            format!("A message is at most {MAX_BODY_CHARS} characters; this one has {length}."),
+        ));
+    }
+    if fields.body.trim().is_empty() {
+        return Err(invalid("The message is empty."));
+    }
+    if let Some(id) = &fields.client_msg_id {
+        if id.is_empty() || id.chars().count() > MAX_CLIENT_MSG_ID_CHARS {
+            return Err(invalid(format!(
+                "`client_msg_id` is 1 to {MAX_CLIENT_MSG_ID_CHARS} characters."
+            )));
+        }
+    }
+    check_window(&room)?;
+    let author = UserRecord {
+        id: session.user_id,
+        user: session.user(),
+    };
+    let new = NewMessage {
+        room_id: room.id,
+        room: room.name.clone(),
+        author,
+        body: fields.body,
+        client_msg_id: fields.client_msg_id,
+    };
+    // Returns after the commit; the `message` event has gone out by then.
+    let stored = state.store.insert_message(new).await.map_err(internal)?;
+    Ok(Reply::Sent {
+        message: stored.message,
+    })
+}
+
+/// A summit room takes messages only inside its window.
+fn check_window(room: &RoomRecord) -> Result<(), ApiError> {
+    let now = now_ms();
+    if let Some(start) = room.starts_at.filter(|start| now < *start) {
+        let opens = crate::protocol::format_ts(start);
+        return Err(ApiError::new(
+            ErrorCode::NotOpen,
+            format!("`{}` opens at {opens}.", room.name),
+        ));
+    }
+    if let Some(end) = room.ends_at.filter(|end| now >= *end) {
+        let closed = crate::protocol::format_ts(end);
+        return Err(ApiError::new(
+            ErrorCode::NotOpen,
+            format!("`{}` closed at {closed}.", room.name),
+        ));
+    }
+    Ok(())
+}
+
+async fn history(
+    state: &AppState,
+    session: &Session,
+    query: HistoryQuery,
+) -> Result<Reply, ApiError> {
+    let room = member_room(state, session, &query.room).await?;
+    let limit = query.limit.unwrap_or(i64::from(DEFAULT_PAGE));
+    if !(1..=100).contains(&limit) {
+        return Err(invalid("`limit` is 1 to 100."));
+    }
+    if query.before.is_some_and(|s| s < 0) || query.after.is_some_and(|s| s < 0) {
+        return Err(invalid("`before` and `after` are seqs, 0 or more."));
+    }
+    let range = HistoryRange {
+        before: query.before,
+        after: query.after,
+        limit: limit as u32,
+    };
+    let messages = state
+        .store
+        .fetch_messages(&room, range)
+        .await
+        .map_err(internal)?;
+    Ok(Reply::Messages { messages })
+}
+
+async fn typing(state: &AppState, session: &Session, name: &str) -> Result<Reply, ApiError> {
+    let room = member_room(state, session, name).await?;
+    let event = Event::Typing {
+        room: room.name.clone(),
+        user: session.user(),
+    };
+    state.publish_room(&room.name, &event, Some(session.user_id), None);
+    Ok(Reply::Empty {})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_names_follow_the_protocol() {
+        for good in ["ab", "peer-support", "wmhd_2026", &"a".repeat(64)] {
+            assert!(check_room_name(good).is_ok(), "{good}");
+        }
+        for bad in ["a", "Peer", "peer support", "ünï", &"a".repeat(65)] {
+            assert!(check_room_name(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,385 @@
+//! What every integration test shares: a real server on port 0 over a temporary SQLite
+//! file, a minimal HTTP client over a real TCP socket, and a WebSocket client whose
+//! every wait has a timeout.
+
+use alongside::metrics::Metrics;
+use alongside::protocol::{Message, Role};
+use alongside::store::{self, CommitListener, Store};
+use alongside::{Config, Server};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message as Frame;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// The longest any single wait in a test may take.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Settings for tests: limits that would get in the way of many quick requests are off;
+/// tests of those limits turn them back on.
+pub fn test_config(database: &str) -> Config {
+    Config {
+        listen: "127.0.0.1:0".into(),
+        database: database.into(),
+        request_rate_per_s: 0.0,
+        login_attempts_per_account: 0,
+        login_attempts_per_address: 0,
+        registrations_per_address: 0,
+        max_sockets_per_address: 0,
+        shutdown_grace_s: 5.0,
+        ..Config::default()
+    }
+}
+
+/// A running server with its own database file.
+pub struct TestServer {
+    pub server: Option<Server>,
+    pub addr: SocketAddr,
+    pub db_path: PathBuf,
+    pub config: Config,
+    _dir: Arc<tempfile::TempDir>,
+}
+
+impl TestServer {
+    /// A server with the test settings.
+    pub async fn start() -> TestServer {
+        TestServer::start_with(|_| {}).await
+    }
+
+    /// A server with the test settings changed by `tweak`.
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let db_path = dir.path().join("alongside.db");
+        let mut config = test_config(&format!("sqlite://{}", db_path.display()));
+        tweak(&mut config);
+        TestServer::start_on(config, db_path, dir).await
+    }
+
+    async fn start_on(config: Config, db_path: PathBuf, dir: Arc<tempfile::TempDir>) -> TestServer {
+        let server = Server::start(config.clone()).await.expect("server starts");
+        let addr = server.local_addr();
+        TestServer {
+            server: Some(server),
+            addr,
+            db_path,
+            config,
+            _dir: dir,
+        }
+    }
+
+    /// Shuts this server down gracefully and starts a new one on the same database.
+    pub async fn restart(mut self) -> TestServer {
+        self.server.take().expect("running").shutdown().await;
+        let config = Config {
+            listen: "127.0.0.1:0".into(),
+            ..self.config.clone()
+        };
+        TestServer::start_on(config, self.db_path.clone(), self._dir.clone()).await
+    }
+
+    /// `ws://` URL of the socket endpoint.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// Registers `name` (password `password-<name>`) and logs in; returns the token.
+    pub async fn user(&self, name: &str) -> String {
+        let (status, body) = self
+            .post(
+                "/api/v1/register",
+                &json!({"username": name, "password": format!("password-{name}")}),
+            )
+            .await;
+        assert_eq!(status, 201, "register {name}: {body}");
+        self.login(name).await
+    }
+
+    /// Registers `name` with a global `role` (set through a second connection to the
+    /// same database, as `alongside user set-role` does) and logs in.
+    pub async fn user_with_role(&self, name: &str, role: Role) -> String {
+        let (status, body) = self
+            .post(
+                "/api/v1/register",
+                &json!({"username": name, "password": format!("password-{name}")}),
+            )
+            .await;
+        assert_eq!(status, 201, "register {name}: {body}");
+        let store = open_store(&self.config.database).await;
+        store.update_user_role(name, role).await.expect("set role");
+        store.close().await;
+        self.login(name).await
+    }
+
+    /// Logs `name` in; returns the token.
+    pub async fn login(&self, name: &str) -> String {
+        let (status, body) = self
+            .post(
+                "/api/v1/login",
+                &json!({"username": name, "password": format!("password-{name}")}),
+            )
+            .await;
+        assert_eq!(status, 200, "login {name}: {body}");
+        serde_json::from_str::<Value>(&body).unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// POSTs JSON; returns status and body.
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, String) {
+        http(self.addr, "POST", path, &[], Some(&body.to_string())).await
+    }
+
+    /// A client that has authenticated as the owner of `token`.
+    pub async fn client(&self, token: &str) -> Client {
+        let mut client = Client::connect(&self.ws_url(), None).await;
+        let reply = client
+            .request(json!({"type": "auth", "token": token}))
+            .await;
+        assert_eq!(reply["type"], "ok", "auth failed: {reply}");
+        client
+    }
+
+    /// Registers, logs in and connects `name` in one go.
+    pub async fn member(&self, name: &str) -> Client {
+        let token = self.user(name).await;
+        self.client(&token).await
+    }
+}
+
+struct NoListener;
+impl CommitListener for NoListener {
+    fn message_committed(&self, _: &Message) {}
+}
+
+/// A second, independent connection to a server's database.
+pub async fn open_store(url: &str) -> Arc<dyn Store> {
+    store::open(url, Arc::new(NoListener), Arc::new(Metrics::default()))
+        .await
+        .expect("open store")
+}
+
+/// One HTTP/1.1 request over a fresh TCP connection; returns status and body.
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (u16, String) {
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let mut request =
+            format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        if let Some(body) = body {
+            request.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ));
+        } else {
+            request.push_str("\r\n");
+        }
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .expect("write request");
+        let mut response = Vec::new();
+        stream
+            .read_to_end(&mut response)
+            .await
+            .expect("read response");
+        let response = String::from_utf8(response).expect("utf-8 response");
+        let status: u16 = response
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status line");
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    };
+    tokio::time::timeout(WAIT, exchange)
+        .await
+        .expect("HTTP request timed out")
+}
+
+/// The error code of an HTTP error body.
+pub fn http_error_code(body: &str) -> String {
+    let value: Value =
+        serde_json::from_str(body).unwrap_or_else(|_| panic!("error body is JSON: {body}"));
+    value["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("error body has a code: {body}"))
+        .to_string()
+}
+
+/// A WebSocket client that keeps events that arrive while it waits for a reply.
+pub struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    events: VecDeque<Value>,
+    next_id: i64,
+}
+
+impl Client {
+    /// Connects, optionally sending an `Origin` header.
+    pub async fn connect(url: &str, origin: Option<&str>) -> Client {
+        Client::try_connect(url, origin)
+            .await
+            .expect("WebSocket upgrade")
+    }
+
+    /// Connects; `Err(status)` if the upgrade is refused.
+    pub async fn try_connect(url: &str, origin: Option<&str>) -> Result<Client, u16> {
+        let mut request = url.into_client_request().unwrap();
+        if let Some(origin) = origin {
+            request
+                .headers_mut()
+                .insert("Origin", origin.parse().unwrap());
+        }
+        let connected = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
+            .await
+            .expect("connect timed out");
+        match connected {
+            Ok((ws, _)) => Ok(Client {
+                ws,
+                events: VecDeque::new(),
+                next_id: 1,
+            }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                Err(response.status().as_u16())
+            }
+            Err(err) => panic!("connect failed: {err}"),
+        }
+    }
+
+    /// Sends one raw frame.
+    pub async fn send_frame(&mut self, frame: Frame) {
+        tokio::time::timeout(WAIT, self.ws.send(frame))
+            .await
+            .expect("send timed out")
+            .expect("send");
+    }
+
+    /// Sends a JSON object as a text frame.
+    pub async fn send_json(&mut self, value: &Value) {
+        self.send_frame(Frame::text(value.to_string())).await;
+    }
+
+    /// The next JSON frame from the socket (not from the kept events).
+    async fn read_json(&mut self) -> Value {
+        loop {
+            let frame = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("timed out waiting for a frame")
+                .expect("socket ended")
+                .expect("read frame");
+            match frame {
+                Frame::Text(text) => {
+                    return serde_json::from_str(&text).expect("server frames are JSON")
+                }
+                Frame::Close(close) => panic!("socket closed while waiting for a frame: {close:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Sends a request with a fresh id and returns its reply; events that arrive first
+    /// are kept for `event`.
+    pub async fn request(&mut self, mut request: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        request["id"] = json!(id);
+        self.send_json(&request).await;
+        self.reply_to(json!(id)).await
+    }
+
+    /// Reads until the reply echoing `id`, keeping events.
+    pub async fn reply_to(&mut self, id: Value) -> Value {
+        loop {
+            let frame = self.read_json().await;
+            if frame["type"] == "ok" || frame["type"] == "error" {
+                if frame["id"] == id {
+                    return frame;
+                }
+                panic!("reply for another request {frame} while waiting for id {id}");
+            }
+            self.events.push_back(frame);
+        }
+    }
+
+    /// A request that must succeed.
+    pub async fn ok(&mut self, request: Value) -> Value {
+        let reply = self.request(request.clone()).await;
+        assert_eq!(reply["type"], "ok", "{request} failed: {reply}");
+        reply
+    }
+
+    /// A request that must fail with `code`; returns the error frame.
+    pub async fn refused(&mut self, request: Value, code: &str) -> Value {
+        let reply = self.request(request.clone()).await;
+        assert_eq!(
+            reply["type"], "error",
+            "{request} should fail with {code}: {reply}"
+        );
+        assert_eq!(reply["code"], code, "{request}: {reply}");
+        reply
+    }
+
+    /// The next event (kept or new).
+    pub async fn event(&mut self) -> Value {
+        match self.events.pop_front() {
+            Some(event) => event,
+            None => self.read_json().await,
+        }
+    }
+
+    /// The next event of `kind`, skipping others.
+    pub async fn event_of(&mut self, kind: &str) -> Value {
+        loop {
+            let event = self.event().await;
+            if event["type"] == kind {
+                return event;
+            }
+        }
+    }
+
+    /// Asserts no frame arrives within `window` (used after the thing that would send
+    /// it has already been acknowledged, so the window only guards against a late one).
+    pub async fn assert_quiet(&mut self, window: Duration) {
+        if let Some(event) = self.events.pop_front() {
+            panic!("unexpected frame: {event}");
+        }
+        if let Ok(Some(Ok(frame))) = tokio::time::timeout(window, self.ws.next()).await {
+            panic!("unexpected frame: {frame:?}");
+        }
+    }
+
+    /// Reads until the server closes the socket; returns the close code.
+    pub async fn closed(&mut self) -> u16 {
+        loop {
+            let frame = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("timed out waiting for the close");
+            match frame {
+                Some(Ok(Frame::Close(Some(close)))) => return u16::from(close.code),
+                Some(Ok(Frame::Close(None))) => return u16::from(CloseCode::Status),
+                Some(Ok(_)) => continue,
+                Some(Err(err)) => panic!("socket failed before a close frame: {err}"),
+                None => panic!("socket ended without a close frame"),
+            }
+        }
+    }
+}

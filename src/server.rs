@@ -13,6 +13,7 @@ use crate::metrics::Metrics;
 use crate::protocol::{format_ts, ApiError, ErrorCode, Event, Message, Room};
 use crate::store::{self, CommitListener, RoomRecord, Store, StoreError, UserId};
 use axum::extract::ws::Utf8Bytes;
+use axum::serve::ListenerExt;
 use dashmap::DashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -220,6 +221,13 @@ impl Server {
         });
         let app = crate::http::router(state.clone());
         let stop = state.shutdown.clone();
+        // Without TCP_NODELAY a reply queued right behind an event waits ~40 ms for
+        // the client's delayed ACK (Nagle); the writer already batches into one write.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %err, "cannot set TCP_NODELAY");
+            }
+        });
         let serve = tokio::spawn(async move {
             axum::serve(
                 listener,

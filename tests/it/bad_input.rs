@@ -231,3 +231,24 @@ async fn logout_closes_the_sockets_of_that_token_with_4001() {
         .refused(json!({"type": "auth", "token": token}), "unauthenticated")
         .await;
 }
+
+#[tokio::test]
+async fn a_socket_that_never_answers_pings_is_dropped() {
+    let server = TestServer::start_with(|c| c.ping_interval_s = 0.2).await;
+    let _client = server.member("ada").await;
+    server.wait_for_metric("alongside_sockets_open 1").await;
+    // Not reading means not answering pings: after two silent intervals the server
+    // gives up on the socket and frees it.
+    server.wait_for_metric("alongside_sockets_open 0").await;
+}
+
+#[tokio::test]
+async fn a_socket_that_answers_pings_stays_open_while_idle() {
+    let server = TestServer::start_with(|c| c.ping_interval_s = 0.2).await;
+    let mut client = server.member("ada").await;
+    // Waiting for a frame keeps the client reading, so it answers each ping.
+    client
+        .assert_quiet(std::time::Duration::from_millis(800))
+        .await;
+    client.ok(json!({"type": "rooms"})).await;
+}

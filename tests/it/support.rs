@@ -138,6 +138,22 @@ impl TestServer {
         http(self.addr, "POST", path, &[], Some(&body.to_string())).await
     }
 
+    /// Waits until `/metrics` has the line `line`.
+    pub async fn wait_for_metric(&self, line: &str) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let (_, text) = http(self.addr, "GET", "/metrics", &[], None).await;
+            if text.lines().any(|l| l == line) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "metrics never showed `{line}`:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// A client that has authenticated as the owner of `token`.
     pub async fn client(&self, token: &str) -> Client {
         let mut client = Client::connect(&self.ws_url(), None).await;
@@ -362,8 +378,12 @@ impl Client {
         if let Some(event) = self.events.pop_front() {
             panic!("unexpected frame: {event}");
         }
-        if let Ok(Some(Ok(frame))) = tokio::time::timeout(window, self.ws.next()).await {
-            panic!("unexpected frame: {frame:?}");
+        let deadline = tokio::time::Instant::now() + window;
+        while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, self.ws.next()).await {
+            // Pings are the server checking the socket is alive, not messages.
+            if !matches!(frame, Frame::Ping(_) | Frame::Pong(_)) {
+                panic!("unexpected frame: {frame:?}");
+            }
         }
     }
 

@@ -89,38 +89,35 @@ async fn registration_refuses_bad_fields_and_taken_names() {
         json!({"username": "valid", "password": "long enough", "display_name": "tab\there"}),
     ];
     for case in cases {
-        let (status, body) = server.post("/api/v1/register", &case).await;
-        assert_eq!(
-            (status, http_error_code(&body).as_str()),
-            (400, "invalid"),
-            "{case}: {body}"
+        assert_http_error(
+            &server.post("/api/v1/register", &case).await,
+            400,
+            "invalid",
         );
     }
-    let (status, body) = http(
-        server.addr,
-        "POST",
-        "/api/v1/register",
-        &[],
-        Some("{not json"),
-    )
-    .await;
-    assert_eq!(
-        (status, http_error_code(&body).as_str()),
-        (400, "bad_request"),
-        "{body}"
+    assert_http_error(
+        &http(
+            server.addr,
+            "POST",
+            "/api/v1/register",
+            &[],
+            Some("{not json"),
+        )
+        .await,
+        400,
+        "bad_request",
     );
 
     server.user("taken").await;
-    let (status, body) = server
-        .post(
-            "/api/v1/register",
-            &json!({"username": "TAKEN", "password": "long enough"}),
-        )
-        .await;
-    assert_eq!(
-        (status, http_error_code(&body).as_str()),
-        (409, "conflict"),
-        "{body}"
+    assert_http_error(
+        &server
+            .post(
+                "/api/v1/register",
+                &json!({"username": "TAKEN", "password": "long enough"}),
+            )
+            .await,
+        409,
+        "conflict",
     );
 }
 
@@ -175,16 +172,15 @@ async fn login_attempts_are_limited_per_account_and_per_address() {
         assert_eq!(status, 401);
     }
     // The account is now locked for the window, even with the right password.
-    let (status, body) = server
-        .post(
-            "/api/v1/login",
-            &json!({"username": "target", "password": "password-target"}),
-        )
-        .await;
-    assert_eq!(
-        (status, http_error_code(&body).as_str()),
-        (429, "rate_limited"),
-        "{body}"
+    assert_http_error(
+        &server
+            .post(
+                "/api/v1/login",
+                &json!({"username": "target", "password": "password-target"}),
+            )
+            .await,
+        429,
+        "rate_limited",
     );
     // Other accounts from the same address have 2 attempts left before the address limit.
     for name in ["other1", "other2"] {
@@ -196,16 +192,15 @@ async fn login_attempts_are_limited_per_account_and_per_address() {
             .await;
         assert_eq!(status, 401);
     }
-    let (status, body) = server
-        .post(
-            "/api/v1/login",
-            &json!({"username": "other3", "password": "guess guess"}),
-        )
-        .await;
-    assert_eq!(
-        (status, http_error_code(&body).as_str()),
-        (429, "rate_limited"),
-        "{body}"
+    assert_http_error(
+        &server
+            .post(
+                "/api/v1/login",
+                &json!({"username": "other3", "password": "guess guess"}),
+            )
+            .await,
+        429,
+        "rate_limited",
     );
 }
 
@@ -221,26 +216,25 @@ async fn registrations_are_limited_per_address() {
             .await;
         assert_eq!(status, 201);
     }
-    let (status, body) = server
-        .post(
-            "/api/v1/register",
-            &json!({"username": "three", "password": "long enough"}),
-        )
-        .await;
-    assert_eq!(
-        (status, http_error_code(&body).as_str()),
-        (429, "rate_limited"),
-        "{body}"
+    assert_http_error(
+        &server
+            .post(
+                "/api/v1/register",
+                &json!({"username": "three", "password": "long enough"}),
+            )
+            .await,
+        429,
+        "rate_limited",
     );
 }
 
 #[tokio::test]
 async fn me_refuses_missing_or_bad_tokens_and_unknown_paths_answer_in_json() {
     let server = TestServer::start().await;
-    let (status, body) = http(server.addr, "GET", "/api/v1/me", &[], None).await;
-    assert_eq!(
-        (status, http_error_code(&body).as_str()),
-        (401, "unauthenticated")
+    assert_http_error(
+        &http(server.addr, "GET", "/api/v1/me", &[], None).await,
+        401,
+        "unauthenticated",
     );
     let (status, _) = http(
         server.addr,
@@ -251,9 +245,9 @@ async fn me_refuses_missing_or_bad_tokens_and_unknown_paths_answer_in_json() {
     )
     .await;
     assert_eq!(status, 401);
-    let (status, body) = http(server.addr, "GET", "/api/v1/nothing", &[], None).await;
-    assert_eq!(
-        (status, http_error_code(&body).as_str()),
-        (404, "not_found")
+    assert_http_error(
+        &http(server.addr, "GET", "/api/v1/nothing", &[], None).await,
+        404,
+        "not_found",
     );
 }

@@ -92,19 +92,22 @@ impl TestServer {
 
     /// Registers `name` (password `password-<name>`) and logs in; returns the token.
     pub async fn user(&self, name: &str) -> String {
-        let (status, body) = self
-            .post(
-                "/api/v1/register",
-                &json!({"username": name, "password": format!("password-{name}")}),
-            )
-            .await;
-        assert_eq!(status, 201, "register {name}: {body}");
+        self.register(name).await;
         self.login(name).await
     }
 
     /// Registers `name` with a global `role` (set through a second connection to the
     /// same database, as `alongside user set-role` does) and logs in.
     pub async fn user_with_role(&self, name: &str, role: Role) -> String {
+        self.register(name).await;
+        let store = open_store(&self.config.database).await;
+        store.update_user_role(name, role).await.expect("set role");
+        store.close().await;
+        self.login(name).await
+    }
+
+    /// Registers `name` with the password `password-<name>`.
+    pub async fn register(&self, name: &str) {
         let (status, body) = self
             .post(
                 "/api/v1/register",
@@ -112,10 +115,6 @@ impl TestServer {
             )
             .await;
         assert_eq!(status, 201, "register {name}: {body}");
-        let store = open_store(&self.config.database).await;
-        store.update_user_role(name, role).await.expect("set role");
-        store.close().await;
-        self.login(name).await
     }
 
     /// Logs `name` in; returns the token.
@@ -230,6 +229,16 @@ pub async fn http(
     tokio::time::timeout(WAIT, exchange)
         .await
         .expect("HTTP request timed out")
+}
+
+/// Asserts an HTTP answer is the error `status` with `code`.
+pub fn assert_http_error(answer: &(u16, String), status: u16, code: &str) {
+    assert_eq!(
+        (answer.0, http_error_code(&answer.1).as_str()),
+        (status, code),
+        "{}",
+        answer.1
+    );
 }
 
 /// The error code of an HTTP error body.

@@ -29,17 +29,8 @@ struct Options {
 }
 
 fn options() -> Options {
-    let mut o = Options {
-        sockets: 200,
-        senders: 10,
-        rate: 10.0,
-        seconds: 5.0,
-        accounts: 20,
-    };
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
+    let mut o = Options { sockets: 200, senders: 10, rate: 10.0, seconds: 5.0, accounts: 20 };
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     for pair in args.chunks(2) {
         let value = pair.get(1).map(String::as_str).unwrap_or("");
         match pair[0].as_str() {
@@ -58,9 +49,7 @@ fn options() -> Options {
 /// One blocking HTTP request (setup only; not measured).
 fn http(addr: SocketAddr, path: &str, body: &Value) -> Value {
     let mut stream = std::net::TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let body = body.to_string();
     write!(
         stream,
@@ -88,10 +77,7 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Command::new(env!("CARGO_BIN_EXE_alongside"))
         .args(["serve", "--listen", "127.0.0.1:0", "--database"])
-        .arg(format!(
-            "sqlite://{}",
-            dir.path().join("bench.db").display()
-        ))
+        .arg(format!("sqlite://{}", dir.path().join("bench.db").display()))
         .env("ALONGSIDE_REQUEST_RATE_PER_S", "0")
         .env("ALONGSIDE_MAX_SOCKETS_PER_ADDRESS", "0")
         .env("ALONGSIDE_REGISTRATIONS_PER_ADDRESS", "0")
@@ -101,47 +87,28 @@ async fn main() {
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn the server (cargo bench builds it in release)");
-    let line = BufReader::new(server.stdout.take().unwrap())
-        .lines()
-        .next()
-        .unwrap()
-        .unwrap();
+    let line = BufReader::new(server.stdout.take().unwrap()).lines().next().unwrap().unwrap();
     let addr: SocketAddr = line.rsplit("http://").next().unwrap().parse().unwrap();
 
     let tokens: Vec<String> = (0..o.accounts)
         .map(|n| {
             let credentials = json!({"username": format!("load{n}"), "password": "load password"});
             http(addr, "/api/v1/register", &credentials);
-            http(addr, "/api/v1/login", &credentials)["token"]
-                .as_str()
-                .expect("login")
-                .to_string()
+            http(addr, "/api/v1/login", &credentials)["token"].as_str().expect("login").to_string()
         })
         .collect();
 
     let url = format!("ws://{addr}/ws");
     let mut sockets = Vec::with_capacity(o.sockets);
     for n in 0..o.sockets {
-        let (mut ws, _) = tokio_tungstenite::connect_async(&url)
-            .await
-            .expect("connect");
-        ws.send(Frame::text(
-            json!({"type": "auth", "token": tokens[n % tokens.len()], "id": 0}).to_string(),
-        ))
-        .await
-        .unwrap();
-        if n == 0 {
-            ws.send(Frame::text(
-                json!({"type": "create_room", "name": "summit", "id": 1}).to_string(),
-            ))
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.expect("connect");
+        ws.send(Frame::text(json!({"type": "auth", "token": tokens[n % tokens.len()], "id": 0}).to_string()))
             .await
             .unwrap();
+        if n == 0 {
+            ws.send(Frame::text(json!({"type": "create_room", "name": "summit", "id": 1}).to_string())).await.unwrap();
         }
-        ws.send(Frame::text(
-            json!({"type": "join", "room": "summit", "id": 2}).to_string(),
-        ))
-        .await
-        .unwrap();
+        ws.send(Frame::text(json!({"type": "join", "room": "summit", "id": 2}).to_string())).await.unwrap();
         loop {
             let frame = ws.next().await.unwrap().unwrap();
             if let Frame::Text(text) = frame {
@@ -179,11 +146,7 @@ async fn main() {
                 };
                 let value: Value = serde_json::from_str(&text).unwrap();
                 let now = start.elapsed().as_micros() as u64;
-                let sent_at = |m: &Value| {
-                    m["body"]
-                        .as_str()
-                        .and_then(|b| b.split(' ').next()?.parse::<u64>().ok())
-                };
+                let sent_at = |m: &Value| m["body"].as_str().and_then(|b| b.split(' ').next()?.parse::<u64>().ok());
                 match value["type"].as_str() {
                     Some("message") => {
                         if let Some(at) = sent_at(&value["message"]) {
@@ -209,9 +172,7 @@ async fn main() {
                 while start.elapsed() < run_for {
                     ticker.tick().await;
                     let at = start.elapsed().as_micros();
-                    let frame =
-                        json!({"type": "send", "room": "summit", "body": format!("{at} load")})
-                            .to_string();
+                    let frame = json!({"type": "send", "room": "summit", "body": format!("{at} load")}).to_string();
                     if sink.send(Frame::text(frame)).await.is_err() {
                         break;
                     }
@@ -236,33 +197,20 @@ async fn main() {
     acks.sort_unstable();
     let expected = sent * o.sockets as u64;
     let delivered = deliveries.load(Relaxed);
-    println!(
-        "fanout: {} sockets in one room, {} senders x {} msg/s for {} s",
-        o.sockets, o.senders, o.rate, o.seconds
-    );
-    println!(
-        "  messages sent         {sent} ({:.0}/s stored)",
-        sent as f64 / o.seconds
-    );
+    println!("fanout: {} sockets in one room, {} senders x {} msg/s for {} s", o.sockets, o.senders, o.rate, o.seconds);
+    println!("  messages sent         {sent} ({:.0}/s stored)", sent as f64 / o.seconds);
     println!(
         "  deliveries            {delivered} of {expected} ({:.2} %)",
         100.0 * delivered as f64 / expected.max(1) as f64
     );
-    println!(
-        "  deliveries/s          {:.0}",
-        delivered as f64 / o.seconds
-    );
+    println!("  deliveries/s          {:.0}", delivered as f64 / o.seconds);
     println!(
         "  delivery latency ms   p50 {:.2}  p99 {:.2}  max {:.2}",
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99),
         percentile(&latencies, 1.0)
     );
-    println!(
-        "  send-ack latency ms   p50 {:.2}  p99 {:.2}",
-        percentile(&acks, 0.5),
-        percentile(&acks, 0.99)
-    );
+    println!("  send-ack latency ms   p50 {:.2}  p99 {:.2}", percentile(&acks, 0.5), percentile(&acks, 0.99));
     println!("  sockets closed        {}", closed.load(Relaxed));
     let _ = server.kill();
     let _ = server.wait();

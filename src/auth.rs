@@ -34,41 +34,24 @@ impl Passwords {
         let mut random = [0u8; 32];
         OsRng.fill_bytes(&mut random);
         let dummy_hash = hash_now(&hex(&random)).expect("hashing a fixed-size password works");
-        Passwords {
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
-            dummy_hash: dummy_hash.into(),
-        }
+        Passwords { permits: Arc::new(Semaphore::new(concurrency.max(1))), dummy_hash: dummy_hash.into() }
     }
 
     /// An argon2id PHC string for `password`.
     pub async fn hash(&self, password: String) -> Result<String, HashError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|e| HashError(e.to_string()))?;
-        tokio::task::spawn_blocking(move || hash_now(&password))
-            .await
-            .map_err(|e| HashError(e.to_string()))?
+        let _permit = self.permits.acquire().await.map_err(|e| HashError(e.to_string()))?;
+        tokio::task::spawn_blocking(move || hash_now(&password)).await.map_err(|e| HashError(e.to_string()))?
     }
 
     /// Whether `password` matches `hash`; with `hash` `None` it burns the same time and
     /// says no.
     pub async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, HashError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|e| HashError(e.to_string()))?;
+        let _permit = self.permits.acquire().await.map_err(|e| HashError(e.to_string()))?;
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.dummy_hash.to_string());
         let matches = tokio::task::spawn_blocking(move || {
             let parsed = PasswordHash::new(&hash).map_err(|e| HashError(e.to_string()))?;
-            Ok::<bool, HashError>(
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &parsed)
-                    .is_ok(),
-            )
+            Ok::<bool, HashError>(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
         })
         .await
         .map_err(|e| HashError(e.to_string()))??;
@@ -111,9 +94,7 @@ fn hex(bytes: &[u8]) -> String {
 pub fn normalise_username(raw: &str) -> Result<String, &'static str> {
     let name = raw.to_lowercase();
     let length_ok = (3..=32).contains(&name.chars().count());
-    let chars_ok = name
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-'));
+    let chars_ok = name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-'));
     if length_ok && chars_ok {
         Ok(name)
     } else {
@@ -156,11 +137,7 @@ pub struct RateLimiter {
 impl RateLimiter {
     /// A limiter allowing `limit` events per `window` per key; 0 = unlimited.
     pub fn new(limit: u32, window: Duration) -> RateLimiter {
-        RateLimiter {
-            limit,
-            window,
-            counts: DashMap::new(),
-        }
+        RateLimiter { limit, window, counts: DashMap::new() }
     }
 
     /// Counts one event for `key`; `Err(wait)` if over the limit.
@@ -170,8 +147,7 @@ impl RateLimiter {
         }
         let now = Instant::now();
         if self.counts.len() > 10_000 {
-            self.counts
-                .retain(|_, (start, _)| now.duration_since(*start) < self.window);
+            self.counts.retain(|_, (start, _)| now.duration_since(*start) < self.window);
         }
         let mut entry = self.counts.entry(key.to_string()).or_insert((now, 0));
         let (start, count) = &mut *entry;
@@ -199,12 +175,7 @@ pub struct TokenBucket {
 impl TokenBucket {
     /// `rate` 0 turns the bucket off.
     pub fn new(rate: f64, burst: f64) -> TokenBucket {
-        TokenBucket {
-            rate,
-            burst: burst.max(1.0),
-            tokens: burst.max(1.0),
-            last: Instant::now(),
-        }
+        TokenBucket { rate, burst: burst.max(1.0), tokens: burst.max(1.0), last: Instant::now() }
     }
 
     /// Takes one token; `Err(wait)` says how long until one is free.
@@ -213,8 +184,7 @@ impl TokenBucket {
             return Ok(());
         }
         let now = Instant::now();
-        self.tokens =
-            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
         self.last = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -262,22 +232,10 @@ mod tests {
     async fn passwords_verify_only_themselves() {
         let passwords = Passwords::new(2);
         let hash = passwords.hash("correct horse".into()).await.unwrap();
-        assert!(
-            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
-            "{hash}"
-        );
-        assert!(passwords
-            .verify("correct horse".into(), Some(hash.clone()))
-            .await
-            .unwrap());
-        assert!(!passwords
-            .verify("wrong horse".into(), Some(hash))
-            .await
-            .unwrap());
-        assert!(!passwords
-            .verify("correct horse".into(), None)
-            .await
-            .unwrap());
+        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+        assert!(passwords.verify("correct horse".into(), Some(hash.clone())).await.unwrap());
+        assert!(!passwords.verify("wrong horse".into(), Some(hash)).await.unwrap());
+        assert!(!passwords.verify("correct horse".into(), None).await.unwrap());
     }
 
     #[test]

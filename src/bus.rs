@@ -9,16 +9,24 @@
 //! waiting publish would stall every sender.
 
 use crate::hub::Hub;
-use crate::store::UserId;
+use crate::store::{Restriction, RoomRecord, UserId, UserRecord};
 use axum::extract::ws::Utf8Bytes;
+use std::sync::Arc;
 
-/// How a room event changes who receives the room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MembershipChange {
+/// A change to this node's live state that comes with a room event. Every node applies
+/// it when the event arrives, so caches follow the store on every node.
+#[derive(Debug, Clone)]
+pub enum Effect {
     /// The user's sockets start receiving the room (before this event).
-    Subscribe,
+    Subscribe(UserId),
     /// The user's sockets stop receiving the room (after this event).
-    Unsubscribe,
+    Unsubscribe(UserId),
+    /// The user is muted in the room.
+    Muted(UserId, Restriction),
+    /// The user's mute in the room is lifted.
+    Unmuted(UserId),
+    /// The room's settings changed; replace the cached room.
+    RoomChanged(Arc<RoomRecord>),
 }
 
 /// An event for the members of one room.
@@ -30,8 +38,8 @@ pub struct RoomEnvelope {
     pub frame: Utf8Bytes,
     /// A user whose sockets do not get it (e.g. the typist).
     pub except: Option<UserId>,
-    /// A membership change that comes with the event.
-    pub membership: Option<(UserId, MembershipChange)>,
+    /// A state change that comes with the event.
+    pub effect: Option<Effect>,
 }
 
 /// Which sockets a close applies to.
@@ -48,6 +56,28 @@ pub enum CloseTarget {
 pub enum BusMessage {
     /// Deliver to a room's members.
     Room(RoomEnvelope),
+    /// Deliver to every socket of one user.
+    User {
+        /// Whose sockets.
+        user: UserId,
+        /// The serialised event.
+        frame: Utf8Bytes,
+    },
+    /// A user's profile (e.g. global role) changed: update their sockets and tell them.
+    UserChanged {
+        /// The user as stored now.
+        record: UserRecord,
+        /// The serialised `user_updated` event.
+        frame: Utf8Bytes,
+    },
+    /// Deliver to the moderators of a room who are online anywhere: the owner and the
+    /// room's moderators (`moderators`), and every global moderator and up.
+    Moderators {
+        /// The room's owner and room moderators.
+        moderators: Vec<UserId>,
+        /// The serialised event.
+        frame: Utf8Bytes,
+    },
     /// Close some sockets with a code.
     Close {
         /// Whose sockets.

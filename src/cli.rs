@@ -18,10 +18,7 @@ use std::sync::Arc;
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => return fail(&format!("cannot start the async runtime: {err}")),
     };
@@ -44,10 +41,8 @@ fn fail(message: &str) -> ExitCode {
 }
 
 async fn serve(config: Config) -> Result<(), String> {
-    let filter: tracing_subscriber::filter::Targets = config
-        .log
-        .parse()
-        .map_err(|err| format!("--log `{}`: {err}", config.log))?;
+    let filter: tracing_subscriber::filter::Targets =
+        config.log.parse().map_err(|err| format!("--log `{}`: {err}", config.log))?;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     tracing_subscriber::registry()
@@ -59,9 +54,7 @@ async fn serve(config: Config) -> Result<(), String> {
         )
         .with(filter)
         .init();
-    let server = Server::start(config.clone())
-        .await
-        .map_err(|err| err.to_string())?;
+    let server = Server::start(config.clone()).await.map_err(|err| err.to_string())?;
     // Scripts and tests read this line to find the port when listening on port 0.
     println!("alongside listening on http://{}", server.local_addr());
     tracing::info!(addr = %server.local_addr(), database = %config.database, "serving");
@@ -79,14 +72,13 @@ async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -104,44 +96,29 @@ impl CommitListener for NoListener {
 }
 
 async fn open_store(url: &str) -> Result<Arc<dyn Store>, String> {
-    store::open(url, Arc::new(NoListener), Arc::new(Metrics::default()))
-        .await
-        .map_err(|err| err.to_string())
+    store::open(url, Arc::new(NoListener), Arc::new(Metrics::default())).await.map_err(|err| err.to_string())
 }
 
 fn parse_role(text: &str) -> Result<Role, String> {
-    Role::parse(text)
-        .ok_or_else(|| format!("unknown role `{text}`: use member, moderator, organiser or admin"))
+    Role::parse(text).ok_or_else(|| format!("unknown role `{text}`: use member, moderator, organiser or admin"))
 }
 
 async fn user(action: UserCommand) -> Result<(), String> {
     match action {
-        UserCommand::Create {
-            username,
-            role,
-            display_name,
-            database,
-        } => {
+        UserCommand::Create { username, role, display_name, database } => {
             let username = normalise_username(&username).map_err(str::to_string)?;
             let role = parse_role(&role)?;
             let display_name = display_name.unwrap_or_else(|| username.clone());
             check_display_name(&display_name).map_err(str::to_string)?;
             let mut password = String::new();
-            std::io::stdin()
-                .read_to_string(&mut password)
-                .map_err(|err| format!("cannot read the password: {err}"))?;
+            std::io::stdin().read_to_string(&mut password).map_err(|err| format!("cannot read the password: {err}"))?;
             // One trailing newline is what `echo` and a terminal add, not the password.
             let password = password.strip_suffix('\n').unwrap_or(&password);
             let password = password.strip_suffix('\r').unwrap_or(password).to_string();
             check_password(&password).map_err(str::to_string)?;
             let store = open_store(&database).await?;
-            let hash = Passwords::new(1)
-                .hash(password)
-                .await
-                .map_err(|err| err.to_string())?;
-            let outcome = store
-                .insert_user(&username, &display_name, &hash, role)
-                .await;
+            let hash = Passwords::new(1).hash(password).await.map_err(|err| err.to_string())?;
+            let outcome = store.insert_user(&username, &display_name, &hash, role).await;
             store.close().await;
             match outcome {
                 Ok(record) => {
@@ -152,15 +129,11 @@ async fn user(action: UserCommand) -> Result<(), String> {
                 Err(err) => Err(err.to_string()),
             }
         }
-        UserCommand::SetRole {
-            username,
-            role,
-            database,
-        } => {
+        UserCommand::SetRole { username, role, database } => {
             let role = parse_role(&role)?;
             let username = username.to_lowercase();
             let store = open_store(&database).await?;
-            let outcome = store.update_user_role(&username, role).await;
+            let outcome = store.update_user_role(&username, role, None).await;
             store.close().await;
             match outcome {
                 Ok(record) => {

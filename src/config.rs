@@ -150,8 +150,7 @@ impl Config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
-                toml::from_str(&text)
-                    .map_err(|e| format!("config file {}: {}", path.display(), e.message()))?
+                toml::from_str(&text).map_err(|e| format!("config file {}: {}", path.display(), e.message()))?
             }
             None => FileSettings::default(),
         };
@@ -163,10 +162,7 @@ impl Config {
     /// Refuses values that cannot work.
     pub fn check(&self) -> Result<(), String> {
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
-            return Err(format!(
-                "--listen `{}` is not an address like 127.0.0.1:8080",
-                self.listen
-            ));
+            return Err(format!("--listen `{}` is not an address like 127.0.0.1:8080", self.listen));
         }
         if self.max_frame_bytes < 1024 {
             return Err("--max-frame-bytes must be at least 1024".into());
@@ -196,11 +192,7 @@ fn seconds(value: f64) -> Duration {
 
 /// The `alongside` command line.
 #[derive(Debug, Parser)]
-#[command(
-    name = "alongside",
-    version,
-    about = "A chat server for peer-support and advocacy networks."
-)]
+#[command(name = "alongside", version, about = "A chat server for peer-support and advocacy networks.")]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -234,11 +226,7 @@ pub enum UserCommand {
         #[arg(long)]
         display_name: Option<String>,
         /// Database URL.
-        #[arg(
-            long,
-            env = "ALONGSIDE_DATABASE",
-            default_value = "sqlite://alongside.db"
-        )]
+        #[arg(long, env = "ALONGSIDE_DATABASE", default_value = "sqlite://alongside.db")]
         database: String,
     },
     /// Change an account's global role; a running server applies it at the next `auth`.
@@ -248,11 +236,7 @@ pub enum UserCommand {
         /// member, moderator, organiser or admin.
         role: String,
         /// Database URL.
-        #[arg(
-            long,
-            env = "ALONGSIDE_DATABASE",
-            default_value = "sqlite://alongside.db"
-        )]
+        #[arg(long, env = "ALONGSIDE_DATABASE", default_value = "sqlite://alongside.db")]
         database: String,
     },
 }
@@ -264,12 +248,8 @@ mod tests {
     #[test]
     fn flags_beat_the_file_which_beats_defaults() {
         let file: FileSettings =
-            toml::from_str("listen = \"0.0.0.0:9000\"\noutbox_frames = 16\nlog = \"debug\"")
-                .unwrap();
-        let args = ServeArgs {
-            outbox_frames: Some(32),
-            ..ServeArgs::default()
-        };
+            toml::from_str("listen = \"0.0.0.0:9000\"\noutbox_frames = 16\nlog = \"debug\"").unwrap();
+        let args = ServeArgs { outbox_frames: Some(32), ..ServeArgs::default() };
         let config = Config::merge(args, file);
         assert_eq!(config.listen, "0.0.0.0:9000");
         assert_eq!(config.outbox_frames, 32);
@@ -281,15 +261,9 @@ mod tests {
     #[test]
     fn unknown_file_keys_and_bad_values_are_refused() {
         assert!(toml::from_str::<FileSettings>("lisen = \"x\"").is_err());
-        let config = Config {
-            listen: "nowhere".into(),
-            ..Config::default()
-        };
+        let config = Config { listen: "nowhere".into(), ..Config::default() };
         assert!(config.check().unwrap_err().contains("--listen"));
-        let config = Config {
-            auth_timeout_s: 0.0,
-            ..Config::default()
-        };
+        let config = Config { auth_timeout_s: 0.0, ..Config::default() };
         assert!(config.check().is_err());
     }
 
@@ -297,8 +271,6 @@ mod tests {
     fn the_example_config_file_parses_and_is_valid() {
         let text = include_str!("../alongside.example.toml");
         let file: FileSettings = toml::from_str(text).expect("example config parses");
-        Config::merge(ServeArgs::default(), file)
-            .check()
-            .expect("example config is valid");
+        Config::merge(ServeArgs::default(), file).check().expect("example config is valid");
     }
 }

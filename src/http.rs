@@ -46,37 +46,22 @@ impl From<ApiError> for HttpError {
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.0.code.http_status())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(self.0.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         json_response(status, self.0.to_http_body())
     }
 }
 
 fn json_response(status: StatusCode, body: String) -> Response {
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response()
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
 }
 
 fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
-    json_response(
-        status,
-        serde_json::to_string(value).expect("responses always serialise"),
-    )
+    json_response(status, serde_json::to_string(value).expect("responses always serialise"))
 }
 
 fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, HttpError> {
     serde_json::from_slice(body).map_err(|err| {
-        HttpError(ApiError::new(
-            ErrorCode::BadRequest,
-            format!("The body is not the JSON expected: {err}."),
-        ))
+        HttpError(ApiError::new(ErrorCode::BadRequest, format!("The body is not the JSON expected: {err}.")))
     })
 }
 
@@ -87,19 +72,14 @@ fn invalid(message: &str) -> HttpError {
 fn rate_limited(what: &str, wait: Duration) -> HttpError {
     HttpError(ApiError::new(
         ErrorCode::RateLimited,
-        format!(
-            "Too many {what}; please try again in {} seconds.",
-            wait.as_secs().max(1)
-        ),
+        format!("Too many {what}; please try again in {} seconds.", wait.as_secs().max(1)),
     ))
 }
 
 /// The bearer token of a request, if it carries one.
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))?;
+    let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))?;
     Some(token.trim()).filter(|t| !t.is_empty())
 }
 
@@ -128,11 +108,7 @@ async fn register(
         tracing::error!(error = %err, "hashing failed");
         ApiError::internal()
     })?;
-    match state
-        .store
-        .insert_user(&username, &display_name, &hash, Role::Member)
-        .await
-    {
+    match state.store.insert_user(&username, &display_name, &hash, Role::Member).await {
         Ok(record) => {
             tracing::info!(user = %record.user.username, "registered");
             Ok(json(StatusCode::CREATED, &UserBody { user: record.user }))
@@ -156,51 +132,31 @@ async fn login(
         .logins_per_address
         .check(&peer.ip().to_string())
         .map_err(|wait| rate_limited("login attempts from your address", wait))?;
-    state
-        .logins_per_account
-        .check(&username)
-        .map_err(|wait| rate_limited("login attempts for this account", wait))?;
+    state.logins_per_account.check(&username).map_err(|wait| rate_limited("login attempts for this account", wait))?;
     // An unknown or malformed username still costs one full verification, so the
     // answer and its timing are the same as for a wrong password.
     let credentials = match normalise_username(&username) {
-        Ok(name) => state
-            .store
-            .fetch_credentials(&name)
-            .await
-            .map_err(internal)?,
+        Ok(name) => state.store.fetch_credentials(&name).await.map_err(internal)?,
         Err(_) => None,
     };
     let (record, hash) = match credentials {
         Some(c) => (Some(c.record), Some(c.password_hash)),
         None => (None, None),
     };
-    let verified = state
-        .passwords
-        .verify(body.password, hash)
-        .await
-        .map_err(|err| {
-            tracing::error!(error = %err, "verification failed");
-            ApiError::internal()
-        })?;
+    let verified = state.passwords.verify(body.password, hash).await.map_err(|err| {
+        tracing::error!(error = %err, "verification failed");
+        ApiError::internal()
+    })?;
     let Some(record) = record.filter(|_| verified) else {
-        return Err(HttpError(ApiError::new(
-            ErrorCode::Unauthenticated,
-            "The username or password is not right.",
-        )));
+        return Err(HttpError(ApiError::new(ErrorCode::Unauthenticated, "The username or password is not right.")));
     };
+    // Checked after the password, so a ban says nothing to someone without it.
+    if let Some(ban) = state.server_ban(record.id).await? {
+        return Err(HttpError(ban));
+    }
     let token = new_token();
-    state
-        .store
-        .insert_session(&token_hash(&token), record.id)
-        .await
-        .map_err(internal)?;
-    Ok(json(
-        StatusCode::OK,
-        &LoginReply {
-            token,
-            user: record.user,
-        },
-    ))
+    state.store.insert_session(&token_hash(&token), record.id).await.map_err(internal)?;
+    Ok(json(StatusCode::OK, &LoginReply { token, user: record.user }))
 }
 
 async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, HttpError> {
@@ -219,12 +175,8 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
 
 async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, HttpError> {
     let token = bearer(&headers).ok_or_else(unauthenticated)?;
-    let record = state
-        .store
-        .fetch_session_user(&token_hash(token))
-        .await
-        .map_err(internal)?
-        .ok_or_else(unauthenticated)?;
+    let record =
+        state.store.fetch_session_user(&token_hash(token)).await.map_err(internal)?.ok_or_else(unauthenticated)?;
     Ok(json(StatusCode::OK, &UserBody { user: record.user }))
 }
 
@@ -233,42 +185,24 @@ async fn healthz(State(state): State<AppState>) -> Response {
         Ok(Ok(())) => json_response(StatusCode::OK, r#"{"status":"ok"}"#.into()),
         Ok(Err(err)) => {
             tracing::error!(error = %err, "health check failed");
-            json_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                r#"{"status":"unavailable"}"#.into(),
-            )
+            json_response(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"unavailable"}"#.into())
         }
-        Err(_) => json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            r#"{"status":"unavailable"}"#.into(),
-        ),
+        Err(_) => json_response(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"unavailable"}"#.into()),
     }
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
     let body = state.metrics.render();
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4"),
-        )],
-        body,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], body).into_response()
 }
 
 async fn index() -> Response {
     (
         [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/html; charset=utf-8"),
-            ),
+            (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
             (
                 header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(
-                    "default-src 'self'; script-src 'self'; style-src 'self'; object-src 'none'",
-                ),
+                HeaderValue::from_static("default-src 'self'; script-src 'self'; style-src 'self'; object-src 'none'"),
             ),
         ],
         include_str!("../web/index.html"),
@@ -277,8 +211,5 @@ async fn index() -> Response {
 }
 
 async fn not_found() -> HttpError {
-    HttpError(ApiError::new(
-        ErrorCode::NotFound,
-        "There is nothing at this address.",
-    ))
+    HttpError(ApiError::new(ErrorCode::NotFound, "There is nothing at this address."))
 }

@@ -9,10 +9,10 @@
 //! **Invariant:** for one room, frames enter every outbox in the order `dispatch` is
 //! called; the bus calls it in commit order, so each socket sees a room's seqs in order.
 
-use crate::bus::{BusMessage, CloseTarget, MembershipChange, RoomEnvelope};
+use crate::bus::{BusMessage, CloseTarget, Effect, RoomEnvelope};
 use crate::metrics::Metrics;
-use crate::protocol::User;
-use crate::store::UserId;
+use crate::protocol::{now_ms, User};
+use crate::store::{MuteRecord, Restriction, RoomRecord, UserId};
 use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
 use std::collections::{HashMap, HashSet};
@@ -70,15 +70,7 @@ impl Session {
         outbox: mpsc::Sender<Utf8Bytes>,
         closer: Closer,
     ) -> Session {
-        Session {
-            id,
-            user_id,
-            user: Mutex::new(user),
-            token_hash,
-            outbox,
-            closer,
-            rooms: Mutex::new(HashSet::new()),
-        }
+        Session { id, user_id, user: Mutex::new(user), token_hash, outbox, closer, rooms: Mutex::new(HashSet::new()) }
     }
 
     /// The user's profile as it is now.
@@ -98,15 +90,9 @@ impl Session {
                 metrics.deliveries.fetch_add(1, Relaxed);
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
-                if self.closer.close(
-                    close_code::SLOW_CONSUMER,
-                    "slow consumer: reconnect and catch up from history",
-                ) {
+                if self.closer.close(close_code::SLOW_CONSUMER, "slow consumer: reconnect and catch up from history") {
                     metrics.outbox_overflows.fetch_add(1, Relaxed);
-                    tracing::info!(
-                        session = self.id,
-                        "outbox full; closing the socket with 4008"
-                    );
+                    tracing::info!(session = self.id, "outbox full; closing the socket with 4008");
                 }
             }
             // The writer is gone; the session is being torn down.
@@ -169,6 +155,12 @@ struct HubShared {
     rooms: DashMap<String, RoomSubscribers>,
     /// user → that user's sessions on this node.
     users: DashMap<UserId, Vec<Arc<Session>>>,
+    /// Rooms by name, read through from the store and replaced by `RoomChanged`
+    /// effects, so every node sees slow mode and locks as soon as they are published.
+    room_records: DashMap<String, Arc<RoomRecord>>,
+    /// (room, user) → mute in force. Loaded at start, then kept by `Muted` / `Unmuted`
+    /// effects; checked on every send, so it must not need the store.
+    mutes: DashMap<(String, UserId), Restriction>,
     metrics: Arc<Metrics>,
 }
 
@@ -179,30 +171,53 @@ impl Hub {
             shared: Arc::new(HubShared {
                 rooms: DashMap::new(),
                 users: DashMap::new(),
+                room_records: DashMap::new(),
+                mutes: DashMap::new(),
                 metrics,
             }),
         }
+    }
+
+    /// A cached room.
+    pub fn cached_room(&self, name: &str) -> Option<Arc<RoomRecord>> {
+        self.shared.room_records.get(name).map(|room| room.clone())
+    }
+
+    /// Caches a room read from the store.
+    pub fn cache_room(&self, room: Arc<RoomRecord>) {
+        self.shared.room_records.insert(room.name.clone(), room);
+    }
+
+    /// Loads the mutes in force (at start).
+    pub fn load_mutes(&self, mutes: Vec<MuteRecord>) {
+        for mute in mutes {
+            self.shared.mutes.insert((mute.room, mute.user), mute.mute);
+        }
+    }
+
+    /// The mute of `user` in `room`, if one is in force now. An expired mute lifts
+    /// itself here.
+    pub fn mute(&self, room: &str, user: UserId) -> Option<Restriction> {
+        let key = (room.to_string(), user);
+        let mute = self.shared.mutes.get(&key).map(|m| m.clone())?;
+        if mute.until.is_some_and(|until| until <= now_ms()) {
+            self.shared.mutes.remove_if(&key, |_, m| m.until == mute.until);
+            return None;
+        }
+        Some(mute)
     }
 
     /// Adds a freshly authenticated session to its user, receiving no room yet.
     /// Registering before reading the user's rooms means a concurrent `join` from another
     /// socket of the same user reaches this one too.
     pub fn register(&self, session: &Arc<Session>) {
-        self.shared
-            .users
-            .entry(session.user_id)
-            .or_default()
-            .push(session.clone());
+        self.shared.users.entry(session.user_id).or_default().push(session.clone());
     }
 
     /// Makes `session` receive each of `rooms`; returns the rooms where its user was
     /// not online before (for presence).
     pub fn attach(&self, session: &Arc<Session>, rooms: &[String]) -> Vec<String> {
-        rooms
-            .iter()
-            .filter(|room| self.subscribe(session, room))
-            .cloned()
-            .collect()
+        rooms.iter().filter(|room| self.subscribe(session, room)).cloned().collect()
     }
 
     /// Removes a closing session everywhere; returns the rooms where its user is now
@@ -211,20 +226,9 @@ impl Hub {
         if let Some(mut sessions) = self.shared.users.get_mut(&session.user_id) {
             sessions.retain(|other| other.id != session.id);
         }
-        self.shared
-            .users
-            .remove_if(&session.user_id, |_, sessions| sessions.is_empty());
-        let rooms: Vec<String> = session
-            .rooms
-            .lock()
-            .expect("rooms lock")
-            .iter()
-            .cloned()
-            .collect();
-        rooms
-            .into_iter()
-            .filter(|room| self.unsubscribe(session, room))
-            .collect()
+        self.shared.users.remove_if(&session.user_id, |_, sessions| sessions.is_empty());
+        let rooms: Vec<String> = session.rooms.lock().expect("rooms lock").iter().cloned().collect();
+        rooms.into_iter().filter(|room| self.unsubscribe(session, room)).collect()
     }
 
     /// Makes every local session of `user` receive `room`.
@@ -243,10 +247,7 @@ impl Hub {
 
     /// How many distinct users are online in `room` on this node.
     pub fn members_online(&self, room: &str) -> u64 {
-        self.shared
-            .rooms
-            .get(room)
-            .map_or(0, |subs| subs.online.len() as u64)
+        self.shared.rooms.get(room).map_or(0, |subs| subs.online.len() as u64)
     }
 
     /// Up to `max` distinct online users of `room`.
@@ -255,23 +256,34 @@ impl Hub {
             return Vec::new();
         };
         let mut seen = HashSet::new();
-        subs.sessions
-            .iter()
-            .filter(|s| seen.insert(s.user_id))
-            .take(max)
-            .map(|s| s.user())
-            .collect()
+        subs.sessions.iter().filter(|s| seen.insert(s.user_id)).take(max).map(|s| s.user()).collect()
     }
 
     /// Applies one bus message on this node.
     pub fn dispatch(&self, message: &BusMessage) {
         match message {
             BusMessage::Room(envelope) => self.dispatch_room(envelope),
-            BusMessage::Close {
-                target,
-                code,
-                reason,
-            } => {
+            BusMessage::User { user, frame } => {
+                for session in self.sessions_of(*user) {
+                    session.deliver(frame, &self.shared.metrics);
+                }
+            }
+            BusMessage::UserChanged { record, frame } => {
+                for session in self.sessions_of(record.id) {
+                    *session.user.lock().expect("user lock") = record.user.clone();
+                    session.deliver(frame, &self.shared.metrics);
+                }
+            }
+            BusMessage::Moderators { moderators, frame } => {
+                for entry in self.shared.users.iter() {
+                    for session in entry.value() {
+                        if moderators.contains(&session.user_id) || session.user().role.moderates_every_room() {
+                            session.deliver(frame, &self.shared.metrics);
+                        }
+                    }
+                }
+            }
+            BusMessage::Close { target, code, reason } => {
                 let sessions: Vec<Arc<Session>> = match target {
                     CloseTarget::User(user) => self.sessions_of(*user),
                     CloseTarget::Token(hash) => self
@@ -291,9 +303,17 @@ impl Hub {
 
     fn dispatch_room(&self, envelope: &RoomEnvelope) {
         // A joiner starts receiving before the event goes out, so it sees its own join;
-        // a leaver stops after it, so its other sockets learn that it left.
-        if let Some((user, MembershipChange::Subscribe)) = envelope.membership {
-            self.subscribe_user(&envelope.room, user);
+        // a leaver stops after it, so its sockets learn that it left.
+        match &envelope.effect {
+            Some(Effect::Subscribe(user)) => self.subscribe_user(&envelope.room, *user),
+            Some(Effect::Muted(user, mute)) => {
+                self.shared.mutes.insert((envelope.room.clone(), *user), mute.clone());
+            }
+            Some(Effect::Unmuted(user)) => {
+                self.shared.mutes.remove(&(envelope.room.clone(), *user));
+            }
+            Some(Effect::RoomChanged(room)) => self.cache_room(room.clone()),
+            Some(Effect::Unsubscribe(_)) | None => {}
         }
         if let Some(subs) = self.shared.rooms.get(&envelope.room) {
             for session in &subs.sessions {
@@ -302,27 +322,18 @@ impl Hub {
                 }
             }
         }
-        if let Some((user, MembershipChange::Unsubscribe)) = envelope.membership {
+        if let Some(Effect::Unsubscribe(user)) = envelope.effect {
             self.unsubscribe_user(&envelope.room, user);
         }
     }
 
     fn sessions_of(&self, user: UserId) -> Vec<Arc<Session>> {
-        self.shared
-            .users
-            .get(&user)
-            .map(|s| s.clone())
-            .unwrap_or_default()
+        self.shared.users.get(&user).map(|s| s.clone()).unwrap_or_default()
     }
 
     /// Returns `true` if the session's user came online in the room.
     fn subscribe(&self, session: &Arc<Session>, room: &str) -> bool {
-        if !session
-            .rooms
-            .lock()
-            .expect("rooms lock")
-            .insert(room.to_string())
-        {
+        if !session.rooms.lock().expect("rooms lock").insert(room.to_string()) {
             return false;
         }
         let mut subs = self.shared.rooms.entry(room.to_string()).or_default();
@@ -348,9 +359,7 @@ impl Hub {
                 }
             }
         }
-        self.shared
-            .rooms
-            .remove_if(room, |_, subs| subs.sessions.is_empty());
+        self.shared.rooms.remove_if(room, |_, subs| subs.sessions.is_empty());
         offline
     }
 }
@@ -360,30 +369,11 @@ mod tests {
     use super::*;
     use crate::protocol::Role;
 
-    fn session(
-        id: u64,
-        user: i64,
-        capacity: usize,
-    ) -> (Arc<Session>, mpsc::Receiver<Utf8Bytes>, Closer) {
+    fn session(id: u64, user: i64, capacity: usize) -> (Arc<Session>, mpsc::Receiver<Utf8Bytes>, Closer) {
         let (tx, rx) = mpsc::channel(capacity);
         let closer = Closer::default();
-        let profile = User {
-            username: format!("u{user}"),
-            display_name: format!("U{user}"),
-            role: Role::Member,
-        };
-        (
-            Arc::new(Session::new(
-                id,
-                UserId(user),
-                profile,
-                [0; 32],
-                tx,
-                closer.clone(),
-            )),
-            rx,
-            closer,
-        )
+        let profile = User { username: format!("u{user}"), display_name: format!("U{user}"), role: Role::Member };
+        (Arc::new(Session::new(id, UserId(user), profile, [0; 32], tx, closer.clone())), rx, closer)
     }
 
     fn envelope(room: &str, text: &str) -> BusMessage {
@@ -391,7 +381,7 @@ mod tests {
             room: room.into(),
             frame: Utf8Bytes::from(text.to_string()),
             except: None,
-            membership: None,
+            effect: None,
         })
     }
 
@@ -407,14 +397,9 @@ mod tests {
         for n in 0..5 {
             hub.dispatch(&envelope("room", &n.to_string()));
         }
-        assert_eq!(
-            slow_closer.frame().map(|f| f.0),
-            Some(close_code::SLOW_CONSUMER)
-        );
+        assert_eq!(slow_closer.frame().map(|f| f.0), Some(close_code::SLOW_CONSUMER));
         assert!(fast_closer.frame().is_none());
-        let got: Vec<String> = std::iter::from_fn(|| fast_rx.try_recv().ok())
-            .map(|f| f.as_str().to_string())
-            .collect();
+        let got: Vec<String> = std::iter::from_fn(|| fast_rx.try_recv().ok()).map(|f| f.as_str().to_string()).collect();
         assert_eq!(got, ["0", "1", "2", "3", "4"]);
         assert_eq!(hub.shared.metrics.outbox_overflows.load(Relaxed), 1);
     }
@@ -427,10 +412,7 @@ mod tests {
         hub.register(&a1);
         hub.register(&a2);
         assert_eq!(hub.attach(&a1, &["r".into()]), vec!["r".to_string()]);
-        assert!(
-            hub.attach(&a2, &["r".into()]).is_empty(),
-            "second socket of an online user"
-        );
+        assert!(hub.attach(&a2, &["r".into()]).is_empty(), "second socket of an online user");
         assert_eq!(hub.members_online("r"), 1);
         assert!(hub.detach(&a1).is_empty());
         assert_eq!(hub.detach(&a2), vec!["r".to_string()]);
@@ -446,7 +428,7 @@ mod tests {
             room: "r".into(),
             frame: Utf8Bytes::from_static("joined"),
             except: None,
-            membership: Some((UserId(3), MembershipChange::Subscribe)),
+            effect: Some(Effect::Subscribe(UserId(3))),
         });
         hub.dispatch(&join);
         assert!(s.is_in("r"));
@@ -454,14 +436,12 @@ mod tests {
             room: "r".into(),
             frame: Utf8Bytes::from_static("left"),
             except: None,
-            membership: Some((UserId(3), MembershipChange::Unsubscribe)),
+            effect: Some(Effect::Unsubscribe(UserId(3))),
         });
         hub.dispatch(&leave);
         assert!(!s.is_in("r"));
         hub.dispatch(&envelope("r", "after"));
-        let got: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
-            .map(|f| f.as_str().to_string())
-            .collect();
+        let got: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok()).map(|f| f.as_str().to_string()).collect();
         assert_eq!(got, ["joined", "left"]);
     }
 }

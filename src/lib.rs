@@ -29,6 +29,7 @@ pub mod config;
 pub mod http;
 pub mod hub;
 pub mod metrics;
+pub mod moderation;
 pub mod protocol;
 pub mod server;
 pub mod store;

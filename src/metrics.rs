@@ -8,9 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the store commit latency histogram buckets.
-const COMMIT_BUCKETS: [f64; 10] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
-];
+const COMMIT_BUCKETS: [f64; 10] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
 
 /// Every figure the server exports.
 #[derive(Debug, Default)]
@@ -42,8 +40,7 @@ impl Metrics {
             }
         }
         self.commit_count.fetch_add(1, Relaxed);
-        self.commit_sum_us
-            .fetch_add(elapsed.as_micros() as u64, Relaxed);
+        self.commit_sum_us.fetch_add(elapsed.as_micros() as u64, Relaxed);
         self.messages_stored.fetch_add(n_messages as u64, Relaxed);
     }
 
@@ -51,10 +48,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(2048);
         let mut figure = |name: &str, kind: &str, help: &str, value: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
         };
         figure(
             "alongside_sockets_open",
@@ -93,25 +87,14 @@ impl Metrics {
             self.request_errors.load(Relaxed),
         );
         let name = "alongside_store_commit_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Latency of store commits (one group commit of messages)."
-        );
+        let _ = writeln!(out, "# HELP {name} Latency of store commits (one group commit of messages).");
         let _ = writeln!(out, "# TYPE {name} histogram");
         for (bound, bucket) in COMMIT_BUCKETS.iter().zip(&self.commit_buckets) {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{le=\"{bound}\"}} {}",
-                bucket.load(Relaxed)
-            );
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {}", bucket.load(Relaxed));
         }
         let count = self.commit_count.load(Relaxed);
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(
-            out,
-            "{name}_sum {}",
-            self.commit_sum_us.load(Relaxed) as f64 / 1e6
-        );
+        let _ = writeln!(out, "{name}_sum {}", self.commit_sum_us.load(Relaxed) as f64 / 1e6);
         let _ = writeln!(out, "{name}_count {count}");
         out
     }
@@ -127,18 +110,9 @@ mod tests {
         metrics.store_commit(Duration::from_micros(800), 3);
         metrics.store_commit(Duration::from_millis(20), 1);
         let text = metrics.render();
-        assert!(
-            text.contains("alongside_store_commit_seconds_bucket{le=\"0.001\"} 1"),
-            "{text}"
-        );
-        assert!(
-            text.contains("alongside_store_commit_seconds_bucket{le=\"0.025\"} 2"),
-            "{text}"
-        );
-        assert!(
-            text.contains("alongside_store_commit_seconds_count 2"),
-            "{text}"
-        );
+        assert!(text.contains("alongside_store_commit_seconds_bucket{le=\"0.001\"} 1"), "{text}");
+        assert!(text.contains("alongside_store_commit_seconds_bucket{le=\"0.025\"} 2"), "{text}");
+        assert!(text.contains("alongside_store_commit_seconds_count 2"), "{text}");
         assert!(text.contains("alongside_messages_stored_total 4"), "{text}");
     }
 }

@@ -101,6 +101,35 @@ impl RoomKind {
     }
 }
 
+/// A member's role inside one room (the owner is the room's creator, not a role).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoomRole {
+    /// An ordinary member.
+    Member,
+    /// Moderates this room only.
+    Moderator,
+}
+
+impl RoomRole {
+    /// The stable lower-case name used on the wire and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoomRole::Member => "member",
+            RoomRole::Moderator => "moderator",
+        }
+    }
+
+    /// Parses the stored name; `None` for anything else.
+    pub fn parse(text: &str) -> Option<RoomRole> {
+        match text {
+            "member" => Some(RoomRole::Member),
+            "moderator" => Some(RoomRole::Moderator),
+            _ => None,
+        }
+    }
+}
+
 /// A user as every client sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
@@ -160,6 +189,47 @@ pub struct Message {
     /// Present and `true` for a deleted message.
     #[serde(skip_serializing_if = "is_false", default)]
     pub deleted: bool,
+}
+
+/// A member's report of a message, kept until a moderator resolves it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    /// Report id, unique on the server.
+    pub id: i64,
+    /// Room name.
+    pub room: String,
+    /// The reported message.
+    pub seq: i64,
+    /// Username of the reporter.
+    pub reporter: String,
+    /// Why, in the reporter's words.
+    pub reason: String,
+    /// When it was reported.
+    pub ts: String,
+}
+
+/// One entry of a moderation log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModAction {
+    /// `mute`, `unmute`, `kick`, `ban`, `unban`, `delete`, `slow_mode`, `lock`,
+    /// `unlock`, `set_room_role`, `set_role` or `resolve_report`.
+    pub action: String,
+    /// Username of the moderator.
+    pub actor: String,
+    /// Username acted on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Message acted on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<i64>,
+    /// The moderator's reason or note (for `slow_mode`, the new interval).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When a timed action ends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// When it happened.
+    pub ts: String,
 }
 
 fn is_false(value: &bool) -> bool {
@@ -237,18 +307,12 @@ pub struct ApiError {
 impl ApiError {
     /// Builds an error from a code and a sentence.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
-        ApiError {
-            code,
-            message: message.into(),
-        }
+        ApiError { code, message: message.into() }
     }
 
     /// `internal`, with a generic sentence; log the cause before calling this.
     pub fn internal() -> ApiError {
-        ApiError::new(
-            ErrorCode::Internal,
-            "The server could not complete this request; please try again.",
-        )
+        ApiError::new(ErrorCode::Internal, "The server could not complete this request; please try again.")
     }
 
     /// The HTTP body `{"error": {"code", "message"}}`.
@@ -262,13 +326,8 @@ impl ApiError {
             code: ErrorCode,
             message: &'a str,
         }
-        serde_json::to_string(&Body {
-            error: Inner {
-                code: self.code,
-                message: &self.message,
-            },
-        })
-        .expect("an error body always serialises")
+        serde_json::to_string(&Body { error: Inner { code: self.code, message: &self.message } })
+            .expect("an error body always serialises")
     }
 }
 
@@ -355,6 +414,127 @@ pub enum Request {
         /// Room name.
         room: String,
     },
+    /// A moderation request.
+    Moderate(Moderation),
+}
+
+/// The moderation requests (PROTOCOL.md section 2.3).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Moderation {
+    /// Stop a member from sending in a room.
+    Mute {
+        /// Room name.
+        room: String,
+        /// Username.
+        user: String,
+        /// Seconds; absent = until lifted.
+        duration_s: Option<f64>,
+        /// Shown to the member.
+        reason: Option<String>,
+    },
+    /// Lift a mute.
+    Unmute {
+        /// Room name.
+        room: String,
+        /// Username.
+        user: String,
+    },
+    /// Remove a member; they may rejoin.
+    Kick {
+        /// Room name.
+        room: String,
+        /// Username.
+        user: String,
+        /// Shown to the member.
+        reason: Option<String>,
+    },
+    /// Remove a member and keep them out (a room), or shut them out (the server).
+    Ban {
+        /// Room name, or `None` for the server scope.
+        room: Option<String>,
+        /// Username.
+        user: String,
+        /// Seconds; absent = until lifted.
+        duration_s: Option<f64>,
+        /// Shown to the member.
+        reason: Option<String>,
+    },
+    /// Lift a ban.
+    Unban {
+        /// Room name, or `None` for the server scope.
+        room: Option<String>,
+        /// Username.
+        user: String,
+    },
+    /// Delete a message (its seq stays, its body goes).
+    DeleteMessage {
+        /// Room name.
+        room: String,
+        /// The message.
+        seq: i64,
+        /// For the log.
+        reason: Option<String>,
+    },
+    /// Set slow mode.
+    SlowMode {
+        /// Room name.
+        room: String,
+        /// Seconds between a member's messages, 0 = off.
+        seconds: i64,
+    },
+    /// Lock or unlock a room.
+    Lock {
+        /// Room name.
+        room: String,
+        /// Read-only for members when true.
+        locked: bool,
+    },
+    /// Give or take a room's moderator role.
+    SetRoomRole {
+        /// Room name.
+        room: String,
+        /// Username.
+        user: String,
+        /// The new room role.
+        role: RoomRole,
+    },
+    /// Change a user's global role.
+    SetRole {
+        /// Username.
+        user: String,
+        /// The new global role.
+        role: Role,
+    },
+    /// Report a message to the room's moderators.
+    Report {
+        /// Room name.
+        room: String,
+        /// The message.
+        seq: i64,
+        /// Why.
+        reason: String,
+    },
+    /// List a room's open reports.
+    Reports {
+        /// Room name.
+        room: String,
+    },
+    /// Close a report.
+    ResolveReport {
+        /// Room name.
+        room: String,
+        /// Report id.
+        id: i64,
+        /// What was done.
+        note: Option<String>,
+    },
+    /// Read a room's moderation log.
+    ModLog {
+        /// Room name.
+        room: String,
+        /// How many entries, 1–100 (default 50).
+        limit: Option<i64>,
+    },
 }
 
 /// Fields of `create_room`.
@@ -425,6 +605,103 @@ struct RoomFields {
     room: String,
 }
 
+#[derive(Deserialize)]
+struct TargetFields {
+    room: String,
+    user: String,
+    #[serde(default)]
+    duration_s: Option<f64>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `scope` of `ban` / `unban`.
+#[derive(Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+enum BanScopeField {
+    Room,
+    Server,
+}
+
+#[derive(Deserialize)]
+struct BanFields {
+    #[serde(default)]
+    room: Option<String>,
+    #[serde(default)]
+    scope: Option<BanScopeField>,
+    user: String,
+    #[serde(default)]
+    duration_s: Option<f64>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+impl BanFields {
+    /// The room, `None` for the server scope; a room ban without a room is an error.
+    fn room(&self) -> Result<Option<String>, &'static str> {
+        match (&self.scope, &self.room) {
+            (Some(BanScopeField::Server), _) => Ok(None),
+            (_, Some(room)) => Ok(Some(room.clone())),
+            (_, None) => Err("missing field `room` (or `\"scope\": \"server\"`)"),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct SeqFields {
+    room: String,
+    seq: i64,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SlowModeFields {
+    room: String,
+    seconds: i64,
+}
+
+#[derive(Deserialize)]
+struct LockFields {
+    room: String,
+    locked: bool,
+}
+
+#[derive(Deserialize)]
+struct RoomRoleFields {
+    room: String,
+    user: String,
+    role: RoomRole,
+}
+
+#[derive(Deserialize)]
+struct RoleFields {
+    user: String,
+    role: Role,
+}
+
+#[derive(Deserialize)]
+struct ReportFields {
+    room: String,
+    seq: i64,
+    reason: String,
+}
+
+#[derive(Deserialize)]
+struct ResolveFields {
+    room: String,
+    id: i64,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ModLogFields {
+    room: String,
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
 /// Why a frame could not be parsed; `id` is the request's id when it could be read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParseError {
@@ -436,15 +713,11 @@ pub struct ParseError {
 
 /// Parses one text frame into its id and request.
 pub fn parse_request(text: &str) -> Result<(Option<RequestId>, Request), ParseError> {
-    let head: Head<'_> = serde_json::from_str(text).map_err(|err| ParseError {
-        id: None,
-        message: format!("The frame is not a JSON object: {err}."),
-    })?;
+    let head: Head<'_> = serde_json::from_str(text)
+        .map_err(|err| ParseError { id: None, message: format!("The frame is not a JSON object: {err}.") })?;
     let id = match head.id {
         None | Some(serde_json::Value::Null) => None,
-        Some(serde_json::Value::Number(n)) if n.as_i64().is_some() => {
-            n.as_i64().map(RequestId::Int)
-        }
+        Some(serde_json::Value::Number(n)) if n.as_i64().is_some() => n.as_i64().map(RequestId::Int),
         Some(serde_json::Value::String(s)) if s.chars().count() <= 64 => Some(RequestId::Text(s)),
         Some(_) => {
             return Err(ParseError {
@@ -458,10 +731,7 @@ pub fn parse_request(text: &str) -> Result<(Option<RequestId>, Request), ParseEr
         message: format!("Bad `{kind}` request: {err}."),
     };
     let Some(kind) = head.kind else {
-        return Err(ParseError {
-            id,
-            message: "The frame has no `type`.".into(),
-        });
+        return Err(ParseError { id, message: "The frame has no `type`.".into() });
     };
     let request = match kind.as_ref() {
         "auth" => {
@@ -469,9 +739,7 @@ pub fn parse_request(text: &str) -> Result<(Option<RequestId>, Request), ParseEr
             Request::Auth { token: f.token }
         }
         "rooms" => Request::Rooms,
-        "create_room" => {
-            Request::CreateRoom(serde_json::from_str(text).map_err(|e| fail("create_room", e))?)
-        }
+        "create_room" => Request::CreateRoom(serde_json::from_str(text).map_err(|e| fail("create_room", e))?),
         "join" => {
             let f: RoomFields = serde_json::from_str(text).map_err(|e| fail("join", e))?;
             Request::Join { room: f.room }
@@ -486,14 +754,61 @@ pub fn parse_request(text: &str) -> Result<(Option<RequestId>, Request), ParseEr
             let f: RoomFields = serde_json::from_str(text).map_err(|e| fail("typing", e))?;
             Request::Typing { room: f.room }
         }
-        other => {
-            return Err(ParseError {
-                id,
-                message: format!("Unknown request type `{}`.", truncate(other, 40)),
-            })
-        }
+        other => match parse_moderation(other, text) {
+            Some(Ok(moderation)) => Request::Moderate(moderation),
+            Some(Err(message)) => return Err(ParseError { id, message: format!("Bad `{other}` request: {message}.") }),
+            None => return Err(ParseError { id, message: format!("Unknown request type `{}`.", truncate(other, 40)) }),
+        },
     };
     Ok((id, request))
+}
+
+/// The moderation requests; `None` if `kind` is not one of them.
+fn parse_moderation(kind: &str, text: &str) -> Option<Result<Moderation, String>> {
+    fn fields<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+        serde_json::from_str(text).map_err(|e| e.to_string())
+    }
+    let parsed = match kind {
+        "mute" => fields::<TargetFields>(text).map(|f| Moderation::Mute {
+            room: f.room,
+            user: f.user,
+            duration_s: f.duration_s,
+            reason: f.reason,
+        }),
+        "unmute" => fields::<TargetFields>(text).map(|f| Moderation::Unmute { room: f.room, user: f.user }),
+        "kick" => {
+            fields::<TargetFields>(text).map(|f| Moderation::Kick { room: f.room, user: f.user, reason: f.reason })
+        }
+        "ban" => fields::<BanFields>(text).and_then(|f| {
+            let room = f.room().map_err(str::to_string)?;
+            Ok(Moderation::Ban { room, user: f.user, duration_s: f.duration_s, reason: f.reason })
+        }),
+        "unban" => fields::<BanFields>(text).and_then(|f| {
+            let room = f.room().map_err(str::to_string)?;
+            Ok(Moderation::Unban { room, user: f.user })
+        }),
+        "delete_message" => {
+            fields::<SeqFields>(text).map(|f| Moderation::DeleteMessage { room: f.room, seq: f.seq, reason: f.reason })
+        }
+        "slow_mode" => {
+            fields::<SlowModeFields>(text).map(|f| Moderation::SlowMode { room: f.room, seconds: f.seconds })
+        }
+        "lock" => fields::<LockFields>(text).map(|f| Moderation::Lock { room: f.room, locked: f.locked }),
+        "set_room_role" => {
+            fields::<RoomRoleFields>(text).map(|f| Moderation::SetRoomRole { room: f.room, user: f.user, role: f.role })
+        }
+        "set_role" => fields::<RoleFields>(text).map(|f| Moderation::SetRole { user: f.user, role: f.role }),
+        "report" => {
+            fields::<ReportFields>(text).map(|f| Moderation::Report { room: f.room, seq: f.seq, reason: f.reason })
+        }
+        "reports" => fields::<RoomFields>(text).map(|f| Moderation::Reports { room: f.room }),
+        "resolve_report" => {
+            fields::<ResolveFields>(text).map(|f| Moderation::ResolveReport { room: f.room, id: f.id, note: f.note })
+        }
+        "mod_log" => fields::<ModLogFields>(text).map(|f| Moderation::ModLog { room: f.room, limit: f.limit }),
+        _ => return None,
+    };
+    Some(parsed)
 }
 
 fn truncate(text: &str, max_chars: usize) -> &str {
@@ -547,6 +862,16 @@ pub enum Reply {
         /// Messages, ascending by seq.
         messages: Vec<Message>,
     },
+    /// `reports`.
+    Reports {
+        /// Open reports, oldest first.
+        reports: Vec<Report>,
+    },
+    /// `mod_log`.
+    ModLog {
+        /// Entries, newest first.
+        entries: Vec<ModAction>,
+    },
     /// Requests with no result fields.
     Empty {},
 }
@@ -573,23 +898,13 @@ struct ErrorFrame<'a> {
 
 /// Serialises `{"type": "ok", "id", ...reply}`.
 pub fn ok_frame(id: Option<&RequestId>, reply: &Reply) -> String {
-    serde_json::to_string(&OkFrame {
-        kind: "ok",
-        id,
-        reply,
-    })
-    .expect("replies always serialise")
+    serde_json::to_string(&OkFrame { kind: "ok", id, reply }).expect("replies always serialise")
 }
 
 /// Serialises `{"type": "error", "id", "code", "message"}`.
 pub fn error_frame(id: Option<&RequestId>, error: &ApiError) -> String {
-    serde_json::to_string(&ErrorFrame {
-        kind: "error",
-        id,
-        code: error.code,
-        message: &error.message,
-    })
-    .expect("errors always serialise")
+    serde_json::to_string(&ErrorFrame { kind: "error", id, code: error.code, message: &error.message })
+        .expect("errors always serialise")
 }
 
 /// Why a member left a room.
@@ -645,6 +960,73 @@ pub enum Event {
         /// The room as it is now.
         room: Room,
     },
+    /// A message was deleted.
+    MessageDeleted {
+        /// Room name.
+        room: String,
+        /// The deleted message.
+        seq: i64,
+        /// Username of whoever deleted it.
+        by: String,
+    },
+    /// A member was muted.
+    Muted {
+        /// Room name.
+        room: String,
+        /// Who.
+        user: User,
+        /// Username of the moderator.
+        by: String,
+        /// When it ends; absent = until lifted.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        until: Option<String>,
+        /// The moderator's reason.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// A mute was lifted.
+    Unmuted {
+        /// Room name.
+        room: String,
+        /// Who.
+        user: User,
+        /// Username of the moderator.
+        by: String,
+    },
+    /// You were removed from a room; you may rejoin.
+    Kicked {
+        /// Room name.
+        room: String,
+        /// Username of the moderator.
+        by: String,
+        /// The moderator's reason.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// You were banned from a room, or (without `room`) from the server.
+    Banned {
+        /// Room name; absent for a server ban.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        /// Username of the moderator.
+        by: String,
+        /// The moderator's reason.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// When it ends; absent = until lifted.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        until: Option<String>,
+    },
+    /// A message was reported (to the room's moderators).
+    Report {
+        /// The report.
+        report: Report,
+    },
+    /// Your own account changed (e.g. an admin changed your global role).
+    UserUpdated {
+        /// You, as you are now.
+        user: User,
+    },
 }
 
 impl Event {
@@ -660,9 +1042,7 @@ impl Event {
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     since.as_millis() as i64
 }
 
@@ -684,8 +1064,7 @@ pub fn format_ts(ms: i64) -> String {
 
 /// Parses an RFC 3339 / ISO-8601 timestamp with an offset into Unix milliseconds.
 pub fn parse_ts(text: &str) -> Option<i64> {
-    let at =
-        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
     Some((at.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
@@ -710,34 +1089,16 @@ mod tests {
         let err = parse_request(r#"{"type":"fly","id":"a"}"#).unwrap_err();
         assert_eq!(err.id, Some(RequestId::Text("a".into())));
         assert!(parse_request("not json").unwrap_err().id.is_none());
-        assert!(parse_request(r#"{"id":1}"#)
-            .unwrap_err()
-            .message
-            .contains("type"));
+        assert!(parse_request(r#"{"id":1}"#).unwrap_err().message.contains("type"));
     }
 
     #[test]
     fn parse_reads_each_request() {
         let (id, req) = parse_request(r#"{"type":"history","room":"r","after":3}"#).unwrap();
         assert_eq!(id, None);
-        assert_eq!(
-            req,
-            Request::History(HistoryQuery {
-                room: "r".into(),
-                before: None,
-                after: Some(3),
-                limit: None
-            })
-        );
-        let (_, req) =
-            parse_request(r#"{"type":"create_room","name":"n","kind":"summit"}"#).unwrap();
-        assert!(matches!(
-            req,
-            Request::CreateRoom(CreateRoom {
-                kind: RoomKind::Summit,
-                ..
-            })
-        ));
+        assert_eq!(req, Request::History(HistoryQuery { room: "r".into(), before: None, after: Some(3), limit: None }));
+        let (_, req) = parse_request(r#"{"type":"create_room","name":"n","kind":"summit"}"#).unwrap();
+        assert!(matches!(req, Request::CreateRoom(CreateRoom { kind: RoomKind::Summit, .. })));
     }
 
     #[test]
@@ -745,19 +1106,12 @@ mod tests {
         let text = ok_frame(Some(&RequestId::Int(7)), &Reply::Empty {});
         assert_eq!(text, r#"{"type":"ok","id":7}"#);
         let err = error_frame(None, &ApiError::new(ErrorCode::NotFound, "No such room."));
-        assert_eq!(
-            err,
-            r#"{"type":"error","code":"not_found","message":"No such room."}"#
-        );
+        assert_eq!(err, r#"{"type":"error","code":"not_found","message":"No such room."}"#);
     }
 
     #[test]
     fn roles_are_ordered_by_authority() {
-        assert!(
-            Role::Member < Role::Moderator
-                && Role::Moderator < Role::Organiser
-                && Role::Organiser < Role::Admin
-        );
+        assert!(Role::Member < Role::Moderator && Role::Moderator < Role::Organiser && Role::Organiser < Role::Admin);
         for role in [Role::Member, Role::Moderator, Role::Organiser, Role::Admin] {
             assert_eq!(Role::parse(role.as_str()), Some(role));
         }

@@ -6,12 +6,12 @@
 //! the tracked socket tasks, then close the store so the last group commit lands.
 
 use crate::auth::{Passwords, RateLimiter};
-use crate::bus::{Bus, BusMessage, LocalBus, MembershipChange, RoomEnvelope};
+use crate::bus::{Bus, BusMessage, Effect, LocalBus, RoomEnvelope};
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::protocol::{format_ts, ApiError, ErrorCode, Event, Message, Room};
-use crate::store::{self, CommitListener, RoomRecord, Store, StoreError, UserId};
+use crate::store::{self, CommitListener, RoomId, RoomRecord, Store, StoreError, UserId};
 use axum::extract::ws::Utf8Bytes;
 use axum::serve::ListenerExt;
 use dashmap::DashMap;
@@ -46,11 +46,11 @@ pub struct Shared {
     pub logins_per_address: RateLimiter,
     /// Registrations per client address.
     pub registrations_per_address: RateLimiter,
-    /// Rooms by name, read through from the store. Rooms change only through events
-    /// this node publishes or receives, which replace the entry.
-    rooms: DashMap<String, Arc<RoomRecord>>,
     /// Open WebSockets per client address.
     pub sockets_per_address: DashMap<IpAddr, u32>,
+    /// When each member last sent in a room, for slow mode. Node-local: behind a load
+    /// balancer a member could send once per node per interval.
+    pub last_sends: DashMap<(RoomId, UserId), std::time::Instant>,
     /// Cancelled when the server begins to shut down.
     pub shutdown: CancellationToken,
     /// Every socket task, so shutdown can wait for them.
@@ -61,26 +61,18 @@ pub struct Shared {
 impl Shared {
     /// A room by name, from the cache or the store; `not_found` if there is none.
     pub async fn room(&self, name: &str) -> Result<Arc<RoomRecord>, ApiError> {
-        if let Some(room) = self.rooms.get(name) {
-            return Ok(room.clone());
+        if let Some(room) = self.hub.cached_room(name) {
+            return Ok(room);
         }
         match self.store.fetch_room(name).await {
             Ok(Some(room)) => {
                 let room = Arc::new(room);
-                self.rooms.insert(name.to_string(), room.clone());
+                self.hub.cache_room(room.clone());
                 Ok(room)
             }
-            Ok(None) => Err(ApiError::new(
-                ErrorCode::NotFound,
-                format!("There is no room named `{name}`."),
-            )),
+            Ok(None) => Err(ApiError::new(ErrorCode::NotFound, format!("There is no room named `{name}`."))),
             Err(err) => Err(internal(err)),
         }
-    }
-
-    /// Remembers a room just created or changed.
-    pub fn cache_room(&self, room: Arc<RoomRecord>) {
-        self.rooms.insert(room.name.clone(), room);
     }
 
     /// The wire view of a room, with this node's online count.
@@ -100,25 +92,38 @@ impl Shared {
     }
 
     /// Serialises `event` once and publishes it to the room's members.
-    pub fn publish_room(
-        &self,
-        room: &str,
-        event: &Event,
-        except: Option<UserId>,
-        membership: Option<(UserId, MembershipChange)>,
-    ) {
+    pub fn publish_room(&self, room: &str, event: &Event, except: Option<UserId>, effect: Option<Effect>) {
         let frame = Utf8Bytes::from(event.to_json());
-        self.bus.publish(BusMessage::Room(RoomEnvelope {
-            room: room.to_string(),
-            frame,
-            except,
-            membership,
-        }));
+        self.bus.publish(BusMessage::Room(RoomEnvelope { room: room.to_string(), frame, except, effect }));
+    }
+
+    /// Serialises `event` once and sends it to every socket of `user`.
+    pub fn publish_user(&self, user: UserId, event: &Event) {
+        self.bus.publish(BusMessage::User { user, frame: Utf8Bytes::from(event.to_json()) });
+    }
+
+    /// The `banned` refusal if `user` is banned from the server now.
+    pub async fn server_ban(&self, user: UserId) -> Result<Option<ApiError>, ApiError> {
+        let ban =
+            self.store.fetch_ban(store::BanScope::Server, user, crate::protocol::now_ms()).await.map_err(internal)?;
+        Ok(ban.map(|ban| {
+            let until = describe_until(ban.until);
+            let why = ban.reason.map(|r| format!(" Reason: {r}")).unwrap_or_default();
+            ApiError::new(ErrorCode::Banned, format!("This account is banned from the server {until}.{why}"))
+        }))
     }
 
     /// A new process-unique session id.
     pub fn next_session_id(&self) -> u64 {
         self.next_session_id.fetch_add(1, Relaxed)
+    }
+}
+
+/// "until 2026-10-10T12:00:00.000Z" or "until a moderator lifts it", for messages.
+pub fn describe_until(until: Option<i64>) -> String {
+    match until {
+        Some(until) => format!("until {}", format_ts(until)),
+        None => "until a moderator lifts it".to_string(),
     }
 }
 
@@ -135,16 +140,13 @@ struct PublishCommits {
 
 impl CommitListener for PublishCommits {
     fn message_committed(&self, message: &Message) {
-        let event = Event::Message {
-            room: message.room.clone(),
-            message: message.clone(),
-        };
+        let event = Event::Message { room: message.room.clone(), message: message.clone() };
         let frame = Utf8Bytes::from(event.to_json());
         self.bus.publish(BusMessage::Room(RoomEnvelope {
             room: message.room.clone(),
             frame,
             except: None,
-            membership: None,
+            effect: None,
         }));
     }
 }
@@ -166,6 +168,9 @@ pub enum StartError {
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] store::OpenError),
+    /// The store opened but the moderation state could not be loaded.
+    #[error("cannot load moderation state: {0}")]
+    Load(StoreError),
 }
 
 /// A running server.
@@ -179,42 +184,29 @@ impl Server {
     /// Binds `config.listen`, opens the store and starts serving.
     pub async fn start(config: Config) -> Result<Server, StartError> {
         config.check().map_err(StartError::Config)?;
-        let listener =
-            TcpListener::bind(&config.listen)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: config.listen.clone(),
-                    source,
-                })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: config.listen.clone(),
-            source,
-        })?;
+        let listener = TcpListener::bind(&config.listen)
+            .await
+            .map_err(|source| StartError::Bind { addr: config.listen.clone(), source })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen.clone(), source })?;
         let metrics = Arc::new(Metrics::default());
         let hub = Hub::new(metrics.clone());
         let bus: Arc<dyn Bus> = Arc::new(LocalBus::new(hub.clone()));
-        let store = store::open(
-            &config.database,
-            Arc::new(PublishCommits { bus: bus.clone() }),
-            metrics.clone(),
-        )
-        .await?;
+        let store =
+            store::open(&config.database, Arc::new(PublishCommits { bus: bus.clone() }), metrics.clone()).await?;
+        hub.load_mutes(store.fetch_active_mutes(crate::protocol::now_ms()).await.map_err(StartError::Load)?);
         let window = Duration::from_secs(config.login_window_s.max(1));
         let state = Arc::new(Shared {
             passwords: Passwords::new(config.hash_concurrency),
             logins_per_account: RateLimiter::new(config.login_attempts_per_account, window),
             logins_per_address: RateLimiter::new(config.login_attempts_per_address, window),
-            registrations_per_address: RateLimiter::new(
-                config.registrations_per_address,
-                Duration::from_secs(3600),
-            ),
+            registrations_per_address: RateLimiter::new(config.registrations_per_address, Duration::from_secs(3600)),
             config,
             store,
             bus,
             hub,
             metrics,
-            rooms: DashMap::new(),
             sockets_per_address: DashMap::new(),
+            last_sends: DashMap::new(),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             next_session_id: AtomicU64::new(1),
@@ -229,12 +221,9 @@ impl Server {
             }
         });
         let serve = tokio::spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
+            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
         });
         Ok(Server { state, addr, serve })
     }
@@ -266,14 +255,8 @@ impl Server {
             Err(_) => tracing::warn!("HTTP connections still open after the grace period"),
         }
         self.state.tracker.close();
-        if tokio::time::timeout(grace, self.state.tracker.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                sockets = self.state.tracker.len(),
-                "sockets still open after the grace period"
-            );
+        if tokio::time::timeout(grace, self.state.tracker.wait()).await.is_err() {
+            tracing::warn!(sockets = self.state.tracker.len(), "sockets still open after the grace period");
         }
         self.state.store.close().await;
         tracing::info!("shut down");

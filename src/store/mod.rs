@@ -11,7 +11,7 @@
 
 pub mod sqlite;
 
-use crate::protocol::{Message, Role, RoomKind, User};
+use crate::protocol::{Message, ModAction, Report, Role, RoomKind, RoomRole, User};
 use async_trait::async_trait;
 use std::sync::Arc;
 
@@ -123,6 +123,55 @@ pub struct HistoryRange {
     pub limit: u32,
 }
 
+/// Where a ban applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BanScope {
+    /// One room.
+    Room(RoomId),
+    /// The whole server.
+    Server,
+}
+
+/// An active mute or ban.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restriction {
+    /// When it ends (Unix ms); `None` = until lifted.
+    pub until: Option<i64>,
+    /// Why, as the moderator said.
+    pub reason: Option<String>,
+}
+
+/// An active mute, for loading the node's cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MuteRecord {
+    /// Room name.
+    pub room: String,
+    /// Who is muted.
+    pub user: UserId,
+    /// The mute.
+    pub mute: Restriction,
+}
+
+/// One moderation-log entry, written in the same transaction as the action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModEntry {
+    /// The room, or `None` for a server-scope action.
+    pub room: Option<RoomId>,
+    /// `mute`, `unmute`, `kick`, `ban`, `unban`, `delete`, `slow_mode`, `lock`,
+    /// `unlock`, `set_room_role`, `set_role`, `resolve_report`.
+    pub action: &'static str,
+    /// Who acted.
+    pub actor: UserId,
+    /// The username acted on, if any.
+    pub target: Option<String>,
+    /// The message acted on, if any.
+    pub seq: Option<i64>,
+    /// The moderator's reason or note.
+    pub reason: Option<String>,
+    /// When the action ends (Unix ms), if it is timed.
+    pub until: Option<i64>,
+}
+
 /// Errors at the store boundary. The cause of `Database` is for the log, never a client.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -172,15 +221,23 @@ pub trait Store: Send + Sync + 'static {
     /// The user and password hash for a login.
     async fn fetch_credentials(&self, username: &str) -> Result<Option<Credentials>, StoreError>;
 
-    /// Changes a user's global role; `NotFound` if there is no such user.
-    async fn update_user_role(&self, username: &str, role: Role) -> Result<UserRecord, StoreError>;
+    /// Changes a user's global role (logging it when `log` is given); `NotFound` if
+    /// there is no such user.
+    async fn update_user_role(
+        &self,
+        username: &str,
+        role: Role,
+        log: Option<&ModEntry>,
+    ) -> Result<UserRecord, StoreError>;
+
+    /// One user by (lower-case) username.
+    async fn fetch_user(&self, username: &str) -> Result<Option<UserRecord>, StoreError>;
 
     /// Remembers a login by the hash of its token.
     async fn insert_session(&self, token_hash: &[u8], user: UserId) -> Result<(), StoreError>;
 
     /// The user a token belongs to, if the token is live.
-    async fn fetch_session_user(&self, token_hash: &[u8])
-        -> Result<Option<UserRecord>, StoreError>;
+    async fn fetch_session_user(&self, token_hash: &[u8]) -> Result<Option<UserRecord>, StoreError>;
 
     /// Revokes a token; `false` if it was not live.
     async fn delete_session(&self, token_hash: &[u8]) -> Result<bool, StoreError>;
@@ -203,16 +260,93 @@ pub trait Store: Send + Sync + 'static {
     /// Names of the rooms a user is a member of.
     async fn fetch_user_rooms(&self, user: UserId) -> Result<Vec<String>, StoreError>;
 
+    /// The user's role in the room, or `None` if not a member.
+    async fn fetch_room_role(&self, room: RoomId, user: UserId) -> Result<Option<RoomRole>, StoreError>;
+
+    /// Users with the room role `moderator` in the room (the owner is on the record).
+    async fn fetch_room_moderators(&self, room: RoomId) -> Result<Vec<UserId>, StoreError>;
+
+    /// Sets a member's room role; `NotFound` if not a member.
+    async fn update_room_role(
+        &self,
+        room: RoomId,
+        user: UserId,
+        role: RoomRole,
+        log: &ModEntry,
+    ) -> Result<(), StoreError>;
+
+    /// Mutes a user in a room (replacing an earlier mute).
+    async fn upsert_mute(
+        &self,
+        room: RoomId,
+        user: UserId,
+        mute: &Restriction,
+        log: &ModEntry,
+    ) -> Result<(), StoreError>;
+
+    /// Lifts a mute; `false` if there was none.
+    async fn delete_mute(&self, room: RoomId, user: UserId, log: &ModEntry) -> Result<bool, StoreError>;
+
+    /// Every mute still in force at `now`, for the node's cache.
+    async fn fetch_active_mutes(&self, now: i64) -> Result<Vec<MuteRecord>, StoreError>;
+
+    /// Removes a member (a kick); `false` if not a member.
+    async fn delete_membership_logged(&self, room: RoomId, user: UserId, log: &ModEntry) -> Result<bool, StoreError>;
+
+    /// Bans a user (replacing an earlier ban); a room ban also ends the membership.
+    async fn upsert_ban(
+        &self,
+        scope: BanScope,
+        user: UserId,
+        ban: &Restriction,
+        log: &ModEntry,
+    ) -> Result<(), StoreError>;
+
+    /// Lifts a ban; `false` if there was none.
+    async fn delete_ban(&self, scope: BanScope, user: UserId, log: &ModEntry) -> Result<bool, StoreError>;
+
+    /// The ban in force at `now`, if any.
+    async fn fetch_ban(&self, scope: BanScope, user: UserId, now: i64) -> Result<Option<Restriction>, StoreError>;
+
+    /// A message's author and whether it is deleted; `None` if there is no such seq.
+    async fn fetch_message_author(&self, room: RoomId, seq: i64) -> Result<Option<(UserRecord, bool)>, StoreError>;
+
+    /// Marks a message deleted and drops its body.
+    async fn update_message_deleted(&self, room: RoomId, seq: i64, log: &ModEntry) -> Result<(), StoreError>;
+
+    /// Changes slow mode and/or the lock; returns the room as it is now.
+    async fn update_room_settings(
+        &self,
+        room: RoomId,
+        slow_mode_s: Option<u32>,
+        locked: Option<bool>,
+        log: &ModEntry,
+    ) -> Result<RoomRecord, StoreError>;
+
+    /// Stores a report of a message.
+    async fn insert_report(
+        &self,
+        room: &RoomRecord,
+        seq: i64,
+        reporter: &UserRecord,
+        reason: &str,
+    ) -> Result<Report, StoreError>;
+
+    /// The room's open reports, oldest first.
+    async fn fetch_open_reports(&self, room: &RoomRecord) -> Result<Vec<Report>, StoreError>;
+
+    /// Resolves an open report; `false` if there is no open report with that id here.
+    async fn resolve_report(&self, room: RoomId, id: i64, log: &ModEntry) -> Result<bool, StoreError>;
+
+    /// The room's (or, with `None`, the server's) moderation log, newest first.
+    async fn fetch_mod_log(&self, room: Option<RoomId>, limit: u32) -> Result<Vec<ModAction>, StoreError>;
+
     /// Stores a message (group-committed with concurrent ones) and returns it with its
     /// seq, or the original when `client_msg_id` repeats.
     async fn insert_message(&self, message: NewMessage) -> Result<StoredMessage, StoreError>;
 
     /// A slice of a room's history, ascending.
-    async fn fetch_messages(
-        &self,
-        room: &RoomRecord,
-        range: HistoryRange,
-    ) -> Result<Vec<Message>, StoreError>;
+    async fn fetch_messages(&self, room: &RoomRecord, range: HistoryRange) -> Result<Vec<Message>, StoreError>;
 
     /// Finishes pending writes and closes connections.
     async fn close(&self);
@@ -228,9 +362,7 @@ pub async fn open(
         let store = sqlite::SqliteStore::open(url, listener, metrics).await?;
         Ok(Arc::new(store))
     } else {
-        Err(OpenError::Unsupported(
-            url.split(':').next().unwrap_or_default().to_string(),
-        ))
+        Err(OpenError::Unsupported(url.split(':').next().unwrap_or_default().to_string()))
     }
 }
 

@@ -9,15 +9,14 @@
 //! costs one fsync instead of one each.
 
 use super::{
-    CommitListener, Credentials, HistoryRange, NewMessage, NewRoom, OpenError, RoomId, RoomRecord,
-    Store, StoreError, StoredMessage, UserId, UserRecord,
+    BanScope, CommitListener, Credentials, HistoryRange, ModEntry, MuteRecord, NewMessage, NewRoom, OpenError,
+    Restriction, RoomId, RoomRecord, Store, StoreError, StoredMessage, UserId, UserRecord,
 };
 use crate::metrics::Metrics;
-use crate::protocol::{format_ts, now_ms, Message, Role, RoomKind, User};
+use crate::protocol::{format_ts, now_ms, Message, ModAction, Report, Role, RoomKind, RoomRole, User};
 use async_trait::async_trait;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
 use std::path::PathBuf;
@@ -58,11 +57,10 @@ CREATE TABLE rooms (
     created_at  INTEGER NOT NULL
 );
 CREATE TABLE memberships (
-    room_id     INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
-    user_id     INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-    room_role   TEXT NOT NULL DEFAULT 'member',
-    muted_until INTEGER,
-    joined_at   INTEGER NOT NULL,
+    room_id   INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+    user_id   INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    room_role TEXT NOT NULL DEFAULT 'member',
+    joined_at INTEGER NOT NULL,
     PRIMARY KEY (room_id, user_id)
 ) WITHOUT ROWID;
 CREATE INDEX memberships_user ON memberships(user_id);
@@ -78,6 +76,50 @@ CREATE TABLE messages (
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX messages_client_id ON messages(room_id, author_id, client_msg_id)
     WHERE client_msg_id IS NOT NULL;
+-- Mutes are kept apart from memberships so that leaving and rejoining does not lift one.
+CREATE TABLE mutes (
+    room_id  INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+    user_id  INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    until    INTEGER,
+    reason   TEXT,
+    actor_id INTEGER NOT NULL REFERENCES users(id),
+    PRIMARY KEY (room_id, user_id)
+) WITHOUT ROWID;
+-- room_id 0 is the server scope (a ban from the whole server).
+CREATE TABLE bans (
+    room_id  INTEGER NOT NULL,
+    user_id  INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    until    INTEGER,
+    reason   TEXT,
+    actor_id INTEGER NOT NULL REFERENCES users(id),
+    PRIMARY KEY (room_id, user_id)
+) WITHOUT ROWID;
+-- One log for every moderator action; room_id 0 holds server-scope actions.
+CREATE TABLE mod_log (
+    id       INTEGER PRIMARY KEY,
+    room_id  INTEGER NOT NULL,
+    action   TEXT NOT NULL,
+    actor_id INTEGER NOT NULL REFERENCES users(id),
+    target   TEXT,
+    seq      INTEGER,
+    reason   TEXT,
+    until    INTEGER,
+    ts       INTEGER NOT NULL
+);
+CREATE INDEX mod_log_room ON mod_log(room_id, id);
+CREATE TABLE reports (
+    id          INTEGER PRIMARY KEY,
+    room_id     INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+    seq         INTEGER NOT NULL,
+    reporter_id INTEGER NOT NULL REFERENCES users(id),
+    reason      TEXT NOT NULL,
+    status      TEXT NOT NULL DEFAULT 'open',
+    resolved_by INTEGER REFERENCES users(id),
+    note        TEXT,
+    resolved_at INTEGER,
+    ts          INTEGER NOT NULL
+);
+CREATE INDEX reports_open ON reports(room_id, status, id);
 "#];
 
 /// How many sends one group commit takes at most.
@@ -130,16 +172,9 @@ impl SqliteStore {
         let reads = if in_memory {
             writes.clone()
         } else {
-            SqlitePoolOptions::new()
-                .max_connections(4)
-                .connect_with(options.clone().read_only(true))
-                .await?
+            SqlitePoolOptions::new().max_connections(4).connect_with(options.clone().read_only(true)).await?
         };
-        let file = if in_memory {
-            None
-        } else {
-            file_identity(options.get_filename())
-        };
+        let file = if in_memory { None } else { file_identity(options.get_filename()) };
         let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
         let writer = tokio::spawn(run_writer(writes.clone(), receiver, listener, metrics));
         Ok(SqliteStore {
@@ -160,9 +195,7 @@ fn file_identity(path: &std::path::Path) -> Option<(PathBuf, u64, u64)> {
 
 async fn migrate(pool: &SqlitePool) -> Result<(), OpenError> {
     let mut conn = pool.acquire().await?;
-    let done: i64 = sqlx::query_scalar("PRAGMA user_version")
-        .fetch_one(&mut *conn)
-        .await?;
+    let done: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(&mut *conn).await?;
     let done = usize::try_from(done).unwrap_or(0);
     if done > MIGRATIONS.len() {
         return Err(OpenError::Migration(format!(
@@ -174,9 +207,7 @@ async fn migrate(pool: &SqlitePool) -> Result<(), OpenError> {
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         sqlx::raw_sql(sql).execute(&mut *tx).await?;
         // PRAGMA takes no bound parameters; the value is our own integer.
-        sqlx::raw_sql(&format!("PRAGMA user_version = {}", index + 1))
-            .execute(&mut *tx)
-            .await?;
+        sqlx::raw_sql(&format!("PRAGMA user_version = {}", index + 1)).execute(&mut *tx).await?;
         tx.commit().await?;
     }
     Ok(())
@@ -208,19 +239,14 @@ async fn run_writer(
             Err(err) => {
                 tracing::error!(error = %err, n = batch.len(), "group commit failed; no message of the batch was stored");
                 for pending in batch.drain(..) {
-                    let _ = pending
-                        .reply
-                        .send(Err(StoreError::Unavailable(err.to_string())));
+                    let _ = pending.reply.send(Err(StoreError::Unavailable(err.to_string())));
                 }
             }
         }
     }
 }
 
-async fn write_batch(
-    pool: &SqlitePool,
-    batch: &[PendingMessage],
-) -> Result<Vec<StoredMessage>, sqlx::Error> {
+async fn write_batch(pool: &SqlitePool, batch: &[PendingMessage]) -> Result<Vec<StoredMessage>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let mut stored = Vec::with_capacity(batch.len());
     for pending in batch {
@@ -230,10 +256,7 @@ async fn write_batch(
     Ok(stored)
 }
 
-async fn write_one(
-    tx: &mut Transaction<'_, Sqlite>,
-    new: &NewMessage,
-) -> Result<StoredMessage, sqlx::Error> {
+async fn write_one(tx: &mut Transaction<'_, Sqlite>, new: &NewMessage) -> Result<StoredMessage, sqlx::Error> {
     if let Some(client_msg_id) = &new.client_msg_id {
         let existing = sqlx::query(
             "SELECT seq, body, ts, deleted FROM messages WHERE room_id = ? AND author_id = ? AND client_msg_id = ?",
@@ -254,18 +277,13 @@ async fn write_one(
                 client_msg_id: Some(client_msg_id.clone()),
                 deleted,
             };
-            return Ok(StoredMessage {
-                message,
-                duplicate: true,
-            });
+            return Ok(StoredMessage { message, duplicate: true });
         }
     }
-    let seq: i64 = sqlx::query_scalar(
-        "UPDATE rooms SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq",
-    )
-    .bind(new.room_id.0)
-    .fetch_one(&mut **tx)
-    .await?;
+    let seq: i64 = sqlx::query_scalar("UPDATE rooms SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq")
+        .bind(new.room_id.0)
+        .fetch_one(&mut **tx)
+        .await?;
     let ts = now_ms();
     sqlx::query("INSERT INTO messages (room_id, seq, author_id, body, ts, client_msg_id) VALUES (?, ?, ?, ?, ?, ?)")
         .bind(new.room_id.0)
@@ -285,10 +303,7 @@ async fn write_one(
         client_msg_id: new.client_msg_id.clone(),
         deleted: false,
     };
-    Ok(StoredMessage {
-        message,
-        duplicate: false,
-    })
+    Ok(StoredMessage { message, duplicate: false })
 }
 
 fn is_unique_violation(err: &sqlx::Error) -> bool {
@@ -308,12 +323,10 @@ fn user_from_row(row: &SqliteRow) -> Result<UserRecord, sqlx::Error> {
 }
 
 fn parse_role(text: &str) -> Result<Role, sqlx::Error> {
-    Role::parse(text)
-        .ok_or_else(|| sqlx::Error::Decode(format!("unknown role `{text}` in the database").into()))
+    Role::parse(text).ok_or_else(|| sqlx::Error::Decode(format!("unknown role `{text}` in the database").into()))
 }
 
-const ROOM_COLUMNS: &str =
-    "r.id, r.name, r.topic, r.kind, r.owner_id, u.username AS owner, r.slow_mode_s, \
+const ROOM_COLUMNS: &str = "r.id, r.name, r.topic, r.kind, r.owner_id, u.username AS owner, r.slow_mode_s, \
      r.locked, r.starts_at, r.ends_at, r.capacity FROM rooms r JOIN users u ON u.id = r.owner_id";
 
 fn room_from_row(row: &SqliteRow) -> Result<RoomRecord, sqlx::Error> {
@@ -354,18 +367,53 @@ fn message_from_row(room: &str, row: &SqliteRow) -> Result<Message, sqlx::Error>
     })
 }
 
+/// The room id column value for a log entry or ban: 0 is the server scope.
+fn scope_id(room: Option<RoomId>) -> i64 {
+    room.map_or(0, |room| room.0)
+}
+
+fn ban_scope_id(scope: BanScope) -> i64 {
+    match scope {
+        BanScope::Room(room) => room.0,
+        BanScope::Server => 0,
+    }
+}
+
+async fn insert_log(tx: &mut Transaction<'_, Sqlite>, entry: &ModEntry) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO mod_log (room_id, action, actor_id, target, seq, reason, until, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(scope_id(entry.room))
+    .bind(entry.action)
+    .bind(entry.actor.0)
+    .bind(&entry.target)
+    .bind(entry.seq)
+    .bind(&entry.reason)
+    .bind(entry.until)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn report_from_row(room: &str, row: &SqliteRow) -> Result<Report, sqlx::Error> {
+    Ok(Report {
+        id: row.try_get("id")?,
+        room: room.to_string(),
+        seq: row.try_get("seq")?,
+        reporter: row.try_get("reporter")?,
+        reason: row.try_get("reason")?,
+        ts: format_ts(row.try_get("ts")?),
+    })
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         if let Some((path, dev, ino)) = &self.file {
             match file_identity(path) {
                 Some((_, now_dev, now_ino)) if now_dev == *dev && now_ino == *ino => {}
-                _ => {
-                    return Err(StoreError::Unavailable(format!(
-                        "{} was removed or replaced",
-                        path.display()
-                    )))
-                }
+                _ => return Err(StoreError::Unavailable(format!("{} was removed or replaced", path.display()))),
             }
         }
         sqlx::query("SELECT 1").execute(&self.reads).await?;
@@ -393,11 +441,7 @@ impl Store for SqliteStore {
         match result {
             Ok(row) => Ok(UserRecord {
                 id: UserId(row.try_get("id")?),
-                user: User {
-                    username: username.to_string(),
-                    display_name: display_name.to_string(),
-                    role,
-                },
+                user: User { username: username.to_string(), display_name: display_name.to_string(), role },
             }),
             Err(err) if is_unique_violation(&err) => Err(StoreError::Conflict),
             Err(err) => Err(err.into()),
@@ -405,28 +449,41 @@ impl Store for SqliteStore {
     }
 
     async fn fetch_credentials(&self, username: &str) -> Result<Option<Credentials>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, username, display_name, role, password_hash FROM users WHERE username = ?",
-        )
-        .bind(username)
-        .fetch_optional(&self.reads)
-        .await?;
+        let row = sqlx::query("SELECT id, username, display_name, role, password_hash FROM users WHERE username = ?")
+            .bind(username)
+            .fetch_optional(&self.reads)
+            .await?;
         let Some(row) = row else { return Ok(None) };
-        Ok(Some(Credentials {
-            record: user_from_row(&row)?,
-            password_hash: row.try_get("password_hash")?,
-        }))
+        Ok(Some(Credentials { record: user_from_row(&row)?, password_hash: row.try_get("password_hash")? }))
     }
 
-    async fn update_user_role(&self, username: &str, role: Role) -> Result<UserRecord, StoreError> {
-        let row = sqlx::query("UPDATE users SET role = ? WHERE username = ? RETURNING id, username, display_name, role")
-            .bind(role.as_str())
+    async fn update_user_role(
+        &self,
+        username: &str,
+        role: Role,
+        log: Option<&ModEntry>,
+    ) -> Result<UserRecord, StoreError> {
+        let mut tx = self.writes.begin().await?;
+        let row =
+            sqlx::query("UPDATE users SET role = ? WHERE username = ? RETURNING id, username, display_name, role")
+                .bind(role.as_str())
+                .bind(username)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let record = row.map(|row| user_from_row(&row)).transpose()?.ok_or(StoreError::NotFound)?;
+        if let Some(log) = log {
+            insert_log(&mut tx, log).await?;
+        }
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn fetch_user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+        let row = sqlx::query("SELECT id, username, display_name, role FROM users WHERE username = ?")
             .bind(username)
-            .fetch_optional(&self.writes)
+            .fetch_optional(&self.reads)
             .await?;
-        row.map(|row| user_from_row(&row))
-            .transpose()?
-            .ok_or(StoreError::NotFound)
+        Ok(row.map(|row| user_from_row(&row)).transpose()?)
     }
 
     async fn insert_session(&self, token_hash: &[u8], user: UserId) -> Result<(), StoreError> {
@@ -439,10 +496,7 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn fetch_session_user(
-        &self,
-        token_hash: &[u8],
-    ) -> Result<Option<UserRecord>, StoreError> {
+    async fn fetch_session_user(&self, token_hash: &[u8]) -> Result<Option<UserRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT u.id, u.username, u.display_name, u.role FROM sessions s JOIN users u ON u.id = s.user_id \
              WHERE s.token_hash = ?",
@@ -454,10 +508,8 @@ impl Store for SqliteStore {
     }
 
     async fn delete_session(&self, token_hash: &[u8]) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
-            .bind(token_hash)
-            .execute(&self.writes)
-            .await?;
+        let done =
+            sqlx::query("DELETE FROM sessions WHERE token_hash = ?").bind(token_hash).execute(&self.writes).await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -489,10 +541,7 @@ impl Store for SqliteStore {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        let row = sqlx::query(&format!("SELECT {ROOM_COLUMNS} WHERE r.id = ?"))
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?;
+        let row = sqlx::query(&format!("SELECT {ROOM_COLUMNS} WHERE r.id = ?")).bind(id).fetch_one(&mut *tx).await?;
         let record = room_from_row(&row)?;
         tx.commit().await?;
         Ok(record)
@@ -507,9 +556,7 @@ impl Store for SqliteStore {
     }
 
     async fn fetch_rooms(&self) -> Result<Vec<RoomRecord>, StoreError> {
-        let rows = sqlx::query(&format!("SELECT {ROOM_COLUMNS} ORDER BY r.name"))
-            .fetch_all(&self.reads)
-            .await?;
+        let rows = sqlx::query(&format!("SELECT {ROOM_COLUMNS} ORDER BY r.name")).fetch_all(&self.reads).await?;
         Ok(rows.iter().map(room_from_row).collect::<Result<_, _>>()?)
     }
 
@@ -526,11 +573,10 @@ impl Store for SqliteStore {
         }
         if let Some(capacity) = room.capacity {
             // Counted inside the writing transaction, so two last joiners cannot both fit.
-            let members: i64 =
-                sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE room_id = ?")
-                    .bind(room.id.0)
-                    .fetch_one(&mut *tx)
-                    .await?;
+            let members: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE room_id = ?")
+                .bind(room.id.0)
+                .fetch_one(&mut *tx)
+                .await?;
             if members >= i64::from(capacity) {
                 return Err(StoreError::Full);
             }
@@ -564,26 +610,332 @@ impl Store for SqliteStore {
         Ok(names)
     }
 
+    async fn fetch_room_role(&self, room: RoomId, user: UserId) -> Result<Option<RoomRole>, StoreError> {
+        let role: Option<String> =
+            sqlx::query_scalar("SELECT room_role FROM memberships WHERE room_id = ? AND user_id = ?")
+                .bind(room.0)
+                .bind(user.0)
+                .fetch_optional(&self.reads)
+                .await?;
+        role.map(|r| RoomRole::parse(&r).ok_or_else(|| sqlx::Error::Decode(format!("unknown room role `{r}`").into())))
+            .transpose()
+            .map_err(StoreError::from)
+    }
+
+    async fn fetch_room_moderators(&self, room: RoomId) -> Result<Vec<UserId>, StoreError> {
+        let ids: Vec<i64> =
+            sqlx::query_scalar("SELECT user_id FROM memberships WHERE room_id = ? AND room_role = 'moderator'")
+                .bind(room.0)
+                .fetch_all(&self.reads)
+                .await?;
+        Ok(ids.into_iter().map(UserId).collect())
+    }
+
+    async fn update_room_role(
+        &self,
+        room: RoomId,
+        user: UserId,
+        role: RoomRole,
+        log: &ModEntry,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.writes.begin().await?;
+        let done = sqlx::query("UPDATE memberships SET room_role = ? WHERE room_id = ? AND user_id = ?")
+            .bind(role.as_str())
+            .bind(room.0)
+            .bind(user.0)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        insert_log(&mut tx, log).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn upsert_mute(
+        &self,
+        room: RoomId,
+        user: UserId,
+        mute: &Restriction,
+        log: &ModEntry,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.writes.begin().await?;
+        sqlx::query(
+            "INSERT INTO mutes (room_id, user_id, until, reason, actor_id) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (room_id, user_id) DO UPDATE SET until = excluded.until, reason = excluded.reason, \
+             actor_id = excluded.actor_id",
+        )
+        .bind(room.0)
+        .bind(user.0)
+        .bind(mute.until)
+        .bind(&mute.reason)
+        .bind(log.actor.0)
+        .execute(&mut *tx)
+        .await?;
+        insert_log(&mut tx, log).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_mute(&self, room: RoomId, user: UserId, log: &ModEntry) -> Result<bool, StoreError> {
+        let mut tx = self.writes.begin().await?;
+        let done = sqlx::query("DELETE FROM mutes WHERE room_id = ? AND user_id = ? AND (until IS NULL OR until > ?)")
+            .bind(room.0)
+            .bind(user.0)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_log(&mut tx, log).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn fetch_active_mutes(&self, now: i64) -> Result<Vec<MuteRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT r.name, m.user_id, m.until, m.reason FROM mutes m JOIN rooms r ON r.id = m.room_id \
+             WHERE m.until IS NULL OR m.until > ?",
+        )
+        .bind(now)
+        .fetch_all(&self.reads)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(MuteRecord {
+                    room: row.try_get("name")?,
+                    user: UserId(row.try_get("user_id")?),
+                    mute: Restriction { until: row.try_get("until")?, reason: row.try_get("reason")? },
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    async fn delete_membership_logged(&self, room: RoomId, user: UserId, log: &ModEntry) -> Result<bool, StoreError> {
+        let mut tx = self.writes.begin().await?;
+        let done = sqlx::query("DELETE FROM memberships WHERE room_id = ? AND user_id = ?")
+            .bind(room.0)
+            .bind(user.0)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_log(&mut tx, log).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn upsert_ban(
+        &self,
+        scope: BanScope,
+        user: UserId,
+        ban: &Restriction,
+        log: &ModEntry,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.writes.begin().await?;
+        sqlx::query(
+            "INSERT INTO bans (room_id, user_id, until, reason, actor_id) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (room_id, user_id) DO UPDATE SET until = excluded.until, reason = excluded.reason, \
+             actor_id = excluded.actor_id",
+        )
+        .bind(ban_scope_id(scope))
+        .bind(user.0)
+        .bind(ban.until)
+        .bind(&ban.reason)
+        .bind(log.actor.0)
+        .execute(&mut *tx)
+        .await?;
+        if let BanScope::Room(room) = scope {
+            sqlx::query("DELETE FROM memberships WHERE room_id = ? AND user_id = ?")
+                .bind(room.0)
+                .bind(user.0)
+                .execute(&mut *tx)
+                .await?;
+        }
+        insert_log(&mut tx, log).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_ban(&self, scope: BanScope, user: UserId, log: &ModEntry) -> Result<bool, StoreError> {
+        let mut tx = self.writes.begin().await?;
+        let done = sqlx::query("DELETE FROM bans WHERE room_id = ? AND user_id = ? AND (until IS NULL OR until > ?)")
+            .bind(ban_scope_id(scope))
+            .bind(user.0)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_log(&mut tx, log).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn fetch_ban(&self, scope: BanScope, user: UserId, now: i64) -> Result<Option<Restriction>, StoreError> {
+        let row = sqlx::query(
+            "SELECT until, reason FROM bans WHERE room_id = ? AND user_id = ? AND (until IS NULL OR until > ?)",
+        )
+        .bind(ban_scope_id(scope))
+        .bind(user.0)
+        .bind(now)
+        .fetch_optional(&self.reads)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(Restriction { until: row.try_get("until")?, reason: row.try_get("reason")? }))
+    }
+
+    async fn fetch_message_author(&self, room: RoomId, seq: i64) -> Result<Option<(UserRecord, bool)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT u.id, u.username, u.display_name, u.role, m.deleted FROM messages m \
+             JOIN users u ON u.id = m.author_id WHERE m.room_id = ? AND m.seq = ?",
+        )
+        .bind(room.0)
+        .bind(seq)
+        .fetch_optional(&self.reads)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some((user_from_row(&row)?, row.try_get("deleted")?)))
+    }
+
+    async fn update_message_deleted(&self, room: RoomId, seq: i64, log: &ModEntry) -> Result<(), StoreError> {
+        let mut tx = self.writes.begin().await?;
+        let done = sqlx::query("UPDATE messages SET deleted = 1, body = NULL WHERE room_id = ? AND seq = ?")
+            .bind(room.0)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        insert_log(&mut tx, log).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn update_room_settings(
+        &self,
+        room: RoomId,
+        slow_mode_s: Option<u32>,
+        locked: Option<bool>,
+        log: &ModEntry,
+    ) -> Result<RoomRecord, StoreError> {
+        let mut tx = self.writes.begin().await?;
+        sqlx::query(
+            "UPDATE rooms SET slow_mode_s = coalesce(?, slow_mode_s), locked = coalesce(?, locked) WHERE id = ?",
+        )
+        .bind(slow_mode_s.map(i64::from))
+        .bind(locked)
+        .bind(room.0)
+        .execute(&mut *tx)
+        .await?;
+        insert_log(&mut tx, log).await?;
+        let row =
+            sqlx::query(&format!("SELECT {ROOM_COLUMNS} WHERE r.id = ?")).bind(room.0).fetch_one(&mut *tx).await?;
+        let record = room_from_row(&row)?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn insert_report(
+        &self,
+        room: &RoomRecord,
+        seq: i64,
+        reporter: &UserRecord,
+        reason: &str,
+    ) -> Result<Report, StoreError> {
+        let ts = now_ms();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO reports (room_id, seq, reporter_id, reason, ts) VALUES (?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(room.id.0)
+        .bind(seq)
+        .bind(reporter.id.0)
+        .bind(reason)
+        .bind(ts)
+        .fetch_one(&self.writes)
+        .await?;
+        Ok(Report {
+            id,
+            room: room.name.clone(),
+            seq,
+            reporter: reporter.user.username.clone(),
+            reason: reason.to_string(),
+            ts: format_ts(ts),
+        })
+    }
+
+    async fn fetch_open_reports(&self, room: &RoomRecord) -> Result<Vec<Report>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT r.id, r.seq, u.username AS reporter, r.reason, r.ts FROM reports r \
+             JOIN users u ON u.id = r.reporter_id WHERE r.room_id = ? AND r.status = 'open' ORDER BY r.id",
+        )
+        .bind(room.id.0)
+        .fetch_all(&self.reads)
+        .await?;
+        Ok(rows.iter().map(|row| report_from_row(&room.name, row)).collect::<Result<_, _>>()?)
+    }
+
+    async fn resolve_report(&self, room: RoomId, id: i64, log: &ModEntry) -> Result<bool, StoreError> {
+        let mut tx = self.writes.begin().await?;
+        let done = sqlx::query(
+            "UPDATE reports SET status = 'resolved', resolved_by = ?, note = ?, resolved_at = ? \
+             WHERE id = ? AND room_id = ? AND status = 'open'",
+        )
+        .bind(log.actor.0)
+        .bind(&log.reason)
+        .bind(now_ms())
+        .bind(id)
+        .bind(room.0)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_log(&mut tx, log).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn fetch_mod_log(&self, room: Option<RoomId>, limit: u32) -> Result<Vec<ModAction>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT l.action, u.username AS actor, l.target, l.seq, l.reason, l.until, l.ts FROM mod_log l \
+             JOIN users u ON u.id = l.actor_id WHERE l.room_id = ? ORDER BY l.id DESC LIMIT ?",
+        )
+        .bind(scope_id(room))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reads)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let until: Option<i64> = row.try_get("until")?;
+                Ok(ModAction {
+                    action: row.try_get("action")?,
+                    actor: row.try_get("actor")?,
+                    target: row.try_get("target")?,
+                    seq: row.try_get("seq")?,
+                    reason: row.try_get("reason")?,
+                    until: until.map(format_ts),
+                    ts: format_ts(row.try_get("ts")?),
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
     async fn insert_message(&self, message: NewMessage) -> Result<StoredMessage, StoreError> {
-        let sender = self
-            .messages
-            .lock()
-            .expect("messages lock")
-            .clone()
-            .ok_or(StoreError::Closed)?;
+        let sender = self.messages.lock().expect("messages lock").clone().ok_or(StoreError::Closed)?;
         let (reply, answer) = oneshot::channel();
-        sender
-            .send(PendingMessage { message, reply })
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        sender.send(PendingMessage { message, reply }).await.map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
-    async fn fetch_messages(
-        &self,
-        room: &RoomRecord,
-        range: HistoryRange,
-    ) -> Result<Vec<Message>, StoreError> {
+    async fn fetch_messages(&self, room: &RoomRecord, range: HistoryRange) -> Result<Vec<Message>, StoreError> {
         let before = range.before.unwrap_or(i64::MAX);
         let after = range.after.unwrap_or(0);
         // Catching up reads forwards from `after`; otherwise read the newest backwards.
@@ -600,10 +952,7 @@ impl Store for SqliteStore {
             .bind(i64::from(range.limit))
             .fetch_all(&self.reads)
             .await?;
-        let mut messages = rows
-            .iter()
-            .map(|row| message_from_row(&room.name, row))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut messages = rows.iter().map(|row| message_from_row(&room.name, row)).collect::<Result<Vec<_>, _>>()?;
         if range.after.is_none() {
             messages.reverse();
         }

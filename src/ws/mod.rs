@@ -9,14 +9,14 @@
 //! Cleanup happens in one place, at the end of `run`: the hub forgets the session and
 //! presence is updated, whatever ended the connection.
 
+mod moderation;
 mod requests;
 
 use crate::auth::{token_hash, TokenBucket};
 use crate::http::HttpError;
 use crate::hub::{close_code, Closer, Session};
 use crate::protocol::{
-    error_frame, ok_frame, parse_request, ApiError, ErrorCode, Event, LeftReason, Reply, Request,
-    RequestId,
+    error_frame, ok_frame, parse_request, ApiError, ErrorCode, Event, LeftReason, Reply, Request, RequestId,
 };
 use crate::server::{internal, AppState};
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -47,10 +47,7 @@ pub async fn upgrade(
         return HttpError(error).into_response();
     }
     let Some(slot) = AddressSlot::take(&state, peer.ip()) else {
-        let error = ApiError::new(
-            ErrorCode::RateLimited,
-            "Too many open connections from your address.",
-        );
+        let error = ApiError::new(ErrorCode::RateLimited, "Too many open connections from your address.");
         return HttpError(error).into_response();
     };
     let max = state.config.max_frame_bytes;
@@ -78,31 +75,17 @@ fn check_origin(allowed: &[String], headers: &HeaderMap) -> Result<(), ApiError>
     let Some(origin) = headers.get(header::ORIGIN) else {
         return Ok(());
     };
-    let origin = origin
-        .to_str()
-        .unwrap_or("")
-        .trim_end_matches('/')
-        .to_ascii_lowercase();
+    let origin = origin.to_str().unwrap_or("").trim_end_matches('/').to_ascii_lowercase();
     let ok = if allowed.is_empty() {
-        let host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        !host.is_empty()
-            && (origin == format!("http://{host}") || origin == format!("https://{host}"))
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+        !host.is_empty() && (origin == format!("http://{host}") || origin == format!("https://{host}"))
     } else {
-        allowed
-            .iter()
-            .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(&origin))
+        allowed.iter().any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(&origin))
     };
     if ok {
         Ok(())
     } else {
-        Err(ApiError::new(
-            ErrorCode::Forbidden,
-            "This page's origin may not open a chat connection to this server.",
-        ))
+        Err(ApiError::new(ErrorCode::Forbidden, "This page's origin may not open a chat connection to this server."))
     }
 }
 
@@ -120,10 +103,7 @@ impl AddressSlot {
             return None;
         }
         *count += 1;
-        Some(AddressSlot {
-            state: state.clone(),
-            ip,
-        })
+        Some(AddressSlot { state: state.clone(), ip })
     }
 }
 
@@ -132,9 +112,7 @@ impl Drop for AddressSlot {
         if let Some(mut count) = self.state.sockets_per_address.get_mut(&self.ip) {
             *count = count.saturating_sub(1);
         }
-        self.state
-            .sockets_per_address
-            .remove_if(&self.ip, |_, count| *count == 0);
+        self.state.sockets_per_address.remove_if(&self.ip, |_, count| *count == 0);
     }
 }
 
@@ -143,19 +121,8 @@ async fn run(state: AppState, socket: WebSocket) {
     let (sink, mut stream) = socket.split();
     let (outbox, frames) = mpsc::channel(state.config.outbox_frames);
     let closer = Closer::default();
-    let writer = tokio::spawn(write_loop(
-        sink,
-        frames,
-        closer.clone(),
-        state.config.ping_interval(),
-    ));
-    let mut reader = Reader {
-        state: state.clone(),
-        outbox,
-        closer: closer.clone(),
-        session: None,
-        refusals: 0,
-    };
+    let writer = tokio::spawn(write_loop(sink, frames, closer.clone(), state.config.ping_interval()));
+    let mut reader = Reader { state: state.clone(), outbox, closer: closer.clone(), session: None, refusals: 0 };
     if reader.authenticate(&mut stream).await {
         reader.serve(&mut stream).await;
     }
@@ -163,11 +130,7 @@ async fn run(state: AppState, socket: WebSocket) {
         state.metrics.sockets_open.fetch_sub(1, Relaxed);
         let user = session.user();
         for room in state.hub.detach(&session) {
-            let event = Event::MemberLeft {
-                room: room.clone(),
-                user: user.clone(),
-                reason: LeftReason::Disconnected,
-            };
+            let event = Event::MemberLeft { room: room.clone(), user: user.clone(), reason: LeftReason::Disconnected };
             state.publish_room(&room, &event, None, None);
         }
     }
@@ -224,40 +187,33 @@ impl Reader {
                         self.attach(&rooms);
                         return true;
                     }
-                    Err(error) => self.reply(id.as_ref(), Err(error)).await,
+                    Err(error) => {
+                        let banned = error.code == ErrorCode::Banned;
+                        self.reply(id.as_ref(), Err(error)).await;
+                        if banned {
+                            self.closer.close(close_code::BANNED, "banned from the server");
+                            return false;
+                        }
+                    }
                 },
                 Ok((id, _)) => {
-                    let error = ApiError::new(
-                        ErrorCode::Unauthenticated,
-                        "Send `auth` with your token first.",
-                    );
+                    let error = ApiError::new(ErrorCode::Unauthenticated, "Send `auth` with your token first.");
                     self.reply(id.as_ref(), Err(error)).await;
                 }
-                Err(bad) => {
-                    self.refuse(
-                        bad.id.as_ref(),
-                        ApiError::new(ErrorCode::BadRequest, bad.message),
-                    )
-                    .await
-                }
+                Err(bad) => self.refuse(bad.id.as_ref(), ApiError::new(ErrorCode::BadRequest, bad.message)).await,
             }
         }
     }
 
     async fn auth(&mut self, token: &str) -> Result<(Reply, Vec<String>), ApiError> {
         let hash = token_hash(token);
-        let record = self
-            .state
-            .store
-            .fetch_session_user(&hash)
-            .await
-            .map_err(internal)?
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::Unauthenticated,
-                    "The token is not valid; please log in again.",
-                )
+        let record =
+            self.state.store.fetch_session_user(&hash).await.map_err(internal)?.ok_or_else(|| {
+                ApiError::new(ErrorCode::Unauthenticated, "The token is not valid; please log in again.")
             })?;
+        if let Some(ban) = self.state.server_ban(record.id).await? {
+            return Err(ban);
+        }
         let session = Arc::new(Session::new(
             self.state.next_session_id(),
             record.id,
@@ -278,13 +234,7 @@ impl Reader {
         };
         self.state.metrics.sockets_open.fetch_add(1, Relaxed);
         self.session = Some(session);
-        Ok((
-            Reply::Authenticated {
-                user: record.user,
-                rooms: rooms.clone(),
-            },
-            rooms,
-        ))
+        Ok((Reply::Authenticated { user: record.user, rooms: rooms.clone() }, rooms))
     }
 
     /// Subscribes the new session to its user's rooms and announces the user where it
@@ -293,10 +243,7 @@ impl Reader {
         let Some(session) = &self.session else { return };
         let user = session.user();
         for room in self.state.hub.attach(session, rooms) {
-            let event = Event::MemberJoined {
-                room: room.clone(),
-                user: user.clone(),
-            };
+            let event = Event::MemberJoined { room: room.clone(), user: user.clone() };
             self.state.publish_room(&room, &event, None, None);
         }
     }
@@ -331,21 +278,14 @@ impl Reader {
             let (id, request) = match parse_request(&text) {
                 Ok(parsed) => parsed,
                 Err(bad) => {
-                    self.refuse(
-                        bad.id.as_ref(),
-                        ApiError::new(ErrorCode::BadRequest, bad.message),
-                    )
-                    .await;
+                    self.refuse(bad.id.as_ref(), ApiError::new(ErrorCode::BadRequest, bad.message)).await;
                     continue;
                 }
             };
             if let Err(wait) = bucket.take() {
                 let error = ApiError::new(
                     ErrorCode::RateLimited,
-                    format!(
-                        "Too many requests; please wait {} ms.",
-                        wait.as_millis().max(1)
-                    ),
+                    format!("Too many requests; please wait {} ms.", wait.as_millis().max(1)),
                 );
                 self.refuse(id.as_ref(), error).await;
                 continue;
@@ -360,18 +300,12 @@ impl Reader {
     }
 
     /// Turns one read into text: `Ok(None)` for control frames, `Err` to stop or skip.
-    async fn read_text(
-        &mut self,
-        frame: Option<Result<WsMessage, axum::Error>>,
-    ) -> Result<Option<Utf8Bytes>, Next> {
+    async fn read_text(&mut self, frame: Option<Result<WsMessage, axum::Error>>) -> Result<Option<Utf8Bytes>, Next> {
         match frame {
             None | Some(Ok(WsMessage::Close(_))) => Err(Next::Stop),
             Some(Ok(WsMessage::Text(text))) => Ok(Some(text)),
             Some(Ok(WsMessage::Binary(_))) => {
-                let error = ApiError::new(
-                    ErrorCode::BadRequest,
-                    "Binary frames are not understood; send JSON text.",
-                );
+                let error = ApiError::new(ErrorCode::BadRequest, "Binary frames are not understood; send JSON text.");
                 self.refuse(None, error).await;
                 Err(Next::Continue)
             }
@@ -405,8 +339,7 @@ impl Reader {
         self.refusals += 1;
         self.reply(id, Err(error)).await;
         if self.refusals >= MAX_REFUSALS_IN_A_ROW {
-            self.closer
-                .close(close_code::TOO_MANY_REQUESTS, "too many refused requests");
+            self.closer.close(close_code::TOO_MANY_REQUESTS, "too many refused requests");
         }
     }
 }
@@ -467,10 +400,7 @@ async fn write_loop(
                 sink.feed(WsMessage::Text(frame)).await?;
             }
         }
-        let close = CloseFrame {
-            code,
-            reason: Utf8Bytes::from_static(reason),
-        };
+        let close = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
         sink.send(WsMessage::Close(Some(close))).await
     };
     let _ = tokio::time::timeout(Duration::from_secs(2), finish).await;

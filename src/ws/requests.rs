@@ -5,14 +5,15 @@
 //! store, publish what changed, and return the reply. Handlers never write to a socket
 //! directly: replies go back to the reader, events go through the bus.
 
-use crate::bus::MembershipChange;
+use crate::bus::Effect;
 use crate::hub::Session;
+use crate::moderation::{RoomStanding, Standing};
 use crate::protocol::{
-    now_ms, parse_ts, ApiError, CreateRoom, ErrorCode, Event, HistoryQuery, LeftReason, Reply,
-    Request, RoomKind, SendMessage,
+    now_ms, parse_ts, ApiError, CreateRoom, ErrorCode, Event, HistoryQuery, LeftReason, Reply, Request, Role, RoomKind,
+    SendMessage,
 };
-use crate::server::{internal, AppState};
-use crate::store::{HistoryRange, NewMessage, NewRoom, RoomRecord, StoreError, UserRecord};
+use crate::server::{describe_until, internal, AppState};
+use crate::store::{BanScope, HistoryRange, NewMessage, NewRoom, RoomRecord, StoreError, UserId, UserRecord};
 use std::sync::Arc;
 
 /// Longest message body, in characters.
@@ -27,16 +28,9 @@ const MAX_TOPIC_CHARS: usize = 500;
 const MAX_CLIENT_MSG_ID_CHARS: usize = 64;
 
 /// Runs one request for an authenticated session.
-pub async fn handle(
-    state: &AppState,
-    session: &Arc<Session>,
-    request: Request,
-) -> Result<Reply, ApiError> {
+pub async fn handle(state: &AppState, session: &Arc<Session>, request: Request) -> Result<Reply, ApiError> {
     match request {
-        Request::Auth { .. } => Err(ApiError::new(
-            ErrorCode::BadRequest,
-            "This socket is already authenticated.",
-        )),
+        Request::Auth { .. } => Err(ApiError::new(ErrorCode::BadRequest, "This socket is already authenticated.")),
         Request::Rooms => rooms(state).await,
         Request::CreateRoom(fields) => create_room(state, session, fields).await,
         Request::Join { room } => join(state, session, &room).await,
@@ -44,24 +38,29 @@ pub async fn handle(
         Request::Send(fields) => send(state, session, fields).await,
         Request::History(query) => history(state, session, query).await,
         Request::Typing { room } => typing(state, session, &room).await,
+        Request::Moderate(request) => super::moderation::handle(state, session, request).await,
     }
 }
 
 /// The room, if it exists and the session's user is a member.
-async fn member_room(
-    state: &AppState,
-    session: &Session,
-    name: &str,
-) -> Result<Arc<RoomRecord>, ApiError> {
+pub(super) async fn member_room(state: &AppState, session: &Session, name: &str) -> Result<Arc<RoomRecord>, ApiError> {
     let room = state.room(name).await?;
     if session.is_in(&room.name) {
         Ok(room)
     } else {
-        Err(ApiError::new(
-            ErrorCode::Forbidden,
-            format!("Join `{name}` first: only members can do that."),
-        ))
+        Err(ApiError::new(ErrorCode::Forbidden, format!("Join `{name}` first: only members can do that.")))
     }
+}
+
+/// A user's standing in a room: global role plus owner / room role / membership.
+pub(super) async fn standing(
+    state: &AppState,
+    room: &RoomRecord,
+    user: UserId,
+    global: Role,
+) -> Result<Standing, ApiError> {
+    let room_role = state.store.fetch_room_role(room.id, user).await.map_err(internal)?;
+    Ok(Standing { global, room: RoomStanding::from_membership(room_role, room.owner_id == user) })
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {
@@ -72,7 +71,7 @@ async fn rooms(state: &AppState) -> Result<Reply, ApiError> {
     let records = state.store.fetch_rooms().await.map_err(internal)?;
     let rooms = records.iter().map(|room| state.room_view(room)).collect();
     for record in records {
-        state.cache_room(Arc::new(record));
+        state.hub.cache_room(Arc::new(record));
     }
     Ok(Reply::Rooms { rooms })
 }
@@ -80,29 +79,17 @@ async fn rooms(state: &AppState) -> Result<Reply, ApiError> {
 /// Checks a room name: 2–64 of `a-z 0-9 _ -`.
 fn check_room_name(name: &str) -> Result<(), ApiError> {
     let length_ok = (2..=64).contains(&name.len());
-    if length_ok
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-    {
+    if length_ok && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-') {
         Ok(())
     } else {
-        Err(invalid(
-            "Room names are 2 to 64 characters from a-z, 0-9, '_' and '-'.",
-        ))
+        Err(invalid("Room names are 2 to 64 characters from a-z, 0-9, '_' and '-'."))
     }
 }
 
-async fn create_room(
-    state: &AppState,
-    session: &Session,
-    fields: CreateRoom,
-) -> Result<Reply, ApiError> {
+async fn create_room(state: &AppState, session: &Session, fields: CreateRoom) -> Result<Reply, ApiError> {
     let user = session.user();
     let allowed = match fields.kind {
-        RoomKind::Topic => user
-            .role
-            .can_create_topic_room(state.config.members_may_create_rooms),
+        RoomKind::Topic => user.role.can_create_topic_room(state.config.members_may_create_rooms),
         RoomKind::Summit => user.role.can_create_summit_room(),
     };
     if !allowed {
@@ -118,22 +105,20 @@ async fn create_room(
     check_room_name(&fields.name)?;
     let topic = fields.topic.unwrap_or_default();
     if topic.chars().count() > MAX_TOPIC_CHARS || topic.chars().any(char::is_control) {
-        return Err(invalid(format!(
-            "A topic is at most {MAX_TOPIC_CHARS} characters, with no control characters."
-        )));
+        return Err(invalid(format!("A topic is at most {MAX_TOPIC_CHARS} characters, with no control characters.")));
     }
     let parse = |field: &str, value: Option<String>| -> Result<Option<i64>, ApiError> {
         value
             .map(|text| {
-                parse_ts(&text).ok_or_else(|| invalid(format!("`{field}` must be an ISO-8601 time with an offset, like 2026-10-10T09:00:00Z.")))
+                parse_ts(&text).ok_or_else(|| {
+                    invalid(format!("`{field}` must be an ISO-8601 time with an offset, like 2026-10-10T09:00:00Z."))
+                })
             })
             .transpose()
     };
     let starts_at = parse("starts_at", fields.starts_at)?;
     let ends_at = parse("ends_at", fields.ends_at)?;
-    if fields.kind == RoomKind::Topic
-        && (starts_at.is_some() || ends_at.is_some() || fields.capacity.is_some())
-    {
+    if fields.kind == RoomKind::Topic && (starts_at.is_some() || ends_at.is_some() || fields.capacity.is_some()) {
         return Err(invalid("Only summit rooms have a schedule or a capacity."));
     }
     if let (Some(start), Some(end)) = (starts_at, ends_at) {
@@ -156,32 +141,30 @@ async fn create_room(
     let record = match state.store.insert_room(&new).await {
         Ok(record) => Arc::new(record),
         Err(StoreError::Conflict) => {
-            return Err(ApiError::new(
-                ErrorCode::Conflict,
-                format!("A room named `{}` already exists.", fields.name),
-            ))
+            return Err(ApiError::new(ErrorCode::Conflict, format!("A room named `{}` already exists.", fields.name)))
         }
         Err(err) => return Err(internal(err)),
     };
-    state.cache_room(record.clone());
+    state.hub.cache_room(record.clone());
     // The owner is its first member; its sockets start receiving the room now.
     state.hub.subscribe_user(&record.name, session.user_id);
     tracing::info!(room = %record.name, kind = record.kind.as_str(), owner = %user.username, "room created");
-    Ok(Reply::Room {
-        room: state.room_view(&record),
-    })
+    Ok(Reply::Room { room: state.room_view(&record) })
 }
 
 async fn join(state: &AppState, session: &Session, name: &str) -> Result<Reply, ApiError> {
     let room = state.room(name).await?;
+    let ban = state.store.fetch_ban(BanScope::Room(room.id), session.user_id, now_ms()).await.map_err(internal)?;
+    if let Some(ban) = ban {
+        let why = ban.reason.map(|r| format!(" Reason: {r}")).unwrap_or_default();
+        let until = describe_until(ban.until);
+        return Err(ApiError::new(ErrorCode::Banned, format!("You are banned from `{name}` {until}.{why}")));
+    }
     let newly = match state.store.insert_membership(&room, session.user_id).await {
         Ok(newly) => newly,
         Err(StoreError::Full) => {
             let capacity = room.capacity.unwrap_or_default();
-            return Err(ApiError::new(
-                ErrorCode::Full,
-                format!("`{name}` is full: it holds {capacity} members."),
-            ));
+            return Err(ApiError::new(ErrorCode::Full, format!("`{name}` is full: it holds {capacity} members.")));
         }
         Err(err) => return Err(internal(err)),
     };
@@ -189,27 +172,11 @@ async fn join(state: &AppState, session: &Session, name: &str) -> Result<Reply, 
     // between then arrives twice (the client keeps one per seq), never not at all.
     state.hub.subscribe_user(&room.name, session.user_id);
     if newly {
-        let event = Event::MemberJoined {
-            room: room.name.clone(),
-            user: session.user(),
-        };
-        state.publish_room(
-            &room.name,
-            &event,
-            None,
-            Some((session.user_id, MembershipChange::Subscribe)),
-        );
+        let event = Event::MemberJoined { room: room.name.clone(), user: session.user() };
+        state.publish_room(&room.name, &event, None, Some(Effect::Subscribe(session.user_id)));
     }
-    let range = HistoryRange {
-        before: None,
-        after: None,
-        limit: DEFAULT_PAGE,
-    };
-    let messages = state
-        .store
-        .fetch_messages(&room, range)
-        .await
-        .map_err(internal)?;
+    let range = HistoryRange { before: None, after: None, limit: DEFAULT_PAGE };
+    let messages = state.store.fetch_messages(&room, range).await.map_err(internal)?;
     Ok(Reply::Joined {
         room: state.room_view(&room),
         online: state.hub.online_users(&room.name, MAX_ONLINE_LISTED),
@@ -219,28 +186,11 @@ async fn join(state: &AppState, session: &Session, name: &str) -> Result<Reply, 
 
 async fn leave(state: &AppState, session: &Session, name: &str) -> Result<Reply, ApiError> {
     let room = state.room(name).await?;
-    if !state
-        .store
-        .delete_membership(room.id, session.user_id)
-        .await
-        .map_err(internal)?
-    {
-        return Err(ApiError::new(
-            ErrorCode::Forbidden,
-            format!("You are not a member of `{name}`."),
-        ));
+    if !state.store.delete_membership(room.id, session.user_id).await.map_err(internal)? {
+        return Err(ApiError::new(ErrorCode::Forbidden, format!("You are not a member of `{name}`.")));
     }
-    let event = Event::MemberLeft {
-        room: room.name.clone(),
-        user: session.user(),
-        reason: LeftReason::Left,
-    };
-    state.publish_room(
-        &room.name,
-        &event,
-        None,
-        Some((session.user_id, MembershipChange::Unsubscribe)),
-    );
+    let event = Event::MemberLeft { room: room.name.clone(), user: session.user(), reason: LeftReason::Left };
+    state.publish_room(&room.name, &event, None, Some(Effect::Unsubscribe(session.user_id)));
     // On one node the event above already unsubscribed; this covers a remote bus.
     state.hub.unsubscribe_user(&room.name, session.user_id);
     Ok(Reply::Empty {})
@@ -260,16 +210,26 @@ async fn send(state: &AppState, session: &Session, fields: SendMessage) -> Resul
     }
     if let Some(id) = &fields.client_msg_id {
         if id.is_empty() || id.chars().count() > MAX_CLIENT_MSG_ID_CHARS {
-            return Err(invalid(format!(
-                "`client_msg_id` is 1 to {MAX_CLIENT_MSG_ID_CHARS} characters."
-            )));
+            return Err(invalid(format!("`client_msg_id` is 1 to {MAX_CLIENT_MSG_ID_CHARS} characters.")));
         }
     }
     check_window(&room)?;
-    let author = UserRecord {
-        id: session.user_id,
-        user: session.user(),
-    };
+    if let Some(mute) = state.hub.mute(&room.name, session.user_id) {
+        return Err(super::moderation::muted_error(&room.name, &mute));
+    }
+    let slow_mode = room.slow_mode_s > 0;
+    if room.locked || slow_mode {
+        // Only rooms with a lock or slow mode pay for this read: moderators are exempt.
+        let standing = standing(state, &room, session.user_id, session.user().role).await?;
+        if !standing.can_change_room_settings() {
+            if room.locked {
+                let message = format!("`{}` is locked: only its moderators can post right now.", room.name);
+                return Err(ApiError::new(ErrorCode::Forbidden, message));
+            }
+            check_slow_mode(state, &room, session.user_id)?;
+        }
+    }
+    let author = UserRecord { id: session.user_id, user: session.user() };
     let new = NewMessage {
         room_id: room.id,
         room: room.name.clone(),
@@ -279,9 +239,25 @@ async fn send(state: &AppState, session: &Session, fields: SendMessage) -> Resul
     };
     // Returns after the commit; the `message` event has gone out by then.
     let stored = state.store.insert_message(new).await.map_err(internal)?;
-    Ok(Reply::Sent {
-        message: stored.message,
-    })
+    Ok(Reply::Sent { message: stored.message })
+}
+
+/// One message per `slow_mode_s` for members. The time is taken when the check passes,
+/// so two quick sends from two sockets cannot both slip through.
+fn check_slow_mode(state: &AppState, room: &RoomRecord, user: UserId) -> Result<(), ApiError> {
+    let interval = std::time::Duration::from_secs(u64::from(room.slow_mode_s));
+    let now = std::time::Instant::now();
+    let mut last = state.last_sends.entry((room.id, user)).or_insert(now - interval);
+    let since = now.duration_since(*last);
+    if since < interval {
+        let wait = (interval - since).as_secs_f64().ceil().max(1.0);
+        return Err(ApiError::new(
+            ErrorCode::RateLimited,
+            format!("Slow mode is on in `{}`: you can send again in {wait} seconds.", room.name),
+        ));
+    }
+    *last = now;
+    Ok(())
 }
 
 /// A summit room takes messages only inside its window.
@@ -289,26 +265,16 @@ fn check_window(room: &RoomRecord) -> Result<(), ApiError> {
     let now = now_ms();
     if let Some(start) = room.starts_at.filter(|start| now < *start) {
         let opens = crate::protocol::format_ts(start);
-        return Err(ApiError::new(
-            ErrorCode::NotOpen,
-            format!("`{}` opens at {opens}.", room.name),
-        ));
+        return Err(ApiError::new(ErrorCode::NotOpen, format!("`{}` opens at {opens}.", room.name)));
     }
     if let Some(end) = room.ends_at.filter(|end| now >= *end) {
         let closed = crate::protocol::format_ts(end);
-        return Err(ApiError::new(
-            ErrorCode::NotOpen,
-            format!("`{}` closed at {closed}.", room.name),
-        ));
+        return Err(ApiError::new(ErrorCode::NotOpen, format!("`{}` closed at {closed}.", room.name)));
     }
     Ok(())
 }
 
-async fn history(
-    state: &AppState,
-    session: &Session,
-    query: HistoryQuery,
-) -> Result<Reply, ApiError> {
+async fn history(state: &AppState, session: &Session, query: HistoryQuery) -> Result<Reply, ApiError> {
     let room = member_room(state, session, &query.room).await?;
     let limit = query.limit.unwrap_or(i64::from(DEFAULT_PAGE));
     if !(1..=100).contains(&limit) {
@@ -317,25 +283,14 @@ async fn history(
     if query.before.is_some_and(|s| s < 0) || query.after.is_some_and(|s| s < 0) {
         return Err(invalid("`before` and `after` are seqs, 0 or more."));
     }
-    let range = HistoryRange {
-        before: query.before,
-        after: query.after,
-        limit: limit as u32,
-    };
-    let messages = state
-        .store
-        .fetch_messages(&room, range)
-        .await
-        .map_err(internal)?;
+    let range = HistoryRange { before: query.before, after: query.after, limit: limit as u32 };
+    let messages = state.store.fetch_messages(&room, range).await.map_err(internal)?;
     Ok(Reply::Messages { messages })
 }
 
 async fn typing(state: &AppState, session: &Session, name: &str) -> Result<Reply, ApiError> {
     let room = member_room(state, session, name).await?;
-    let event = Event::Typing {
-        room: room.name.clone(),
-        user: session.user(),
-    };
+    let event = Event::Typing { room: room.name.clone(), user: session.user() };
     state.publish_room(&room.name, &event, Some(session.user_id), None);
     Ok(Reply::Empty {})
 }

@@ -12,42 +12,24 @@ async fn malformed_frames_get_bad_request_and_the_socket_stays_open() {
 
     client.send_frame(Frame::text("{not json")).await;
     let reply = client.event().await;
-    assert_eq!(
-        (reply["type"].as_str(), reply["code"].as_str()),
-        (Some("error"), Some("bad_request")),
-        "{reply}"
-    );
+    assert_eq!((reply["type"].as_str(), reply["code"].as_str()), (Some("error"), Some("bad_request")), "{reply}");
     assert!(reply.get("id").is_none());
 
     client.send_json(&json!({"type": "dance", "id": 5})).await;
     let reply = client.reply_to(json!(5)).await;
     assert_eq!(reply["code"], "bad_request");
-    assert!(
-        reply["message"].as_str().unwrap().contains("dance"),
-        "{reply}"
-    );
+    assert!(reply["message"].as_str().unwrap().contains("dance"), "{reply}");
 
-    client
-        .send_json(&json!({"type": "send", "id": "s1", "room": "r"}))
-        .await;
+    client.send_json(&json!({"type": "send", "id": "s1", "room": "r"})).await;
     let reply = client.reply_to(json!("s1")).await;
     assert_eq!(reply["code"], "bad_request");
-    assert!(
-        reply["message"].as_str().unwrap().contains("body"),
-        "names the missing field: {reply}"
-    );
+    assert!(reply["message"].as_str().unwrap().contains("body"), "names the missing field: {reply}");
 
     client.send_json(&json!({"id": 9})).await;
     assert_eq!(client.reply_to(json!(9)).await["code"], "bad_request");
 
-    client
-        .send_json(&json!({"type": "rooms", "id": "x".repeat(65)}))
-        .await;
-    assert_eq!(
-        client.event().await["code"],
-        "bad_request",
-        "over-long ids are refused"
-    );
+    client.send_json(&json!({"type": "rooms", "id": "x".repeat(65)})).await;
+    assert_eq!(client.event().await["code"], "bad_request", "over-long ids are refused");
 
     client.send_frame(Frame::binary(vec![1u8, 2, 3])).await;
     assert_eq!(client.event().await["code"], "bad_request");
@@ -77,23 +59,14 @@ async fn a_frame_just_under_the_limit_is_read() {
 async fn requests_before_auth_are_refused_and_bad_tokens_do_not_close() {
     let server = TestServer::start().await;
     let mut client = Client::connect(&server.ws_url(), None).await;
-    client
-        .refused(json!({"type": "rooms"}), "unauthenticated")
-        .await;
-    client
-        .refused(
-            json!({"type": "auth", "token": "not-a-token"}),
-            "unauthenticated",
-        )
-        .await;
+    client.refused(json!({"type": "rooms"}), "unauthenticated").await;
+    client.refused(json!({"type": "auth", "token": "not-a-token"}), "unauthenticated").await;
     client.refused(json!({"type": "auth"}), "bad_request").await;
     let token = server.user("ada").await;
     let reply = client.ok(json!({"type": "auth", "token": token})).await;
     assert_eq!(reply["user"]["username"], "ada");
     assert_eq!(reply["rooms"], json!([]));
-    client
-        .refused(json!({"type": "auth", "token": token}), "bad_request")
-        .await;
+    client.refused(json!({"type": "auth", "token": token}), "bad_request").await;
 }
 
 #[tokio::test]
@@ -111,44 +84,15 @@ async fn no_auth_within_the_timeout_closes_with_4001() {
 #[tokio::test]
 async fn foreign_origins_are_refused_at_the_upgrade() {
     let server = TestServer::start().await;
-    assert_eq!(
-        Client::try_connect(&server.ws_url(), Some("https://evil.example"))
-            .await
-            .err(),
-        Some(403)
-    );
-    assert_eq!(
-        Client::try_connect(&server.ws_url(), Some("null"))
-            .await
-            .err(),
-        Some(403)
-    );
+    assert_eq!(Client::try_connect(&server.ws_url(), Some("https://evil.example")).await.err(), Some(403));
+    assert_eq!(Client::try_connect(&server.ws_url(), Some("null")).await.err(), Some(403));
     let own = format!("http://{}", server.addr);
-    assert!(
-        Client::try_connect(&server.ws_url(), Some(&own))
-            .await
-            .is_ok(),
-        "the server's own origin is allowed"
-    );
+    assert!(Client::try_connect(&server.ws_url(), Some(&own)).await.is_ok(), "the server's own origin is allowed");
 
-    let server =
-        TestServer::start_with(|c| c.allowed_origins = vec!["https://chat.example.org".into()])
-            .await;
-    assert!(
-        Client::try_connect(&server.ws_url(), Some("https://chat.example.org"))
-            .await
-            .is_ok()
-    );
-    assert_eq!(
-        Client::try_connect(&server.ws_url(), Some("https://other.example.org"))
-            .await
-            .err(),
-        Some(403)
-    );
-    assert!(
-        Client::try_connect(&server.ws_url(), None).await.is_ok(),
-        "non-browser clients send no Origin"
-    );
+    let server = TestServer::start_with(|c| c.allowed_origins = vec!["https://chat.example.org".into()]).await;
+    assert!(Client::try_connect(&server.ws_url(), Some("https://chat.example.org")).await.is_ok());
+    assert_eq!(Client::try_connect(&server.ws_url(), Some("https://other.example.org")).await.err(), Some(403));
+    assert!(Client::try_connect(&server.ws_url(), None).await.is_ok(), "non-browser clients send no Origin");
 }
 
 #[tokio::test]
@@ -162,13 +106,8 @@ async fn the_request_rate_limit_answers_rate_limited_then_recovers() {
     for _ in 0..3 {
         client.ok(json!({"type": "rooms"})).await;
     }
-    let reply = client
-        .refused(json!({"type": "rooms"}), "rate_limited")
-        .await;
-    assert!(
-        reply["message"].as_str().unwrap().contains("ms"),
-        "says how long to wait: {reply}"
-    );
+    let reply = client.refused(json!({"type": "rooms"}), "rate_limited").await;
+    assert!(reply["message"].as_str().unwrap().contains("ms"), "says how long to wait: {reply}");
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     client.ok(json!({"type": "rooms"})).await;
 }
@@ -188,10 +127,7 @@ async fn sockets_per_address_are_limited() {
     let server = TestServer::start_with(|c| c.max_sockets_per_address = 2).await;
     let first = Client::connect(&server.ws_url(), None).await;
     let _second = Client::connect(&server.ws_url(), None).await;
-    assert_eq!(
-        Client::try_connect(&server.ws_url(), None).await.err(),
-        Some(429)
-    );
+    assert_eq!(Client::try_connect(&server.ws_url(), None).await.err(), Some(429));
     drop(first);
     // The slot frees once the server has seen the close.
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -199,10 +135,7 @@ async fn sockets_per_address_are_limited() {
         if Client::try_connect(&server.ws_url(), None).await.is_ok() {
             break;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the slot was never released"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "the slot was never released");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
@@ -215,21 +148,12 @@ async fn logout_closes_the_sockets_of_that_token_with_4001() {
     let mut revoked = server.client(&token).await;
     let mut kept = server.client(&other_token).await;
     let bearer = format!("Bearer {token}");
-    let (status, _) = http(
-        server.addr,
-        "POST",
-        "/api/v1/logout",
-        &[("Authorization", &bearer)],
-        None,
-    )
-    .await;
+    let (status, _) = http(server.addr, "POST", "/api/v1/logout", &[("Authorization", &bearer)], None).await;
     assert_eq!(status, 204);
     assert_eq!(revoked.closed().await, 4001);
     kept.ok(json!({"type": "rooms"})).await;
     let mut again = Client::connect(&server.ws_url(), None).await;
-    again
-        .refused(json!({"type": "auth", "token": token}), "unauthenticated")
-        .await;
+    again.refused(json!({"type": "auth", "token": token}), "unauthenticated").await;
 }
 
 #[tokio::test]
@@ -247,8 +171,6 @@ async fn a_socket_that_answers_pings_stays_open_while_idle() {
     let server = TestServer::start_with(|c| c.ping_interval_s = 0.2).await;
     let mut client = server.member("ada").await;
     // Waiting for a frame keeps the client reading, so it answers each ping.
-    client
-        .assert_quiet(std::time::Duration::from_millis(800))
-        .await;
+    client.assert_quiet(std::time::Duration::from_millis(800)).await;
     client.ok(json!({"type": "rooms"})).await;
 }

@@ -15,9 +15,7 @@ async fn concurrent_senders_every_member_gets_every_message_once_in_seq_order() 
     let server = TestServer::start().await;
     let token = server.user_with_role("owner", Role::Moderator).await;
     let mut owner = server.client(&token).await;
-    owner
-        .ok(json!({"type": "create_room", "name": "busy"}))
-        .await;
+    owner.ok(json!({"type": "create_room", "name": "busy"})).await;
     let mut members = Vec::new();
     for n in 0..SENDERS + 2 {
         let mut client = server.member(&format!("member{n}")).await;
@@ -28,40 +26,27 @@ async fn concurrent_senders_every_member_gets_every_message_once_in_seq_order() 
     let mut senders: Vec<Client> = members.drain(..SENDERS).collect();
     let mut listeners = members;
     listeners.push(owner);
-    let sends = senders
-        .iter_mut()
-        .enumerate()
-        .map(|(s, client)| async move {
-            let mut acked = Vec::new();
-            for n in 0..EACH {
-                let reply = client
-                    .ok(json!({"type": "send", "room": "busy", "body": format!("{s}:{n}")}))
-                    .await;
-                acked.push(reply["message"]["seq"].as_i64().unwrap());
-            }
-            acked
-        });
+    let sends = senders.iter_mut().enumerate().map(|(s, client)| async move {
+        let mut acked = Vec::new();
+        for n in 0..EACH {
+            let reply = client.ok(json!({"type": "send", "room": "busy", "body": format!("{s}:{n}")})).await;
+            acked.push(reply["message"]["seq"].as_i64().unwrap());
+        }
+        acked
+    });
     let acked: Vec<Vec<i64>> = futures_util::future::join_all(sends).await;
     for seqs in &acked {
-        assert!(
-            seqs.windows(2).all(|w| w[0] < w[1]),
-            "one sender's messages are stored in its order"
-        );
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "one sender's messages are stored in its order");
     }
     let total = SENDERS * EACH;
-    let mut all_clients: Vec<&mut Client> =
-        senders.iter_mut().chain(listeners.iter_mut()).collect();
+    let mut all_clients: Vec<&mut Client> = senders.iter_mut().chain(listeners.iter_mut()).collect();
     for client in all_clients.iter_mut() {
         let mut seqs = Vec::new();
         while seqs.len() < total {
             let event = client.event_of("message").await;
             seqs.push(event["message"]["seq"].as_i64().unwrap());
         }
-        assert_eq!(
-            seqs,
-            (1..=total as i64).collect::<Vec<_>>(),
-            "every message once, in seq order"
-        );
+        assert_eq!(seqs, (1..=total as i64).collect::<Vec<_>>(), "every message once, in seq order");
     }
 }
 
@@ -70,9 +55,7 @@ async fn a_socket_that_stops_reading_is_closed_with_4008_and_others_keep_receivi
     let server = TestServer::start_with(|c| c.outbox_frames = 16).await;
     let token = server.user_with_role("owner", Role::Moderator).await;
     let mut owner = server.client(&token).await;
-    owner
-        .ok(json!({"type": "create_room", "name": "busy"}))
-        .await;
+    owner.ok(json!({"type": "create_room", "name": "busy"})).await;
     let mut slow = server.member("slow").await;
     slow.ok(json!({"type": "join", "room": "busy"})).await;
     let mut fast = server.member("fast").await;
@@ -83,9 +66,7 @@ async fn a_socket_that_stops_reading_is_closed_with_4008_and_others_keep_receivi
     let mut sent = 0i64;
     let overflowed = loop {
         for _ in 0..20 {
-            owner
-                .ok(json!({"type": "send", "room": "busy", "body": body}))
-                .await;
+            owner.ok(json!({"type": "send", "room": "busy", "body": body})).await;
             sent += 1;
         }
         // `fast` keeps up, and sees every message in order.
@@ -100,19 +81,10 @@ async fn a_socket_that_stops_reading_is_closed_with_4008_and_others_keep_receivi
             break false;
         }
     };
-    assert!(
-        overflowed,
-        "the slow socket never overflowed after {sent} messages"
-    );
-    assert_eq!(
-        slow.closed().await,
-        4008,
-        "the slow consumer is told to reconnect and catch up"
-    );
+    assert!(overflowed, "the slow socket never overflowed after {sent} messages");
+    assert_eq!(slow.closed().await, 4008, "the slow consumer is told to reconnect and catch up");
     // The room goes on for everyone else.
-    let reply = owner
-        .ok(json!({"type": "send", "room": "busy", "body": "still here"}))
-        .await;
+    let reply = owner.ok(json!({"type": "send", "room": "busy", "body": "still here"})).await;
     let last = reply["message"]["seq"].as_i64().unwrap();
     loop {
         let event = fast.event_of("message").await;
@@ -125,9 +97,7 @@ async fn a_socket_that_stops_reading_is_closed_with_4008_and_others_keep_receivi
 
 /// The next message seq if one arrives within a short moment (for draining).
 async fn next_seq_if_ready(client: &mut Client) -> Option<i64> {
-    let event = tokio::time::timeout(Duration::from_millis(20), client.event_of("message"))
-        .await
-        .ok()?;
+    let event = tokio::time::timeout(Duration::from_millis(20), client.event_of("message")).await.ok()?;
     event["message"]["seq"].as_i64()
 }
 
@@ -158,9 +128,7 @@ impl Binary {
                 }
             }
         });
-        let addr = rx
-            .recv_timeout(WAIT)
-            .expect("the binary prints its address");
+        let addr = rx.recv_timeout(WAIT).expect("the binary prints its address");
         Binary { child, addr }
     }
 
@@ -185,10 +153,7 @@ async fn login(addr: std::net::SocketAddr, name: &str, register: bool) -> String
     }
     let (status, body) = http(addr, "POST", "/api/v1/login", &[], Some(&credentials)).await;
     assert_eq!(status, 200, "{body}");
-    serde_json::from_str::<Value>(&body).unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    serde_json::from_str::<Value>(&body).unwrap()["token"].as_str().unwrap().to_string()
 }
 
 #[tokio::test]
@@ -197,10 +162,7 @@ async fn acknowledged_messages_survive_sigkill_and_seq_continues() {
     let db = dir.path().join("crash.db");
     let binary = Binary::start(&db);
     let url = format!("ws://{}/ws", binary.addr);
-    let (token_a, token_b) = (
-        login(binary.addr, "alpha", true).await,
-        login(binary.addr, "bravo", true).await,
-    );
+    let (token_a, token_b) = (login(binary.addr, "alpha", true).await, login(binary.addr, "bravo", true).await);
     let mut a = Client::connect(&url, None).await;
     a.ok(json!({"type": "auth", "token": token_a})).await;
     a.ok(json!({"type": "create_room", "name": "vault"})).await;
@@ -218,49 +180,27 @@ async fn acknowledged_messages_survive_sigkill_and_seq_continues() {
     let mut b = Client::connect(&url, None).await;
     let auth = b.ok(json!({"type": "auth", "token": token})).await;
     assert_eq!(auth["rooms"], json!(["vault"]));
-    let history = b
-        .ok(json!({"type": "history", "room": "vault", "after": 0, "limit": 100}))
-        .await;
+    let history = b.ok(json!({"type": "history", "room": "vault", "after": 0, "limit": 100})).await;
     let stored: Vec<(i64, String)> = history["messages"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| {
-            (
-                m["seq"].as_i64().unwrap(),
-                m["body"].as_str().unwrap().to_string(),
-            )
-        })
+        .map(|m| (m["seq"].as_i64().unwrap(), m["body"].as_str().unwrap().to_string()))
         .collect();
     for acked in acked_a.iter().chain(&acked_b) {
-        assert!(
-            stored.contains(acked),
-            "acknowledged message {acked:?} lost in the crash"
-        );
+        assert!(stored.contains(acked), "acknowledged message {acked:?} lost in the crash");
     }
     let n = stored.len() as i64;
-    assert_eq!(
-        stored.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
-        (1..=n).collect::<Vec<_>>(),
-        "no gaps"
-    );
-    let reply = b
-        .ok(json!({"type": "send", "room": "vault", "body": "after the crash"}))
-        .await;
-    assert_eq!(
-        reply["message"]["seq"],
-        n + 1,
-        "seq continues after the crash"
-    );
+    assert_eq!(stored.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), (1..=n).collect::<Vec<_>>(), "no gaps");
+    let reply = b.ok(json!({"type": "send", "room": "vault", "body": "after the crash"})).await;
+    assert_eq!(reply["message"]["seq"], n + 1, "seq continues after the crash");
 }
 
 async fn send_many(client: &mut Client, who: &str) -> Vec<(i64, String)> {
     let mut acked = Vec::new();
     for n in 0..40 {
         let body = format!("{who}-{n}");
-        let reply = client
-            .ok(json!({"type": "send", "room": "vault", "body": body}))
-            .await;
+        let reply = client.ok(json!({"type": "send", "room": "vault", "body": body})).await;
         acked.push((reply["message"]["seq"].as_i64().unwrap(), body));
     }
     acked

@@ -14,10 +14,7 @@ async fn healthz_is_ok_until_the_database_file_disappears() {
     assert_eq!(status, 200);
     std::fs::remove_file(&server.db_path).unwrap();
     let (status, _) = http(server.addr, "GET", "/healthz", &[], None).await;
-    assert_eq!(
-        status, 503,
-        "writes would go to a deleted file: not healthy"
-    );
+    assert_eq!(status, 503, "writes would go to a deleted file: not healthy");
 }
 
 #[tokio::test]
@@ -25,12 +22,8 @@ async fn metrics_count_sockets_messages_and_deliveries() {
     let server = TestServer::start().await;
     let token = server.user_with_role("owner", Role::Moderator).await;
     let mut owner = server.client(&token).await;
-    owner
-        .ok(json!({"type": "create_room", "name": "counted"}))
-        .await;
-    owner
-        .ok(json!({"type": "send", "room": "counted", "body": "one"}))
-        .await;
+    owner.ok(json!({"type": "create_room", "name": "counted"})).await;
+    owner.ok(json!({"type": "send", "room": "counted", "body": "one"})).await;
     owner.event_of("message").await;
     let (status, text) = http(server.addr, "GET", "/metrics", &[], None).await;
     assert_eq!(status, 200);
@@ -41,10 +34,7 @@ async fn metrics_count_sockets_messages_and_deliveries() {
         "alongside_outbox_overflows_total 0",
         "alongside_store_commit_seconds_count 1",
     ] {
-        assert!(
-            text.lines().any(|l| l == line),
-            "missing `{line}` in:\n{text}"
-        );
+        assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
     }
     drop(owner);
 }
@@ -57,11 +47,7 @@ async fn the_root_serves_a_page_with_a_strict_content_security_policy() {
         use std::io::Read;
         let mut stream = std::net::TcpStream::connect(addr).unwrap();
         stream.set_read_timeout(Some(WAIT)).unwrap();
-        write!(
-            stream,
-            "GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
+        write!(stream, "GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
         let mut text = String::new();
         stream.read_to_string(&mut text).unwrap();
         text
@@ -70,8 +56,7 @@ async fn the_root_serves_a_page_with_a_strict_content_security_policy() {
     .unwrap();
     assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
     assert!(
-        raw.to_ascii_lowercase()
-            .contains("content-security-policy: default-src 'self'; script-src 'self'"),
+        raw.to_ascii_lowercase().contains("content-security-policy: default-src 'self'; script-src 'self'"),
         "{raw}"
     );
     assert!(raw.contains("<title>Alongside</title>"));
@@ -85,12 +70,7 @@ fn alongside(args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn alongside");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
     child.wait_with_output().unwrap()
 }
 
@@ -99,63 +79,25 @@ async fn user_commands_work_beside_a_running_server() {
     let server = TestServer::start().await;
     let db = server.config.database.clone();
     let out = alongside(
-        &[
-            "user",
-            "create",
-            "Admin1",
-            "--role",
-            "admin",
-            "--display-name",
-            "The Admin",
-            "--database",
-            &db,
-        ],
+        &["user", "create", "Admin1", "--role", "admin", "--display-name", "The Admin", "--database", &db],
         "a long password\n",
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (status, body) = server
-        .post(
-            "/api/v1/login",
-            &json!({"username": "admin1", "password": "a long password"}),
-        )
-        .await;
-    assert_eq!(
-        status, 200,
-        "the trailing newline is not part of the password: {body}"
-    );
-    assert!(
-        body.contains(r#""role":"admin""#) && body.contains("The Admin"),
-        "{body}"
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (status, body) =
+        server.post("/api/v1/login", &json!({"username": "admin1", "password": "a long password"})).await;
+    assert_eq!(status, 200, "the trailing newline is not part of the password: {body}");
+    assert!(body.contains(r#""role":"admin""#) && body.contains("The Admin"), "{body}");
 
     // A changed role applies at the next `auth` of a running server.
     let token = server.user("ben").await;
     let mut before = server.client(&token).await;
-    before
-        .refused(json!({"type": "create_room", "name": "bens"}), "forbidden")
-        .await;
-    let out = alongside(
-        &["user", "set-role", "ben", "moderator", "--database", &db],
-        "",
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    before.refused(json!({"type": "create_room", "name": "bens"}), "forbidden").await;
+    let out = alongside(&["user", "set-role", "ben", "moderator", "--database", &db], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let mut after = server.client(&token).await;
-    after
-        .ok(json!({"type": "create_room", "name": "bens"}))
-        .await;
+    after.ok(json!({"type": "create_room", "name": "bens"})).await;
 
-    let out = alongside(
-        &["user", "create", "ben", "--database", &db],
-        "another password",
-    );
+    let out = alongside(&["user", "create", "ben", "--database", &db], "another password");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("taken"));
 }
@@ -165,29 +107,11 @@ fn bad_arguments_fail_with_one_line_and_a_non_zero_exit() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("cli.db").display());
     let cases: [(&[&str], &str, &str); 6] = [
+        (&["user", "set-role", "nobody", "admin", "--database", &db], "", "no user"),
+        (&["user", "set-role", "nobody", "king", "--database", &db], "", "unknown role"),
+        (&["user", "create", "short", "--database", &db], "short", "8 to 1024"),
         (
-            &["user", "set-role", "nobody", "admin", "--database", &db],
-            "",
-            "no user",
-        ),
-        (
-            &["user", "set-role", "nobody", "king", "--database", &db],
-            "",
-            "unknown role",
-        ),
-        (
-            &["user", "create", "short", "--database", &db],
-            "short",
-            "8 to 1024",
-        ),
-        (
-            &[
-                "user",
-                "create",
-                "ok-name",
-                "--database",
-                "sqlite:///no/such/dir/x.db",
-            ],
+            &["user", "create", "ok-name", "--database", "sqlite:///no/such/dir/x.db"],
             "long enough password",
             "cannot open",
         ),
@@ -198,11 +122,7 @@ fn bad_arguments_fail_with_one_line_and_a_non_zero_exit() {
         let out = alongside(args, stdin);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} should fail");
-        assert_eq!(
-            stderr.trim_end().lines().count(),
-            1,
-            "{args:?}: one line, got {stderr}"
-        );
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: one line, got {stderr}");
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
     let out = alongside(&["serve", "--no-such-flag"], "");

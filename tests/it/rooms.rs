@@ -10,9 +10,7 @@ use std::time::Duration;
 async fn room_with_owner(server: &TestServer, owner: &str, room: &str) -> Client {
     let token = server.user_with_role(owner, Role::Moderator).await;
     let mut client = server.client(&token).await;
-    client
-        .ok(json!({"type": "create_room", "name": room, "topic": "Peer support"}))
-        .await;
+    client.ok(json!({"type": "create_room", "name": room, "topic": "Peer support"})).await;
     client
 }
 
@@ -20,59 +18,26 @@ async fn room_with_owner(server: &TestServer, owner: &str, room: &str) -> Client
 async fn topic_rooms_are_created_by_moderators_and_up() {
     let server = TestServer::start().await;
     let mut member = server.member("mia").await;
-    let reply = member
-        .refused(json!({"type": "create_room", "name": "mine"}), "forbidden")
-        .await;
-    assert!(
-        reply["message"].as_str().unwrap().contains("moderators"),
-        "{reply}"
-    );
+    let reply = member.refused(json!({"type": "create_room", "name": "mine"}), "forbidden").await;
+    assert!(reply["message"].as_str().unwrap().contains("moderators"), "{reply}");
 
     let token = server.user_with_role("mod", Role::Moderator).await;
     let mut moderator = server.client(&token).await;
-    let reply = moderator
-        .ok(json!({"type": "create_room", "name": "peer-support", "topic": "Talk"}))
-        .await;
+    let reply = moderator.ok(json!({"type": "create_room", "name": "peer-support", "topic": "Talk"})).await;
     assert_eq!(
         reply["room"],
         json!({"name": "peer-support", "topic": "Talk", "kind": "topic", "owner": "mod", "members_online": 1,
                "slow_mode_s": 0, "locked": false})
     );
-    moderator
-        .refused(
-            json!({"type": "create_room", "name": "peer-support"}),
-            "conflict",
-        )
-        .await;
+    moderator.refused(json!({"type": "create_room", "name": "peer-support"}), "conflict").await;
     for bad in ["x", "Upper", "with space", "dot.ted"] {
-        moderator
-            .refused(json!({"type": "create_room", "name": bad}), "invalid")
-            .await;
+        moderator.refused(json!({"type": "create_room", "name": bad}), "invalid").await;
     }
-    moderator
-        .refused(
-            json!({"type": "create_room", "name": "cap", "capacity": 5}),
-            "invalid",
-        )
-        .await;
-    moderator
-        .refused(
-            json!({"type": "create_room", "name": "summit", "kind": "summit"}),
-            "forbidden",
-        )
-        .await;
-    moderator
-        .refused(
-            json!({"type": "create_room", "name": "odd", "kind": "party"}),
-            "bad_request",
-        )
-        .await;
+    moderator.refused(json!({"type": "create_room", "name": "cap", "capacity": 5}), "invalid").await;
+    moderator.refused(json!({"type": "create_room", "name": "summit", "kind": "summit"}), "forbidden").await;
+    moderator.refused(json!({"type": "create_room", "name": "odd", "kind": "party"}), "bad_request").await;
     // The owner's socket is in the room at once.
-    let auth_rooms = server
-        .client(&token)
-        .await
-        .ok(json!({"type": "rooms"}))
-        .await;
+    let auth_rooms = server.client(&token).await.ok(json!({"type": "rooms"})).await;
     assert_eq!(auth_rooms["rooms"][0]["name"], "peer-support");
 }
 
@@ -80,15 +45,8 @@ async fn topic_rooms_are_created_by_moderators_and_up() {
 async fn members_may_create_topic_rooms_when_the_server_allows_it() {
     let server = TestServer::start_with(|c| c.members_may_create_rooms = true).await;
     let mut member = server.member("mia").await;
-    member
-        .ok(json!({"type": "create_room", "name": "mias-room"}))
-        .await;
-    member
-        .refused(
-            json!({"type": "create_room", "name": "mias-summit", "kind": "summit"}),
-            "forbidden",
-        )
-        .await;
+    member.ok(json!({"type": "create_room", "name": "mias-room"})).await;
+    member.refused(json!({"type": "create_room", "name": "mias-summit", "kind": "summit"}), "forbidden").await;
 }
 
 #[tokio::test]
@@ -104,17 +62,13 @@ async fn summit_rooms_keep_their_window_and_capacity() {
     assert_eq!(reply["room"]["starts_at"], "2020-10-10T00:00:00.000Z");
     assert_eq!(reply["room"]["ends_at"], "2099-10-10T23:00:00.000Z");
     assert_eq!(reply["room"]["capacity"], 2);
-    organiser
-        .ok(json!({"type": "send", "room": "wmhd", "body": "Welcome, everyone"}))
-        .await;
+    organiser.ok(json!({"type": "send", "room": "wmhd", "body": "Welcome, everyone"})).await;
 
     // Capacity counts members: the organiser plus one.
     let mut first = server.member("first").await;
     first.ok(json!({"type": "join", "room": "wmhd"})).await;
     let mut second = server.member("second").await;
-    let reply = second
-        .refused(json!({"type": "join", "room": "wmhd"}), "full")
-        .await;
+    let reply = second.refused(json!({"type": "join", "room": "wmhd"}), "full").await;
     assert!(reply["message"].as_str().unwrap().contains('2'), "{reply}");
     // Joining again is not a new member, so a full room still answers its members.
     first.ok(json!({"type": "join", "room": "wmhd"})).await;
@@ -126,25 +80,9 @@ async fn summit_rooms_keep_their_window_and_capacity() {
     organiser
         .ok(json!({"type": "create_room", "name": "over", "kind": "summit", "ends_at": "2020-01-01T09:00:00Z"}))
         .await;
-    let reply = organiser
-        .refused(
-            json!({"type": "send", "room": "later", "body": "early"}),
-            "not_open",
-        )
-        .await;
-    assert!(
-        reply["message"]
-            .as_str()
-            .unwrap()
-            .contains("2099-01-01T09:00:00.000Z"),
-        "{reply}"
-    );
-    organiser
-        .refused(
-            json!({"type": "send", "room": "over", "body": "late"}),
-            "not_open",
-        )
-        .await;
+    let reply = organiser.refused(json!({"type": "send", "room": "later", "body": "early"}), "not_open").await;
+    assert!(reply["message"].as_str().unwrap().contains("2099-01-01T09:00:00.000Z"), "{reply}");
+    organiser.refused(json!({"type": "send", "room": "over", "body": "late"}), "not_open").await;
     second.ok(json!({"type": "join", "room": "later"})).await;
 
     for bad in [
@@ -160,26 +98,17 @@ async fn summit_rooms_keep_their_window_and_capacity() {
 async fn join_and_leave_tell_every_member() {
     let server = TestServer::start().await;
     let mut owner = room_with_owner(&server, "owner", "circle").await;
-    owner
-        .ok(json!({"type": "send", "room": "circle", "body": "first"}))
-        .await;
+    owner.ok(json!({"type": "send", "room": "circle", "body": "first"})).await;
     owner.event_of("message").await;
 
     let mut ben = server.member("ben").await;
     let reply = ben.ok(json!({"type": "join", "room": "circle"})).await;
     assert_eq!(reply["room"]["name"], "circle");
     assert_eq!(reply["room"]["members_online"], 2);
-    let online: Vec<&str> = reply["online"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["username"].as_str().unwrap())
-        .collect();
+    let online: Vec<&str> =
+        reply["online"].as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap()).collect();
     assert_eq!(online.len(), 2);
-    assert!(
-        online.contains(&"owner") && online.contains(&"ben"),
-        "{online:?}"
-    );
+    assert!(online.contains(&"owner") && online.contains(&"ben"), "{online:?}");
     assert_eq!(reply["messages"][0]["body"], "first");
     assert_eq!(reply["messages"][0]["seq"], 1);
 
@@ -199,20 +128,11 @@ async fn join_and_leave_tell_every_member() {
     assert_eq!(left["reason"], "left");
     assert_eq!(left["user"]["username"], "ben");
     // No longer a member: no more events, and member-only requests are refused.
-    owner
-        .ok(json!({"type": "send", "room": "circle", "body": "after ben left"}))
-        .await;
-    ben.refused(
-        json!({"type": "send", "room": "circle", "body": "hello?"}),
-        "forbidden",
-    )
-    .await;
-    ben.refused(json!({"type": "history", "room": "circle"}), "forbidden")
-        .await;
-    ben.refused(json!({"type": "typing", "room": "circle"}), "forbidden")
-        .await;
-    ben.refused(json!({"type": "leave", "room": "circle"}), "forbidden")
-        .await;
+    owner.ok(json!({"type": "send", "room": "circle", "body": "after ben left"})).await;
+    ben.refused(json!({"type": "send", "room": "circle", "body": "hello?"}), "forbidden").await;
+    ben.refused(json!({"type": "history", "room": "circle"}), "forbidden").await;
+    ben.refused(json!({"type": "typing", "room": "circle"}), "forbidden").await;
+    ben.refused(json!({"type": "leave", "room": "circle"}), "forbidden").await;
     // Ben's own sockets heard his join and his leave, and nothing after.
     assert_eq!(ben.event().await["type"], "member_joined");
     assert_eq!(ben.event().await["type"], "member_left");
@@ -242,7 +162,8 @@ async fn messages_reach_every_member_including_the_sender() {
     ben.ok(json!({"type": "join", "room": "circle"})).await;
     owner.event_of("member_joined").await;
 
-    let reply = ben.ok(json!({"type": "send", "room": "circle", "body": "Hello <b>all</b>", "client_msg_id": "c-1"})).await;
+    let reply =
+        ben.ok(json!({"type": "send", "room": "circle", "body": "Hello <b>all</b>", "client_msg_id": "c-1"})).await;
     let message = &reply["message"];
     assert_eq!(message["seq"], 1);
     assert_eq!(message["room"], "circle");
@@ -261,24 +182,13 @@ async fn messages_reach_every_member_including_the_sender() {
 async fn a_repeated_client_msg_id_returns_the_original_stored_once() {
     let server = TestServer::start().await;
     let mut owner = room_with_owner(&server, "owner", "circle").await;
-    let first = owner
-        .ok(json!({"type": "send", "room": "circle", "body": "once", "client_msg_id": "k"}))
-        .await;
-    let again = owner
-        .ok(json!({"type": "send", "room": "circle", "body": "once", "client_msg_id": "k"}))
-        .await;
+    let first = owner.ok(json!({"type": "send", "room": "circle", "body": "once", "client_msg_id": "k"})).await;
+    let again = owner.ok(json!({"type": "send", "room": "circle", "body": "once", "client_msg_id": "k"})).await;
     assert_eq!(first["message"], again["message"]);
-    let other = owner
-        .ok(json!({"type": "send", "room": "circle", "body": "twice", "client_msg_id": "k2"}))
-        .await;
+    let other = owner.ok(json!({"type": "send", "room": "circle", "body": "twice", "client_msg_id": "k2"})).await;
     assert_eq!(other["message"]["seq"], 2);
     let history = owner.ok(json!({"type": "history", "room": "circle"})).await;
-    let seqs: Vec<i64> = history["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["seq"].as_i64().unwrap())
-        .collect();
+    let seqs: Vec<i64> = history["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_i64().unwrap()).collect();
     assert_eq!(seqs, [1, 2], "the resend is stored once");
     // Exactly one `message` event per stored message.
     assert_eq!(owner.event_of("message").await["message"]["seq"], 1);
@@ -290,29 +200,14 @@ async fn a_repeated_client_msg_id_returns_the_original_stored_once() {
 async fn message_bodies_have_bounds() {
     let server = TestServer::start().await;
     let mut owner = room_with_owner(&server, "owner", "circle").await;
+    owner.refused(json!({"type": "send", "room": "circle", "body": ""}), "invalid").await;
+    owner.refused(json!({"type": "send", "room": "circle", "body": "   "}), "invalid").await;
+    owner.refused(json!({"type": "send", "room": "circle", "body": "é".repeat(4001)}), "too_large").await;
     owner
-        .refused(
-            json!({"type": "send", "room": "circle", "body": ""}),
-            "invalid",
-        )
+        .refused(json!({"type": "send", "room": "circle", "body": "ok", "client_msg_id": "x".repeat(65)}), "invalid")
         .await;
-    owner
-        .refused(
-            json!({"type": "send", "room": "circle", "body": "   "}),
-            "invalid",
-        )
-        .await;
-    owner
-        .refused(
-            json!({"type": "send", "room": "circle", "body": "é".repeat(4001)}),
-            "too_large",
-        )
-        .await;
-    owner.refused(json!({"type": "send", "room": "circle", "body": "ok", "client_msg_id": "x".repeat(65)}), "invalid").await;
     // 4000 characters of two bytes each is within the limit (characters, not bytes).
-    let reply = owner
-        .ok(json!({"type": "send", "room": "circle", "body": "é".repeat(4000)}))
-        .await;
+    let reply = owner.ok(json!({"type": "send", "room": "circle", "body": "é".repeat(4000)})).await;
     assert_eq!(reply["message"]["seq"], 1, "refused sends used no seq");
 }
 
@@ -321,51 +216,24 @@ async fn history_pages_backwards_and_catches_up_forwards() {
     let server = TestServer::start().await;
     let mut owner = room_with_owner(&server, "owner", "circle").await;
     for n in 1..=120 {
-        owner
-            .ok(json!({"type": "send", "room": "circle", "body": format!("m{n}")}))
-            .await;
+        owner.ok(json!({"type": "send", "room": "circle", "body": format!("m{n}")})).await;
     }
     let seqs = |reply: &serde_json::Value| -> Vec<i64> {
-        reply["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["seq"].as_i64().unwrap())
-            .collect()
+        reply["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_i64().unwrap()).collect()
     };
     let latest = owner.ok(json!({"type": "history", "room": "circle"})).await;
-    assert_eq!(
-        seqs(&latest),
-        (71..=120).collect::<Vec<_>>(),
-        "default: the latest 50, ascending"
-    );
-    let older = owner
-        .ok(json!({"type": "history", "room": "circle", "before": 71, "limit": 100}))
-        .await;
+    assert_eq!(seqs(&latest), (71..=120).collect::<Vec<_>>(), "default: the latest 50, ascending");
+    let older = owner.ok(json!({"type": "history", "room": "circle", "before": 71, "limit": 100})).await;
     assert_eq!(seqs(&older), (1..=70).collect::<Vec<_>>());
-    let catch_up = owner
-        .ok(json!({"type": "history", "room": "circle", "after": 100}))
-        .await;
+    let catch_up = owner.ok(json!({"type": "history", "room": "circle", "after": 100})).await;
     assert_eq!(seqs(&catch_up), (101..=120).collect::<Vec<_>>());
-    let window = owner
-        .ok(json!({"type": "history", "room": "circle", "after": 10, "before": 20, "limit": 5}))
-        .await;
+    let window = owner.ok(json!({"type": "history", "room": "circle", "after": 10, "before": 20, "limit": 5})).await;
     assert_eq!(seqs(&window), [11, 12, 13, 14, 15]);
     assert_eq!(latest["messages"][49]["body"], "m120");
     for limit in [0, 101] {
-        owner
-            .refused(
-                json!({"type": "history", "room": "circle", "limit": limit}),
-                "invalid",
-            )
-            .await;
+        owner.refused(json!({"type": "history", "room": "circle", "limit": limit}), "invalid").await;
     }
-    owner
-        .refused(
-            json!({"type": "history", "room": "circle", "after": -1}),
-            "invalid",
-        )
-        .await;
+    owner.refused(json!({"type": "history", "room": "circle", "after": -1}), "invalid").await;
 }
 
 #[tokio::test]
@@ -387,9 +255,7 @@ async fn typing_reaches_the_others_only() {
 async fn rooms_lists_every_room_with_online_counts() {
     let server = TestServer::start().await;
     let mut owner = room_with_owner(&server, "owner", "bravo").await;
-    owner
-        .ok(json!({"type": "create_room", "name": "alpha", "topic": "First"}))
-        .await;
+    owner.ok(json!({"type": "create_room", "name": "alpha", "topic": "First"})).await;
     let mut ben = server.member("ben").await;
     let reply = ben.ok(json!({"type": "rooms"})).await;
     let rooms = reply["rooms"].as_array().unwrap();
@@ -410,19 +276,14 @@ async fn membership_outlives_the_socket_and_presence_follows_it() {
     let mut ben = server.client(&token).await;
     ben.ok(json!({"type": "join", "room": "circle"})).await;
     owner.event_of("member_joined").await;
-    let seen = ben
-        .ok(json!({"type": "send", "room": "circle", "body": "before"}))
-        .await["message"]["seq"]
-        .as_i64()
-        .unwrap();
+    let seen =
+        ben.ok(json!({"type": "send", "room": "circle", "body": "before"})).await["message"]["seq"].as_i64().unwrap();
     drop(ben);
 
     let left = owner.event_of("member_left").await;
     assert_eq!(left["reason"], "disconnected");
     for n in 0..3 {
-        owner
-            .ok(json!({"type": "send", "room": "circle", "body": format!("while away {n}")}))
-            .await;
+        owner.ok(json!({"type": "send", "room": "circle", "body": format!("while away {n}")})).await;
     }
 
     // Reconnecting: still a member, receives the room again, catches up from history.
@@ -432,23 +293,12 @@ async fn membership_outlives_the_socket_and_presence_follows_it() {
     assert_eq!(auth["rooms"], json!(["circle"]));
     let back = owner.event_of("member_joined").await;
     assert_eq!(back["user"]["username"], "ben");
-    let missed = ben
-        .ok(json!({"type": "history", "room": "circle", "after": seen}))
-        .await;
-    let bodies: Vec<&str> = missed["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["body"].as_str().unwrap())
-        .collect();
+    let missed = ben.ok(json!({"type": "history", "room": "circle", "after": seen})).await;
+    let bodies: Vec<&str> =
+        missed["messages"].as_array().unwrap().iter().map(|m| m["body"].as_str().unwrap()).collect();
     assert_eq!(bodies, ["while away 0", "while away 1", "while away 2"]);
-    owner
-        .ok(json!({"type": "send", "room": "circle", "body": "live again"}))
-        .await;
-    assert_eq!(
-        ben.event_of("message").await["message"]["body"],
-        "live again"
-    );
+    owner.ok(json!({"type": "send", "room": "circle", "body": "live again"})).await;
+    assert_eq!(ben.event_of("message").await["message"]["body"], "live again");
 }
 
 #[tokio::test]
@@ -456,34 +306,20 @@ async fn rooms_memberships_and_messages_survive_a_restart() {
     let server = TestServer::start().await;
     let owner_token = server.user_with_role("owner", Role::Moderator).await;
     let mut owner = server.client(&owner_token).await;
-    owner
-        .ok(json!({"type": "create_room", "name": "circle"}))
-        .await;
+    owner.ok(json!({"type": "create_room", "name": "circle"})).await;
     let ben_token = server.user("ben").await;
     let mut ben = server.client(&ben_token).await;
     ben.ok(json!({"type": "join", "room": "circle"})).await;
     for n in 1..=3 {
-        owner
-            .ok(json!({"type": "send", "room": "circle", "body": format!("m{n}")}))
-            .await;
+        owner.ok(json!({"type": "send", "room": "circle", "body": format!("m{n}")})).await;
     }
     let server = server.restart().await;
-    assert_eq!(
-        ben.closed().await,
-        1001,
-        "shutdown closes sockets with 1001"
-    );
+    assert_eq!(ben.closed().await, 1001, "shutdown closes sockets with 1001");
 
     let mut ben = Client::connect(&server.ws_url(), None).await;
     let auth = ben.ok(json!({"type": "auth", "token": ben_token})).await;
-    assert_eq!(
-        auth["rooms"],
-        json!(["circle"]),
-        "tokens and memberships are durable"
-    );
-    let reply = ben
-        .ok(json!({"type": "send", "room": "circle", "body": "after restart"}))
-        .await;
+    assert_eq!(auth["rooms"], json!(["circle"]), "tokens and memberships are durable");
+    let reply = ben.ok(json!({"type": "send", "room": "circle", "body": "after restart"})).await;
     assert_eq!(reply["message"]["seq"], 4, "seq continues across restarts");
     let history = ben.ok(json!({"type": "history", "room": "circle"})).await;
     assert_eq!(history["messages"].as_array().unwrap().len(), 4);

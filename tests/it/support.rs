@@ -66,22 +66,13 @@ impl TestServer {
     async fn start_on(config: Config, db_path: PathBuf, dir: Arc<tempfile::TempDir>) -> TestServer {
         let server = Server::start(config.clone()).await.expect("server starts");
         let addr = server.local_addr();
-        TestServer {
-            server: Some(server),
-            addr,
-            db_path,
-            config,
-            _dir: dir,
-        }
+        TestServer { server: Some(server), addr, db_path, config, _dir: dir }
     }
 
     /// Shuts this server down gracefully and starts a new one on the same database.
     pub async fn restart(mut self) -> TestServer {
         self.server.take().expect("running").shutdown().await;
-        let config = Config {
-            listen: "127.0.0.1:0".into(),
-            ..self.config.clone()
-        };
+        let config = Config { listen: "127.0.0.1:0".into(), ..self.config.clone() };
         TestServer::start_on(config, self.db_path.clone(), self._dir.clone()).await
     }
 
@@ -101,35 +92,24 @@ impl TestServer {
     pub async fn user_with_role(&self, name: &str, role: Role) -> String {
         self.register(name).await;
         let store = open_store(&self.config.database).await;
-        store.update_user_role(name, role).await.expect("set role");
+        store.update_user_role(name, role, None).await.expect("set role");
         store.close().await;
         self.login(name).await
     }
 
     /// Registers `name` with the password `password-<name>`.
     pub async fn register(&self, name: &str) {
-        let (status, body) = self
-            .post(
-                "/api/v1/register",
-                &json!({"username": name, "password": format!("password-{name}")}),
-            )
-            .await;
+        let (status, body) =
+            self.post("/api/v1/register", &json!({"username": name, "password": format!("password-{name}")})).await;
         assert_eq!(status, 201, "register {name}: {body}");
     }
 
     /// Logs `name` in; returns the token.
     pub async fn login(&self, name: &str) -> String {
-        let (status, body) = self
-            .post(
-                "/api/v1/login",
-                &json!({"username": name, "password": format!("password-{name}")}),
-            )
-            .await;
+        let (status, body) =
+            self.post("/api/v1/login", &json!({"username": name, "password": format!("password-{name}")})).await;
         assert_eq!(status, 200, "login {name}: {body}");
-        serde_json::from_str::<Value>(&body).unwrap()["token"]
-            .as_str()
-            .unwrap()
-            .to_string()
+        serde_json::from_str::<Value>(&body).unwrap()["token"].as_str().unwrap().to_string()
     }
 
     /// POSTs JSON; returns status and body.
@@ -145,10 +125,7 @@ impl TestServer {
             if text.lines().any(|l| l == line) {
                 return;
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "metrics never showed `{line}`:\n{text}"
-            );
+            assert!(tokio::time::Instant::now() < deadline, "metrics never showed `{line}`:\n{text}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -156,9 +133,7 @@ impl TestServer {
     /// A client that has authenticated as the owner of `token`.
     pub async fn client(&self, token: &str) -> Client {
         let mut client = Client::connect(&self.ws_url(), None).await;
-        let reply = client
-            .request(json!({"type": "auth", "token": token}))
-            .await;
+        let reply = client.request(json!({"type": "auth", "token": token})).await;
         assert_eq!(reply["type"], "ok", "auth failed: {reply}");
         client
     }
@@ -177,9 +152,7 @@ impl CommitListener for NoListener {
 
 /// A second, independent connection to a server's database.
 pub async fn open_store(url: &str) -> Arc<dyn Store> {
-    store::open(url, Arc::new(NoListener), Arc::new(Metrics::default()))
-        .await
-        .expect("open store")
+    store::open(url, Arc::new(NoListener), Arc::new(Metrics::default())).await.expect("open store")
 }
 
 /// One HTTP/1.1 request over a fresh TCP connection; returns status and body.
@@ -192,63 +165,36 @@ pub async fn http(
 ) -> (u16, String) {
     let exchange = async {
         let mut stream = TcpStream::connect(addr).await.expect("connect");
-        let mut request =
-            format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+        let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
         for (name, value) in headers {
             request.push_str(&format!("{name}: {value}\r\n"));
         }
         if let Some(body) = body {
-            request.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            ));
+            request
+                .push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()));
         } else {
             request.push_str("\r\n");
         }
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .expect("write request");
+        stream.write_all(request.as_bytes()).await.expect("write request");
         let mut response = Vec::new();
-        stream
-            .read_to_end(&mut response)
-            .await
-            .expect("read response");
+        stream.read_to_end(&mut response).await.expect("read response");
         let response = String::from_utf8(response).expect("utf-8 response");
-        let status: u16 = response
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("status line");
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
+        let status: u16 = response.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status line");
+        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
         (status, body)
     };
-    tokio::time::timeout(WAIT, exchange)
-        .await
-        .expect("HTTP request timed out")
+    tokio::time::timeout(WAIT, exchange).await.expect("HTTP request timed out")
 }
 
 /// Asserts an HTTP answer is the error `status` with `code`.
 pub fn assert_http_error(answer: &(u16, String), status: u16, code: &str) {
-    assert_eq!(
-        (answer.0, http_error_code(&answer.1).as_str()),
-        (status, code),
-        "{}",
-        answer.1
-    );
+    assert_eq!((answer.0, http_error_code(&answer.1).as_str()), (status, code), "{}", answer.1);
 }
 
 /// The error code of an HTTP error body.
 pub fn http_error_code(body: &str) -> String {
-    let value: Value =
-        serde_json::from_str(body).unwrap_or_else(|_| panic!("error body is JSON: {body}"));
-    value["error"]["code"]
-        .as_str()
-        .unwrap_or_else(|| panic!("error body has a code: {body}"))
-        .to_string()
+    let value: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("error body is JSON: {body}"));
+    value["error"]["code"].as_str().unwrap_or_else(|| panic!("error body has a code: {body}")).to_string()
 }
 
 /// A WebSocket client that keeps events that arrive while it waits for a reply.
@@ -261,41 +207,27 @@ pub struct Client {
 impl Client {
     /// Connects, optionally sending an `Origin` header.
     pub async fn connect(url: &str, origin: Option<&str>) -> Client {
-        Client::try_connect(url, origin)
-            .await
-            .expect("WebSocket upgrade")
+        Client::try_connect(url, origin).await.expect("WebSocket upgrade")
     }
 
     /// Connects; `Err(status)` if the upgrade is refused.
     pub async fn try_connect(url: &str, origin: Option<&str>) -> Result<Client, u16> {
         let mut request = url.into_client_request().unwrap();
         if let Some(origin) = origin {
-            request
-                .headers_mut()
-                .insert("Origin", origin.parse().unwrap());
+            request.headers_mut().insert("Origin", origin.parse().unwrap());
         }
-        let connected = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
-            .await
-            .expect("connect timed out");
+        let connected =
+            tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request)).await.expect("connect timed out");
         match connected {
-            Ok((ws, _)) => Ok(Client {
-                ws,
-                events: VecDeque::new(),
-                next_id: 1,
-            }),
-            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-                Err(response.status().as_u16())
-            }
+            Ok((ws, _)) => Ok(Client { ws, events: VecDeque::new(), next_id: 1 }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Err(response.status().as_u16()),
             Err(err) => panic!("connect failed: {err}"),
         }
     }
 
     /// Sends one raw frame.
     pub async fn send_frame(&mut self, frame: Frame) {
-        tokio::time::timeout(WAIT, self.ws.send(frame))
-            .await
-            .expect("send timed out")
-            .expect("send");
+        tokio::time::timeout(WAIT, self.ws.send(frame)).await.expect("send timed out").expect("send");
     }
 
     /// Sends a JSON object as a text frame.
@@ -312,9 +244,7 @@ impl Client {
                 .expect("socket ended")
                 .expect("read frame");
             match frame {
-                Frame::Text(text) => {
-                    return serde_json::from_str(&text).expect("server frames are JSON")
-                }
+                Frame::Text(text) => return serde_json::from_str(&text).expect("server frames are JSON"),
                 Frame::Close(close) => panic!("socket closed while waiting for a frame: {close:?}"),
                 _ => continue,
             }
@@ -355,10 +285,7 @@ impl Client {
     /// A request that must fail with `code`; returns the error frame.
     pub async fn refused(&mut self, request: Value, code: &str) -> Value {
         let reply = self.request(request.clone()).await;
-        assert_eq!(
-            reply["type"], "error",
-            "{request} should fail with {code}: {reply}"
-        );
+        assert_eq!(reply["type"], "error", "{request} should fail with {code}: {reply}");
         assert_eq!(reply["code"], code, "{request}: {reply}");
         reply
     }
@@ -399,9 +326,7 @@ impl Client {
     /// Reads until the server closes the socket; returns the close code.
     pub async fn closed(&mut self) -> u16 {
         loop {
-            let frame = tokio::time::timeout(WAIT, self.ws.next())
-                .await
-                .expect("timed out waiting for the close");
+            let frame = tokio::time::timeout(WAIT, self.ws.next()).await.expect("timed out waiting for the close");
             match frame {
                 Some(Ok(Frame::Close(Some(close)))) => return u16::from(close.code),
                 Some(Ok(Frame::Close(None))) => return u16::from(CloseCode::Status),

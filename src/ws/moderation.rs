@@ -1,0 +1,496 @@
+//! The moderation requests: one handler each.
+//!
+//! Every handler checks the actor's [`Standing`] in the room (and, when acting on
+//! someone, that the actor outranks them), then makes one store call that changes the
+//! state *and* writes the moderation-log entry in the same transaction, then publishes
+//! what changed. Live sockets follow through the bus: a kick or ban unsubscribes the
+//! target's sockets, a server ban closes them with 4003, a mute lands in every node's
+//! mute cache.
+
+use super::requests::{member_room, standing};
+use crate::bus::{BusMessage, CloseTarget, Effect};
+use crate::hub::{close_code, Session};
+use crate::moderation::{may_act_server_wide, RoomStanding, Standing};
+use crate::protocol::{now_ms, ApiError, ErrorCode, Event, LeftReason, Moderation, Reply, Role, RoomRole};
+use crate::server::{describe_until, internal, AppState};
+use crate::store::{BanScope, ModEntry, Restriction, RoomRecord, StoreError, UserRecord};
+use axum::extract::ws::Utf8Bytes;
+
+/// Longest reason, note or report text, in characters.
+const MAX_REASON_CHARS: usize = 500;
+/// Longest timed mute or ban: ten years.
+const MAX_DURATION_S: f64 = 10.0 * 365.0 * 24.0 * 3600.0;
+/// Longest slow-mode interval.
+const MAX_SLOW_MODE_S: i64 = 3600;
+
+/// Runs one moderation request for an authenticated session.
+pub async fn handle(state: &AppState, session: &Session, request: Moderation) -> Result<Reply, ApiError> {
+    match request {
+        Moderation::Mute { room, user, duration_s, reason } => {
+            mute(state, session, &room, &user, duration_s, reason).await
+        }
+        Moderation::Unmute { room, user } => unmute(state, session, &room, &user).await,
+        Moderation::Kick { room, user, reason } => kick(state, session, &room, &user, reason).await,
+        Moderation::Ban { room: Some(room), user, duration_s, reason } => {
+            ban_from_room(state, session, &room, &user, duration_s, reason).await
+        }
+        Moderation::Ban { room: None, user, duration_s, reason } => {
+            ban_from_server(state, session, &user, duration_s, reason).await
+        }
+        Moderation::Unban { room: Some(room), user } => unban_from_room(state, session, &room, &user).await,
+        Moderation::Unban { room: None, user } => unban_from_server(state, session, &user).await,
+        Moderation::DeleteMessage { room, seq, reason } => delete_message(state, session, &room, seq, reason).await,
+        Moderation::SlowMode { room, seconds } => slow_mode(state, session, &room, seconds).await,
+        Moderation::Lock { room, locked } => lock(state, session, &room, locked).await,
+        Moderation::SetRoomRole { room, user, role } => set_room_role(state, session, &room, &user, role).await,
+        Moderation::SetRole { user, role } => set_role(state, session, &user, role).await,
+        Moderation::Report { room, seq, reason } => report(state, session, &room, seq, reason).await,
+        Moderation::Reports { room } => reports(state, session, &room).await,
+        Moderation::ResolveReport { room, id, note } => resolve_report(state, session, &room, id, note).await,
+        Moderation::ModLog { room, limit } => mod_log(state, session, &room, limit).await,
+    }
+}
+
+/// Someone acted on, with their standing in the room.
+struct Target {
+    record: UserRecord,
+    standing: Standing,
+}
+
+async fn user_named(state: &AppState, username: &str) -> Result<UserRecord, ApiError> {
+    let username = username.to_lowercase();
+    state
+        .store
+        .fetch_user(&username)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("There is no user named `{username}`.")))
+}
+
+async fn target(state: &AppState, room: &RoomRecord, username: &str) -> Result<Target, ApiError> {
+    let record = user_named(state, username).await?;
+    let standing = standing(state, room, record.id, record.user.role).await?;
+    Ok(Target { record, standing })
+}
+
+/// The actor's standing, refused with `forbidden` unless `allowed` says yes.
+async fn actor(
+    state: &AppState,
+    session: &Session,
+    room: &RoomRecord,
+    allowed: fn(Standing) -> bool,
+    what: &str,
+) -> Result<Standing, ApiError> {
+    let standing = standing(state, room, session.user_id, session.user().role).await?;
+    if allowed(standing) {
+        Ok(standing)
+    } else {
+        Err(ApiError::new(ErrorCode::Forbidden, format!("Only the moderators of `{}` can {what}.", room.name)))
+    }
+}
+
+fn not_a_member(room: &RoomRecord, target: &Target) -> ApiError {
+    ApiError::new(ErrorCode::NotFound, format!("`{}` is not a member of `{}`.", target.record.user.username, room.name))
+}
+
+fn forbidden(message: &str) -> ApiError {
+    ApiError::new(ErrorCode::Forbidden, message)
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::Invalid, message)
+}
+
+/// When a timed action ends; `None` = until lifted.
+fn until_from(duration_s: Option<f64>) -> Result<Option<i64>, ApiError> {
+    match duration_s {
+        None => Ok(None),
+        Some(seconds) if seconds.is_finite() && seconds > 0.0 && seconds <= MAX_DURATION_S => {
+            Ok(Some(now_ms() + (seconds * 1000.0).ceil() as i64))
+        }
+        Some(_) => Err(invalid("`duration_s` is a positive number of seconds, at most ten years.")),
+    }
+}
+
+/// A moderator's reason or note: optional, at most 500 characters.
+fn check_text(text: Option<String>, field: &str) -> Result<Option<String>, ApiError> {
+    match text {
+        Some(text) if text.chars().count() > MAX_REASON_CHARS => {
+            Err(invalid(format!("`{field}` is at most {MAX_REASON_CHARS} characters.")))
+        }
+        Some(text) if text.trim().is_empty() => Ok(None),
+        other => Ok(other),
+    }
+}
+
+fn entry(room: Option<&RoomRecord>, action: &'static str, actor: &Session) -> ModEntry {
+    ModEntry {
+        room: room.map(|r| r.id),
+        action,
+        actor: actor.user_id,
+        target: None,
+        seq: None,
+        reason: None,
+        until: None,
+    }
+}
+
+async fn mute(
+    state: &AppState,
+    session: &Session,
+    room_name: &str,
+    username: &str,
+    duration_s: Option<f64>,
+    reason: Option<String>,
+) -> Result<Reply, ApiError> {
+    let room = state.room(room_name).await?;
+    let actor = actor(state, session, &room, Standing::can_mute, "mute members").await?;
+    let target = target(state, &room, username).await?;
+    if target.standing.room == RoomStanding::Outsider {
+        return Err(not_a_member(&room, &target));
+    }
+    actor.may_act_on(target.standing).map_err(forbidden)?;
+    let mute = Restriction { until: until_from(duration_s)?, reason: check_text(reason, "reason")? };
+    let log = ModEntry {
+        target: Some(target.record.user.username.clone()),
+        reason: mute.reason.clone(),
+        until: mute.until,
+        ..entry(Some(&room), "mute", session)
+    };
+    state.store.upsert_mute(room.id, target.record.id, &mute, &log).await.map_err(internal)?;
+    let event = Event::Muted {
+        room: room.name.clone(),
+        user: target.record.user.clone(),
+        by: session.user().username,
+        until: mute.until.map(crate::protocol::format_ts),
+        reason: mute.reason.clone(),
+    };
+    state.publish_room(&room.name, &event, None, Some(Effect::Muted(target.record.id, mute)));
+    Ok(Reply::Empty {})
+}
+
+async fn unmute(state: &AppState, session: &Session, room_name: &str, username: &str) -> Result<Reply, ApiError> {
+    let room = state.room(room_name).await?;
+    let actor = actor(state, session, &room, Standing::can_mute, "unmute members").await?;
+    let target = target(state, &room, username).await?;
+    actor.may_act_on(target.standing).map_err(forbidden)?;
+    let log = ModEntry { target: Some(target.record.user.username.clone()), ..entry(Some(&room), "unmute", session) };
+    if !state.store.delete_mute(room.id, target.record.id, &log).await.map_err(internal)? {
+        let name = &target.record.user.username;
+        return Err(ApiError::new(ErrorCode::NotFound, format!("`{name}` is not muted in `{}`.", room.name)));
+    }
+    let event =
+        Event::Unmuted { room: room.name.clone(), user: target.record.user.clone(), by: session.user().username };
+    state.publish_room(&room.name, &event, None, Some(Effect::Unmuted(target.record.id)));
+    Ok(Reply::Empty {})
+}
+
+async fn kick(
+    state: &AppState,
+    session: &Session,
+    room_name: &str,
+    username: &str,
+    reason: Option<String>,
+) -> Result<Reply, ApiError> {
+    let room = state.room(room_name).await?;
+    let actor = actor(state, session, &room, Standing::can_kick, "remove members").await?;
+    let target = target(state, &room, username).await?;
+    if target.standing.room == RoomStanding::Outsider {
+        return Err(not_a_member(&room, &target));
+    }
+    actor.may_act_on(target.standing).map_err(forbidden)?;
+    let reason = check_text(reason, "reason")?;
+    let log = ModEntry {
+        target: Some(target.record.user.username.clone()),
+        reason: reason.clone(),
+        ..entry(Some(&room), "kick", session)
+    };
+    if !state.store.delete_membership_logged(room.id, target.record.id, &log).await.map_err(internal)? {
+        return Err(not_a_member(&room, &target));
+    }
+    let by = session.user().username;
+    state.publish_user(target.record.id, &Event::Kicked { room: room.name.clone(), by, reason });
+    remove_from_room(state, &room, &target.record, LeftReason::Kicked);
+    Ok(Reply::Empty {})
+}
+
+/// Tells the room a member was removed, and stops their sockets receiving it.
+fn remove_from_room(state: &AppState, room: &RoomRecord, user: &UserRecord, reason: LeftReason) {
+    let event = Event::MemberLeft { room: room.name.clone(), user: user.user.clone(), reason };
+    state.publish_room(&room.name, &event, None, Some(Effect::Unsubscribe(user.id)));
+    state.hub.unsubscribe_user(&room.name, user.id);
+}
+
+async fn ban_from_room(
+    state: &AppState,
+    session: &Session,
+    room_name: &str,
+    username: &str,
+    duration_s: Option<f64>,
+    reason: Option<String>,
+) -> Result<Reply, ApiError> {
+    let room = state.room(room_name).await?;
+    let actor = actor(state, session, &room, Standing::can_ban, "ban members").await?;
+    let target = target(state, &room, username).await?;
+    actor.may_act_on(target.standing).map_err(forbidden)?;
+    let ban = Restriction { until: until_from(duration_s)?, reason: check_text(reason, "reason")? };
+    let log = ModEntry {
+        target: Some(target.record.user.username.clone()),
+        reason: ban.reason.clone(),
+        until: ban.until,
+        ..entry(Some(&room), "ban", session)
+    };
+    state.store.upsert_ban(BanScope::Room(room.id), target.record.id, &ban, &log).await.map_err(internal)?;
+    let event = Event::Banned {
+        room: Some(room.name.clone()),
+        by: session.user().username,
+        reason: ban.reason,
+        until: ban.until.map(crate::protocol::format_ts),
+    };
+    state.publish_user(target.record.id, &event);
+    if target.standing.room != RoomStanding::Outsider {
+        remove_from_room(state, &room, &target.record, LeftReason::Banned);
+    }
+    Ok(Reply::Empty {})
+}
+
+async fn ban_from_server(
+    state: &AppState,
+    session: &Session,
+    username: &str,
+    duration_s: Option<f64>,
+    reason: Option<String>,
+) -> Result<Reply, ApiError> {
+    let actor = session.user();
+    if !actor.role.can_ban_from_server() {
+        return Err(forbidden("Only global moderators, organisers and admins can ban from the whole server."));
+    }
+    let target = user_named(state, username).await?;
+    may_act_server_wide(actor.role, target.user.role).map_err(forbidden)?;
+    let ban = Restriction { until: until_from(duration_s)?, reason: check_text(reason, "reason")? };
+    let log = ModEntry {
+        target: Some(target.user.username.clone()),
+        reason: ban.reason.clone(),
+        until: ban.until,
+        ..entry(None, "ban", session)
+    };
+    state.store.upsert_ban(BanScope::Server, target.id, &ban, &log).await.map_err(internal)?;
+    let event = Event::Banned {
+        room: None,
+        by: actor.username,
+        reason: ban.reason,
+        until: ban.until.map(crate::protocol::format_ts),
+    };
+    // The event is queued before the close, and the writer sends queued frames first.
+    state.publish_user(target.id, &event);
+    state.bus.publish(BusMessage::Close {
+        target: CloseTarget::User(target.id),
+        code: close_code::BANNED,
+        reason: "banned from the server",
+    });
+    Ok(Reply::Empty {})
+}
+
+async fn unban_from_room(
+    state: &AppState,
+    session: &Session,
+    room_name: &str,
+    username: &str,
+) -> Result<Reply, ApiError> {
+    let room = state.room(room_name).await?;
+    actor(state, session, &room, Standing::can_ban, "lift bans").await?;
+    let target = user_named(state, username).await?;
+    let log = ModEntry { target: Some(target.user.username.clone()), ..entry(Some(&room), "unban", session) };
+    if !state.store.delete_ban(BanScope::Room(room.id), target.id, &log).await.map_err(internal)? {
+        let name = &target.user.username;
+        return Err(ApiError::new(ErrorCode::NotFound, format!("`{name}` is not banned from `{}`.", room.name)));
+    }
+    Ok(Reply::Empty {})
+}
+
+async fn unban_from_server(state: &AppState, session: &Session, username: &str) -> Result<Reply, ApiError> {
+    if !session.user().role.can_ban_from_server() {
+        return Err(forbidden("Only global moderators, organisers and admins can lift a server ban."));
+    }
+    let target = user_named(state, username).await?;
+    let log = ModEntry { target: Some(target.user.username.clone()), ..entry(None, "unban", session) };
+    if !state.store.delete_ban(BanScope::Server, target.id, &log).await.map_err(internal)? {
+        let name = &target.user.username;
+        return Err(ApiError::new(ErrorCode::NotFound, format!("`{name}` is not banned from the server.")));
+    }
+    Ok(Reply::Empty {})
+}
+
+async fn delete_message(
+    state: &AppState,
+    session: &Session,
+    room_name: &str,
+    seq: i64,
+    reason: Option<String>,
+) -> Result<Reply, ApiError> {
+    let room = state.room(room_name).await?;
+    let no_such = || ApiError::new(ErrorCode::NotFound, format!("There is no message {seq} in `{}`.", room.name));
+    let (author, deleted) =
+        state.store.fetch_message_author(room.id, seq).await.map_err(internal)?.ok_or_else(no_such)?;
+    if author.id != session.user_id {
+        actor(state, session, &room, Standing::can_delete_any_message, "delete other people's messages").await?;
+    }
+    if deleted {
+        // Deleting twice changes nothing and tells nobody.
+        return Ok(Reply::Empty {});
+    }
+    let log = ModEntry {
+        target: Some(author.user.username.clone()),
+        seq: Some(seq),
+        reason: check_text(reason, "reason")?,
+        ..entry(Some(&room), "delete", session)
+    };
+    match state.store.update_message_deleted(room.id, seq, &log).await {
+        Ok(()) => {}
+        Err(StoreError::NotFound) => return Err(no_such()),
+        Err(err) => return Err(internal(err)),
+    }
+    let event = Event::MessageDeleted { room: room.name.clone(), seq, by: session.user().username };
+    state.publish_room(&room.name, &event, None, None);
+    Ok(Reply::Empty {})
+}
+
+/// Publishes a room's new settings to its members and every node's cache.
+fn room_changed(state: &AppState, room: RoomRecord) {
+    let room = std::sync::Arc::new(room);
+    let event = Event::RoomUpdated { room: state.room_view(&room) };
+    state.publish_room(&room.name, &event, None, Some(Effect::RoomChanged(room.clone())));
+}
+
+async fn slow_mode(state: &AppState, session: &Session, room_name: &str, seconds: i64) -> Result<Reply, ApiError> {
+    let room = state.room(room_name).await?;
+    actor(state, session, &room, Standing::can_change_room_settings, "set slow mode").await?;
+    if !(0..=MAX_SLOW_MODE_S).contains(&seconds) {
+        return Err(invalid(format!("`seconds` is 0 (off) to {MAX_SLOW_MODE_S}.")));
+    }
+    let log = ModEntry { reason: Some(format!("{seconds} s")), ..entry(Some(&room), "slow_mode", session) };
+    let updated =
+        state.store.update_room_settings(room.id, Some(seconds as u32), None, &log).await.map_err(internal)?;
+    room_changed(state, updated);
+    Ok(Reply::Empty {})
+}
+
+async fn lock(state: &AppState, session: &Session, room_name: &str, locked: bool) -> Result<Reply, ApiError> {
+    let room = state.room(room_name).await?;
+    actor(state, session, &room, Standing::can_change_room_settings, "lock or unlock the room").await?;
+    let log = entry(Some(&room), if locked { "lock" } else { "unlock" }, session);
+    let updated = state.store.update_room_settings(room.id, None, Some(locked), &log).await.map_err(internal)?;
+    room_changed(state, updated);
+    Ok(Reply::Empty {})
+}
+
+async fn set_room_role(
+    state: &AppState,
+    session: &Session,
+    room_name: &str,
+    username: &str,
+    role: RoomRole,
+) -> Result<Reply, ApiError> {
+    let room = state.room(room_name).await?;
+    let standing = standing(state, &room, session.user_id, session.user().role).await?;
+    if !standing.can_set_room_role() {
+        return Err(forbidden("Only the room's owner and global moderators can give or take room roles."));
+    }
+    let target = target(state, &room, username).await?;
+    match target.standing.room {
+        RoomStanding::Outsider => return Err(not_a_member(&room, &target)),
+        RoomStanding::Owner => return Err(invalid("The room's owner always moderates it; their role cannot change.")),
+        RoomStanding::Member | RoomStanding::Moderator => {}
+    }
+    let log = ModEntry {
+        target: Some(target.record.user.username.clone()),
+        reason: Some(role.as_str().to_string()),
+        ..entry(Some(&room), "set_room_role", session)
+    };
+    match state.store.update_room_role(room.id, target.record.id, role, &log).await {
+        Ok(()) => Ok(Reply::Empty {}),
+        Err(StoreError::NotFound) => Err(not_a_member(&room, &target)),
+        Err(err) => Err(internal(err)),
+    }
+}
+
+async fn set_role(state: &AppState, session: &Session, username: &str, role: Role) -> Result<Reply, ApiError> {
+    if !session.user().role.can_set_global_roles() {
+        return Err(forbidden("Only admins can change a user's global role."));
+    }
+    let target = user_named(state, username).await?;
+    if target.id == session.user_id {
+        return Err(invalid("You cannot change your own role; ask another admin."));
+    }
+    let log = ModEntry {
+        target: Some(target.user.username.clone()),
+        reason: Some(role.as_str().to_string()),
+        ..entry(None, "set_role", session)
+    };
+    let record = state.store.update_user_role(&target.user.username, role, Some(&log)).await.map_err(internal)?;
+    let frame = Utf8Bytes::from(Event::UserUpdated { user: record.user.clone() }.to_json());
+    state.bus.publish(BusMessage::UserChanged { record, frame });
+    Ok(Reply::Empty {})
+}
+
+async fn report(
+    state: &AppState,
+    session: &Session,
+    room_name: &str,
+    seq: i64,
+    reason: String,
+) -> Result<Reply, ApiError> {
+    let room = member_room(state, session, room_name).await?;
+    let reason = check_text(Some(reason), "reason")?.ok_or_else(|| invalid("Please say why you are reporting it."))?;
+    let found = state.store.fetch_message_author(room.id, seq).await.map_err(internal)?;
+    if !matches!(found, Some((_, false))) {
+        return Err(ApiError::new(ErrorCode::NotFound, format!("There is no message {seq} in `{}`.", room.name)));
+    }
+    let reporter = UserRecord { id: session.user_id, user: session.user() };
+    let report = state.store.insert_report(&room, seq, &reporter, &reason).await.map_err(internal)?;
+    let mut moderators = state.store.fetch_room_moderators(room.id).await.map_err(internal)?;
+    moderators.push(room.owner_id);
+    let frame = Utf8Bytes::from(Event::Report { report }.to_json());
+    state.bus.publish(BusMessage::Moderators { moderators, frame });
+    Ok(Reply::Empty {})
+}
+
+async fn reports(state: &AppState, session: &Session, room_name: &str) -> Result<Reply, ApiError> {
+    let room = state.room(room_name).await?;
+    actor(state, session, &room, Standing::can_review, "read reports").await?;
+    let reports = state.store.fetch_open_reports(&room).await.map_err(internal)?;
+    Ok(Reply::Reports { reports })
+}
+
+async fn resolve_report(
+    state: &AppState,
+    session: &Session,
+    room_name: &str,
+    id: i64,
+    note: Option<String>,
+) -> Result<Reply, ApiError> {
+    let room = state.room(room_name).await?;
+    actor(state, session, &room, Standing::can_review, "resolve reports").await?;
+    let log = ModEntry { reason: check_text(note, "note")?, ..entry(Some(&room), "resolve_report", session) };
+    if !state.store.resolve_report(room.id, id, &log).await.map_err(internal)? {
+        return Err(ApiError::new(ErrorCode::NotFound, format!("There is no open report {id} in `{}`.", room.name)));
+    }
+    Ok(Reply::Empty {})
+}
+
+async fn mod_log(state: &AppState, session: &Session, room_name: &str, limit: Option<i64>) -> Result<Reply, ApiError> {
+    let room = state.room(room_name).await?;
+    actor(state, session, &room, Standing::can_review, "read the moderation log").await?;
+    let limit = limit.unwrap_or(50);
+    if !(1..=100).contains(&limit) {
+        return Err(invalid("`limit` is 1 to 100."));
+    }
+    let entries = state.store.fetch_mod_log(Some(room.id), limit as u32).await.map_err(internal)?;
+    Ok(Reply::ModLog { entries })
+}
+
+/// The refusal for a member who is muted in a room.
+pub fn muted_error(room: &str, mute: &Restriction) -> ApiError {
+    let why = mute.reason.as_deref().map(|r| format!(" Reason: {r}")).unwrap_or_default();
+    ApiError::new(ErrorCode::Muted, format!("You are muted in `{room}` {}.{why}", describe_until(mute.until)))
+}

@@ -687,10 +687,16 @@ struct ReportFields {
     reason: String,
 }
 
+/// `resolve_report`'s report id is named `id` in PROTOCOL.md, the same name as the
+/// frame's request id, so there the request id *is* the report id. `report_id` (our
+/// addition) lets a client keep its own request ids; it wins when both are given.
 #[derive(Deserialize)]
 struct ResolveFields {
     room: String,
-    id: i64,
+    #[serde(default)]
+    report_id: Option<i64>,
+    #[serde(default)]
+    id: Option<serde_json::Value>,
     #[serde(default)]
     note: Option<String>,
 }
@@ -802,9 +808,11 @@ fn parse_moderation(kind: &str, text: &str) -> Option<Result<Moderation, String>
             fields::<ReportFields>(text).map(|f| Moderation::Report { room: f.room, seq: f.seq, reason: f.reason })
         }
         "reports" => fields::<RoomFields>(text).map(|f| Moderation::Reports { room: f.room }),
-        "resolve_report" => {
-            fields::<ResolveFields>(text).map(|f| Moderation::ResolveReport { room: f.room, id: f.id, note: f.note })
-        }
+        "resolve_report" => fields::<ResolveFields>(text).and_then(|f| {
+            let id = f.report_id.or_else(|| f.id.as_ref().and_then(serde_json::Value::as_i64));
+            let id = id.ok_or("missing field `report_id` (or an integer `id`)")?;
+            Ok(Moderation::ResolveReport { room: f.room, id, note: f.note })
+        }),
         "mod_log" => fields::<ModLogFields>(text).map(|f| Moderation::ModLog { room: f.room, limit: f.limit }),
         _ => return None,
     };

@@ -4,6 +4,7 @@
 mod accounts;
 mod bad_input;
 mod delivery;
+mod moderation;
 mod operations;
 mod rooms;
 mod support;

@@ -64,6 +64,16 @@ impl TestServer {
     }
 
     async fn start_on(config: Config, db_path: PathBuf, dir: Arc<tempfile::TempDir>) -> TestServer {
+        // ALONGSIDE_TEST_LOG=debug shows the server's log while debugging a test.
+        if let Ok(filter) = std::env::var("ALONGSIDE_TEST_LOG") {
+            let filter: tracing_subscriber::filter::Targets = filter.parse().expect("log filter");
+            use tracing_subscriber::layer::SubscriberExt;
+            use tracing_subscriber::util::SubscriberInitExt;
+            let _ = tracing_subscriber::registry()
+                .with(tracing_subscriber::fmt::layer().with_test_writer())
+                .with(filter)
+                .try_init();
+        }
         let server = Server::start(config.clone()).await.expect("server starts");
         let addr = server.local_addr();
         TestServer { server: Some(server), addr, db_path, config, _dir: dir }

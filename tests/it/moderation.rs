@@ -1,0 +1,377 @@
+//! Moderation over real WebSockets: each request's allowed path, its refusals, the
+//! events each party receives, expiry, and persistence across a restart.
+
+use crate::support::*;
+use alongside::protocol::Role;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// A room `circle` owned by `owner` (a plain member who created it, allowed by the
+/// server option) with members `mia` and `ben` joined. Presence events are drained.
+struct Circle {
+    /// Keep it bound (`server: _server`): dropping it deletes the database directory.
+    server: TestServer,
+    owner: Client,
+    mia: Client,
+    ben: Client,
+}
+
+async fn circle() -> Circle {
+    let server = TestServer::start_with(|c| c.members_may_create_rooms = true).await;
+    let mut owner = server.member("owner").await;
+    owner.ok(json!({"type": "create_room", "name": "circle"})).await;
+    let mut mia = server.member("mia").await;
+    mia.ok(json!({"type": "join", "room": "circle"})).await;
+    let mut ben = server.member("ben").await;
+    ben.ok(json!({"type": "join", "room": "circle"})).await;
+    // Everyone has seen every join by the time the last join's event reaches mia.
+    for client in [&mut owner, &mut mia] {
+        while client.event_of("member_joined").await["user"]["username"] != "ben" {}
+    }
+    ben.event_of("member_joined").await;
+    Circle { server, owner, mia, ben }
+}
+
+async fn sent(client: &mut Client, body: &str) -> i64 {
+    client.ok(json!({"type": "send", "room": "circle", "body": body})).await["message"]["seq"].as_i64().unwrap()
+}
+
+#[tokio::test]
+async fn mute_tells_everyone_blocks_sending_and_unmute_lifts_it() {
+    let Circle { mut owner, mut mia, mut ben, server: _server } = circle().await;
+    owner
+        .ok(json!({"type": "mute", "room": "circle", "user": "mia", "duration_s": 600, "reason": "Take a breather"}))
+        .await;
+    for client in [&mut owner, &mut mia, &mut ben] {
+        let event = client.event_of("muted").await;
+        assert_eq!(event["user"]["username"], "mia");
+        assert_eq!(event["by"], "owner");
+        assert_eq!(event["reason"], "Take a breather");
+        assert!(event["until"].as_str().unwrap().ends_with('Z'), "{event}");
+    }
+    let refusal = mia.refused(json!({"type": "send", "room": "circle", "body": "hello?"}), "muted").await;
+    let message = refusal["message"].as_str().unwrap();
+    assert!(message.contains("until 20") && message.contains("Take a breather"), "says until when and why: {message}");
+    sent(&mut ben, "others still talk").await;
+
+    // Leaving and rejoining does not shake a mute off.
+    mia.ok(json!({"type": "leave", "room": "circle"})).await;
+    mia.ok(json!({"type": "join", "room": "circle"})).await;
+    mia.refused(json!({"type": "send", "room": "circle", "body": "and now?"}), "muted").await;
+
+    owner.ok(json!({"type": "unmute", "room": "circle", "user": "mia"})).await;
+    let event = ben.event_of("unmuted").await;
+    assert_eq!((event["user"]["username"].as_str(), event["by"].as_str()), (Some("mia"), Some("owner")));
+    sent(&mut mia, "thank you").await;
+    owner.refused(json!({"type": "unmute", "room": "circle", "user": "mia"}), "not_found").await;
+}
+
+#[tokio::test]
+async fn a_timed_mute_lifts_itself() {
+    let Circle { mut owner, mut mia, server: _server, .. } = circle().await;
+    owner.ok(json!({"type": "mute", "room": "circle", "user": "mia", "duration_s": 0.3})).await;
+    mia.refused(json!({"type": "send", "room": "circle", "body": "now"}), "muted").await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    sent(&mut mia, "after the mute").await;
+}
+
+#[tokio::test]
+async fn only_someone_with_more_authority_may_act() {
+    let Circle { server, mut owner, mut mia, ben: _ } = circle().await;
+    // A member cannot moderate.
+    for request in [
+        json!({"type": "mute", "room": "circle", "user": "ben"}),
+        json!({"type": "kick", "room": "circle", "user": "ben"}),
+        json!({"type": "ban", "room": "circle", "user": "ben"}),
+        json!({"type": "slow_mode", "room": "circle", "seconds": 5}),
+        json!({"type": "lock", "room": "circle", "locked": true}),
+        json!({"type": "reports", "room": "circle"}),
+        json!({"type": "mod_log", "room": "circle"}),
+        json!({"type": "set_room_role", "room": "circle", "user": "ben", "role": "moderator"}),
+        json!({"type": "set_role", "user": "ben", "role": "moderator"}),
+        json!({"type": "ban", "scope": "server", "user": "ben"}),
+    ] {
+        mia.refused(request, "forbidden").await;
+    }
+    // A room moderator may act on members, not on other room moderators or the owner.
+    owner.ok(json!({"type": "set_room_role", "room": "circle", "user": "mia", "role": "moderator"})).await;
+    owner.ok(json!({"type": "set_room_role", "room": "circle", "user": "ben", "role": "moderator"})).await;
+    mia.refused(json!({"type": "mute", "room": "circle", "user": "ben"}), "forbidden").await;
+    mia.refused(json!({"type": "kick", "room": "circle", "user": "owner"}), "forbidden").await;
+    mia.refused(json!({"type": "set_room_role", "room": "circle", "user": "ben", "role": "member"}), "forbidden").await;
+    owner.ok(json!({"type": "set_room_role", "room": "circle", "user": "ben", "role": "member"})).await;
+    mia.ok(json!({"type": "mute", "room": "circle", "user": "ben", "duration_s": 60})).await;
+
+    // A global moderator cannot act on the owner, nor on an equal or higher role.
+    let token = server.user_with_role("globalmod", Role::Moderator).await;
+    let mut global = server.client(&token).await;
+    server.user_with_role("othermod", Role::Moderator).await;
+    server.user_with_role("boss", Role::Admin).await;
+    let refusal = global.refused(json!({"type": "kick", "room": "circle", "user": "owner"}), "forbidden").await;
+    assert!(refusal["message"].as_str().unwrap().contains("owner"), "{refusal}");
+    global.refused(json!({"type": "ban", "room": "circle", "user": "othermod"}), "forbidden").await;
+    global.refused(json!({"type": "ban", "room": "circle", "user": "boss"}), "forbidden").await;
+    global.refused(json!({"type": "ban", "scope": "server", "user": "othermod"}), "forbidden").await;
+    // ...but may act on the room's own moderators, without being a member.
+    global.ok(json!({"type": "mute", "room": "circle", "user": "mia", "duration_s": 60})).await;
+    // An admin may act on the owner.
+    let token = server.user_with_role("admin2", Role::Admin).await;
+    let mut admin = server.client(&token).await;
+    admin.ok(json!({"type": "mute", "room": "circle", "user": "owner", "duration_s": 60})).await;
+
+    for (request, code) in [
+        (json!({"type": "mute", "room": "circle", "user": "nobody"}), "not_found"),
+        (json!({"type": "mute", "room": "nowhere", "user": "mia"}), "not_found"),
+        (json!({"type": "mute", "room": "circle", "user": "boss"}), "not_found"),
+        (json!({"type": "mute", "room": "circle", "user": "ben", "duration_s": -5}), "invalid"),
+        (json!({"type": "mute", "room": "circle", "user": "ben", "reason": "x".repeat(501)}), "invalid"),
+        (json!({"type": "ban", "user": "ben"}), "bad_request"),
+    ] {
+        admin.refused(request, code).await;
+    }
+}
+
+#[tokio::test]
+async fn kick_removes_the_member_who_may_come_back() {
+    let Circle { mut owner, mut mia, mut ben, server: _server } = circle().await;
+    owner.ok(json!({"type": "kick", "room": "circle", "user": "mia", "reason": "Off topic"})).await;
+    let kicked = mia.event_of("kicked").await;
+    assert_eq!(kicked, json!({"type": "kicked", "room": "circle", "by": "owner", "reason": "Off topic"}));
+    let left = ben.event_of("member_left").await;
+    assert_eq!((left["user"]["username"].as_str(), left["reason"].as_str()), (Some("mia"), Some("kicked")));
+    // Out of the room's fan-out at once.
+    sent(&mut ben, "after the kick").await;
+    mia.refused(json!({"type": "send", "room": "circle", "body": "still here?"}), "forbidden").await;
+    while let Ok(event) = tokio::time::timeout(Duration::from_millis(200), mia.event()).await {
+        assert_ne!(event["type"], "message", "a kicked member got a message: {event}");
+    }
+    mia.ok(json!({"type": "join", "room": "circle"})).await;
+    sent(&mut mia, "back again").await;
+    owner.refused(json!({"type": "kick", "room": "circle", "user": "owner"}), "forbidden").await;
+}
+
+#[tokio::test]
+async fn a_room_ban_keeps_the_member_out_until_lifted_or_expired() {
+    let Circle { mut owner, mut mia, mut ben, server: _server } = circle().await;
+    owner.ok(json!({"type": "ban", "room": "circle", "user": "mia", "reason": "Harassment"})).await;
+    let banned = mia.event_of("banned").await;
+    assert_eq!(banned, json!({"type": "banned", "room": "circle", "by": "owner", "reason": "Harassment"}));
+    assert_eq!(ben.event_of("member_left").await["reason"], "banned");
+    let refusal = mia.refused(json!({"type": "join", "room": "circle"}), "banned").await;
+    assert!(refusal["message"].as_str().unwrap().contains("Harassment"), "{refusal}");
+    mia.refused(json!({"type": "history", "room": "circle"}), "forbidden").await;
+    owner.ok(json!({"type": "unban", "room": "circle", "user": "mia"})).await;
+    mia.ok(json!({"type": "join", "room": "circle"})).await;
+    owner.refused(json!({"type": "unban", "room": "circle", "user": "mia"}), "not_found").await;
+
+    // A non-member can be banned ahead of time; a timed ban expires by itself.
+    owner.ok(json!({"type": "leave", "room": "circle"})).await;
+    owner.ok(json!({"type": "join", "room": "circle"})).await;
+    owner.ok(json!({"type": "ban", "room": "circle", "user": "ben", "duration_s": 0.3})).await;
+    ben.refused(json!({"type": "join", "room": "circle"}), "banned").await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    ben.ok(json!({"type": "join", "room": "circle"})).await;
+}
+
+#[tokio::test]
+async fn a_server_ban_closes_every_socket_with_4003_and_refuses_logins() {
+    let server = TestServer::start().await;
+    let token = server.user_with_role("globalmod", Role::Moderator).await;
+    let mut moderator = server.client(&token).await;
+    let mia_token = server.user("mia").await;
+    let mut first = server.client(&mia_token).await;
+    let mut second = server.client(&mia_token).await;
+    moderator.ok(json!({"type": "ban", "scope": "server", "user": "mia", "reason": "Spam", "duration_s": 3600})).await;
+    for socket in [&mut first, &mut second] {
+        let banned = socket.event_of("banned").await;
+        assert!(banned.get("room").is_none(), "{banned}");
+        assert_eq!(banned["reason"], "Spam");
+        assert_eq!(socket.closed().await, 4003);
+    }
+    let answer = server.post("/api/v1/login", &json!({"username": "mia", "password": "password-mia"})).await;
+    assert_http_error(&answer, 403, "banned");
+    assert!(answer.1.contains("Spam"), "{}", answer.1);
+    // A wrong password still says only that the password is wrong.
+    let answer = server.post("/api/v1/login", &json!({"username": "mia", "password": "wrong wrong"})).await;
+    assert_http_error(&answer, 401, "unauthenticated");
+    let mut again = Client::connect(&server.ws_url(), None).await;
+    again.refused(json!({"type": "auth", "token": mia_token}), "banned").await;
+    assert_eq!(again.closed().await, 4003);
+
+    moderator.ok(json!({"type": "unban", "scope": "server", "user": "mia"})).await;
+    server.login("mia").await;
+    server.client(&mia_token).await.ok(json!({"type": "rooms"})).await;
+}
+
+#[tokio::test]
+async fn deleted_messages_keep_their_seq_and_lose_their_body() {
+    let Circle { mut owner, mut mia, mut ben, server: _server } = circle().await;
+    let mine = sent(&mut mia, "I regret this").await;
+    let theirs = sent(&mut ben, "something hurtful").await;
+    mia.refused(json!({"type": "delete_message", "room": "circle", "seq": theirs}), "forbidden").await;
+    mia.ok(json!({"type": "delete_message", "room": "circle", "seq": mine})).await;
+    owner.ok(json!({"type": "delete_message", "room": "circle", "seq": theirs, "reason": "Unkind"})).await;
+    let first = ben.event_of("message_deleted").await;
+    assert_eq!(first, json!({"type": "message_deleted", "room": "circle", "seq": mine, "by": "mia"}));
+    assert_eq!(ben.event_of("message_deleted").await["by"], "owner");
+    let history = ben.ok(json!({"type": "history", "room": "circle"})).await;
+    let messages = history["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2);
+    for message in messages {
+        assert_eq!(message["deleted"], true, "{message}");
+        assert!(message.get("body").is_none(), "{message}");
+        assert!(message["author"]["username"].is_string());
+    }
+    // Deleting again is harmless; an unknown seq is not found.
+    owner.ok(json!({"type": "delete_message", "room": "circle", "seq": theirs})).await;
+    owner.refused(json!({"type": "delete_message", "room": "circle", "seq": 99}), "not_found").await;
+    assert_eq!(sent(&mut owner, "next").await, theirs + 1, "deleted seqs are never reused");
+}
+
+#[tokio::test]
+async fn slow_mode_spaces_out_members_but_not_moderators() {
+    let Circle { mut owner, mut mia, server: _server, .. } = circle().await;
+    owner.refused(json!({"type": "slow_mode", "room": "circle", "seconds": 3601}), "invalid").await;
+    owner.ok(json!({"type": "slow_mode", "room": "circle", "seconds": 30})).await;
+    let updated = mia.event_of("room_updated").await;
+    assert_eq!(updated["room"]["slow_mode_s"], 30);
+    sent(&mut mia, "first").await;
+    let refusal = mia.refused(json!({"type": "send", "room": "circle", "body": "second"}), "rate_limited").await;
+    assert!(refusal["message"].as_str().unwrap().contains("seconds"), "says how long to wait: {refusal}");
+    sent(&mut owner, "moderators are exempt").await;
+    sent(&mut owner, "even twice").await;
+    owner.ok(json!({"type": "slow_mode", "room": "circle", "seconds": 0})).await;
+    assert_eq!(mia.event_of("room_updated").await["room"]["slow_mode_s"], 0);
+    sent(&mut mia, "second, now that slow mode is off").await;
+}
+
+#[tokio::test]
+async fn a_locked_room_is_read_only_for_members() {
+    let Circle { mut owner, mut mia, mut ben, server: _server } = circle().await;
+    owner.ok(json!({"type": "lock", "room": "circle", "locked": true})).await;
+    assert_eq!(ben.event_of("room_updated").await["room"]["locked"], true);
+    let refusal = mia.refused(json!({"type": "send", "room": "circle", "body": "hello"}), "forbidden").await;
+    assert!(refusal["message"].as_str().unwrap().contains("locked"), "{refusal}");
+    sent(&mut owner, "an announcement").await;
+    assert_eq!(mia.event_of("message").await["message"]["body"], "an announcement");
+    let rooms = mia.ok(json!({"type": "rooms"})).await;
+    assert_eq!(rooms["rooms"][0]["locked"], true);
+    owner.ok(json!({"type": "lock", "room": "circle", "locked": false})).await;
+    sent(&mut mia, "open again").await;
+}
+
+#[tokio::test]
+async fn set_role_applies_to_open_sockets_at_once() {
+    let server = TestServer::start().await;
+    let admin_token = server.user_with_role("admin", Role::Admin).await;
+    let mut admin = server.client(&admin_token).await;
+    let mut sam = server.member("sam").await;
+    sam.refused(json!({"type": "create_room", "name": "summit", "kind": "summit"}), "forbidden").await;
+    admin.ok(json!({"type": "set_role", "user": "sam", "role": "organiser"})).await;
+    let updated = sam.event_of("user_updated").await;
+    assert_eq!(updated["user"]["role"], "organiser");
+    sam.ok(json!({"type": "create_room", "name": "summit", "kind": "summit"})).await;
+    admin.refused(json!({"type": "set_role", "user": "admin", "role": "member"}), "invalid").await;
+    admin.refused(json!({"type": "set_role", "user": "nobody", "role": "member"}), "not_found").await;
+    admin.refused(json!({"type": "set_role", "user": "sam", "role": "king"}), "bad_request").await;
+    sam.refused(json!({"type": "set_role", "user": "admin", "role": "member"}), "forbidden").await;
+}
+
+#[tokio::test]
+async fn reports_reach_moderators_online_and_wait_for_those_offline() {
+    let Circle { server, mut owner, mut mia, mut ben } = circle().await;
+    let token = server.user_with_role("globalmod", Role::Moderator).await;
+    let mut global = server.client(&token).await;
+    let seq = sent(&mut ben, "something harmful").await;
+    mia.refused(json!({"type": "report", "room": "circle", "seq": seq, "reason": " "}), "invalid").await;
+    mia.refused(json!({"type": "report", "room": "circle", "seq": 99, "reason": "x"}), "not_found").await;
+    mia.ok(json!({"type": "report", "room": "circle", "seq": seq, "reason": "This could hurt someone"})).await;
+    for moderator in [&mut owner, &mut global] {
+        let report = moderator.event_of("report").await["report"].clone();
+        assert_eq!(report["seq"], seq);
+        assert_eq!(report["reporter"], "mia");
+        assert_eq!(report["reason"], "This could hurt someone");
+    }
+    // Members do not see reports.
+    sent(&mut owner, "marker").await;
+    loop {
+        let event = ben.event().await;
+        assert_ne!(event["type"], "report", "a member got a report");
+        if event["type"] == "message" && event["message"]["body"] == "marker" {
+            break;
+        }
+    }
+    ben.refused(json!({"type": "reports", "room": "circle"}), "forbidden").await;
+
+    // A room moderator who was offline finds the reports stored, oldest first.
+    drop(owner);
+    mia.ok(json!({"type": "report", "room": "circle", "seq": seq, "reason": "Second report"})).await;
+    let mut owner = server.client(&server.login("owner").await).await;
+    let open = owner.ok(json!({"type": "reports", "room": "circle"})).await;
+    let reasons: Vec<&str> =
+        open["reports"].as_array().unwrap().iter().map(|r| r["reason"].as_str().unwrap()).collect();
+    assert_eq!(reasons, ["This could hurt someone", "Second report"]);
+    let (first, second) = (open["reports"][0]["id"].clone(), open["reports"][1]["id"].clone());
+    owner.ok(json!({"type": "resolve_report", "room": "circle", "report_id": first, "note": "Talked with ben"})).await;
+    owner.refused(json!({"type": "resolve_report", "room": "circle", "report_id": first}), "not_found").await;
+    let open = owner.ok(json!({"type": "reports", "room": "circle"})).await;
+    assert_eq!(open["reports"].as_array().unwrap().len(), 1);
+    // As PROTOCOL.md writes it, the frame's `id` names the report (and is echoed).
+    owner.send_json(&json!({"type": "resolve_report", "room": "circle", "id": second})).await;
+    assert_eq!(owner.reply_to(second).await["type"], "ok");
+    let open = owner.ok(json!({"type": "reports", "room": "circle"})).await;
+    assert_eq!(open["reports"], json!([]));
+}
+
+#[tokio::test]
+async fn every_action_is_in_the_mod_log_newest_first() {
+    let Circle { mut owner, mut mia, mut ben, server: _server } = circle().await;
+    let seq = sent(&mut ben, "oops").await;
+    owner.ok(json!({"type": "mute", "room": "circle", "user": "ben", "duration_s": 60, "reason": "cool off"})).await;
+    owner.ok(json!({"type": "unmute", "room": "circle", "user": "ben"})).await;
+    owner.ok(json!({"type": "delete_message", "room": "circle", "seq": seq, "reason": "oops"})).await;
+    owner.ok(json!({"type": "slow_mode", "room": "circle", "seconds": 10})).await;
+    owner.ok(json!({"type": "lock", "room": "circle", "locked": true})).await;
+    owner.ok(json!({"type": "set_room_role", "room": "circle", "user": "mia", "role": "moderator"})).await;
+    owner.ok(json!({"type": "kick", "room": "circle", "user": "ben", "reason": "enough"})).await;
+    owner.ok(json!({"type": "ban", "room": "circle", "user": "ben", "duration_s": 60})).await;
+    owner.ok(json!({"type": "unban", "room": "circle", "user": "ben"})).await;
+    let log = mia.ok(json!({"type": "mod_log", "room": "circle"})).await;
+    let entries = log["entries"].as_array().unwrap();
+    let actions: Vec<&str> = entries.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(
+        actions,
+        ["unban", "ban", "kick", "set_room_role", "lock", "slow_mode", "delete", "unmute", "mute"],
+        "newest first"
+    );
+    let mute: &Value = entries.last().unwrap();
+    assert_eq!(mute["actor"], "owner");
+    assert_eq!(mute["target"], "ben");
+    assert_eq!(mute["reason"], "cool off");
+    assert!(mute["until"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(entries[6]["seq"], seq);
+    let short = mia.ok(json!({"type": "mod_log", "room": "circle", "limit": 2})).await;
+    assert_eq!(short["entries"].as_array().unwrap().len(), 2);
+    owner.ok(json!({"type": "set_room_role", "room": "circle", "user": "mia", "role": "member"})).await;
+    mia.refused(json!({"type": "mod_log", "room": "circle"}), "forbidden").await;
+}
+
+#[tokio::test]
+async fn bans_and_mutes_persist_across_a_restart_and_expired_ones_do_not() {
+    let Circle { server, mut owner, .. } = circle().await;
+    let carl = server.user("carl").await;
+    let mut carl_socket = server.client(&carl).await;
+    carl_socket.ok(json!({"type": "join", "room": "circle"})).await;
+    owner.ok(json!({"type": "mute", "room": "circle", "user": "mia", "duration_s": 3600})).await;
+    owner.ok(json!({"type": "mute", "room": "circle", "user": "carl", "duration_s": 0.2})).await;
+    owner.ok(json!({"type": "ban", "room": "circle", "user": "ben"})).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let server = server.restart().await;
+
+    let mut mia = server.client(&server.login("mia").await).await;
+    mia.refused(json!({"type": "send", "room": "circle", "body": "still muted?"}), "muted").await;
+    let mut carl = server.client(&carl).await;
+    carl.ok(json!({"type": "send", "room": "circle", "body": "my mute has run out"})).await;
+    let mut ben = server.client(&server.login("ben").await).await;
+    ben.refused(json!({"type": "join", "room": "circle"}), "banned").await;
+}

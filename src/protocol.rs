@@ -528,10 +528,10 @@ pub enum Moderation {
         /// What was done.
         note: Option<String>,
     },
-    /// Read a room's moderation log.
+    /// Read a room's moderation log, or the server's.
     ModLog {
-        /// Room name.
-        room: String,
+        /// Room name, or `None` for server-scope actions (server bans, global roles).
+        room: Option<String>,
         /// How many entries, 1–100 (default 50).
         limit: Option<i64>,
     },
@@ -703,7 +703,10 @@ struct ResolveFields {
 
 #[derive(Deserialize)]
 struct ModLogFields {
-    room: String,
+    #[serde(default)]
+    room: Option<String>,
+    #[serde(default)]
+    scope: Option<BanScopeField>,
     #[serde(default)]
     limit: Option<i64>,
 }
@@ -813,7 +816,11 @@ fn parse_moderation(kind: &str, text: &str) -> Option<Result<Moderation, String>
             let id = id.ok_or("missing field `report_id` (or an integer `id`)")?;
             Ok(Moderation::ResolveReport { room: f.room, id, note: f.note })
         }),
-        "mod_log" => fields::<ModLogFields>(text).map(|f| Moderation::ModLog { room: f.room, limit: f.limit }),
+        "mod_log" => fields::<ModLogFields>(text).and_then(|f| match (f.scope, f.room) {
+            (Some(BanScopeField::Server), _) => Ok(Moderation::ModLog { room: None, limit: f.limit }),
+            (_, Some(room)) => Ok(Moderation::ModLog { room: Some(room), limit: f.limit }),
+            (_, None) => Err("missing field `room` (or `\"scope\": \"server\"`)".to_string()),
+        }),
         _ => return None,
     };
     Some(parsed)

@@ -47,7 +47,7 @@ pub async fn handle(state: &AppState, session: &Session, request: Moderation) ->
         Moderation::Report { room, seq, reason } => report(state, session, &room, seq, reason).await,
         Moderation::Reports { room } => reports(state, session, &room).await,
         Moderation::ResolveReport { room, id, note } => resolve_report(state, session, &room, id, note).await,
-        Moderation::ModLog { room, limit } => mod_log(state, session, &room, limit).await,
+        Moderation::ModLog { room, limit } => mod_log(state, session, room.as_deref(), limit).await,
     }
 }
 
@@ -478,14 +478,26 @@ async fn resolve_report(
     Ok(Reply::Empty {})
 }
 
-async fn mod_log(state: &AppState, session: &Session, room_name: &str, limit: Option<i64>) -> Result<Reply, ApiError> {
-    let room = state.room(room_name).await?;
-    actor(state, session, &room, Standing::can_review, "read the moderation log").await?;
+async fn mod_log(
+    state: &AppState,
+    session: &Session,
+    room_name: Option<&str>,
+    limit: Option<i64>,
+) -> Result<Reply, ApiError> {
+    let room_id = match room_name {
+        Some(name) => {
+            let room = state.room(name).await?;
+            actor(state, session, &room, Standing::can_review, "read the moderation log").await?;
+            Some(room.id)
+        }
+        None if session.user().role.moderates_every_room() => None,
+        None => return Err(forbidden("Only global moderators, organisers and admins can read the server's log.")),
+    };
     let limit = limit.unwrap_or(50);
     if !(1..=100).contains(&limit) {
         return Err(invalid("`limit` is 1 to 100."));
     }
-    let entries = state.store.fetch_mod_log(Some(room.id), limit as u32).await.map_err(internal)?;
+    let entries = state.store.fetch_mod_log(room_id, limit as u32).await.map_err(internal)?;
     Ok(Reply::ModLog { entries })
 }
 

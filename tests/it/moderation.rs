@@ -275,6 +275,15 @@ async fn set_role_applies_to_open_sockets_at_once() {
     admin.refused(json!({"type": "set_role", "user": "nobody", "role": "member"}), "not_found").await;
     admin.refused(json!({"type": "set_role", "user": "sam", "role": "king"}), "bad_request").await;
     sam.refused(json!({"type": "set_role", "user": "admin", "role": "member"}), "forbidden").await;
+    // Server-scope actions go to the server's log, which global moderators and up read.
+    let log = admin.ok(json!({"type": "mod_log", "scope": "server"})).await;
+    let entry = &log["entries"][0];
+    assert_eq!((entry["action"].as_str(), entry["target"].as_str()), (Some("set_role"), Some("sam")));
+    assert_eq!((entry["actor"].as_str(), entry["reason"].as_str()), (Some("admin"), Some("organiser")));
+    sam.ok(json!({"type": "mod_log", "scope": "server"})).await;
+    let mut pat = server.member("pat").await;
+    pat.refused(json!({"type": "mod_log", "scope": "server"}), "forbidden").await;
+    pat.refused(json!({"type": "mod_log"}), "bad_request").await;
 }
 
 #[tokio::test]

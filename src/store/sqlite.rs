@@ -396,6 +396,23 @@ async fn insert_log(tx: &mut Transaction<'_, Sqlite>, entry: &ModEntry) -> Resul
     Ok(())
 }
 
+/// A statement with its bound arguments, ready to run.
+type Statement<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+impl SqliteStore {
+    /// Runs one changing statement and, if it changed a row, writes `log` in the same
+    /// transaction; `false` (and nothing written) if no row matched.
+    async fn change_logged(&self, statement: Statement<'_>, log: &ModEntry) -> Result<bool, StoreError> {
+        let mut tx = self.writes.begin().await?;
+        if statement.execute(&mut *tx).await?.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_log(&mut tx, log).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
 fn report_from_row(room: &str, row: &SqliteRow) -> Result<Report, sqlx::Error> {
     Ok(Report {
         id: row.try_get("id")?,
@@ -638,19 +655,15 @@ impl Store for SqliteStore {
         role: RoomRole,
         log: &ModEntry,
     ) -> Result<(), StoreError> {
-        let mut tx = self.writes.begin().await?;
-        let done = sqlx::query("UPDATE memberships SET room_role = ? WHERE room_id = ? AND user_id = ?")
+        let statement = sqlx::query("UPDATE memberships SET room_role = ? WHERE room_id = ? AND user_id = ?")
             .bind(role.as_str())
             .bind(room.0)
-            .bind(user.0)
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
+            .bind(user.0);
+        if self.change_logged(statement, log).await? {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound)
         }
-        insert_log(&mut tx, log).await?;
-        tx.commit().await?;
-        Ok(())
     }
 
     async fn upsert_mute(
@@ -679,19 +692,12 @@ impl Store for SqliteStore {
     }
 
     async fn delete_mute(&self, room: RoomId, user: UserId, log: &ModEntry) -> Result<bool, StoreError> {
-        let mut tx = self.writes.begin().await?;
-        let done = sqlx::query("DELETE FROM mutes WHERE room_id = ? AND user_id = ? AND (until IS NULL OR until > ?)")
-            .bind(room.0)
-            .bind(user.0)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        insert_log(&mut tx, log).await?;
-        tx.commit().await?;
-        Ok(true)
+        let statement =
+            sqlx::query("DELETE FROM mutes WHERE room_id = ? AND user_id = ? AND (until IS NULL OR until > ?)")
+                .bind(room.0)
+                .bind(user.0)
+                .bind(now_ms());
+        self.change_logged(statement, log).await
     }
 
     async fn fetch_active_mutes(&self, now: i64) -> Result<Vec<MuteRecord>, StoreError> {
@@ -715,18 +721,9 @@ impl Store for SqliteStore {
     }
 
     async fn delete_membership_logged(&self, room: RoomId, user: UserId, log: &ModEntry) -> Result<bool, StoreError> {
-        let mut tx = self.writes.begin().await?;
-        let done = sqlx::query("DELETE FROM memberships WHERE room_id = ? AND user_id = ?")
-            .bind(room.0)
-            .bind(user.0)
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        insert_log(&mut tx, log).await?;
-        tx.commit().await?;
-        Ok(true)
+        let statement =
+            sqlx::query("DELETE FROM memberships WHERE room_id = ? AND user_id = ?").bind(room.0).bind(user.0);
+        self.change_logged(statement, log).await
     }
 
     async fn upsert_ban(
@@ -762,19 +759,12 @@ impl Store for SqliteStore {
     }
 
     async fn delete_ban(&self, scope: BanScope, user: UserId, log: &ModEntry) -> Result<bool, StoreError> {
-        let mut tx = self.writes.begin().await?;
-        let done = sqlx::query("DELETE FROM bans WHERE room_id = ? AND user_id = ? AND (until IS NULL OR until > ?)")
-            .bind(ban_scope_id(scope))
-            .bind(user.0)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        insert_log(&mut tx, log).await?;
-        tx.commit().await?;
-        Ok(true)
+        let statement =
+            sqlx::query("DELETE FROM bans WHERE room_id = ? AND user_id = ? AND (until IS NULL OR until > ?)")
+                .bind(ban_scope_id(scope))
+                .bind(user.0)
+                .bind(now_ms());
+        self.change_logged(statement, log).await
     }
 
     async fn fetch_ban(&self, scope: BanScope, user: UserId, now: i64) -> Result<Option<Restriction>, StoreError> {
@@ -804,18 +794,14 @@ impl Store for SqliteStore {
     }
 
     async fn update_message_deleted(&self, room: RoomId, seq: i64, log: &ModEntry) -> Result<(), StoreError> {
-        let mut tx = self.writes.begin().await?;
-        let done = sqlx::query("UPDATE messages SET deleted = 1, body = NULL WHERE room_id = ? AND seq = ?")
+        let statement = sqlx::query("UPDATE messages SET deleted = 1, body = NULL WHERE room_id = ? AND seq = ?")
             .bind(room.0)
-            .bind(seq)
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
+            .bind(seq);
+        if self.change_logged(statement, log).await? {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound)
         }
-        insert_log(&mut tx, log).await?;
-        tx.commit().await?;
-        Ok(())
     }
 
     async fn update_room_settings(
@@ -882,8 +868,7 @@ impl Store for SqliteStore {
     }
 
     async fn resolve_report(&self, room: RoomId, id: i64, log: &ModEntry) -> Result<bool, StoreError> {
-        let mut tx = self.writes.begin().await?;
-        let done = sqlx::query(
+        let statement = sqlx::query(
             "UPDATE reports SET status = 'resolved', resolved_by = ?, note = ?, resolved_at = ? \
              WHERE id = ? AND room_id = ? AND status = 'open'",
         )
@@ -891,15 +876,8 @@ impl Store for SqliteStore {
         .bind(&log.reason)
         .bind(now_ms())
         .bind(id)
-        .bind(room.0)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        insert_log(&mut tx, log).await?;
-        tx.commit().await?;
-        Ok(true)
+        .bind(room.0);
+        self.change_logged(statement, log).await
     }
 
     async fn fetch_mod_log(&self, room: Option<RoomId>, limit: u32) -> Result<Vec<ModAction>, StoreError> {

@@ -10,7 +10,7 @@ use crate::protocol::{ApiError, ErrorCode, LoginBody, LoginReply, RegisterBody, 
 use crate::server::{internal, AppState};
 use crate::store::StoreError;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -24,6 +24,7 @@ use std::time::Duration;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(index))
+        .route("/assets/{file}", get(asset))
         .route("/api/v1/register", post(register))
         .route("/api/v1/login", post(login))
         .route("/api/v1/logout", post(logout))
@@ -196,18 +197,43 @@ async fn metrics(State(state): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], body).into_response()
 }
 
-async fn index() -> Response {
+/// The web client: plain files embedded in the binary, so `serve` needs nothing else.
+const ASSETS: &[(&str, &str, &str)] = &[
+    ("app.js", "text/javascript; charset=utf-8", include_str!("../web/app.js")),
+    ("api.js", "text/javascript; charset=utf-8", include_str!("../web/api.js")),
+    ("dom.js", "text/javascript; charset=utf-8", include_str!("../web/dom.js")),
+    ("app.css", "text/css; charset=utf-8", include_str!("../web/app.css")),
+];
+
+/// Scripts only from this server and never inline, sockets only to this server, no
+/// framing: a message that slipped into the page as markup still could not run.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+    connect-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; \
+    form-action 'self'";
+
+fn page(content_type: &'static str, body: &'static str) -> Response {
     (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static("default-src 'self'; script-src 'self'; style-src 'self'; object-src 'none'"),
-            ),
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY)),
+            (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+            (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
         ],
-        include_str!("../web/index.html"),
+        body,
     )
         .into_response()
+}
+
+async fn index() -> Response {
+    page("text/html; charset=utf-8", include_str!("../web/index.html"))
+}
+
+async fn asset(Path(file): Path<String>) -> Response {
+    match ASSETS.iter().find(|(name, _, _)| *name == file) {
+        Some((_, content_type, body)) => page(content_type, body),
+        None => not_found().await.into_response(),
+    }
 }
 
 async fn not_found() -> HttpError {

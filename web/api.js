@@ -1,0 +1,132 @@
+// Talking to the Alongside server: the account calls over HTTP and one WebSocket
+// connection that authenticates, answers requests by id, reconnects by itself and
+// tells the page what happened. Nothing here touches the page.
+
+/** An error the server answered with: a stable `code` and a human `message`. */
+export class ApiError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.code = code;
+  }
+}
+
+async function post(path, body, token) {
+  const headers = { 'Content-Type': 'application/json' };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  let response;
+  try {
+    response = await fetch(path, { method: 'POST', headers, body: body ? JSON.stringify(body) : undefined });
+  } catch {
+    throw new ApiError('offline', 'The server cannot be reached. Please check your connection and try again.');
+  }
+  if (response.status === 204) return {};
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const error = data.error || {};
+    throw new ApiError(error.code || 'internal', error.message || 'Something went wrong. Please try again.');
+  }
+  return data;
+}
+
+export const register = (username, password, displayName) =>
+  post('/api/v1/register', { username, password, display_name: displayName || undefined });
+export const login = (username, password) => post('/api/v1/login', { username, password });
+export const logout = (token) => post('/api/v1/logout', null, token);
+
+/** Close codes after which reconnecting cannot help. */
+const FINAL_CLOSES = new Set([4001, 4003, 1008, 1009]);
+
+/**
+ * One authenticated WebSocket that survives drops.
+ *
+ * `onEvent(event)` gets every server event; `onState(state, detail)` gets
+ * 'connecting' | 'connected' | 'reconnecting' | 'closed'; `onAuthenticated(reply)` runs
+ * after every successful `auth` (the first and each reconnect), so the page can catch up.
+ */
+export class Connection {
+  constructor(token, { onEvent, onState, onAuthenticated }) {
+    this.token = token;
+    this.onEvent = onEvent;
+    this.onState = onState;
+    this.onAuthenticated = onAuthenticated;
+    this.pending = new Map();
+    this.nextId = 1;
+    this.attempt = 0;
+    this.stopped = false;
+    this.socket = null;
+    this.open();
+  }
+
+  open() {
+    const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+    const socket = new WebSocket(`${scheme}://${location.host}/ws`);
+    this.socket = socket;
+    this.onState(this.attempt === 0 ? 'connecting' : 'reconnecting');
+    socket.addEventListener('open', async () => {
+      try {
+        const reply = await this.request('auth', { token: this.token });
+        this.attempt = 0;
+        this.onState('connected');
+        await this.onAuthenticated(reply);
+      } catch (error) {
+        if (error.code === 'unauthenticated') this.stop('closed', { code: 4001 });
+      }
+    });
+    socket.addEventListener('message', (message) => this.receive(message.data));
+    socket.addEventListener('close', (close) => this.closed(socket, close.code));
+  }
+
+  receive(text) {
+    let frame;
+    try {
+      frame = JSON.parse(text);
+    } catch {
+      return;
+    }
+    if ((frame.type === 'ok' || frame.type === 'error') && this.pending.has(frame.id)) {
+      const { resolve, reject } = this.pending.get(frame.id);
+      this.pending.delete(frame.id);
+      if (frame.type === 'ok') resolve(frame);
+      else reject(new ApiError(frame.code, frame.message));
+      return;
+    }
+    this.onEvent(frame);
+  }
+
+  closed(socket, code) {
+    if (socket !== this.socket) return;
+    for (const { reject } of this.pending.values()) {
+      reject(new ApiError('offline', 'The connection dropped; please try again in a moment.'));
+    }
+    this.pending.clear();
+    if (this.stopped) return;
+    if (FINAL_CLOSES.has(code)) {
+      this.stop('closed', { code });
+      return;
+    }
+    // Back off 1, 2, 4 ... 15 s with jitter, so a restarted server is not stampeded.
+    this.attempt += 1;
+    const delay = Math.min(15000, 1000 * 2 ** (this.attempt - 1)) * (0.75 + Math.random() / 2);
+    this.onState('reconnecting', { code, delay });
+    this.timer = setTimeout(() => this.open(), delay);
+  }
+
+  /** Sends a request; resolves with the `ok` frame or rejects with an ApiError. */
+  request(type, fields = {}) {
+    if (!this.socket || this.socket.readyState !== WebSocket.OPEN) {
+      return Promise.reject(new ApiError('offline', 'Not connected right now; please try again in a moment.'));
+    }
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.socket.send(JSON.stringify({ ...fields, type, id }));
+    });
+  }
+
+  stop(state = 'closed', detail = {}) {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    if (this.socket && this.socket.readyState <= WebSocket.OPEN) this.socket.close(1000);
+    this.onState(state, detail);
+  }
+}

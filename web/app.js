@@ -1,0 +1,796 @@
+// The Alongside web client: accounts, rooms, live messages, moderation.
+//
+// State lives in `state`; the page is drawn from it. Every message is kept once per
+// seq, so live events, history pages and catch-up after a reconnect merge without
+// duplicates, and a gap in seqs is filled from history, so nothing goes missing.
+
+import { ApiError, Connection, login, logout, register } from './api.js';
+import { $, fill, h } from './dom.js';
+
+/** Where "Quick exit" goes: an ordinary, neutral page. */
+const NEUTRAL_PAGE = 'https://www.bbc.co.uk/weather';
+/** The token lives only for this tab (cleared on logout and quick exit), never in a URL. */
+const TOKEN_KEY = 'alongside.token';
+const PAGE = 50;
+const ROLE_RANK = { member: 0, moderator: 1, organiser: 2, admin: 3 };
+
+const state = {
+  token: sessionStorage.getItem(TOKEN_KEY),
+  me: null,
+  connection: null,
+  rooms: new Map(), // name → Room
+  joined: new Set(), // names of rooms I am a member of
+  views: new Map(), // name → per-room view state
+  current: null,
+};
+
+function view(room) {
+  if (!state.views.has(room)) {
+    state.views.set(room, {
+      messages: new Map(), // seq → Message
+      elements: new Map(), // seq → <li>
+      online: new Map(), // username → User
+      typing: new Map(), // username → timer
+      moderator: false,
+      muted: null, // { until, reason } while I am muted here
+      oldestLoaded: null,
+    });
+  }
+  return state.views.get(room);
+}
+
+const formatTime = (iso) =>
+  new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' }).format(new Date(iso));
+const formatClock = (iso) => new Intl.DateTimeFormat(undefined, { timeStyle: 'short' }).format(new Date(iso));
+const untilText = (until) => (until ? `until ${formatTime(until)}` : 'until a moderator lifts it');
+
+// ---------------------------------------------------------------------------------
+// Notices and announcements
+// ---------------------------------------------------------------------------------
+
+function notify(text) {
+  const notice = $('#notice');
+  fill(notice, h('span', {}, text), h('button', { type: 'button', class: 'quiet', onclick: () => (notice.hidden = true) }, 'Dismiss'));
+  notice.hidden = false;
+}
+
+function announce(text) {
+  $('#announcer').textContent = text;
+}
+
+function failed(error) {
+  notify(error instanceof ApiError ? error.message : 'Something went wrong. Please try again.');
+}
+
+// ---------------------------------------------------------------------------------
+// Quick exit
+// ---------------------------------------------------------------------------------
+
+function quickExit() {
+  sessionStorage.clear();
+  if (state.connection) state.connection.stop();
+  document.title = 'Weather';
+  document.body.replaceChildren();
+  location.replace(NEUTRAL_PAGE);
+}
+
+let lastEscape = 0;
+document.addEventListener('keydown', (event) => {
+  if (event.key !== 'Escape') return;
+  const now = Date.now();
+  if (now - lastEscape < 1000) quickExit();
+  lastEscape = now;
+});
+$('#quick-exit').addEventListener('click', quickExit);
+
+// ---------------------------------------------------------------------------------
+// Accounts
+// ---------------------------------------------------------------------------------
+
+function showAuth() {
+  $('#auth-view').hidden = false;
+  $('#app-view').hidden = true;
+  $('#logout').hidden = true;
+  $('#whoami').hidden = true;
+  setConnection('offline');
+}
+
+$('#login-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const form = event.target;
+  try {
+    const reply = await login(form.username.value, form.password.value);
+    form.reset();
+    start(reply.token);
+  } catch (error) {
+    failed(error);
+  }
+});
+
+$('#register-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const form = event.target;
+  try {
+    await register(form.username.value, form.password.value, form.display_name.value.trim());
+    const reply = await login(form.username.value, form.password.value);
+    form.reset();
+    start(reply.token);
+  } catch (error) {
+    failed(error);
+  }
+});
+
+$('#logout').addEventListener('click', async () => {
+  const token = state.token;
+  endSession();
+  try {
+    await logout(token);
+  } catch {
+    // The token is gone from this page either way.
+  }
+});
+
+function endSession(message) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  state.token = null;
+  if (state.connection) state.connection.stop();
+  state.connection = null;
+  state.me = null;
+  state.rooms.clear();
+  state.joined.clear();
+  state.views.clear();
+  state.current = null;
+  showAuth();
+  if (message) notify(message);
+}
+
+function start(token) {
+  state.token = token;
+  sessionStorage.setItem(TOKEN_KEY, token);
+  $('#auth-view').hidden = true;
+  $('#app-view').hidden = false;
+  $('#logout').hidden = false;
+  state.connection = new Connection(token, { onEvent, onState: setConnection, onAuthenticated });
+}
+
+const CONNECTION_TEXT = {
+  offline: 'Not connected',
+  connecting: 'Connecting…',
+  connected: 'Connected',
+  reconnecting: 'Connection lost: reconnecting…',
+  closed: 'Disconnected',
+};
+
+function setConnection(connection, detail = {}) {
+  const status = $('#connection');
+  status.dataset.state = connection;
+  status.textContent = CONNECTION_TEXT[connection];
+  if (connection === 'closed' && detail.code === 4001) endSession('Your session has ended. Please log in again.');
+  if (connection === 'closed' && detail.code === 4003) {
+    endSession('This account has been banned from the server. If you think this is a mistake, contact the organisers.');
+  }
+}
+
+// ---------------------------------------------------------------------------------
+// After each (re)authentication: refresh rooms and catch up every joined room.
+// ---------------------------------------------------------------------------------
+
+async function onAuthenticated(reply) {
+  state.me = reply.user;
+  state.joined = new Set(reply.rooms);
+  fill($('#whoami'), `Signed in as ${reply.user.display_name}`);
+  $('#whoami').hidden = false;
+  $('#create-room').hidden = ROLE_RANK[state.me.role] < ROLE_RANK.moderator;
+  $('#admin-panel').hidden = state.me.role !== 'admin';
+  $('#room-kind').querySelector('[value=summit]').disabled = ROLE_RANK[state.me.role] < ROLE_RANK.organiser;
+  await refreshRooms();
+  for (const room of state.joined) {
+    if (state.views.has(room)) await catchUp(room);
+  }
+  if (state.current && state.joined.has(state.current)) await openRoom(state.current);
+}
+
+async function refreshRooms() {
+  try {
+    const reply = await state.connection.request('rooms');
+    state.rooms = new Map(reply.rooms.map((room) => [room.name, room]));
+    renderRoomList();
+  } catch (error) {
+    failed(error);
+  }
+}
+
+/** Fetches every message after the last one seen, a page at a time. */
+async function catchUp(room) {
+  const roomView = view(room);
+  let after = Math.max(0, ...roomView.messages.keys());
+  for (;;) {
+    const reply = await state.connection.request('history', { room, after, limit: 100 });
+    for (const message of reply.messages) addMessage(message, { live: false });
+    if (reply.messages.length < 100) return;
+    after = reply.messages[reply.messages.length - 1].seq;
+  }
+}
+
+// ---------------------------------------------------------------------------------
+// Room list
+// ---------------------------------------------------------------------------------
+
+function summitState(room) {
+  if (room.kind !== 'summit') return null;
+  const now = Date.now();
+  if (room.starts_at && now < Date.parse(room.starts_at)) return { open: false, text: `Opens ${formatTime(room.starts_at)}` };
+  if (room.ends_at && now >= Date.parse(room.ends_at)) return { open: false, text: `Closed ${formatTime(room.ends_at)}` };
+  return { open: true, text: room.ends_at ? `Open until ${formatTime(room.ends_at)}` : 'Open now' };
+}
+
+function renderRoomList() {
+  const items = [...state.rooms.values()].map((room) => {
+    const summit = summitState(room);
+    const current = room.name === state.current;
+    return h(
+      'li',
+      {},
+      h(
+        'button',
+        { type: 'button', class: 'room-button', 'aria-current': current ? 'page' : null, onclick: () => openRoom(room.name) },
+        h('span', { class: 'room-name' }, `#${room.name}`),
+        room.topic ? h('span', { class: 'room-topic' }, room.topic) : null,
+        h(
+          'span',
+          { class: 'room-meta' },
+          `${room.members_online} online`,
+          summit ? h('span', { class: summit.open ? 'badge open' : 'badge closed' }, `Summit · ${summit.text}`) : null,
+          room.capacity ? ` · up to ${room.capacity}` : null,
+          state.joined.has(room.name) ? ' · joined' : null,
+        ),
+      ),
+    );
+  });
+  fill($('#room-list'), items.length ? items : h('li', { class: 'empty' }, 'No rooms yet.'));
+}
+
+// ---------------------------------------------------------------------------------
+// Opening a room
+// ---------------------------------------------------------------------------------
+
+async function openRoom(name) {
+  try {
+    const reply = await state.connection.request('join', { room: name });
+    state.joined.add(name);
+    state.rooms.set(name, reply.room);
+    const roomView = view(name);
+    roomView.online = new Map(reply.online.map((user) => [user.username, user]));
+    const switching = state.current !== name;
+    state.current = name;
+    if (switching) {
+      $('#messages').replaceChildren();
+      for (const seq of [...roomView.messages.keys()].sort((a, b) => a - b)) renderMessage(name, roomView.messages.get(seq));
+    }
+    for (const message of reply.messages) addMessage(message, { live: false });
+    // Anything newer than the reply (a gap after a long absence) is fetched too.
+    await catchUp(name);
+    roomView.moderator = await probeModerator(name);
+    renderRoom();
+    renderRoomList();
+    if (switching) $('#message-input').focus();
+  } catch (error) {
+    failed(error);
+  }
+}
+
+/** Room moderators may read reports; the answer tells the page whether to show tools. */
+async function probeModerator(room) {
+  try {
+    await state.connection.request('reports', { room });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function renderRoom() {
+  const room = state.rooms.get(state.current);
+  if (!room) return;
+  const roomView = view(room.name);
+  $('#no-room').hidden = true;
+  $('#room-content').hidden = false;
+  fill($('#room-title'), `#${room.name}`);
+  fill($('#room-topic-text'), room.topic || '');
+  const summit = summitState(room);
+  const status = [
+    summit ? `Summit: ${summit.text}` : null,
+    room.locked ? 'Locked: only moderators can post' : null,
+    room.slow_mode_s ? `Slow mode: one message every ${room.slow_mode_s} s` : null,
+  ].filter(Boolean);
+  fill($('#room-status'), status.join(' · '));
+  $('#mod-tools').hidden = !roomView.moderator;
+  $('#slow-mode').value = String(room.slow_mode_s);
+  if (!$('#slow-mode').value) $('#slow-mode').value = '0';
+  fill($('#toggle-lock'), room.locked ? 'Unlock room' : 'Lock room');
+  $('#load-earlier').hidden = Math.min(...roomView.messages.keys()) <= 1 || roomView.messages.size === 0;
+  renderComposerNotice();
+  renderMembers();
+}
+
+function renderComposerNotice() {
+  const room = state.rooms.get(state.current);
+  const roomView = view(state.current);
+  const notice = $('#composer-notice');
+  let text = null;
+  if (roomView.muted && roomView.muted.text) {
+    text = roomView.muted.text; // the server's own sentence, with until when and why
+  } else if (roomView.muted) {
+    const why = roomView.muted.reason ? ` Reason: ${roomView.muted.reason}` : '';
+    text = `You are muted in this room ${untilText(roomView.muted.until)}.${why}`;
+  } else if (room.locked && !roomView.moderator) {
+    text = 'This room is locked for now: you can read, but not post.';
+  }
+  notice.hidden = !text;
+  fill(notice, text || '');
+}
+
+function renderMembers() {
+  const roomView = view(state.current);
+  const items = [...roomView.online.values()]
+    .sort((a, b) => a.display_name.localeCompare(b.display_name))
+    .map((user) =>
+      h(
+        'li',
+        {},
+        h('span', { class: 'member-name' }, user.display_name),
+        user.role !== 'member' ? h('span', { class: 'role' }, user.role) : null,
+        roomView.moderator && user.username !== state.me.username ? moderatorActions(user) : null,
+      ),
+    );
+  fill($('#member-list'), items.length ? items : h('li', { class: 'empty' }, 'Nobody else is here right now.'));
+}
+
+function moderatorActions(user) {
+  const act = (action, label) =>
+    h('button', { type: 'button', class: 'small', onclick: () => openModeration(action, user) }, label);
+  return h(
+    'span',
+    { class: 'member-actions', role: 'group', 'aria-label': `Moderate ${user.display_name}` },
+    act('mute', 'Mute'),
+    h('button', { type: 'button', class: 'small', onclick: () => simpleAction('unmute', user) }, 'Unmute'),
+    act('kick', 'Remove'),
+    act('ban', 'Ban'),
+  );
+}
+
+// ---------------------------------------------------------------------------------
+// Messages
+// ---------------------------------------------------------------------------------
+
+/** Merges one message; draws it if its room is open. Returns false for a duplicate. */
+function addMessage(message, { live }) {
+  const roomView = view(message.room);
+  const known = roomView.messages.get(message.seq);
+  if (known && !message.deleted) return false;
+  roomView.messages.set(message.seq, message);
+  if (message.room === state.current) renderMessage(message.room, message, live);
+  return true;
+}
+
+function renderMessage(room, message, live = false) {
+  const roomView = view(room);
+  const list = $('#messages');
+  const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
+  const element = messageElement(room, message);
+  const old = roomView.elements.get(message.seq);
+  roomView.elements.set(message.seq, element);
+  if (old && old.isConnected) {
+    old.replaceWith(element);
+  } else {
+    // Keep seq order: insert before the first message with a larger seq.
+    const next = [...list.children].find((li) => Number(li.dataset.seq) > message.seq);
+    list.insertBefore(element, next || null);
+  }
+  if (live && nearBottom) list.scrollTop = list.scrollHeight;
+}
+
+function messageElement(room, message) {
+  const mine = state.me && message.author.username === state.me.username;
+  const roomView = view(room);
+  const actions = [];
+  if (!message.deleted) {
+    if (!mine) actions.push(h('button', { type: 'button', class: 'small', onclick: () => openReport(room, message) }, 'Report'));
+    if (mine || roomView.moderator) {
+      actions.push(h('button', { type: 'button', class: 'small', onclick: () => deleteMessage(room, message) }, 'Delete'));
+    }
+    if (!mine && roomView.moderator) {
+      actions.push(
+        h('button', { type: 'button', class: 'small', onclick: () => openModeration('mute', message.author) }, 'Mute author'),
+      );
+    }
+  }
+  return h(
+    'li',
+    { class: mine ? 'message mine' : 'message', dataset: { seq: message.seq } },
+    h(
+      'p',
+      { class: 'meta' },
+      h('span', { class: 'author' }, message.author.display_name),
+      message.author.role !== 'member' ? h('span', { class: 'role' }, message.author.role) : null,
+      h('time', { datetime: message.ts }, formatClock(message.ts)),
+    ),
+    message.deleted
+      ? h('p', { class: 'body deleted' }, 'This message was deleted.')
+      : h('p', { class: 'body' }, message.body),
+    actions.length ? h('div', { class: 'actions', role: 'group', 'aria-label': 'Message actions' }, actions) : null,
+  );
+}
+
+$('#load-earlier').addEventListener('click', async () => {
+  const room = state.current;
+  const roomView = view(room);
+  const before = Math.min(...roomView.messages.keys());
+  try {
+    const reply = await state.connection.request('history', { room, before, limit: PAGE });
+    const list = $('#messages');
+    const height = list.scrollHeight;
+    for (const message of reply.messages) addMessage(message, { live: false });
+    list.scrollTop += list.scrollHeight - height;
+    renderRoom();
+  } catch (error) {
+    failed(error);
+  }
+});
+
+$('#composer').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const input = $('#message-input');
+  const body = input.value;
+  if (!body.trim() || !state.current) return;
+  const room = state.current;
+  // The id makes a retry after a dropped connection safe: the server stores it once.
+  const client_msg_id = crypto.randomUUID();
+  try {
+    const reply = await state.connection.request('send', { room, body, client_msg_id });
+    addMessage(reply.message, { live: true });
+    input.value = '';
+  } catch (error) {
+    if (error.code === 'muted') {
+      view(room).muted = { text: error.message };
+      renderComposerNotice();
+    } else {
+      failed(error);
+    }
+  }
+});
+
+let lastTyping = 0;
+$('#message-input').addEventListener('keydown', (event) => {
+  if (event.key === 'Enter' && !event.shiftKey) {
+    event.preventDefault();
+    $('#composer').requestSubmit();
+    return;
+  }
+  if (state.current && Date.now() - lastTyping > 3000) {
+    lastTyping = Date.now();
+    state.connection.request('typing', { room: state.current }).catch(() => {});
+  }
+});
+
+async function deleteMessage(room, message) {
+  if (!confirm('Delete this message for everyone?')) return;
+  try {
+    await state.connection.request('delete_message', { room, seq: message.seq });
+  } catch (error) {
+    failed(error);
+  }
+}
+
+function openReport(room, message) {
+  const dialog = $('#report-dialog');
+  $('#report-reason').value = '';
+  dialog.onclose = async () => {
+    if (dialog.returnValue !== 'confirm') return;
+    try {
+      await state.connection.request('report', { room, seq: message.seq, reason: $('#report-reason').value });
+      notify('Thank you. The moderators have your report.');
+    } catch (error) {
+      failed(error);
+    }
+  };
+  dialog.showModal();
+}
+
+// ---------------------------------------------------------------------------------
+// Moderation
+// ---------------------------------------------------------------------------------
+
+const MOD_TITLES = { mute: 'Mute', kick: 'Remove from the room', ban: 'Ban from the room' };
+
+function openModeration(action, user) {
+  const room = state.current;
+  const dialog = $('#mod-dialog');
+  fill($('#mod-dialog-title'), `${MOD_TITLES[action]}: ${user.display_name}`);
+  fill($('#mod-dialog-target'), action === 'kick' ? 'They can come back by joining again.' : '');
+  $('#mod-duration-row').hidden = action === 'kick';
+  $('#mod-reason').value = '';
+  dialog.onclose = async () => {
+    if (dialog.returnValue !== 'confirm') return;
+    const fields = { room, user: user.username, reason: $('#mod-reason').value || undefined };
+    const duration = $('#mod-duration').value;
+    if (action !== 'kick' && duration) fields.duration_s = Number(duration);
+    try {
+      await state.connection.request(action, fields);
+      notify(`Done: ${MOD_TITLES[action].toLowerCase()} for ${user.display_name}.`);
+    } catch (error) {
+      failed(error);
+    }
+  };
+  dialog.showModal();
+}
+
+async function simpleAction(action, user) {
+  try {
+    await state.connection.request(action, { room: state.current, user: user.username });
+    notify(`Done: ${action} ${user.display_name}.`);
+  } catch (error) {
+    failed(error);
+  }
+}
+
+$('#apply-slow-mode').addEventListener('click', async () => {
+  try {
+    await state.connection.request('slow_mode', { room: state.current, seconds: Number($('#slow-mode').value) });
+  } catch (error) {
+    failed(error);
+  }
+});
+
+$('#toggle-lock').addEventListener('click', async () => {
+  const room = state.rooms.get(state.current);
+  try {
+    await state.connection.request('lock', { room: room.name, locked: !room.locked });
+  } catch (error) {
+    failed(error);
+  }
+});
+
+$('#unban-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const user = event.target.user.value;
+  try {
+    await state.connection.request('unban', { room: state.current, user });
+    event.target.reset();
+    notify(`${user} can join this room again.`);
+  } catch (error) {
+    failed(error);
+  }
+});
+
+$('#show-reports').addEventListener('click', showReports);
+
+async function showReports() {
+  const room = state.current;
+  const panel = $('#reports-panel');
+  try {
+    const reply = await state.connection.request('reports', { room });
+    const items = reply.reports.map((report) => {
+      const message = view(room).messages.get(report.seq);
+      return h(
+        'li',
+        {},
+        h('p', {}, h('strong', {}, report.reporter), ` reported message ${report.seq} at ${formatTime(report.ts)}: `, report.reason),
+        message && !message.deleted ? h('blockquote', {}, `${message.author.display_name}: ${message.body}`) : null,
+        h('button', { type: 'button', class: 'small', onclick: () => resolveReport(report) }, 'Mark resolved'),
+      );
+    });
+    fill(panel, h('h3', {}, 'Open reports'), items.length ? h('ul', { class: 'report-list' }, items) : h('p', {}, 'No open reports.'));
+    panel.hidden = false;
+  } catch (error) {
+    failed(error);
+  }
+}
+
+async function resolveReport(report) {
+  const note = prompt('What was done? (optional, goes into the moderation log)') || undefined;
+  try {
+    await state.connection.request('resolve_report', { room: report.room, report_id: report.id, note });
+    await showReports();
+  } catch (error) {
+    failed(error);
+  }
+}
+
+$('#show-log').addEventListener('click', async () => {
+  const panel = $('#log-panel');
+  try {
+    const reply = await state.connection.request('mod_log', { room: state.current });
+    const items = reply.entries.map((entry) =>
+      h(
+        'li',
+        {},
+        h('time', { datetime: entry.ts }, formatTime(entry.ts)),
+        ` ${entry.actor}: ${entry.action}`,
+        entry.target ? ` ${entry.target}` : '',
+        entry.seq ? ` (message ${entry.seq})` : '',
+        entry.until ? ` until ${formatTime(entry.until)}` : '',
+        entry.reason ? ` — ${entry.reason}` : '',
+      ),
+    );
+    fill(panel, h('h3', {}, 'Moderation log'), items.length ? h('ul', { class: 'log-list' }, items) : h('p', {}, 'Nothing yet.'));
+    panel.hidden = false;
+  } catch (error) {
+    failed(error);
+  }
+});
+
+$('#leave-room').addEventListener('click', async () => {
+  const room = state.current;
+  try {
+    await state.connection.request('leave', { room });
+    leftRoom(room);
+  } catch (error) {
+    failed(error);
+  }
+});
+
+function leftRoom(room) {
+  state.joined.delete(room);
+  state.views.delete(room);
+  if (state.current === room) {
+    state.current = null;
+    $('#room-content').hidden = true;
+    $('#no-room').hidden = false;
+  }
+  refreshRooms();
+}
+
+// ---------------------------------------------------------------------------------
+// Room and account forms
+// ---------------------------------------------------------------------------------
+
+$('#room-kind').addEventListener('change', (event) => {
+  $('#summit-fields').hidden = event.target.value !== 'summit';
+});
+
+$('#create-room-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const form = event.target;
+  const fields = { name: form.name.value, topic: form.topic.value || undefined, kind: form.kind.value };
+  if (fields.kind === 'summit') {
+    if (form.starts_at.value) fields.starts_at = new Date(form.starts_at.value).toISOString();
+    if (form.ends_at.value) fields.ends_at = new Date(form.ends_at.value).toISOString();
+    if (form.capacity.value) fields.capacity = Number(form.capacity.value);
+  }
+  try {
+    const reply = await state.connection.request('create_room', fields);
+    form.reset();
+    $('#summit-fields').hidden = true;
+    $('#create-room').open = false;
+    state.rooms.set(reply.room.name, reply.room);
+    await openRoom(reply.room.name);
+  } catch (error) {
+    failed(error);
+  }
+});
+
+$('#role-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const form = event.target;
+  try {
+    await state.connection.request('set_role', { user: form.user.value, role: form.role.value });
+    notify(`${form.user.value} is now ${form.role.value === 'admin' ? 'an' : 'a'} ${form.role.value}.`);
+    form.reset();
+  } catch (error) {
+    failed(error);
+  }
+});
+
+// ---------------------------------------------------------------------------------
+// Server events
+// ---------------------------------------------------------------------------------
+
+function onEvent(event) {
+  const me = state.me && state.me.username;
+  switch (event.type) {
+    case 'message': {
+      const roomView = view(event.room);
+      const highest = Math.max(0, ...roomView.messages.keys());
+      const fresh = addMessage(event.message, { live: true });
+      // A hole before this message (it should not happen) is filled from history.
+      if (highest && event.message.seq > highest + 1) catchUp(event.room).catch(() => {});
+      if (fresh && event.room === state.current && event.message.author.username !== me) {
+        announce(`${event.message.author.display_name}: ${event.message.body}`);
+      }
+      break;
+    }
+    case 'message_deleted': {
+      const message = view(event.room).messages.get(event.seq);
+      if (message) addMessage({ ...message, deleted: true, body: undefined }, { live: false });
+      break;
+    }
+    case 'member_joined':
+      view(event.room).online.set(event.user.username, event.user);
+      updateOnline(event.room);
+      break;
+    case 'member_left':
+      view(event.room).online.delete(event.user.username);
+      updateOnline(event.room);
+      break;
+    case 'typing':
+      showTyping(event.room, event.user);
+      break;
+    case 'room_updated':
+      state.rooms.set(event.room.name, event.room);
+      if (event.room.name === state.current) renderRoom();
+      renderRoomList();
+      break;
+    case 'muted':
+      if (event.user.username === me) {
+        view(event.room).muted = { until: event.until, reason: event.reason };
+        notify(`You have been muted in #${event.room} ${untilText(event.until)}.${event.reason ? ` Reason: ${event.reason}` : ''}`);
+      }
+      if (event.room === state.current) renderRoom();
+      break;
+    case 'unmuted':
+      if (event.user.username === me) {
+        view(event.room).muted = null;
+        notify(`You can post in #${event.room} again.`);
+      }
+      if (event.room === state.current) renderRoom();
+      break;
+    case 'kicked':
+      notify(`You were removed from #${event.room} by ${event.by}.${event.reason ? ` Reason: ${event.reason}` : ''} You can join again.`);
+      leftRoom(event.room);
+      break;
+    case 'banned':
+      if (event.room) {
+        notify(`You were banned from #${event.room} ${untilText(event.until)}.${event.reason ? ` Reason: ${event.reason}` : ''}`);
+        leftRoom(event.room);
+      }
+      break;
+    case 'report':
+      notify(`New report in #${event.report.room} from ${event.report.reporter}: ${event.report.reason}`);
+      break;
+    case 'user_updated':
+      state.me = event.user;
+      onRoleChanged();
+      break;
+    default:
+      break;
+  }
+}
+
+function onRoleChanged() {
+  $('#create-room').hidden = ROLE_RANK[state.me.role] < ROLE_RANK.moderator;
+  $('#admin-panel').hidden = state.me.role !== 'admin';
+  $('#room-kind').querySelector('[value=summit]').disabled = ROLE_RANK[state.me.role] < ROLE_RANK.organiser;
+  notify(`Your role is now ${state.me.role}.`);
+  if (state.current) openRoom(state.current);
+}
+
+function updateOnline(room) {
+  const known = state.rooms.get(room);
+  if (known) known.members_online = view(room).online.size;
+  if (room === state.current) renderMembers();
+  renderRoomList();
+}
+
+function showTyping(room, user) {
+  const roomView = view(room);
+  clearTimeout(roomView.typing.get(user.username));
+  roomView.typing.set(
+    user.username,
+    setTimeout(() => {
+      roomView.typing.delete(user.username);
+      renderTyping();
+    }, 4000),
+  );
+  renderTyping();
+  function renderTyping() {
+    if (state.current !== room) return;
+    const names = [...roomView.typing.keys()].map((name) => (roomView.online.get(name) || { display_name: name }).display_name);
+    fill($('#typing'), names.length ? `${names.join(', ')} ${names.length === 1 ? 'is' : 'are'} typing…` : '');
+  }
+}
+
+// ---------------------------------------------------------------------------------
+
+if (state.token) start(state.token);
+else showAuth();

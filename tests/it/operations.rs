@@ -42,24 +42,51 @@ async fn metrics_count_sockets_messages_and_deliveries() {
 #[tokio::test]
 async fn the_root_serves_a_page_with_a_strict_content_security_policy() {
     let server = TestServer::start().await;
-    let addr = server.addr;
-    let raw = tokio::task::spawn_blocking(move || {
-        use std::io::Read;
-        let mut stream = std::net::TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(WAIT)).unwrap();
-        write!(stream, "GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
-        let mut text = String::new();
-        stream.read_to_string(&mut text).unwrap();
-        text
-    })
-    .await
-    .unwrap();
+    let raw = raw_get(server.addr, "/").await;
     assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
     assert!(
         raw.to_ascii_lowercase().contains("content-security-policy: default-src 'self'; script-src 'self'"),
         "{raw}"
     );
     assert!(raw.contains("<title>Alongside</title>"));
+}
+
+#[tokio::test]
+async fn the_client_assets_are_served_with_their_types_and_unknown_ones_are_not() {
+    let server = TestServer::start().await;
+    for (path, kind) in [
+        ("/assets/app.js", "text/javascript"),
+        ("/assets/api.js", "text/javascript"),
+        ("/assets/dom.js", "text/javascript"),
+        ("/assets/app.css", "text/css"),
+    ] {
+        let raw = raw_get(server.addr, path).await;
+        assert!(raw.starts_with("HTTP/1.1 200"), "{path}: {raw}");
+        let lower = raw.to_ascii_lowercase();
+        assert!(lower.contains(&format!("content-type: {kind}")), "{path}: {raw}");
+        assert!(lower.contains("content-security-policy: default-src 'self'"), "{path}");
+        assert!(lower.contains("x-content-type-options: nosniff"), "{path}");
+    }
+    let (status, body) = http(server.addr, "GET", "/assets/secrets.txt", &[], None).await;
+    assert_eq!((status, http_error_code(&body).as_str()), (404, "not_found"));
+    let (status, _) = http(server.addr, "GET", "/assets/..%2Fsrc%2Fmain.rs", &[], None).await;
+    assert_eq!(status, 404);
+}
+
+/// A GET whose whole raw response (headers included) is returned.
+async fn raw_get(addr: std::net::SocketAddr, path: &str) -> String {
+    let path = path.to_string();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        text
+    })
+    .await
+    .unwrap()
 }
 
 fn alongside(args: &[&str], stdin: &str) -> Output {

@@ -1,0 +1,168 @@
+// The web client in a real headless Chromium against the real server binary.
+//
+// One story, step by step: a member registers; an organiser creates a summit room; the
+// two chat live; the organiser mutes the member, whose page says so; markup in a
+// message stays text; the server restarts and the page catches up with nothing lost or
+// doubled; quick exit leaves no trace. Screenshots go to target/e2e/.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { join } from 'node:path';
+import { launchBrowser, logIn, newPage, SCREENSHOTS, Server, socketClient, WAIT_MS } from './support.mjs';
+
+const STEP = { timeout: 60_000 };
+
+describe('the web client', () => {
+  let server;
+  let browser;
+  const errors = [];
+  let organiser; // Olivia's page
+  let member; // Bea's page
+
+  before(async () => {
+    server = await Server.start();
+    server.createUser('olivia', 'organiser password', 'organiser', 'Olivia');
+    browser = await launchBrowser();
+  });
+
+  after(async () => {
+    if (browser) await browser.close();
+    if (server) await server.stop();
+  });
+
+  /** The bodies of the messages shown in a page, in order. */
+  const bodies = (page) => page.locator('#messages .message .body').allTextContents();
+
+  it('registers a new member and logs in', STEP, async () => {
+    member = await newPage(browser, errors);
+    await member.goto(server.url);
+    await member.screenshot({ path: join(SCREENSHOTS, 'login.png') });
+    await member.fill('#register-username', 'bea');
+    await member.fill('#register-display', 'Bea');
+    await member.fill('#register-password', 'a gentle password');
+    await member.click('#register-form button[type=submit]');
+    await member.waitForSelector('#connection[data-state=connected]');
+    assert.equal(await member.textContent('#whoami'), 'Signed in as Bea');
+    assert.ok(!member.url().includes('token'), 'the token is never in the URL');
+    assert.equal(await member.isHidden('#create-room'), true, 'members do not see room creation');
+  });
+
+  it('lets an organiser create a summit room', STEP, async () => {
+    organiser = await newPage(browser, errors);
+    await logIn(organiser, server, 'olivia', 'organiser password');
+    await organiser.click('#create-room summary');
+    await organiser.fill('#room-name', 'wmhd-2026');
+    await organiser.fill('#room-topic', 'World Mental Health Day: open conversation');
+    await organiser.selectOption('#room-kind', 'summit');
+    await organiser.fill('#room-starts', '2020-10-10T09:00');
+    await organiser.fill('#room-ends', '2099-10-10T21:00');
+    await organiser.fill('#room-capacity', '500');
+    await organiser.click('#create-room-form button[type=submit]');
+    await organiser.waitForSelector('#room-title:text-is("#wmhd-2026")');
+    const badge = organiser.locator('.room-list .badge');
+    assert.match(await badge.textContent(), /^Summit · Open until /);
+    assert.match(await organiser.textContent('#room-status'), /Summit: Open until/);
+  });
+
+  it('shows two people each other’s messages live', STEP, async () => {
+    // Bea sees the new room in her list, with its schedule, and joins it.
+    await member.reload();
+    await member.waitForSelector('#connection[data-state=connected]');
+    await member.click('.room-button:has-text("#wmhd-2026")');
+    await member.waitForSelector('#room-title:text-is("#wmhd-2026")');
+    await organiser.waitForSelector('#member-list :text("Bea")');
+
+    await organiser.fill('#message-input', 'Welcome, everyone. Take your time.');
+    await organiser.press('#message-input', 'Enter');
+    await member.waitForSelector('#messages .body:text-is("Welcome, everyone. Take your time.")');
+    // New messages from others are announced to screen readers.
+    await member.waitForFunction(() => document.querySelector('#announcer').textContent.includes('Welcome, everyone'));
+
+    await member.fill('#message-input', 'Thank you for having me.');
+    await member.click('#composer button[type=submit]');
+    await organiser.waitForSelector('#messages .body:text-is("Thank you for having me.")');
+    assert.deepEqual(await bodies(organiser), ['Welcome, everyone. Take your time.', 'Thank you for having me.']);
+    assert.deepEqual(await bodies(member), await bodies(organiser));
+    await organiser.screenshot({ path: join(SCREENSHOTS, 'room-view.png') });
+  });
+
+  it('renders markup in a message as plain text', STEP, async () => {
+    const hostile = '<script>window.pwned = true</script><img src=x onerror="window.pwned=true"><b>bold?</b>';
+    await member.fill('#message-input', hostile);
+    await member.press('#message-input', 'Enter');
+    const shown = organiser.locator('#messages .body', { hasText: 'bold?' });
+    await shown.waitFor();
+    assert.equal(await shown.textContent(), hostile, 'the text is shown exactly as typed');
+    assert.equal(await organiser.locator('#messages script, #messages img, #messages b').count(), 0);
+    assert.equal(await organiser.evaluate(() => window.pwned), undefined);
+  });
+
+  it('lets a moderator mute a member, and the member sees why and until when', STEP, async () => {
+    await organiser.click('#mod-tools summary');
+    await organiser.click('#member-list li:has-text("Bea") button:text-is("Mute")');
+    await organiser.selectOption('#mod-duration', '3600');
+    await organiser.fill('#mod-reason', 'Let’s take a short pause');
+    await organiser.screenshot({ path: join(SCREENSHOTS, 'moderator-tools.png') });
+    await organiser.click('#mod-confirm');
+    await member.waitForSelector('#notice:has-text("You have been muted in #wmhd-2026 until")');
+    assert.match(await member.textContent('#notice'), /Reason: Let’s take a short pause/);
+    const composerNotice = member.locator('#composer-notice');
+    await composerNotice.waitFor();
+    assert.match(await composerNotice.textContent(), /You are muted in this room until .*Let’s take a short pause/);
+    // Trying anyway is refused by the server, and the page says so.
+    await member.fill('#message-input', 'Can anyone hear me?');
+    await member.press('#message-input', 'Enter');
+    await member.waitForSelector('#composer-notice:has-text("muted")');
+    assert.ok(!(await bodies(organiser)).includes('Can anyone hear me?'));
+    // The moderation log records it.
+    await organiser.click('#show-log');
+    await organiser.waitForSelector('#log-panel li:has-text("olivia: mute bea")');
+    await organiser.click('#member-list li:has-text("Bea") button:text-is("Unmute")');
+    await member.waitForSelector('#notice:has-text("You can post in #wmhd-2026 again")');
+  });
+
+  it('reconnects after a server restart and catches up without holes or duplicates', STEP, async () => {
+    const before = await bodies(member);
+    await server.stop();
+    await member.waitForSelector('#connection[data-state=reconnecting]');
+    // Stay down long enough for the page's first reconnect to fail and back off.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    await server.run();
+    // Someone posts while the page is still away; it must come back through history.
+    const olivia = await socketClient(server, await server.token('olivia', 'organiser password'));
+    for (const n of [1, 2, 3]) await olivia.request('send', { room: 'wmhd-2026', body: `While you were away ${n}` });
+    olivia.close();
+    await member.waitForSelector('#connection[data-state=connected]', { timeout: 30_000 });
+    await member.waitForSelector('#messages .body:text-is("While you were away 3")');
+    await organiser.waitForSelector('#connection[data-state=connected]', { timeout: 30_000 });
+    await organiser.fill('#message-input', 'And we are back.');
+    await organiser.press('#message-input', 'Enter');
+    await member.waitForSelector('#messages .body:text-is("And we are back.")');
+    const after = await bodies(member);
+    assert.deepEqual(after, [
+      ...before,
+      'While you were away 1',
+      'While you were away 2',
+      'While you were away 3',
+      'And we are back.',
+    ]);
+    const seqs = await member.locator('#messages .message').evaluateAll((items) => items.map((li) => Number(li.dataset.seq)));
+    assert.deepEqual(seqs, seqs.map((_, i) => i + 1), 'every seq once, in order, no gaps');
+  });
+
+  it('leaves at once with Escape pressed twice, clearing the session', STEP, async () => {
+    await member.route('https://www.bbc.co.uk/**', (route) =>
+      route.fulfill({ contentType: 'text/html', body: '<title>Weather</title><h1>Weather</h1>' }),
+    );
+    await member.keyboard.press('Escape');
+    await member.keyboard.press('Escape');
+    await member.waitForURL('https://www.bbc.co.uk/**', { timeout: WAIT_MS });
+    await member.goto(server.url);
+    assert.equal(await member.evaluate(() => sessionStorage.length), 0, 'no token left behind');
+    await member.waitForSelector('#auth-view:not([hidden])');
+  });
+
+  it('raised no errors in any page', () => {
+    assert.deepEqual(errors, []);
+  });
+});

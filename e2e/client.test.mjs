@@ -162,6 +162,36 @@ describe('the web client', () => {
     await member.waitForSelector('#auth-view:not([hidden])');
   });
 
+  it('fits a phone screen in dark mode', STEP, async () => {
+    const context = await browser.newContext({
+      viewport: { width: 390, height: 844 },
+      colorScheme: 'dark',
+      reducedMotion: 'reduce',
+    });
+    const phone = await context.newPage();
+    phone.setDefaultTimeout(WAIT_MS);
+    phone.on('pageerror', (error) => errors.push(error.message));
+    await logIn(phone, server, 'olivia', 'organiser password');
+    await phone.click('.room-button:has-text("#wmhd-2026")');
+    await phone.waitForSelector('#messages .body:text-is("And we are back.")');
+    const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `no sideways scrolling on a phone (overflow ${overflow}px)`);
+    const background = await phone.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    assert.equal(background, 'rgb(20, 24, 27)', 'dark mode follows the system setting');
+    await phone.screenshot({ path: join(SCREENSHOTS, 'phone-dark.png'), fullPage: true });
+    await context.close();
+  });
+
+  it('logs out, revoking and forgetting the token', STEP, async () => {
+    const token = await organiser.evaluate(() => sessionStorage.getItem('alongside.token'));
+    assert.ok(token, 'logged in before');
+    await organiser.click('#logout');
+    await organiser.waitForSelector('#auth-view:not([hidden])');
+    assert.equal(await organiser.evaluate(() => sessionStorage.length), 0);
+    const me = await fetch(`${server.url}/api/v1/me`, { headers: { Authorization: `Bearer ${token}` } });
+    assert.equal(me.status, 401, 'the server no longer accepts the token');
+  });
+
   it('raised no errors in any page', () => {
     assert.deepEqual(errors, []);
   });

@@ -1,55 +1,176 @@
-//! Fan-out load generator: N sockets in one room, S of them sending R messages per
-//! second each; every body carries its send time, so every delivery is an end-to-end
-//! latency sample.
+//! The fan-out load generator: Alongside side by side with a Node `ws` broadcast peer.
 //!
-//! It spawns the release `alongside` binary as its own process (so the generator does
-//! not share the server's threads) over a temporary database, and prints one block of
-//! figures. Run:
+//! Scenarios (`--scenario`):
+//! - `room`: `--sockets` N in one room, `--senders` S of them sending; a rate ladder
+//!   (`--ladder` messages/s in total, per rung) climbs until a rung fails (less than
+//!   100 % delivered, or delivery p99 ≥ 200 ms). Runs against Alongside, then against the
+//!   peer (`--peer`), and prints both and the ratio of their sustained deliveries/s.
+//! - `rooms`: `--rooms` K rooms of N/K sockets, one sender per room (Alongside only: the
+//!   peer has no rooms).
+//! - `idle`: N authenticated idle sockets; the server's resident memory per socket.
+//! - `storm`: chat at one rate, measured alone and then during `--logins` logins/s.
 //!
-//! ```text
-//! cargo bench --bench fanout -- --sockets 1000 --senders 10 --rate 10 --seconds 10
-//! ```
+//! Every body carries its send time (µs since the run started) and its rung, so each
+//! delivery is an end-to-end latency sample and late arrivals never count for the next
+//! rung. Readers scan frames for `"body":"` instead of parsing JSON, so the generator
+//! spends its time on sockets, not on serde. Client sockets bind to several 127.0.0.x
+//! source addresses, so tens of thousands of connections do not run out of ports.
+//!
+//! Run `benches/run.sh` for the whole set; or one scenario, e.g.
+//! `cargo bench --bench fanout -- --scenario room --sockets 1000 --senders 10 --peer`.
 
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::SocketAddr;
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::Message as Frame;
+use tokio_tungstenite::WebSocketStream;
 
+type Socket = WebSocketStream<TcpStream>;
+
+/// A rung fails at or above this delivery p99.
+const P99_LIMIT_MS: f64 = 200.0;
+/// How long after the last send of a rung deliveries may still arrive.
+const GRACE: Duration = Duration::from_secs(2);
+
+#[derive(Clone)]
 struct Options {
+    scenario: String,
     sockets: usize,
+    rooms: usize,
     senders: usize,
-    rate: f64,
+    ladder: Vec<f64>,
     seconds: f64,
     accounts: usize,
+    addresses: u8,
+    peer: bool,
+    logins: f64,
 }
 
 fn options() -> Options {
-    let mut o = Options { sockets: 200, senders: 10, rate: 10.0, seconds: 5.0, accounts: 20 };
+    let mut o = Options {
+        scenario: "room".into(),
+        sockets: 1000,
+        rooms: 1,
+        senders: 10,
+        ladder: vec![100.0, 200.0, 400.0, 800.0, 1600.0],
+        seconds: 5.0,
+        accounts: 50,
+        addresses: 8,
+        peer: false,
+        logins: 50.0,
+    };
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    for pair in args.chunks(2) {
-        let value = pair.get(1).map(String::as_str).unwrap_or("");
-        match pair[0].as_str() {
-            "--sockets" => o.sockets = value.parse().expect("--sockets N"),
-            "--senders" => o.senders = value.parse().expect("--senders N"),
-            "--rate" => o.rate = value.parse().expect("--rate MSGS_PER_S"),
-            "--seconds" => o.seconds = value.parse().expect("--seconds S"),
-            "--accounts" => o.accounts = value.parse().expect("--accounts N"),
+    let mut args = args.into_iter();
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--scenario" => o.scenario = value(),
+            "--sockets" => o.sockets = value().parse().expect("--sockets N"),
+            "--rooms" => o.rooms = value().parse().expect("--rooms K"),
+            "--senders" => o.senders = value().parse().expect("--senders S"),
+            "--ladder" => o.ladder = value().split(',').map(|r| r.parse().expect("--ladder R1,R2,...")).collect(),
+            "--seconds" => o.seconds = value().parse().expect("--seconds S"),
+            "--accounts" => o.accounts = value().parse().expect("--accounts N"),
+            "--addresses" => o.addresses = value().parse().expect("--addresses N"),
+            "--logins" => o.logins = value().parse().expect("--logins PER_S"),
+            "--peer" => o.peer = true,
             other => panic!("unknown option {other}"),
         }
     }
-    assert!(o.senders <= o.sockets && o.accounts >= 1);
     o
 }
 
-/// One blocking HTTP request (setup only; not measured).
-fn http(addr: SocketAddr, path: &str, body: &Value) -> Value {
+// ---------------------------------------------------------------------------------
+// The servers under test
+// ---------------------------------------------------------------------------------
+
+/// A server process and the address it listens on.
+struct Target {
+    child: Child,
+    addr: SocketAddr,
+    peer: bool,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Target {
+    fn alongside(extra_env: &[(&str, &str)]) -> Target {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_alongside"));
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--database"])
+            .arg(format!("sqlite://{}", dir.path().join("bench.db").display()))
+            .env("ALONGSIDE_REQUEST_RATE_PER_S", "0")
+            .env("ALONGSIDE_MAX_SOCKETS_PER_ADDRESS", "0")
+            .env("ALONGSIDE_REGISTRATIONS_PER_ADDRESS", "0")
+            .env("ALONGSIDE_LOGIN_ATTEMPTS_PER_ADDRESS", "0")
+            .env("ALONGSIDE_LOGIN_ATTEMPTS_PER_ACCOUNT", "0")
+            .env("ALONGSIDE_MEMBERS_MAY_CREATE_ROOMS", "true")
+            .env("ALONGSIDE_LOG", "warn");
+        for (key, value) in extra_env {
+            command.env(key, value);
+        }
+        Target::spawn(command, "alongside listening on http://", false, Some(dir))
+    }
+
+    fn peer() -> Target {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peer/server.mjs");
+        let mut command = Command::new("node");
+        command.arg(script);
+        Target::spawn(command, "peer listening on http://", true, None)
+    }
+
+    fn spawn(mut command: Command, prefix: &str, peer: bool, dir: Option<tempfile::TempDir>) -> Target {
+        let mut child = command.stdout(Stdio::piped()).spawn().expect("start the server under test");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines.next().expect("server output").expect("read server output");
+            if let Some(addr) = line.strip_prefix(prefix) {
+                break addr.parse().expect("listen address");
+            }
+        };
+        Target { child, addr, peer, _dir: dir }
+    }
+
+    /// Resident memory of the server process, in KiB.
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start after ')'.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks: f64 = fields.get(11..13).map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+/// One blocking HTTP POST (setup and the login storm), returning status and body.
+fn http_post(addr: SocketAddr, path: &str, body: &Value) -> (u16, Value) {
     let mut stream = std::net::TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let body = body.to_string();
     write!(
         stream,
@@ -59,159 +180,440 @@ fn http(addr: SocketAddr, path: &str, body: &Value) -> Value {
     .unwrap();
     let mut text = String::new();
     stream.read_to_string(&mut text).unwrap();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    serde_json::from_str(body).unwrap_or(Value::Null)
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
+fn accounts(target: &Target, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let credentials = json!({"username": format!("load{i}"), "password": "load password"});
+            http_post(target.addr, "/api/v1/register", &credentials);
+            let (status, reply) = http_post(target.addr, "/api/v1/login", &credentials);
+            assert_eq!(status, 200, "login: {reply}");
+            reply["token"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+/// Opens a WebSocket from source address 127.0.0.(2 + n % addresses).
+async fn open_socket(addr: SocketAddr, n: usize, addresses: u8) -> Socket {
+    let source = Ipv4Addr::new(127, 0, 0, 2 + (n % usize::from(addresses.max(1))) as u8);
+    let tcp = TcpSocket::new_v4().unwrap();
+    tcp.bind(SocketAddr::from((source, 0))).expect("bind a loopback source address");
+    let stream = tcp.connect(addr).await.expect("connect");
+    stream.set_nodelay(true).unwrap();
+    let (socket, _) = tokio_tungstenite::client_async(format!("ws://{addr}/ws"), stream).await.expect("upgrade");
+    socket
+}
+
+/// Sends a request and waits for the reply with the same id (setup only).
+async fn setup_request(socket: &mut Socket, request: Value) -> Value {
+    let id = request["id"].clone();
+    socket.send(Frame::text(request.to_string())).await.unwrap();
+    loop {
+        let frame =
+            tokio::time::timeout(Duration::from_secs(60), socket.next()).await.expect("setup reply").unwrap().unwrap();
+        if let Frame::Text(text) = frame {
+            let value: Value = serde_json::from_str(&text).unwrap();
+            if value["id"] == id {
+                assert_eq!(value["type"], "ok", "setup request failed: {value}");
+                return value;
+            }
+        }
     }
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index] as f64 / 1000.0
+}
+
+/// Connects `n` sockets; for Alongside each authenticates and joins `room_of(i)`.
+async fn connect_all(
+    target: &Target,
+    o: &Options,
+    tokens: &[String],
+    room_of: impl Fn(usize) -> Option<String>,
+) -> Vec<Socket> {
+    let mut sockets = Vec::with_capacity(o.sockets);
+    let mut created = std::collections::HashSet::new();
+    for i in 0..o.sockets {
+        let mut socket = open_socket(target.addr, i, o.addresses).await;
+        if !target.peer {
+            setup_request(&mut socket, json!({"type": "auth", "token": tokens[i % tokens.len()], "id": "auth"})).await;
+            if let Some(room) = room_of(i) {
+                if created.insert(room.clone()) {
+                    setup_request(&mut socket, json!({"type": "create_room", "name": room, "id": "create"})).await;
+                }
+                setup_request(&mut socket, json!({"type": "join", "room": room, "id": "join"})).await;
+            }
+        }
+        sockets.push(socket);
+    }
+    sockets
+}
+
+// ---------------------------------------------------------------------------------
+// Measuring
+// ---------------------------------------------------------------------------------
+
+/// What one reader saw in the current rung.
+struct ReaderStats {
+    delivery_us: Histogram<u64>,
+    ack_us: Histogram<u64>,
+    deliveries: u64,
+}
+
+impl ReaderStats {
+    fn new() -> ReaderStats {
+        ReaderStats {
+            delivery_us: Histogram::new_with_bounds(1, 120_000_000, 3).unwrap(),
+            ack_us: Histogram::new_with_bounds(1, 120_000_000, 3).unwrap(),
+            deliveries: 0,
+        }
+    }
+}
+
+/// Finds `"body":"<send µs> <rung>` in a frame without parsing the JSON.
+fn stamp(text: &str) -> Option<(u64, u32)> {
+    let at = text.find("\"body\":\"")? + 8;
+    let mut parts = text[at..].splitn(3, [' ', '"']);
+    let sent = parts.next()?.parse().ok()?;
+    let rung = parts.next()?.parse().ok()?;
+    Some((sent, rung))
+}
+
+struct Run {
+    start: Instant,
+    rung: AtomicU32,
+    closed: AtomicU64,
+}
+
+fn spawn_reader(mut stream: SplitStream<Socket>, run: Arc<Run>, stats: Arc<Mutex<ReaderStats>>) {
+    tokio::spawn(async move {
+        while let Some(frame) = stream.next().await {
+            let text = match frame {
+                Ok(Frame::Text(text)) => text,
+                Ok(Frame::Close(_)) | Err(_) => {
+                    run.closed.fetch_add(1, Relaxed);
+                    return;
+                }
+                Ok(_) => continue,
+            };
+            let Some((sent, rung)) = stamp(&text) else { continue };
+            if rung != run.rung.load(Relaxed) {
+                continue;
+            }
+            let latency = (run.start.elapsed().as_micros() as u64).saturating_sub(sent).max(1);
+            let mut stats = stats.lock().unwrap();
+            if text.starts_with("{\"type\":\"ok\"") {
+                let _ = stats.ack_us.record(latency);
+            } else {
+                let _ = stats.delivery_us.record(latency);
+                stats.deliveries += 1;
+            }
+        }
+    });
+}
+
+/// One rung's figures.
+#[derive(Debug, Clone)]
+struct Rung {
+    rate: f64,
+    sent: u64,
+    expected: u64,
+    delivered: u64,
+    seconds: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    ack_p50_ms: f64,
+    ack_p99_ms: f64,
+    closed: u64,
+    /// Cores used on average during the rung: the server, and this generator.
+    server_cores: f64,
+    generator_cores: f64,
+}
+
+impl Rung {
+    fn ok(&self) -> bool {
+        self.delivered >= self.expected && self.expected > 0 && self.p99_ms < P99_LIMIT_MS && self.closed == 0
+    }
+
+    fn deliveries_per_s(&self) -> f64 {
+        self.delivered as f64 / self.seconds
+    }
+
+    fn print(&self, ack: bool) {
+        let pct = 100.0 * self.delivered as f64 / self.expected.max(1) as f64;
+        print!(
+            "  {:>6.0} msg/s (sent {:>6.0}/s): {:>9.0} deliveries/s, {:>7.3} % delivered, latency p50 {:>7.2} p99 {:>7.2} max {:>8.2} ms",
+            self.rate,
+            self.sent as f64 / self.seconds,
+            self.deliveries_per_s(),
+            pct,
+            self.p50_ms,
+            self.p99_ms,
+            self.max_ms
+        );
+        if ack {
+            print!(", ack p50 {:.2} p99 {:.2} ms", self.ack_p50_ms, self.ack_p99_ms);
+        }
+        print!(", cpu server {:.2} / generator {:.2} cores", self.server_cores, self.generator_cores);
+        println!(", closed {}{}", self.closed, if self.ok() { "" } else { "  <- fails" });
+    }
+}
+
+/// Sockets split into readers (all) and sinks (the senders'), with the members per room.
+struct Load {
+    server_pid: String,
+    run: Arc<Run>,
+    stats: Vec<Arc<Mutex<ReaderStats>>>,
+    senders: Vec<(SplitSink<Socket, Frame>, String, u64)>,
+}
+
+fn start_load(
+    target: &Target,
+    sockets: Vec<Socket>,
+    o: &Options,
+    room_of: impl Fn(usize) -> String,
+    members: impl Fn(&str) -> u64,
+) -> Load {
+    let run = Arc::new(Run { start: Instant::now(), rung: AtomicU32::new(0), closed: AtomicU64::new(0) });
+    let mut stats = Vec::new();
+    let mut senders = Vec::new();
+    let per_room = o.sockets / o.rooms.max(1);
+    for (i, socket) in sockets.into_iter().enumerate() {
+        let (sink, stream) = socket.split();
+        let reader = Arc::new(Mutex::new(ReaderStats::new()));
+        stats.push(reader.clone());
+        spawn_reader(stream, run.clone(), reader);
+        // Senders are the first sockets of each room.
+        let is_sender = if o.rooms > 1 { i % per_room == 0 } else { i < o.senders };
+        if is_sender {
+            let room = room_of(i);
+            let n = members(&room);
+            senders.push((sink, room, n));
+        }
+    }
+    Load { server_pid: target.child.id().to_string(), run, stats, senders }
+}
+
+/// Runs one rung at `rate` messages/s in total, spread over the senders.
+async fn rung(load: &mut Load, rung: u32, rate: f64, seconds: f64) -> Rung {
+    for stats in &load.stats {
+        *stats.lock().unwrap() = ReaderStats::new();
+    }
+    load.run.rung.store(rung, Relaxed);
+    let started = Instant::now();
+    let (server_cpu, generator_cpu) = (cpu_seconds(&load.server_pid), cpu_seconds("self"));
+    let closed_before = load.run.closed.load(Relaxed);
+    let per_sender = rate / load.senders.len() as f64;
+    let run = load.run.clone();
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let tasks = load.senders.drain(..).map(|(mut sink, room, members)| {
+        let run = run.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / per_sender));
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let mut sent = 0u64;
+            while Instant::now() < deadline {
+                ticker.tick().await;
+                let at = run.start.elapsed().as_micros();
+                let body = format!("{at} {rung} load");
+                let frame = json!({"type": "send", "room": room, "body": body}).to_string();
+                if sink.send(Frame::text(frame)).await.is_err() {
+                    break;
+                }
+                sent += 1;
+            }
+            (sink, room, members, sent)
+        })
+    });
+    let mut sent = 0;
+    let mut expected = 0;
+    for task in futures_util::future::join_all(tasks).await {
+        let (sink, room, members, n) = task.unwrap();
+        sent += n;
+        expected += n * members;
+        load.senders.push((sink, room, members));
+    }
+    // Give in-flight deliveries their grace period, but stop early once all are in.
+    let grace_end = Instant::now() + GRACE;
+    while Instant::now() < grace_end {
+        let delivered: u64 = load.stats.iter().map(|s| s.lock().unwrap().deliveries).sum();
+        if delivered >= expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    load.run.rung.store(u32::MAX, Relaxed);
+    let wall = started.elapsed().as_secs_f64();
+    let server_cores = (cpu_seconds(&load.server_pid) - server_cpu) / wall;
+    let generator_cores = (cpu_seconds("self") - generator_cpu) / wall;
+    let mut delivery = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).unwrap();
+    let mut ack = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).unwrap();
+    let mut delivered = 0;
+    for stats in &load.stats {
+        let stats = stats.lock().unwrap();
+        delivery.add(&stats.delivery_us).unwrap();
+        ack.add(&stats.ack_us).unwrap();
+        delivered += stats.deliveries;
+    }
+    if std::env::var("FANOUT_DEBUG").is_ok() {
+        eprintln!(
+            "DEBUG delivery min {} us p1 {} us p10 {} us p50 {} us",
+            delivery.min(),
+            delivery.value_at_quantile(0.01),
+            delivery.value_at_quantile(0.1),
+            delivery.value_at_quantile(0.5)
+        );
+    }
+    let ms = |h: &Histogram<u64>, q: f64| if h.is_empty() { f64::NAN } else { h.value_at_quantile(q) as f64 / 1000.0 };
+    Rung {
+        rate,
+        sent,
+        expected,
+        delivered,
+        seconds,
+        p50_ms: ms(&delivery, 0.5),
+        p99_ms: ms(&delivery, 0.99),
+        max_ms: if delivery.is_empty() { f64::NAN } else { delivery.max() as f64 / 1000.0 },
+        ack_p50_ms: ms(&ack, 0.5),
+        ack_p99_ms: ms(&ack, 0.99),
+        closed: load.run.closed.load(Relaxed) - closed_before,
+        server_cores,
+        generator_cores,
+    }
+}
+
+/// Climbs the ladder until a rung fails; returns the last good rung.
+async fn ladder(load: &mut Load, o: &Options, ack: bool) -> Option<Rung> {
+    let mut best: Option<Rung> = None;
+    for (i, rate) in o.ladder.iter().enumerate() {
+        let result = rung(load, i as u32 + 1, *rate, o.seconds).await;
+        result.print(ack);
+        if !result.ok() {
+            break;
+        }
+        best = Some(result);
+    }
+    best
+}
+
+// ---------------------------------------------------------------------------------
+// Scenarios
+// ---------------------------------------------------------------------------------
+
+async fn one_room(o: &Options, target: Target) -> Option<Rung> {
+    let tokens = if target.peer { Vec::new() } else { accounts(&target, o.accounts) };
+    let sockets = connect_all(&target, o, &tokens, |_| Some("summit".to_string())).await;
+    let n = o.sockets as u64;
+    let mut load = start_load(&target, sockets, o, |_| "summit".to_string(), |_| n);
+    let name = if target.peer { "node ws peer" } else { "alongside" };
+    println!("{name}: {} sockets in one room, {} senders, {} s per rung", o.sockets, o.senders, o.seconds);
+    let best = ladder(&mut load, o, !target.peer).await;
+    match &best {
+        Some(r) => println!("  sustained: {:.0} deliveries/s ({:.0} msg/s)", r.deliveries_per_s(), r.rate),
+        None => println!("  sustained: no rung passed"),
+    }
+    best
+}
+
+async fn many_rooms(o: &Options) {
+    let target = Target::alongside(&[]);
+    let tokens = accounts(&target, o.accounts);
+    let per_room = o.sockets / o.rooms;
+    let room_of = move |i: usize| format!("room-{}", i / per_room);
+    let sockets = connect_all(&target, o, &tokens, |i| Some(room_of(i))).await;
+    let mut load = start_load(&target, sockets, o, room_of, |_| per_room as u64);
+    println!("alongside: {} rooms x {} sockets, one sender per room, {} s per rung", o.rooms, per_room, o.seconds);
+    if let Some(best) = ladder(&mut load, o, true).await {
+        println!("  sustained: {:.0} deliveries/s ({:.0} msg/s)", best.deliveries_per_s(), best.rate);
+    }
+}
+
+async fn idle(o: &Options) {
+    let target = Target::alongside(&[]);
+    let tokens = accounts(&target, o.accounts);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = target.rss_kib();
+    let sockets = connect_all(&target, o, &tokens, |_| Some("lobby".to_string())).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = target.rss_kib();
+    let per_socket = (after.saturating_sub(before)) as f64 * 1024.0 / o.sockets as f64;
+    println!(
+        "alongside: {} idle authenticated sockets (each a member of one room): server RSS {} -> {} KiB, {:.0} bytes per socket",
+        o.sockets, before, after, per_socket
+    );
+    drop(sockets);
+}
+
+async fn storm(o: &Options) {
+    let target = Target::alongside(&[]);
+    let tokens = accounts(&target, o.accounts);
+    let sockets = connect_all(&target, o, &tokens, |_| Some("summit".to_string())).await;
+    let n = o.sockets as u64;
+    let mut load = start_load(&target, sockets, o, |_| "summit".to_string(), |_| n);
+    let rate = o.ladder[0];
+    println!("alongside: {} sockets in one room at {rate} msg/s, without and with {} logins/s", o.sockets, o.logins);
+    let calm = rung(&mut load, 1, rate, o.seconds).await;
+    calm.print(true);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let logins = Arc::new(AtomicU64::new(0));
+    let storm = {
+        let (stop, logins, addr) = (stop.clone(), logins.clone(), target.addr);
+        let interval = Duration::from_secs_f64(1.0 / o.logins);
+        std::thread::spawn(move || {
+            let mut next = Instant::now();
+            let mut workers = Vec::new();
+            while !stop.load(Relaxed) {
+                next += interval;
+                let logins = logins.clone();
+                workers.push(std::thread::spawn(move || {
+                    let credentials = json!({"username": "load0", "password": "load password"});
+                    if http_post(addr, "/api/v1/login", &credentials).0 == 200 {
+                        logins.fetch_add(1, Relaxed);
+                    }
+                }));
+                std::thread::sleep(next.saturating_duration_since(Instant::now()));
+            }
+            for worker in workers {
+                let _ = worker.join();
+            }
+        })
+    };
+    let stormy = rung(&mut load, 2, rate, o.seconds).await;
+    stop.store(true, Relaxed);
+    stormy.print(true);
+    let _ = storm.join();
+    println!(
+        "  logins completed during the storm: {}; chat p99 {:.2} ms -> {:.2} ms ({:.2}x)",
+        logins.load(Relaxed),
+        calm.p99_ms,
+        stormy.p99_ms,
+        stormy.p99_ms / calm.p99_ms
+    );
 }
 
 #[tokio::main]
 async fn main() {
     let o = options();
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_alongside"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--database"])
-        .arg(format!("sqlite://{}", dir.path().join("bench.db").display()))
-        .env("ALONGSIDE_REQUEST_RATE_PER_S", "0")
-        .env("ALONGSIDE_MAX_SOCKETS_PER_ADDRESS", "0")
-        .env("ALONGSIDE_REGISTRATIONS_PER_ADDRESS", "0")
-        .env("ALONGSIDE_LOGIN_ATTEMPTS_PER_ADDRESS", "0")
-        .env("ALONGSIDE_MEMBERS_MAY_CREATE_ROOMS", "true")
-        .env("ALONGSIDE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn the server (cargo bench builds it in release)");
-    let line = BufReader::new(server.stdout.take().unwrap()).lines().next().unwrap().unwrap();
-    let addr: SocketAddr = line.rsplit("http://").next().unwrap().parse().unwrap();
-
-    let tokens: Vec<String> = (0..o.accounts)
-        .map(|n| {
-            let credentials = json!({"username": format!("load{n}"), "password": "load password"});
-            http(addr, "/api/v1/register", &credentials);
-            http(addr, "/api/v1/login", &credentials)["token"].as_str().expect("login").to_string()
-        })
-        .collect();
-
-    let url = format!("ws://{addr}/ws");
-    let mut sockets = Vec::with_capacity(o.sockets);
-    for n in 0..o.sockets {
-        let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.expect("connect");
-        ws.send(Frame::text(json!({"type": "auth", "token": tokens[n % tokens.len()], "id": 0}).to_string()))
-            .await
-            .unwrap();
-        if n == 0 {
-            ws.send(Frame::text(json!({"type": "create_room", "name": "summit", "id": 1}).to_string())).await.unwrap();
-        }
-        ws.send(Frame::text(json!({"type": "join", "room": "summit", "id": 2}).to_string())).await.unwrap();
-        loop {
-            let frame = ws.next().await.unwrap().unwrap();
-            if let Frame::Text(text) = frame {
-                let value: Value = serde_json::from_str(&text).unwrap();
-                if value["id"] == 2 {
-                    assert_eq!(value["type"], "ok", "join: {value}");
-                    break;
+    match o.scenario.as_str() {
+        "room" => {
+            let ours = one_room(&o, Target::alongside(&[])).await;
+            if o.peer {
+                let theirs = one_room(&o, Target::peer()).await;
+                if let (Some(ours), Some(theirs)) = (ours, theirs) {
+                    println!(
+                        "ratio: alongside sustains {:.1}x the peer's deliveries/s ({:.0} vs {:.0})",
+                        ours.deliveries_per_s() / theirs.deliveries_per_s(),
+                        ours.deliveries_per_s(),
+                        theirs.deliveries_per_s()
+                    );
                 }
             }
         }
-        sockets.push(ws);
+        "rooms" => many_rooms(&o).await,
+        "idle" => idle(&o).await,
+        "storm" => storm(&o).await,
+        other => panic!("unknown scenario {other}: room, rooms, idle or storm"),
     }
-
-    let start = Instant::now();
-    let deliveries = Arc::new(AtomicU64::new(0));
-    let closed = Arc::new(AtomicU64::new(0));
-    let run_for = Duration::from_secs_f64(o.seconds);
-    let mut readers = Vec::new();
-    let mut senders = Vec::new();
-    for (n, ws) in sockets.into_iter().enumerate() {
-        let (mut sink, mut stream) = ws.split();
-        let (deliveries, closed) = (deliveries.clone(), closed.clone());
-        readers.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut acks = Vec::new();
-            let deadline = tokio::time::Instant::now() + run_for + Duration::from_secs(3);
-            while let Ok(Some(frame)) = tokio::time::timeout_at(deadline, stream.next()).await {
-                let text = match frame {
-                    Ok(Frame::Text(text)) => text,
-                    Ok(Frame::Close(_)) | Err(_) => {
-                        closed.fetch_add(1, Relaxed);
-                        break;
-                    }
-                    Ok(_) => continue,
-                };
-                let value: Value = serde_json::from_str(&text).unwrap();
-                let now = start.elapsed().as_micros() as u64;
-                let sent_at = |m: &Value| m["body"].as_str().and_then(|b| b.split(' ').next()?.parse::<u64>().ok());
-                match value["type"].as_str() {
-                    Some("message") => {
-                        if let Some(at) = sent_at(&value["message"]) {
-                            latencies.push(now.saturating_sub(at));
-                            deliveries.fetch_add(1, Relaxed);
-                        }
-                    }
-                    Some("ok") if value["message"].is_object() => {
-                        if let Some(at) = sent_at(&value["message"]) {
-                            acks.push(now.saturating_sub(at));
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            (latencies, acks)
-        }));
-        if n < o.senders {
-            let interval = Duration::from_secs_f64(1.0 / o.rate);
-            senders.push(tokio::spawn(async move {
-                let mut ticker = tokio::time::interval(interval);
-                let mut sent = 0u64;
-                while start.elapsed() < run_for {
-                    ticker.tick().await;
-                    let at = start.elapsed().as_micros();
-                    let frame = json!({"type": "send", "room": "summit", "body": format!("{at} load")}).to_string();
-                    if sink.send(Frame::text(frame)).await.is_err() {
-                        break;
-                    }
-                    sent += 1;
-                }
-                sent
-            }));
-        }
-    }
-    let mut sent = 0u64;
-    for sender in senders {
-        sent += sender.await.unwrap();
-    }
-    let mut latencies = Vec::new();
-    let mut acks = Vec::new();
-    for reader in readers {
-        let (l, a) = reader.await.unwrap();
-        latencies.extend(l);
-        acks.extend(a);
-    }
-    latencies.sort_unstable();
-    acks.sort_unstable();
-    let expected = sent * o.sockets as u64;
-    let delivered = deliveries.load(Relaxed);
-    println!("fanout: {} sockets in one room, {} senders x {} msg/s for {} s", o.sockets, o.senders, o.rate, o.seconds);
-    println!("  messages sent         {sent} ({:.0}/s stored)", sent as f64 / o.seconds);
-    println!(
-        "  deliveries            {delivered} of {expected} ({:.2} %)",
-        100.0 * delivered as f64 / expected.max(1) as f64
-    );
-    println!("  deliveries/s          {:.0}", delivered as f64 / o.seconds);
-    println!(
-        "  delivery latency ms   p50 {:.2}  p99 {:.2}  max {:.2}",
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.99),
-        percentile(&latencies, 1.0)
-    );
-    println!("  send-ack latency ms   p50 {:.2}  p99 {:.2}", percentile(&acks, 0.5), percentile(&acks, 0.99));
-    println!("  sockets closed        {}", closed.load(Relaxed));
-    let _ = server.kill();
-    let _ = server.wait();
 }

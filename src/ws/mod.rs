@@ -14,7 +14,7 @@ mod requests;
 
 use crate::auth::{token_hash, TokenBucket};
 use crate::http::HttpError;
-use crate::hub::{close_code, Closer, Session};
+use crate::hub::{close_code, Closer, Outbox, PushError, Session};
 use crate::protocol::{
     error_frame, ok_frame, parse_request, ApiError, ErrorCode, Event, LeftReason, Reply, Request, RequestId,
 };
@@ -25,11 +25,11 @@ use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 /// Consecutive refused requests after which a socket is closed with 4029.
@@ -119,9 +119,9 @@ impl Drop for AddressSlot {
 /// The reader half of a connection, and its cleanup.
 async fn run(state: AppState, socket: WebSocket) {
     let (sink, mut stream) = socket.split();
-    let (outbox, frames) = mpsc::channel(state.config.outbox_frames);
+    let outbox = Arc::new(Outbox::new(state.config.outbox_frames));
     let closer = Closer::default();
-    let writer = tokio::spawn(write_loop(sink, frames, closer.clone(), state.config.ping_interval()));
+    let writer = tokio::spawn(write_loop(sink, outbox.clone(), closer.clone(), state.config.ping_interval()));
     let mut reader = Reader { state: state.clone(), outbox, closer: closer.clone(), session: None, refusals: 0 };
     if reader.authenticate(&mut stream).await {
         reader.serve(&mut stream).await;
@@ -142,7 +142,7 @@ async fn run(state: AppState, socket: WebSocket) {
 
 struct Reader {
     state: AppState,
-    outbox: mpsc::Sender<Utf8Bytes>,
+    outbox: Arc<Outbox>,
     closer: Closer,
     session: Option<Arc<Session>>,
     /// Requests refused in a row (bad frames, rate limits).
@@ -321,8 +321,9 @@ impl Reader {
         }
     }
 
-    /// Queues a reply. Waiting here is this socket's own backpressure: a client that
-    /// does not read its replies stops being read.
+    /// Queues a reply behind the events already queued. A client that does not read
+    /// its replies fills its outbox like any slow reader and is closed with 4008; a
+    /// resent `send` with the same `client_msg_id` then returns the stored message.
     async fn reply(&mut self, id: Option<&RequestId>, result: Result<Reply, ApiError>) {
         let frame = match &result {
             Ok(reply) => ok_frame(id, reply),
@@ -331,7 +332,9 @@ impl Reader {
                 error_frame(id, error)
             }
         };
-        let _ = self.outbox.send(Utf8Bytes::from(frame)).await;
+        if let Err(PushError::Full) = self.outbox.push(Utf8Bytes::from(frame)) {
+            self.closer.close(close_code::SLOW_CONSUMER, "slow consumer: reconnect and catch up from history");
+        }
     }
 
     /// Answers a refused frame, and closes the socket with 4029 when refusals go on.
@@ -358,32 +361,35 @@ fn is_capacity_error(err: &axum::Error) -> bool {
 /// The writer task: outbox → socket, pings, and the close frame.
 async fn write_loop(
     mut sink: SplitSink<WebSocket, WsMessage>,
-    mut frames: mpsc::Receiver<Utf8Bytes>,
+    outbox: Arc<Outbox>,
     closer: Closer,
     ping_interval: Duration,
 ) {
     let mut ping = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
+    let mut batch = VecDeque::new();
+    // Made once: a fresh close future per loop would register with the token each time.
+    let closed = closer.closed();
+    tokio::pin!(closed);
     loop {
         let write = async {
             tokio::select! {
-                frame = frames.recv() => match frame {
-                    Some(frame) => {
+                () = outbox.take(&mut batch) => {
+                    // Let the dispatch that woke us finish queuing (a group commit
+                    // publishes several messages back to back): more frames per write.
+                    tokio::task::yield_now().await;
+                    batch.extend(outbox.take_now());
+                    for frame in batch.drain(..) {
                         sink.feed(WsMessage::Text(frame)).await?;
-                        while let Ok(frame) = frames.try_recv() {
-                            sink.feed(WsMessage::Text(frame)).await?;
-                        }
-                        sink.flush().await
                     }
-                    // Every sender is gone: the session is over.
-                    None => Err(axum::Error::new("outbox closed")),
-                },
+                    sink.flush().await
+                }
                 _ = ping.tick() => sink.send(WsMessage::Ping(Default::default())).await,
             }
         };
         // A close request interrupts even a write that is stuck on a full socket.
         let outcome = tokio::select! {
             biased;
-            () = closer.closed() => break,
+            () = &mut closed => break,
             outcome = write => outcome,
         };
         if outcome.is_err() {
@@ -392,13 +398,13 @@ async fn write_loop(
         }
     }
     let (code, reason) = closer.frame().unwrap_or((close_code::NORMAL, ""));
+    // Replies already queued (say, the error before a 4001) go out first, except to a
+    // slow consumer, whose queue is the problem.
+    let pending = if code == close_code::SLOW_CONSUMER { VecDeque::new() } else { outbox.take_now() };
+    outbox.close();
     let finish = async {
-        // Replies already queued (say, the error before a 4001) go out first, except to
-        // a slow consumer, whose queue is the problem.
-        if code != close_code::SLOW_CONSUMER {
-            while let Ok(frame) = frames.try_recv() {
-                sink.feed(WsMessage::Text(frame)).await?;
-            }
+        for frame in pending {
+            sink.feed(WsMessage::Text(frame)).await?;
         }
         let close = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
         sink.send(WsMessage::Close(Some(close))).await

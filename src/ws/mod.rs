@@ -371,6 +371,10 @@ async fn write_loop(
     let closed = closer.closed();
     tokio::pin!(closed);
     loop {
+        // An atomic load: cheap enough for every turn, unlike polling the token.
+        if closer.frame().is_some() {
+            break;
+        }
         let write = async {
             tokio::select! {
                 () = outbox.take(&mut batch) => {
@@ -386,11 +390,13 @@ async fn write_loop(
                 _ = ping.tick() => sink.send(WsMessage::Ping(Default::default())).await,
             }
         };
-        // A close request interrupts even a write that is stuck on a full socket.
+        // The write is polled first, so a write that completes at once (the usual case)
+        // never touches the token; a write stuck on a full socket, or an idle wait, is
+        // still interrupted by a close.
         let outcome = tokio::select! {
             biased;
-            () = &mut closed => break,
             outcome = write => outcome,
+            () = &mut closed => break,
         };
         if outcome.is_err() {
             closer.close(close_code::NORMAL, "");

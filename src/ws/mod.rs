@@ -382,7 +382,9 @@ async fn write_loop(
                     // publishes several messages back to back): more frames per write.
                     tokio::task::yield_now().await;
                     batch.extend(outbox.take_now());
-                    for frame in batch.drain(..) {
+                    // Popped one by one: if a close interrupts us, what is left stays
+                    // in `batch` and still goes out before the close frame.
+                    while let Some(frame) = batch.pop_front() {
                         sink.feed(WsMessage::Text(frame)).await?;
                     }
                     sink.flush().await
@@ -406,7 +408,12 @@ async fn write_loop(
     let (code, reason) = closer.frame().unwrap_or((close_code::NORMAL, ""));
     // Replies already queued (say, the error before a 4001) go out first, except to a
     // slow consumer, whose queue is the problem.
-    let pending = if code == close_code::SLOW_CONSUMER { VecDeque::new() } else { outbox.take_now() };
+    let pending = if code == close_code::SLOW_CONSUMER {
+        VecDeque::new()
+    } else {
+        batch.extend(outbox.take_now());
+        batch
+    };
     outbox.close();
     let finish = async {
         for frame in pending {

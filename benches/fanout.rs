@@ -538,14 +538,18 @@ async fn many_rooms(o: &Options) {
 async fn idle(o: &Options) {
     let target = Target::alongside(&[]);
     let tokens = accounts(&target, o.accounts);
+    // Each account joins the room once, as members do; the measured sockets are their
+    // later connections: authenticated, receiving the room, idle.
+    let setup = Options { sockets: o.accounts, ..o.clone() };
+    drop(connect_all(&target, &setup, &tokens, |_| Some("lobby".to_string())).await);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = target.rss_kib();
-    let sockets = connect_all(&target, o, &tokens, |_| Some("lobby".to_string())).await;
+    let sockets = connect_all(&target, o, &tokens, |_| None).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = target.rss_kib();
     let per_socket = (after.saturating_sub(before)) as f64 * 1024.0 / o.sockets as f64;
     println!(
-        "alongside: {} idle authenticated sockets (each a member of one room): server RSS {} -> {} KiB, {:.0} bytes per socket",
+        "alongside: {} idle authenticated sockets (members of one room): server RSS {} -> {} KiB, {:.0} bytes per socket",
         o.sockets, before, after, per_socket
     );
     drop(sockets);

@@ -54,8 +54,9 @@ pub async fn upgrade(
     upgrade
         .max_message_size(max)
         .max_frame_size(max)
-        // Frames are small; buffer a burst of them, then write once.
-        .read_buffer_size(8 * 1024)
+        // Allocated up front for every socket (and zero-filled before each read), so it
+        // is sized for requests, which are small; a larger frame grows it as needed.
+        .read_buffer_size(2 * 1024)
         .write_buffer_size(16 * 1024)
         // A socket that will not take our bytes is closed, not buffered without end.
         .max_write_buffer_size(1024 * 1024)
@@ -291,7 +292,9 @@ impl Reader {
                 continue;
             }
             let session = self.session.clone().expect("serve runs after auth");
-            let result = requests::handle(&self.state, &session, request).await;
+            // Boxed: the largest handler's state would otherwise live inside every idle
+            // socket's task for its whole life.
+            let result = Box::pin(requests::handle(&self.state, &session, request)).await;
             if result.is_ok() {
                 self.refusals = 0;
             }

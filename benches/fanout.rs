@@ -231,6 +231,8 @@ async fn setup_request(socket: &mut Socket, request: Value) -> Value {
 }
 
 /// Connects `n` sockets; for Alongside each authenticates and joins `room_of(i)`.
+/// Socket `i` uses account `i % accounts`; with rooms, each room has its own accounts
+/// (membership belongs to the user, so a shared account would receive every room).
 async fn connect_all(
     target: &Target,
     o: &Options,
@@ -242,7 +244,14 @@ async fn connect_all(
     for i in 0..o.sockets {
         let mut socket = open_socket(target.addr, i, o.addresses).await;
         if !target.peer {
-            setup_request(&mut socket, json!({"type": "auth", "token": tokens[i % tokens.len()], "id": "auth"})).await;
+            let token = if o.rooms > 1 {
+                let per_room = o.sockets / o.rooms;
+                let accounts_per_room = (tokens.len() / o.rooms).max(1);
+                &tokens[(i / per_room) * accounts_per_room + (i % per_room) % accounts_per_room]
+            } else {
+                &tokens[i % tokens.len()]
+            };
+            setup_request(&mut socket, json!({"type": "auth", "token": token, "id": "auth"})).await;
             if let Some(room) = room_of(i) {
                 if created.insert(room.clone()) {
                     setup_request(&mut socket, json!({"type": "create_room", "name": room, "id": "create"})).await;
@@ -413,10 +422,15 @@ async fn rung(load: &mut Load, rung: u32, rate: f64, seconds: f64) -> Rung {
     let per_sender = rate / load.senders.len() as f64;
     let run = load.run.clone();
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
-    let tasks = load.senders.drain(..).map(|(mut sink, room, members)| {
+    let tasks = load.senders.drain(..).enumerate().map(|(index, (mut sink, room, members))| {
         let run = run.clone();
         tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / per_sender));
+            // Spread the senders' phases evenly over one interval (golden-ratio steps):
+            // senders that all tick together turn a steady rate into bursts.
+            let interval = Duration::from_secs_f64(1.0 / per_sender);
+            let phase = (index as f64 * 0.618_033_988_75).fract();
+            let first = tokio::time::Instant::now() + interval.mul_f64(phase);
+            let mut ticker = tokio::time::interval_at(first, interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
             let mut sent = 0u64;
             while Instant::now() < deadline {
@@ -524,7 +538,7 @@ async fn one_room(o: &Options, target: Target) -> Option<Rung> {
 
 async fn many_rooms(o: &Options) {
     let target = Target::alongside(&[]);
-    let tokens = accounts(&target, o.accounts);
+    let tokens = accounts(&target, o.rooms * (o.accounts / o.rooms).max(1));
     let per_room = o.sockets / o.rooms;
     let room_of = move |i: usize| format!("room-{}", i / per_room);
     let sockets = connect_all(&target, o, &tokens, |i| Some(room_of(i))).await;

@@ -65,6 +65,21 @@ pub struct Outbox {
     /// permit, so none is lost between "the queue is empty" and waiting.
     ready: Notify,
     closed: std::sync::atomic::AtomicBool,
+    /// Set by the server's ping ticker; the writer sends a ping and clears it.
+    ping_due: std::sync::atomic::AtomicBool,
+    /// Set by a close, so a writer waiting for frames wakes up to send the close frame.
+    interrupted: std::sync::atomic::AtomicBool,
+}
+
+/// Why [`Outbox::take`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// Frames are in the batch.
+    Frames,
+    /// A ping is due (the batch may hold frames too).
+    Ping,
+    /// The socket is closing.
+    Interrupted,
 }
 
 impl Outbox {
@@ -75,7 +90,23 @@ impl Outbox {
             capacity: capacity.max(1),
             ready: Notify::new(),
             closed: std::sync::atomic::AtomicBool::new(false),
+            ping_due: std::sync::atomic::AtomicBool::new(false),
+            interrupted: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Asks the writer to send a ping (the server's ticker calls this for every socket,
+    /// so there is no timer per socket).
+    pub fn request_ping(&self) {
+        if !self.ping_due.swap(true, Relaxed) {
+            self.ready.notify_one();
+        }
+    }
+
+    /// Wakes the writer for a close.
+    pub fn interrupt(&self) {
+        self.interrupted.store(true, Relaxed);
+        self.ready.notify_one();
     }
 
     /// Queues a frame without waiting.
@@ -96,15 +127,24 @@ impl Outbox {
         Ok(())
     }
 
-    /// Waits until there is something to write, then moves it all into `batch`.
-    pub async fn take(&self, batch: &mut VecDeque<Utf8Bytes>) {
+    /// Waits until there is something to do, moving any queued frames into `batch`.
+    pub async fn take(&self, batch: &mut VecDeque<Utf8Bytes>) -> Wake {
         loop {
+            if self.interrupted.load(Relaxed) {
+                return Wake::Interrupted;
+            }
+            let ping = self.ping_due.swap(false, Relaxed);
             {
                 let mut queue = self.queue.lock().expect("outbox lock");
                 if !queue.is_empty() {
                     std::mem::swap(&mut *queue, batch);
-                    return;
                 }
+            }
+            if ping {
+                return Wake::Ping;
+            }
+            if !batch.is_empty() {
+                return Wake::Frames;
             }
             self.ready.notified().await;
         }
@@ -193,14 +233,24 @@ impl Session {
 pub struct Closer {
     token: CancellationToken,
     frame: Arc<OnceLock<(u16, &'static str)>>,
+    /// The writer's outbox, woken on close so an idle writer needs no second future.
+    outbox: Option<Arc<Outbox>>,
 }
 
 impl Closer {
+    /// A closer that also wakes `outbox`'s writer.
+    pub fn for_outbox(outbox: Arc<Outbox>) -> Closer {
+        Closer { outbox: Some(outbox), ..Closer::default() }
+    }
+
     /// Records `code` (if no close came first) and wakes the writer; `true` if this
     /// call was the first.
     pub fn close(&self, code: u16, reason: &'static str) -> bool {
         let first = self.frame.set((code, reason)).is_ok();
         self.token.cancel();
+        if let Some(outbox) = &self.outbox {
+            outbox.interrupt();
+        }
         first
     }
 
@@ -323,6 +373,15 @@ impl Hub {
     pub fn unsubscribe_user(&self, room: &str, user: UserId) {
         for session in self.sessions_of(user) {
             self.unsubscribe(&session, room);
+        }
+    }
+
+    /// Asks every authenticated socket on this node to send a ping.
+    pub fn ping_all(&self) {
+        for sessions in self.shared.users.iter() {
+            for session in sessions.value() {
+                session.outbox.request_ping();
+            }
         }
     }
 
@@ -504,7 +563,7 @@ mod tests {
             outbox.push(Utf8Bytes::from(n.to_string())).unwrap();
         }
         let mut batch = VecDeque::new();
-        outbox.take(&mut batch).await;
+        assert_eq!(outbox.take(&mut batch).await, Wake::Frames);
         assert_eq!(batch.len(), 3, "one take drains the burst");
         // Waiting with nothing queued ends as soon as a frame arrives.
         let waiter = {
@@ -519,6 +578,10 @@ mod tests {
         outbox.push(Utf8Bytes::from_static("late")).unwrap();
         let taken = tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await.unwrap().unwrap();
         assert_eq!(taken, 1);
+        outbox.request_ping();
+        assert_eq!(outbox.take(&mut VecDeque::new()).await, Wake::Ping);
+        outbox.interrupt();
+        assert_eq!(outbox.take(&mut VecDeque::new()).await, Wake::Interrupted);
         outbox.close();
         assert_eq!(outbox.push(Utf8Bytes::from_static("after")), Err(PushError::Closed));
     }

@@ -211,6 +211,20 @@ impl Server {
             tracker: TaskTracker::new(),
             next_session_id: AtomicU64::new(1),
         });
+        // One ticker pings every socket, instead of a timer inside each socket's task.
+        let pinger = {
+            let (hub, stop, every) = (state.hub.clone(), state.shutdown.clone(), state.config.ping_interval());
+            async move {
+                let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                loop {
+                    tokio::select! {
+                        _ = ticks.tick() => hub.ping_all(),
+                        () = stop.cancelled() => return,
+                    }
+                }
+            }
+        };
+        state.tracker.spawn(pinger);
         let app = crate::http::router(state.clone());
         let stop = state.shutdown.clone();
         // Without TCP_NODELAY a reply queued right behind an event waits ~40 ms for

@@ -14,7 +14,7 @@ mod requests;
 
 use crate::auth::{token_hash, TokenBucket};
 use crate::http::HttpError;
-use crate::hub::{close_code, Closer, Outbox, PushError, Session};
+use crate::hub::{close_code, Closer, Outbox, PushError, Session, Wake};
 use crate::protocol::{
     error_frame, ok_frame, parse_request, ApiError, ErrorCode, Event, LeftReason, Reply, Request, RequestId,
 };
@@ -121,8 +121,8 @@ impl Drop for AddressSlot {
 async fn run(state: AppState, socket: WebSocket) {
     let (sink, mut stream) = socket.split();
     let outbox = Arc::new(Outbox::new(state.config.outbox_frames));
-    let closer = Closer::default();
-    let writer = tokio::spawn(write_loop(sink, outbox.clone(), closer.clone(), state.config.ping_interval()));
+    let closer = Closer::for_outbox(outbox.clone());
+    let writer = tokio::spawn(write_loop(sink, outbox.clone(), closer.clone()));
     let mut reader = Reader { state: state.clone(), outbox, closer: closer.clone(), session: None, refusals: 0 };
     if reader.authenticate(&mut stream).await {
         reader.serve(&mut stream).await;
@@ -362,42 +362,37 @@ fn is_capacity_error(err: &axum::Error) -> bool {
 }
 
 /// The writer task: outbox → socket, pings, and the close frame.
-async fn write_loop(
-    mut sink: SplitSink<WebSocket, WsMessage>,
-    outbox: Arc<Outbox>,
-    closer: Closer,
-    ping_interval: Duration,
-) {
-    let mut ping = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
+///
+/// It waits on one thing, the outbox, which frames, the server's ping ticker and a
+/// close all wake. The close token is consulted only while a write is stuck on a full
+/// socket, so an ordinary delivery costs one wake-up, one take and one write.
+async fn write_loop(mut sink: SplitSink<WebSocket, WsMessage>, outbox: Arc<Outbox>, closer: Closer) {
     let mut batch = VecDeque::new();
-    // Made once: a fresh close future per loop would register with the token each time.
     let closed = closer.closed();
     tokio::pin!(closed);
     loop {
-        // An atomic load: cheap enough for every turn, unlike polling the token.
-        if closer.frame().is_some() {
-            break;
+        match outbox.take(&mut batch).await {
+            Wake::Interrupted => break,
+            Wake::Ping => {
+                if sink.feed(WsMessage::Ping(Default::default())).await.is_err() {
+                    break;
+                }
+            }
+            Wake::Frames => {
+                // Let the dispatch that woke us finish queuing (a group commit publishes
+                // several messages back to back): more frames per write.
+                tokio::task::yield_now().await;
+                batch.extend(outbox.take_now());
+            }
         }
         let write = async {
-            tokio::select! {
-                () = outbox.take(&mut batch) => {
-                    // Let the dispatch that woke us finish queuing (a group commit
-                    // publishes several messages back to back): more frames per write.
-                    tokio::task::yield_now().await;
-                    batch.extend(outbox.take_now());
-                    // Popped one by one: if a close interrupts us, what is left stays
-                    // in `batch` and still goes out before the close frame.
-                    while let Some(frame) = batch.pop_front() {
-                        sink.feed(WsMessage::Text(frame)).await?;
-                    }
-                    sink.flush().await
-                }
-                _ = ping.tick() => sink.send(WsMessage::Ping(Default::default())).await,
+            // Popped one by one: if a close interrupts us, what is left stays in
+            // `batch` and still goes out before the close frame.
+            while let Some(frame) = batch.pop_front() {
+                sink.feed(WsMessage::Text(frame)).await?;
             }
+            sink.flush().await
         };
-        // The write is polled first, so a write that completes at once (the usual case)
-        // never touches the token; a write stuck on a full socket, or an idle wait, is
-        // still interrupted by a close.
         let outcome = tokio::select! {
             biased;
             outcome = write => outcome,

@@ -1,8 +1,9 @@
 //! Accounts: password hashing, login tokens, name rules and attempt limits.
 //!
 //! Passwords are hashed with argon2id at OWASP's parameters (19 MiB, 2 passes, 1 lane)
-//! on tokio's blocking pool behind a small semaphore, so a login storm queues here and
-//! never starves the threads that move chat. Tokens are 256 random bits, shown to the
+//! on a few dedicated threads at the lowest scheduling priority (`SCHED_IDLE`). A login
+//! storm then uses only the CPU that chat leaves over: a semaphore alone bounds how many
+//! hashes run, but not who gets the cores. Tokens are 256 random bits, shown to the
 //! client once and kept only as a SHA-256 hash.
 
 use argon2::password_hash::rand_core::{OsRng, RngCore};
@@ -10,18 +11,26 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::Argon2;
 use dashmap::DashMap;
 use sha2::{Digest, Sha256};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
+use tokio::sync::{oneshot, Semaphore};
 
 /// Hashes and verifies passwords off the async threads.
 #[derive(Clone)]
 pub struct Passwords {
+    /// Bounds the hashes queued or running, so a storm waits here, not in memory.
     permits: Arc<Semaphore>,
+    /// Work for the hashing threads.
+    jobs: mpsc::Sender<Job>,
     /// A real hash of a random password, verified against when the user does not
     /// exist, so an unknown user costs the same time as a wrong password.
     dummy_hash: Arc<str>,
 }
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Hashes queued or running at once, beyond which callers wait.
+const MAX_QUEUED_HASHES: usize = 256;
 
 /// Why hashing could not run.
 #[derive(Debug, thiserror::Error)]
@@ -29,33 +38,76 @@ pub struct Passwords {
 pub struct HashError(String);
 
 impl Passwords {
-    /// At most `concurrency` hashes run at once.
-    pub fn new(concurrency: usize) -> Passwords {
+    /// `threads` hashing threads (at least one), at the lowest priority.
+    pub fn new(threads: usize) -> Passwords {
         let mut random = [0u8; 32];
         OsRng.fill_bytes(&mut random);
         let dummy_hash = hash_now(&hex(&random)).expect("hashing a fixed-size password works");
-        Passwords { permits: Arc::new(Semaphore::new(concurrency.max(1))), dummy_hash: dummy_hash.into() }
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for n in 0..threads.max(1) {
+            let queue = queue.clone();
+            let spawned = std::thread::Builder::new().name(format!("alongside-hash-{n}")).spawn(move || {
+                lower_this_threads_priority();
+                // The lock is held only to take one job; the threads end when the last
+                // `Passwords` (and so the sender) is dropped.
+                while let Ok(job) = { queue.lock().expect("hash queue").recv() } {
+                    job();
+                }
+            });
+            if let Err(err) = spawned {
+                tracing::error!(error = %err, "cannot start a password hashing thread");
+            }
+        }
+        Passwords { permits: Arc::new(Semaphore::new(MAX_QUEUED_HASHES)), jobs, dummy_hash: dummy_hash.into() }
+    }
+
+    /// Runs `work` on a hashing thread.
+    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, HashError> {
+        let _permit = self.permits.acquire().await.map_err(|e| HashError(e.to_string()))?;
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = reply.send(work());
+        });
+        self.jobs.send(job).map_err(|_| HashError("the hashing threads have stopped".into()))?;
+        answer.await.map_err(|_| HashError("a hashing thread failed".into()))
     }
 
     /// An argon2id PHC string for `password`.
     pub async fn hash(&self, password: String) -> Result<String, HashError> {
-        let _permit = self.permits.acquire().await.map_err(|e| HashError(e.to_string()))?;
-        tokio::task::spawn_blocking(move || hash_now(&password)).await.map_err(|e| HashError(e.to_string()))?
+        self.run(move || hash_now(&password)).await?
     }
 
     /// Whether `password` matches `hash`; with `hash` `None` it burns the same time and
     /// says no.
     pub async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, HashError> {
-        let _permit = self.permits.acquire().await.map_err(|e| HashError(e.to_string()))?;
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.dummy_hash.to_string());
-        let matches = tokio::task::spawn_blocking(move || {
-            let parsed = PasswordHash::new(&hash).map_err(|e| HashError(e.to_string()))?;
-            Ok::<bool, HashError>(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
-        })
-        .await
-        .map_err(|e| HashError(e.to_string()))??;
+        let matches = self
+            .run(move || {
+                let parsed = PasswordHash::new(&hash).map_err(|e| HashError(e.to_string()))?;
+                Ok::<bool, HashError>(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+            })
+            .await??;
         Ok(known && matches)
+    }
+}
+
+/// Gives the calling thread the lowest CPU priority Linux has (`SCHED_IDLE`: it runs
+/// only on a CPU nothing else wants), falling back to nice 19. Best effort: without it
+/// hashing still works, it just competes with chat.
+fn lower_this_threads_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: these calls take plain integers and a pointer to a local struct that
+    // outlives them; they touch no other memory of ours.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::pid_t;
+        let param = libc::sched_param { sched_priority: 0 };
+        if libc::sched_setscheduler(tid, libc::SCHED_IDLE, &param) != 0
+            && libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19) != 0
+        {
+            tracing::debug!("cannot lower the hashing thread's priority");
+        }
     }
 }
 

@@ -120,8 +120,9 @@ settings! {
     registrations_per_address: u32 = 20, env = "ALONGSIDE_REGISTRATIONS_PER_ADDRESS";
     /// Open WebSockets per client address (0 = unlimited).
     max_sockets_per_address: u32 = 64, env = "ALONGSIDE_MAX_SOCKETS_PER_ADDRESS";
-    /// Password hashes computed at once; more wait their turn.
-    hash_concurrency: usize = 2, env = "ALONGSIDE_HASH_CONCURRENCY";
+    /// Threads that hash passwords, at the lowest CPU priority. One keeps up with about
+    /// 60 logins a second; more make a login storm compete with chat for the CPU caches.
+    hash_concurrency: usize = 1, env = "ALONGSIDE_HASH_CONCURRENCY";
     /// Seconds a graceful shutdown waits for sockets to close and writes to finish.
     shutdown_grace_s: f64 = 10.0, env = "ALONGSIDE_SHUTDOWN_GRACE_S";
     /// Log filter, e.g. `info` or `alongside=debug,info`.

@@ -19,8 +19,8 @@
 //! Run `benches/run.sh` for the whole set; or one scenario, e.g.
 //! `cargo bench --bench fanout -- --scenario room --sockets 1000 --senders 10 --peer`.
 
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+mod raw;
+
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -29,11 +29,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::net::{TcpSocket, TcpStream};
-use tokio_tungstenite::tungstenite::Message as Frame;
-use tokio_tungstenite::WebSocketStream;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpSocket;
 
-type Socket = WebSocketStream<TcpStream>;
+/// A client socket: the frame reader and the write half.
+struct Socket {
+    reader: raw::Reader,
+    writer: OwnedWriteHalf,
+}
 
 /// A rung fails at or above this delivery p99.
 const P99_LIMIT_MS: f64 = 200.0;
@@ -113,7 +117,9 @@ impl Target {
             .env("ALONGSIDE_LOGIN_ATTEMPTS_PER_ADDRESS", "0")
             .env("ALONGSIDE_LOGIN_ATTEMPTS_PER_ACCOUNT", "0")
             .env("ALONGSIDE_MEMBERS_MAY_CREATE_ROOMS", "true")
-            .env("ALONGSIDE_LOG", "warn");
+            .env("ALONGSIDE_LOG", "warn")
+            // The generator's minimal client does not answer pings.
+            .env("ALONGSIDE_PING_INTERVAL_S", "3600");
         for (key, value) in extra_env {
             command.env(key, value);
         }
@@ -204,33 +210,30 @@ async fn open_socket(addr: SocketAddr, n: usize, addresses: u8) -> Socket {
     tcp.bind(SocketAddr::from((source, 0))).expect("bind a loopback source address");
     let stream = tcp.connect(addr).await.expect("connect");
     stream.set_nodelay(true).unwrap();
-    // tungstenite zero-fills its whole read buffer before every read; at the default
-    // 128 KiB that was 41 % of this generator's CPU. 4 KiB still takes ~16 frames a read.
-    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(4096);
-    let (socket, _) = tokio_tungstenite::client_async_with_config(format!("ws://{addr}/ws"), stream, Some(config))
-        .await
-        .expect("upgrade");
-    socket
+    let (reader, writer) = raw::handshake(stream, addr).await;
+    Socket { reader, writer }
 }
 
 /// Sends a request and waits for the reply with the same id (setup only).
 async fn setup_request(socket: &mut Socket, request: Value) -> Value {
     let id = request["id"].clone();
-    socket.send(Frame::text(request.to_string())).await.unwrap();
+    socket.writer.write_all(&raw::text_frame(request.to_string().as_bytes(), 7)).await.unwrap();
     loop {
-        let frame =
-            tokio::time::timeout(Duration::from_secs(60), socket.next()).await.expect("setup reply").unwrap().unwrap();
-        if let Frame::Text(text) = frame {
-            let value: Value = serde_json::from_str(&text).unwrap();
-            if value["id"] == id {
-                assert_eq!(value["type"], "ok", "setup request failed: {value}");
-                return value;
+        let frame = tokio::time::timeout(Duration::from_secs(60), socket.reader.next()).await.expect("setup reply");
+        match frame {
+            raw::Incoming::Text(bytes) => {
+                let value: Value = serde_json::from_slice(bytes).unwrap();
+                if value["id"] == id {
+                    assert_eq!(value["type"], "ok", "setup request failed: {value}");
+                    return value;
+                }
             }
+            raw::Incoming::Other => {}
+            raw::Incoming::Closed => panic!("closed during setup"),
         }
     }
 }
 
-/// Connects `n` sockets; for Alongside each authenticates and joins `room_of(i)`.
 /// Socket `i` uses account `i % accounts`; with rooms, each room has its own accounts
 /// (membership belongs to the user, so a shared account would receive every room).
 async fn connect_all(
@@ -286,11 +289,18 @@ impl ReaderStats {
 }
 
 /// Finds `"body":"<send µs> <rung>` in a frame without parsing the JSON.
-fn stamp(text: &str) -> Option<(u64, u32)> {
-    let at = text.find("\"body\":\"")? + 8;
-    let mut parts = text[at..].splitn(3, [' ', '"']);
-    let sent = parts.next()?.parse().ok()?;
-    let rung = parts.next()?.parse().ok()?;
+fn stamp(frame: &[u8]) -> Option<(u64, u32)> {
+    const KEY: &[u8] = b"\"body\":\"";
+    let at = frame.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let mut numbers = frame[at..].split(|b| *b == b' ' || *b == b'"');
+    let number = |bytes: &[u8]| -> Option<u64> {
+        if bytes.is_empty() || !bytes.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        Some(bytes.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+    };
+    let sent = number(numbers.next()?)?;
+    let rung = number(numbers.next()?)? as u32;
     Some((sent, rung))
 }
 
@@ -300,24 +310,24 @@ struct Run {
     closed: AtomicU64,
 }
 
-fn spawn_reader(mut stream: SplitStream<Socket>, run: Arc<Run>, stats: Arc<Mutex<ReaderStats>>) {
+fn spawn_reader(mut reader: raw::Reader, run: Arc<Run>, stats: Arc<Mutex<ReaderStats>>) {
     tokio::spawn(async move {
-        while let Some(frame) = stream.next().await {
-            let text = match frame {
-                Ok(Frame::Text(text)) => text,
-                Ok(Frame::Close(_)) | Err(_) => {
+        loop {
+            let frame = match reader.next().await {
+                raw::Incoming::Text(frame) => frame,
+                raw::Incoming::Other => continue,
+                raw::Incoming::Closed => {
                     run.closed.fetch_add(1, Relaxed);
                     return;
                 }
-                Ok(_) => continue,
             };
-            let Some((sent, rung)) = stamp(&text) else { continue };
+            let Some((sent, rung)) = stamp(frame) else { continue };
             if rung != run.rung.load(Relaxed) {
                 continue;
             }
             let latency = (run.start.elapsed().as_micros() as u64).saturating_sub(sent).max(1);
             let mut stats = stats.lock().unwrap();
-            if text.starts_with("{\"type\":\"ok\"") {
+            if frame.starts_with(b"{\"type\":\"ok\"") {
                 let _ = stats.ack_us.record(latency);
             } else {
                 let _ = stats.delivery_us.record(latency);
@@ -380,7 +390,9 @@ struct Load {
     server_pid: String,
     run: Arc<Run>,
     stats: Vec<Arc<Mutex<ReaderStats>>>,
-    senders: Vec<(SplitSink<Socket, Frame>, String, u64)>,
+    senders: Vec<(OwnedWriteHalf, String, u64)>,
+    /// The other sockets' write halves: dropping one would shut its connection down.
+    _quiet: Vec<OwnedWriteHalf>,
 }
 
 fn start_load(
@@ -393,21 +405,24 @@ fn start_load(
     let run = Arc::new(Run { start: Instant::now(), rung: AtomicU32::new(0), closed: AtomicU64::new(0) });
     let mut stats = Vec::new();
     let mut senders = Vec::new();
+    let mut quiet = Vec::new();
     let per_room = o.sockets / o.rooms.max(1);
     for (i, socket) in sockets.into_iter().enumerate() {
-        let (sink, stream) = socket.split();
-        let reader = Arc::new(Mutex::new(ReaderStats::new()));
-        stats.push(reader.clone());
-        spawn_reader(stream, run.clone(), reader);
+        let Socket { reader, writer: sink } = socket;
+        let reader_stats = Arc::new(Mutex::new(ReaderStats::new()));
+        stats.push(reader_stats.clone());
+        spawn_reader(reader, run.clone(), reader_stats);
         // Senders are the first sockets of each room.
         let is_sender = if o.rooms > 1 { i % per_room == 0 } else { i < o.senders };
         if is_sender {
             let room = room_of(i);
             let n = members(&room);
             senders.push((sink, room, n));
+        } else {
+            quiet.push(sink);
         }
     }
-    Load { server_pid: target.child.id().to_string(), run, stats, senders }
+    Load { server_pid: target.child.id().to_string(), run, stats, senders, _quiet: quiet }
 }
 
 /// Runs one rung at `rate` messages/s in total, spread over the senders.
@@ -438,7 +453,7 @@ async fn rung(load: &mut Load, rung: u32, rate: f64, seconds: f64) -> Rung {
                 let at = run.start.elapsed().as_micros();
                 let body = format!("{at} {rung} load");
                 let frame = json!({"type": "send", "room": room, "body": body}).to_string();
-                if sink.send(Frame::text(frame)).await.is_err() {
+                if sink.write_all(&raw::text_frame(frame.as_bytes(), at as u32)).await.is_err() {
                     break;
                 }
                 sent += 1;

@@ -396,6 +396,31 @@ async fn insert_log(tx: &mut Transaction<'_, Sqlite>, entry: &ModEntry) -> Resul
     Ok(())
 }
 
+/// Inserts or replaces a mute or ban (`table` is `mutes` or `bans`, our own constant).
+async fn upsert_restriction(
+    tx: &mut Transaction<'_, Sqlite>,
+    table: &'static str,
+    room_id: i64,
+    user: UserId,
+    restriction: &Restriction,
+    log: &ModEntry,
+) -> Result<(), sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO {table} (room_id, user_id, until, reason, actor_id) VALUES (?, ?, ?, ?, ?) \
+         ON CONFLICT (room_id, user_id) DO UPDATE SET until = excluded.until, reason = excluded.reason, \
+         actor_id = excluded.actor_id"
+    );
+    sqlx::query(&sql)
+        .bind(room_id)
+        .bind(user.0)
+        .bind(restriction.until)
+        .bind(&restriction.reason)
+        .bind(log.actor.0)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 /// A statement with its bound arguments, ready to run.
 type Statement<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
 
@@ -674,18 +699,7 @@ impl Store for SqliteStore {
         log: &ModEntry,
     ) -> Result<(), StoreError> {
         let mut tx = self.writes.begin().await?;
-        sqlx::query(
-            "INSERT INTO mutes (room_id, user_id, until, reason, actor_id) VALUES (?, ?, ?, ?, ?) \
-             ON CONFLICT (room_id, user_id) DO UPDATE SET until = excluded.until, reason = excluded.reason, \
-             actor_id = excluded.actor_id",
-        )
-        .bind(room.0)
-        .bind(user.0)
-        .bind(mute.until)
-        .bind(&mute.reason)
-        .bind(log.actor.0)
-        .execute(&mut *tx)
-        .await?;
+        upsert_restriction(&mut tx, "mutes", room.0, user, mute, log).await?;
         insert_log(&mut tx, log).await?;
         tx.commit().await?;
         Ok(())
@@ -734,18 +748,7 @@ impl Store for SqliteStore {
         log: &ModEntry,
     ) -> Result<(), StoreError> {
         let mut tx = self.writes.begin().await?;
-        sqlx::query(
-            "INSERT INTO bans (room_id, user_id, until, reason, actor_id) VALUES (?, ?, ?, ?, ?) \
-             ON CONFLICT (room_id, user_id) DO UPDATE SET until = excluded.until, reason = excluded.reason, \
-             actor_id = excluded.actor_id",
-        )
-        .bind(ban_scope_id(scope))
-        .bind(user.0)
-        .bind(ban.until)
-        .bind(&ban.reason)
-        .bind(log.actor.0)
-        .execute(&mut *tx)
-        .await?;
+        upsert_restriction(&mut tx, "bans", ban_scope_id(scope), user, ban, log).await?;
         if let BanScope::Room(room) = scope {
             sqlx::query("DELETE FROM memberships WHERE room_id = ? AND user_id = ?")
                 .bind(room.0)

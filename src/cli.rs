@@ -23,7 +23,7 @@ pub fn main() -> ExitCode {
         Err(err) => return fail(&format!("cannot start the async runtime: {err}")),
     };
     let outcome = match cli.command {
-        Command::Serve(args) => match Config::load(args) {
+        Command::Serve(args) => match Config::load(*args) {
             Ok(config) => runtime.block_on(serve(config)),
             Err(message) => Err(message),
         },

@@ -102,6 +102,10 @@ settings! {
     auth_timeout_s: f64 = 10.0, env = "ALONGSIDE_AUTH_TIMEOUT_S";
     /// Seconds between pings to a socket; one silent for two intervals is dropped.
     ping_interval_s: f64 = 30.0, env = "ALONGSIDE_PING_INTERVAL_S";
+    /// Shortest time between two writes to one busy socket, in milliseconds: frames that
+    /// arrive sooner wait and share the next write (0 = write at once). A socket that
+    /// was quiet is always written at once.
+    write_coalesce_ms: u64 = 4, env = "ALONGSIDE_WRITE_COALESCE_MS";
     /// Frames queued per socket before it counts as a slow consumer (closed with 4008).
     outbox_frames: usize = 1024, env = "ALONGSIDE_OUTBOX_FRAMES";
     /// Requests per second one socket may make on average; 0 turns the limit off.
@@ -204,7 +208,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage accounts directly in the database (works with or without a running server).
     User {
         /// Which action.

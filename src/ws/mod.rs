@@ -122,7 +122,8 @@ async fn run(state: AppState, socket: WebSocket) {
     let (sink, mut stream) = socket.split();
     let outbox = Arc::new(Outbox::new(state.config.outbox_frames));
     let closer = Closer::for_outbox(outbox.clone());
-    let writer = tokio::spawn(write_loop(sink, outbox.clone(), closer.clone()));
+    let coalesce = Duration::from_millis(state.config.write_coalesce_ms);
+    let writer = tokio::spawn(write_loop(sink, outbox.clone(), closer.clone(), coalesce));
     let mut reader = Reader { state: state.clone(), outbox, closer: closer.clone(), session: None, refusals: 0 };
     if reader.authenticate(&mut stream).await {
         reader.serve(&mut stream).await;
@@ -366,8 +367,14 @@ fn is_capacity_error(err: &axum::Error) -> bool {
 /// It waits on one thing, the outbox, which frames, the server's ping ticker and a
 /// close all wake. The close token is consulted only while a write is stuck on a full
 /// socket, so an ordinary delivery costs one wake-up, one take and one write.
-async fn write_loop(mut sink: SplitSink<WebSocket, WsMessage>, outbox: Arc<Outbox>, closer: Closer) {
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, WsMessage>,
+    outbox: Arc<Outbox>,
+    closer: Closer,
+    coalesce: Duration,
+) {
     let mut batch = VecDeque::new();
+    let mut last_write = Instant::now() - coalesce;
     let closed = closer.closed();
     tokio::pin!(closed);
     loop {
@@ -379,9 +386,20 @@ async fn write_loop(mut sink: SplitSink<WebSocket, WsMessage>, outbox: Arc<Outbo
                 }
             }
             Wake::Frames => {
-                // Let the dispatch that woke us finish queuing (a group commit publishes
-                // several messages back to back): more frames per write.
-                tokio::task::yield_now().await;
+                // A busy socket is written at most once per `coalesce`: what arrives in
+                // between shares the next write, so a busy room costs fewer system
+                // calls. A quiet socket is written at once (after a yield that lets the
+                // dispatch that woke us finish queuing).
+                let due = last_write + coalesce;
+                if Instant::now() < due {
+                    tokio::select! {
+                        biased;
+                        () = &mut closed => {}
+                        () = tokio::time::sleep_until(due) => {}
+                    }
+                } else {
+                    tokio::task::yield_now().await;
+                }
                 batch.extend(outbox.take_now());
             }
         }
@@ -402,6 +420,7 @@ async fn write_loop(mut sink: SplitSink<WebSocket, WsMessage>, outbox: Arc<Outbo
             closer.close(close_code::NORMAL, "");
             break;
         }
+        last_write = Instant::now();
     }
     let (code, reason) = closer.frame().unwrap_or((close_code::NORMAL, ""));
     // Replies already queued (say, the error before a 4001) go out first, except to a

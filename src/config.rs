@@ -105,7 +105,7 @@ settings! {
     /// Shortest time between two writes to one busy socket, in milliseconds: frames that
     /// arrive sooner wait and share the next write (0 = write at once). A socket that
     /// was quiet is always written at once.
-    write_coalesce_ms: u64 = 4, env = "ALONGSIDE_WRITE_COALESCE_MS";
+    write_coalesce_ms: u64 = 8, env = "ALONGSIDE_WRITE_COALESCE_MS";
     /// Frames queued per socket before it counts as a slow consumer (closed with 4008).
     outbox_frames: usize = 1024, env = "ALONGSIDE_OUTBOX_FRAMES";
     /// Requests per second one socket may make on average; 0 turns the limit off.

@@ -69,6 +69,8 @@ pub struct Outbox {
     ping_due: std::sync::atomic::AtomicBool,
     /// Set by a close, so a writer waiting for frames wakes up to send the close frame.
     interrupted: std::sync::atomic::AtomicBool,
+    /// A reply is queued: the writer must not hold its write back to coalesce.
+    urgent: Notify,
 }
 
 /// Why [`Outbox::take`] returned.
@@ -92,7 +94,22 @@ impl Outbox {
             closed: std::sync::atomic::AtomicBool::new(false),
             ping_due: std::sync::atomic::AtomicBool::new(false),
             interrupted: std::sync::atomic::AtomicBool::new(false),
+            urgent: Notify::new(),
         }
+    }
+
+    /// Queues the reply to a request: like [`Outbox::push`], but a writer holding back
+    /// to coalesce writes at once (a client waits on its reply; events can wait a few ms).
+    pub fn push_reply(&self, frame: Utf8Bytes) -> Result<(), PushError> {
+        self.push(frame)?;
+        self.urgent.notify_one();
+        Ok(())
+    }
+
+    /// Resolves when a reply has been queued since the last call (or at once if one was
+    /// queued while nobody waited).
+    pub async fn reply_queued(&self) {
+        self.urgent.notified().await
     }
 
     /// Asks the writer to send a ping (the server's ticker calls this for every socket,

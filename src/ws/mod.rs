@@ -336,7 +336,7 @@ impl Reader {
                 error_frame(id, error)
             }
         };
-        if let Err(PushError::Full) = self.outbox.push(Utf8Bytes::from(frame)) {
+        if let Err(PushError::Full) = self.outbox.push_reply(Utf8Bytes::from(frame)) {
             self.closer.close(close_code::SLOW_CONSUMER, "slow consumer: reconnect and catch up from history");
         }
     }
@@ -386,15 +386,17 @@ async fn write_loop(
                 }
             }
             Wake::Frames => {
-                // A busy socket is written at most once per `coalesce`: what arrives in
-                // between shares the next write, so a busy room costs fewer system
-                // calls. A quiet socket is written at once (after a yield that lets the
-                // dispatch that woke us finish queuing).
+                // A busy socket is written at most once per `coalesce`: events that
+                // arrive in between share the next write, so a busy room costs fewer
+                // system calls. A quiet socket, or a reply, is written at once (after a
+                // yield that lets the dispatch that woke us finish queuing).
                 let due = last_write + coalesce;
                 if Instant::now() < due {
                     tokio::select! {
                         biased;
                         () = &mut closed => {}
+                        // A reply never waits: its client is waiting on it.
+                        () = outbox.reply_queued() => {}
                         () = tokio::time::sleep_until(due) => {}
                     }
                 } else {

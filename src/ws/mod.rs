@@ -2,9 +2,11 @@
 //!
 //! Each socket is two tasks. The **writer** owns the sink: it drains the session's
 //! bounded outbox, feeds every queued frame and flushes once (one syscall for a burst),
-//! pings on a timer, and sends the close frame the [`Closer`] asks for. The **reader**
-//! (this module's `run`) authenticates, then reads requests one at a time and answers
-//! through the same outbox, so a socket's replies and events keep one order.
+//! sends the pings the server's ticker asks for, holds a busy socket's writes to one
+//! per `write_coalesce_ms` (replies excepted), and sends the close frame the [`Closer`]
+//! asks for. The **reader** (this module's `run`) authenticates, then reads requests
+//! one at a time and answers through the same outbox, so a socket's replies and events
+//! keep one order.
 //!
 //! Cleanup happens in one place, at the end of `run`: the hub forgets the session and
 //! presence is updated, whatever ended the connection.

@@ -7,7 +7,7 @@
 //! target's sockets, a server ban closes them with 4003, a mute lands in every node's
 //! mute cache.
 
-use super::requests::{member_room, standing};
+use super::requests::{member_room, remove_from_room, standing};
 use crate::bus::{BusMessage, CloseTarget, Effect};
 use crate::hub::{close_code, Session};
 use crate::moderation::{may_act_server_wide, RoomStanding, Standing};
@@ -89,6 +89,28 @@ async fn actor(
     }
 }
 
+/// The checks every action on a member shares: the room exists, the actor may do
+/// `what` there, the target exists (and is a member, if `member_only`), and the actor
+/// outranks the target.
+async fn act_on(
+    state: &AppState,
+    session: &Session,
+    room_name: &str,
+    username: &str,
+    allowed: fn(Standing) -> bool,
+    what: &str,
+    member_only: bool,
+) -> Result<(std::sync::Arc<RoomRecord>, Target), ApiError> {
+    let room = state.room(room_name).await?;
+    let actor = actor(state, session, &room, allowed, what).await?;
+    let target = target(state, &room, username).await?;
+    if member_only && target.standing.room == RoomStanding::Outsider {
+        return Err(not_a_member(&room, &target));
+    }
+    actor.may_act_on(target.standing).map_err(forbidden)?;
+    Ok((room, target))
+}
+
 fn not_a_member(room: &RoomRecord, target: &Target) -> ApiError {
     ApiError::new(ErrorCode::NotFound, format!("`{}` is not a member of `{}`.", target.record.user.username, room.name))
 }
@@ -143,13 +165,7 @@ async fn mute(
     duration_s: Option<f64>,
     reason: Option<String>,
 ) -> Result<Reply, ApiError> {
-    let room = state.room(room_name).await?;
-    let actor = actor(state, session, &room, Standing::can_mute, "mute members").await?;
-    let target = target(state, &room, username).await?;
-    if target.standing.room == RoomStanding::Outsider {
-        return Err(not_a_member(&room, &target));
-    }
-    actor.may_act_on(target.standing).map_err(forbidden)?;
+    let (room, target) = act_on(state, session, room_name, username, Standing::can_mute, "mute members", true).await?;
     let mute = Restriction { until: until_from(duration_s)?, reason: check_text(reason, "reason")? };
     let log = ModEntry {
         target: Some(target.record.user.username.clone()),
@@ -170,10 +186,8 @@ async fn mute(
 }
 
 async fn unmute(state: &AppState, session: &Session, room_name: &str, username: &str) -> Result<Reply, ApiError> {
-    let room = state.room(room_name).await?;
-    let actor = actor(state, session, &room, Standing::can_mute, "unmute members").await?;
-    let target = target(state, &room, username).await?;
-    actor.may_act_on(target.standing).map_err(forbidden)?;
+    let (room, target) =
+        act_on(state, session, room_name, username, Standing::can_mute, "unmute members", false).await?;
     let log = ModEntry { target: Some(target.record.user.username.clone()), ..entry(Some(&room), "unmute", session) };
     if !state.store.delete_mute(room.id, target.record.id, &log).await.map_err(internal)? {
         let name = &target.record.user.username;
@@ -192,13 +206,8 @@ async fn kick(
     username: &str,
     reason: Option<String>,
 ) -> Result<Reply, ApiError> {
-    let room = state.room(room_name).await?;
-    let actor = actor(state, session, &room, Standing::can_kick, "remove members").await?;
-    let target = target(state, &room, username).await?;
-    if target.standing.room == RoomStanding::Outsider {
-        return Err(not_a_member(&room, &target));
-    }
-    actor.may_act_on(target.standing).map_err(forbidden)?;
+    let (room, target) =
+        act_on(state, session, room_name, username, Standing::can_kick, "remove members", true).await?;
     let reason = check_text(reason, "reason")?;
     let log = ModEntry {
         target: Some(target.record.user.username.clone()),
@@ -214,13 +223,6 @@ async fn kick(
     Ok(Reply::Empty {})
 }
 
-/// Tells the room a member was removed, and stops their sockets receiving it.
-fn remove_from_room(state: &AppState, room: &RoomRecord, user: &UserRecord, reason: LeftReason) {
-    let event = Event::MemberLeft { room: room.name.clone(), user: user.user.clone(), reason };
-    state.publish_room(&room.name, &event, None, Some(Effect::Unsubscribe(user.id)));
-    state.hub.unsubscribe_user(&room.name, user.id);
-}
-
 async fn ban_from_room(
     state: &AppState,
     session: &Session,
@@ -229,10 +231,8 @@ async fn ban_from_room(
     duration_s: Option<f64>,
     reason: Option<String>,
 ) -> Result<Reply, ApiError> {
-    let room = state.room(room_name).await?;
-    let actor = actor(state, session, &room, Standing::can_ban, "ban members").await?;
-    let target = target(state, &room, username).await?;
-    actor.may_act_on(target.standing).map_err(forbidden)?;
+    // A room ban also works on someone who is not (yet) a member.
+    let (room, target) = act_on(state, session, room_name, username, Standing::can_ban, "ban members", false).await?;
     let ban = Restriction { until: until_from(duration_s)?, reason: check_text(reason, "reason")? };
     let log = ModEntry {
         target: Some(target.record.user.username.clone()),

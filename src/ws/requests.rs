@@ -52,6 +52,15 @@ pub(super) async fn member_room(state: &AppState, session: &Session, name: &str)
     }
 }
 
+/// Tells the room a member left (or was removed) and stops their sockets receiving it.
+pub(super) fn remove_from_room(state: &AppState, room: &RoomRecord, user: &UserRecord, reason: LeftReason) {
+    let event = Event::MemberLeft { room: room.name.clone(), user: user.user.clone(), reason };
+    state.publish_room(&room.name, &event, None, Some(Effect::Unsubscribe(user.id)));
+    // On one node the event above already unsubscribed them; with a remote bus the
+    // echo comes later, and this node must not deliver to them in between.
+    state.hub.unsubscribe_user(&room.name, user.id);
+}
+
 /// A user's standing in a room: global role plus owner / room role / membership.
 pub(super) async fn standing(
     state: &AppState,
@@ -189,10 +198,8 @@ async fn leave(state: &AppState, session: &Session, name: &str) -> Result<Reply,
     if !state.store.delete_membership(room.id, session.user_id).await.map_err(internal)? {
         return Err(ApiError::new(ErrorCode::Forbidden, format!("You are not a member of `{name}`.")));
     }
-    let event = Event::MemberLeft { room: room.name.clone(), user: session.user(), reason: LeftReason::Left };
-    state.publish_room(&room.name, &event, None, Some(Effect::Unsubscribe(session.user_id)));
-    // On one node the event above already unsubscribed; this covers a remote bus.
-    state.hub.unsubscribe_user(&room.name, session.user_id);
+    let user = UserRecord { id: session.user_id, user: session.user() };
+    remove_from_room(state, &room, &user, LeftReason::Left);
     Ok(Reply::Empty {})
 }
 

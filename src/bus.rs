@@ -9,7 +9,7 @@
 //! waiting publish would stall every sender.
 
 use crate::hub::Hub;
-use crate::store::{Restriction, RoomRecord, UserId, UserRecord};
+use crate::store::{Restriction, RoomId, RoomRecord, UserId, UserRecord};
 use axum::extract::ws::Utf8Bytes;
 use std::sync::Arc;
 
@@ -21,10 +21,10 @@ pub enum Effect {
     Subscribe(UserId),
     /// The user's sockets stop receiving the room (after this event).
     Unsubscribe(UserId),
-    /// The user is muted in the room.
-    Muted(UserId, Restriction),
+    /// The user is muted in the room (its id, for the node's mute cache).
+    Muted(RoomId, UserId, Restriction),
     /// The user's mute in the room is lifted.
-    Unmuted(UserId),
+    Unmuted(RoomId, UserId),
     /// The room's settings changed; replace the cached room.
     RoomChanged(Arc<RoomRecord>),
 }

@@ -12,7 +12,7 @@
 use crate::bus::{BusMessage, CloseTarget, Effect, RoomEnvelope};
 use crate::metrics::Metrics;
 use crate::protocol::{now_ms, User};
-use crate::store::{MuteRecord, Restriction, RoomRecord, UserId};
+use crate::store::{MuteRecord, Restriction, RoomId, RoomRecord, UserId};
 use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -308,7 +308,7 @@ struct HubShared {
     room_records: DashMap<String, Arc<RoomRecord>>,
     /// (room, user) → mute in force. Loaded at start, then kept by `Muted` / `Unmuted`
     /// effects; checked on every send, so it must not need the store.
-    mutes: DashMap<(String, UserId), Restriction>,
+    mutes: DashMap<(RoomId, UserId), Restriction>,
     metrics: Arc<Metrics>,
 }
 
@@ -345,8 +345,9 @@ impl Hub {
 
     /// The mute of `user` in `room`, if one is in force now. An expired mute lifts
     /// itself here.
-    pub fn mute(&self, room: &str, user: UserId) -> Option<Restriction> {
-        let key = (room.to_string(), user);
+    pub fn mute(&self, room: RoomId, user: UserId) -> Option<Restriction> {
+        // A Copy key: the check on every send allocates nothing.
+        let key = (room, user);
         let mute = self.shared.mutes.get(&key).map(|m| m.clone())?;
         if mute.until.is_some_and(|until| until <= now_ms()) {
             self.shared.mutes.remove_if(&key, |_, m| m.until == mute.until);
@@ -463,11 +464,11 @@ impl Hub {
         // a leaver stops after it, so its sockets learn that it left.
         match &envelope.effect {
             Some(Effect::Subscribe(user)) => self.subscribe_user(&envelope.room, *user),
-            Some(Effect::Muted(user, mute)) => {
-                self.shared.mutes.insert((envelope.room.clone(), *user), mute.clone());
+            Some(Effect::Muted(room, user, mute)) => {
+                self.shared.mutes.insert((*room, *user), mute.clone());
             }
-            Some(Effect::Unmuted(user)) => {
-                self.shared.mutes.remove(&(envelope.room.clone(), *user));
+            Some(Effect::Unmuted(room, user)) => {
+                self.shared.mutes.remove(&(*room, *user));
             }
             Some(Effect::RoomChanged(room)) => self.cache_room(room.clone()),
             Some(Effect::Unsubscribe(_)) | None => {}

@@ -144,8 +144,8 @@ pub struct Restriction {
 /// An active mute, for loading the node's cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MuteRecord {
-    /// Room name.
-    pub room: String,
+    /// The room.
+    pub room: RoomId,
     /// Who is muted.
     pub user: UserId,
     /// The mute.

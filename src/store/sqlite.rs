@@ -715,17 +715,14 @@ impl Store for SqliteStore {
     }
 
     async fn fetch_active_mutes(&self, now: i64) -> Result<Vec<MuteRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT r.name, m.user_id, m.until, m.reason FROM mutes m JOIN rooms r ON r.id = m.room_id \
-             WHERE m.until IS NULL OR m.until > ?",
-        )
-        .bind(now)
-        .fetch_all(&self.reads)
-        .await?;
+        let rows = sqlx::query("SELECT room_id, user_id, until, reason FROM mutes WHERE until IS NULL OR until > ?")
+            .bind(now)
+            .fetch_all(&self.reads)
+            .await?;
         rows.iter()
             .map(|row| {
                 Ok(MuteRecord {
-                    room: row.try_get("name")?,
+                    room: RoomId(row.try_get("room_id")?),
                     user: UserId(row.try_get("user_id")?),
                     mute: Restriction { until: row.try_get("until")?, reason: row.try_get("reason")? },
                 })

@@ -181,7 +181,7 @@ async fn mute(
         until: mute.until.map(crate::protocol::format_ts),
         reason: mute.reason.clone(),
     };
-    state.publish_room(&room.name, &event, None, Some(Effect::Muted(target.record.id, mute)));
+    state.publish_room(&room.name, &event, None, Some(Effect::Muted(room.id, target.record.id, mute)));
     Ok(Reply::Empty {})
 }
 
@@ -195,7 +195,7 @@ async fn unmute(state: &AppState, session: &Session, room_name: &str, username: 
     }
     let event =
         Event::Unmuted { room: room.name.clone(), user: target.record.user.clone(), by: session.user().username };
-    state.publish_room(&room.name, &event, None, Some(Effect::Unmuted(target.record.id)));
+    state.publish_room(&room.name, &event, None, Some(Effect::Unmuted(room.id, target.record.id)));
     Ok(Reply::Empty {})
 }
 

@@ -221,7 +221,7 @@ async fn send(state: &AppState, session: &Session, fields: SendMessage) -> Resul
         }
     }
     check_window(&room)?;
-    if let Some(mute) = state.hub.mute(&room.name, session.user_id) {
+    if let Some(mute) = state.hub.mute(room.id, session.user_id) {
         return Err(super::moderation::muted_error(&room.name, &mute));
     }
     let slow_mode = room.slow_mode_s > 0;

@@ -491,15 +491,6 @@ async fn rung(load: &mut Load, rung: u32, rate: f64, seconds: f64) -> Rung {
         ack.add(&stats.ack_us).unwrap();
         delivered += stats.deliveries;
     }
-    if std::env::var("FANOUT_DEBUG").is_ok() {
-        eprintln!(
-            "DEBUG delivery min {} us p1 {} us p10 {} us p50 {} us",
-            delivery.min(),
-            delivery.value_at_quantile(0.01),
-            delivery.value_at_quantile(0.1),
-            delivery.value_at_quantile(0.5)
-        );
-    }
     let ms = |h: &Histogram<u64>, q: f64| if h.is_empty() { f64::NAN } else { h.value_at_quantile(q) as f64 / 1000.0 };
     Rung {
         rate,

@@ -143,8 +143,9 @@ export async function socketClient(server, token) {
     if (replies.has(frame.id)) replies.get(frame.id)(frame);
   });
   await new Promise((resolve, reject) => {
-    socket.addEventListener('open', resolve, { once: true });
-    socket.addEventListener('error', reject, { once: true });
+    const timer = setTimeout(() => reject(new Error('the protocol client could not connect in time')), WAIT_MS);
+    socket.addEventListener('open', () => (clearTimeout(timer), resolve()), { once: true });
+    socket.addEventListener('error', (error) => (clearTimeout(timer), reject(error)), { once: true });
   });
   const request = (type, fields = {}) =>
     new Promise((resolve, reject) => {

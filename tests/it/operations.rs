@@ -98,6 +98,16 @@ fn alongside(args: &[&str], stdin: &str) -> Output {
         .spawn()
         .expect("spawn alongside");
     child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    // Every command here should finish at once; one that does not (say, `serve` that
+    // started instead of refusing its flags) is killed and fails the test.
+    let deadline = std::time::Instant::now() + WAIT;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("alongside {args:?} did not finish within {WAIT:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     child.wait_with_output().unwrap()
 }
 

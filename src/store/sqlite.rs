@@ -436,6 +436,20 @@ impl SqliteStore {
         tx.commit().await?;
         Ok(true)
     }
+
+    /// Lifts a mute or ban still in force (`table` is `mutes` or `bans`, our own
+    /// constant); `false` if there was none.
+    async fn delete_restriction(
+        &self,
+        table: &'static str,
+        room_id: i64,
+        user: UserId,
+        log: &ModEntry,
+    ) -> Result<bool, StoreError> {
+        let sql = format!("DELETE FROM {table} WHERE room_id = ? AND user_id = ? AND (until IS NULL OR until > ?)");
+        let statement = sqlx::query(&sql).bind(room_id).bind(user.0).bind(now_ms());
+        self.change_logged(statement, log).await
+    }
 }
 
 fn report_from_row(room: &str, row: &SqliteRow) -> Result<Report, sqlx::Error> {
@@ -706,12 +720,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_mute(&self, room: RoomId, user: UserId, log: &ModEntry) -> Result<bool, StoreError> {
-        let statement =
-            sqlx::query("DELETE FROM mutes WHERE room_id = ? AND user_id = ? AND (until IS NULL OR until > ?)")
-                .bind(room.0)
-                .bind(user.0)
-                .bind(now_ms());
-        self.change_logged(statement, log).await
+        self.delete_restriction("mutes", room.0, user, log).await
     }
 
     async fn fetch_active_mutes(&self, now: i64) -> Result<Vec<MuteRecord>, StoreError> {
@@ -759,12 +768,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_ban(&self, scope: BanScope, user: UserId, log: &ModEntry) -> Result<bool, StoreError> {
-        let statement =
-            sqlx::query("DELETE FROM bans WHERE room_id = ? AND user_id = ? AND (until IS NULL OR until > ?)")
-                .bind(ban_scope_id(scope))
-                .bind(user.0)
-                .bind(now_ms());
-        self.change_logged(statement, log).await
+        self.delete_restriction("bans", ban_scope_id(scope), user, log).await
     }
 
     async fn fetch_ban(&self, scope: BanScope, user: UserId, now: i64) -> Result<Option<Restriction>, StoreError> {

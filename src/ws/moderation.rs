@@ -145,6 +145,25 @@ fn check_text(text: Option<String>, field: &str) -> Result<Option<String>, ApiEr
     }
 }
 
+/// A timed restriction (mute or ban) and the log entry that records it.
+fn restriction(
+    room: Option<&RoomRecord>,
+    action: &'static str,
+    actor: &Session,
+    target: &UserRecord,
+    duration_s: Option<f64>,
+    reason: Option<String>,
+) -> Result<(Restriction, ModEntry), ApiError> {
+    let restriction = Restriction { until: until_from(duration_s)?, reason: check_text(reason, "reason")? };
+    let log = ModEntry {
+        target: Some(target.user.username.clone()),
+        reason: restriction.reason.clone(),
+        until: restriction.until,
+        ..entry(room, action, actor)
+    };
+    Ok((restriction, log))
+}
+
 fn entry(room: Option<&RoomRecord>, action: &'static str, actor: &Session) -> ModEntry {
     ModEntry {
         room: room.map(|r| r.id),
@@ -166,13 +185,7 @@ async fn mute(
     reason: Option<String>,
 ) -> Result<Reply, ApiError> {
     let (room, target) = act_on(state, session, room_name, username, Standing::can_mute, "mute members", true).await?;
-    let mute = Restriction { until: until_from(duration_s)?, reason: check_text(reason, "reason")? };
-    let log = ModEntry {
-        target: Some(target.record.user.username.clone()),
-        reason: mute.reason.clone(),
-        until: mute.until,
-        ..entry(Some(&room), "mute", session)
-    };
+    let (mute, log) = restriction(Some(&room), "mute", session, &target.record, duration_s, reason)?;
     state.store.upsert_mute(room.id, target.record.id, &mute, &log).await.map_err(internal)?;
     let event = Event::Muted {
         room: room.name.clone(),
@@ -233,13 +246,7 @@ async fn ban_from_room(
 ) -> Result<Reply, ApiError> {
     // A room ban also works on someone who is not (yet) a member.
     let (room, target) = act_on(state, session, room_name, username, Standing::can_ban, "ban members", false).await?;
-    let ban = Restriction { until: until_from(duration_s)?, reason: check_text(reason, "reason")? };
-    let log = ModEntry {
-        target: Some(target.record.user.username.clone()),
-        reason: ban.reason.clone(),
-        until: ban.until,
-        ..entry(Some(&room), "ban", session)
-    };
+    let (ban, log) = restriction(Some(&room), "ban", session, &target.record, duration_s, reason)?;
     state.store.upsert_ban(BanScope::Room(room.id), target.record.id, &ban, &log).await.map_err(internal)?;
     let event = Event::Banned {
         room: Some(room.name.clone()),
@@ -267,13 +274,7 @@ async fn ban_from_server(
     }
     let target = user_named(state, username).await?;
     may_act_server_wide(actor.role, target.user.role).map_err(forbidden)?;
-    let ban = Restriction { until: until_from(duration_s)?, reason: check_text(reason, "reason")? };
-    let log = ModEntry {
-        target: Some(target.user.username.clone()),
-        reason: ban.reason.clone(),
-        until: ban.until,
-        ..entry(None, "ban", session)
-    };
+    let (ban, log) = restriction(None, "ban", session, &target, duration_s, reason)?;
     state.store.upsert_ban(BanScope::Server, target.id, &ban, &log).await.map_err(internal)?;
     let event = Event::Banned {
         room: None,

@@ -54,6 +54,12 @@ async fn serve(config: Config) -> Result<(), String> {
         )
         .with(filter)
         .init();
+    // A file-size limit (`ulimit -f`) must turn into write errors that the store answers
+    // and recovers from, not kill the server with SIGXFSZ.
+    // SAFETY: sets the process-wide disposition of one signal to "ignore"; no handler runs.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let server = Server::start(config.clone()).await.map_err(|err| err.to_string())?;
     // Scripts and tests read this line to find the port when listening on port 0.
     println!("alongside listening on http://{}", server.local_addr());

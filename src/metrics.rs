@@ -17,8 +17,13 @@ pub struct Metrics {
     pub sockets_open: AtomicU64,
     /// WebSocket connections accepted since start.
     pub sockets_accepted: AtomicU64,
-    /// Messages stored since start (deduplicated resends excluded).
+    /// Messages stored since start: committed, new (deduplicated resends and messages
+    /// of failed group commits excluded).
     pub messages_stored: AtomicU64,
+    /// Write transactions that failed (at begin, in a statement, at commit or rollback).
+    pub store_commit_failures: AtomicU64,
+    /// 1 from a failed write until the next successful commit, else 0.
+    pub store_failing: AtomicU64,
     /// Frames queued to sockets by the hub (one per recipient).
     pub deliveries: AtomicU64,
     /// Sockets closed because their outbox was full (4008).
@@ -31,7 +36,8 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Records one group commit of `n_messages` that took `elapsed`.
+    /// Records one group commit that took `elapsed` and stored `n_messages` new
+    /// messages (0 when it failed).
     pub fn store_commit(&self, elapsed: Duration, n_messages: usize) {
         let seconds = elapsed.as_secs_f64();
         for (bound, bucket) in COMMIT_BUCKETS.iter().zip(&self.commit_buckets) {
@@ -69,6 +75,18 @@ impl Metrics {
             self.messages_stored.load(Relaxed),
         );
         figure(
+            "alongside_store_commit_failures_total",
+            "counter",
+            "Write transactions that failed; none of their changes was stored or acknowledged.",
+            self.store_commit_failures.load(Relaxed),
+        );
+        figure(
+            "alongside_store_writable",
+            "gauge",
+            "1 while writes succeed; 0 from a failed write until the next successful commit.",
+            1 - self.store_failing.load(Relaxed).min(1),
+        );
+        figure(
             "alongside_deliveries_total",
             "counter",
             "Event frames queued to sockets.",
@@ -87,7 +105,7 @@ impl Metrics {
             self.request_errors.load(Relaxed),
         );
         let name = "alongside_store_commit_seconds";
-        let _ = writeln!(out, "# HELP {name} Latency of store commits (one group commit of messages).");
+        let _ = writeln!(out, "# HELP {name} Latency of group commits of messages, failed ones included.");
         let _ = writeln!(out, "# TYPE {name} histogram");
         for (bound, bucket) in COMMIT_BUCKETS.iter().zip(&self.commit_buckets) {
             let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {}", bucket.load(Relaxed));

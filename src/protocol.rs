@@ -206,6 +206,11 @@ pub struct Report {
     pub reason: String,
     /// When it was reported.
     pub ts: String,
+    /// The message as it was when reported (author, body, time), kept even if the
+    /// message is deleted or changed later. Absent only for reports made before
+    /// snapshots were kept, of messages since deleted.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub message: Option<Message>,
 }
 
 /// One entry of a moderation log.

@@ -8,8 +8,15 @@
 //! from a per-room counter in the same database, so seqs have no gaps and no repeats,
 //! across restarts. New messages are handed to the [`CommitListener`] in commit order,
 //! after the commit and before the sender's `insert_message` returns.
+//!
+//! **Invariant:** a write that fails is never reported as done, and a failed
+//! transaction is never carried into the next one (see `sqlite::write`). Every write
+//! reports its outcome to the store's [`WriteHealth`].
 
+pub mod health;
 pub mod sqlite;
+
+pub use health::WriteHealth;
 
 use crate::protocol::{Message, ModAction, Report, Role, RoomKind, RoomRole, User};
 use async_trait::async_trait;
@@ -185,14 +192,18 @@ pub enum StoreError {
     /// A summit room is at capacity.
     #[error("room is full")]
     Full,
+    /// The user is banned from the room (checked in the transaction that would have
+    /// made them a member).
+    #[error("banned")]
+    Banned(Restriction),
     /// The store is shutting down and takes no more writes.
     #[error("the store is closed")]
     Closed,
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
-    /// The database file is no longer the one that was opened.
-    #[error("database file unavailable: {0}")]
+    /// The database cannot serve: the file was replaced, or a write did not commit.
+    #[error("the database is unavailable: {0}")]
     Unavailable(String),
 }
 
@@ -206,7 +217,10 @@ pub trait CommitListener: Send + Sync + 'static {
 /// The storage interface every backend implements.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Succeeds while the store can serve reads and writes.
+    /// Succeeds while the store can serve reads and writes: no write has failed since
+    /// the last successful commit, and a commit through the writer succeeded recently
+    /// and was read back through a read connection (a heartbeat is written when none
+    /// did).
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// Creates a user; `Conflict` if the username is taken.
@@ -251,13 +265,15 @@ pub trait Store: Send + Sync + 'static {
     /// Every room, by name.
     async fn fetch_rooms(&self) -> Result<Vec<RoomRecord>, StoreError>;
 
-    /// Adds a member; `Ok(false)` if already a member, `Full` at capacity.
+    /// Adds a member; `Ok(false)` if already a member, `Full` at capacity, `Banned`
+    /// while a room or server ban is in force (checked in the same transaction, so a
+    /// ban committed first always wins).
     async fn insert_membership(&self, room: &RoomRecord, user: UserId) -> Result<bool, StoreError>;
 
     /// Removes a member; `false` if not a member.
     async fn delete_membership(&self, room: RoomId, user: UserId) -> Result<bool, StoreError>;
 
-    /// Names of the rooms a user is a member of.
+    /// Names of the rooms a user is a member of, leaving out any they are banned from.
     async fn fetch_user_rooms(&self, user: UserId) -> Result<Vec<String>, StoreError>;
 
     /// The user's role in the room, or `None` if not a member.
@@ -294,13 +310,15 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_membership_logged(&self, room: RoomId, user: UserId, log: &ModEntry) -> Result<bool, StoreError>;
 
     /// Bans a user (replacing an earlier ban); a room ban also ends the membership.
+    /// `true` if it ended one: the caller learns it from the same transaction, so a
+    /// join that committed just before the ban is never missed.
     async fn upsert_ban(
         &self,
         scope: BanScope,
         user: UserId,
         ban: &Restriction,
         log: &ModEntry,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
 
     /// Lifts a ban; `false` if there was none.
     async fn delete_ban(&self, scope: BanScope, user: UserId, log: &ModEntry) -> Result<bool, StoreError>;
@@ -323,7 +341,9 @@ pub trait Store: Send + Sync + 'static {
         log: &ModEntry,
     ) -> Result<RoomRecord, StoreError>;
 
-    /// Stores a report of a message.
+    /// Stores a report of a message with a snapshot of it (author, body, time) taken in
+    /// the same transaction, so the evidence outlives a later deletion; `NotFound` if
+    /// there is no such message or it is deleted.
     async fn insert_report(
         &self,
         room: &RoomRecord,

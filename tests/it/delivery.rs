@@ -4,8 +4,6 @@
 use crate::support::*;
 use alongside::protocol::Role;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 #[tokio::test]
@@ -101,50 +99,6 @@ async fn next_seq_if_ready(client: &mut Client) -> Option<i64> {
     event["message"]["seq"].as_i64()
 }
 
-/// The real binary, serving on a free port over `db`.
-struct Binary {
-    child: Child,
-    addr: std::net::SocketAddr,
-}
-
-impl Binary {
-    fn start(db: &std::path::Path) -> Binary {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_alongside"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--database"])
-            .arg(format!("sqlite://{}", db.display()))
-            .env("ALONGSIDE_MEMBERS_MAY_CREATE_ROOMS", "true")
-            .env("ALONGSIDE_REQUEST_RATE_PER_S", "0")
-            .env("ALONGSIDE_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn alongside");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("alongside listening on http://") {
-                    let _ = tx.send(addr.parse().expect("address"));
-                }
-            }
-        });
-        let addr = rx.recv_timeout(WAIT).expect("the binary prints its address");
-        Binary { child, addr }
-    }
-
-    fn kill_9(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reap");
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 async fn login(addr: std::net::SocketAddr, name: &str, register: bool) -> String {
     let credentials = json!({"username": name, "password": "durable password"}).to_string();
     if register {
@@ -161,7 +115,7 @@ async fn acknowledged_messages_survive_sigkill_and_seq_continues() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("crash.db");
     let binary = Binary::start(&db);
-    let url = format!("ws://{}/ws", binary.addr);
+    let url = binary.ws_url();
     let (token_a, token_b) = (login(binary.addr, "alpha", true).await, login(binary.addr, "bravo", true).await);
     let mut a = Client::connect(&url, None).await;
     a.ok(json!({"type": "auth", "token": token_a})).await;
@@ -175,7 +129,7 @@ async fn acknowledged_messages_survive_sigkill_and_seq_continues() {
     binary.kill_9();
 
     let binary = Binary::start(&db);
-    let url = format!("ws://{}/ws", binary.addr);
+    let url = binary.ws_url();
     let token = login(binary.addr, "bravo", false).await;
     let mut b = Client::connect(&url, None).await;
     let auth = b.ok(json!({"type": "auth", "token": token})).await;

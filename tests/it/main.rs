@@ -7,4 +7,5 @@ mod delivery;
 mod moderation;
 mod operations;
 mod rooms;
+mod storage;
 mod support;

@@ -25,14 +25,21 @@ async fn metrics_count_sockets_messages_and_deliveries() {
     owner.ok(json!({"type": "create_room", "name": "counted"})).await;
     owner.ok(json!({"type": "send", "room": "counted", "body": "one"})).await;
     owner.event_of("message").await;
+    // A resend with the same client_msg_id is answered but not stored again.
+    for _ in 0..2 {
+        owner.ok(json!({"type": "send", "room": "counted", "body": "two", "client_msg_id": "c2"})).await;
+    }
+    owner.event_of("message").await;
     let (status, text) = http(server.addr, "GET", "/metrics", &[], None).await;
     assert_eq!(status, 200);
     for line in [
         "alongside_sockets_open 1",
-        "alongside_messages_stored_total 1",
-        "alongside_deliveries_total 1",
+        "alongside_messages_stored_total 2",
+        "alongside_deliveries_total 2",
         "alongside_outbox_overflows_total 0",
-        "alongside_store_commit_seconds_count 1",
+        "alongside_store_commit_seconds_count 3",
+        "alongside_store_commit_failures_total 0",
+        "alongside_store_writable 1",
     ] {
         assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
     }

@@ -9,8 +9,10 @@ use alongside::{Config, Server};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -345,5 +347,89 @@ impl Client {
                 None => panic!("socket ended without a close frame"),
             }
         }
+    }
+}
+
+/// The real binary, serving on a free port over a database file: for tests where the
+/// process must die, or where the operating system must treat it as a process of its
+/// own (file-size limits, capabilities).
+pub struct Binary {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Binary {
+    /// Starts `alongside serve` over `db`.
+    pub fn start(db: &Path) -> Binary {
+        Binary::start_with(db, |_| {})
+    }
+
+    /// Starts `alongside serve` over `db`, with `configure` applied to the command.
+    pub fn start_with(db: &Path, configure: impl FnOnce(&mut Command)) -> Binary {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_alongside"));
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--database"])
+            .arg(format!("sqlite://{}", db.display()))
+            .env("ALONGSIDE_MEMBERS_MAY_CREATE_ROOMS", "true")
+            .env("ALONGSIDE_REQUEST_RATE_PER_S", "0")
+            .env("ALONGSIDE_LOGIN_ATTEMPTS_PER_ACCOUNT", "0")
+            .env("ALONGSIDE_LOGIN_ATTEMPTS_PER_ADDRESS", "0")
+            .env("ALONGSIDE_REGISTRATIONS_PER_ADDRESS", "0")
+            .env("ALONGSIDE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        configure(&mut command);
+        let mut child = command.spawn().expect("spawn alongside");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("alongside listening on http://") {
+                    let _ = tx.send(addr.parse().expect("address"));
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(WAIT) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("the binary did not print its address within {WAIT:?}");
+            }
+        };
+        Binary { child, addr }
+    }
+
+    /// The process id, for signals and resource limits.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// `ws://` URL of the socket endpoint.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// SIGKILL: the process gets no chance to finish anything.
+    pub fn kill_9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+    }
+
+    /// SIGTERM, then waits (with a timeout) for the graceful shutdown to finish.
+    pub fn terminate(mut self) {
+        // SAFETY: a signal to our own child, which has not been reaped yet.
+        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + WAIT;
+        while self.child.try_wait().expect("wait").is_none() {
+            assert!(std::time::Instant::now() < deadline, "no graceful exit within {WAIT:?} of SIGTERM");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -3,150 +3,66 @@
 //!
 //! Reads go to a small pool of connections (WAL lets them run beside a writer). All
 //! writes go through a one-connection pool, because SQLite has one writer at a time and
-//! queueing in our process is cheaper than spinning on `SQLITE_BUSY`. Messages take a
-//! further shortcut: a single writer task collects every `insert_message` waiting at
-//! that moment and stores them in one transaction (group commit), so a burst of sends
-//! costs one fsync instead of one each.
+//! queueing in our process is cheaper than spinning on `SQLITE_BUSY`; each write is a
+//! [`WriteTx`] (see `write` for why it does not use the driver's transactions).
+//! Messages take a further shortcut: a single writer task collects every
+//! `insert_message` waiting at that moment and stores them in one transaction (group
+//! commit), so a burst of sends costs one fsync instead of one each.
+//!
+//! - `schema`: migrations and the durability check every write connection passes.
+//! - `write`: the write transaction, the group-commit writer and the heartbeat.
+
+mod schema;
+mod write;
 
 use super::{
     BanScope, CommitListener, Credentials, HistoryRange, ModEntry, MuteRecord, NewMessage, NewRoom, OpenError,
-    Restriction, RoomId, RoomRecord, Store, StoreError, StoredMessage, UserId, UserRecord,
+    Restriction, RoomId, RoomRecord, Store, StoreError, StoredMessage, UserId, UserRecord, WriteHealth,
 };
 use crate::metrics::Metrics;
 use crate::protocol::{format_ts, now_ms, Message, ModAction, Report, Role, RoomKind, RoomRole, User};
 use async_trait::async_trait;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Row, Sqlite};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
+use write::{Job, WriteTx};
 
-/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
-/// Append only: a released migration is never edited.
-const MIGRATIONS: &[&str] = &[r#"
-CREATE TABLE users (
-    id            INTEGER PRIMARY KEY,
-    username      TEXT NOT NULL UNIQUE,
-    display_name  TEXT NOT NULL,
-    password_hash TEXT NOT NULL,
-    role          TEXT NOT NULL,
-    created_at    INTEGER NOT NULL
-);
-CREATE TABLE sessions (
-    token_hash BLOB PRIMARY KEY,
-    user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-    created_at INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX sessions_user ON sessions(user_id);
-CREATE TABLE rooms (
-    id          INTEGER PRIMARY KEY,
-    name        TEXT NOT NULL UNIQUE,
-    topic       TEXT NOT NULL DEFAULT '',
-    kind        TEXT NOT NULL,
-    owner_id    INTEGER NOT NULL REFERENCES users(id),
-    slow_mode_s INTEGER NOT NULL DEFAULT 0,
-    locked      INTEGER NOT NULL DEFAULT 0,
-    starts_at   INTEGER,
-    ends_at     INTEGER,
-    capacity    INTEGER,
-    last_seq    INTEGER NOT NULL DEFAULT 0,
-    created_at  INTEGER NOT NULL
-);
-CREATE TABLE memberships (
-    room_id   INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
-    user_id   INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-    room_role TEXT NOT NULL DEFAULT 'member',
-    joined_at INTEGER NOT NULL,
-    PRIMARY KEY (room_id, user_id)
-) WITHOUT ROWID;
-CREATE INDEX memberships_user ON memberships(user_id);
-CREATE TABLE messages (
-    room_id       INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
-    seq           INTEGER NOT NULL,
-    author_id     INTEGER NOT NULL REFERENCES users(id),
-    body          TEXT,
-    ts            INTEGER NOT NULL,
-    client_msg_id TEXT,
-    deleted       INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (room_id, seq)
-) WITHOUT ROWID;
-CREATE UNIQUE INDEX messages_client_id ON messages(room_id, author_id, client_msg_id)
-    WHERE client_msg_id IS NOT NULL;
--- Mutes are kept apart from memberships so that leaving and rejoining does not lift one.
-CREATE TABLE mutes (
-    room_id  INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
-    user_id  INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-    until    INTEGER,
-    reason   TEXT,
-    actor_id INTEGER NOT NULL REFERENCES users(id),
-    PRIMARY KEY (room_id, user_id)
-) WITHOUT ROWID;
--- room_id 0 is the server scope (a ban from the whole server).
-CREATE TABLE bans (
-    room_id  INTEGER NOT NULL,
-    user_id  INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-    until    INTEGER,
-    reason   TEXT,
-    actor_id INTEGER NOT NULL REFERENCES users(id),
-    PRIMARY KEY (room_id, user_id)
-) WITHOUT ROWID;
--- One log for every moderator action; room_id 0 holds server-scope actions.
-CREATE TABLE mod_log (
-    id       INTEGER PRIMARY KEY,
-    room_id  INTEGER NOT NULL,
-    action   TEXT NOT NULL,
-    actor_id INTEGER NOT NULL REFERENCES users(id),
-    target   TEXT,
-    seq      INTEGER,
-    reason   TEXT,
-    until    INTEGER,
-    ts       INTEGER NOT NULL
-);
-CREATE INDEX mod_log_room ON mod_log(room_id, id);
-CREATE TABLE reports (
-    id          INTEGER PRIMARY KEY,
-    room_id     INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
-    seq         INTEGER NOT NULL,
-    reporter_id INTEGER NOT NULL REFERENCES users(id),
-    reason      TEXT NOT NULL,
-    status      TEXT NOT NULL DEFAULT 'open',
-    resolved_by INTEGER REFERENCES users(id),
-    note        TEXT,
-    resolved_at INTEGER,
-    ts          INTEGER NOT NULL
-);
-CREATE INDEX reports_open ON reports(room_id, status, id);
-"#];
-
-/// How many sends one group commit takes at most.
+/// How many jobs one group commit takes at most.
 const MAX_BATCH: usize = 512;
 
-/// A send waiting for the writer task.
-struct PendingMessage {
-    message: NewMessage,
-    reply: oneshot::Sender<Result<StoredMessage, StoreError>>,
-}
+/// How long a successful commit counts as proof that writes get through; a health
+/// check after that writes a heartbeat.
+const PROVEN_FOR: Duration = Duration::from_secs(5);
 
 /// The SQLite implementation of [`Store`].
 pub struct SqliteStore {
     reads: SqlitePool,
+    /// One connection; every write transaction takes it in turn (see `write`).
     writes: SqlitePool,
+    /// Whether writes get through; shared with the writer task.
+    health: Arc<WriteHealth>,
     /// Feeds the group-commit writer. Bounded: when the disk falls behind, senders wait
     /// here (each holds its own socket's request), which is the backpressure we want.
     /// `None` once closed.
-    messages: std::sync::Mutex<Option<mpsc::Sender<PendingMessage>>>,
+    jobs: std::sync::Mutex<Option<mpsc::Sender<Job>>>,
     writer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// One heartbeat at a time: health checks that arrive together share it.
+    heartbeat: tokio::sync::Mutex<()>,
     /// The file and its identity at open, so `ping` notices a deleted or replaced file
     /// (writes would otherwise go to an unlinked inode and vanish at restart).
     file: Option<(PathBuf, u64, u64)>,
 }
 
 impl SqliteStore {
-    /// Opens (creating if missing) and migrates the database at `url`.
+    /// Opens (creating if missing) and migrates the database at `url`. A file that
+    /// cannot run in WAL mode with `synchronous=FULL` is refused.
     pub async fn open(
         url: &str,
         listener: Arc<dyn CommitListener>,
@@ -157,6 +73,8 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
+            // Deleted content is overwritten with zeros, not left in free space.
+            .pragma("secure_delete", "ON")
             .busy_timeout(Duration::from_secs(5));
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let writes = SqlitePoolOptions::new()
@@ -164,9 +82,20 @@ impl SqliteStore {
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
+            // Every write connection, the first and each replacement, is checked.
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if in_memory {
+                        Ok(())
+                    } else {
+                        schema::check_durability(conn).await
+                    }
+                })
+            })
             .connect_with(options.clone())
             .await?;
-        migrate(&writes).await?;
+        let health = Arc::new(WriteHealth::new(metrics.clone()));
+        schema::migrate(&writes, &health).await?;
         // An in-memory database exists once per connection, so it must share the
         // single writer connection.
         let reads = if in_memory {
@@ -176,14 +105,47 @@ impl SqliteStore {
         };
         let file = if in_memory { None } else { file_identity(options.get_filename()) };
         let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
-        let writer = tokio::spawn(run_writer(writes.clone(), receiver, listener, metrics));
+        let writer = tokio::spawn(write::run_writer(writes.clone(), health.clone(), receiver, listener, metrics));
         Ok(SqliteStore {
             reads,
             writes,
-            messages: std::sync::Mutex::new(Some(sender)),
+            health,
+            jobs: std::sync::Mutex::new(Some(sender)),
             writer: std::sync::Mutex::new(Some(writer)),
+            heartbeat: tokio::sync::Mutex::new(()),
             file,
         })
+    }
+
+    /// Begins a write transaction on the write connection.
+    async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
+        WriteTx::begin(&self.writes, &self.health).await
+    }
+
+    /// Hands a job to the writer task.
+    async fn submit(&self, job: Job) -> Result<(), StoreError> {
+        let sender = self.jobs.lock().expect("jobs lock").clone().ok_or(StoreError::Closed)?;
+        sender.send(job).await.map_err(|_| StoreError::Closed)
+    }
+
+    /// Writes a heartbeat through the writer and reads it back through a read
+    /// connection: proof that a commit now reaches the file and the readers see it.
+    async fn heartbeat(&self) -> Result<(), StoreError> {
+        let _one_at_a_time = self.heartbeat.lock().await;
+        if self.health.proven_within(PROVEN_FOR) {
+            // Another check proved it while this one waited.
+            return Ok(());
+        }
+        let (reply, answer) = oneshot::channel();
+        self.submit(Job::Heartbeat(reply)).await?;
+        let written = answer.await.map_err(|_| StoreError::Closed)??;
+        let read: i64 = sqlx::query_scalar("SELECT n FROM heartbeat WHERE id = 1").fetch_one(&self.reads).await?;
+        if read < written {
+            return Err(StoreError::Unavailable(format!(
+                "heartbeat {written} was committed but a reader sees {read}: commits are not reaching the file"
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -193,70 +155,8 @@ fn file_identity(path: &std::path::Path) -> Option<(PathBuf, u64, u64)> {
     Some((path.to_path_buf(), meta.dev(), meta.ino()))
 }
 
-async fn migrate(pool: &SqlitePool) -> Result<(), OpenError> {
-    let mut conn = pool.acquire().await?;
-    let done: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(&mut *conn).await?;
-    let done = usize::try_from(done).unwrap_or(0);
-    if done > MIGRATIONS.len() {
-        return Err(OpenError::Migration(format!(
-            "the database has schema version {done}, newer than this build knows ({}); use a newer alongside",
-            MIGRATIONS.len()
-        )));
-    }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(done) {
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        sqlx::raw_sql(sql).execute(&mut *tx).await?;
-        // PRAGMA takes no bound parameters; the value is our own integer.
-        sqlx::raw_sql(&format!("PRAGMA user_version = {}", index + 1)).execute(&mut *tx).await?;
-        tx.commit().await?;
-    }
-    Ok(())
-}
-
-/// The group-commit loop: take every waiting send, store them in one transaction,
-/// tell the listener about the new ones in seq order, then answer each sender.
-async fn run_writer(
-    pool: SqlitePool,
-    mut receiver: mpsc::Receiver<PendingMessage>,
-    listener: Arc<dyn CommitListener>,
-    metrics: Arc<Metrics>,
-) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let started = Instant::now();
-        let outcome = write_batch(&pool, &batch).await;
-        metrics.store_commit(started.elapsed(), batch.len());
-        match outcome {
-            Ok(stored) => {
-                for (pending, stored) in batch.drain(..).zip(stored) {
-                    if !stored.duplicate {
-                        listener.message_committed(&stored.message);
-                    }
-                    // A sender that went away still had its message stored; nothing to do.
-                    let _ = pending.reply.send(Ok(stored));
-                }
-            }
-            Err(err) => {
-                tracing::error!(error = %err, n = batch.len(), "group commit failed; no message of the batch was stored");
-                for pending in batch.drain(..) {
-                    let _ = pending.reply.send(Err(StoreError::Unavailable(err.to_string())));
-                }
-            }
-        }
-    }
-}
-
-async fn write_batch(pool: &SqlitePool, batch: &[PendingMessage]) -> Result<Vec<StoredMessage>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let mut stored = Vec::with_capacity(batch.len());
-    for pending in batch {
-        stored.push(write_one(&mut tx, &pending.message).await?);
-    }
-    tx.commit().await?;
-    Ok(stored)
-}
-
-async fn write_one(tx: &mut Transaction<'_, Sqlite>, new: &NewMessage) -> Result<StoredMessage, sqlx::Error> {
+/// Stores one message inside the writer's transaction, or finds the original of a resend.
+async fn write_one(conn: &mut SqliteConnection, new: &NewMessage) -> Result<StoredMessage, sqlx::Error> {
     if let Some(client_msg_id) = &new.client_msg_id {
         let existing = sqlx::query(
             "SELECT seq, body, ts, deleted FROM messages WHERE room_id = ? AND author_id = ? AND client_msg_id = ?",
@@ -264,7 +164,7 @@ async fn write_one(tx: &mut Transaction<'_, Sqlite>, new: &NewMessage) -> Result
         .bind(new.room_id.0)
         .bind(new.author.id.0)
         .bind(client_msg_id)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *conn)
         .await?;
         if let Some(row) = existing {
             let deleted: bool = row.try_get("deleted")?;
@@ -282,7 +182,7 @@ async fn write_one(tx: &mut Transaction<'_, Sqlite>, new: &NewMessage) -> Result
     }
     let seq: i64 = sqlx::query_scalar("UPDATE rooms SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq")
         .bind(new.room_id.0)
-        .fetch_one(&mut **tx)
+        .fetch_one(&mut *conn)
         .await?;
     let ts = now_ms();
     sqlx::query("INSERT INTO messages (room_id, seq, author_id, body, ts, client_msg_id) VALUES (?, ?, ?, ?, ?, ?)")
@@ -292,7 +192,7 @@ async fn write_one(tx: &mut Transaction<'_, Sqlite>, new: &NewMessage) -> Result
         .bind(&new.body)
         .bind(ts)
         .bind(&new.client_msg_id)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await?;
     let message = Message {
         seq,
@@ -379,7 +279,7 @@ fn ban_scope_id(scope: BanScope) -> i64 {
     }
 }
 
-async fn insert_log(tx: &mut Transaction<'_, Sqlite>, entry: &ModEntry) -> Result<(), sqlx::Error> {
+async fn insert_log(conn: &mut SqliteConnection, entry: &ModEntry) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO mod_log (room_id, action, actor_id, target, seq, reason, until, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
@@ -391,14 +291,14 @@ async fn insert_log(tx: &mut Transaction<'_, Sqlite>, entry: &ModEntry) -> Resul
     .bind(&entry.reason)
     .bind(entry.until)
     .bind(now_ms())
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }
 
 /// Inserts or replaces a mute or ban (`table` is `mutes` or `bans`, our own constant).
 async fn upsert_restriction(
-    tx: &mut Transaction<'_, Sqlite>,
+    conn: &mut SqliteConnection,
     table: &'static str,
     room_id: i64,
     user: UserId,
@@ -416,9 +316,31 @@ async fn upsert_restriction(
         .bind(restriction.until)
         .bind(&restriction.reason)
         .bind(log.actor.0)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await?;
     Ok(())
+}
+
+/// The ban in force at `now` for `user` in either scope (a room id, or 0 for the
+/// server), the room's first.
+async fn ban_in_force<'c>(
+    db: impl sqlx::SqliteExecutor<'c>,
+    scopes: [i64; 2],
+    user: UserId,
+    now: i64,
+) -> Result<Option<Restriction>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT until, reason FROM bans WHERE room_id IN (?, ?) AND user_id = ? AND (until IS NULL OR until > ?) \
+         ORDER BY room_id DESC LIMIT 1",
+    )
+    .bind(scopes[0])
+    .bind(scopes[1])
+    .bind(user.0)
+    .bind(now)
+    .fetch_optional(db)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    Ok(Some(Restriction { until: row.try_get("until")?, reason: row.try_get("reason")? }))
 }
 
 /// A statement with its bound arguments, ready to run.
@@ -428,8 +350,9 @@ impl SqliteStore {
     /// Runs one changing statement and, if it changed a row, writes `log` in the same
     /// transaction; `false` (and nothing written) if no row matched.
     async fn change_logged(&self, statement: Statement<'_>, log: &ModEntry) -> Result<bool, StoreError> {
-        let mut tx = self.writes.begin().await?;
+        let mut tx = self.begin_write().await?;
         if statement.execute(&mut *tx).await?.rows_affected() == 0 {
+            tx.rollback().await?;
             return Ok(false);
         }
         insert_log(&mut tx, log).await?;
@@ -452,14 +375,38 @@ impl SqliteStore {
     }
 }
 
+/// A report with its reporter and the snapshot's author.
+const REPORT_COLUMNS: &str = "r.id, r.seq, rp.username AS reporter, r.reason, r.ts, r.body, r.message_ts, \
+     a.username, a.display_name, a.role FROM reports r JOIN users rp ON rp.id = r.reporter_id \
+     LEFT JOIN users a ON a.id = r.author_id";
+
 fn report_from_row(room: &str, row: &SqliteRow) -> Result<Report, sqlx::Error> {
+    let seq = row.try_get("seq")?;
+    // Reports made before snapshots were kept have none when their message was gone.
+    let author: Option<String> = row.try_get("username")?;
+    let message = match author {
+        Some(username) => {
+            let role: String = row.try_get("role")?;
+            Some(Message {
+                seq,
+                room: room.to_string(),
+                author: User { username, display_name: row.try_get("display_name")?, role: parse_role(&role)? },
+                body: row.try_get("body")?,
+                ts: format_ts(row.try_get::<Option<i64>, _>("message_ts")?.unwrap_or_default()),
+                client_msg_id: None,
+                deleted: false,
+            })
+        }
+        None => None,
+    };
     Ok(Report {
         id: row.try_get("id")?,
         room: room.to_string(),
-        seq: row.try_get("seq")?,
+        seq,
         reporter: row.try_get("reporter")?,
         reason: row.try_get("reason")?,
         ts: format_ts(row.try_get("ts")?),
+        message,
     })
 }
 
@@ -472,8 +419,12 @@ impl Store for SqliteStore {
                 _ => return Err(StoreError::Unavailable(format!("{} was removed or replaced", path.display()))),
             }
         }
-        sqlx::query("SELECT 1").execute(&self.reads).await?;
-        Ok(())
+        if self.health.proven_within(PROVEN_FOR) {
+            // A commit just succeeded: only the readers are left to check.
+            sqlx::query("SELECT 1").execute(&self.reads).await?;
+            return Ok(());
+        }
+        self.heartbeat().await
     }
 
     async fn insert_user(
@@ -483,7 +434,8 @@ impl Store for SqliteStore {
         password_hash: &str,
         role: Role,
     ) -> Result<UserRecord, StoreError> {
-        let result = sqlx::query(
+        let mut tx = self.begin_write().await?;
+        let result = sqlx::query_scalar(
             "INSERT INTO users (username, display_name, password_hash, role, created_at) VALUES (?, ?, ?, ?, ?) \
              RETURNING id",
         )
@@ -492,14 +444,20 @@ impl Store for SqliteStore {
         .bind(password_hash)
         .bind(role.as_str())
         .bind(now_ms())
-        .fetch_one(&self.writes)
+        .fetch_one(&mut *tx)
         .await;
         match result {
-            Ok(row) => Ok(UserRecord {
-                id: UserId(row.try_get("id")?),
-                user: User { username: username.to_string(), display_name: display_name.to_string(), role },
-            }),
-            Err(err) if is_unique_violation(&err) => Err(StoreError::Conflict),
+            Ok(id) => {
+                tx.commit().await?;
+                Ok(UserRecord {
+                    id: UserId(id),
+                    user: User { username: username.to_string(), display_name: display_name.to_string(), role },
+                })
+            }
+            Err(err) if is_unique_violation(&err) => {
+                tx.rollback().await?;
+                Err(StoreError::Conflict)
+            }
             Err(err) => Err(err.into()),
         }
     }
@@ -519,14 +477,18 @@ impl Store for SqliteStore {
         role: Role,
         log: Option<&ModEntry>,
     ) -> Result<UserRecord, StoreError> {
-        let mut tx = self.writes.begin().await?;
+        let mut tx = self.begin_write().await?;
         let row =
             sqlx::query("UPDATE users SET role = ? WHERE username = ? RETURNING id, username, display_name, role")
                 .bind(role.as_str())
                 .bind(username)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let record = row.map(|row| user_from_row(&row)).transpose()?.ok_or(StoreError::NotFound)?;
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return Err(StoreError::NotFound);
+        };
+        let record = user_from_row(&row)?;
         if let Some(log) = log {
             insert_log(&mut tx, log).await?;
         }
@@ -543,12 +505,14 @@ impl Store for SqliteStore {
     }
 
     async fn insert_session(&self, token_hash: &[u8], user: UserId) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
         sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at) VALUES (?, ?, ?)")
             .bind(token_hash)
             .bind(user.0)
             .bind(now_ms())
-            .execute(&self.writes)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -564,14 +528,15 @@ impl Store for SqliteStore {
     }
 
     async fn delete_session(&self, token_hash: &[u8]) -> Result<bool, StoreError> {
-        let done =
-            sqlx::query("DELETE FROM sessions WHERE token_hash = ?").bind(token_hash).execute(&self.writes).await?;
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query("DELETE FROM sessions WHERE token_hash = ?").bind(token_hash).execute(&mut *tx).await?;
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn insert_room(&self, room: &NewRoom) -> Result<RoomRecord, StoreError> {
         let now = now_ms();
-        let mut tx = self.writes.begin().await?;
+        let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO rooms (name, topic, kind, owner_id, starts_at, ends_at, capacity, created_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
@@ -588,7 +553,10 @@ impl Store for SqliteStore {
         .await;
         let id: i64 = match inserted {
             Ok(row) => row.try_get("id")?,
-            Err(err) if is_unique_violation(&err) => return Err(StoreError::Conflict),
+            Err(err) if is_unique_violation(&err) => {
+                tx.rollback().await?;
+                return Err(StoreError::Conflict);
+            }
             Err(err) => return Err(err.into()),
         };
         sqlx::query("INSERT INTO memberships (room_id, user_id, joined_at) VALUES (?, ?, ?)")
@@ -617,7 +585,13 @@ impl Store for SqliteStore {
     }
 
     async fn insert_membership(&self, room: &RoomRecord, user: UserId) -> Result<bool, StoreError> {
-        let mut tx = self.writes.begin().await?;
+        let mut tx = self.begin_write().await?;
+        // Checked inside the writing transaction: a ban committed before this join
+        // always stops it, however the two requests interleave.
+        if let Some(ban) = ban_in_force(&mut *tx, [room.id.0, 0], user, now_ms()).await? {
+            tx.rollback().await?;
+            return Err(StoreError::Banned(ban));
+        }
         let exists = sqlx::query("SELECT 1 FROM memberships WHERE room_id = ? AND user_id = ?")
             .bind(room.id.0)
             .bind(user.0)
@@ -625,6 +599,7 @@ impl Store for SqliteStore {
             .await?
             .is_some();
         if exists {
+            tx.rollback().await?;
             return Ok(false);
         }
         if let Some(capacity) = room.capacity {
@@ -634,6 +609,7 @@ impl Store for SqliteStore {
                 .fetch_one(&mut *tx)
                 .await?;
             if members >= i64::from(capacity) {
+                tx.rollback().await?;
                 return Err(StoreError::Full);
             }
         }
@@ -648,19 +624,27 @@ impl Store for SqliteStore {
     }
 
     async fn delete_membership(&self, room: RoomId, user: UserId) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("DELETE FROM memberships WHERE room_id = ? AND user_id = ?")
             .bind(room.0)
             .bind(user.0)
-            .execute(&self.writes)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn fetch_user_rooms(&self, user: UserId) -> Result<Vec<String>, StoreError> {
+        // A ban ends the membership in its own transaction; the filter also covers
+        // memberships left behind by versions that let a join race a ban.
         let names = sqlx::query_scalar(
-            "SELECT r.name FROM memberships m JOIN rooms r ON r.id = m.room_id WHERE m.user_id = ? ORDER BY r.name",
+            "SELECT r.name FROM memberships m JOIN rooms r ON r.id = m.room_id WHERE m.user_id = ? \
+             AND NOT EXISTS (SELECT 1 FROM bans b WHERE b.room_id = m.room_id AND b.user_id = m.user_id \
+                             AND (b.until IS NULL OR b.until > ?)) \
+             ORDER BY r.name",
         )
         .bind(user.0)
+        .bind(now_ms())
         .fetch_all(&self.reads)
         .await?;
         Ok(names)
@@ -712,7 +696,7 @@ impl Store for SqliteStore {
         mute: &Restriction,
         log: &ModEntry,
     ) -> Result<(), StoreError> {
-        let mut tx = self.writes.begin().await?;
+        let mut tx = self.begin_write().await?;
         upsert_restriction(&mut tx, "mutes", room.0, user, mute, log).await?;
         insert_log(&mut tx, log).await?;
         tx.commit().await?;
@@ -752,19 +736,21 @@ impl Store for SqliteStore {
         user: UserId,
         ban: &Restriction,
         log: &ModEntry,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.writes.begin().await?;
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
         upsert_restriction(&mut tx, "bans", ban_scope_id(scope), user, ban, log).await?;
+        let mut ended = false;
         if let BanScope::Room(room) = scope {
-            sqlx::query("DELETE FROM memberships WHERE room_id = ? AND user_id = ?")
+            let done = sqlx::query("DELETE FROM memberships WHERE room_id = ? AND user_id = ?")
                 .bind(room.0)
                 .bind(user.0)
                 .execute(&mut *tx)
                 .await?;
+            ended = done.rows_affected() > 0;
         }
         insert_log(&mut tx, log).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(ended)
     }
 
     async fn delete_ban(&self, scope: BanScope, user: UserId, log: &ModEntry) -> Result<bool, StoreError> {
@@ -772,16 +758,8 @@ impl Store for SqliteStore {
     }
 
     async fn fetch_ban(&self, scope: BanScope, user: UserId, now: i64) -> Result<Option<Restriction>, StoreError> {
-        let row = sqlx::query(
-            "SELECT until, reason FROM bans WHERE room_id = ? AND user_id = ? AND (until IS NULL OR until > ?)",
-        )
-        .bind(ban_scope_id(scope))
-        .bind(user.0)
-        .bind(now)
-        .fetch_optional(&self.reads)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some(Restriction { until: row.try_get("until")?, reason: row.try_get("reason")? }))
+        let scope = ban_scope_id(scope);
+        Ok(ban_in_force(&self.reads, [scope, scope], user, now).await?)
     }
 
     async fn fetch_message_author(&self, room: RoomId, seq: i64) -> Result<Option<(UserRecord, bool)>, StoreError> {
@@ -801,11 +779,13 @@ impl Store for SqliteStore {
         let statement = sqlx::query("UPDATE messages SET deleted = 1, body = NULL WHERE room_id = ? AND seq = ?")
             .bind(room.0)
             .bind(seq);
-        if self.change_logged(statement, log).await? {
-            Ok(())
-        } else {
-            Err(StoreError::NotFound)
+        if !self.change_logged(statement, log).await? {
+            return Err(StoreError::NotFound);
         }
+        // The body is zeroed in its page (secure_delete); empty the write-ahead log too,
+        // so no older copy of the page stays in the file.
+        write::checkpoint_truncate(&self.writes).await;
+        Ok(())
     }
 
     async fn update_room_settings(
@@ -815,7 +795,7 @@ impl Store for SqliteStore {
         locked: Option<bool>,
         log: &ModEntry,
     ) -> Result<RoomRecord, StoreError> {
-        let mut tx = self.writes.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "UPDATE rooms SET slow_mode_s = coalesce(?, slow_mode_s), locked = coalesce(?, locked) WHERE id = ?",
         )
@@ -839,35 +819,37 @@ impl Store for SqliteStore {
         reporter: &UserRecord,
         reason: &str,
     ) -> Result<Report, StoreError> {
-        let ts = now_ms();
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO reports (room_id, seq, reporter_id, reason, ts) VALUES (?, ?, ?, ?, ?) RETURNING id",
+        let mut tx = self.begin_write().await?;
+        // The snapshot is copied from the message in the same statement, so it is the
+        // message exactly as it stood when the report was made.
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO reports (room_id, seq, reporter_id, reason, ts, author_id, body, message_ts) \
+             SELECT room_id, seq, ?, ?, ?, author_id, body, ts FROM messages \
+             WHERE room_id = ? AND seq = ? AND deleted = 0 RETURNING id",
         )
-        .bind(room.id.0)
-        .bind(seq)
         .bind(reporter.id.0)
         .bind(reason)
-        .bind(ts)
-        .fetch_one(&self.writes)
+        .bind(now_ms())
+        .bind(room.id.0)
+        .bind(seq)
+        .fetch_optional(&mut *tx)
         .await?;
-        Ok(Report {
-            id,
-            room: room.name.clone(),
-            seq,
-            reporter: reporter.user.username.clone(),
-            reason: reason.to_string(),
-            ts: format_ts(ts),
-        })
+        let Some(id) = id else {
+            tx.rollback().await?;
+            return Err(StoreError::NotFound);
+        };
+        let row = sqlx::query(&format!("SELECT {REPORT_COLUMNS} WHERE r.id = ?")).bind(id).fetch_one(&mut *tx).await?;
+        let report = report_from_row(&room.name, &row)?;
+        tx.commit().await?;
+        Ok(report)
     }
 
     async fn fetch_open_reports(&self, room: &RoomRecord) -> Result<Vec<Report>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT r.id, r.seq, u.username AS reporter, r.reason, r.ts FROM reports r \
-             JOIN users u ON u.id = r.reporter_id WHERE r.room_id = ? AND r.status = 'open' ORDER BY r.id",
-        )
-        .bind(room.id.0)
-        .fetch_all(&self.reads)
-        .await?;
+        let rows =
+            sqlx::query(&format!("SELECT {REPORT_COLUMNS} WHERE r.room_id = ? AND r.status = 'open' ORDER BY r.id"))
+                .bind(room.id.0)
+                .fetch_all(&self.reads)
+                .await?;
         Ok(rows.iter().map(|row| report_from_row(&room.name, row)).collect::<Result<_, _>>()?)
     }
 
@@ -911,9 +893,8 @@ impl Store for SqliteStore {
     }
 
     async fn insert_message(&self, message: NewMessage) -> Result<StoredMessage, StoreError> {
-        let sender = self.messages.lock().expect("messages lock").clone().ok_or(StoreError::Closed)?;
         let (reply, answer) = oneshot::channel();
-        sender.send(PendingMessage { message, reply }).await.map_err(|_| StoreError::Closed)?;
+        self.submit(Job::Message(message, reply)).await?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -943,7 +924,7 @@ impl Store for SqliteStore {
 
     async fn close(&self) {
         // Dropping the sender lets the writer finish the sends already queued, then stop.
-        self.messages.lock().expect("messages lock").take();
+        self.jobs.lock().expect("jobs lock").take();
         let writer = self.writer.lock().expect("writer lock").take();
         if let Some(writer) = writer {
             let _ = writer.await;

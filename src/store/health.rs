@@ -1,0 +1,93 @@
+//! Whether writes are getting through: the state behind `/healthz` and the store's
+//! write-failure metrics.
+//!
+//! Every write transaction of a store reports its end here: a commit that succeeded, or
+//! a failure anywhere inside (begin, statement, commit, rollback). From the first failure
+//! until the next successful commit the store is *failing*, and its health check answers
+//! so; the backend's writer retries on its own while failing, so the server recovers
+//! without anyone's help when the disk has room again.
+
+use crate::metrics::Metrics;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Shared by a store's write paths and its health check.
+pub struct WriteHealth {
+    /// Set by a failed write, cleared by a successful commit.
+    failing: AtomicBool,
+    /// When the last commit succeeded, in milliseconds since `started`, plus one (0 =
+    /// never), so a fresh store must prove itself before it counts as recently proven.
+    last_commit_ms: AtomicU64,
+    started: Instant,
+    metrics: Arc<Metrics>,
+}
+
+impl WriteHealth {
+    /// Health for a freshly opened store: not failing, nothing proven yet.
+    pub fn new(metrics: Arc<Metrics>) -> WriteHealth {
+        metrics.store_failing.store(0, Relaxed);
+        WriteHealth {
+            failing: AtomicBool::new(false),
+            last_commit_ms: AtomicU64::new(0),
+            started: Instant::now(),
+            metrics,
+        }
+    }
+
+    /// A write transaction committed.
+    pub fn committed(&self) {
+        let now = self.started.elapsed().as_millis() as u64 + 1;
+        self.last_commit_ms.store(now, Relaxed);
+        if self.failing.swap(false, Relaxed) {
+            self.metrics.store_failing.store(0, Relaxed);
+            tracing::warn!("the database takes writes again");
+        }
+    }
+
+    /// A write transaction failed; `cause` goes to the log on the first failure of a run.
+    pub fn failed(&self, cause: &dyn std::fmt::Display) {
+        self.metrics.store_commit_failures.fetch_add(1, Relaxed);
+        if !self.failing.swap(true, Relaxed) {
+            self.metrics.store_failing.store(1, Relaxed);
+            tracing::error!(error = %cause, "the database refuses writes; every write is answered `internal` until one succeeds");
+        }
+    }
+
+    /// Whether the last write failed.
+    pub fn is_failing(&self) -> bool {
+        self.failing.load(Relaxed)
+    }
+
+    /// Not failing, and a commit succeeded within `age`.
+    pub fn proven_within(&self, age: Duration) -> bool {
+        let last = self.last_commit_ms.load(Relaxed);
+        !self.is_failing()
+            && last != 0
+            && self.started.elapsed().as_millis() as u64 + 1 - last <= age.as_millis() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failing_from_the_first_failure_until_the_next_commit() {
+        let metrics = Arc::new(Metrics::default());
+        let health = WriteHealth::new(metrics.clone());
+        assert!(!health.is_failing());
+        assert!(!health.proven_within(Duration::from_secs(60)), "nothing proven before the first commit");
+        health.committed();
+        assert!(health.proven_within(Duration::from_secs(60)));
+        health.failed(&"disk full");
+        health.failed(&"disk full");
+        assert!(health.is_failing());
+        assert!(!health.proven_within(Duration::from_secs(60)), "a failure outweighs an earlier commit");
+        assert_eq!(metrics.store_commit_failures.load(Relaxed), 2);
+        assert_eq!(metrics.store_failing.load(Relaxed), 1);
+        health.committed();
+        assert!(!health.is_failing());
+        assert_eq!(metrics.store_failing.load(Relaxed), 0);
+    }
+}

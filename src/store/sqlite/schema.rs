@@ -1,0 +1,192 @@
+//! The SQLite schema: migrations, and the durability settings every write connection
+//! must run with.
+
+use super::write::WriteTx;
+use crate::store::{OpenError, WriteHealth};
+use sqlx::sqlite::{SqliteConnection, SqlitePool};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+/// Append only: a released migration is never edited.
+const MIGRATIONS: &[&str] = &[
+    r#"
+CREATE TABLE users (
+    id            INTEGER PRIMARY KEY,
+    username      TEXT NOT NULL UNIQUE,
+    display_name  TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    role          TEXT NOT NULL,
+    created_at    INTEGER NOT NULL
+);
+CREATE TABLE sessions (
+    token_hash BLOB PRIMARY KEY,
+    user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX sessions_user ON sessions(user_id);
+CREATE TABLE rooms (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    topic       TEXT NOT NULL DEFAULT '',
+    kind        TEXT NOT NULL,
+    owner_id    INTEGER NOT NULL REFERENCES users(id),
+    slow_mode_s INTEGER NOT NULL DEFAULT 0,
+    locked      INTEGER NOT NULL DEFAULT 0,
+    starts_at   INTEGER,
+    ends_at     INTEGER,
+    capacity    INTEGER,
+    last_seq    INTEGER NOT NULL DEFAULT 0,
+    created_at  INTEGER NOT NULL
+);
+CREATE TABLE memberships (
+    room_id   INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+    user_id   INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    room_role TEXT NOT NULL DEFAULT 'member',
+    joined_at INTEGER NOT NULL,
+    PRIMARY KEY (room_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX memberships_user ON memberships(user_id);
+CREATE TABLE messages (
+    room_id       INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+    seq           INTEGER NOT NULL,
+    author_id     INTEGER NOT NULL REFERENCES users(id),
+    body          TEXT,
+    ts            INTEGER NOT NULL,
+    client_msg_id TEXT,
+    deleted       INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (room_id, seq)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX messages_client_id ON messages(room_id, author_id, client_msg_id)
+    WHERE client_msg_id IS NOT NULL;
+-- Mutes are kept apart from memberships so that leaving and rejoining does not lift one.
+CREATE TABLE mutes (
+    room_id  INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+    user_id  INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    until    INTEGER,
+    reason   TEXT,
+    actor_id INTEGER NOT NULL REFERENCES users(id),
+    PRIMARY KEY (room_id, user_id)
+) WITHOUT ROWID;
+-- room_id 0 is the server scope (a ban from the whole server).
+CREATE TABLE bans (
+    room_id  INTEGER NOT NULL,
+    user_id  INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    until    INTEGER,
+    reason   TEXT,
+    actor_id INTEGER NOT NULL REFERENCES users(id),
+    PRIMARY KEY (room_id, user_id)
+) WITHOUT ROWID;
+-- One log for every moderator action; room_id 0 holds server-scope actions.
+CREATE TABLE mod_log (
+    id       INTEGER PRIMARY KEY,
+    room_id  INTEGER NOT NULL,
+    action   TEXT NOT NULL,
+    actor_id INTEGER NOT NULL REFERENCES users(id),
+    target   TEXT,
+    seq      INTEGER,
+    reason   TEXT,
+    until    INTEGER,
+    ts       INTEGER NOT NULL
+);
+CREATE INDEX mod_log_room ON mod_log(room_id, id);
+CREATE TABLE reports (
+    id          INTEGER PRIMARY KEY,
+    room_id     INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+    seq         INTEGER NOT NULL,
+    reporter_id INTEGER NOT NULL REFERENCES users(id),
+    reason      TEXT NOT NULL,
+    status      TEXT NOT NULL DEFAULT 'open',
+    resolved_by INTEGER REFERENCES users(id),
+    note        TEXT,
+    resolved_at INTEGER,
+    ts          INTEGER NOT NULL
+);
+CREATE INDEX reports_open ON reports(room_id, status, id);
+"#,
+    // Reports keep a snapshot of the reported message, so the evidence survives its
+    // deletion; the heartbeat row proves the write path to the health check.
+    r#"
+ALTER TABLE reports ADD COLUMN author_id INTEGER REFERENCES users(id);
+ALTER TABLE reports ADD COLUMN body TEXT;
+ALTER TABLE reports ADD COLUMN message_ts INTEGER;
+UPDATE reports SET (author_id, body, message_ts) =
+    (SELECT m.author_id, m.body, m.ts FROM messages m WHERE m.room_id = reports.room_id AND m.seq = reports.seq);
+CREATE TABLE heartbeat (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    n  INTEGER NOT NULL,
+    at INTEGER NOT NULL
+);
+INSERT INTO heartbeat (id, n, at) VALUES (1, 0, 0);
+"#,
+];
+
+/// Brings the schema up to date, each migration in its own write transaction.
+pub(super) async fn migrate(pool: &SqlitePool, health: &std::sync::Arc<WriteHealth>) -> Result<(), OpenError> {
+    let done: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(pool).await?;
+    let done = usize::try_from(done).unwrap_or(0);
+    if done > MIGRATIONS.len() {
+        return Err(OpenError::Migration(format!(
+            "the database has schema version {done}, newer than this build knows ({}); use a newer alongside",
+            MIGRATIONS.len()
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+        let mut tx = WriteTx::begin(pool, health).await?;
+        sqlx::raw_sql(sql).execute(&mut *tx).await?;
+        // PRAGMA takes no bound parameters; the value is our own integer.
+        sqlx::raw_sql(&format!("PRAGMA user_version = {}", index + 1)).execute(&mut *tx).await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+/// Refuses a write connection that would not keep the durability promise: the journal
+/// must be the write-ahead log and `synchronous` must be FULL, so a committed write
+/// survives a power loss. SQLite falls back silently (a file system without shared
+/// memory cannot hold a WAL), so this asks the opened file what it got.
+pub(super) async fn check_durability(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    let journal: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut *conn).await?;
+    let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(&mut *conn).await?;
+    if !journal.eq_ignore_ascii_case("wal") {
+        return Err(sqlx::Error::Configuration(
+            format!(
+                "the database runs with journal_mode={journal}, not WAL, so writes would not be durable \
+                 (is it on a network file system, or held open elsewhere in another journal mode?)"
+            )
+            .into(),
+        ));
+    }
+    // 2 = FULL: the log is synced at every commit.
+    if synchronous != 2 {
+        return Err(sqlx::Error::Configuration(
+            format!("the database runs with synchronous={synchronous}, not FULL (2), so writes would not be durable")
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::Connection;
+
+    async fn connection(dir: &tempfile::TempDir, pragmas: &str) -> SqliteConnection {
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("check.db").display());
+        let mut conn = SqliteConnection::connect(&url).await.unwrap();
+        sqlx::raw_sql(pragmas).execute(&mut conn).await.unwrap();
+        conn
+    }
+
+    #[tokio::test]
+    async fn only_wal_with_full_sync_passes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = connection(&dir, "PRAGMA journal_mode = DELETE; PRAGMA synchronous = FULL").await;
+        let refused = check_durability(&mut conn).await.unwrap_err().to_string();
+        assert!(refused.contains("journal_mode=delete, not WAL"), "{refused}");
+        let mut conn = connection(&dir, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL").await;
+        let refused = check_durability(&mut conn).await.unwrap_err().to_string();
+        assert!(refused.contains("synchronous=1, not FULL"), "{refused}");
+        let mut conn = connection(&dir, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL").await;
+        check_durability(&mut conn).await.unwrap();
+    }
+}

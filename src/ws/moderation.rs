@@ -247,7 +247,8 @@ async fn ban_from_room(
     // A room ban also works on someone who is not (yet) a member.
     let (room, target) = act_on(state, session, room_name, username, Standing::can_ban, "ban members", false).await?;
     let (ban, log) = restriction(Some(&room), "ban", session, &target.record, duration_s, reason)?;
-    state.store.upsert_ban(BanScope::Room(room.id), target.record.id, &ban, &log).await.map_err(internal)?;
+    let was_member =
+        state.store.upsert_ban(BanScope::Room(room.id), target.record.id, &ban, &log).await.map_err(internal)?;
     let event = Event::Banned {
         room: Some(room.name.clone()),
         by: session.user().username,
@@ -255,7 +256,9 @@ async fn ban_from_room(
         until: ban.until.map(crate::protocol::format_ts),
     };
     state.publish_user(target.record.id, &event);
-    if target.standing.room != RoomStanding::Outsider {
+    // Whether they were a member comes from the ban's own transaction, not from the
+    // standing read before it: a join may have committed in between.
+    if was_member {
         remove_from_room(state, &room, &target.record, LeftReason::Banned);
     }
     Ok(Reply::Empty {})
@@ -443,12 +446,16 @@ async fn report(
 ) -> Result<Reply, ApiError> {
     let room = member_room(state, session, room_name).await?;
     let reason = check_text(Some(reason), "reason")?.ok_or_else(|| invalid("Please say why you are reporting it."))?;
-    let found = state.store.fetch_message_author(room.id, seq).await.map_err(internal)?;
-    if !matches!(found, Some((_, false))) {
-        return Err(ApiError::new(ErrorCode::NotFound, format!("There is no message {seq} in `{}`.", room.name)));
-    }
     let reporter = UserRecord { id: session.user_id, user: session.user() };
-    let report = state.store.insert_report(&room, seq, &reporter, &reason).await.map_err(internal)?;
+    // The store keeps a snapshot of the message with the report, so the evidence stays
+    // if the author deletes it.
+    let report = match state.store.insert_report(&room, seq, &reporter, &reason).await {
+        Ok(report) => report,
+        Err(StoreError::NotFound) => {
+            return Err(ApiError::new(ErrorCode::NotFound, format!("There is no message {seq} in `{}`.", room.name)))
+        }
+        Err(err) => return Err(internal(err)),
+    };
     let mut moderators = state.store.fetch_room_moderators(room.id).await.map_err(internal)?;
     moderators.push(room.owner_id);
     let frame = Utf8Bytes::from(Event::Report { report }.to_json());

@@ -13,7 +13,9 @@ use crate::protocol::{
     SendMessage,
 };
 use crate::server::{describe_until, internal, AppState};
-use crate::store::{BanScope, HistoryRange, NewMessage, NewRoom, RoomRecord, StoreError, UserId, UserRecord};
+use crate::store::{
+    BanScope, HistoryRange, NewMessage, NewRoom, Restriction, RoomRecord, StoreError, UserId, UserRecord,
+};
 use std::sync::Arc;
 
 /// Longest message body, in characters.
@@ -163,14 +165,11 @@ async fn create_room(state: &AppState, session: &Session, fields: CreateRoom) ->
 
 async fn join(state: &AppState, session: &Session, name: &str) -> Result<Reply, ApiError> {
     let room = state.room(name).await?;
-    let ban = state.store.fetch_ban(BanScope::Room(room.id), session.user_id, now_ms()).await.map_err(internal)?;
-    if let Some(ban) = ban {
-        let why = ban.reason.map(|r| format!(" Reason: {r}")).unwrap_or_default();
-        let until = describe_until(ban.until);
-        return Err(ApiError::new(ErrorCode::Banned, format!("You are banned from `{name}` {until}.{why}")));
-    }
+    // The store checks for a ban in the transaction that makes the member, so a ban
+    // committed first always wins.
     let newly = match state.store.insert_membership(&room, session.user_id).await {
         Ok(newly) => newly,
+        Err(StoreError::Banned(ban)) => return Err(banned_from(&room.name, ban)),
         Err(StoreError::Full) => {
             let capacity = room.capacity.unwrap_or_default();
             return Err(ApiError::new(ErrorCode::Full, format!("`{name}` is full: it holds {capacity} members.")));
@@ -184,6 +183,20 @@ async fn join(state: &AppState, session: &Session, name: &str) -> Result<Reply, 
         let event = Event::MemberJoined { room: room.name.clone(), user: session.user() };
         state.publish_room(&room.name, &event, None, Some(Effect::Subscribe(session.user_id)));
     }
+    // A ban or kick that committed after the insert may already have unsubscribed the
+    // user's sockets, which the two steps above would undo. So look again, after every
+    // step that subscribes: a removal that commits after this read unsubscribes them in
+    // its turn, and one that committed before it is seen here and undone here.
+    if state.store.fetch_room_role(room.id, session.user_id).await.map_err(internal)?.is_none() {
+        let ban = state.store.fetch_ban(BanScope::Room(room.id), session.user_id, now_ms()).await.map_err(internal)?;
+        let reason = if ban.is_some() { LeftReason::Banned } else { LeftReason::Left };
+        // Every node applies it; in this race the room may hear the departure twice.
+        remove_from_room(state, &room, &UserRecord { id: session.user_id, user: session.user() }, reason);
+        return Err(match ban {
+            Some(ban) => banned_from(&room.name, ban),
+            None => ApiError::new(ErrorCode::Forbidden, format!("You were removed from `{name}` as you joined.")),
+        });
+    }
     let range = HistoryRange { before: None, after: None, limit: DEFAULT_PAGE };
     let messages = state.store.fetch_messages(&room, range).await.map_err(internal)?;
     Ok(Reply::Joined {
@@ -191,6 +204,13 @@ async fn join(state: &AppState, session: &Session, name: &str) -> Result<Reply, 
         online: state.hub.online_users(&room.name, MAX_ONLINE_LISTED),
         messages,
     })
+}
+
+/// The refusal for a member banned from a room, with the ban's end and reason.
+fn banned_from(room: &str, ban: Restriction) -> ApiError {
+    let why = ban.reason.map(|r| format!(" Reason: {r}")).unwrap_or_default();
+    let until = describe_until(ban.until);
+    ApiError::new(ErrorCode::Banned, format!("You are banned from `{room}` {until}.{why}"))
 }
 
 async fn leave(state: &AppState, session: &Session, name: &str) -> Result<Reply, ApiError> {
@@ -245,7 +265,13 @@ async fn send(state: &AppState, session: &Session, fields: SendMessage) -> Resul
         client_msg_id: fields.client_msg_id,
     };
     // Returns after the commit; the `message` event has gone out by then.
-    let stored = state.store.insert_message(new).await.map_err(internal)?;
+    let stored = state.store.insert_message(new).await.map_err(|err| {
+        tracing::error!(error = %err, room = %room.name, "message not stored");
+        ApiError::new(
+            ErrorCode::Internal,
+            "Not sent: the server could not save your message. Please try again in a moment.",
+        )
+    })?;
     Ok(Reply::Sent { message: stored.message })
 }
 

@@ -384,3 +384,93 @@ async fn bans_and_mutes_persist_across_a_restart_and_expired_ones_do_not() {
     let mut ben = server.client(&server.login("ben").await).await;
     ben.refused(json!({"type": "join", "room": "circle"}), "banned").await;
 }
+
+#[tokio::test]
+async fn a_report_keeps_the_message_after_its_author_deletes_it() {
+    let Circle { mut owner, mut mia, mut ben, server: _server } = circle().await;
+    let seq = sent(&mut mia, "something that hurt").await;
+    ben.ok(json!({"type": "report", "room": "circle", "seq": seq, "reason": "Unkind to a newcomer"})).await;
+    let event = owner.event_of("report").await;
+    assert_eq!(event["report"]["message"]["body"], "something that hurt", "{event}");
+    assert_eq!(event["report"]["message"]["author"]["username"], "mia");
+
+    // The author deletes it: gone for the room, not for the moderators' evidence.
+    mia.ok(json!({"type": "delete_message", "room": "circle", "seq": seq})).await;
+    let history = ben.ok(json!({"type": "history", "room": "circle", "after": seq - 1, "limit": 1})).await;
+    assert_eq!(history["messages"][0]["deleted"], true);
+    assert!(history["messages"][0].get("body").is_none(), "{history}");
+    let open = owner.ok(json!({"type": "reports", "room": "circle"})).await;
+    let report = &open["reports"][0];
+    assert_eq!(report["seq"], seq);
+    assert_eq!(report["message"]["body"], "something that hurt", "{report}");
+    assert_eq!(report["message"]["author"]["username"], "mia");
+    assert_eq!(report["message"]["seq"], seq);
+    // A deleted message cannot be reported afresh: there is nothing left to snapshot.
+    ben.refused(json!({"type": "report", "room": "circle", "seq": seq, "reason": "again"}), "not_found").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_joining_over_and_over_while_being_banned_is_never_left_a_member() {
+    const TRIALS: u64 = 40;
+    let server = TestServer::start_with(|c| c.members_may_create_rooms = true).await;
+    let mut owner = server.member("owner").await;
+    let token = server.user("racer").await;
+    let mut racers = Vec::new();
+    for _ in 0..3 {
+        racers.push(server.client(&token).await);
+    }
+    for trial in 0..TRIALS {
+        let room = format!("race-{trial}");
+        owner.ok(json!({"type": "create_room", "name": room})).await;
+        // Three sockets of the member join as fast as they can, before, during and
+        // after the ban; each stops a few joins after the ban was acknowledged.
+        let banned = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let tasks: Vec<_> = racers
+            .drain(..)
+            .map(|mut racer| {
+                let (room, banned) = (room.clone(), banned.clone());
+                tokio::spawn(async move {
+                    let mut after_ban = 0;
+                    while after_ban < 3 {
+                        if banned.load(std::sync::atomic::Ordering::SeqCst) {
+                            after_ban += 1;
+                        }
+                        let reply = racer.request(json!({"type": "join", "room": room})).await;
+                        assert!(reply["type"] == "ok" || reply["code"] == "banned", "join: {reply}");
+                    }
+                    racer
+                })
+            })
+            .collect();
+        // The ban lands at a different moment of the joins in each trial.
+        tokio::time::sleep(Duration::from_micros(trial % 4 * 150)).await;
+        owner.ok(json!({"type": "ban", "room": room, "user": "racer", "reason": "trial"})).await;
+        banned.store(true, std::sync::atomic::Ordering::SeqCst);
+        for task in tasks {
+            racers.push(tokio::time::timeout(WAIT, task).await.expect("racer finished").expect("racer"));
+        }
+        // Never a member afterwards: not on any open socket, not at the next `auth`.
+        for racer in &mut racers {
+            racer.refused(json!({"type": "send", "room": room, "body": "still here?"}), "forbidden").await;
+        }
+        let mut fresh = Client::connect(&server.ws_url(), None).await;
+        let auth = fresh.ok(json!({"type": "auth", "token": token})).await;
+        assert_eq!(auth["rooms"], json!([]), "trial {trial}: the banned member is back in at auth");
+    }
+
+    // A membership left behind beside a ban (as versions with the race could leave)
+    // is not re-attached at `auth`.
+    let url = format!("sqlite://{}", server.db_path.display());
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO memberships (room_id, user_id, joined_at) \
+         SELECT r.id, u.id, 0 FROM rooms r, users u WHERE r.name = 'race-0' AND u.username = 'racer'",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let mut fresh = Client::connect(&server.ws_url(), None).await;
+    let auth = fresh.ok(json!({"type": "auth", "token": token})).await;
+    assert_eq!(auth["rooms"], json!([]));
+    fresh.refused(json!({"type": "history", "room": "race-0"}), "forbidden").await;
+}

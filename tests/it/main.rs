@@ -3,6 +3,7 @@
 
 mod accounts;
 mod bad_input;
+mod crash;
 mod delivery;
 mod moderation;
 mod operations;

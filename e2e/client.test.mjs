@@ -2,7 +2,7 @@
 //
 // One story, step by step: a member registers; an organiser creates a summit room; the
 // two chat live; the organiser mutes the member, whose page says so; markup in a
-// message stays text; the server restarts and the page catches up with nothing lost or
+// message stays text; a reported message outlives its deletion for the moderators; the server restarts and the page catches up with nothing lost or
 // doubled; quick exit leaves no trace. Screenshots go to target/e2e/.
 
 import assert from 'node:assert/strict';
@@ -119,6 +119,31 @@ describe('the web client', () => {
     await organiser.waitForSelector('#log-panel li:has-text("olivia: mute bea")');
     await organiser.click('#member-list li:has-text("Bea") button:text-is("Unmute")');
     await member.waitForSelector('#notice:has-text("You can post in #wmhd-2026 again")');
+  });
+
+  it('keeps a reported message for the moderators after its author deletes it', STEP, async () => {
+    const words = 'Something I wish I had not said.';
+    await member.fill('#message-input', words);
+    await member.press('#message-input', 'Enter');
+    const reported = organiser.locator('#messages .message', { hasText: words });
+    await reported.waitFor();
+    const seq = await reported.getAttribute('data-seq');
+    await reported.locator('button:text-is("Report")').click();
+    await organiser.fill('#report-reason', 'Could hurt someone reading');
+    await organiser.click('#report-dialog button[value=confirm]');
+    // Either the thanks or, as she moderates the room, the new report's own notice.
+    await organiser.waitForSelector('#notice:has-text("report")');
+    // The author takes it back: gone for the room.
+    member.once('dialog', (dialog) => dialog.accept());
+    await member.locator('#messages .message', { hasText: words }).locator('button:text-is("Delete")').click();
+    await organiser.waitForSelector(`#messages .message[data-seq="${seq}"] .body.deleted`);
+    // The moderators still read what was reported, and that it was deleted since.
+    await organiser.click('#show-reports');
+    const entry = organiser.locator('#reports-panel li', { hasText: 'Could hurt someone reading' });
+    await entry.waitFor();
+    assert.equal(await entry.locator('blockquote').textContent(), `Bea: ${words}`);
+    assert.match(await entry.textContent(), /deleted since/);
+    await organiser.screenshot({ path: join(SCREENSHOTS, 'reports.png') });
   });
 
   it('reconnects after a server restart and catches up without holes or duplicates', STEP, async () => {

@@ -571,12 +571,15 @@ async function showReports() {
   try {
     const reply = await state.connection.request('reports', { room });
     const items = reply.reports.map((report) => {
-      const message = view(room).messages.get(report.seq);
+      // The server keeps the message as it was reported, even if it was deleted since.
+      const message = report.message || view(room).messages.get(report.seq);
+      const deletedSince = view(room).messages.get(report.seq)?.deleted;
       return h(
         'li',
         {},
         h('p', {}, h('strong', {}, report.reporter), ` reported message ${report.seq} at ${formatTime(report.ts)}: `, report.reason),
-        message && !message.deleted ? h('blockquote', {}, `${message.author.display_name}: ${message.body}`) : null,
+        message && message.body ? h('blockquote', {}, `${message.author.display_name}: ${message.body}`) : null,
+        deletedSince ? h('p', { class: 'since' }, 'The message has been deleted since; this is how it read when reported.') : null,
         h('button', { type: 'button', class: 'small', onclick: () => resolveReport(report) }, 'Mark resolved'),
       );
     });

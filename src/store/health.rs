@@ -11,6 +11,7 @@ use crate::metrics::Metrics;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::Notify;
 
 /// Shared by a store's write paths and its health check.
 pub struct WriteHealth {
@@ -20,6 +21,8 @@ pub struct WriteHealth {
     /// never), so a fresh store must prove itself before it counts as recently proven.
     last_commit_ms: AtomicU64,
     started: Instant,
+    /// Woken by every failure, so the writer starts retrying without waiting for work.
+    failures: Notify,
     metrics: Arc<Metrics>,
 }
 
@@ -31,6 +34,7 @@ impl WriteHealth {
             failing: AtomicBool::new(false),
             last_commit_ms: AtomicU64::new(0),
             started: Instant::now(),
+            failures: Notify::new(),
             metrics,
         }
     }
@@ -48,6 +52,8 @@ impl WriteHealth {
     /// A write transaction failed; `cause` goes to the log on the first failure of a run.
     pub fn failed(&self, cause: &dyn std::fmt::Display) {
         self.metrics.store_commit_failures.fetch_add(1, Relaxed);
+        // A stored permit if nobody waits yet: a failure is never missed.
+        self.failures.notify_one();
         if !self.failing.swap(true, Relaxed) {
             self.metrics.store_failing.store(1, Relaxed);
             tracing::error!(error = %cause, "the database refuses writes; every write is answered `internal` until one succeeds");
@@ -57,6 +63,15 @@ impl WriteHealth {
     /// Whether the last write failed.
     pub fn is_failing(&self) -> bool {
         self.failing.load(Relaxed)
+    }
+
+    /// Resolves `every` after writes started failing (at once if they are failing now,
+    /// after `every` more if they still are): when the writer should try again.
+    pub async fn retry_due(&self, every: Duration) {
+        while !self.is_failing() {
+            self.failures.notified().await;
+        }
+        tokio::time::sleep(every).await;
     }
 
     /// Not failing, and a commit succeeded within `age`.
@@ -89,5 +104,28 @@ mod tests {
         health.committed();
         assert!(!health.is_failing());
         assert_eq!(metrics.store_failing.load(Relaxed), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_anywhere_wakes_the_retry_which_waits_its_interval() {
+        let health = Arc::new(WriteHealth::new(Arc::new(Metrics::default())));
+        let every = Duration::from_secs(1);
+        let waiting = tokio::spawn({
+            let health = health.clone();
+            async move {
+                health.retry_due(every).await;
+                tokio::time::Instant::now()
+            }
+        });
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(!waiting.is_finished(), "no retry while writes succeed");
+        let failed_at = tokio::time::Instant::now();
+        health.failed(&"locked");
+        let due = tokio::time::timeout(Duration::from_secs(5), waiting).await.unwrap().unwrap();
+        assert_eq!(due - failed_at, every);
+        // Still failing: the next retry is one interval later, not at once.
+        let start = tokio::time::Instant::now();
+        health.retry_due(every).await;
+        assert_eq!(tokio::time::Instant::now() - start, every);
     }
 }

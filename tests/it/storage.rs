@@ -35,6 +35,16 @@ async fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
 }
 
+/// Polls `/metrics` (which writes nothing itself) until the server says on its own
+/// that writes succeed again.
+async fn wait_until_writable(addr: std::net::SocketAddr) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while metric(addr, "alongside_store_writable").await != 1.0 {
+        assert!(tokio::time::Instant::now() < deadline, "the server never found that writes work again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Polls `/healthz` until it answers `status`.
 async fn wait_for_health(addr: std::net::SocketAddr, status: u16) {
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -145,8 +155,8 @@ async fn a_full_disk_never_gets_an_ok_and_the_server_recovers_when_space_returns
     // room one is in), then the server must be whole again without a restart.
     limit_file_size(binary.pid(), None);
     client.ok(json!({"type": "join", "room": "full"})).await;
-    wait_for_health(binary.addr, 200).await;
-    assert_eq!(metric(binary.addr, "alongside_store_writable").await, 1.0);
+    wait_until_writable(binary.addr).await;
+    assert_eq!(healthz(binary.addr).await, 200);
     for n in 0..10 {
         let (kind, code) = send(&mut client, "full", &format!("after-{n}"), &mut acked).await;
         assert_eq!((kind.as_str(), code.as_str()), ("ok", ""), "a send after recovery");
@@ -230,7 +240,8 @@ async fn a_read_only_database_refuses_writes_plainly_and_recovers_when_writable(
 
     // Permissions fixed: no restart needed.
     chmod_database(&db, 0o644);
-    wait_for_health(binary.addr, 200).await;
+    wait_until_writable(binary.addr).await;
+    assert_eq!(healthz(binary.addr).await, 200);
     let (kind, _) = send(&mut client, "archive", "written after", &mut acked).await;
     assert_eq!(kind, "ok");
     let (status, fresh) = login(binary.addr, "reader", false).await;

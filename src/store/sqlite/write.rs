@@ -116,8 +116,10 @@ impl Drop for WriteTx {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
             // Neither committed nor rolled back: a statement failed, or the caller's
-            // future was dropped. Whatever SQLite holds, this connection goes.
-            self.health.failed(&"a write transaction ended without a commit");
+            // future was dropped mid-write. Whatever SQLite holds, this connection goes.
+            // Counted as a failure either way (this cannot tell the two apart); after a
+            // mere cancellation the writer's next heartbeat, within a second, clears it.
+            self.health.failed(&"a write transaction was abandoned: a statement failed or the request was cancelled");
             drop(conn.detach());
         }
     }
@@ -187,17 +189,14 @@ pub(super) async fn run_writer(
 ) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     loop {
-        let received = if health.is_failing() {
-            tokio::select! {
-                received = receiver.recv_many(&mut jobs, MAX_BATCH) => received,
-                () = tokio::time::sleep(RETRY_WHILE_FAILING) => {
-                    // Nobody waits for this one's answer.
-                    jobs.push(Job::Heartbeat(oneshot::channel().0));
-                    1
-                }
+        // Both are cancel-safe: a job is either received or left in the channel.
+        let received = tokio::select! {
+            received = receiver.recv_many(&mut jobs, MAX_BATCH) => received,
+            () = health.retry_due(RETRY_WHILE_FAILING) => {
+                // Nobody waits for this one's answer.
+                jobs.push(Job::Heartbeat(oneshot::channel().0));
+                1
             }
-        } else {
-            receiver.recv_many(&mut jobs, MAX_BATCH).await
         };
         if received == 0 {
             return;

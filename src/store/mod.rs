@@ -372,7 +372,7 @@ pub trait Store: Send + Sync + 'static {
     async fn close(&self);
 }
 
-/// Opens the store named by a database URL (`sqlite://path` or `sqlite::memory:`).
+/// Opens the store named by a database URL (`sqlite://path`).
 pub async fn open(
     url: &str,
     listener: Arc<dyn CommitListener>,
@@ -392,6 +392,9 @@ pub enum OpenError {
     /// The URL scheme is not one this build knows.
     #[error("unsupported database URL scheme `{0}` (this build supports sqlite://PATH)")]
     Unsupported(String),
+    /// The database could not keep the durability promise.
+    #[error("cannot use this database: {0}")]
+    NotDurable(&'static str),
     /// The database could not be opened or migrated.
     #[error("cannot open the database: {0}")]
     Database(#[from] sqlx::Error),

@@ -150,7 +150,7 @@ async fn user_commands_work_beside_a_running_server() {
 fn bad_arguments_fail_with_one_line_and_a_non_zero_exit() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("cli.db").display());
-    let cases: [(&[&str], &str, &str); 6] = [
+    let cases: [(&[&str], &str, &str); 7] = [
         (&["user", "set-role", "nobody", "admin", "--database", &db], "", "no user"),
         (&["user", "set-role", "nobody", "king", "--database", &db], "", "unknown role"),
         (&["user", "create", "short", "--database", &db], "short", "8 to 1024"),
@@ -160,6 +160,7 @@ fn bad_arguments_fail_with_one_line_and_a_non_zero_exit() {
             "cannot open",
         ),
         (&["serve", "--database", "mysql://x"], "", "unsupported"),
+        (&["serve", "--database", "sqlite::memory:"], "", "in-memory database keeps nothing"),
         (&["serve", "--listen", "not-an-address"], "", "--listen"),
     ];
     for (args, stdin, expected) in cases {

@@ -76,34 +76,24 @@ impl SqliteStore {
             // Deleted content is overwritten with zeros, not left in free space.
             .pragma("secure_delete", "ON")
             .busy_timeout(Duration::from_secs(5));
-        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        // An in-memory database lives in its one connection, which the write path
+        // replaces after any failure: it would lose everything at the first one.
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            return Err(OpenError::NotDurable("an in-memory database keeps nothing; use sqlite://PATH"));
+        }
         let writes = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
             // Every write connection, the first and each replacement, is checked.
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if in_memory {
-                        Ok(())
-                    } else {
-                        schema::check_durability(conn).await
-                    }
-                })
-            })
+            .after_connect(|conn, _| Box::pin(schema::check_durability(conn)))
             .connect_with(options.clone())
             .await?;
         let health = Arc::new(WriteHealth::new(metrics.clone()));
         schema::migrate(&writes, &health).await?;
-        // An in-memory database exists once per connection, so it must share the
-        // single writer connection.
-        let reads = if in_memory {
-            writes.clone()
-        } else {
-            SqlitePoolOptions::new().max_connections(4).connect_with(options.clone().read_only(true)).await?
-        };
-        let file = if in_memory { None } else { file_identity(options.get_filename()) };
+        let reads = SqlitePoolOptions::new().max_connections(4).connect_with(options.clone().read_only(true)).await?;
+        let file = file_identity(options.get_filename());
         let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
         let writer = tokio::spawn(write::run_writer(writes.clone(), health.clone(), receiver, listener, metrics));
         Ok(SqliteStore {

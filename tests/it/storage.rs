@@ -23,6 +23,16 @@ async fn login(addr: std::net::SocketAddr, name: &str, register: bool) -> (u16, 
     (status, token)
 }
 
+/// Registers `name`, connects, and creates `room`; the token and the socket.
+async fn owner_of_room(binary: &Binary, name: &str, room: &str) -> (String, Client) {
+    let (_, token) = login(binary.addr, name, true).await;
+    let token = token.expect("a token");
+    let mut client = Client::connect(&binary.ws_url(), None).await;
+    client.ok(json!({"type": "auth", "token": token})).await;
+    client.ok(json!({"type": "create_room", "name": room})).await;
+    (token, client)
+}
+
 async fn healthz(addr: std::net::SocketAddr) -> u16 {
     http(addr, "GET", "/healthz", &[], None).await.0
 }
@@ -111,11 +121,7 @@ async fn a_full_disk_never_gets_an_ok_and_the_server_recovers_when_space_returns
             Ok(())
         });
     });
-    let (_, token) = login(binary.addr, "filler", true).await;
-    let token = token.unwrap();
-    let mut client = Client::connect(&binary.ws_url(), None).await;
-    client.ok(json!({"type": "auth", "token": token})).await;
-    client.ok(json!({"type": "create_room", "name": "full"})).await;
+    let (token, mut client) = owner_of_room(&binary, "filler", "full").await;
     let mut acked = BTreeMap::new();
     send(&mut client, "full", "before the limit", &mut acked).await;
 
@@ -215,11 +221,7 @@ async fn a_read_only_database_refuses_writes_plainly_and_recovers_when_writable(
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("readonly.db");
     let binary = Binary::start_with(&db, without_capabilities);
-    let (_, token) = login(binary.addr, "reader", true).await;
-    let token = token.unwrap();
-    let mut client = Client::connect(&binary.ws_url(), None).await;
-    client.ok(json!({"type": "auth", "token": token})).await;
-    client.ok(json!({"type": "create_room", "name": "archive"})).await;
+    let (token, mut client) = owner_of_room(&binary, "reader", "archive").await;
     let mut acked = BTreeMap::new();
     send(&mut client, "archive", "written before", &mut acked).await;
     binary.terminate();

@@ -138,7 +138,8 @@ async fn send_until_cut_off(
     let Ok(Ok((mut ws, _))) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(&url)).await else {
         return resent;
     };
-    if ws.send(Frame::text(json!({"type": "auth", "token": token}).to_string())).await.is_err() {
+    let auth = Frame::text(json!({"type": "auth", "token": token}).to_string());
+    if !matches!(tokio::time::timeout(WAIT, ws.send(auth)).await, Ok(Ok(()))) {
         return resent;
     }
     let mut in_flight: HashMap<i64, String> = HashMap::new();
@@ -151,7 +152,7 @@ async fn send_until_cut_off(
             let body = format!("message {next} of sender {sender} in trial {trial}");
             ledger.lock().unwrap().sent.insert(id.clone(), (room.to_string(), body.clone(), None));
             let frame = json!({"type": "send", "id": next, "room": room, "body": body, "client_msg_id": id});
-            if ws.send(Frame::text(frame.to_string())).await.is_err() {
+            if !matches!(tokio::time::timeout(WAIT, ws.send(Frame::text(frame.to_string()))).await, Ok(Ok(()))) {
                 return resent;
             }
             in_flight.insert(next as i64, id);

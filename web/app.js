@@ -22,6 +22,7 @@ const state = {
   joined: new Set(), // names of rooms I am a member of
   views: new Map(), // name → per-room view state
   current: null,
+  unsent: null, // { room, body, client_msg_id } of a send not yet acknowledged
 };
 
 function view(room) {
@@ -444,11 +445,16 @@ $('#composer').addEventListener('submit', async (event) => {
   const body = input.value;
   if (!body.trim() || !state.current) return;
   const room = state.current;
-  // The id makes a retry after a dropped connection safe: the server stores it once.
-  const client_msg_id = crypto.randomUUID();
+  // The id makes a retry safe: sending the same text again after an error or a dropped
+  // connection reuses it, and the server stores the message once.
+  if (!state.unsent || state.unsent.room !== room || state.unsent.body !== body) {
+    state.unsent = { room, body, client_msg_id: crypto.randomUUID() };
+  }
+  const { client_msg_id } = state.unsent;
   try {
     const reply = await state.connection.request('send', { room, body, client_msg_id });
     addMessage(reply.message, { live: true });
+    state.unsent = null;
     input.value = '';
   } catch (error) {
     if (error.code === 'muted') {

@@ -1,16 +1,17 @@
-//! What the `alongside` binary does with its command line.
+//! The `alongside` command line (its clap types are at the end of this file) and what
+//! the binary does with it.
 //!
 //! `serve` runs the server until SIGTERM or ctrl-c; `user create` and `user set-role`
 //! work on the database directly, so they work whether or not a server is running.
 //! Every failure is one line on stderr and a non-zero exit.
 
 use crate::auth::{check_display_name, check_password, normalise_username, Passwords};
-use crate::config::{Cli, Command, Config, UserCommand};
+use crate::config::{Config, ServeArgs};
 use crate::metrics::Metrics;
 use crate::protocol::{Message, Role};
 use crate::server::Server;
 use crate::store::{self, CommitListener, Store, StoreError};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use std::io::Read;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -151,4 +152,55 @@ async fn user(action: UserCommand) -> Result<(), String> {
             }
         }
     }
+}
+
+/// The `alongside` command line.
+#[derive(Debug, Parser)]
+#[command(name = "alongside", version, about = "A chat server for peer-support and advocacy networks.")]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(Box<ServeArgs>),
+    /// Manage accounts directly in the database (works with or without a running server).
+    User {
+        /// Which action.
+        #[command(subcommand)]
+        action: UserCommand,
+    },
+}
+
+/// `alongside user ...`.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an account; the password is read from standard input.
+    Create {
+        /// Username (3–32 of a-z 0-9 _ . -).
+        username: String,
+        /// Global role: member, moderator, organiser or admin.
+        #[arg(long, default_value = "member")]
+        role: String,
+        /// Name shown in the client (default: the username).
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Database URL.
+        #[arg(long, env = "ALONGSIDE_DATABASE", default_value = "sqlite://alongside.db")]
+        database: String,
+    },
+    /// Change an account's global role; a running server applies it at the next `auth`.
+    SetRole {
+        /// Username.
+        username: String,
+        /// member, moderator, organiser or admin.
+        role: String,
+        /// Database URL.
+        #[arg(long, env = "ALONGSIDE_DATABASE", default_value = "sqlite://alongside.db")]
+        database: String,
+    },
 }

@@ -1,11 +1,11 @@
-//! Settings and the command line.
+//! Settings: the flags of `serve`, their environment variables and the config file.
 //!
 //! Every setting is declared once in the `settings!` table below, which generates the
 //! `serve` flags (each with an `ALONGSIDE_*` environment variable), the TOML file shape
 //! and the merge. Precedence: flag > environment > config file > built-in default.
 //! [`Config`] is the plain value the server runs with; tests build it directly.
 
-use clap::{Args, Parser, Subcommand};
+use clap::Args;
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -193,57 +193,6 @@ impl Config {
 
 fn seconds(value: f64) -> Duration {
     Duration::try_from_secs_f64(value).unwrap_or(Duration::from_secs(1))
-}
-
-/// The `alongside` command line.
-#[derive(Debug, Parser)]
-#[command(name = "alongside", version, about = "A chat server for peer-support and advocacy networks.")]
-pub struct Cli {
-    /// What to do.
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-/// Subcommands.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the server.
-    Serve(Box<ServeArgs>),
-    /// Manage accounts directly in the database (works with or without a running server).
-    User {
-        /// Which action.
-        #[command(subcommand)]
-        action: UserCommand,
-    },
-}
-
-/// `alongside user ...`.
-#[derive(Debug, Subcommand)]
-pub enum UserCommand {
-    /// Create an account; the password is read from standard input.
-    Create {
-        /// Username (3–32 of a-z 0-9 _ . -).
-        username: String,
-        /// Global role: member, moderator, organiser or admin.
-        #[arg(long, default_value = "member")]
-        role: String,
-        /// Name shown in the client (default: the username).
-        #[arg(long)]
-        display_name: Option<String>,
-        /// Database URL.
-        #[arg(long, env = "ALONGSIDE_DATABASE", default_value = "sqlite://alongside.db")]
-        database: String,
-    },
-    /// Change an account's global role; a running server applies it at the next `auth`.
-    SetRole {
-        /// Username.
-        username: String,
-        /// member, moderator, organiser or admin.
-        role: String,
-        /// Database URL.
-        #[arg(long, env = "ALONGSIDE_DATABASE", default_value = "sqlite://alongside.db")]
-        database: String,
-    },
 }
 
 #[cfg(test)]

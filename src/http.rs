@@ -5,7 +5,7 @@
 
 use crate::auth::{check_display_name, check_password, new_token, normalise_username, token_hash};
 use crate::bus::{BusMessage, CloseTarget};
-use crate::hub::close_code;
+use crate::protocol::close_code;
 use crate::protocol::{ApiError, ErrorCode, LoginBody, LoginReply, RegisterBody, Role, UserBody};
 use crate::server::{internal, AppState};
 use crate::store::StoreError;
@@ -156,14 +156,14 @@ async fn login(
         return Err(HttpError(ban));
     }
     let token = new_token();
-    state.store.insert_session(&token_hash(&token), record.id).await.map_err(internal)?;
+    state.store.insert_token(&token_hash(&token), record.id).await.map_err(internal)?;
     Ok(json(StatusCode::OK, &LoginReply { token, user: record.user }))
 }
 
 async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, HttpError> {
     let token = bearer(&headers).ok_or_else(unauthenticated)?;
     let hash = token_hash(token);
-    if !state.store.delete_session(&hash).await.map_err(internal)? {
+    if !state.store.delete_token(&hash).await.map_err(internal)? {
         return Err(unauthenticated());
     }
     state.bus.publish(BusMessage::Close {
@@ -177,7 +177,7 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
 async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, HttpError> {
     let token = bearer(&headers).ok_or_else(unauthenticated)?;
     let record =
-        state.store.fetch_session_user(&token_hash(token)).await.map_err(internal)?.ok_or_else(unauthenticated)?;
+        state.store.fetch_token_user(&token_hash(token)).await.map_err(internal)?.ok_or_else(unauthenticated)?;
     Ok(json(StatusCode::OK, &UserBody { user: record.user }))
 }
 

@@ -11,7 +11,7 @@
 
 use crate::bus::{BusMessage, CloseTarget, Effect, RoomEnvelope};
 use crate::metrics::Metrics;
-use crate::protocol::{now_ms, User};
+use crate::protocol::{close_code, now_ms, User};
 use crate::store::{MuteRecord, Restriction, RoomId, RoomRecord, UserId};
 use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
@@ -20,26 +20,6 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-
-/// Close codes the server sends (PROTOCOL.md section 4).
-pub mod close_code {
-    /// Normal closure.
-    pub const NORMAL: u16 = 1000;
-    /// The server is shutting down.
-    pub const GOING_AWAY: u16 = 1001;
-    /// A policy was violated.
-    pub const POLICY: u16 = 1008;
-    /// A frame was over the size limit.
-    pub const TOO_LARGE: u16 = 1009;
-    /// Not authenticated, or the token was revoked.
-    pub const UNAUTHENTICATED: u16 = 4001;
-    /// Banned from the server.
-    pub const BANNED: u16 = 4003;
-    /// The socket read too slowly; reconnect and catch up.
-    pub const SLOW_CONSUMER: u16 = 4008;
-    /// Too many requests.
-    pub const TOO_MANY_REQUESTS: u16 = 4029;
-}
 
 /// Why a frame could not be queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -46,23 +46,6 @@ impl Role {
             _ => None,
         }
     }
-
-    /// May this role open a topic room? `members_may` is the server option that lets
-    /// plain members do it too.
-    pub fn can_create_topic_room(self, members_may: bool) -> bool {
-        match self {
-            Role::Member => members_may,
-            Role::Moderator | Role::Organiser | Role::Admin => true,
-        }
-    }
-
-    /// May this role open a summit room (a scheduled, capacity-limited event)?
-    pub fn can_create_summit_room(self) -> bool {
-        match self {
-            Role::Member | Role::Moderator => false,
-            Role::Organiser | Role::Admin => true,
-        }
-    }
 }
 
 impl fmt::Display for Role {
@@ -216,9 +199,8 @@ pub struct Report {
 /// One entry of a moderation log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModAction {
-    /// `mute`, `unmute`, `kick`, `ban`, `unban`, `delete`, `slow_mode`, `lock`,
-    /// `unlock`, `set_room_role`, `set_role` or `resolve_report`.
-    pub action: String,
+    /// What was done.
+    pub action: LogAction,
     /// Username of the moderator.
     pub actor: String,
     /// Username acted on.
@@ -235,6 +217,77 @@ pub struct ModAction {
     pub until: Option<String>,
     /// When it happened.
     pub ts: String,
+}
+
+/// A moderator action as the moderation log names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogAction {
+    /// A mute.
+    Mute,
+    /// A mute lifted.
+    Unmute,
+    /// A member removed who may come back.
+    Kick,
+    /// A ban from a room or the server.
+    Ban,
+    /// A ban lifted.
+    Unban,
+    /// A message deleted (by a moderator or its author).
+    Delete,
+    /// Slow mode changed (the log's `reason` holds the interval).
+    SlowMode,
+    /// A room locked.
+    Lock,
+    /// A room unlocked.
+    Unlock,
+    /// A room role given (the log's `reason` holds it).
+    SetRoomRole,
+    /// A global role given (the log's `reason` holds it).
+    SetRole,
+    /// A report resolved (the log's `reason` holds the note).
+    ResolveReport,
+}
+
+impl LogAction {
+    /// Every action, for parsing.
+    const ALL: [LogAction; 12] = [
+        LogAction::Mute,
+        LogAction::Unmute,
+        LogAction::Kick,
+        LogAction::Ban,
+        LogAction::Unban,
+        LogAction::Delete,
+        LogAction::SlowMode,
+        LogAction::Lock,
+        LogAction::Unlock,
+        LogAction::SetRoomRole,
+        LogAction::SetRole,
+        LogAction::ResolveReport,
+    ];
+
+    /// The wire name, also kept in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogAction::Mute => "mute",
+            LogAction::Unmute => "unmute",
+            LogAction::Kick => "kick",
+            LogAction::Ban => "ban",
+            LogAction::Unban => "unban",
+            LogAction::Delete => "delete",
+            LogAction::SlowMode => "slow_mode",
+            LogAction::Lock => "lock",
+            LogAction::Unlock => "unlock",
+            LogAction::SetRoomRole => "set_room_role",
+            LogAction::SetRole => "set_role",
+            LogAction::ResolveReport => "resolve_report",
+        }
+    }
+
+    /// Parses a wire name; `None` for anything else.
+    pub fn parse(text: &str) -> Option<LogAction> {
+        LogAction::ALL.into_iter().find(|action| action.as_str() == text)
+    }
 }
 
 fn is_false(value: &bool) -> bool {
@@ -1086,6 +1139,28 @@ pub fn format_ts(ms: i64) -> String {
 pub fn parse_ts(text: &str) -> Option<i64> {
     let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
     Some((at.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+/// Close codes the server sends (PROTOCOL.md section 4).
+pub mod close_code {
+    /// Normal closure.
+    pub const NORMAL: u16 = 1000;
+    /// The server is shutting down.
+    pub const GOING_AWAY: u16 = 1001;
+    /// A policy was violated.
+    pub const POLICY: u16 = 1008;
+    /// A frame was over the size limit.
+    pub const TOO_LARGE: u16 = 1009;
+    /// Not authenticated, or the token was revoked.
+    pub const UNAUTHENTICATED: u16 = 4001;
+    /// Banned from the server.
+    pub const BANNED: u16 = 4003;
+    /// The socket read too slowly; reconnect and catch up.
+    pub const SLOW_CONSUMER: u16 = 4008;
+    /// Too many requests.
+    pub const TOO_MANY_REQUESTS: u16 = 4029;
+    /// The server failed while handling this socket's request (a bug, logged).
+    pub const INTERNAL_ERROR: u16 = 1011;
 }
 
 #[cfg(test)]

@@ -5,10 +5,11 @@
 //! `shutdown` token: the listener stops accepting, sockets close with 1001), wait for
 //! the tracked socket tasks, then close the store so the last group commit lands.
 
-use crate::auth::{Passwords, RateLimiter};
+use crate::auth::Passwords;
 use crate::bus::{Bus, BusMessage, Effect, LocalBus, RoomEnvelope};
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::limits::RateLimiter;
 use crate::metrics::Metrics;
 use crate::protocol::{format_ts, ApiError, ErrorCode, Event, Message, Room};
 use crate::store::{self, CommitListener, RoomId, RoomRecord, Store, StoreError, UserId};

@@ -18,7 +18,7 @@ pub mod sqlite;
 
 pub use health::WriteHealth;
 
-use crate::protocol::{Message, ModAction, Report, Role, RoomKind, RoomRole, User};
+use crate::protocol::{LogAction, Message, ModAction, Report, Role, RoomKind, RoomRole, User};
 use async_trait::async_trait;
 use std::sync::Arc;
 
@@ -164,9 +164,8 @@ pub struct MuteRecord {
 pub struct ModEntry {
     /// The room, or `None` for a server-scope action.
     pub room: Option<RoomId>,
-    /// `mute`, `unmute`, `kick`, `ban`, `unban`, `delete`, `slow_mode`, `lock`,
-    /// `unlock`, `set_room_role`, `set_role`, `resolve_report`.
-    pub action: &'static str,
+    /// What was done.
+    pub action: LogAction,
     /// Who acted.
     pub actor: UserId,
     /// The username acted on, if any.
@@ -202,7 +201,10 @@ pub enum StoreError {
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
-    /// The database cannot serve: the file was replaced, or a write did not commit.
+    /// A write did not commit; nothing of it was stored.
+    #[error("not stored: {0}")]
+    NotStored(String),
+    /// The database cannot serve: the file was replaced, or commits are not visible.
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
 }
@@ -248,13 +250,13 @@ pub trait Store: Send + Sync + 'static {
     async fn fetch_user(&self, username: &str) -> Result<Option<UserRecord>, StoreError>;
 
     /// Remembers a login by the hash of its token.
-    async fn insert_session(&self, token_hash: &[u8], user: UserId) -> Result<(), StoreError>;
+    async fn insert_token(&self, token_hash: &[u8], user: UserId) -> Result<(), StoreError>;
 
     /// The user a token belongs to, if the token is live.
-    async fn fetch_session_user(&self, token_hash: &[u8]) -> Result<Option<UserRecord>, StoreError>;
+    async fn fetch_token_user(&self, token_hash: &[u8]) -> Result<Option<UserRecord>, StoreError>;
 
     /// Revokes a token; `false` if it was not live.
-    async fn delete_session(&self, token_hash: &[u8]) -> Result<bool, StoreError>;
+    async fn delete_token(&self, token_hash: &[u8]) -> Result<bool, StoreError>;
 
     /// Creates a room and makes its owner the first member; `Conflict` if the name is taken.
     async fn insert_room(&self, room: &NewRoom) -> Result<RoomRecord, StoreError>;

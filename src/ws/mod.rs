@@ -14,9 +14,11 @@
 mod moderation;
 mod requests;
 
-use crate::auth::{token_hash, TokenBucket};
+use crate::auth::token_hash;
 use crate::http::HttpError;
-use crate::hub::{close_code, Closer, Outbox, PushError, Session, Wake};
+use crate::hub::{Closer, Outbox, PushError, Session, Wake};
+use crate::limits::TokenBucket;
+use crate::protocol::close_code;
 use crate::protocol::{
     error_frame, ok_frame, parse_request, ApiError, ErrorCode, Event, LeftReason, Reply, Request, RequestId,
 };
@@ -212,7 +214,7 @@ impl Reader {
     async fn auth(&mut self, token: &str) -> Result<(Reply, Vec<String>), ApiError> {
         let hash = token_hash(token);
         let record =
-            self.state.store.fetch_session_user(&hash).await.map_err(internal)?.ok_or_else(|| {
+            self.state.store.fetch_token_user(&hash).await.map_err(internal)?.ok_or_else(|| {
                 ApiError::new(ErrorCode::Unauthenticated, "The token is not valid; please log in again.")
             })?;
         if let Some(ban) = self.state.server_ban(record.id).await? {

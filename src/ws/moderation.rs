@@ -9,9 +9,10 @@
 
 use super::requests::{member_room, remove_from_room, standing};
 use crate::bus::{BusMessage, CloseTarget, Effect};
-use crate::hub::{close_code, Session};
-use crate::moderation::{may_act_server_wide, RoomStanding, Standing};
-use crate::protocol::{now_ms, ApiError, ErrorCode, Event, LeftReason, Moderation, Reply, Role, RoomRole};
+use crate::hub::Session;
+use crate::permissions::{may_act_server_wide, RoomStanding, Standing};
+use crate::protocol::close_code;
+use crate::protocol::{now_ms, ApiError, ErrorCode, Event, LeftReason, LogAction, Moderation, Reply, Role, RoomRole};
 use crate::server::{describe_until, internal, AppState};
 use crate::store::{BanScope, ModEntry, Restriction, RoomRecord, StoreError, UserRecord};
 use axum::extract::ws::Utf8Bytes;
@@ -148,7 +149,7 @@ fn check_text(text: Option<String>, field: &str) -> Result<Option<String>, ApiEr
 /// A timed restriction (mute or ban) and the log entry that records it.
 fn restriction(
     room: Option<&RoomRecord>,
-    action: &'static str,
+    action: LogAction,
     actor: &Session,
     target: &UserRecord,
     duration_s: Option<f64>,
@@ -164,7 +165,7 @@ fn restriction(
     Ok((restriction, log))
 }
 
-fn entry(room: Option<&RoomRecord>, action: &'static str, actor: &Session) -> ModEntry {
+fn entry(room: Option<&RoomRecord>, action: LogAction, actor: &Session) -> ModEntry {
     ModEntry {
         room: room.map(|r| r.id),
         action,
@@ -185,7 +186,7 @@ async fn mute(
     reason: Option<String>,
 ) -> Result<Reply, ApiError> {
     let (room, target) = act_on(state, session, room_name, username, Standing::can_mute, "mute members", true).await?;
-    let (mute, log) = restriction(Some(&room), "mute", session, &target.record, duration_s, reason)?;
+    let (mute, log) = restriction(Some(&room), LogAction::Mute, session, &target.record, duration_s, reason)?;
     state.store.upsert_mute(room.id, target.record.id, &mute, &log).await.map_err(internal)?;
     let event = Event::Muted {
         room: room.name.clone(),
@@ -201,7 +202,10 @@ async fn mute(
 async fn unmute(state: &AppState, session: &Session, room_name: &str, username: &str) -> Result<Reply, ApiError> {
     let (room, target) =
         act_on(state, session, room_name, username, Standing::can_mute, "unmute members", false).await?;
-    let log = ModEntry { target: Some(target.record.user.username.clone()), ..entry(Some(&room), "unmute", session) };
+    let log = ModEntry {
+        target: Some(target.record.user.username.clone()),
+        ..entry(Some(&room), LogAction::Unmute, session)
+    };
     if !state.store.delete_mute(room.id, target.record.id, &log).await.map_err(internal)? {
         let name = &target.record.user.username;
         return Err(ApiError::new(ErrorCode::NotFound, format!("`{name}` is not muted in `{}`.", room.name)));
@@ -225,7 +229,7 @@ async fn kick(
     let log = ModEntry {
         target: Some(target.record.user.username.clone()),
         reason: reason.clone(),
-        ..entry(Some(&room), "kick", session)
+        ..entry(Some(&room), LogAction::Kick, session)
     };
     if !state.store.delete_membership_logged(room.id, target.record.id, &log).await.map_err(internal)? {
         return Err(not_a_member(&room, &target));
@@ -246,7 +250,7 @@ async fn ban_from_room(
 ) -> Result<Reply, ApiError> {
     // A room ban also works on someone who is not (yet) a member.
     let (room, target) = act_on(state, session, room_name, username, Standing::can_ban, "ban members", false).await?;
-    let (ban, log) = restriction(Some(&room), "ban", session, &target.record, duration_s, reason)?;
+    let (ban, log) = restriction(Some(&room), LogAction::Ban, session, &target.record, duration_s, reason)?;
     let was_member =
         state.store.upsert_ban(BanScope::Room(room.id), target.record.id, &ban, &log).await.map_err(internal)?;
     let event = Event::Banned {
@@ -277,7 +281,7 @@ async fn ban_from_server(
     }
     let target = user_named(state, username).await?;
     may_act_server_wide(actor.role, target.user.role).map_err(forbidden)?;
-    let (ban, log) = restriction(None, "ban", session, &target, duration_s, reason)?;
+    let (ban, log) = restriction(None, LogAction::Ban, session, &target, duration_s, reason)?;
     state.store.upsert_ban(BanScope::Server, target.id, &ban, &log).await.map_err(internal)?;
     let event = Event::Banned {
         room: None,
@@ -304,7 +308,7 @@ async fn unban_from_room(
     let room = state.room(room_name).await?;
     actor(state, session, &room, Standing::can_ban, "lift bans").await?;
     let target = user_named(state, username).await?;
-    let log = ModEntry { target: Some(target.user.username.clone()), ..entry(Some(&room), "unban", session) };
+    let log = ModEntry { target: Some(target.user.username.clone()), ..entry(Some(&room), LogAction::Unban, session) };
     if !state.store.delete_ban(BanScope::Room(room.id), target.id, &log).await.map_err(internal)? {
         let name = &target.user.username;
         return Err(ApiError::new(ErrorCode::NotFound, format!("`{name}` is not banned from `{}`.", room.name)));
@@ -317,7 +321,7 @@ async fn unban_from_server(state: &AppState, session: &Session, username: &str) 
         return Err(forbidden("Only global moderators, organisers and admins can lift a server ban."));
     }
     let target = user_named(state, username).await?;
-    let log = ModEntry { target: Some(target.user.username.clone()), ..entry(None, "unban", session) };
+    let log = ModEntry { target: Some(target.user.username.clone()), ..entry(None, LogAction::Unban, session) };
     if !state.store.delete_ban(BanScope::Server, target.id, &log).await.map_err(internal)? {
         let name = &target.user.username;
         return Err(ApiError::new(ErrorCode::NotFound, format!("`{name}` is not banned from the server.")));
@@ -347,7 +351,7 @@ async fn delete_message(
         target: Some(author.user.username.clone()),
         seq: Some(seq),
         reason: check_text(reason, "reason")?,
-        ..entry(Some(&room), "delete", session)
+        ..entry(Some(&room), LogAction::Delete, session)
     };
     match state.store.update_message_deleted(room.id, seq, &log).await {
         Ok(()) => {}
@@ -372,7 +376,7 @@ async fn slow_mode(state: &AppState, session: &Session, room_name: &str, seconds
     if !(0..=MAX_SLOW_MODE_S).contains(&seconds) {
         return Err(invalid(format!("`seconds` is 0 (off) to {MAX_SLOW_MODE_S}.")));
     }
-    let log = ModEntry { reason: Some(format!("{seconds} s")), ..entry(Some(&room), "slow_mode", session) };
+    let log = ModEntry { reason: Some(format!("{seconds} s")), ..entry(Some(&room), LogAction::SlowMode, session) };
     let updated =
         state.store.update_room_settings(room.id, Some(seconds as u32), None, &log).await.map_err(internal)?;
     room_changed(state, updated);
@@ -382,7 +386,7 @@ async fn slow_mode(state: &AppState, session: &Session, room_name: &str, seconds
 async fn lock(state: &AppState, session: &Session, room_name: &str, locked: bool) -> Result<Reply, ApiError> {
     let room = state.room(room_name).await?;
     actor(state, session, &room, Standing::can_change_room_settings, "lock or unlock the room").await?;
-    let log = entry(Some(&room), if locked { "lock" } else { "unlock" }, session);
+    let log = entry(Some(&room), if locked { LogAction::Lock } else { LogAction::Unlock }, session);
     let updated = state.store.update_room_settings(room.id, None, Some(locked), &log).await.map_err(internal)?;
     room_changed(state, updated);
     Ok(Reply::Empty {})
@@ -409,7 +413,7 @@ async fn set_room_role(
     let log = ModEntry {
         target: Some(target.record.user.username.clone()),
         reason: Some(role.as_str().to_string()),
-        ..entry(Some(&room), "set_room_role", session)
+        ..entry(Some(&room), LogAction::SetRoomRole, session)
     };
     match state.store.update_room_role(room.id, target.record.id, role, &log).await {
         Ok(()) => Ok(Reply::Empty {}),
@@ -429,7 +433,7 @@ async fn set_role(state: &AppState, session: &Session, username: &str, role: Rol
     let log = ModEntry {
         target: Some(target.user.username.clone()),
         reason: Some(role.as_str().to_string()),
-        ..entry(None, "set_role", session)
+        ..entry(None, LogAction::SetRole, session)
     };
     let record = state.store.update_user_role(&target.user.username, role, Some(&log)).await.map_err(internal)?;
     let frame = Utf8Bytes::from(Event::UserUpdated { user: record.user.clone() }.to_json());
@@ -479,7 +483,7 @@ async fn resolve_report(
 ) -> Result<Reply, ApiError> {
     let room = state.room(room_name).await?;
     actor(state, session, &room, Standing::can_review, "resolve reports").await?;
-    let log = ModEntry { reason: check_text(note, "note")?, ..entry(Some(&room), "resolve_report", session) };
+    let log = ModEntry { reason: check_text(note, "note")?, ..entry(Some(&room), LogAction::ResolveReport, session) };
     if !state.store.resolve_report(room.id, id, &log).await.map_err(internal)? {
         return Err(ApiError::new(ErrorCode::NotFound, format!("There is no open report {id} in `{}`.", room.name)));
     }

@@ -7,7 +7,7 @@
 
 use crate::bus::Effect;
 use crate::hub::Session;
-use crate::moderation::{RoomStanding, Standing};
+use crate::permissions::{RoomStanding, Standing};
 use crate::protocol::{
     now_ms, parse_ts, ApiError, CreateRoom, ErrorCode, Event, HistoryQuery, LeftReason, Reply, Request, Role, RoomKind,
     SendMessage,

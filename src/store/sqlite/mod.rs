@@ -20,7 +20,7 @@ use super::{
     Restriction, RoomId, RoomRecord, Store, StoreError, StoredMessage, UserId, UserRecord, WriteHealth,
 };
 use crate::metrics::Metrics;
-use crate::protocol::{format_ts, now_ms, Message, ModAction, Report, Role, RoomKind, RoomRole, User};
+use crate::protocol::{format_ts, now_ms, LogAction, Message, ModAction, Report, Role, RoomKind, RoomRole, User};
 use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -274,7 +274,7 @@ async fn insert_log(conn: &mut SqliteConnection, entry: &ModEntry) -> Result<(),
         "INSERT INTO mod_log (room_id, action, actor_id, target, seq, reason, until, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(scope_id(entry.room))
-    .bind(entry.action)
+    .bind(entry.action.as_str())
     .bind(entry.actor.0)
     .bind(&entry.target)
     .bind(entry.seq)
@@ -494,7 +494,7 @@ impl Store for SqliteStore {
         Ok(row.map(|row| user_from_row(&row)).transpose()?)
     }
 
-    async fn insert_session(&self, token_hash: &[u8], user: UserId) -> Result<(), StoreError> {
+    async fn insert_token(&self, token_hash: &[u8], user: UserId) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at) VALUES (?, ?, ?)")
             .bind(token_hash)
@@ -506,7 +506,7 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn fetch_session_user(&self, token_hash: &[u8]) -> Result<Option<UserRecord>, StoreError> {
+    async fn fetch_token_user(&self, token_hash: &[u8]) -> Result<Option<UserRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT u.id, u.username, u.display_name, u.role FROM sessions s JOIN users u ON u.id = s.user_id \
              WHERE s.token_hash = ?",
@@ -517,7 +517,7 @@ impl Store for SqliteStore {
         Ok(row.map(|row| user_from_row(&row)).transpose()?)
     }
 
-    async fn delete_session(&self, token_hash: &[u8]) -> Result<bool, StoreError> {
+    async fn delete_token(&self, token_hash: &[u8]) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         let done = sqlx::query("DELETE FROM sessions WHERE token_hash = ?").bind(token_hash).execute(&mut *tx).await?;
         tx.commit().await?;
@@ -868,8 +868,10 @@ impl Store for SqliteStore {
         rows.iter()
             .map(|row| {
                 let until: Option<i64> = row.try_get("until")?;
+                let action: String = row.try_get("action")?;
                 Ok(ModAction {
-                    action: row.try_get("action")?,
+                    action: LogAction::parse(&action)
+                        .ok_or_else(|| sqlx::Error::Decode(format!("unknown moderation action `{action}`").into()))?,
                     actor: row.try_get("actor")?,
                     target: row.try_get("target")?,
                     seq: row.try_get("seq")?,

@@ -230,7 +230,7 @@ pub(super) async fn run_writer(
                     tracing::error!(error = %err, n = n_messages, "group commit failed; no message of the batch was stored");
                 }
                 for job in jobs.drain(..) {
-                    let failure = StoreError::Unavailable(err.to_string());
+                    let failure = StoreError::NotStored(err.to_string());
                     match job {
                         Job::Message(_, reply) => drop(reply.send(Err(failure))),
                         Job::Heartbeat(reply) => drop(reply.send(Err(failure))),

@@ -1,4 +1,4 @@
-//! Who may moderate what, and whom.
+//! Who may do what: every permission of a global [`Role`] and of a room standing.
 //!
 //! A user's [`Standing`] in a room combines the global [`Role`] with the room's own
 //! relation ([`RoomStanding`]: owner, room moderator, member, or not a member). Every
@@ -42,6 +42,23 @@ impl RoomStanding {
 }
 
 impl Role {
+    /// May this role open a topic room? `members_may` is the server option that lets
+    /// plain members do it too.
+    pub fn can_create_topic_room(self, members_may: bool) -> bool {
+        match self {
+            Role::Member => members_may,
+            Role::Moderator | Role::Organiser | Role::Admin => true,
+        }
+    }
+
+    /// May this role open a summit room (a scheduled, capacity-limited event)?
+    pub fn can_create_summit_room(self) -> bool {
+        match self {
+            Role::Member | Role::Moderator => false,
+            Role::Organiser | Role::Admin => true,
+        }
+    }
+
     /// Global moderators, organisers and admins moderate every room.
     pub fn moderates_every_room(self) -> bool {
         match self {

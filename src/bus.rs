@@ -1,14 +1,14 @@
 //! The bus between the store and the hubs: every change that sockets must hear about is
 //! published here after it is committed, and every node's hub receives it.
 //!
-//! [`LocalBus`] hands each message straight to this node's hub; a Redis bus will carry
-//! the same [`BusMessage`] between nodes. The hub cannot tell which one fed it, so a
-//! single-node test exercises the same path as a cluster.
+//! On one node the hub itself is the bus (`impl Bus for Hub`): a publish is a direct
+//! call into it. A Redis bus will carry the same [`BusMessage`] between nodes. The hub
+//! cannot tell which one fed it, so a single-node test exercises the same path as a
+//! cluster. This module knows neither: it only defines what travels.
 //!
 //! `publish` never waits: it is called from the store's writer in commit order, and a
 //! waiting publish would stall every sender.
 
-use crate::hub::Hub;
 use crate::store::{Restriction, RoomId, RoomRecord, UserId, UserRecord};
 use axum::extract::ws::Utf8Bytes;
 use std::sync::Arc;
@@ -78,6 +78,14 @@ pub enum BusMessage {
         /// The serialised event.
         frame: Utf8Bytes,
     },
+    /// A change to every node's live state with no frame to deliver (a new room, its
+    /// owner's sockets receiving it).
+    Apply {
+        /// The room it concerns.
+        room: String,
+        /// The change.
+        effect: Effect,
+    },
     /// Close some sockets with a code.
     Close {
         /// Whose sockets.
@@ -93,22 +101,4 @@ pub enum BusMessage {
 pub trait Bus: Send + Sync + 'static {
     /// Publishes without waiting; messages from one caller arrive in call order.
     fn publish(&self, message: BusMessage);
-}
-
-/// The single-node bus: delivery is a direct call into this node's hub.
-pub struct LocalBus {
-    hub: Hub,
-}
-
-impl LocalBus {
-    /// A bus feeding `hub`.
-    pub fn new(hub: Hub) -> LocalBus {
-        LocalBus { hub }
-    }
-}
-
-impl Bus for LocalBus {
-    fn publish(&self, message: BusMessage) {
-        self.hub.dispatch(&message);
-    }
 }

@@ -1,13 +1,14 @@
-//! The HTTP routes: accounts, health, metrics, the web client and the `/ws` upgrade.
+//! The HTTP routes: accounts, health, metrics and the web client (the `/ws` upgrade is
+//! `ws::routes`).
 //!
 //! Bodies are parsed here from raw bytes (not axum's `Json` extractor) so that every
 //! failure, including malformed JSON, answers in the protocol's error shape.
 
 use crate::auth::{check_display_name, check_password, new_token, normalise_username, token_hash};
-use crate::bus::{BusMessage, CloseTarget};
+use crate::bus::CloseTarget;
 use crate::protocol::close_code;
 use crate::protocol::{ApiError, ErrorCode, LoginBody, LoginReply, RegisterBody, Role, UserBody};
-use crate::server::{internal, AppState};
+use crate::state::{internal, json_response, AppState, HttpError};
 use crate::store::StoreError;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
@@ -20,8 +21,8 @@ use serde::Serialize;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// The application's routes over `state`.
-pub fn router(state: AppState) -> Router {
+/// The HTTP routes (the server merges them with `ws::routes`).
+pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(index))
         .route("/assets/{file}", get(asset))
@@ -31,29 +32,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/me", get(me))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .route("/ws", get(crate::ws::upgrade))
         .fallback(not_found)
-        .with_state(state)
-}
-
-/// An error response in the protocol's shape.
-pub struct HttpError(pub ApiError);
-
-impl From<ApiError> for HttpError {
-    fn from(error: ApiError) -> HttpError {
-        HttpError(error)
-    }
-}
-
-impl IntoResponse for HttpError {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.0.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        json_response(status, self.0.to_http_body())
-    }
-}
-
-fn json_response(status: StatusCode, body: String) -> Response {
-    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
 }
 
 fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
@@ -166,11 +145,7 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
     if !state.store.delete_token(&hash).await.map_err(internal)? {
         return Err(unauthenticated());
     }
-    state.bus.publish(BusMessage::Close {
-        target: CloseTarget::Token(hash),
-        code: close_code::UNAUTHENTICATED,
-        reason: "logged out",
-    });
+    state.close_sockets(CloseTarget::Token(hash), close_code::UNAUTHENTICATED, "logged out");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -9,7 +9,7 @@
 //! **Invariant:** for one room, frames enter every outbox in the order `dispatch` is
 //! called; the bus calls it in commit order, so each socket sees a room's seqs in order.
 
-use crate::bus::{BusMessage, CloseTarget, Effect, RoomEnvelope};
+use crate::bus::{Bus, BusMessage, CloseTarget, Effect, RoomEnvelope};
 use crate::metrics::Metrics;
 use crate::protocol::{close_code, now_ms, User};
 use crate::store::{MuteRecord, Restriction, RoomId, RoomRecord, UserId};
@@ -311,9 +311,10 @@ impl Hub {
         self.shared.room_records.get(name).map(|room| room.clone())
     }
 
-    /// Caches a room read from the store.
-    pub fn cache_room(&self, room: Arc<RoomRecord>) {
-        self.shared.room_records.insert(room.name.clone(), room);
+    /// Caches a room read from the store, unless the cache holds one already (which an
+    /// effect put there, and which may be newer than the read); returns the cached one.
+    pub fn fill_room(&self, room: RoomRecord) -> Arc<RoomRecord> {
+        self.shared.room_records.entry(room.name.clone()).or_insert_with(|| Arc::new(room)).clone()
     }
 
     /// Loads the mutes in force (at start).
@@ -421,6 +422,7 @@ impl Hub {
                     }
                 }
             }
+            BusMessage::Apply { room, effect } => self.apply(room, effect),
             BusMessage::Close { target, code, reason } => {
                 let sessions: Vec<Arc<Session>> = match target {
                     CloseTarget::User(user) => self.sessions_of(*user),
@@ -443,14 +445,10 @@ impl Hub {
         // A joiner starts receiving before the event goes out, so it sees its own join;
         // a leaver stops after it, so its sockets learn that it left.
         match &envelope.effect {
-            Some(Effect::Subscribe(user)) => self.subscribe_user(&envelope.room, *user),
-            Some(Effect::Muted(room, user, mute)) => {
-                self.shared.mutes.insert((*room, *user), mute.clone());
+            Some(effect @ (Effect::Subscribe(_) | Effect::Muted(..) | Effect::Unmuted(..))) => {
+                self.apply(&envelope.room, effect)
             }
-            Some(Effect::Unmuted(room, user)) => {
-                self.shared.mutes.remove(&(*room, *user));
-            }
-            Some(Effect::RoomChanged(room)) => self.cache_room(room.clone()),
+            Some(effect @ Effect::RoomChanged(_)) => self.apply(&envelope.room, effect),
             Some(Effect::Unsubscribe(_)) | None => {}
         }
         if let Some(subs) = self.shared.rooms.get(&envelope.room) {
@@ -463,8 +461,26 @@ impl Hub {
             // One shared counter update per event, not one per recipient.
             self.shared.metrics.deliveries.fetch_add(delivered, Relaxed);
         }
-        if let Some(Effect::Unsubscribe(user)) = envelope.effect {
-            self.unsubscribe_user(&envelope.room, user);
+        if let Some(effect @ Effect::Unsubscribe(_)) = &envelope.effect {
+            self.apply(&envelope.room, effect);
+        }
+    }
+
+    /// Applies one effect to this node's state. The only writer of the room and mute
+    /// caches after start.
+    fn apply(&self, room: &str, effect: &Effect) {
+        match effect {
+            Effect::Subscribe(user) => self.subscribe_user(room, *user),
+            Effect::Unsubscribe(user) => self.unsubscribe_user(room, *user),
+            Effect::Muted(room_id, user, mute) => {
+                self.shared.mutes.insert((*room_id, *user), mute.clone());
+            }
+            Effect::Unmuted(room_id, user) => {
+                self.shared.mutes.remove(&(*room_id, *user));
+            }
+            Effect::RoomChanged(record) => {
+                self.shared.room_records.insert(record.name.clone(), record.clone());
+            }
         }
     }
 
@@ -508,6 +524,13 @@ impl Hub {
         }
         self.shared.rooms.remove_if(room, |_, subs| subs.sessions.is_empty());
         offline
+    }
+}
+
+/// On one node the hub is the bus: a publish is delivered at once, in call order.
+impl Bus for Hub {
+    fn publish(&self, message: BusMessage) {
+        self.dispatch(&message);
     }
 }
 

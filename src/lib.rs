@@ -33,6 +33,7 @@ pub mod metrics;
 pub mod permissions;
 pub mod protocol;
 pub mod server;
+pub mod state;
 pub mod store;
 pub mod ws;
 

@@ -15,18 +15,17 @@ mod moderation;
 mod requests;
 
 use crate::auth::token_hash;
-use crate::http::HttpError;
 use crate::hub::{Closer, Outbox, PushError, Session, Wake};
 use crate::limits::TokenBucket;
 use crate::protocol::close_code;
-use crate::protocol::{
-    error_frame, ok_frame, parse_request, ApiError, ErrorCode, Event, LeftReason, Reply, Request, RequestId,
-};
-use crate::server::{internal, AppState};
+use crate::protocol::{error_frame, ok_frame, parse_request, ApiError, ErrorCode, Reply, Request, RequestId};
+use crate::state::{internal, AppState, HttpError};
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use std::collections::VecDeque;
@@ -39,8 +38,13 @@ use tokio::time::Instant;
 /// Consecutive refused requests after which a socket is closed with 4029.
 const MAX_REFUSALS_IN_A_ROW: u32 = 50;
 
+/// The socket endpoint (the server merges it with `http::routes`).
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/ws", get(upgrade))
+}
+
 /// `GET /ws`: checks the origin and the per-address limit, then upgrades.
-pub async fn upgrade(
+async fn upgrade(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -133,12 +137,7 @@ async fn run(state: AppState, socket: WebSocket) {
         reader.serve(&mut stream).await;
     }
     if let Some(session) = reader.session.take() {
-        state.metrics.sockets_open.fetch_sub(1, Relaxed);
-        let user = session.user();
-        for room in state.hub.detach(&session) {
-            let event = Event::MemberLeft { room: room.clone(), user: user.clone(), reason: LeftReason::Disconnected };
-            state.publish_room(&room, &event, None, None);
-        }
+        state.detach_session(&session);
     }
     closer.close(close_code::NORMAL, "");
     drop(reader);
@@ -230,15 +229,14 @@ impl Reader {
         ));
         // Registered before the rooms are read, so a join from the user's other socket
         // in between reaches this one as well.
-        self.state.hub.register(&session);
+        self.state.register_session(&session);
         let rooms = match self.state.store.fetch_user_rooms(record.id).await {
             Ok(rooms) => rooms,
             Err(err) => {
-                self.state.hub.detach(&session);
+                self.state.detach_session(&session);
                 return Err(internal(err));
             }
         };
-        self.state.metrics.sockets_open.fetch_add(1, Relaxed);
         self.session = Some(session);
         Ok((Reply::Authenticated { user: record.user, rooms: rooms.clone() }, rooms))
     }
@@ -246,11 +244,8 @@ impl Reader {
     /// Subscribes the new session to its user's rooms and announces the user where it
     /// just came online.
     fn attach(&self, rooms: &[String]) {
-        let Some(session) = &self.session else { return };
-        let user = session.user();
-        for room in self.state.hub.attach(session, rooms) {
-            let event = Event::MemberJoined { room: room.clone(), user: user.clone() };
-            self.state.publish_room(&room, &event, None, None);
+        if let Some(session) = &self.session {
+            self.state.attach_session(session, rooms);
         }
     }
 

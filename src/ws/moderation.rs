@@ -7,15 +7,14 @@
 //! target's sockets, a server ban closes them with 4003, a mute lands in every node's
 //! mute cache.
 
-use super::requests::{member_room, remove_from_room, standing};
-use crate::bus::{BusMessage, CloseTarget, Effect};
+use super::requests::{member_room, standing};
+use crate::bus::{CloseTarget, Effect};
 use crate::hub::Session;
 use crate::permissions::{may_act_server_wide, RoomStanding, Standing};
 use crate::protocol::close_code;
 use crate::protocol::{now_ms, ApiError, ErrorCode, Event, LeftReason, LogAction, Moderation, Reply, Role, RoomRole};
-use crate::server::{describe_until, internal, AppState};
+use crate::state::{describe_until, internal, AppState};
 use crate::store::{BanScope, ModEntry, Restriction, RoomRecord, StoreError, UserRecord};
-use axum::extract::ws::Utf8Bytes;
 
 /// Longest reason, note or report text, in characters.
 const MAX_REASON_CHARS: usize = 500;
@@ -236,7 +235,7 @@ async fn kick(
     }
     let by = session.user().username;
     state.publish_user(target.record.id, &Event::Kicked { room: room.name.clone(), by, reason });
-    remove_from_room(state, &room, &target.record, LeftReason::Kicked);
+    state.member_left(&room.name, &target.record, LeftReason::Kicked);
     Ok(Reply::Empty {})
 }
 
@@ -263,7 +262,7 @@ async fn ban_from_room(
     // Whether they were a member comes from the ban's own transaction, not from the
     // standing read before it: a join may have committed in between.
     if was_member {
-        remove_from_room(state, &room, &target.record, LeftReason::Banned);
+        state.member_left(&room.name, &target.record, LeftReason::Banned);
     }
     Ok(Reply::Empty {})
 }
@@ -291,11 +290,7 @@ async fn ban_from_server(
     };
     // The event is queued before the close, and the writer sends queued frames first.
     state.publish_user(target.id, &event);
-    state.bus.publish(BusMessage::Close {
-        target: CloseTarget::User(target.id),
-        code: close_code::BANNED,
-        reason: "banned from the server",
-    });
+    state.close_sockets(CloseTarget::User(target.id), close_code::BANNED, "banned from the server");
     Ok(Reply::Empty {})
 }
 
@@ -363,13 +358,6 @@ async fn delete_message(
     Ok(Reply::Empty {})
 }
 
-/// Publishes a room's new settings to its members and every node's cache.
-fn room_changed(state: &AppState, room: RoomRecord) {
-    let room = std::sync::Arc::new(room);
-    let event = Event::RoomUpdated { room: state.room_view(&room) };
-    state.publish_room(&room.name, &event, None, Some(Effect::RoomChanged(room.clone())));
-}
-
 async fn slow_mode(state: &AppState, session: &Session, room_name: &str, seconds: i64) -> Result<Reply, ApiError> {
     let room = state.room(room_name).await?;
     actor(state, session, &room, Standing::can_change_room_settings, "set slow mode").await?;
@@ -379,7 +367,7 @@ async fn slow_mode(state: &AppState, session: &Session, room_name: &str, seconds
     let log = ModEntry { reason: Some(format!("{seconds} s")), ..entry(Some(&room), LogAction::SlowMode, session) };
     let updated =
         state.store.update_room_settings(room.id, Some(seconds as u32), None, &log).await.map_err(internal)?;
-    room_changed(state, updated);
+    state.room_changed(updated);
     Ok(Reply::Empty {})
 }
 
@@ -388,7 +376,7 @@ async fn lock(state: &AppState, session: &Session, room_name: &str, locked: bool
     actor(state, session, &room, Standing::can_change_room_settings, "lock or unlock the room").await?;
     let log = entry(Some(&room), if locked { LogAction::Lock } else { LogAction::Unlock }, session);
     let updated = state.store.update_room_settings(room.id, None, Some(locked), &log).await.map_err(internal)?;
-    room_changed(state, updated);
+    state.room_changed(updated);
     Ok(Reply::Empty {})
 }
 
@@ -436,8 +424,7 @@ async fn set_role(state: &AppState, session: &Session, username: &str, role: Rol
         ..entry(None, LogAction::SetRole, session)
     };
     let record = state.store.update_user_role(&target.user.username, role, Some(&log)).await.map_err(internal)?;
-    let frame = Utf8Bytes::from(Event::UserUpdated { user: record.user.clone() }.to_json());
-    state.bus.publish(BusMessage::UserChanged { record, frame });
+    state.user_changed(record);
     Ok(Reply::Empty {})
 }
 
@@ -462,8 +449,7 @@ async fn report(
     };
     let mut moderators = state.store.fetch_room_moderators(room.id).await.map_err(internal)?;
     moderators.push(room.owner_id);
-    let frame = Utf8Bytes::from(Event::Report { report }.to_json());
-    state.bus.publish(BusMessage::Moderators { moderators, frame });
+    state.publish_moderators(moderators, &Event::Report { report });
     Ok(Reply::Empty {})
 }
 

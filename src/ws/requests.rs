@@ -5,14 +5,13 @@
 //! store, publish what changed, and return the reply. Handlers never write to a socket
 //! directly: replies go back to the reader, events go through the bus.
 
-use crate::bus::Effect;
 use crate::hub::Session;
 use crate::permissions::{RoomStanding, Standing};
 use crate::protocol::{
     now_ms, parse_ts, ApiError, CreateRoom, ErrorCode, Event, HistoryQuery, LeftReason, Reply, Request, Role, RoomKind,
     SendMessage,
 };
-use crate::server::{describe_until, internal, AppState};
+use crate::state::{describe_until, internal, AppState};
 use crate::store::{
     BanScope, HistoryRange, NewMessage, NewRoom, Restriction, RoomRecord, StoreError, UserId, UserRecord,
 };
@@ -54,15 +53,6 @@ pub(super) async fn member_room(state: &AppState, session: &Session, name: &str)
     }
 }
 
-/// Tells the room a member left (or was removed) and stops their sockets receiving it.
-pub(super) fn remove_from_room(state: &AppState, room: &RoomRecord, user: &UserRecord, reason: LeftReason) {
-    let event = Event::MemberLeft { room: room.name.clone(), user: user.user.clone(), reason };
-    state.publish_room(&room.name, &event, None, Some(Effect::Unsubscribe(user.id)));
-    // On one node the event above already unsubscribed them; with a remote bus the
-    // echo comes later, and this node must not deliver to them in between.
-    state.hub.unsubscribe_user(&room.name, user.id);
-}
-
 /// A user's standing in a room: global role plus owner / room role / membership.
 pub(super) async fn standing(
     state: &AppState,
@@ -79,12 +69,7 @@ fn invalid(message: impl Into<String>) -> ApiError {
 }
 
 async fn rooms(state: &AppState) -> Result<Reply, ApiError> {
-    let records = state.store.fetch_rooms().await.map_err(internal)?;
-    let rooms = records.iter().map(|room| state.room_view(room)).collect();
-    for record in records {
-        state.hub.cache_room(Arc::new(record));
-    }
-    Ok(Reply::Rooms { rooms })
+    Ok(Reply::Rooms { rooms: state.rooms().await? })
 }
 
 /// Checks a room name: 2–64 of `a-z 0-9 _ -`.
@@ -156,9 +141,8 @@ async fn create_room(state: &AppState, session: &Session, fields: CreateRoom) ->
         }
         Err(err) => return Err(internal(err)),
     };
-    state.hub.cache_room(record.clone());
     // The owner is its first member; its sockets start receiving the room now.
-    state.hub.subscribe_user(&record.name, session.user_id);
+    state.room_created(record.clone(), session.user_id);
     tracing::info!(room = %record.name, kind = record.kind.as_str(), owner = %user.username, "room created");
     Ok(Reply::Room { room: state.room_view(&record) })
 }
@@ -178,11 +162,8 @@ async fn join(state: &AppState, session: &Session, name: &str) -> Result<Reply, 
     };
     // Receive the room before reading its latest messages: a message committed in
     // between then arrives twice (the client keeps one per seq), never not at all.
-    state.hub.subscribe_user(&room.name, session.user_id);
-    if newly {
-        let event = Event::MemberJoined { room: room.name.clone(), user: session.user() };
-        state.publish_room(&room.name, &event, None, Some(Effect::Subscribe(session.user_id)));
-    }
+    let user = UserRecord { id: session.user_id, user: session.user() };
+    state.member_joined(&room.name, &user, newly);
     // A ban or kick that committed after the insert may already have unsubscribed the
     // user's sockets, which the two steps above would undo. So look again, after every
     // step that subscribes: a removal that commits after this read unsubscribes them in
@@ -191,7 +172,7 @@ async fn join(state: &AppState, session: &Session, name: &str) -> Result<Reply, 
         let ban = state.store.fetch_ban(BanScope::Room(room.id), session.user_id, now_ms()).await.map_err(internal)?;
         let reason = if ban.is_some() { LeftReason::Banned } else { LeftReason::Left };
         // Every node applies it; in this race the room may hear the departure twice.
-        remove_from_room(state, &room, &UserRecord { id: session.user_id, user: session.user() }, reason);
+        state.member_left(&room.name, &user, reason);
         return Err(match ban {
             Some(ban) => banned_from(&room.name, ban),
             None => ApiError::new(ErrorCode::Forbidden, format!("You were removed from `{name}` as you joined.")),
@@ -201,7 +182,7 @@ async fn join(state: &AppState, session: &Session, name: &str) -> Result<Reply, 
     let messages = state.store.fetch_messages(&room, range).await.map_err(internal)?;
     Ok(Reply::Joined {
         room: state.room_view(&room),
-        online: state.hub.online_users(&room.name, MAX_ONLINE_LISTED),
+        online: state.online_users(&room.name, MAX_ONLINE_LISTED),
         messages,
     })
 }
@@ -219,7 +200,7 @@ async fn leave(state: &AppState, session: &Session, name: &str) -> Result<Reply,
         return Err(ApiError::new(ErrorCode::Forbidden, format!("You are not a member of `{name}`.")));
     }
     let user = UserRecord { id: session.user_id, user: session.user() };
-    remove_from_room(state, &room, &user, LeftReason::Left);
+    state.member_left(&room.name, &user, LeftReason::Left);
     Ok(Reply::Empty {})
 }
 
@@ -241,7 +222,7 @@ async fn send(state: &AppState, session: &Session, fields: SendMessage) -> Resul
         }
     }
     check_window(&room)?;
-    if let Some(mute) = state.hub.mute(room.id, session.user_id) {
+    if let Some(mute) = state.mute(room.id, session.user_id) {
         return Err(super::moderation::muted_error(&room.name, &mute));
     }
     let slow_mode = room.slow_mode_s > 0;

@@ -260,6 +260,50 @@ async fn a_locked_room_is_read_only_for_members() {
     sent(&mut mia, "open again").await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_list_read_during_a_lock_never_unlocks_the_room() {
+    const TRIALS: usize = 30;
+    let Circle { mut owner, mut mia, ben, server } = circle().await;
+    // Many rooms make each read of the list long enough to straddle a lock.
+    for n in 0..300 {
+        owner.ok(json!({"type": "create_room", "name": format!("other-{n:03}")})).await;
+    }
+    // Ben's sockets ask for the room list as fast as they can (the web client does on
+    // every reconnect); each read may start before a lock and end after it.
+    let mut listers = vec![ben];
+    for _ in 0..3 {
+        listers.push(server.client(&server.login("ben").await).await);
+    }
+    for trial in 0..TRIALS {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let tasks: Vec<_> = listers
+            .drain(..)
+            .map(|mut lister| {
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        lister.ok(json!({"type": "rooms"})).await;
+                    }
+                    lister
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_micros(trial as u64 % 5 * 200)).await;
+        owner.ok(json!({"type": "lock", "room": "circle", "locked": true})).await;
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        for task in tasks {
+            listers.push(tokio::time::timeout(WAIT, task).await.expect("lister stops").expect("lister"));
+        }
+        let refusal = mia.refused(json!({"type": "send", "room": "circle", "body": "open?"}), "forbidden").await;
+        assert!(refusal["message"].as_str().unwrap().contains("locked"), "trial {trial}: {refusal}");
+        let rooms = mia.ok(json!({"type": "rooms"})).await;
+        let circle = rooms["rooms"].as_array().unwrap().iter().find(|r| r["name"] == "circle").cloned();
+        assert_eq!(circle.unwrap()["locked"], true, "trial {trial}");
+        owner.ok(json!({"type": "lock", "room": "circle", "locked": false})).await;
+        mia.ok(json!({"type": "send", "room": "circle", "body": format!("open again {trial}")})).await;
+    }
+}
+
 #[tokio::test]
 async fn set_role_applies_to_open_sockets_at_once() {
     let server = TestServer::start().await;

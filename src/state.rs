@@ -1,0 +1,308 @@
+//! The state every request shares, the errors at the edge, and the events API: the one
+//! way out for every event.
+//!
+//! Handlers (`ws`, `http`) never build event frames, never call the bus and never
+//! change the hub. They call the methods of [`Shared`] under "The events API", which
+//! serialise an event once and hand the bus a [`BusMessage`] with the [`Effect`] every
+//! node applies; the hub changes only through those effects. The commit listener
+//! ([`PublishCommits`]) lives here too, so a stored message leaves the same way.
+//!
+//! **Invariant:** a read-through fill of the room cache never replaces an entry; only
+//! a `RoomChanged` effect does. A read that began before a lock committed can therefore
+//! never undo it.
+
+use crate::auth::Passwords;
+use crate::bus::{Bus, BusMessage, CloseTarget, Effect, RoomEnvelope};
+use crate::config::Config;
+use crate::hub::{Hub, Session};
+use crate::limits::RateLimiter;
+use crate::metrics::Metrics;
+use crate::protocol::{format_ts, ApiError, ErrorCode, Event, LeftReason, Message, Room, User};
+use crate::store::{self, CommitListener, Restriction, RoomId, RoomRecord, Store, StoreError, UserId, UserRecord};
+use axum::extract::ws::Utf8Bytes;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use dashmap::DashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// What every handler shares: a cheap `Clone` handle.
+pub type AppState = Arc<Shared>;
+
+/// The server's shared state.
+pub struct Shared {
+    /// The settings it runs with.
+    pub config: Config,
+    /// Durable state.
+    pub store: Arc<dyn Store>,
+    /// Where changes are published; reached only through the events API below.
+    bus: Arc<dyn Bus>,
+    /// This node's fan-out; changed only by bus effects and the session lifecycle below.
+    hub: Hub,
+    /// Password hashing behind its semaphore.
+    pub passwords: Passwords,
+    /// Exported figures.
+    pub metrics: Arc<Metrics>,
+    /// Login attempts per account.
+    pub logins_per_account: RateLimiter,
+    /// Login attempts per client address.
+    pub logins_per_address: RateLimiter,
+    /// Registrations per client address.
+    pub registrations_per_address: RateLimiter,
+    /// Open WebSockets per client address.
+    pub sockets_per_address: DashMap<IpAddr, u32>,
+    /// When each member last sent in a room, for slow mode. Node-local: behind a load
+    /// balancer a member could send once per node per interval.
+    pub last_sends: DashMap<(RoomId, UserId), std::time::Instant>,
+    /// Cancelled when the server begins to shut down.
+    pub shutdown: CancellationToken,
+    /// Every socket task, so shutdown can wait for them.
+    pub tracker: TaskTracker,
+    next_session_id: AtomicU64,
+}
+
+impl Shared {
+    /// Shared state over a store, a bus and the hub that bus feeds.
+    pub fn new(config: Config, store: Arc<dyn Store>, bus: Arc<dyn Bus>, hub: Hub, metrics: Arc<Metrics>) -> Shared {
+        let window = std::time::Duration::from_secs(config.login_window_s.max(1));
+        Shared {
+            passwords: Passwords::new(config.hash_concurrency),
+            logins_per_account: RateLimiter::new(config.login_attempts_per_account, window),
+            logins_per_address: RateLimiter::new(config.login_attempts_per_address, window),
+            registrations_per_address: RateLimiter::new(
+                config.registrations_per_address,
+                std::time::Duration::from_secs(3600),
+            ),
+            config,
+            store,
+            bus,
+            hub,
+            metrics,
+            sockets_per_address: DashMap::new(),
+            last_sends: DashMap::new(),
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            next_session_id: AtomicU64::new(1),
+        }
+    }
+
+    /// A room by name, from the cache or the store; `not_found` if there is none.
+    pub async fn room(&self, name: &str) -> Result<Arc<RoomRecord>, ApiError> {
+        if let Some(room) = self.hub.cached_room(name) {
+            return Ok(room);
+        }
+        match self.store.fetch_room(name).await {
+            // The cache may have taken a newer version while we read: it wins.
+            Ok(Some(room)) => Ok(self.hub.fill_room(room)),
+            Ok(None) => Err(ApiError::new(ErrorCode::NotFound, format!("There is no room named `{name}`."))),
+            Err(err) => Err(internal(err)),
+        }
+    }
+
+    /// Every room, as this node knows it now (a cached version wins over the one just
+    /// read, which may predate a change).
+    pub async fn rooms(&self) -> Result<Vec<Room>, ApiError> {
+        let records = self.store.fetch_rooms().await.map_err(internal)?;
+        Ok(records.into_iter().map(|record| self.room_view(&self.hub.fill_room(record))).collect())
+    }
+
+    /// The wire view of a room, with this node's online count.
+    pub fn room_view(&self, room: &RoomRecord) -> Room {
+        Room {
+            name: room.name.clone(),
+            topic: room.topic.clone(),
+            kind: room.kind,
+            owner: room.owner.clone(),
+            members_online: self.hub.members_online(&room.name),
+            slow_mode_s: room.slow_mode_s,
+            locked: room.locked,
+            starts_at: room.starts_at.map(format_ts),
+            ends_at: room.ends_at.map(format_ts),
+            capacity: room.capacity,
+        }
+    }
+
+    /// Up to `max` users online in `room` on this node.
+    pub fn online_users(&self, room: &str, max: usize) -> Vec<User> {
+        self.hub.online_users(room, max)
+    }
+
+    /// The mute of `user` in `room` in force now, from this node's cache.
+    pub fn mute(&self, room: RoomId, user: UserId) -> Option<Restriction> {
+        self.hub.mute(room, user)
+    }
+
+    /// The `banned` refusal if `user` is banned from the server now.
+    pub async fn server_ban(&self, user: UserId) -> Result<Option<ApiError>, ApiError> {
+        let ban =
+            self.store.fetch_ban(store::BanScope::Server, user, crate::protocol::now_ms()).await.map_err(internal)?;
+        Ok(ban.map(|ban| {
+            let until = describe_until(ban.until);
+            let why = ban.reason.map(|r| format!(" Reason: {r}")).unwrap_or_default();
+            ApiError::new(ErrorCode::Banned, format!("This account is banned from the server {until}.{why}"))
+        }))
+    }
+
+    /// A new process-unique session id.
+    pub fn next_session_id(&self) -> u64 {
+        self.next_session_id.fetch_add(1, Relaxed)
+    }
+
+    /// Asks every socket on this node to send a ping (the server's ticker calls it).
+    pub fn ping_all(&self) {
+        self.hub.ping_all();
+    }
+}
+
+/// The events API.
+impl Shared {
+    /// Tells `room`'s members (all but `except`'s sockets) about `event`; every node
+    /// applies `effect` around the delivery.
+    pub fn publish_room(&self, room: &str, event: &Event, except: Option<UserId>, effect: Option<Effect>) {
+        let frame = Utf8Bytes::from(event.to_json());
+        self.bus.publish(BusMessage::Room(RoomEnvelope { room: room.to_string(), frame, except, effect }));
+    }
+
+    /// Tells every socket of `user` about `event`.
+    pub fn publish_user(&self, user: UserId, event: &Event) {
+        self.bus.publish(BusMessage::User { user, frame: Utf8Bytes::from(event.to_json()) });
+    }
+
+    /// Tells the moderators of a room who are online anywhere: `moderators` (the owner
+    /// and the room's moderators) and every global moderator and up.
+    pub fn publish_moderators(&self, moderators: Vec<UserId>, event: &Event) {
+        self.bus.publish(BusMessage::Moderators { moderators, frame: Utf8Bytes::from(event.to_json()) });
+    }
+
+    /// A user's profile changed: their sockets take it and hear `user_updated`.
+    pub fn user_changed(&self, record: UserRecord) {
+        let frame = Utf8Bytes::from(Event::UserUpdated { user: record.user.clone() }.to_json());
+        self.bus.publish(BusMessage::UserChanged { record, frame });
+    }
+
+    /// Closes `target`'s sockets on every node with `code`; queued frames go first.
+    pub fn close_sockets(&self, target: CloseTarget, code: u16, reason: &'static str) {
+        self.bus.publish(BusMessage::Close { target, code, reason });
+    }
+
+    /// A new room: every node caches it, and its owner's sockets receive it.
+    pub fn room_created(&self, room: Arc<RoomRecord>, owner: UserId) {
+        let name = room.name.clone();
+        self.bus.publish(BusMessage::Apply { room: name.clone(), effect: Effect::RoomChanged(room) });
+        self.bus.publish(BusMessage::Apply { room: name, effect: Effect::Subscribe(owner) });
+    }
+
+    /// A room's settings changed: members hear `room_updated`, every node's cache takes
+    /// the new record.
+    pub fn room_changed(&self, room: RoomRecord) {
+        let room = Arc::new(room);
+        let event = Event::RoomUpdated { room: self.room_view(&room) };
+        self.publish_room(&room.name, &event, None, Some(Effect::RoomChanged(room.clone())));
+    }
+
+    /// `user` is a member of `room`: their sockets receive it from now on; the room
+    /// hears `member_joined` when `announce` (a first join).
+    pub fn member_joined(&self, room: &str, user: &UserRecord, announce: bool) {
+        // Receiving starts on this node before any reply, also with a remote bus.
+        self.hub.subscribe_user(room, user.id);
+        if announce {
+            let event = Event::MemberJoined { room: room.to_string(), user: user.user.clone() };
+            self.publish_room(room, &event, None, Some(Effect::Subscribe(user.id)));
+        }
+    }
+
+    /// `user` is no longer a member of `room`: the room (and the user's sockets) hear
+    /// `member_left`, then their sockets stop receiving it.
+    pub fn member_left(&self, room: &str, user: &UserRecord, reason: LeftReason) {
+        let event = Event::MemberLeft { room: room.to_string(), user: user.user.clone(), reason };
+        self.publish_room(room, &event, None, Some(Effect::Unsubscribe(user.id)));
+        // On one node the event above already did this; with a remote bus its echo
+        // comes later, and this node must not deliver to them in between.
+        self.hub.unsubscribe_user(room, user.id);
+    }
+
+    /// A socket authenticated: it receives what its user is sent from now on (before
+    /// its rooms are read, so a join from another socket in between reaches it).
+    pub fn register_session(&self, session: &Arc<Session>) {
+        self.hub.register(session);
+        self.metrics.sockets_open.fetch_add(1, Relaxed);
+    }
+
+    /// The socket receives its user's rooms; where the user just came online, the room
+    /// hears `member_joined`.
+    pub fn attach_session(&self, session: &Arc<Session>, rooms: &[String]) {
+        let user = session.user();
+        for room in self.hub.attach(session, rooms) {
+            let event = Event::MemberJoined { room: room.clone(), user: user.clone() };
+            self.publish_room(&room, &event, None, None);
+        }
+    }
+
+    /// The socket is gone: the hub forgets it, and where its user went offline the room
+    /// hears `member_left` (disconnected).
+    pub fn detach_session(&self, session: &Arc<Session>) {
+        self.metrics.sockets_open.fetch_sub(1, Relaxed);
+        let user = session.user();
+        for room in self.hub.detach(session) {
+            let event = Event::MemberLeft { room: room.clone(), user: user.clone(), reason: LeftReason::Disconnected };
+            self.publish_room(&room, &event, None, None);
+        }
+    }
+}
+
+/// Publishes each committed message on the bus, in commit order.
+pub struct PublishCommits {
+    /// Where to publish.
+    pub bus: Arc<dyn Bus>,
+}
+
+impl CommitListener for PublishCommits {
+    fn message_committed(&self, message: &Message) {
+        let event = Event::Message { room: message.room.clone(), message: message.clone() };
+        let frame = Utf8Bytes::from(event.to_json());
+        self.bus.publish(BusMessage::Room(RoomEnvelope {
+            room: message.room.clone(),
+            frame,
+            except: None,
+            effect: None,
+        }));
+    }
+}
+
+/// "until 2026-10-10T12:00:00.000Z" or "until a moderator lifts it", for messages.
+pub fn describe_until(until: Option<i64>) -> String {
+    match until {
+        Some(until) => format!("until {}", format_ts(until)),
+        None => "until a moderator lifts it".to_string(),
+    }
+}
+
+/// Logs a store failure and turns it into the client's `internal` error.
+pub fn internal(err: StoreError) -> ApiError {
+    tracing::error!(error = %err, "store failure");
+    ApiError::internal()
+}
+
+/// An error response in the protocol's shape (`{"error": {"code", "message"}}`).
+pub struct HttpError(pub ApiError);
+
+impl From<ApiError> for HttpError {
+    fn from(error: ApiError) -> HttpError {
+        HttpError(error)
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.0.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        json_response(status, self.0.to_http_body())
+    }
+}
+
+/// A JSON body with its status.
+pub fn json_response(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+}

@@ -474,6 +474,9 @@ pub enum Request {
     },
     /// A moderation request.
     Moderate(Moderation),
+    /// `test_panic`: makes its handler panic. Only in builds for the tests.
+    #[cfg(feature = "test-hooks")]
+    TestPanic,
 }
 
 /// The moderation requests (PROTOCOL.md section 2.3).
@@ -806,6 +809,8 @@ pub fn parse_request(text: &str) -> Result<(Option<RequestId>, Request), ParseEr
             Request::Auth { token: f.token }
         }
         "rooms" => Request::Rooms,
+        #[cfg(feature = "test-hooks")]
+        "test_panic" => Request::TestPanic,
         "create_room" => Request::CreateRoom(serde_json::from_str(text).map_err(|e| fail("create_room", e))?),
         "join" => {
             let f: RoomFields = serde_json::from_str(text).map_err(|e| fail("join", e))?;

@@ -27,9 +27,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -125,22 +126,58 @@ impl Drop for AddressSlot {
     }
 }
 
-/// The reader half of a connection, and its cleanup.
+/// An authenticated socket's place in the hub. Dropping it (however the reader ends,
+/// a panic included) removes the session and updates presence.
+struct SessionGuard {
+    state: AppState,
+    session: Arc<Session>,
+}
+
+impl SessionGuard {
+    /// Registers `session` with the hub.
+    fn register(state: &AppState, session: Arc<Session>) -> SessionGuard {
+        state.register_session(&session);
+        SessionGuard { state: state.clone(), session }
+    }
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        self.state.detach_session(&self.session);
+    }
+}
+
+/// Asks the writer to close the socket when the reader ends, however it ends: a normal
+/// close, or 1011 if the reader is unwinding from a panic. The first close asked for
+/// wins, so an earlier reason (4008, 4001, ...) is kept.
+struct CloseOnDrop(Closer);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.close(close_code::INTERNAL_ERROR, "server error");
+        } else {
+            self.0.close(close_code::NORMAL, "");
+        }
+    }
+}
+
+/// The reader half of a connection. Cleanup is in guards, not at the end of this
+/// function, so it runs however the reader ends.
 async fn run(state: AppState, socket: WebSocket) {
     let (sink, mut stream) = socket.split();
     let outbox = Arc::new(Outbox::new(state.config.outbox_frames));
     let closer = Closer::for_outbox(outbox.clone());
     let coalesce = Duration::from_millis(state.config.write_coalesce_ms);
     let writer = tokio::spawn(write_loop(sink, outbox.clone(), closer.clone(), coalesce));
-    let mut reader = Reader { state: state.clone(), outbox, closer: closer.clone(), session: None, refusals: 0 };
-    if reader.authenticate(&mut stream).await {
-        reader.serve(&mut stream).await;
+    {
+        let _close = CloseOnDrop(closer.clone());
+        let mut reader = Reader { state, outbox, closer, session: None, refusals: 0 };
+        if reader.authenticate(&mut stream).await {
+            reader.serve(&mut stream).await;
+        }
+        // Dropped here: the session leaves the hub, then the writer is told to close.
     }
-    if let Some(session) = reader.session.take() {
-        state.detach_session(&session);
-    }
-    closer.close(close_code::NORMAL, "");
-    drop(reader);
     // The writer ends once the close frame is out or its timeout passes.
     let _ = writer.await;
 }
@@ -149,7 +186,8 @@ struct Reader {
     state: AppState,
     outbox: Arc<Outbox>,
     closer: Closer,
-    session: Option<Arc<Session>>,
+    /// Set once authenticated; dropping it takes the session out of the hub.
+    session: Option<SessionGuard>,
     /// Requests refused in a row (bad frames, rate limits).
     refusals: u32,
 }
@@ -229,23 +267,18 @@ impl Reader {
         ));
         // Registered before the rooms are read, so a join from the user's other socket
         // in between reaches this one as well.
-        self.state.register_session(&session);
-        let rooms = match self.state.store.fetch_user_rooms(record.id).await {
-            Ok(rooms) => rooms,
-            Err(err) => {
-                self.state.detach_session(&session);
-                return Err(internal(err));
-            }
-        };
-        self.session = Some(session);
+        // If reading the rooms fails, dropping the guard takes the session out again.
+        let guard = SessionGuard::register(&self.state, session);
+        let rooms = self.state.store.fetch_user_rooms(record.id).await.map_err(internal)?;
+        self.session = Some(guard);
         Ok((Reply::Authenticated { user: record.user, rooms: rooms.clone() }, rooms))
     }
 
     /// Subscribes the new session to its user's rooms and announces the user where it
     /// just came online.
     fn attach(&self, rooms: &[String]) {
-        if let Some(session) = &self.session {
-            self.state.attach_session(session, rooms);
+        if let Some(guard) = &self.session {
+            self.state.attach_session(&guard.session, rooms);
         }
     }
 
@@ -291,10 +324,21 @@ impl Reader {
                 self.refuse(id.as_ref(), error).await;
                 continue;
             }
-            let session = self.session.clone().expect("serve runs after auth");
+            let session = self.session.as_ref().expect("serve runs after auth").session.clone();
             // Boxed: the largest handler's state would otherwise live inside every idle
-            // socket's task for its whole life.
-            let result = Box::pin(requests::handle(&self.state, &session, request)).await;
+            // socket's task for its whole life. A panic is a bug: it ends this socket
+            // (1011, after an `internal` reply), is logged, and touches nothing else.
+            let handled = AssertUnwindSafe(Box::pin(requests::handle(&self.state, &session, request)));
+            let result = match handled.catch_unwind().await {
+                Ok(result) => result,
+                Err(panic) => {
+                    let what = panic_message(&panic);
+                    tracing::error!(user = %session.user().username, panic = %what, "a request handler panicked; closing its socket");
+                    self.reply(id.as_ref(), Err(ApiError::internal())).await;
+                    self.closer.close(close_code::INTERNAL_ERROR, "server error");
+                    return;
+                }
+            };
             if result.is_ok() {
                 self.refusals = 0;
             }
@@ -348,6 +392,11 @@ impl Reader {
             self.closer.close(close_code::TOO_MANY_REQUESTS, "too many refused requests");
         }
     }
+}
+
+/// The text of a panic's payload, for the log.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic.downcast_ref::<&str>().copied().or_else(|| panic.downcast_ref::<String>().map(String::as_str)).unwrap_or("?")
 }
 
 fn is_capacity_error(err: &axum::Error) -> bool {

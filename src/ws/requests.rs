@@ -40,6 +40,8 @@ pub async fn handle(state: &AppState, session: &Arc<Session>, request: Request) 
         Request::History(query) => history(state, session, query).await,
         Request::Typing { room } => typing(state, session, &room).await,
         Request::Moderate(request) => super::moderation::handle(state, session, request).await,
+        #[cfg(feature = "test-hooks")]
+        Request::TestPanic => panic!("a test asked this handler to panic"),
     }
 }
 

@@ -173,3 +173,37 @@ fn bad_arguments_fail_with_one_line_and_a_non_zero_exit() {
     let out = alongside(&["serve", "--no-such-flag"], "");
     assert!(!out.status.success());
 }
+
+#[tokio::test]
+async fn a_handler_that_panics_ends_only_its_own_socket() {
+    let server = TestServer::start_with(|c| c.members_may_create_rooms = true).await;
+    let mut ada = server.member("ada").await;
+    ada.ok(json!({"type": "create_room", "name": "steady"})).await;
+    let token = server.user("bob").await;
+    let mut bo_phone = server.client(&token).await;
+    bo_phone.ok(json!({"type": "join", "room": "steady"})).await;
+    let mut bo_laptop = server.client(&token).await;
+    server.wait_for_metric("alongside_sockets_open 3").await;
+
+    // A bug in one handler: that socket gets `internal` and is closed with 1011.
+    let reply = bo_phone.request(json!({"type": "test_panic"})).await;
+    assert_eq!(reply["code"], "internal", "{reply}");
+    assert_eq!(bo_phone.closed().await, 1011);
+    // Everyone else carries on, and the server forgot the socket.
+    server.wait_for_metric("alongside_sockets_open 2").await;
+    ada.ok(json!({"type": "send", "room": "steady", "body": "still here"})).await;
+    assert_eq!(bo_laptop.event_of("message").await["message"]["body"], "still here");
+    let joined = ada.ok(json!({"type": "join", "room": "steady"})).await;
+    let online: Vec<&str> =
+        joined["online"].as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap()).collect();
+    assert!(online.contains(&"bob"), "bob is still online on the laptop: {online:?}");
+
+    // The last socket of a user going this way takes the user offline, as a close would.
+    bo_laptop.request(json!({"type": "test_panic"})).await;
+    assert_eq!(bo_laptop.closed().await, 1011);
+    let left = ada.event_of("member_left").await;
+    assert_eq!((left["user"]["username"].as_str(), left["reason"].as_str()), (Some("bob"), Some("disconnected")));
+    server.wait_for_metric("alongside_sockets_open 1").await;
+    let joined = ada.ok(json!({"type": "join", "room": "steady"})).await;
+    assert_eq!(joined["online"].as_array().unwrap().len(), 1, "{joined}");
+}

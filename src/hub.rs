@@ -577,6 +577,11 @@ mod tests {
         assert_eq!(hub.shared.metrics.outbox_overflows.load(Relaxed), 1);
     }
 
+    /// Every wait in a test has a timeout.
+    async fn within<T>(wait: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(std::time::Duration::from_secs(5), wait).await.expect("timed out")
+    }
+
     #[tokio::test]
     async fn the_writer_is_woken_once_per_burst_and_takes_it_whole() {
         let outbox = Arc::new(Outbox::new(8));
@@ -584,7 +589,7 @@ mod tests {
             outbox.push(Utf8Bytes::from(n.to_string())).unwrap();
         }
         let mut batch = VecDeque::new();
-        assert_eq!(outbox.take(&mut batch).await, Wake::Frames);
+        assert_eq!(within(outbox.take(&mut batch)).await, Wake::Frames);
         assert_eq!(batch.len(), 3, "one take drains the burst");
         // Waiting with nothing queued ends as soon as a frame arrives.
         let waiter = {
@@ -600,9 +605,10 @@ mod tests {
         let taken = tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await.unwrap().unwrap();
         assert_eq!(taken, 1);
         outbox.request_ping();
-        assert_eq!(outbox.take(&mut VecDeque::new()).await, Wake::Ping);
+        let mut batch = VecDeque::new();
+        assert_eq!(within(outbox.take(&mut batch)).await, Wake::Ping);
         outbox.interrupt();
-        assert_eq!(outbox.take(&mut VecDeque::new()).await, Wake::Interrupted);
+        assert_eq!(within(outbox.take(&mut batch)).await, Wake::Interrupted);
         outbox.close();
         assert_eq!(outbox.push(Utf8Bytes::from_static("after")), Err(PushError::Closed));
     }

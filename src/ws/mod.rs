@@ -13,22 +13,22 @@
 
 mod moderation;
 mod requests;
+mod writer;
 
 use crate::auth::token_hash;
-use crate::hub::{Closer, Outbox, PushError, Session, Wake};
+use crate::hub::{Closer, Outbox, PushError, Session};
 use crate::limits::TokenBucket;
 use crate::protocol::close_code;
 use crate::protocol::{error_frame, ok_frame, parse_request, ApiError, ErrorCode, Reply, Request, RequestId};
 use crate::state::{internal, AppState, HttpError};
-use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{FutureExt, SinkExt, StreamExt};
-use std::collections::VecDeque;
+use futures_util::stream::SplitStream;
+use futures_util::{FutureExt, StreamExt};
 use std::net::{IpAddr, SocketAddr};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering::Relaxed;
@@ -169,7 +169,7 @@ async fn run(state: AppState, socket: WebSocket) {
     let outbox = Arc::new(Outbox::new(state.config.outbox_frames));
     let closer = Closer::for_outbox(outbox.clone());
     let coalesce = Duration::from_millis(state.config.write_coalesce_ms);
-    let writer = tokio::spawn(write_loop(sink, outbox.clone(), closer.clone(), coalesce));
+    let writer = tokio::spawn(writer::write_loop(sink, outbox.clone(), closer.clone(), coalesce));
     {
         let _close = CloseOnDrop(closer.clone());
         let mut reader = Reader { state, outbox, closer, session: None, refusals: 0 };
@@ -408,86 +408,4 @@ fn is_capacity_error(err: &axum::Error) -> bool {
         source = e.source();
     }
     false
-}
-
-/// The writer task: outbox → socket, pings, and the close frame.
-///
-/// It waits on one thing, the outbox, which frames, the server's ping ticker and a
-/// close all wake. The close token is consulted only while a write is stuck on a full
-/// socket, so an ordinary delivery costs one wake-up, one take and one write.
-async fn write_loop(
-    mut sink: SplitSink<WebSocket, WsMessage>,
-    outbox: Arc<Outbox>,
-    closer: Closer,
-    coalesce: Duration,
-) {
-    let mut batch = VecDeque::new();
-    let mut last_write = Instant::now() - coalesce;
-    let closed = closer.closed();
-    tokio::pin!(closed);
-    loop {
-        match outbox.take(&mut batch).await {
-            Wake::Interrupted => break,
-            Wake::Ping => {
-                if sink.feed(WsMessage::Ping(Default::default())).await.is_err() {
-                    break;
-                }
-            }
-            Wake::Frames => {
-                // A busy socket is written at most once per `coalesce`: events that
-                // arrive in between share the next write, so a busy room costs fewer
-                // system calls. A quiet socket, or a reply, is written at once (after a
-                // yield that lets the dispatch that woke us finish queuing).
-                let due = last_write + coalesce;
-                if Instant::now() < due {
-                    tokio::select! {
-                        biased;
-                        () = &mut closed => {}
-                        // A reply never waits: its client is waiting on it.
-                        () = outbox.reply_queued() => {}
-                        () = tokio::time::sleep_until(due) => {}
-                    }
-                } else {
-                    tokio::task::yield_now().await;
-                }
-                batch.extend(outbox.take_now());
-            }
-        }
-        let write = async {
-            // Popped one by one: if a close interrupts us, what is left stays in
-            // `batch` and still goes out before the close frame.
-            while let Some(frame) = batch.pop_front() {
-                sink.feed(WsMessage::Text(frame)).await?;
-            }
-            sink.flush().await
-        };
-        let outcome = tokio::select! {
-            biased;
-            outcome = write => outcome,
-            () = &mut closed => break,
-        };
-        if outcome.is_err() {
-            closer.close(close_code::NORMAL, "");
-            break;
-        }
-        last_write = Instant::now();
-    }
-    let (code, reason) = closer.frame().unwrap_or((close_code::NORMAL, ""));
-    // Replies already queued (say, the error before a 4001) go out first, except to a
-    // slow consumer, whose queue is the problem.
-    let pending = if code == close_code::SLOW_CONSUMER {
-        VecDeque::new()
-    } else {
-        batch.extend(outbox.take_now());
-        batch
-    };
-    outbox.close();
-    let finish = async {
-        for frame in pending {
-            sink.feed(WsMessage::Text(frame)).await?;
-        }
-        let close = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
-        sink.send(WsMessage::Close(Some(close))).await
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(2), finish).await;
 }

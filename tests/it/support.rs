@@ -327,10 +327,14 @@ impl Client {
             panic!("unexpected frame: {event}");
         }
         let deadline = tokio::time::Instant::now() + window;
-        while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, self.ws.next()).await {
-            // Pings are the server checking the socket is alive, not messages.
-            if !matches!(frame, Frame::Ping(_) | Frame::Pong(_)) {
-                panic!("unexpected frame: {frame:?}");
+        // Quiet means open and saying nothing: a socket that ended is not quiet.
+        while let Ok(next) = tokio::time::timeout_at(deadline, self.ws.next()).await {
+            match next {
+                // Pings are the server checking the socket is alive, not messages.
+                Some(Ok(Frame::Ping(_) | Frame::Pong(_))) => continue,
+                Some(Ok(frame)) => panic!("unexpected frame: {frame:?}"),
+                Some(Err(err)) => panic!("the socket failed while it should be quiet: {err}"),
+                None => panic!("the socket ended while it should be quiet"),
             }
         }
     }

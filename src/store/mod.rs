@@ -15,6 +15,8 @@
 
 pub mod health;
 pub mod sqlite;
+#[cfg(test)]
+mod tests;
 
 pub use health::WriteHealth;
 

@@ -1,0 +1,396 @@
+//! The store test suite: every method of [`Store`], and the invariants the rest of the
+//! server relies on (seqs without gaps or repeats, a failed batch consumes no seq,
+//! idempotent `client_msg_id`, a ban always wins over a join, reports keep their
+//! evidence). Each case is a function over `&dyn Store`; `suite!` runs them all against
+//! one backend, so the PostgreSQL store will run the very same cases.
+
+use super::*;
+use crate::protocol::{LogAction, Message, Role, RoomKind, RoomRole};
+use std::sync::Mutex;
+
+/// Records what the store told its listener, in order.
+#[derive(Default)]
+struct Heard(Mutex<Vec<(String, i64)>>);
+
+impl CommitListener for Heard {
+    fn message_committed(&self, message: &Message) {
+        self.0.lock().unwrap().push((message.room.clone(), message.seq));
+    }
+}
+
+/// A store under test and what its listener heard.
+struct Subject {
+    store: Arc<dyn Store>,
+    heard: Arc<Heard>,
+    _dir: tempfile::TempDir,
+}
+
+async fn sqlite() -> Subject {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("suite.db").display());
+    let heard = Arc::new(Heard::default());
+    let store = open(&url, heard.clone(), Arc::default()).await.expect("open");
+    Subject { store, heard, _dir: dir }
+}
+
+/// Runs every case against one backend, each on a fresh store.
+macro_rules! suite {
+    ($backend:ident: $($case:ident),* $(,)?) => {
+        mod $backend {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let subject = super::$backend().await;
+                    super::$case(&subject).await;
+                    subject.store.close().await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(sqlite: users, tokens, rooms, memberships, room_roles, mutes, bans_win_over_joins, seqs_per_room,
+    client_msg_id_is_idempotent, a_failed_batch_consumes_no_seq, history_ranges, deleting_a_message,
+    reports_keep_their_evidence, mod_log_newest_first_by_scope, room_settings, ping);
+
+async fn user(store: &dyn Store, name: &str) -> UserRecord {
+    store.insert_user(name, &name.to_uppercase(), "hash", Role::Member).await.unwrap()
+}
+
+async fn room(store: &dyn Store, name: &str, owner: UserId, capacity: Option<u32>) -> RoomRecord {
+    let kind = if capacity.is_some() { RoomKind::Summit } else { RoomKind::Topic };
+    let new = NewRoom { name: name.into(), topic: "t".into(), kind, owner, starts_at: None, ends_at: None, capacity };
+    store.insert_room(&new).await.unwrap()
+}
+
+fn log(room: Option<RoomId>, action: LogAction, actor: UserId) -> ModEntry {
+    ModEntry { room, action, actor, target: None, seq: None, reason: None, until: None }
+}
+
+async fn send(
+    store: &dyn Store,
+    room: &RoomRecord,
+    author: &UserRecord,
+    body: &str,
+    id: Option<&str>,
+) -> StoredMessage {
+    let new = NewMessage {
+        room_id: room.id,
+        room: room.name.clone(),
+        author: author.clone(),
+        body: body.into(),
+        client_msg_id: id.map(str::to_string),
+    };
+    store.insert_message(new).await.unwrap()
+}
+
+async fn seqs(store: &dyn Store, room: &RoomRecord) -> Vec<i64> {
+    let range = HistoryRange { before: None, after: Some(0), limit: 1000 };
+    store.fetch_messages(room, range).await.unwrap().iter().map(|m| m.seq).collect()
+}
+
+async fn users(s: &Subject) {
+    let store = &*s.store;
+    let ada = user(store, "ada").await;
+    assert!(matches!(store.insert_user("ada", "Other", "h", Role::Member).await, Err(StoreError::Conflict)));
+    assert_eq!(store.fetch_user("ada").await.unwrap(), Some(ada.clone()));
+    assert_eq!(store.fetch_user("nobody").await.unwrap(), None);
+    let credentials = store.fetch_credentials("ada").await.unwrap().unwrap();
+    assert_eq!((credentials.record, credentials.password_hash.as_str()), (ada.clone(), "hash"));
+    let entry = log(None, LogAction::SetRole, ada.id);
+    let changed = store.update_user_role("ada", Role::Organiser, Some(&entry)).await.unwrap();
+    assert_eq!(changed.user.role, Role::Organiser);
+    assert_eq!(store.fetch_mod_log(None, 10).await.unwrap()[0].action, LogAction::SetRole);
+    assert!(matches!(store.update_user_role("nobody", Role::Admin, None).await, Err(StoreError::NotFound)));
+}
+
+async fn tokens(s: &Subject) {
+    let store = &*s.store;
+    let ada = user(store, "ada").await;
+    store.insert_token(&[1; 32], ada.id).await.unwrap();
+    assert_eq!(store.fetch_token_user(&[1; 32]).await.unwrap(), Some(ada));
+    assert_eq!(store.fetch_token_user(&[2; 32]).await.unwrap(), None);
+    assert!(store.delete_token(&[1; 32]).await.unwrap());
+    assert!(!store.delete_token(&[1; 32]).await.unwrap(), "revoked once");
+    assert_eq!(store.fetch_token_user(&[1; 32]).await.unwrap(), None);
+}
+
+async fn rooms(s: &Subject) {
+    let store = &*s.store;
+    let ada = user(store, "ada").await;
+    let b = room(store, "b-room", ada.id, None).await;
+    assert_eq!(
+        (b.owner.as_str(), b.owner_id, b.kind, b.locked, b.slow_mode_s),
+        ("ada", ada.id, RoomKind::Topic, false, 0)
+    );
+    room(store, "a-room", ada.id, Some(5)).await;
+    let new = NewRoom {
+        name: "b-room".into(),
+        topic: String::new(),
+        kind: RoomKind::Topic,
+        owner: ada.id,
+        starts_at: None,
+        ends_at: None,
+        capacity: None,
+    };
+    assert!(matches!(store.insert_room(&new).await, Err(StoreError::Conflict)));
+    assert_eq!(store.fetch_room("b-room").await.unwrap(), Some(b.clone()));
+    assert_eq!(store.fetch_room("c-room").await.unwrap(), None);
+    let names: Vec<String> = store.fetch_rooms().await.unwrap().into_iter().map(|r| r.name).collect();
+    assert_eq!(names, ["a-room", "b-room"]);
+    assert_eq!(store.fetch_user_rooms(ada.id).await.unwrap(), ["a-room", "b-room"], "the owner is a member");
+}
+
+async fn memberships(s: &Subject) {
+    let store = &*s.store;
+    let (ada, ben, cy) = (user(store, "ada").await, user(store, "ben").await, user(store, "cyd").await);
+    let summit = room(store, "summit", ada.id, Some(2)).await;
+    assert!(store.insert_membership(&summit, ben.id).await.unwrap());
+    assert!(!store.insert_membership(&summit, ben.id).await.unwrap(), "already a member");
+    assert!(matches!(store.insert_membership(&summit, cy.id).await, Err(StoreError::Full)));
+    assert!(store.delete_membership(summit.id, ben.id).await.unwrap());
+    assert!(!store.delete_membership(summit.id, ben.id).await.unwrap());
+    assert!(store.insert_membership(&summit, cy.id).await.unwrap(), "room again");
+    assert_eq!(store.fetch_user_rooms(cy.id).await.unwrap(), ["summit"]);
+    assert_eq!(store.fetch_user_rooms(ben.id).await.unwrap(), Vec::<String>::new());
+    let kick = log(Some(summit.id), LogAction::Kick, ada.id);
+    assert!(store.delete_membership_logged(summit.id, cy.id, &kick).await.unwrap());
+    assert!(!store.delete_membership_logged(summit.id, cy.id, &kick).await.unwrap());
+    assert_eq!(store.fetch_mod_log(Some(summit.id), 10).await.unwrap().len(), 1, "logged once");
+}
+
+async fn room_roles(s: &Subject) {
+    let store = &*s.store;
+    let (ada, ben) = (user(store, "ada").await, user(store, "ben").await);
+    let room = room(store, "room", ada.id, None).await;
+    assert_eq!(store.fetch_room_role(room.id, ben.id).await.unwrap(), None);
+    let entry = log(Some(room.id), LogAction::SetRoomRole, ada.id);
+    assert!(matches!(
+        store.update_room_role(room.id, ben.id, RoomRole::Moderator, &entry).await,
+        Err(StoreError::NotFound)
+    ));
+    store.insert_membership(&room, ben.id).await.unwrap();
+    assert_eq!(store.fetch_room_role(room.id, ben.id).await.unwrap(), Some(RoomRole::Member));
+    store.update_room_role(room.id, ben.id, RoomRole::Moderator, &entry).await.unwrap();
+    assert_eq!(store.fetch_room_moderators(room.id).await.unwrap(), [ben.id]);
+}
+
+async fn mutes(s: &Subject) {
+    let store = &*s.store;
+    let (ada, ben) = (user(store, "ada").await, user(store, "ben").await);
+    let room = room(store, "room", ada.id, None).await;
+    let entry = log(Some(room.id), LogAction::Mute, ada.id);
+    let now = crate::protocol::now_ms();
+    store.upsert_mute(room.id, ben.id, &Restriction { until: Some(now - 1), reason: None }, &entry).await.unwrap();
+    assert!(store.fetch_active_mutes(now).await.unwrap().is_empty(), "an expired mute is not in force");
+    let mute = Restriction { until: None, reason: Some("pause".into()) };
+    store.upsert_mute(room.id, ben.id, &mute, &entry).await.unwrap();
+    assert_eq!(store.fetch_active_mutes(now).await.unwrap(), [MuteRecord { room: room.id, user: ben.id, mute }]);
+    assert!(store.delete_mute(room.id, ben.id, &log(Some(room.id), LogAction::Unmute, ada.id)).await.unwrap());
+    assert!(!store.delete_mute(room.id, ben.id, &entry).await.unwrap());
+    assert!(store.fetch_active_mutes(now).await.unwrap().is_empty());
+}
+
+async fn bans_win_over_joins(s: &Subject) {
+    let store = &*s.store;
+    let (ada, ben, cy) = (user(store, "ada").await, user(store, "ben").await, user(store, "cyd").await);
+    let room = room(store, "room", ada.id, None).await;
+    store.insert_membership(&room, ben.id).await.unwrap();
+    let entry = log(Some(room.id), LogAction::Ban, ada.id);
+    let ban = Restriction { until: None, reason: Some("harm".into()) };
+    assert!(store.upsert_ban(BanScope::Room(room.id), ben.id, &ban, &entry).await.unwrap(), "ended a membership");
+    assert!(!store.upsert_ban(BanScope::Room(room.id), cy.id, &ban, &entry).await.unwrap(), "cyd was no member");
+    match store.insert_membership(&room, ben.id).await {
+        Err(StoreError::Banned(found)) => assert_eq!(found, ban),
+        other => panic!("a banned member joined: {other:?}"),
+    }
+    assert_eq!(store.fetch_user_rooms(ben.id).await.unwrap(), Vec::<String>::new());
+    let now = crate::protocol::now_ms();
+    assert_eq!(store.fetch_ban(BanScope::Room(room.id), ben.id, now).await.unwrap(), Some(ban.clone()));
+    assert!(store.delete_ban(BanScope::Room(room.id), ben.id, &entry).await.unwrap());
+    assert!(!store.delete_ban(BanScope::Room(room.id), ben.id, &entry).await.unwrap());
+    assert!(store.insert_membership(&room, ben.id).await.unwrap(), "back after the ban is lifted");
+    // A server ban keeps a user out of every room; an expired one does not.
+    let dee = user(store, "dee").await;
+    store.upsert_ban(BanScope::Server, dee.id, &ban, &log(None, LogAction::Ban, ada.id)).await.unwrap();
+    assert!(matches!(store.insert_membership(&room, dee.id).await, Err(StoreError::Banned(_))));
+    let over = Restriction { until: Some(now - 1), reason: None };
+    store.upsert_ban(BanScope::Server, dee.id, &over, &log(None, LogAction::Ban, ada.id)).await.unwrap();
+    assert_eq!(store.fetch_ban(BanScope::Server, dee.id, now).await.unwrap(), None);
+    assert!(store.insert_membership(&room, dee.id).await.unwrap());
+}
+
+async fn seqs_per_room(s: &Subject) {
+    let store = &*s.store;
+    let ada = user(store, "ada").await;
+    let (one, two) = (room(store, "one", ada.id, None).await, room(store, "two", ada.id, None).await);
+    // Concurrent sends share group commits; each room still counts 1, 2, 3, ...
+    let sends = (0..20).map(|n| {
+        let (store, room, ada) = (s.store.clone(), if n % 2 == 0 { one.clone() } else { two.clone() }, ada.clone());
+        tokio::spawn(async move { send(&*store, &room, &ada, &format!("m{n}"), None).await.message.seq })
+    });
+    for task in sends.collect::<Vec<_>>() {
+        task.await.unwrap();
+    }
+    assert_eq!(seqs(store, &one).await, (1..=10).collect::<Vec<_>>());
+    assert_eq!(seqs(store, &two).await, (1..=10).collect::<Vec<_>>());
+    // The listener heard every message once, each room in seq order.
+    let heard = s.heard.0.lock().unwrap().clone();
+    for name in ["one", "two"] {
+        let order: Vec<i64> = heard.iter().filter(|(room, _)| room == name).map(|(_, seq)| *seq).collect();
+        assert_eq!(order, (1..=10).collect::<Vec<_>>());
+    }
+}
+
+async fn client_msg_id_is_idempotent(s: &Subject) {
+    let store = &*s.store;
+    let (ada, ben) = (user(store, "ada").await, user(store, "ben").await);
+    let room = room(store, "room", ada.id, None).await;
+    let first = send(store, &room, &ada, "hello", Some("k1")).await;
+    let again = send(store, &room, &ada, "hello (resent)", Some("k1")).await;
+    assert!(!first.duplicate && again.duplicate);
+    assert_eq!(again.message, first.message, "the original comes back");
+    // The key is per author: another member may use the same one.
+    assert_eq!(send(store, &room, &ben, "mine", Some("k1")).await.message.seq, 2);
+    assert_eq!(seqs(store, &room).await, [1, 2]);
+    assert_eq!(s.heard.0.lock().unwrap().len(), 2, "a resend is not announced again");
+}
+
+async fn a_failed_batch_consumes_no_seq(s: &Subject) {
+    let store = &*s.store;
+    let ada = user(store, "ada").await;
+    let room = room(store, "room", ada.id, None).await;
+    send(store, &room, &ada, "one", None).await;
+    // A message for a room that does not exist fails its whole group commit.
+    let ghost = NewMessage {
+        room_id: RoomId(room.id.0 + 1000),
+        room: "ghost".into(),
+        author: ada.clone(),
+        body: "x".into(),
+        client_msg_id: None,
+    };
+    let valid = NewMessage {
+        room_id: room.id,
+        room: room.name.clone(),
+        author: ada.clone(),
+        body: "two".into(),
+        client_msg_id: None,
+    };
+    let (failed, maybe) = tokio::join!(store.insert_message(ghost), store.insert_message(valid));
+    assert!(matches!(failed, Err(StoreError::NotStored(_))), "{failed:?}");
+    // Sharing the ghost's batch, the valid one failed too; otherwise it got seq 2.
+    let stored = usize::from(maybe.is_ok());
+    assert_eq!(send(store, &room, &ada, "three", None).await.message.seq, 2 + stored as i64);
+    assert_eq!(seqs(store, &room).await, (1..=2 + stored as i64).collect::<Vec<_>>(), "no gap, no repeat");
+}
+
+async fn history_ranges(s: &Subject) {
+    let store = &*s.store;
+    let ada = user(store, "ada").await;
+    let room = room(store, "room", ada.id, None).await;
+    for n in 1..=10 {
+        send(store, &room, &ada, &format!("m{n}"), None).await;
+    }
+    assert_eq!(page(store, &room, None, None, 3).await, [8, 9, 10], "the latest, ascending");
+    assert_eq!(page(store, &room, Some(5), None, 2).await, [3, 4]);
+    assert_eq!(page(store, &room, None, Some(7), 10).await, [8, 9, 10], "catching up");
+    assert_eq!(page(store, &room, None, Some(2), 2).await, [3, 4], "the first after");
+    assert_eq!(page(store, &room, Some(6), Some(3), 10).await, [4, 5]);
+}
+
+async fn page(store: &dyn Store, room: &RoomRecord, before: Option<i64>, after: Option<i64>, limit: u32) -> Vec<i64> {
+    let range = HistoryRange { before, after, limit };
+    store.fetch_messages(room, range).await.unwrap().iter().map(|m| m.seq).collect()
+}
+
+async fn deleting_a_message(s: &Subject) {
+    let store = &*s.store;
+    let ada = user(store, "ada").await;
+    let room = room(store, "room", ada.id, None).await;
+    send(store, &room, &ada, "regret", Some("k")).await;
+    assert_eq!(store.fetch_message_author(room.id, 1).await.unwrap(), Some((ada.clone(), false)));
+    let entry = ModEntry { seq: Some(1), ..log(Some(room.id), LogAction::Delete, ada.id) };
+    store.update_message_deleted(room.id, 1, &entry).await.unwrap();
+    assert!(matches!(store.update_message_deleted(room.id, 9, &entry).await, Err(StoreError::NotFound)));
+    let message = &store.fetch_messages(&room, HistoryRange { before: None, after: None, limit: 5 }).await.unwrap()[0];
+    assert_eq!((message.seq, message.deleted, message.body.as_deref()), (1, true, None));
+    assert_eq!(store.fetch_message_author(room.id, 1).await.unwrap(), Some((ada.clone(), true)));
+    // A resend of the deleted message's key gets the deleted original, not a new one.
+    assert!(send(store, &room, &ada, "regret", Some("k")).await.message.deleted);
+}
+
+async fn reports_keep_their_evidence(s: &Subject) {
+    let store = &*s.store;
+    let (ada, ben) = (user(store, "ada").await, user(store, "ben").await);
+    let room = room(store, "room", ada.id, None).await;
+    send(store, &room, &ada, "unkind words", None).await;
+    let report = store.insert_report(&room, 1, &ben, "hurtful").await.unwrap();
+    let snapshot = report.message.clone().expect("a snapshot");
+    assert_eq!((snapshot.author.username.as_str(), snapshot.body.as_deref()), ("ada", Some("unkind words")));
+    let entry = ModEntry { seq: Some(1), ..log(Some(room.id), LogAction::Delete, ada.id) };
+    store.update_message_deleted(room.id, 1, &entry).await.unwrap();
+    assert_eq!(
+        store.fetch_open_reports(&room).await.unwrap(),
+        std::slice::from_ref(&report),
+        "evidence outlives the deletion"
+    );
+    assert!(matches!(store.insert_report(&room, 1, &ben, "again").await, Err(StoreError::NotFound)));
+    assert!(matches!(store.insert_report(&room, 7, &ben, "no such").await, Err(StoreError::NotFound)));
+    let resolve = log(Some(room.id), LogAction::ResolveReport, ada.id);
+    assert!(store.resolve_report(room.id, report.id, &resolve).await.unwrap());
+    assert!(!store.resolve_report(room.id, report.id, &resolve).await.unwrap(), "resolved once");
+    assert!(store.fetch_open_reports(&room).await.unwrap().is_empty());
+}
+
+async fn mod_log_newest_first_by_scope(s: &Subject) {
+    let store = &*s.store;
+    let (ada, ben) = (user(store, "ada").await, user(store, "ben").await);
+    let room = room(store, "room", ada.id, None).await;
+    let mute = ModEntry {
+        target: Some("ben".into()),
+        reason: Some("pause".into()),
+        ..log(Some(room.id), LogAction::Mute, ada.id)
+    };
+    store.upsert_mute(room.id, ben.id, &Restriction { until: None, reason: None }, &mute).await.unwrap();
+    store.delete_mute(room.id, ben.id, &log(Some(room.id), LogAction::Unmute, ada.id)).await.unwrap();
+    store
+        .upsert_ban(
+            BanScope::Server,
+            ben.id,
+            &Restriction { until: None, reason: None },
+            &log(None, LogAction::Ban, ada.id),
+        )
+        .await
+        .unwrap();
+    let entries = store.fetch_mod_log(Some(room.id), 10).await.unwrap();
+    let actions: Vec<LogAction> = entries.iter().map(|e| e.action).collect();
+    assert_eq!(actions, [LogAction::Unmute, LogAction::Mute], "newest first, this room only");
+    assert_eq!(
+        (entries[1].actor.as_str(), entries[1].target.as_deref(), entries[1].reason.as_deref()),
+        ("ada", Some("ben"), Some("pause"))
+    );
+    assert_eq!(store.fetch_mod_log(None, 10).await.unwrap()[0].action, LogAction::Ban, "the server scope apart");
+    assert_eq!(store.fetch_mod_log(Some(room.id), 1).await.unwrap().len(), 1, "limit");
+}
+
+async fn room_settings(s: &Subject) {
+    let store = &*s.store;
+    let ada = user(store, "ada").await;
+    let room = room(store, "room", ada.id, None).await;
+    let changed = store
+        .update_room_settings(room.id, Some(30), None, &log(Some(room.id), LogAction::SlowMode, ada.id))
+        .await
+        .unwrap();
+    assert_eq!((changed.slow_mode_s, changed.locked), (30, false));
+    let changed = store
+        .update_room_settings(room.id, None, Some(true), &log(Some(room.id), LogAction::Lock, ada.id))
+        .await
+        .unwrap();
+    assert_eq!((changed.slow_mode_s, changed.locked), (30, true), "one setting changes, the other stays");
+    assert_eq!(store.fetch_room("room").await.unwrap(), Some(changed));
+}
+
+async fn ping(s: &Subject) {
+    s.store.ping().await.expect("a fresh store proves its write path");
+    s.store.ping().await.expect("and again, from the proof just made");
+}

@@ -7,7 +7,7 @@
 use crate::auth::{check_display_name, check_password, new_token, normalise_username, token_hash};
 use crate::bus::CloseTarget;
 use crate::protocol::close_code;
-use crate::protocol::{ApiError, ErrorCode, LoginBody, LoginReply, RegisterBody, Role, UserBody};
+use crate::protocol::{ApiError, ErrorCode, LoginBody, LoginReply, MeBody, RegisterBody, Role, UserBody};
 use crate::state::{internal, json_response, AppState, HttpError};
 use crate::store::StoreError;
 use axum::body::Bytes;
@@ -153,7 +153,8 @@ async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Respons
     let token = bearer(&headers).ok_or_else(unauthenticated)?;
     let record =
         state.store.fetch_token_user(&token_hash(token)).await.map_err(internal)?.ok_or_else(unauthenticated)?;
-    Ok(json(StatusCode::OK, &UserBody { user: record.user }))
+    let may_create = record.user.role.may_create(state.config.members_may_create_rooms);
+    Ok(json(StatusCode::OK, &MeBody { user: record.user, may_create }))
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {

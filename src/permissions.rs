@@ -12,7 +12,7 @@
 //! equal or higher global role, nor on the owner (except an admin)" so that a room's own
 //! moderators can still act on plain members, whose global role equals theirs.
 
-use crate::protocol::{Role, RoomRole};
+use crate::protocol::{MyRole, Role, RoomKind, RoomRole};
 
 /// How a user relates to one room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +57,18 @@ impl Role {
             Role::Member | Role::Moderator => false,
             Role::Organiser | Role::Admin => true,
         }
+    }
+
+    /// The kinds of room this role may create, given the server option.
+    pub fn may_create(self, members_may: bool) -> Vec<RoomKind> {
+        let mut kinds = Vec::new();
+        if self.can_create_topic_room(members_may) {
+            kinds.push(RoomKind::Topic);
+        }
+        if self.can_create_summit_room() {
+            kinds.push(RoomKind::Summit);
+        }
+        kinds
     }
 
     /// Global moderators, organisers and admins moderate every room.
@@ -108,6 +120,16 @@ impl Standing {
         match self.room {
             RoomStanding::Owner | RoomStanding::Moderator => true,
             RoomStanding::Member | RoomStanding::Outsider => self.global.moderates_every_room(),
+        }
+    }
+
+    /// What the user is told of their place in the room.
+    pub fn my_role(self) -> MyRole {
+        match self.room {
+            RoomStanding::Owner => MyRole::Owner,
+            RoomStanding::Moderator => MyRole::Moderator,
+            RoomStanding::Member | RoomStanding::Outsider if self.global.moderates_every_room() => MyRole::Moderator,
+            RoomStanding::Member | RoomStanding::Outsider => MyRole::Member,
         }
     }
 

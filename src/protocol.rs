@@ -150,6 +150,22 @@ pub struct Room {
     /// Summit member limit.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capacity: Option<u32>,
+    /// The requesting user's place in the room (in the `join` reply), so a client
+    /// knows whether to show moderator tools.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub my_role: Option<MyRole>,
+}
+
+/// A user's place in one room, as that user is told it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MyRole {
+    /// An ordinary member.
+    Member,
+    /// Moderates the room (given the room role, or a global moderator and up).
+    Moderator,
+    /// Created the room.
+    Owner,
 }
 
 /// A stored chat message.
@@ -426,6 +442,15 @@ pub struct LoginBody {
 pub struct UserBody {
     /// The user.
     pub user: User,
+}
+
+/// `GET /api/v1/me`: the user, and what the user may do that a client shows or hides.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MeBody {
+    /// The user.
+    pub user: User,
+    /// The kinds of room the user may create (`create_room`), on this server.
+    pub may_create: Vec<RoomKind>,
 }
 
 /// `{"token", "user"}` after a successful login.
@@ -910,6 +935,8 @@ pub enum Reply {
         user: User,
         /// Names of the rooms the user is a member of.
         rooms: Vec<String>,
+        /// The kinds of room the user may create, on this server.
+        may_create: Vec<RoomKind>,
     },
     /// `rooms`.
     Rooms {

@@ -122,6 +122,7 @@ impl Shared {
             starts_at: room.starts_at.map(format_ts),
             ends_at: room.ends_at.map(format_ts),
             capacity: room.capacity,
+            my_role: None,
         }
     }
 

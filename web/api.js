@@ -10,12 +10,12 @@ export class ApiError extends Error {
   }
 }
 
-async function post(path, body, token) {
+async function call(method, path, body, token) {
   const headers = { 'Content-Type': 'application/json' };
   if (token) headers.Authorization = `Bearer ${token}`;
   let response;
   try {
-    response = await fetch(path, { method: 'POST', headers, body: body ? JSON.stringify(body) : undefined });
+    response = await fetch(path, { method, headers, body: body ? JSON.stringify(body) : undefined });
   } catch {
     throw new ApiError('offline', 'The server cannot be reached. Please check your connection and try again.');
   }
@@ -28,10 +28,14 @@ async function post(path, body, token) {
   return data;
 }
 
+const post = (path, body, token) => call('POST', path, body, token);
+
 export const register = (username, password, displayName) =>
   post('/api/v1/register', { username, password, display_name: displayName || undefined });
 export const login = (username, password) => post('/api/v1/login', { username, password });
 export const logout = (token) => post('/api/v1/logout', null, token);
+/** `{user, may_create}`: who the token belongs to and what kinds of room they may open. */
+export const me = (token) => call('GET', '/api/v1/me', null, token);
 
 /** Close codes after which reconnecting cannot help. */
 const FINAL_CLOSES = new Set([4001, 4003, 1008, 1009]);

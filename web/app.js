@@ -4,7 +4,7 @@
 // seq, so live events, history pages and catch-up after a reconnect merge without
 // duplicates, and a gap in seqs is filled from history, so nothing goes missing.
 
-import { ApiError, Connection, login, logout, register } from './api.js';
+import { ApiError, Connection, login, logout, me, register } from './api.js';
 import { $, fill, h } from './dom.js';
 
 /** Where "Quick exit" goes: an ordinary, neutral page. */
@@ -12,7 +12,6 @@ const NEUTRAL_PAGE = 'https://www.bbc.co.uk/weather';
 /** The token lives only for this tab (cleared on logout and quick exit), never in a URL. */
 const TOKEN_KEY = 'alongside.token';
 const PAGE = 50;
-const ROLE_RANK = { member: 0, moderator: 1, organiser: 2, admin: 3 };
 
 const state = {
   token: sessionStorage.getItem(TOKEN_KEY),
@@ -181,9 +180,7 @@ async function onAuthenticated(reply) {
   state.joined = new Set(reply.rooms);
   fill($('#whoami'), `Signed in as ${reply.user.display_name}`);
   $('#whoami').hidden = false;
-  $('#create-room').hidden = ROLE_RANK[state.me.role] < ROLE_RANK.moderator;
-  $('#admin-panel').hidden = state.me.role !== 'admin';
-  $('#room-kind').querySelector('[value=summit]').disabled = ROLE_RANK[state.me.role] < ROLE_RANK.organiser;
+  showAccountTools(reply.may_create);
   await refreshRooms();
   for (const room of state.joined) {
     if (state.views.has(room)) await catchUp(room);
@@ -271,7 +268,8 @@ async function openRoom(name) {
     for (const message of reply.messages) addMessage(message, { live: false });
     // Anything newer than the reply (a gap after a long absence) is fetched too.
     await catchUp(name);
-    roomView.moderator = await probeModerator(name);
+    // The server says whether we moderate this room; the page does not guess.
+    roomView.moderator = reply.room.my_role === 'moderator' || reply.room.my_role === 'owner';
     renderRoom();
     renderRoomList();
     if (switching) $('#message-input').focus();
@@ -280,14 +278,14 @@ async function openRoom(name) {
   }
 }
 
-/** Room moderators may read reports; the answer tells the page whether to show tools. */
-async function probeModerator(room) {
-  try {
-    await state.connection.request('reports', { room });
-    return true;
-  } catch {
-    return false;
-  }
+/** Shows what the server says this account may do: create rooms (of which kinds), admin. */
+function showAccountTools(mayCreate) {
+  $('#create-room').hidden = mayCreate.length === 0;
+  for (const option of $('#room-kind').options) option.disabled = !mayCreate.includes(option.value);
+  const select = $('#room-kind');
+  if (select.selectedOptions[0]?.disabled) select.value = mayCreate[0] || select.value;
+  $('#summit-fields').hidden = select.value !== 'summit';
+  $('#admin-panel').hidden = state.me.role !== 'admin';
 }
 
 function renderRoom() {
@@ -766,10 +764,12 @@ function onEvent(event) {
   }
 }
 
-function onRoleChanged() {
-  $('#create-room').hidden = ROLE_RANK[state.me.role] < ROLE_RANK.moderator;
-  $('#admin-panel').hidden = state.me.role !== 'admin';
-  $('#room-kind').querySelector('[value=summit]').disabled = ROLE_RANK[state.me.role] < ROLE_RANK.organiser;
+async function onRoleChanged() {
+  try {
+    showAccountTools((await me(state.token)).may_create);
+  } catch (error) {
+    failed(error);
+  }
   notify(`Your role is now ${state.me.role}.`);
   if (state.current) openRoom(state.current);
 }

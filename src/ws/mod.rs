@@ -271,7 +271,8 @@ impl Reader {
         let guard = SessionGuard::register(&self.state, session);
         let rooms = self.state.store.fetch_user_rooms(record.id).await.map_err(internal)?;
         self.session = Some(guard);
-        Ok((Reply::Authenticated { user: record.user, rooms: rooms.clone() }, rooms))
+        let may_create = record.user.role.may_create(self.state.config.members_may_create_rooms);
+        Ok((Reply::Authenticated { user: record.user, rooms: rooms.clone(), may_create }, rooms))
     }
 
     /// Subscribes the new session to its user's rooms and announces the user where it

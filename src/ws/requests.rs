@@ -8,8 +8,8 @@
 use crate::hub::Session;
 use crate::permissions::{RoomStanding, Standing};
 use crate::protocol::{
-    now_ms, parse_ts, ApiError, CreateRoom, ErrorCode, Event, HistoryQuery, LeftReason, Reply, Request, Role, RoomKind,
-    SendMessage,
+    now_ms, parse_ts, ApiError, CreateRoom, ErrorCode, Event, HistoryQuery, LeftReason, Reply, Request, Role, Room,
+    RoomKind, SendMessage,
 };
 use crate::state::{describe_until, internal, AppState};
 use crate::store::{
@@ -170,7 +170,7 @@ async fn join(state: &AppState, session: &Session, name: &str) -> Result<Reply, 
     // user's sockets, which the two steps above would undo. So look again, after every
     // step that subscribes: a removal that commits after this read unsubscribes them in
     // its turn, and one that committed before it is seen here and undone here.
-    if state.store.fetch_room_role(room.id, session.user_id).await.map_err(internal)?.is_none() {
+    let Some(room_role) = state.store.fetch_room_role(room.id, session.user_id).await.map_err(internal)? else {
         let ban = state.store.fetch_ban(BanScope::Room(room.id), session.user_id, now_ms()).await.map_err(internal)?;
         let reason = if ban.is_some() { LeftReason::Banned } else { LeftReason::Left };
         // Every node applies it; in this race the room may hear the departure twice.
@@ -179,11 +179,16 @@ async fn join(state: &AppState, session: &Session, name: &str) -> Result<Reply, 
             Some(ban) => banned_from(&room.name, ban),
             None => ApiError::new(ErrorCode::Forbidden, format!("You were removed from `{name}` as you joined.")),
         });
-    }
+    };
+    // The client learns from this whether to show its moderator tools.
+    let standing = Standing {
+        global: user.user.role,
+        room: RoomStanding::from_membership(Some(room_role), room.owner_id == user.id),
+    };
     let range = HistoryRange { before: None, after: None, limit: DEFAULT_PAGE };
     let messages = state.store.fetch_messages(&room, range).await.map_err(internal)?;
     Ok(Reply::Joined {
-        room: state.room_view(&room),
+        room: Room { my_role: Some(standing.my_role()), ..state.room_view(&room) },
         online: state.online_users(&room.name, MAX_ONLINE_LISTED),
         messages,
     })

@@ -3,7 +3,7 @@
 
 use crate::support::*;
 use alongside::protocol::Role;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::time::Duration;
 
 /// A moderator's client with a fresh topic room, and the room's name.
@@ -323,4 +323,41 @@ async fn rooms_memberships_and_messages_survive_a_restart() {
     assert_eq!(reply["message"]["seq"], 4, "seq continues across restarts");
     let history = ben.ok(json!({"type": "history", "room": "circle"})).await;
     assert_eq!(history["messages"].as_array().unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn a_client_is_told_its_place_in_a_room_and_what_it_may_create() {
+    let server = TestServer::start().await;
+    let owner_token = server.user_with_role("olu", Role::Organiser).await;
+    let mut owner = Client::connect(&server.ws_url(), None).await;
+    let auth = owner.ok(json!({"type": "auth", "token": owner_token})).await;
+    assert_eq!(auth["may_create"], json!(["topic", "summit"]));
+    owner.ok(json!({"type": "create_room", "name": "circle"})).await;
+    let mut member = Client::connect(&server.ws_url(), None).await;
+    let member_token = server.user("mia").await;
+    let auth = member.ok(json!({"type": "auth", "token": member_token})).await;
+    assert_eq!(auth["may_create"], json!([]), "members create nothing on this server");
+    let moderator_token = server.user_with_role("mod", Role::Moderator).await;
+    let mut moderator = server.client(&moderator_token).await;
+
+    let role_in = |reply: &Value| reply["room"]["my_role"].as_str().map(str::to_string);
+    assert_eq!(role_in(&owner.ok(json!({"type": "join", "room": "circle"})).await).as_deref(), Some("owner"));
+    assert_eq!(role_in(&member.ok(json!({"type": "join", "room": "circle"})).await).as_deref(), Some("member"));
+    let global = moderator.ok(json!({"type": "join", "room": "circle"})).await;
+    assert_eq!(role_in(&global).as_deref(), Some("moderator"), "global moderators moderate every room");
+    owner.ok(json!({"type": "set_room_role", "room": "circle", "user": "mia", "role": "moderator"})).await;
+    assert_eq!(role_in(&member.ok(json!({"type": "join", "room": "circle"})).await).as_deref(), Some("moderator"));
+    // Only the requester's own view carries it.
+    let listed = member.ok(json!({"type": "rooms"})).await;
+    assert!(listed["rooms"][0].get("my_role").is_none(), "{listed}");
+
+    // The same over HTTP, and a server that lets members open topic rooms says so.
+    let (status, body) =
+        http(server.addr, "GET", "/api/v1/me", &[("Authorization", &format!("Bearer {member_token}"))], None).await;
+    assert_eq!(status, 200);
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["may_create"], json!([]));
+    let open = TestServer::start_with(|c| c.members_may_create_rooms = true).await;
+    let token = open.user("ben").await;
+    let mut ben = Client::connect(&open.ws_url(), None).await;
+    assert_eq!(ben.ok(json!({"type": "auth", "token": token})).await["may_create"], json!(["topic"]));
 }

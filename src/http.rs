@@ -178,6 +178,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("app.js", "text/javascript; charset=utf-8", include_str!("../web/app.js")),
     ("api.js", "text/javascript; charset=utf-8", include_str!("../web/api.js")),
     ("dom.js", "text/javascript; charset=utf-8", include_str!("../web/dom.js")),
+    ("state.js", "text/javascript; charset=utf-8", include_str!("../web/state.js")),
     ("app.css", "text/css; charset=utf-8", include_str!("../web/app.css")),
 ];
 

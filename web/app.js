@@ -6,6 +6,7 @@
 
 import { ApiError, Connection, login, logout, me, register } from './api.js';
 import { $, fill, h } from './dom.js';
+import { RoomViews, unsentFor } from './state.js';
 
 /** Where "Quick exit" goes: an ordinary, neutral page. */
 const NEUTRAL_PAGE = 'https://www.bbc.co.uk/weather';
@@ -19,25 +20,13 @@ const state = {
   connection: null,
   rooms: new Map(), // name → Room
   joined: new Set(), // names of rooms I am a member of
-  views: new Map(), // name → per-room view state
+  views: new RoomViews(), // name → what the page keeps for that room (state.js)
   current: null,
   unsent: null, // { room, body, client_msg_id } of a send not yet acknowledged
 };
 
-function view(room) {
-  if (!state.views.has(room)) {
-    state.views.set(room, {
-      messages: new Map(), // seq → Message
-      elements: new Map(), // seq → <li>
-      online: new Map(), // username → User
-      typing: new Map(), // username → timer
-      moderator: false,
-      muted: null, // { until, reason } while I am muted here
-      oldestLoaded: null,
-    });
-  }
-  return state.views.get(room);
-}
+/** The room's view, made on first use (a room opened, or heard from). */
+const view = (room) => state.views.ensure(room);
 
 const formatTime = (iso) =>
   new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' }).format(new Date(iso));
@@ -201,7 +190,7 @@ async function refreshRooms() {
 /** Fetches every message after the last one seen, a page at a time. */
 async function catchUp(room) {
   const roomView = view(room);
-  let after = Math.max(0, ...roomView.messages.keys());
+  let after = roomView.timeline.highest;
   for (;;) {
     const reply = await state.connection.request('history', { room, after, limit: 100 });
     for (const message of reply.messages) addMessage(message, { live: false });
@@ -263,7 +252,7 @@ async function openRoom(name) {
     state.current = name;
     if (switching) {
       $('#messages').replaceChildren();
-      for (const seq of [...roomView.messages.keys()].sort((a, b) => a - b)) renderMessage(name, roomView.messages.get(seq));
+      for (const message of roomView.timeline.inOrder()) renderMessage(name, message);
     }
     for (const message of reply.messages) addMessage(message, { live: false });
     // Anything newer than the reply (a gap after a long absence) is fetched too.
@@ -307,7 +296,7 @@ function renderRoom() {
   $('#slow-mode').value = String(room.slow_mode_s);
   if (!$('#slow-mode').value) $('#slow-mode').value = '0';
   fill($('#toggle-lock'), room.locked ? 'Unlock room' : 'Lock room');
-  $('#load-earlier').hidden = Math.min(...roomView.messages.keys()) <= 1 || roomView.messages.size === 0;
+  $('#load-earlier').hidden = roomView.timeline.size === 0 || roomView.timeline.lowest <= 1;
   renderComposerNotice();
   renderMembers();
 }
@@ -364,10 +353,7 @@ function moderatorActions(user) {
 
 /** Merges one message; draws it if its room is open. Returns false for a duplicate. */
 function addMessage(message, { live }) {
-  const roomView = view(message.room);
-  const known = roomView.messages.get(message.seq);
-  if (known && !message.deleted) return false;
-  roomView.messages.set(message.seq, message);
+  if (view(message.room).timeline.add(message) === 'duplicate') return false;
   if (message.room === state.current) renderMessage(message.room, message, live);
   return true;
 }
@@ -382,9 +368,10 @@ function renderMessage(room, message, live = false) {
   if (old && old.isConnected) {
     old.replaceWith(element);
   } else {
-    // Keep seq order: insert before the first message with a larger seq.
-    const next = [...list.children].find((li) => Number(li.dataset.seq) > message.seq);
-    list.insertBefore(element, next || null);
+    // Keep seq order: insert before the element of the next seq held (O(log n)).
+    const next = roomView.timeline.next(message.seq);
+    const before = next === null ? null : roomView.elements.get(next);
+    list.insertBefore(element, before && before.isConnected ? before : null);
   }
   if (live && nearBottom) list.scrollTop = list.scrollHeight;
 }
@@ -424,7 +411,7 @@ function messageElement(room, message) {
 $('#load-earlier').addEventListener('click', async () => {
   const room = state.current;
   const roomView = view(room);
-  const before = Math.min(...roomView.messages.keys());
+  const before = roomView.timeline.lowest;
   try {
     const reply = await state.connection.request('history', { room, before, limit: PAGE });
     const list = $('#messages');
@@ -445,9 +432,7 @@ $('#composer').addEventListener('submit', async (event) => {
   const room = state.current;
   // The id makes a retry safe: sending the same text again after an error or a dropped
   // connection reuses it, and the server stores the message once.
-  if (!state.unsent || state.unsent.room !== room || state.unsent.body !== body) {
-    state.unsent = { room, body, client_msg_id: crypto.randomUUID() };
-  }
+  state.unsent = unsentFor(state.unsent, room, body, () => crypto.randomUUID());
   const { client_msg_id } = state.unsent;
   try {
     const reply = await state.connection.request('send', { room, body, client_msg_id });
@@ -576,8 +561,9 @@ async function showReports() {
     const reply = await state.connection.request('reports', { room });
     const items = reply.reports.map((report) => {
       // The server keeps the message as it was reported, even if it was deleted since.
-      const message = report.message || view(room).messages.get(report.seq);
-      const deletedSince = view(room).messages.get(report.seq)?.deleted;
+      const held = view(room).timeline.get(report.seq);
+      const message = report.message || held;
+      const deletedSince = held?.deleted;
       return h(
         'li',
         {},
@@ -697,18 +683,17 @@ function onEvent(event) {
   const me = state.me && state.me.username;
   switch (event.type) {
     case 'message': {
-      const roomView = view(event.room);
-      const highest = Math.max(0, ...roomView.messages.keys());
+      const hole = view(event.room).timeline.gapBefore(event.message.seq);
       const fresh = addMessage(event.message, { live: true });
       // A hole before this message (it should not happen) is filled from history.
-      if (highest && event.message.seq > highest + 1) catchUp(event.room).catch(() => {});
+      if (hole) catchUp(event.room).catch(() => {});
       if (fresh && event.room === state.current && event.message.author.username !== me) {
         announce(`${event.message.author.display_name}: ${event.message.body}`);
       }
       break;
     }
     case 'message_deleted': {
-      const message = view(event.room).messages.get(event.seq);
+      const message = state.views.get(event.room)?.timeline.get(event.seq);
       if (message) addMessage({ ...message, deleted: true, body: undefined }, { live: false });
       break;
     }

@@ -1,0 +1,143 @@
+// The web client's state that needs no page and no network: each room's messages kept
+// once per seq, the rooms' views, and the unsent message. Tested with `node --test web/`.
+
+/**
+ * One room's messages, once per seq, with the seqs kept sorted so the lowest and the
+ * highest are read in O(1) and the place of a new message is found in O(log n).
+ */
+export class Timeline {
+  constructor() {
+    /** seq → Message */
+    this.messages = new Map();
+    /** Every seq held, ascending. */
+    this.seqs = [];
+  }
+
+  /** The lowest seq held, or null when empty. */
+  get lowest() {
+    return this.seqs.length ? this.seqs[0] : null;
+  }
+
+  /** The highest seq held, or 0 when empty (so `history after=highest` starts at 1). */
+  get highest() {
+    return this.seqs.length ? this.seqs[this.seqs.length - 1] : 0;
+  }
+
+  get size() {
+    return this.seqs.length;
+  }
+
+  get(seq) {
+    return this.messages.get(seq);
+  }
+
+  /**
+   * Merges `message`: 'added' if its seq is new, 'changed' if it replaces what was held
+   * (a deletion), 'duplicate' if it was already known as it is.
+   */
+  add(message) {
+    const known = this.messages.get(message.seq);
+    if (known) {
+      if (!message.deleted || known.deleted) return 'duplicate';
+      this.messages.set(message.seq, message);
+      return 'changed';
+    }
+    this.messages.set(message.seq, message);
+    // Live messages and catch-up arrive in order: appending is the common case.
+    if (message.seq > this.highest) {
+      this.seqs.push(message.seq);
+    } else {
+      this.seqs.splice(this.#indexAbove(message.seq), 0, message.seq);
+    }
+    return 'added';
+  }
+
+  /** The seq held right after `seq` (where a new message goes before), or null. */
+  next(seq) {
+    const index = this.#indexAbove(seq);
+    return index < this.seqs.length ? this.seqs[index] : null;
+  }
+
+  /**
+   * Whether a live message with `seq` would leave a hole after what is held (which
+   * the client then fills from history). An empty timeline has no hole to speak of.
+   */
+  gapBefore(seq) {
+    return this.seqs.length > 0 && seq > this.highest + 1;
+  }
+
+  /** Messages in seq order. */
+  *inOrder() {
+    for (const seq of this.seqs) yield this.messages.get(seq);
+  }
+
+  /** The index of the first seq above `seq` (binary search). */
+  #indexAbove(seq) {
+    let low = 0;
+    let high = this.seqs.length;
+    while (low < high) {
+      const middle = (low + high) >> 1;
+      if (this.seqs[middle] <= seq) low = middle + 1;
+      else high = middle;
+    }
+    return low;
+  }
+}
+
+/** What the page keeps for one room it has shown or heard about. */
+export function newRoomView() {
+  return {
+    timeline: new Timeline(),
+    elements: new Map(), // seq → <li>
+    online: new Map(), // username → User
+    typing: new Map(), // username → timer
+    moderator: false, // from the server's `my_role` in the join reply
+    muted: null, // { until, reason } or { text } while I am muted here
+  };
+}
+
+/** Room views by name. Reading never creates one: only `ensure` does. */
+export class RoomViews {
+  constructor(create = newRoomView) {
+    this.views = new Map();
+    this.create = create;
+  }
+
+  /** The room's view, or undefined if it has none. */
+  get(room) {
+    return this.views.get(room);
+  }
+
+  /** The room's view, made if it has none. */
+  ensure(room) {
+    let view = this.views.get(room);
+    if (!view) {
+      view = this.create();
+      this.views.set(room, view);
+    }
+    return view;
+  }
+
+  has(room) {
+    return this.views.has(room);
+  }
+
+  delete(room) {
+    this.views.delete(room);
+  }
+
+  /** Forgets every room (logging out). */
+  clear() {
+    this.views.clear();
+  }
+}
+
+/**
+ * The unsent message for sending `body` in `room`: the same text in the same room
+ * keeps the id of the earlier attempt (so a retry after a lost answer is stored once),
+ * anything else gets a new id from `newId`.
+ */
+export function unsentFor(unsent, room, body, newId) {
+  if (unsent && unsent.room === room && unsent.body === body) return unsent;
+  return { room, body, client_msg_id: newId() };
+}

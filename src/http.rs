@@ -179,6 +179,8 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("api.js", "text/javascript; charset=utf-8", include_str!("../web/api.js")),
     ("dom.js", "text/javascript; charset=utf-8", include_str!("../web/dom.js")),
     ("state.js", "text/javascript; charset=utf-8", include_str!("../web/state.js")),
+    ("moderation.js", "text/javascript; charset=utf-8", include_str!("../web/moderation.js")),
+    ("ui.js", "text/javascript; charset=utf-8", include_str!("../web/ui.js")),
     ("app.css", "text/css; charset=utf-8", include_str!("../web/app.css")),
 ];
 

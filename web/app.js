@@ -1,12 +1,15 @@
-// The Alongside web client: accounts, rooms, live messages, moderation.
+// The Alongside web client: accounts, rooms and live messages. The pure state is in
+// state.js, the moderator tools in moderation.js, page helpers in ui.js.
 //
 // State lives in `state`; the page is drawn from it. Every message is kept once per
 // seq, so live events, history pages and catch-up after a reconnect merge without
 // duplicates, and a gap in seqs is filled from history, so nothing goes missing.
 
-import { ApiError, Connection, login, logout, me, register } from './api.js';
+import { Connection, login, logout, me, register } from './api.js';
 import { $, fill, h } from './dom.js';
+import { installModeration, moderatorActions, openModeration } from './moderation.js';
 import { RoomViews, unsentFor } from './state.js';
+import { announce, failed, formatClock, formatTime, notify, untilText } from './ui.js';
 
 /** Where "Quick exit" goes: an ordinary, neutral page. */
 const NEUTRAL_PAGE = 'https://www.bbc.co.uk/weather';
@@ -28,28 +31,7 @@ const state = {
 /** The room's view, made on first use (a room opened, or heard from). */
 const view = (room) => state.views.ensure(room);
 
-const formatTime = (iso) =>
-  new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' }).format(new Date(iso));
-const formatClock = (iso) => new Intl.DateTimeFormat(undefined, { timeStyle: 'short' }).format(new Date(iso));
-const untilText = (until) => (until ? `until ${formatTime(until)}` : 'until a moderator lifts it');
-
-// ---------------------------------------------------------------------------------
-// Notices and announcements
-// ---------------------------------------------------------------------------------
-
-function notify(text) {
-  const notice = $('#notice');
-  fill(notice, h('span', {}, text), h('button', { type: 'button', class: 'quiet', onclick: () => (notice.hidden = true) }, 'Dismiss'));
-  notice.hidden = false;
-}
-
-function announce(text) {
-  $('#announcer').textContent = text;
-}
-
-function failed(error) {
-  notify(error instanceof ApiError ? error.message : 'Something went wrong. Please try again.');
-}
+installModeration(state);
 
 // ---------------------------------------------------------------------------------
 // Quick exit
@@ -334,19 +316,6 @@ function renderMembers() {
   fill($('#member-list'), items.length ? items : h('li', { class: 'empty' }, 'Nobody else is here right now.'));
 }
 
-function moderatorActions(user) {
-  const act = (action, label) =>
-    h('button', { type: 'button', class: 'small', onclick: () => openModeration(action, user) }, label);
-  return h(
-    'span',
-    { class: 'member-actions', role: 'group', 'aria-label': `Moderate ${user.display_name}` },
-    act('mute', 'Mute'),
-    h('button', { type: 'button', class: 'small', onclick: () => simpleAction('unmute', user) }, 'Unmute'),
-    act('kick', 'Remove'),
-    act('ban', 'Ban'),
-  );
-}
-
 // ---------------------------------------------------------------------------------
 // Messages
 // ---------------------------------------------------------------------------------
@@ -486,133 +455,6 @@ function openReport(room, message) {
   dialog.showModal();
 }
 
-// ---------------------------------------------------------------------------------
-// Moderation
-// ---------------------------------------------------------------------------------
-
-const MOD_TITLES = { mute: 'Mute', kick: 'Remove from the room', ban: 'Ban from the room' };
-
-function openModeration(action, user) {
-  const room = state.current;
-  const dialog = $('#mod-dialog');
-  fill($('#mod-dialog-title'), `${MOD_TITLES[action]}: ${user.display_name}`);
-  fill($('#mod-dialog-target'), action === 'kick' ? 'They can come back by joining again.' : '');
-  $('#mod-duration-row').hidden = action === 'kick';
-  $('#mod-reason').value = '';
-  dialog.onclose = async () => {
-    if (dialog.returnValue !== 'confirm') return;
-    const fields = { room, user: user.username, reason: $('#mod-reason').value || undefined };
-    const duration = $('#mod-duration').value;
-    if (action !== 'kick' && duration) fields.duration_s = Number(duration);
-    try {
-      await state.connection.request(action, fields);
-      notify(`Done: ${MOD_TITLES[action].toLowerCase()} for ${user.display_name}.`);
-    } catch (error) {
-      failed(error);
-    }
-  };
-  dialog.showModal();
-}
-
-async function simpleAction(action, user) {
-  try {
-    await state.connection.request(action, { room: state.current, user: user.username });
-    notify(`Done: ${action} ${user.display_name}.`);
-  } catch (error) {
-    failed(error);
-  }
-}
-
-$('#apply-slow-mode').addEventListener('click', async () => {
-  try {
-    await state.connection.request('slow_mode', { room: state.current, seconds: Number($('#slow-mode').value) });
-  } catch (error) {
-    failed(error);
-  }
-});
-
-$('#toggle-lock').addEventListener('click', async () => {
-  const room = state.rooms.get(state.current);
-  try {
-    await state.connection.request('lock', { room: room.name, locked: !room.locked });
-  } catch (error) {
-    failed(error);
-  }
-});
-
-$('#unban-form').addEventListener('submit', async (event) => {
-  event.preventDefault();
-  const user = event.target.user.value;
-  try {
-    await state.connection.request('unban', { room: state.current, user });
-    event.target.reset();
-    notify(`${user} can join this room again.`);
-  } catch (error) {
-    failed(error);
-  }
-});
-
-$('#show-reports').addEventListener('click', showReports);
-
-async function showReports() {
-  const room = state.current;
-  const panel = $('#reports-panel');
-  try {
-    const reply = await state.connection.request('reports', { room });
-    const items = reply.reports.map((report) => {
-      // The server keeps the message as it was reported, even if it was deleted since.
-      const held = view(room).timeline.get(report.seq);
-      const message = report.message || held;
-      const deletedSince = held?.deleted;
-      return h(
-        'li',
-        {},
-        h('p', {}, h('strong', {}, report.reporter), ` reported message ${report.seq} at ${formatTime(report.ts)}: `, report.reason),
-        message && message.body ? h('blockquote', {}, `${message.author.display_name}: ${message.body}`) : null,
-        deletedSince ? h('p', { class: 'since' }, 'The message has been deleted since; this is how it read when reported.') : null,
-        h('button', { type: 'button', class: 'small', onclick: () => resolveReport(report) }, 'Mark resolved'),
-      );
-    });
-    fill(panel, h('h3', {}, 'Open reports'), items.length ? h('ul', { class: 'report-list' }, items) : h('p', {}, 'No open reports.'));
-    panel.hidden = false;
-  } catch (error) {
-    failed(error);
-  }
-}
-
-async function resolveReport(report) {
-  const note = prompt('What was done? (optional, goes into the moderation log)') || undefined;
-  try {
-    await state.connection.request('resolve_report', { room: report.room, report_id: report.id, note });
-    await showReports();
-  } catch (error) {
-    failed(error);
-  }
-}
-
-$('#show-log').addEventListener('click', async () => {
-  const panel = $('#log-panel');
-  try {
-    const reply = await state.connection.request('mod_log', { room: state.current });
-    const items = reply.entries.map((entry) =>
-      h(
-        'li',
-        {},
-        h('time', { datetime: entry.ts }, formatTime(entry.ts)),
-        ` ${entry.actor}: ${entry.action}`,
-        entry.target ? ` ${entry.target}` : '',
-        entry.seq ? ` (message ${entry.seq})` : '',
-        entry.until ? ` until ${formatTime(entry.until)}` : '',
-        entry.reason ? ` — ${entry.reason}` : '',
-      ),
-    );
-    fill(panel, h('h3', {}, 'Moderation log'), items.length ? h('ul', { class: 'log-list' }, items) : h('p', {}, 'Nothing yet.'));
-    panel.hidden = false;
-  } catch (error) {
-    failed(error);
-  }
-});
-
 $('#leave-room').addEventListener('click', async () => {
   const room = state.current;
   try {
@@ -658,18 +500,6 @@ $('#create-room-form').addEventListener('submit', async (event) => {
     $('#create-room').open = false;
     state.rooms.set(reply.room.name, reply.room);
     await openRoom(reply.room.name);
-  } catch (error) {
-    failed(error);
-  }
-});
-
-$('#role-form').addEventListener('submit', async (event) => {
-  event.preventDefault();
-  const form = event.target;
-  try {
-    await state.connection.request('set_role', { user: form.user.value, role: form.role.value });
-    notify(`${form.user.value} is now ${form.role.value === 'admin' ? 'an' : 'a'} ${form.role.value}.`);
-    form.reset();
   } catch (error) {
     failed(error);
   }

@@ -66,6 +66,8 @@ async fn the_client_assets_are_served_with_their_types_and_unknown_ones_are_not(
         ("/assets/api.js", "text/javascript"),
         ("/assets/dom.js", "text/javascript"),
         ("/assets/state.js", "text/javascript"),
+        ("/assets/moderation.js", "text/javascript"),
+        ("/assets/ui.js", "text/javascript"),
         ("/assets/app.css", "text/css"),
     ] {
         let raw = raw_get(server.addr, path).await;

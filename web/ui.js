@@ -1,0 +1,28 @@
+// Page helpers every part of the client uses: notices, the screen-reader announcer,
+// and how times are written.
+
+import { ApiError } from './api.js';
+import { $, fill, h } from './dom.js';
+
+export const formatTime = (iso) =>
+  new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' }).format(new Date(iso));
+export const formatClock = (iso) => new Intl.DateTimeFormat(undefined, { timeStyle: 'short' }).format(new Date(iso));
+export const untilText = (until) => (until ? `until ${formatTime(until)}` : 'until a moderator lifts it');
+
+// ---------------------------------------------------------------------------------
+// Notices and announcements
+// ---------------------------------------------------------------------------------
+
+export function notify(text) {
+  const notice = $('#notice');
+  fill(notice, h('span', {}, text), h('button', { type: 'button', class: 'quiet', onclick: () => (notice.hidden = true) }, 'Dismiss'));
+  notice.hidden = false;
+}
+
+export function announce(text) {
+  $('#announcer').textContent = text;
+}
+
+export function failed(error) {
+  notify(error instanceof ApiError ? error.message : 'Something went wrong. Please try again.');
+}

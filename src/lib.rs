@@ -4,21 +4,29 @@
 //! # Layout
 //!
 //! Every change follows one path (ARCHITECTURE.md draws it):
-//! socket frame → [`ws`] (parse with [`protocol`], check, handle) → [`store`] (commit,
-//! assign the room's seq) → [`bus`] (publish) → [`hub`] (fan out to each local member's
-//! bounded outbox) → the socket's writer task.
+//! socket frame → [`ws`] (parse with [`protocol`], check with [`permissions`], handle)
+//! → [`store`] (commit, assign the room's seq) → the events API of [`state`] (serialise
+//! once) → [`bus`] → [`hub`] (apply the effect, fan out to each local member's bounded
+//! outbox) → the socket's writer task.
 //!
-//! - [`protocol`]: every JSON shape on the wire, error codes, timestamps.
-//! - [`auth`]: password hashing, tokens, name rules, rate limiters.
-//! - [`store`]: the storage interface and its SQLite implementation (group commit).
-//! - [`bus`]: carries committed changes to the hub of every node.
-//! - [`hub`]: local sessions, room subscriptions, presence, non-blocking delivery.
-//! - [`ws`]: one WebSocket connection's lifecycle and its request handlers.
-//! - [`http`]: the HTTP routes (accounts, health, metrics, `/ws` upgrade).
-//! - [`server`]: start, shared state, graceful shutdown.
-//! - [`config`]: settings, the command line and the config file.
-//! - [`cli`]: what `main` runs.
+//! - [`protocol`]: every JSON shape on the wire, error and close codes, timestamps.
+//! - [`permissions`]: who may do what, every rule an exhaustive `match`.
+//! - [`auth`]: password hashing, tokens, name rules.
+//! - [`limits`]: rate limiters and token buckets.
+//! - [`store`]: the storage interface and its SQLite implementation (group commit, the
+//!   write discipline, health).
+//! - [`bus`]: what travels to the hub of every node.
+//! - [`hub`]: local sessions, room subscriptions, presence, non-blocking delivery; the
+//!   bus of a single node.
+//! - [`state`]: the shared state, errors at the edge, and the events API.
+//! - [`ws`]: one WebSocket connection's lifecycle, its writer and request handlers.
+//! - [`http`]: the HTTP routes (accounts, health, metrics, the web client).
+//! - [`server`]: the composition root: start, routes, graceful shutdown.
+//! - [`config`]: settings (flags, environment, config file).
+//! - [`cli`]: the command line and what `main` runs.
 //! - [`metrics`]: the Prometheus figures.
+//!
+//! Lower modules never import upper ones; `.ci/module-cycles` checks there is no cycle.
 
 #![warn(missing_docs)]
 

@@ -1,8 +1,8 @@
 //! Starting and stopping the server: the composition root.
 //!
 //! [`Server::start`] binds, opens the store, wires store → bus → hub, builds the
-//! [`Shared`] state and merges the routes of [`http`](crate::http) and
-//! [`ws`](crate::ws); `main` and the tests both use it (tests with port 0). Nothing
+//! [`Shared`] state and merges the routes of [`http`] and
+//! [`ws`]; `main` and the tests both use it (tests with port 0). Nothing
 //! imports this module but `cli`. Shutdown is three steps: tell everyone (the
 //! `shutdown` token: the listener stops accepting, sockets close with 1001), wait for
 //! the tracked socket tasks, then close the store so the last group commit lands.

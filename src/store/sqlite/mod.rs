@@ -4,7 +4,7 @@
 //! Reads go to a small pool of connections (WAL lets them run beside a writer). All
 //! writes go through a one-connection pool, because SQLite has one writer at a time and
 //! queueing in our process is cheaper than spinning on `SQLITE_BUSY`; each write is a
-//! [`WriteTx`] (see `write` for why it does not use the driver's transactions).
+//! `WriteTx` (see `write` for why it does not use the driver's transactions).
 //! Messages take a further shortcut: a single writer task collects every
 //! `insert_message` waiting at that moment and stores them in one transaction (group
 //! commit), so a burst of sends costs one fsync instead of one each.

@@ -27,13 +27,20 @@ pub struct Passwords {
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// Hashes queued or running at once, beyond which callers wait.
-const MAX_QUEUED_HASHES: usize = 256;
+/// Hashes queued or running at once (about three seconds of work for one thread);
+/// beyond that a login or registration is turned away at once, not queued in memory.
+const MAX_QUEUED_HASHES: usize = 64;
 
 /// Why hashing could not run.
 #[derive(Debug, thiserror::Error)]
-#[error("password hashing failed: {0}")]
-pub struct HashError(String);
+pub enum HashError {
+    /// The queue is full: a login storm. Try again in a moment.
+    #[error("too many passwords are being checked at once")]
+    Busy,
+    /// Hashing itself failed.
+    #[error("password hashing failed: {0}")]
+    Failed(String),
+}
 
 impl Passwords {
     /// `threads` hashing threads (at least one), at the lowest priority.
@@ -62,13 +69,13 @@ impl Passwords {
 
     /// Runs `work` on a hashing thread.
     async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, HashError> {
-        let _permit = self.permits.acquire().await.map_err(|e| HashError(e.to_string()))?;
+        let _permit = self.permits.try_acquire().map_err(|_| HashError::Busy)?;
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move || {
             let _ = reply.send(work());
         });
-        self.jobs.send(job).map_err(|_| HashError("the hashing threads have stopped".into()))?;
-        answer.await.map_err(|_| HashError("a hashing thread failed".into()))
+        self.jobs.send(job).map_err(|_| HashError::Failed("the hashing threads have stopped".into()))?;
+        answer.await.map_err(|_| HashError::Failed("a hashing thread failed".into()))
     }
 
     /// An argon2id PHC string for `password`.
@@ -83,7 +90,7 @@ impl Passwords {
         let hash = hash.unwrap_or_else(|| self.dummy_hash.to_string());
         let matches = self
             .run(move || {
-                let parsed = PasswordHash::new(&hash).map_err(|e| HashError(e.to_string()))?;
+                let parsed = PasswordHash::new(&hash).map_err(|e| HashError::Failed(e.to_string()))?;
                 Ok::<bool, HashError>(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
             })
             .await??;
@@ -115,7 +122,7 @@ fn hash_now(password: &str) -> Result<String, HashError> {
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|hash| hash.to_string())
-        .map_err(|e| HashError(e.to_string()))
+        .map_err(|e| HashError::Failed(e.to_string()))
 }
 
 /// A new login token: 256 random bits as 64 hex characters.
@@ -168,6 +175,15 @@ pub fn check_password(password: &str) -> Result<(), &'static str> {
         Ok(())
     } else {
         Err("Passwords are 8 to 1024 bytes long.")
+    }
+}
+
+/// Only the upper bound, for logins: checked before anything else is done with it.
+pub fn check_password_length(password: &str) -> Result<(), &'static str> {
+    if password.len() <= 1024 {
+        Ok(())
+    } else {
+        Err("Passwords are at most 1024 bytes long.")
     }
 }
 

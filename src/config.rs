@@ -114,12 +114,19 @@ settings! {
     request_burst: u32 = 40, env = "ALONGSIDE_REQUEST_BURST";
     /// Let members (not only moderators) create topic rooms.
     members_may_create_rooms: bool = false, env = "ALONGSIDE_MEMBERS_MAY_CREATE_ROOMS";
-    /// Login attempts per account per window (0 = unlimited).
-    login_attempts_per_account: u32 = 10, env = "ALONGSIDE_LOGIN_ATTEMPTS_PER_ACCOUNT";
-    /// Login attempts per client address per window (0 = unlimited).
+    /// Failed logins to one account from one client address per window, after which
+    /// that address (only) is refused for that account until the window ends; a
+    /// successful login clears the count (0 = unlimited). Nobody can lock a member out
+    /// from elsewhere: across addresses, failures only slow the account's logins down.
+    login_failures_per_account_address: u32 = 10, env = "ALONGSIDE_LOGIN_FAILURES_PER_ACCOUNT_ADDRESS";
+    /// Login attempts per client address per window, any account (0 = unlimited).
     login_attempts_per_address: u32 = 30, env = "ALONGSIDE_LOGIN_ATTEMPTS_PER_ADDRESS";
-    /// Length of the login-attempt window, in seconds.
+    /// Length of the login windows, in seconds.
     login_window_s: u64 = 300, env = "ALONGSIDE_LOGIN_WINDOW_S";
+    /// The first delay, in milliseconds, added to every login of an account that has
+    /// failed more than five times in the window from anywhere; it doubles with each
+    /// further failure, up to five seconds (0 = no delay).
+    login_slowdown_ms: u64 = 250, env = "ALONGSIDE_LOGIN_SLOWDOWN_MS";
     /// Registrations per client address per hour (0 = unlimited).
     registrations_per_address: u32 = 20, env = "ALONGSIDE_REGISTRATIONS_PER_ADDRESS";
     /// Open WebSockets per client address (0 = unlimited).

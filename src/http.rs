@@ -4,13 +4,18 @@
 //! Bodies are parsed here from raw bytes (not axum's `Json` extractor) so that every
 //! failure, including malformed JSON, answers in the protocol's error shape.
 
-use crate::auth::{check_display_name, check_password, new_token, normalise_username, token_hash};
+use crate::auth::{
+    check_display_name, check_password, check_password_length, new_token, normalise_username, token_hash, HashError,
+};
 use crate::bus::CloseTarget;
+use crate::limits::limit_key;
 use crate::protocol::close_code;
 use crate::protocol::{ApiError, ErrorCode, LoginBody, LoginReply, MeBody, RegisterBody, Role, UserBody};
 use crate::state::{internal, json_response, AppState, HttpError};
 use crate::store::StoreError;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -33,14 +38,28 @@ pub fn routes() -> Router<AppState> {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
+        // No route here reads more than a few KiB.
+        .layer(DefaultBodyLimit::max(MAX_ACCOUNT_BODY))
 }
 
 fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
     json_response(status, serde_json::to_string(value).expect("responses always serialise"))
 }
 
-fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, HttpError> {
-    serde_json::from_slice(body).map_err(|err| {
+/// Largest body the account routes read. Their JSON is a few short fields; a larger
+/// body is refused before it is read whole.
+const MAX_ACCOUNT_BODY: usize = 4 * 1024;
+
+/// An account route's JSON body: `application/json`, at most `MAX_ACCOUNT_BODY` bytes.
+fn parse_body<T: DeserializeOwned>(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<T, HttpError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !content_type.to_ascii_lowercase().starts_with("application/json") {
+        return Err(HttpError(ApiError::new(ErrorCode::BadRequest, "Send the body as application/json.")));
+    }
+    let body = body.map_err(|_| {
+        HttpError(ApiError::new(ErrorCode::TooLarge, format!("The body is over {MAX_ACCOUNT_BODY} bytes.")))
+    })?;
+    serde_json::from_slice(&body).map_err(|err| {
         HttpError(ApiError::new(ErrorCode::BadRequest, format!("The body is not the JSON expected: {err}.")))
     })
 }
@@ -49,11 +68,30 @@ fn invalid(message: &str) -> HttpError {
     HttpError(ApiError::new(ErrorCode::Invalid, message))
 }
 
-fn rate_limited(what: &str, wait: Duration) -> HttpError {
-    HttpError(ApiError::new(
-        ErrorCode::RateLimited,
-        format!("Too many {what}; please try again in {} seconds.", wait.as_secs().max(1)),
-    ))
+/// A hashing failure: a full queue is a `rate_limited` with a short wait; anything else
+/// is the server's fault.
+fn hashing_failed(err: HashError) -> ApiError {
+    match err {
+        HashError::Busy => {
+            tracing::warn!("password hashing queue full; turning a login or registration away");
+            ApiError::rate_limited("logins at this moment", Duration::from_secs(2))
+        }
+        HashError::Failed(_) => {
+            tracing::error!(error = %err, "password hashing failed");
+            ApiError::internal()
+        }
+    }
+}
+
+/// The delay before checking the password of an account with `failures` recent
+/// failures: none for the first five, then `base_ms`, doubling, at most five seconds.
+fn login_delay(base_ms: u64, failures: u32) -> Duration {
+    const FREE: u32 = 5;
+    if base_ms == 0 || failures <= FREE {
+        return Duration::ZERO;
+    }
+    let doublings = (failures - FREE - 1).min(16);
+    Duration::from_millis(base_ms.saturating_mul(1 << doublings)).min(Duration::from_secs(5))
 }
 
 /// The bearer token of a request, if it carries one.
@@ -73,21 +111,20 @@ fn unauthenticated() -> HttpError {
 async fn register(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    body: Bytes,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, HttpError> {
-    let body: RegisterBody = parse_body(&body)?;
+    let body: RegisterBody = parse_body(&headers, body)?;
     let username = normalise_username(&body.username).map_err(invalid)?;
     check_password(&body.password).map_err(invalid)?;
     let display_name = body.display_name.unwrap_or_else(|| username.clone());
     check_display_name(&display_name).map_err(invalid)?;
-    state
-        .registrations_per_address
-        .check(&peer.ip().to_string())
-        .map_err(|wait| rate_limited("new accounts from your address", wait))?;
-    let hash = state.passwords.hash(body.password).await.map_err(|err| {
-        tracing::error!(error = %err, "hashing failed");
-        ApiError::internal()
-    })?;
+    let address = limit_key(peer.ip());
+    if let Err(wait) = state.registrations_per_address.check(&address) {
+        tracing::warn!(%address, "registrations from one address over the limit");
+        return Err(ApiError::rate_limited("new accounts from your address", wait).into());
+    }
+    let hash = state.passwords.hash(body.password).await.map_err(hashing_failed)?;
     match state.store.insert_user(&username, &display_name, &hash, Role::Member).await {
         Ok(record) => {
             tracing::info!(user = %record.user.username, "registered");
@@ -104,32 +141,51 @@ async fn register(
 async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    body: Bytes,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, HttpError> {
-    let body: LoginBody = parse_body(&body)?;
-    let username = body.username.to_lowercase();
-    state
-        .logins_per_address
-        .check(&peer.ip().to_string())
-        .map_err(|wait| rate_limited("login attempts from your address", wait))?;
-    state.logins_per_account.check(&username).map_err(|wait| rate_limited("login attempts for this account", wait))?;
-    // An unknown or malformed username still costs one full verification, so the
-    // answer and its timing are the same as for a wrong password.
-    let credentials = match normalise_username(&username) {
-        Ok(name) => state.store.fetch_credentials(&name).await.map_err(internal)?,
-        Err(_) => None,
+    let body: LoginBody = parse_body(&headers, body)?;
+    // Before anything else: an oversized password is not worth hashing.
+    check_password_length(&body.password).map_err(invalid)?;
+    let address = limit_key(peer.ip());
+    if let Err(wait) = state.logins_per_address.check(&address) {
+        tracing::warn!(%address, "login attempts from one address over the limit");
+        return Err(ApiError::rate_limited("login attempts from your address", wait).into());
+    }
+    // Only a well-formed username gets limit keys, so made-up names cost no memory
+    // beyond the address's own budget. Unknown and malformed names still cost one full
+    // verification: the answer and its timing are those of a wrong password.
+    let username = normalise_username(&body.username).ok();
+    if let Some(name) = &username {
+        let key = (name.clone(), address);
+        if let Some(wait) = state.login_failures.refused(&key) {
+            tracing::warn!(%address, account = %name, "login refused: too many failures from this address");
+            return Err(ApiError::rate_limited("failed logins for this account from your address", wait).into());
+        }
+        // Failures from everywhere slow the account down; they never lock it.
+        let delay = login_delay(state.config.login_slowdown_ms, state.account_failures.count(name));
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+    }
+    let credentials = match &username {
+        Some(name) => state.store.fetch_credentials(name).await.map_err(internal)?,
+        None => None,
     };
     let (record, hash) = match credentials {
         Some(c) => (Some(c.record), Some(c.password_hash)),
         None => (None, None),
     };
-    let verified = state.passwords.verify(body.password, hash).await.map_err(|err| {
-        tracing::error!(error = %err, "verification failed");
-        ApiError::internal()
-    })?;
+    let verified = state.passwords.verify(body.password, hash).await.map_err(hashing_failed)?;
     let Some(record) = record.filter(|_| verified) else {
+        if let Some(name) = username {
+            state.account_failures.failed(name.clone());
+            state.login_failures.failed((name, address));
+        }
         return Err(HttpError(ApiError::new(ErrorCode::Unauthenticated, "The username or password is not right.")));
     };
+    // A success never counts: this address starts afresh for this account.
+    state.login_failures.succeeded(&(record.user.username.clone(), address));
     // Checked after the password, so a ban says nothing to someone without it.
     if let Some(ban) = state.server_ban(record.id).await? {
         return Err(HttpError(ban));

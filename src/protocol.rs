@@ -376,12 +376,23 @@ pub struct ApiError {
     pub code: ErrorCode,
     /// A sentence for a person.
     pub message: String,
+    /// For `rate_limited`: whole seconds until trying again can succeed (the HTTP
+    /// `Retry-After` header, `retry_after_s` in an error frame).
+    pub retry_after_s: Option<u64>,
 }
 
 impl ApiError {
     /// Builds an error from a code and a sentence.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
-        ApiError { code, message: message.into() }
+        ApiError { code, message: message.into(), retry_after_s: None }
+    }
+
+    /// `rate_limited`: "Too many {what}; please try again in N seconds.", with the wait.
+    pub fn rate_limited(what: &str, wait: std::time::Duration) -> ApiError {
+        let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let message =
+            format!("Too many {what}; please try again in {seconds} second{}.", if seconds == 1 { "" } else { "s" });
+        ApiError { code: ErrorCode::RateLimited, message, retry_after_s: Some(seconds) }
     }
 
     /// `internal`, with a generic sentence; log the cause before calling this.
@@ -999,6 +1010,8 @@ struct ErrorFrame<'a> {
     id: Option<&'a RequestId>,
     code: ErrorCode,
     message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after_s: Option<u64>,
 }
 
 /// Serialises `{"type": "ok", "id", ...reply}`.
@@ -1008,8 +1021,9 @@ pub fn ok_frame(id: Option<&RequestId>, reply: &Reply) -> String {
 
 /// Serialises `{"type": "error", "id", "code", "message"}`.
 pub fn error_frame(id: Option<&RequestId>, error: &ApiError) -> String {
-    serde_json::to_string(&ErrorFrame { kind: "error", id, code: error.code, message: &error.message })
-        .expect("errors always serialise")
+    let frame =
+        ErrorFrame { kind: "error", id, code: error.code, message: &error.message, retry_after_s: error.retry_after_s };
+    serde_json::to_string(&frame).expect("errors always serialise")
 }
 
 /// Why a member left a room.

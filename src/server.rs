@@ -18,6 +18,7 @@ use axum::serve::ListenerExt;
 use axum::Router;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -80,6 +81,22 @@ impl Server {
             }
         };
         state.tracker.spawn(pinger);
+        // Limit keys nobody used lately are dropped once a minute, so invented keys
+        // (addresses, account names) cost memory only while they are fresh.
+        let sweeper = {
+            let (state, stop) = (state.clone(), state.shutdown.clone());
+            async move {
+                let every = Duration::from_secs(60);
+                let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                loop {
+                    tokio::select! {
+                        _ = ticks.tick() => state.forget_idle_limits(),
+                        () = stop.cancelled() => return,
+                    }
+                }
+            }
+        };
+        state.tracker.spawn(sweeper);
         let app = Router::new().merge(http::routes()).merge(ws::routes()).with_state(state.clone());
         let stop = state.shutdown.clone();
         // Without TCP_NODELAY a reply queued right behind an event waits ~40 ms for

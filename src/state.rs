@@ -15,7 +15,7 @@ use crate::auth::Passwords;
 use crate::bus::{Bus, BusMessage, CloseTarget, Effect, RoomEnvelope};
 use crate::config::Config;
 use crate::hub::{Hub, Session};
-use crate::limits::RateLimiter;
+use crate::limits::{Failures, KeyedLimit};
 use crate::metrics::Metrics;
 use crate::protocol::{format_ts, ApiError, ErrorCode, Event, LeftReason, Message, Room, User};
 use crate::store::{self, CommitListener, Restriction, RoomId, RoomRecord, Store, StoreError, UserId, UserRecord};
@@ -46,12 +46,14 @@ pub struct Shared {
     pub passwords: Passwords,
     /// Exported figures.
     pub metrics: Arc<Metrics>,
-    /// Login attempts per account.
-    pub logins_per_account: RateLimiter,
-    /// Login attempts per client address.
-    pub logins_per_address: RateLimiter,
+    /// Failed logins per (account, client address): the hard login limit.
+    pub login_failures: Failures<(String, IpAddr)>,
+    /// Failed logins per account from anywhere: they only slow its logins down.
+    pub account_failures: Failures<String>,
+    /// Login attempts per client address, any account.
+    pub logins_per_address: KeyedLimit<IpAddr>,
     /// Registrations per client address.
-    pub registrations_per_address: RateLimiter,
+    pub registrations_per_address: KeyedLimit<IpAddr>,
     /// Open WebSockets per client address.
     pub sockets_per_address: DashMap<IpAddr, u32>,
     /// When each member last sent in a room, for slow mode. Node-local: behind a load
@@ -70,9 +72,10 @@ impl Shared {
         let window = std::time::Duration::from_secs(config.login_window_s.max(1));
         Shared {
             passwords: Passwords::new(config.hash_concurrency),
-            logins_per_account: RateLimiter::new(config.login_attempts_per_account, window),
-            logins_per_address: RateLimiter::new(config.login_attempts_per_address, window),
-            registrations_per_address: RateLimiter::new(
+            login_failures: Failures::new(config.login_failures_per_account_address, window),
+            account_failures: Failures::new(0, window),
+            logins_per_address: KeyedLimit::new(config.login_attempts_per_address, window),
+            registrations_per_address: KeyedLimit::new(
                 config.registrations_per_address,
                 std::time::Duration::from_secs(3600),
             ),
@@ -155,6 +158,14 @@ impl Shared {
     /// Asks every socket on this node to send a ping (the server's ticker calls it).
     pub fn ping_all(&self) {
         self.hub.ping_all();
+    }
+
+    /// Drops the limit keys nobody used lately (the server's sweeper calls it).
+    pub fn forget_idle_limits(&self) {
+        self.login_failures.forget_idle();
+        self.account_failures.forget_idle();
+        self.logins_per_address.forget_idle();
+        self.registrations_per_address.forget_idle();
     }
 }
 
@@ -299,7 +310,11 @@ impl From<ApiError> for HttpError {
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.0.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        json_response(status, self.0.to_http_body())
+        let mut response = json_response(status, self.0.to_http_body());
+        if let Some(seconds) = self.0.retry_after_s {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 

@@ -17,7 +17,7 @@ mod writer;
 
 use crate::auth::token_hash;
 use crate::hub::{Closer, Outbox, PushError, Session};
-use crate::limits::TokenBucket;
+use crate::limits::{limit_key, Bucket};
 use crate::protocol::close_code;
 use crate::protocol::{error_frame, ok_frame, parse_request, ApiError, ErrorCode, Reply, Request, RequestId};
 use crate::state::{internal, AppState, HttpError};
@@ -55,7 +55,7 @@ async fn upgrade(
         tracing::info!(%peer, "refused a WebSocket from a foreign origin");
         return HttpError(error).into_response();
     }
-    let Some(slot) = AddressSlot::take(&state, peer.ip()) else {
+    let Some(slot) = AddressSlot::take(&state, limit_key(peer.ip())) else {
         let error = ApiError::new(ErrorCode::RateLimited, "Too many open connections from your address.");
         return HttpError(error).into_response();
     };
@@ -73,7 +73,7 @@ async fn upgrade(
             let tracker = state.tracker.clone();
             tracker.track_future(async move {
                 state.metrics.sockets_accepted.fetch_add(1, Relaxed);
-                run(state, socket).await;
+                run(state, socket, peer.ip()).await;
                 drop(slot);
             })
         })
@@ -164,7 +164,7 @@ impl Drop for CloseOnDrop {
 
 /// The reader half of a connection. Cleanup is in guards, not at the end of this
 /// function, so it runs however the reader ends.
-async fn run(state: AppState, socket: WebSocket) {
+async fn run(state: AppState, socket: WebSocket, peer: IpAddr) {
     let (sink, mut stream) = socket.split();
     let outbox = Arc::new(Outbox::new(state.config.outbox_frames));
     let closer = Closer::for_outbox(outbox.clone());
@@ -172,7 +172,9 @@ async fn run(state: AppState, socket: WebSocket) {
     let writer = tokio::spawn(writer::write_loop(sink, outbox.clone(), closer.clone(), coalesce));
     {
         let _close = CloseOnDrop(closer.clone());
-        let mut reader = Reader { state, outbox, closer, session: None, refusals: 0 };
+        // The request bucket applies from the first frame, `auth` included.
+        let bucket = Bucket::new(state.config.request_rate_per_s, state.config.request_burst);
+        let mut reader = Reader { state, outbox, closer, session: None, refusals: 0, bucket, peer };
         if reader.authenticate(&mut stream).await {
             reader.serve(&mut stream).await;
         }
@@ -190,7 +192,14 @@ struct Reader {
     session: Option<SessionGuard>,
     /// Requests refused in a row (bad frames, rate limits).
     refusals: u32,
+    /// This socket's request rate, from its first frame.
+    bucket: Bucket,
+    /// The client's address, for the log.
+    peer: IpAddr,
 }
+
+/// Failed `auth` frames after which a socket is closed with 4001 (PROTOCOL.md §7).
+const MAX_FAILED_AUTHS: u32 = 3;
 
 /// What to do after one incoming frame.
 enum Next {
@@ -202,6 +211,7 @@ impl Reader {
     /// Waits for a valid `auth` until the deadline; `false` if the socket should close.
     async fn authenticate(&mut self, stream: &mut SplitStream<WebSocket>) -> bool {
         let deadline = Instant::now() + self.state.config.auth_timeout();
+        let mut failed_auths = 0;
         loop {
             let frame = tokio::select! {
                 frame = stream.next() => frame,
@@ -221,7 +231,16 @@ impl Reader {
                 Err(Next::Stop) => return false,
                 Err(Next::Continue) => continue,
             };
-            match parse_request(&text) {
+            let parsed = parse_request(&text);
+            if let Err(wait) = self.bucket.take() {
+                let id = match &parsed {
+                    Ok((id, _)) => id.as_ref(),
+                    Err(bad) => bad.id.as_ref(),
+                };
+                self.refuse(id, ApiError::rate_limited("requests", wait)).await;
+                continue;
+            }
+            match parsed {
                 Ok((id, Request::Auth { token })) => match self.auth(&token).await {
                     Ok((reply, rooms)) => {
                         // The reply is queued before the socket receives any room, so
@@ -232,9 +251,16 @@ impl Reader {
                     }
                     Err(error) => {
                         let banned = error.code == ErrorCode::Banned;
+                        let unauthenticated = error.code == ErrorCode::Unauthenticated;
                         self.reply(id.as_ref(), Err(error)).await;
                         if banned {
                             self.closer.close(close_code::BANNED, "banned from the server");
+                            return false;
+                        }
+                        failed_auths += u32::from(unauthenticated);
+                        if failed_auths >= MAX_FAILED_AUTHS {
+                            tracing::warn!(peer = %self.peer, "three failed auth frames; closing the socket");
+                            self.closer.close(close_code::UNAUTHENTICATED, "too many failed authentications");
                             return false;
                         }
                     }
@@ -286,8 +312,6 @@ impl Reader {
     /// Reads requests until the socket ends.
     async fn serve(&mut self, stream: &mut SplitStream<WebSocket>) {
         let idle_limit = self.state.config.ping_interval() * 2;
-        let rate = self.state.config.request_rate_per_s;
-        let mut bucket = TokenBucket::new(rate, f64::from(self.state.config.request_burst));
         loop {
             let frame = tokio::select! {
                 frame = tokio::time::timeout(idle_limit, stream.next()) => match frame {
@@ -317,12 +341,8 @@ impl Reader {
                     continue;
                 }
             };
-            if let Err(wait) = bucket.take() {
-                let error = ApiError::new(
-                    ErrorCode::RateLimited,
-                    format!("Too many requests; please wait {} ms.", wait.as_millis().max(1)),
-                );
-                self.refuse(id.as_ref(), error).await;
+            if let Err(wait) = self.bucket.take() {
+                self.refuse(id.as_ref(), ApiError::rate_limited("requests", wait)).await;
                 continue;
             }
             let session = self.session.as_ref().expect("serve runs after auth").session.clone();

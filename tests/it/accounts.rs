@@ -72,36 +72,88 @@ async fn unknown_user_and_wrong_password_get_the_same_answer() {
     assert_eq!(wrong, malformed);
 }
 
+/// A login from the loopback address `source`.
+async fn login_from(server: &TestServer, source: &str, name: &str, password: &str) -> Answer {
+    let body = json!({"username": name, "password": password}).to_string();
+    http_from(source, server.addr, "POST", "/api/v1/login", Some(&body)).await
+}
+
 #[tokio::test]
-async fn login_attempts_are_limited_per_account_and_per_address() {
+async fn a_stranger_guessing_passwords_cannot_lock_the_member_out() {
     let server = TestServer::start_with(|c| {
-        c.login_attempts_per_account = 3;
-        // Every attempt counts against the address, including the one the account
-        // limit refuses: 1 (helper) + 2 wrong + 1 refused + 2 others = 6.
-        c.login_attempts_per_address = 6;
+        c.login_failures_per_account_address = 3;
+        c.login_attempts_per_address = 100;
     })
     .await;
-    server.user("target").await; // one attempt used by the helper's login
-    for _ in 0..2 {
-        let (status, _) = server.post("/api/v1/login", &json!({"username": "target", "password": "guess guess"})).await;
-        assert_eq!(status, 401);
+    server.register("target").await;
+    // Someone who knows the username guesses from their own address.
+    for _ in 0..3 {
+        assert_eq!(login_from(&server, "127.0.0.2", "target", "guess guess").await.status, 401);
     }
-    // The account is now locked for the window, even with the right password.
-    assert_http_error(
-        &server.post("/api/v1/login", &json!({"username": "target", "password": "password-target"})).await,
-        429,
-        "rate_limited",
-    );
-    // Other accounts from the same address have 2 attempts left before the address limit.
-    for name in ["other1", "other2"] {
-        let (status, _) = server.post("/api/v1/login", &json!({"username": name, "password": "guess guess"})).await;
-        assert_eq!(status, 401);
+    // That address is now refused for this account, even with the right password...
+    let refused = login_from(&server, "127.0.0.2", "target", "password-target").await;
+    assert_eq!((refused.status, http_error_code(&refused.body).as_str()), (429, "rate_limited"), "{}", refused.body);
+    let wait: u64 = refused.header("retry-after").expect("Retry-After").parse().unwrap();
+    assert!((1..=300).contains(&wait), "{wait}");
+    assert!(refused.body.contains("try again in"), "{}", refused.body);
+    // ...but the member, from their own address, gets in, again and again.
+    for _ in 0..5 {
+        assert_eq!(login_from(&server, "127.0.0.1", "target", "password-target").await.status, 200);
     }
-    assert_http_error(
-        &server.post("/api/v1/login", &json!({"username": "other3", "password": "guess guess"})).await,
-        429,
-        "rate_limited",
-    );
+    // A member's own typos followed by a success leave no mark: the success clears them.
+    for round in 0..3 {
+        for _ in 0..2 {
+            assert_eq!(login_from(&server, "127.0.0.3", "target", "typo typo").await.status, 401);
+        }
+        let answer = login_from(&server, "127.0.0.3", "target", "password-target").await;
+        assert_eq!(answer.status, 200, "round {round}: {}", answer.body);
+    }
+}
+
+#[tokio::test]
+async fn failures_from_many_addresses_slow_an_account_down_but_never_shut_it() {
+    let server = TestServer::start_with(|c| {
+        c.login_failures_per_account_address = 3;
+        c.login_slowdown_ms = 20;
+    })
+    .await;
+    server.register("target").await;
+    // A spread-out attack: two guesses from each of five addresses, under every
+    // per-address limit; the account collects ten failures.
+    for n in 10..15 {
+        for _ in 0..2 {
+            assert_eq!(login_from(&server, &format!("127.0.0.{n}"), "target", "guess guess").await.status, 401);
+        }
+    }
+    assert_eq!(login_from(&server, "127.0.0.1", "target", "password-target").await.status, 200, "slowed, not refused");
+}
+
+#[tokio::test]
+async fn each_address_has_a_login_budget_across_accounts() {
+    let server = TestServer::start_with(|c| c.login_attempts_per_address = 4).await;
+    for name in ["one", "two", "three", "four"] {
+        assert_eq!(login_from(&server, "127.0.0.4", name, "guess guess").await.status, 401);
+    }
+    let refused = login_from(&server, "127.0.0.4", "five", "guess guess").await;
+    assert_eq!(refused.status, 429);
+    assert!(refused.header("retry-after").is_some());
+    assert_eq!(login_from(&server, "127.0.0.5", "five", "guess guess").await.status, 401, "another address");
+}
+
+#[tokio::test]
+async fn account_routes_take_small_json_bodies_only() {
+    let server = TestServer::start().await;
+    // Not JSON by its type: refused before it is parsed.
+    let plain = http(server.addr, "POST", "/api/v1/login", &[("Content-Type", "text/plain")], None).await;
+    assert_eq!(plain.0, 400, "{}", plain.1);
+    // A body of megabytes (a password of 1.9 MB, say) is refused unread.
+    let huge = json!({"username": "target", "password": "x".repeat(2_000_000)}).to_string();
+    let answer = http_from("127.0.0.1", server.addr, "POST", "/api/v1/login", Some(&huge)).await;
+    assert_eq!((answer.status, http_error_code(&answer.body).as_str()), (413, "too_large"), "{}", answer.body);
+    // Within the body limit, a password over 1,024 bytes is refused before hashing.
+    let long = json!({"username": "target", "password": "x".repeat(2_000)}).to_string();
+    let answer = http_from("127.0.0.1", server.addr, "POST", "/api/v1/login", Some(&long)).await;
+    assert_eq!((answer.status, http_error_code(&answer.body).as_str()), (400, "invalid"), "{}", answer.body);
 }
 
 #[tokio::test]
@@ -125,4 +177,29 @@ async fn me_refuses_missing_or_bad_tokens_and_unknown_paths_answer_in_json() {
     let (status, _) = http(server.addr, "GET", "/api/v1/me", &[("Authorization", "Bearer nope")], None).await;
     assert_eq!(status, 401);
     assert_http_error(&http(server.addr, "GET", "/api/v1/nothing", &[], None).await, 404, "not_found");
+}
+
+#[tokio::test]
+async fn a_login_storm_is_turned_away_at_once_rather_than_queued_without_end() {
+    let server = TestServer::start().await;
+    // More logins at once than the hashing queue holds (64): the rest are told to try
+    // again shortly instead of piling up in memory.
+    let storm = (0..120).map(|n| {
+        let body = json!({"username": format!("storm{n}"), "password": "guess guess"}).to_string();
+        let addr = server.addr;
+        tokio::spawn(async move { http_from("127.0.0.1", addr, "POST", "/api/v1/login", Some(&body)).await })
+    });
+    let mut statuses = std::collections::BTreeMap::new();
+    for answer in futures_util::future::join_all(storm).await {
+        let answer = answer.unwrap();
+        if answer.status == 429 {
+            assert!(answer.header("retry-after").is_some(), "{}", answer.body);
+        }
+        *statuses.entry(answer.status).or_insert(0) += 1;
+    }
+    assert!(statuses.keys().all(|status| [401, 429].contains(status)), "{statuses:?}");
+    assert!(statuses.get(&429).is_some_and(|n| *n > 0), "nothing was turned away: {statuses:?}");
+    assert!(statuses.get(&401).is_some_and(|n| *n >= 64), "the queue's worth was served: {statuses:?}");
+    let (status, _) = server.post("/api/v1/login", &json!({"username": "storm1", "password": "guess guess"})).await;
+    assert_eq!(status, 401, "served again once the storm passed");
 }

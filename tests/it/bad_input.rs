@@ -102,14 +102,45 @@ async fn the_request_rate_limit_answers_rate_limited_then_recovers() {
         c.request_burst = 3;
     })
     .await;
+    // The bucket counts from the first frame (PROTOCOL.md §7): `auth` took one.
     let mut client = server.member("ada").await;
-    for _ in 0..3 {
+    for _ in 0..2 {
         client.ok(json!({"type": "rooms"})).await;
     }
     let reply = client.refused(json!({"type": "rooms"}), "rate_limited").await;
-    assert!(reply["message"].as_str().unwrap().contains("ms"), "says how long to wait: {reply}");
+    assert!(reply["message"].as_str().unwrap().contains("try again in 1 second"), "says how long to wait: {reply}");
+    assert_eq!(reply["retry_after_s"], 1, "{reply}");
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     client.ok(json!({"type": "rooms"})).await;
+}
+
+#[tokio::test]
+async fn the_auth_phase_is_limited_too() {
+    let server = TestServer::start_with(|c| {
+        c.request_rate_per_s = 5.0;
+        c.request_burst = 3;
+    })
+    .await;
+    let token = server.user("ada").await;
+    // Three wrong tokens and the socket is closed with 4001 (PROTOCOL.md §7).
+    let mut guesser = Client::connect(&server.ws_url(), None).await;
+    for n in 0..2 {
+        guesser.refused(json!({"type": "auth", "token": format!("guess-{n}")}), "unauthenticated").await;
+    }
+    guesser.send_json(&json!({"type": "auth", "id": 9, "token": "guess-3"})).await;
+    assert_eq!(guesser.reply_to(json!(9)).await["code"], "unauthenticated");
+    assert_eq!(guesser.closed().await, 4001);
+    // The request bucket applies before authentication: a burst of frames is refused
+    // (each refusal costs the server no database read), and the right token still works
+    // once the bucket refills.
+    let mut flooder = Client::connect(&server.ws_url(), None).await;
+    for _ in 0..3 {
+        flooder.refused(json!({"type": "rooms"}), "unauthenticated").await;
+    }
+    let refusal = flooder.refused(json!({"type": "auth", "token": token}), "rate_limited").await;
+    assert!(refusal["retry_after_s"].as_u64().is_some(), "{refusal}");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    flooder.ok(json!({"type": "auth", "token": token})).await;
 }
 
 #[tokio::test]

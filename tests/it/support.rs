@@ -32,7 +32,8 @@ pub fn test_config(database: &str) -> Config {
         listen: "127.0.0.1:0".into(),
         database: database.into(),
         request_rate_per_s: 0.0,
-        login_attempts_per_account: 0,
+        login_failures_per_account_address: 0,
+        login_slowdown_ms: 0,
         login_attempts_per_address: 0,
         registrations_per_address: 0,
         max_sockets_per_address: 0,
@@ -165,6 +166,49 @@ impl CommitListener for NoListener {
 /// A second, independent connection to a server's database.
 pub async fn open_store(url: &str) -> Arc<dyn Store> {
     store::open(url, Arc::new(NoListener), Arc::new(Metrics::default())).await.expect("open store")
+}
+
+/// An HTTP answer with its headers (lower-case names).
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Answer {
+    /// The value of header `name` (lower case), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 request from the loopback address `source` (say 127.0.0.2), so the
+/// server sees a client of its own; JSON body when given.
+pub async fn http_from(source: &str, addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Answer {
+    let exchange = async {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.bind(format!("{source}:0").parse().expect("source address")).expect("bind the source address");
+        let mut stream = socket.connect(addr).await.expect("connect");
+        let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+        match body {
+            Some(body) => request
+                .push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len())),
+            None => request.push_str("\r\n"),
+        }
+        stream.write_all(request.as_bytes()).await.expect("write request");
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.expect("read response");
+        let response = String::from_utf8(response).expect("utf-8 response");
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        let mut lines = head.lines();
+        let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).expect("status");
+        let headers = lines
+            .filter_map(|line| line.split_once(':'))
+            .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
+            .collect();
+        Answer { status, headers, body: body.to_string() }
+    };
+    tokio::time::timeout(WAIT, exchange).await.expect("HTTP request timed out")
 }
 
 /// One HTTP/1.1 request over a fresh TCP connection; returns status and body.

@@ -182,6 +182,15 @@ impl Standing {
         in_room.max(self.global.authority())
     }
 
+    /// Whether this actor may lift a sanction that `imposer` imposed: it takes at least
+    /// the authority that imposed it (a room moderator cannot undo a global ban).
+    pub fn may_lift(self, imposer: Standing) -> Result<(), &'static str> {
+        if self.authority() < imposer.authority() {
+            return Err("Only someone with at least the authority of the moderator who imposed it can lift it.");
+        }
+        Ok(())
+    }
+
     /// Whether this actor may mute, kick or ban `target`; the refusal says why.
     pub fn may_act_on(self, target: Standing) -> Result<(), &'static str> {
         if target.room == RoomStanding::Owner && self.global != Role::Admin {
@@ -192,6 +201,14 @@ impl Standing {
         }
         Ok(())
     }
+}
+
+/// Whether `actor` may lift a server ban that someone of role `imposer` imposed.
+pub fn may_lift_server_wide(actor: Role, imposer: Role) -> Result<(), &'static str> {
+    if actor.authority() < imposer.authority() {
+        return Err("Only someone with at least the role of whoever imposed it can lift it.");
+    }
+    Ok(())
 }
 
 /// Whether `actor` may ban `target` from the whole server (global roles only).

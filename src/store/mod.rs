@@ -141,6 +141,15 @@ pub enum BanScope {
     Server,
 }
 
+/// The two sanctions that stay in force until lifted or expired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sanction {
+    /// No sending in one room.
+    Mute,
+    /// No membership in one room, or no access to the server.
+    Ban,
+}
+
 /// An active mute or ban.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Restriction {
@@ -323,6 +332,16 @@ pub trait Store: Send + Sync + 'static {
         ban: &Restriction,
         log: &ModEntry,
     ) -> Result<bool, StoreError>;
+
+    /// Who imposed the mute (`Sanction::Mute`, room scope) or ban in force at `now`,
+    /// with their global role; `None` if there is none.
+    async fn fetch_sanction_imposer(
+        &self,
+        sanction: Sanction,
+        scope: BanScope,
+        user: UserId,
+        now: i64,
+    ) -> Result<Option<(UserId, Role)>, StoreError>;
 
     /// Lifts a ban; `false` if there was none.
     async fn delete_ban(&self, scope: BanScope, user: UserId, log: &ModEntry) -> Result<bool, StoreError>;

@@ -207,6 +207,9 @@ async fn bans_win_over_joins(s: &Subject) {
     assert_eq!(store.fetch_user_rooms(ben.id).await.unwrap(), Vec::<String>::new());
     let now = crate::protocol::now_ms();
     assert_eq!(store.fetch_ban(BanScope::Room(room.id), ben.id, now).await.unwrap(), Some(ban.clone()));
+    let imposer = store.fetch_sanction_imposer(Sanction::Ban, BanScope::Room(room.id), ben.id, now).await.unwrap();
+    assert_eq!(imposer, Some((ada.id, Role::Member)), "who imposed it, for the authority to lift it");
+    assert_eq!(store.fetch_sanction_imposer(Sanction::Mute, BanScope::Room(room.id), ben.id, now).await.unwrap(), None);
     assert!(store.delete_ban(BanScope::Room(room.id), ben.id, &entry).await.unwrap());
     assert!(!store.delete_ban(BanScope::Room(room.id), ben.id, &entry).await.unwrap());
     assert!(store.insert_membership(&room, ben.id).await.unwrap(), "back after the ban is lifted");

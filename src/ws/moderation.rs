@@ -10,11 +10,11 @@
 use super::requests::{member_room, standing};
 use crate::bus::{CloseTarget, Effect};
 use crate::hub::Session;
-use crate::permissions::{may_act_server_wide, RoomStanding, Standing};
+use crate::permissions::{may_act_server_wide, may_lift_server_wide, RoomStanding, Standing};
 use crate::protocol::close_code;
 use crate::protocol::{now_ms, ApiError, ErrorCode, Event, LeftReason, LogAction, Moderation, Reply, Role, RoomRole};
 use crate::state::{describe_until, internal, AppState};
-use crate::store::{BanScope, ModEntry, Restriction, RoomRecord, StoreError, UserRecord};
+use crate::store::{BanScope, ModEntry, Restriction, RoomRecord, Sanction, StoreError, UserId, UserRecord};
 
 /// Longest reason, note or report text, in characters.
 const MAX_REASON_CHARS: usize = 500;
@@ -111,6 +111,28 @@ async fn act_on(
     Ok((room, target))
 }
 
+/// Refuses to lift a sanction imposed with more authority than the actor has now
+/// (in `room`, or server-wide without one). Nothing in force: nothing to check.
+async fn may_lift(
+    state: &AppState,
+    session: &Session,
+    room: Option<&RoomRecord>,
+    sanction: Sanction,
+    target: UserId,
+) -> Result<(), ApiError> {
+    let scope = room.map_or(BanScope::Server, |room| BanScope::Room(room.id));
+    let imposer = state.store.fetch_sanction_imposer(sanction, scope, target, now_ms()).await.map_err(internal)?;
+    let Some((imposer, imposer_role)) = imposer else { return Ok(()) };
+    match room {
+        Some(room) => {
+            let actor = standing(state, room, session.user_id, session.user().role).await?;
+            let imposer = standing(state, room, imposer, imposer_role).await?;
+            actor.may_lift(imposer).map_err(forbidden)
+        }
+        None => may_lift_server_wide(session.user().role, imposer_role).map_err(forbidden),
+    }
+}
+
 fn not_a_member(room: &RoomRecord, target: &Target) -> ApiError {
     ApiError::new(ErrorCode::NotFound, format!("`{}` is not a member of `{}`.", target.record.user.username, room.name))
 }
@@ -201,6 +223,7 @@ async fn mute(
 async fn unmute(state: &AppState, session: &Session, room_name: &str, username: &str) -> Result<Reply, ApiError> {
     let (room, target) =
         act_on(state, session, room_name, username, Standing::can_mute, "unmute members", false).await?;
+    may_lift(state, session, Some(&room), Sanction::Mute, target.record.id).await?;
     let log = ModEntry {
         target: Some(target.record.user.username.clone()),
         ..entry(Some(&room), LogAction::Unmute, session)
@@ -303,6 +326,7 @@ async fn unban_from_room(
     let room = state.room(room_name).await?;
     actor(state, session, &room, Standing::can_ban, "lift bans").await?;
     let target = user_named(state, username).await?;
+    may_lift(state, session, Some(&room), Sanction::Ban, target.id).await?;
     let log = ModEntry { target: Some(target.user.username.clone()), ..entry(Some(&room), LogAction::Unban, session) };
     if !state.store.delete_ban(BanScope::Room(room.id), target.id, &log).await.map_err(internal)? {
         let name = &target.user.username;
@@ -316,6 +340,7 @@ async fn unban_from_server(state: &AppState, session: &Session, username: &str) 
         return Err(forbidden("Only global moderators, organisers and admins can lift a server ban."));
     }
     let target = user_named(state, username).await?;
+    may_lift(state, session, None, Sanction::Ban, target.id).await?;
     let log = ModEntry { target: Some(target.user.username.clone()), ..entry(None, LogAction::Unban, session) };
     if !state.store.delete_ban(BanScope::Server, target.id, &log).await.map_err(internal)? {
         let name = &target.user.username;

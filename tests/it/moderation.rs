@@ -518,3 +518,28 @@ async fn a_member_joining_over_and_over_while_being_banned_is_never_left_a_membe
     assert_eq!(auth["rooms"], json!([]));
     fresh.refused(json!({"type": "history", "room": "race-0"}), "forbidden").await;
 }
+
+#[tokio::test]
+async fn a_sanction_is_lifted_only_with_the_authority_that_imposed_it() {
+    let Circle { server, mut owner, mia: _mia, ben: _ben } = circle().await;
+    let mut global = server.client(&server.user_with_role("globalmod", Role::Moderator).await).await;
+    let mut admin = server.client(&server.user_with_role("root", Role::Admin).await).await;
+
+    // A global moderator's room ban and mute: the room's owner may not undo them.
+    global.ok(json!({"type": "ban", "room": "circle", "user": "mia", "reason": "harassment"})).await;
+    let refusal = owner.refused(json!({"type": "unban", "room": "circle", "user": "mia"}), "forbidden").await;
+    assert!(refusal["message"].as_str().unwrap().contains("authority"), "{refusal}");
+    global.ok(json!({"type": "mute", "room": "circle", "user": "ben"})).await;
+    owner.refused(json!({"type": "unmute", "room": "circle", "user": "ben"}), "forbidden").await;
+    // The one who imposed them, or someone above, may.
+    global.ok(json!({"type": "unban", "room": "circle", "user": "mia"})).await;
+    admin.ok(json!({"type": "unmute", "room": "circle", "user": "ben"})).await;
+    // The owner's own sanction is the owner's (and anyone above) to lift.
+    owner.ok(json!({"type": "mute", "room": "circle", "user": "ben"})).await;
+    global.ok(json!({"type": "unmute", "room": "circle", "user": "ben"})).await;
+
+    // A server ban by an admin is not a global moderator's to lift.
+    admin.ok(json!({"type": "ban", "scope": "server", "user": "mia"})).await;
+    global.refused(json!({"type": "unban", "scope": "server", "user": "mia"}), "forbidden").await;
+    admin.ok(json!({"type": "unban", "scope": "server", "user": "mia"})).await;
+}

@@ -17,7 +17,7 @@ mod write;
 
 use super::{
     BanScope, CommitListener, Credentials, HistoryRange, ModEntry, MuteRecord, NewMessage, NewRoom, OpenError,
-    Restriction, RoomId, RoomRecord, Store, StoreError, StoredMessage, UserId, UserRecord, WriteHealth,
+    Restriction, RoomId, RoomRecord, Sanction, Store, StoreError, StoredMessage, UserId, UserRecord, WriteHealth,
 };
 use crate::metrics::Metrics;
 use crate::protocol::{format_ts, now_ms, LogAction, Message, ModAction, Report, Role, RoomKind, RoomRole, User};
@@ -741,6 +741,29 @@ impl Store for SqliteStore {
         insert_log(&mut tx, log).await?;
         tx.commit().await?;
         Ok(ended)
+    }
+
+    async fn fetch_sanction_imposer(
+        &self,
+        sanction: Sanction,
+        scope: BanScope,
+        user: UserId,
+        now: i64,
+    ) -> Result<Option<(UserId, Role)>, StoreError> {
+        // Our own constant table names; the values are bound.
+        let table = match sanction {
+            Sanction::Mute => "mutes",
+            Sanction::Ban => "bans",
+        };
+        let sql = format!(
+            "SELECT u.id, u.role FROM {table} s JOIN users u ON u.id = s.actor_id \
+             WHERE s.room_id = ? AND s.user_id = ? AND (s.until IS NULL OR s.until > ?)"
+        );
+        let row =
+            sqlx::query(&sql).bind(ban_scope_id(scope)).bind(user.0).bind(now).fetch_optional(&self.reads).await?;
+        let Some(row) = row else { return Ok(None) };
+        let role: String = row.try_get("role")?;
+        Ok(Some((UserId(row.try_get("id")?), parse_role(&role)?)))
     }
 
     async fn delete_ban(&self, scope: BanScope, user: UserId, log: &ModEntry) -> Result<bool, StoreError> {

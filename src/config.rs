@@ -131,6 +131,8 @@ settings! {
     registrations_per_address: u32 = 20, env = "ALONGSIDE_REGISTRATIONS_PER_ADDRESS";
     /// Open WebSockets per client address (0 = unlimited).
     max_sockets_per_address: u32 = 64, env = "ALONGSIDE_MAX_SOCKETS_PER_ADDRESS";
+    /// Authenticated WebSockets per account, across addresses (0 = unlimited).
+    max_sockets_per_account: u32 = 10, env = "ALONGSIDE_MAX_SOCKETS_PER_ACCOUNT";
     /// Threads that hash passwords, at the lowest CPU priority. One keeps up with about
     /// 60 logins a second; more make a login storm compete with chat for the CPU caches.
     hash_concurrency: usize = 1, env = "ALONGSIDE_HASH_CONCURRENCY";

@@ -340,8 +340,11 @@ impl Hub {
     /// Adds a freshly authenticated session to its user, receiving no room yet.
     /// Registering before reading the user's rooms means a concurrent `join` from another
     /// socket of the same user reaches this one too.
-    pub fn register(&self, session: &Arc<Session>) {
-        self.shared.users.entry(session.user_id).or_default().push(session.clone());
+    /// Returns how many sessions the user has on this node now.
+    pub fn register(&self, session: &Arc<Session>) -> usize {
+        let mut sessions = self.shared.users.entry(session.user_id).or_default();
+        sessions.push(session.clone());
+        sessions.len()
     }
 
     /// Makes `session` receive each of `rooms`; returns the rooms where its user was

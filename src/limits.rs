@@ -33,6 +33,15 @@ impl<K: Hash + Eq + Clone> KeyedLimit<K> {
         KeyedLimit { limiter: quota(count, window.max(Duration::from_millis(1))).map(governor::RateLimiter::keyed) }
     }
 
+    /// `rate` per second per key on average, `burst` at once; rate 0 is off.
+    pub fn rate(rate: f64, burst: u32) -> KeyedLimit<K> {
+        let quota = (rate > 0.0 && rate.is_finite())
+            .then(|| Quota::with_period(Duration::from_secs_f64(1.0 / rate)))
+            .flatten()
+            .map(|quota| quota.allow_burst(NonZeroU32::new(burst.max(1)).expect("at least one")));
+        KeyedLimit { limiter: quota.map(governor::RateLimiter::keyed) }
+    }
+
     /// Counts one event for `key`; `Err(wait)` if it is over the limit.
     pub fn check(&self, key: &K) -> Result<(), Duration> {
         let Some(limiter) = &self.limiter else { return Ok(()) };

@@ -54,6 +54,10 @@ pub struct Shared {
     pub logins_per_address: KeyedLimit<IpAddr>,
     /// Registrations per client address.
     pub registrations_per_address: KeyedLimit<IpAddr>,
+    /// Requests per account, across its sockets (each socket also has its own bucket).
+    pub requests_per_account: KeyedLimit<UserId>,
+    /// `typing` per user and room: one per three seconds, the rest dropped.
+    pub typing: KeyedLimit<(UserId, RoomId)>,
     /// Open WebSockets per client address.
     pub sockets_per_address: DashMap<IpAddr, u32>,
     /// When each member last sent in a room, for slow mode. Node-local: behind a load
@@ -79,6 +83,8 @@ impl Shared {
                 config.registrations_per_address,
                 std::time::Duration::from_secs(3600),
             ),
+            requests_per_account: KeyedLimit::rate(config.request_rate_per_s, config.request_burst),
+            typing: KeyedLimit::new(1, std::time::Duration::from_secs(3)),
             config,
             store,
             bus,
@@ -166,6 +172,8 @@ impl Shared {
         self.account_failures.forget_idle();
         self.logins_per_address.forget_idle();
         self.registrations_per_address.forget_idle();
+        self.requests_per_account.forget_idle();
+        self.typing.forget_idle();
     }
 }
 
@@ -238,9 +246,20 @@ impl Shared {
 
     /// A socket authenticated: it receives what its user is sent from now on (before
     /// its rooms are read, so a join from another socket in between reaches it).
-    pub fn register_session(&self, session: &Arc<Session>) {
-        self.hub.register(session);
+    /// Refused (and not registered) when the account has its most sockets open.
+    pub fn register_session(&self, session: &Arc<Session>) -> Result<(), ApiError> {
+        let open = self.hub.register(session);
+        let max = self.config.max_sockets_per_account;
+        if max != 0 && open > max as usize {
+            self.hub.detach(session);
+            tracing::warn!(user = %session.user().username, open, "too many sockets for one account");
+            return Err(ApiError::new(
+                ErrorCode::RateLimited,
+                format!("This account has {max} connections open already; close one (another tab or device) first."),
+            ));
+        }
         self.metrics.sockets_open.fetch_add(1, Relaxed);
+        Ok(())
     }
 
     /// The socket receives its user's rooms; where the user just came online, the room

@@ -134,10 +134,10 @@ struct SessionGuard {
 }
 
 impl SessionGuard {
-    /// Registers `session` with the hub.
-    fn register(state: &AppState, session: Arc<Session>) -> SessionGuard {
-        state.register_session(&session);
-        SessionGuard { state: state.clone(), session }
+    /// Registers `session` with the hub; refused when the account has too many.
+    fn register(state: &AppState, session: Arc<Session>) -> Result<SessionGuard, ApiError> {
+        state.register_session(&session)?;
+        Ok(SessionGuard { state: state.clone(), session })
     }
 }
 
@@ -250,13 +250,19 @@ impl Reader {
                         return true;
                     }
                     Err(error) => {
-                        let banned = error.code == ErrorCode::Banned;
-                        let unauthenticated = error.code == ErrorCode::Unauthenticated;
+                        let code = error.code;
                         self.reply(id.as_ref(), Err(error)).await;
-                        if banned {
+                        if code == ErrorCode::Banned {
                             self.closer.close(close_code::BANNED, "banned from the server");
                             return false;
                         }
+                        if code == ErrorCode::RateLimited {
+                            // The account has its most sockets open: not a reason to
+                            // log out (4001), a reason to try again later.
+                            self.closer.close(close_code::TOO_MANY_REQUESTS, "too many connections for this account");
+                            return false;
+                        }
+                        let unauthenticated = code == ErrorCode::Unauthenticated;
                         failed_auths += u32::from(unauthenticated);
                         if failed_auths >= MAX_FAILED_AUTHS {
                             tracing::warn!(peer = %self.peer, "three failed auth frames; closing the socket");
@@ -294,7 +300,7 @@ impl Reader {
         // Registered before the rooms are read, so a join from the user's other socket
         // in between reaches this one as well.
         // If reading the rooms fails, dropping the guard takes the session out again.
-        let guard = SessionGuard::register(&self.state, session);
+        let guard = SessionGuard::register(&self.state, session)?;
         let rooms = self.state.store.fetch_user_rooms(record.id).await.map_err(internal)?;
         self.session = Some(guard);
         let may_create = record.user.role.may_create(self.state.config.members_may_create_rooms);
@@ -341,7 +347,9 @@ impl Reader {
                     continue;
                 }
             };
-            if let Err(wait) = self.bucket.take() {
+            let account = &self.session.as_ref().expect("serve runs after auth").session.user_id;
+            let over = self.bucket.take().and_then(|()| self.state.requests_per_account.check(account));
+            if let Err(wait) = over {
                 self.refuse(id.as_ref(), ApiError::rate_limited("requests", wait)).await;
                 continue;
             }

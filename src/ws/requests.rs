@@ -311,8 +311,16 @@ async fn history(state: &AppState, session: &Session, query: HistoryQuery) -> Re
 
 async fn typing(state: &AppState, session: &Session, name: &str) -> Result<Reply, ApiError> {
     let room = member_room(state, session, name).await?;
-    let event = Event::Typing { room: room.name.clone(), user: session.user() };
-    state.publish_room(&room.name, &event, Some(session.user_id), None);
+    // A muted member's typing would still reach everyone; so would a flood of it.
+    if let Some(mute) = state.mute(room.id, session.user_id) {
+        return Err(super::moderation::muted_error(&room.name, &mute));
+    }
+    // One per user and room per three seconds; the rest is dropped without a word
+    // (PROTOCOL.md §7), since a typing indicator is no message.
+    if state.typing.check(&(session.user_id, room.id)).is_ok() {
+        let event = Event::Typing { room: room.name.clone(), user: session.user() };
+        state.publish_room(&room.name, &event, Some(session.user_id), None);
+    }
     Ok(Reply::Empty {})
 }
 

@@ -1,6 +1,7 @@
 //! The one integration test binary: every test starts the real server (on port 0, or the
 //! real binary) and talks to it over real HTTP and WebSocket connections.
 
+mod abuse;
 mod accounts;
 mod bad_input;
 mod crash;

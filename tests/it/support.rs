@@ -37,6 +37,7 @@ pub fn test_config(database: &str) -> Config {
         login_attempts_per_address: 0,
         registrations_per_address: 0,
         max_sockets_per_address: 0,
+        max_sockets_per_account: 0,
         shutdown_grace_s: 5.0,
         ..Config::default()
     }

@@ -333,6 +333,16 @@ async fn ban_in_force<'c>(
     Ok(Some(Restriction { until: row.try_get("until")?, reason: row.try_get("reason")? }))
 }
 
+/// Commits when `rows` changed, else rolls back (nothing to sync to disk); whether any did.
+async fn commit_if_changed(tx: WriteTx, rows: u64) -> Result<bool, StoreError> {
+    if rows == 0 {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
 /// A statement with its bound arguments, ready to run.
 type Statement<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
 
@@ -520,8 +530,7 @@ impl Store for SqliteStore {
     async fn delete_token(&self, token_hash: &[u8]) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         let done = sqlx::query("DELETE FROM sessions WHERE token_hash = ?").bind(token_hash).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(done.rows_affected() > 0)
+        commit_if_changed(tx, done.rows_affected()).await
     }
 
     async fn insert_room(&self, room: &NewRoom) -> Result<RoomRecord, StoreError> {
@@ -620,8 +629,7 @@ impl Store for SqliteStore {
             .bind(user.0)
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
-        Ok(done.rows_affected() > 0)
+        commit_if_changed(tx, done.rows_affected()).await
     }
 
     async fn fetch_user_rooms(&self, user: UserId) -> Result<Vec<String>, StoreError> {

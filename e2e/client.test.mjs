@@ -179,11 +179,20 @@ describe('the web client', () => {
     await member.route('https://www.bbc.co.uk/**', (route) =>
       route.fulfill({ contentType: 'text/html', body: '<title>Weather</title><h1>Weather</h1>' }),
     );
+    const token = await member.evaluate(() => sessionStorage.getItem('alongside.token'));
+    assert.ok(token, 'logged in before');
     await member.keyboard.press('Escape');
     await member.keyboard.press('Escape');
     await member.waitForURL('https://www.bbc.co.uk/**', { timeout: WAIT_MS });
     await member.goto(server.url);
     assert.equal(await member.evaluate(() => sessionStorage.length), 0, 'no token left behind');
+    // Revoked on the server as well, so the token is useless to anyone who finds it.
+    let status = 0;
+    for (let tries = 0; tries < 50 && status !== 401; tries += 1) {
+      status = (await fetch(`${server.url}/api/v1/me`, { headers: { Authorization: `Bearer ${token}` } })).status;
+      if (status !== 401) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.equal(status, 401, 'quick exit revoked the token');
     await member.waitForSelector('#auth-view:not([hidden])');
   });
 

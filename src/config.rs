@@ -138,6 +138,9 @@ settings! {
     hash_concurrency: usize = 1, env = "ALONGSIDE_HASH_CONCURRENCY";
     /// Seconds a graceful shutdown waits for sockets to close and writes to finish.
     shutdown_grace_s: f64 = 10.0, env = "ALONGSIDE_SHUTDOWN_GRACE_S";
+    /// A secret that `/metrics` then requires as `Authorization: Bearer SECRET`; empty
+    /// leaves `/metrics` open (bind the server to a private address then).
+    metrics_token: String = String::new(), env = "ALONGSIDE_METRICS_TOKEN";
     /// Log filter, e.g. `info` or `alongside=debug,info`.
     log: String = "info".into(), env = "ALONGSIDE_LOG";
 }

@@ -224,9 +224,21 @@ async fn healthz(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let wanted = &state.config.metrics_token;
+    if !wanted.is_empty()
+        && !bearer(&headers).is_some_and(|given| constant_time_eq(given.as_bytes(), wanted.as_bytes()))
+    {
+        return HttpError(ApiError::new(ErrorCode::Unauthenticated, "The metrics need the operator's token."))
+            .into_response();
+    }
     let body = state.metrics.render();
     ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], body).into_response()
+}
+
+/// Compares secrets in time that depends on their length only.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 /// The web client: plain files embedded in the binary, so `serve` needs nothing else.

@@ -34,6 +34,10 @@ export const register = (username, password, displayName) =>
   post('/api/v1/register', { username, password, display_name: displayName || undefined });
 export const login = (username, password) => post('/api/v1/login', { username, password });
 export const logout = (token) => post('/api/v1/logout', null, token);
+/** Revokes the token in a request that completes even as the page goes away. */
+export function logoutOnLeaving(token) {
+  fetch('/api/v1/logout', { method: 'POST', keepalive: true, headers: { Authorization: `Bearer ${token}` } }).catch(() => {});
+}
 /** `{user, may_create}`: who the token belongs to and what kinds of room they may open. */
 export const me = (token) => call('GET', '/api/v1/me', null, token);
 

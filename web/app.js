@@ -5,7 +5,7 @@
 // seq, so live events, history pages and catch-up after a reconnect merge without
 // duplicates, and a gap in seqs is filled from history, so nothing goes missing.
 
-import { Connection, login, logout, me, register } from './api.js';
+import { Connection, login, logout, logoutOnLeaving, me, register } from './api.js';
 import { $, fill, h } from './dom.js';
 import { installModeration, moderatorActions, openModeration } from './moderation.js';
 import { RoomViews, unsentFor } from './state.js';
@@ -38,6 +38,9 @@ installModeration(state);
 // ---------------------------------------------------------------------------------
 
 function quickExit() {
+  // The token is revoked too (a request that outlives the page), so nobody who picks up
+  // the device afterwards can use it.
+  if (state.token) logoutOnLeaving(state.token);
   sessionStorage.clear();
   if (state.connection) state.connection.stop();
   document.title = 'Weather';

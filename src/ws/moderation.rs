@@ -357,6 +357,14 @@ async fn delete_message(
     reason: Option<String>,
 ) -> Result<Reply, ApiError> {
     let room = state.room(room_name).await?;
+    // Who may look comes first: an outsider learns nothing, not even which seqs exist.
+    let standing = standing(state, &room, session.user_id, session.user().role).await?;
+    if standing.room == RoomStanding::Outsider && !standing.is_room_moderator() {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("Join `{}` first: only members can do that.", room.name),
+        ));
+    }
     let no_such = || ApiError::new(ErrorCode::NotFound, format!("There is no message {seq} in `{}`.", room.name));
     let (author, deleted) =
         state.store.fetch_message_author(room.id, seq).await.map_err(internal)?.ok_or_else(no_such)?;

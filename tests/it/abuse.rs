@@ -63,3 +63,27 @@ async fn typing_is_throttled_and_muted_members_cannot_type() {
     owner.ok(json!({"type": "mute", "room": "quiet", "user": "typist"})).await;
     typist.refused(json!({"type": "typing", "room": "quiet"}), "muted").await;
 }
+
+#[tokio::test]
+async fn an_outsider_learns_nothing_from_delete_message() {
+    let server = TestServer::start_with(|c| c.members_may_create_rooms = true).await;
+    let mut owner = server.member("owner").await;
+    owner.ok(json!({"type": "create_room", "name": "closed"})).await;
+    owner.ok(json!({"type": "send", "room": "closed", "body": "here"})).await;
+    let mut outsider = server.member("outsider").await;
+    let existing = outsider.refused(json!({"type": "delete_message", "room": "closed", "seq": 1}), "forbidden").await;
+    let missing = outsider.refused(json!({"type": "delete_message", "room": "closed", "seq": 99}), "forbidden").await;
+    assert_eq!(existing["message"], missing["message"], "the same answer whether the message exists or not");
+}
+
+#[tokio::test]
+async fn metrics_can_require_the_operators_token() {
+    let server = TestServer::start_with(|c| c.metrics_token = "s3cret-metrics".into()).await;
+    assert_http_error(&http(server.addr, "GET", "/metrics", &[], None).await, 401, "unauthenticated");
+    let wrong = http(server.addr, "GET", "/metrics", &[("Authorization", "Bearer guess")], None).await;
+    assert_eq!(wrong.0, 401);
+    let (status, text) =
+        http(server.addr, "GET", "/metrics", &[("Authorization", "Bearer s3cret-metrics")], None).await;
+    assert_eq!(status, 200);
+    assert!(text.contains("alongside_sockets_open"), "{text}");
+}

@@ -162,10 +162,56 @@ pub fn normalise_username(raw: &str) -> Result<String, &'static str> {
 /// Checks a display name: 1–64 characters, no control characters, not blank.
 pub fn check_display_name(name: &str) -> Result<(), &'static str> {
     let n = name.chars().count();
-    if (1..=64).contains(&n) && !name.chars().any(char::is_control) && !name.trim().is_empty() {
-        Ok(())
+    if !(1..=64).contains(&n) || name.chars().any(char::is_control) || name.trim().is_empty() {
+        return Err("Display names are 1 to 64 characters with no control characters.");
+    }
+    if name.chars().any(is_format_character) {
+        return Err("Display names cannot contain invisible or direction-changing characters.");
+    }
+    Ok(())
+}
+
+/// The form a display name is compared in, against usernames and other display
+/// names: case folded, so "Ada" and "ADA" and the username `ada` are one name.
+pub fn fold_name(name: &str) -> String {
+    name.trim().to_lowercase()
+}
+
+/// Unicode format characters (general category Cf) and other invisible fillers: unseen,
+/// or changing the direction of the text around them. In a name they serve only to look
+/// like someone else (a bidi override turns "evil" into "live" on screen, a zero-width
+/// joiner makes a second "ada"). Variation selectors stay allowed: emoji need them.
+fn is_format_character(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}'
+        | '\u{034F}'
+        | '\u{061C}'
+        | '\u{115F}'..='\u{1160}'
+        | '\u{17B4}'..='\u{17B5}'
+        | '\u{180B}'..='\u{180F}'
+        | '\u{200B}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}'
+        | '\u{3164}'
+        | '\u{FEFF}'
+        | '\u{FFA0}'
+        | '\u{FFF0}'..='\u{FFFB}'
+        | '\u{E0000}'..='\u{E0FFF}'
+    )
+}
+
+/// The most common passwords of 8 characters or more, refused at registration.
+static COMMON_PASSWORDS: std::sync::LazyLock<std::collections::HashSet<&'static str>> =
+    std::sync::LazyLock::new(|| {
+        include_str!("../data/common-passwords.txt").lines().filter(|line| !line.starts_with('#')).collect()
+    });
+
+/// Refuses a password that is among the most common ones (as typed, or in lower case).
+pub fn check_password_not_common(password: &str) -> Result<(), &'static str> {
+    if COMMON_PASSWORDS.contains(password) || COMMON_PASSWORDS.contains(password.to_lowercase().as_str()) {
+        Err("That password is one of the 10,000 most common ones, which attackers try first; please choose another.")
     } else {
-        Err("Display names are 1 to 64 characters with no control characters.")
+        Ok(())
     }
 }
 

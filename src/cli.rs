@@ -5,7 +5,7 @@
 //! work on the database directly, so they work whether or not a server is running.
 //! Every failure is one line on stderr and a non-zero exit.
 
-use crate::auth::{check_display_name, check_password, normalise_username, Passwords};
+use crate::auth::{check_display_name, check_password, check_password_not_common, normalise_username, Passwords};
 use crate::config::{Config, ServeArgs};
 use crate::metrics::Metrics;
 use crate::protocol::{Message, Role};
@@ -123,6 +123,7 @@ async fn user(action: UserCommand) -> Result<(), String> {
             let password = password.strip_suffix('\n').unwrap_or(&password);
             let password = password.strip_suffix('\r').unwrap_or(password).to_string();
             check_password(&password).map_err(str::to_string)?;
+            check_password_not_common(&password).map_err(str::to_string)?;
             let store = open_store(&database).await?;
             let hash = Passwords::new(1).hash(password).await.map_err(|err| err.to_string())?;
             let outcome = store.insert_user(&username, &display_name, &hash, role).await;
@@ -133,6 +134,9 @@ async fn user(action: UserCommand) -> Result<(), String> {
                     Ok(())
                 }
                 Err(StoreError::Conflict) => Err(format!("the username `{username}` is taken")),
+                Err(StoreError::NameInUse) => {
+                    Err(format!("the display name `{display_name}` is someone's name already"))
+                }
                 Err(err) => Err(err.to_string()),
             }
         }

@@ -5,7 +5,8 @@
 //! failure, including malformed JSON, answers in the protocol's error shape.
 
 use crate::auth::{
-    check_display_name, check_password, check_password_length, new_token, normalise_username, token_hash, HashError,
+    check_display_name, check_password, check_password_length, check_password_not_common, new_token,
+    normalise_username, token_hash, HashError,
 };
 use crate::bus::CloseTarget;
 use crate::limits::limit_key;
@@ -117,6 +118,7 @@ async fn register(
     let body: RegisterBody = parse_body(&headers, body)?;
     let username = normalise_username(&body.username).map_err(invalid)?;
     check_password(&body.password).map_err(invalid)?;
+    check_password_not_common(&body.password).map_err(invalid)?;
     let display_name = body.display_name.unwrap_or_else(|| username.clone());
     check_display_name(&display_name).map_err(invalid)?;
     let address = limit_key(peer.ip());
@@ -134,6 +136,9 @@ async fn register(
             ErrorCode::Conflict,
             format!("The username `{username}` is taken; please choose another."),
         ))),
+        Err(StoreError::NameInUse) => {
+            Err(invalid("That display name is another member's name (or too like it); please choose one of your own."))
+        }
         Err(err) => Err(internal(err).into()),
     }
 }

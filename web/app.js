@@ -312,6 +312,7 @@ function renderMembers() {
         'li',
         {},
         h('span', { class: 'member-name' }, user.display_name),
+        h('span', { class: 'handle' }, `@${user.username}`),
         user.role !== 'member' ? h('span', { class: 'role' }, user.role) : null,
         roomView.moderator && user.username !== state.me.username ? moderatorActions(user) : null,
       ),
@@ -370,6 +371,8 @@ function messageElement(room, message) {
       'p',
       { class: 'meta' },
       h('span', { class: 'author' }, message.author.display_name),
+      // The username beside the chosen name: two members cannot look alike.
+      h('span', { class: 'handle' }, `@${message.author.username}`),
       message.author.role !== 'member' ? h('span', { class: 'role' }, message.author.role) : null,
       h('time', { datetime: message.ts }, formatClock(message.ts)),
     ),

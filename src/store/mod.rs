@@ -196,6 +196,9 @@ pub enum StoreError {
     /// A unique name is taken.
     #[error("already exists")]
     Conflict,
+    /// A display name is another user's username or display name.
+    #[error("the name is in use")]
+    NameInUse,
     /// The row to change does not exist.
     #[error("not found")]
     NotFound,

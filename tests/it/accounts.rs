@@ -203,3 +203,33 @@ async fn a_login_storm_is_turned_away_at_once_rather_than_queued_without_end() {
     let (status, _) = server.post("/api/v1/login", &json!({"username": "storm1", "password": "guess guess"})).await;
     assert_eq!(status, 401, "served again once the storm passed");
 }
+
+#[tokio::test]
+async fn names_cannot_impersonate_and_common_passwords_are_refused() {
+    let server = TestServer::start().await;
+    let register = |username: &str, display: &str, password: &str| {
+        let body = json!({"username": username, "password": password, "display_name": display});
+        let server = &server;
+        async move { server.post("/api/v1/register", &body).await }
+    };
+    assert_eq!(register("ada", "Ada Lovelace", "a gentle password").await.0, 201);
+    // Invisible and direction-changing characters: a name that shows as another's.
+    for sneaky in ["Ada\u{202E}ecalevoL", "A\u{200B}da", "Ad\u{2066}a", "\u{FEFF}Ada"] {
+        assert_http_error(&register("mallory", sneaky, "a gentle password").await, 400, "invalid");
+    }
+    // Another member's display name or username, in any case, is theirs.
+    assert_http_error(&register("mallory", "ADA LOVELACE", "a gentle password").await, 400, "invalid");
+    assert_http_error(&register("mallory", "Ada", "a gentle password").await, 400, "invalid");
+    // Nor can a new username be someone's display name.
+    assert_eq!(register("grace", "Hopper", "a gentle password").await.0, 201);
+    assert_http_error(&register("hopper", "Someone", "a gentle password").await, 409, "conflict");
+    // Emoji are fine, variation selector and all.
+    assert_eq!(register("mallory", "Mal ❤️", "a gentle password").await.0, 201);
+    // A password from the list of the most common ones is refused, saying why.
+    for common in ["iloveyou", "sunshine", "Football", "password1"] {
+        let answer = register("newcomer", "Newcomer", common).await;
+        assert_http_error(&answer, 400, "invalid");
+        assert!(answer.1.contains("most common"), "{common}: {}", answer.1);
+    }
+    assert_eq!(register("newcomer", "Newcomer", "correct horse battery").await.0, 201);
+}

@@ -435,12 +435,29 @@ impl Store for SqliteStore {
         role: Role,
     ) -> Result<UserRecord, StoreError> {
         let mut tx = self.begin_write().await?;
+        // A name is one namespace: a new username may not be anyone's display name, and a
+        // display name may not be anyone's username or display name (case folded).
+        let display_fold = crate::auth::fold_name(display_name);
+        let in_use = |name: String| {
+            sqlx::query_scalar::<_, i64>("SELECT 1 FROM users WHERE username = ? OR display_fold = ? LIMIT 1")
+                .bind(name.clone())
+                .bind(name)
+        };
+        if in_use(username.to_string()).fetch_optional(&mut *tx).await?.is_some() {
+            tx.rollback().await?;
+            return Err(StoreError::Conflict);
+        }
+        if display_fold != username && in_use(display_fold.clone()).fetch_optional(&mut *tx).await?.is_some() {
+            tx.rollback().await?;
+            return Err(StoreError::NameInUse);
+        }
         let result = sqlx::query_scalar(
-            "INSERT INTO users (username, display_name, password_hash, role, created_at) VALUES (?, ?, ?, ?, ?) \
-             RETURNING id",
+            "INSERT INTO users (username, display_name, display_fold, password_hash, role, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(username)
         .bind(display_name)
+        .bind(&display_fold)
         .bind(password_hash)
         .bind(role.as_str())
         .bind(now_ms())

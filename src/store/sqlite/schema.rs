@@ -117,6 +117,12 @@ CREATE TABLE heartbeat (
 );
 INSERT INTO heartbeat (id, n, at) VALUES (1, 0, 0);
 "#,
+    // Display names compared as names: no one may take another member's name.
+    r#"
+ALTER TABLE users ADD COLUMN display_fold TEXT;
+UPDATE users SET display_fold = lower(trim(display_name));
+CREATE INDEX users_display_fold ON users(display_fold);
+"#,
 ];
 
 /// Brings the schema up to date, each migration in its own write transaction.

@@ -485,8 +485,8 @@ pub enum Request {
         /// Bearer token from login.
         token: String,
     },
-    /// List rooms.
-    Rooms,
+    /// List rooms, a page at a time.
+    Rooms(PageQuery),
     /// Open a room.
     CreateRoom(CreateRoom),
     /// Become a member of a room.
@@ -615,6 +615,8 @@ pub enum Moderation {
     Reports {
         /// Room name.
         room: String,
+        /// Which page.
+        page: PageQuery,
     },
     /// Close a report.
     ResolveReport {
@@ -666,6 +668,21 @@ pub struct SendMessage {
     /// Idempotency key.
     #[serde(default)]
     pub client_msg_id: Option<String>,
+}
+
+/// Paging fields of `rooms` and `reports`: at most `limit` (1–200, default 50) items
+/// after the cursor (`after`: a room name; `after_id`: a report id).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct PageQuery {
+    /// How many, 1–200 (default 50).
+    #[serde(default)]
+    pub limit: Option<i64>,
+    /// For `rooms`: only rooms whose name sorts after this one.
+    #[serde(default)]
+    pub after: Option<String>,
+    /// For `reports`: only reports with a larger id.
+    #[serde(default)]
+    pub after_id: Option<i64>,
 }
 
 /// Fields of `history`.
@@ -844,7 +861,7 @@ pub fn parse_request(text: &str) -> Result<(Option<RequestId>, Request), ParseEr
             let f: AuthFields = serde_json::from_str(text).map_err(|e| fail("auth", e))?;
             Request::Auth { token: f.token }
         }
-        "rooms" => Request::Rooms,
+        "rooms" => Request::Rooms(serde_json::from_str(text).map_err(|e| fail("rooms", e))?),
         #[cfg(feature = "test-hooks")]
         "test_panic" => Request::TestPanic,
         "create_room" => Request::CreateRoom(serde_json::from_str(text).map_err(|e| fail("create_room", e))?),
@@ -909,7 +926,10 @@ fn parse_moderation(kind: &str, text: &str) -> Option<Result<Moderation, String>
         "report" => {
             fields::<ReportFields>(text).map(|f| Moderation::Report { room: f.room, seq: f.seq, reason: f.reason })
         }
-        "reports" => fields::<RoomFields>(text).map(|f| Moderation::Reports { room: f.room }),
+        "reports" => fields::<RoomFields>(text).and_then(|f| {
+            let page = fields::<PageQuery>(text)?;
+            Ok(Moderation::Reports { room: f.room, page })
+        }),
         "resolve_report" => fields::<ResolveFields>(text).and_then(|f| {
             let id = f.report_id.or_else(|| f.id.as_ref().and_then(serde_json::Value::as_i64));
             let id = id.ok_or("missing field `report_id` (or an integer `id`)")?;
@@ -951,8 +971,11 @@ pub enum Reply {
     },
     /// `rooms`.
     Rooms {
-        /// Rooms the user can see.
+        /// Rooms the user can see, by name.
         rooms: Vec<Room>,
+        /// More rooms follow: ask again with `after` = the last name.
+        #[serde(skip_serializing_if = "is_false")]
+        more: bool,
     },
     /// `create_room`.
     Room {
@@ -967,6 +990,9 @@ pub enum Reply {
         online: Vec<User>,
         /// The latest messages, ascending.
         messages: Vec<Message>,
+        /// Earlier messages exist than these (page back with `history before=`).
+        #[serde(skip_serializing_if = "is_false")]
+        more: bool,
     },
     /// `send`.
     Sent {
@@ -977,11 +1003,17 @@ pub enum Reply {
     Messages {
         /// Messages, ascending by seq.
         messages: Vec<Message>,
+        /// More messages lie in the direction asked (page on with `before`/`after`).
+        #[serde(skip_serializing_if = "is_false")]
+        more: bool,
     },
     /// `reports`.
     Reports {
         /// Open reports, oldest first.
         reports: Vec<Report>,
+        /// More follow: ask again with `after_id` = the last id.
+        #[serde(skip_serializing_if = "is_false")]
+        more: bool,
     },
     /// `mod_log`.
     ModLog {

@@ -111,10 +111,10 @@ impl Shared {
         }
     }
 
-    /// Every room, as this node knows it now (a cached version wins over the one just
-    /// read, which may predate a change).
-    pub async fn rooms(&self) -> Result<Vec<Room>, ApiError> {
-        let records = self.store.fetch_rooms().await.map_err(internal)?;
+    /// Up to `limit` rooms after `after` by name, as this node knows them now (a cached
+    /// version wins over the one just read, which may predate a change).
+    pub async fn rooms(&self, after: Option<&str>, limit: u32) -> Result<Vec<Room>, ApiError> {
+        let records = self.store.fetch_rooms(after, limit).await.map_err(internal)?;
         Ok(records.into_iter().map(|record| self.room_view(&self.hub.fill_room(record))).collect())
     }
 

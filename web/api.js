@@ -1,3 +1,5 @@
+import { reconnectDelay, STABLE_AFTER_MS } from './state.js';
+
 // Talking to the Alongside server: the account calls over HTTP and one WebSocket
 // connection that authenticates, answers requests by id, reconnects by itself and
 // tells the page what happened. Nothing here touches the page.
@@ -73,7 +75,9 @@ export class Connection {
     socket.addEventListener('open', async () => {
       try {
         const reply = await this.request('auth', { token: this.token });
-        this.attempt = 0;
+        // The back-off starts afresh only once a connection has proved stable (see
+        // closed()), so a server that closes us again at once is not hammered.
+        this.connectedAt = Date.now();
         this.onState('connected');
         await this.onAuthenticated(reply);
       } catch (error) {
@@ -112,9 +116,12 @@ export class Connection {
       this.stop('closed', { code });
       return;
     }
-    // Back off 1, 2, 4 ... 15 s with jitter, so a restarted server is not stampeded.
+    // Back off 1, 2, 4 ... 15 s with jitter, so a restarted server is not stampeded; a
+    // connection that lasted counts as a fresh start, one closed soon after does not.
+    if (this.connectedAt && Date.now() - this.connectedAt > STABLE_AFTER_MS) this.attempt = 0;
+    this.connectedAt = null;
     this.attempt += 1;
-    const delay = Math.min(15000, 1000 * 2 ** (this.attempt - 1)) * (0.75 + Math.random() / 2);
+    const delay = reconnectDelay(this.attempt, Math.random());
     this.onState('reconnecting', { code, delay });
     this.timer = setTimeout(() => this.open(), delay);
   }

@@ -164,8 +164,16 @@ async function onAuthenticated(reply) {
 
 async function refreshRooms() {
   try {
-    const reply = await state.connection.request('rooms');
-    state.rooms = new Map(reply.rooms.map((room) => [room.name, room]));
+    // The list comes a page at a time (by name); `more` says another page follows.
+    const rooms = new Map();
+    let after;
+    for (;;) {
+      const reply = await state.connection.request('rooms', { limit: 200, after });
+      for (const room of reply.rooms) rooms.set(room.name, room);
+      if (!reply.more || reply.rooms.length === 0) break;
+      after = reply.rooms[reply.rooms.length - 1].name;
+    }
+    state.rooms = rooms;
     renderRoomList();
   } catch (error) {
     failed(error);
@@ -179,7 +187,8 @@ async function catchUp(room) {
   for (;;) {
     const reply = await state.connection.request('history', { room, after, limit: 100 });
     for (const message of reply.messages) addMessage(message, { live: false });
-    if (reply.messages.length < 100) return;
+    // A page may hold fewer than asked when its messages are long: `more` decides.
+    if (!reply.more || reply.messages.length === 0) return;
     after = reply.messages[reply.messages.length - 1].seq;
   }
 }

@@ -99,7 +99,7 @@ async function showReports() {
   const room = state.current;
   const panel = $('#reports-panel');
   try {
-    const reply = await state.connection.request('reports', { room });
+    const reply = await state.connection.request('reports', { room, limit: 200 });
     const items = reply.reports.map((report) => {
       // The server keeps the message as it was reported, even if it was deleted since.
       const held = state.views.get(room)?.timeline.get(report.seq);
@@ -114,7 +114,12 @@ async function showReports() {
         h('button', { type: 'button', class: 'small', onclick: () => resolveReport(report) }, 'Mark resolved'),
       );
     });
-    fill(panel, h('h3', {}, 'Open reports'), items.length ? h('ul', { class: 'report-list' }, items) : h('p', {}, 'No open reports.'));
+    fill(
+      panel,
+      h('h3', {}, 'Open reports'),
+      items.length ? h('ul', { class: 'report-list' }, items) : h('p', {}, 'No open reports.'),
+      reply.more ? h('p', { class: 'since' }, 'More reports wait: resolve these to see the next ones.') : null,
+    );
     panel.hidden = false;
   } catch (error) {
     failed(error);

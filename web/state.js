@@ -132,6 +132,17 @@ export class RoomViews {
   }
 }
 
+/** A connection that stayed up this long made the back-off start again from 1 s. */
+export const STABLE_AFTER_MS = 30_000;
+
+/**
+ * How long to wait before reconnecting attempt `attempt` (1, 2, ...): 1, 2, 4 ... at
+ * most 15 s, times 0.75–1.25 from `random` (0–1) so clients do not reconnect in step.
+ */
+export function reconnectDelay(attempt, random) {
+  return Math.min(15_000, 1000 * 2 ** (attempt - 1)) * (0.75 + random / 2);
+}
+
 /**
  * The unsent message for sending `body` in `room`: the same text in the same room
  * keeps the id of the earlier attempt (so a retry after a lost answer is stored once),

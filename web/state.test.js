@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { RoomViews, Timeline, unsentFor } from './state.js';
+import { reconnectDelay, RoomViews, Timeline, unsentFor } from './state.js';
 
 const message = (seq, extra = {}) => ({ seq, room: 'r', body: `m${seq}`, ...extra });
 
@@ -68,6 +68,14 @@ describe('RoomViews', () => {
     assert.equal(view.moderator, false);
     views.delete('r');
     assert.equal(views.has('r'), false);
+  });
+});
+
+describe('reconnectDelay', () => {
+  it('doubles from one second to at most fifteen, with jitter either side', () => {
+    assert.deepEqual([1, 2, 3, 4, 5, 9].map((n) => reconnectDelay(n, 0.5)), [1000, 2000, 4000, 8000, 15000, 15000]);
+    assert.equal(reconnectDelay(1, 0), 750);
+    assert.equal(reconnectDelay(1, 1), 1250);
   });
 });
 

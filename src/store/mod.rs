@@ -278,8 +278,8 @@ pub trait Store: Send + Sync + 'static {
     /// One room by name.
     async fn fetch_room(&self, name: &str) -> Result<Option<RoomRecord>, StoreError>;
 
-    /// Every room, by name.
-    async fn fetch_rooms(&self) -> Result<Vec<RoomRecord>, StoreError>;
+    /// Up to `limit` rooms whose names sort after `after` (all, without it), by name.
+    async fn fetch_rooms(&self, after: Option<&str>, limit: u32) -> Result<Vec<RoomRecord>, StoreError>;
 
     /// Adds a member; `Ok(false)` if already a member, `Full` at capacity, `Banned`
     /// while a room or server ban is in force (checked in the same transaction, so a
@@ -369,7 +369,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores a report of a message with a snapshot of it (author, body, time) taken in
     /// the same transaction, so the evidence outlives a later deletion; `NotFound` if
-    /// there is no such message or it is deleted.
+    /// there is no such message or it is deleted, `Conflict` if this reporter reported
+    /// it already.
     async fn insert_report(
         &self,
         room: &RoomRecord,
@@ -378,8 +379,9 @@ pub trait Store: Send + Sync + 'static {
         reason: &str,
     ) -> Result<Report, StoreError>;
 
-    /// The room's open reports, oldest first.
-    async fn fetch_open_reports(&self, room: &RoomRecord) -> Result<Vec<Report>, StoreError>;
+    /// Up to `limit` of the room's open reports with ids above `after_id`, oldest first.
+    async fn fetch_open_reports(&self, room: &RoomRecord, after_id: i64, limit: u32)
+        -> Result<Vec<Report>, StoreError>;
 
     /// Resolves an open report; `false` if there is no open report with that id here.
     async fn resolve_report(&self, room: RoomId, id: i64, log: &ModEntry) -> Result<bool, StoreError>;

@@ -136,7 +136,7 @@ async fn rooms(s: &Subject) {
     assert!(matches!(store.insert_room(&new).await, Err(StoreError::Conflict)));
     assert_eq!(store.fetch_room("b-room").await.unwrap(), Some(b.clone()));
     assert_eq!(store.fetch_room("c-room").await.unwrap(), None);
-    let names: Vec<String> = store.fetch_rooms().await.unwrap().into_iter().map(|r| r.name).collect();
+    let names: Vec<String> = store.fetch_rooms(None, 100).await.unwrap().into_iter().map(|r| r.name).collect();
     assert_eq!(names, ["a-room", "b-room"]);
     assert_eq!(store.fetch_user_rooms(ada.id).await.unwrap(), ["a-room", "b-room"], "the owner is a member");
 }
@@ -333,7 +333,7 @@ async fn reports_keep_their_evidence(s: &Subject) {
     let entry = ModEntry { seq: Some(1), ..log(Some(room.id), LogAction::Delete, ada.id) };
     store.update_message_deleted(room.id, 1, &entry).await.unwrap();
     assert_eq!(
-        store.fetch_open_reports(&room).await.unwrap(),
+        store.fetch_open_reports(&room, 0, 100).await.unwrap(),
         std::slice::from_ref(&report),
         "evidence outlives the deletion"
     );
@@ -342,7 +342,7 @@ async fn reports_keep_their_evidence(s: &Subject) {
     let resolve = log(Some(room.id), LogAction::ResolveReport, ada.id);
     assert!(store.resolve_report(room.id, report.id, &resolve).await.unwrap());
     assert!(!store.resolve_report(room.id, report.id, &resolve).await.unwrap(), "resolved once");
-    assert!(store.fetch_open_reports(&room).await.unwrap().is_empty());
+    assert!(store.fetch_open_reports(&room, 0, 100).await.unwrap().is_empty());
 }
 
 async fn mod_log_newest_first_by_scope(s: &Subject) {

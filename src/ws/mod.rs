@@ -12,6 +12,7 @@
 //! presence is updated, whatever ended the connection.
 
 mod moderation;
+mod pages;
 mod requests;
 mod writer;
 
@@ -401,13 +402,21 @@ impl Reader {
     /// its replies fills its outbox like any slow reader and is closed with 4008; a
     /// resent `send` with the same `client_msg_id` then returns the stored message.
     async fn reply(&mut self, id: Option<&RequestId>, result: Result<Reply, ApiError>) {
-        let frame = match &result {
+        let mut frame = match &result {
             Ok(reply) => ok_frame(id, reply),
             Err(error) => {
                 self.state.metrics.request_errors.fetch_add(1, Relaxed);
                 error_frame(id, error)
             }
         };
+        // Pages already fit; this is the guard for anything that does not: a clear
+        // `too_large`, never a reply that overflows the socket and closes it.
+        if frame.len() > pages::MAX_REPLY_BYTES {
+            tracing::warn!(bytes = frame.len(), "a reply over the size limit was refused");
+            self.state.metrics.request_errors.fetch_add(1, Relaxed);
+            let error = ApiError::new(ErrorCode::TooLarge, "That answer would be too large; ask for fewer items.");
+            frame = error_frame(id, &error);
+        }
         if let Err(PushError::Full) = self.outbox.push_reply(Utf8Bytes::from(frame)) {
             self.closer.close(close_code::SLOW_CONSUMER, "slow consumer: reconnect and catch up from history");
         }

@@ -7,12 +7,16 @@
 //! target's sockets, a server ban closes them with 4003, a mute lands in every node's
 //! mute cache.
 
+use super::pages::{fit_page, page_limit, Keep};
 use super::requests::{member_room, standing};
+use super::requests::{DEFAULT_LIST, MAX_LIST};
 use crate::bus::{CloseTarget, Effect};
 use crate::hub::Session;
 use crate::permissions::{may_act_server_wide, may_lift_server_wide, RoomStanding, Standing};
 use crate::protocol::close_code;
-use crate::protocol::{now_ms, ApiError, ErrorCode, Event, LeftReason, LogAction, Moderation, Reply, Role, RoomRole};
+use crate::protocol::{
+    now_ms, ApiError, ErrorCode, Event, LeftReason, LogAction, Moderation, PageQuery, Reply, Role, RoomRole,
+};
 use crate::state::{describe_until, internal, AppState};
 use crate::store::{BanScope, ModEntry, Restriction, RoomRecord, Sanction, StoreError, UserId, UserRecord};
 
@@ -45,7 +49,7 @@ pub async fn handle(state: &AppState, session: &Session, request: Moderation) ->
         Moderation::SetRoomRole { room, user, role } => set_room_role(state, session, &room, &user, role).await,
         Moderation::SetRole { user, role } => set_role(state, session, &user, role).await,
         Moderation::Report { room, seq, reason } => report(state, session, &room, seq, reason).await,
-        Moderation::Reports { room } => reports(state, session, &room).await,
+        Moderation::Reports { room, page } => reports(state, session, &room, page).await,
         Moderation::ResolveReport { room, id, note } => resolve_report(state, session, &room, id, note).await,
         Moderation::ModLog { room, limit } => mod_log(state, session, room.as_deref(), limit).await,
     }
@@ -163,7 +167,11 @@ fn check_text(text: Option<String>, field: &str) -> Result<Option<String>, ApiEr
             Err(invalid(format!("`{field}` is at most {MAX_REASON_CHARS} characters.")))
         }
         Some(text) if text.trim().is_empty() => Ok(None),
-        other => Ok(other),
+        Some(text) => {
+            super::requests::check_no_control_characters(&text, &format!("`{field}`"))?;
+            Ok(Some(text))
+        }
+        None => Ok(None),
     }
 }
 
@@ -478,6 +486,10 @@ async fn report(
         Err(StoreError::NotFound) => {
             return Err(ApiError::new(ErrorCode::NotFound, format!("There is no message {seq} in `{}`.", room.name)))
         }
+        Err(StoreError::Conflict) => {
+            let message = "You have reported this message already; the moderators have your report.";
+            return Err(ApiError::new(ErrorCode::Conflict, message));
+        }
         Err(err) => return Err(internal(err)),
     };
     let mut moderators = state.store.fetch_room_moderators(room.id).await.map_err(internal)?;
@@ -486,11 +498,14 @@ async fn report(
     Ok(Reply::Empty {})
 }
 
-async fn reports(state: &AppState, session: &Session, room_name: &str) -> Result<Reply, ApiError> {
+async fn reports(state: &AppState, session: &Session, room_name: &str, page: PageQuery) -> Result<Reply, ApiError> {
     let room = state.room(room_name).await?;
     actor(state, session, &room, Standing::can_review, "read reports").await?;
-    let reports = state.store.fetch_open_reports(&room).await.map_err(internal)?;
-    Ok(Reply::Reports { reports })
+    let limit = page_limit(page.limit, DEFAULT_LIST, MAX_LIST)?;
+    let after = page.after_id.unwrap_or(0);
+    let mut reports = state.store.fetch_open_reports(&room, after, limit + 1).await.map_err(internal)?;
+    let more = fit_page(&mut reports, limit, Keep::First);
+    Ok(Reply::Reports { reports, more })
 }
 
 async fn resolve_report(

@@ -5,11 +5,12 @@
 //! store, publish what changed, and return the reply. Handlers never write to a socket
 //! directly: replies go back to the reader, events go through the bus.
 
+use super::pages::{fit_page, page_limit, Keep};
 use crate::hub::Session;
 use crate::permissions::{RoomStanding, Standing};
 use crate::protocol::{
-    now_ms, parse_ts, ApiError, CreateRoom, ErrorCode, Event, HistoryQuery, LeftReason, Reply, Request, Role, Room,
-    RoomKind, SendMessage,
+    now_ms, parse_ts, ApiError, CreateRoom, ErrorCode, Event, HistoryQuery, LeftReason, PageQuery, Reply, Request,
+    Role, Room, RoomKind, SendMessage,
 };
 use crate::state::{describe_until, internal, AppState};
 use crate::store::{
@@ -23,6 +24,9 @@ pub const MAX_BODY_CHARS: usize = 4000;
 const MAX_ONLINE_LISTED: usize = 200;
 /// Messages in a `join` reply, and the default `history` page.
 const DEFAULT_PAGE: u32 = 50;
+/// The default and largest page of `rooms` and `reports`.
+pub(super) const DEFAULT_LIST: u32 = 50;
+pub(super) const MAX_LIST: u32 = 200;
 /// Longest room topic, in characters.
 const MAX_TOPIC_CHARS: usize = 500;
 /// Longest `client_msg_id`, in characters.
@@ -32,7 +36,7 @@ const MAX_CLIENT_MSG_ID_CHARS: usize = 64;
 pub async fn handle(state: &AppState, session: &Arc<Session>, request: Request) -> Result<Reply, ApiError> {
     match request {
         Request::Auth { .. } => Err(ApiError::new(ErrorCode::BadRequest, "This socket is already authenticated.")),
-        Request::Rooms => rooms(state).await,
+        Request::Rooms(page) => rooms(state, page).await,
         Request::CreateRoom(fields) => create_room(state, session, fields).await,
         Request::Join { room } => join(state, session, &room).await,
         Request::Leave { room } => leave(state, session, &room).await,
@@ -70,8 +74,20 @@ fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::Invalid, message)
 }
 
-async fn rooms(state: &AppState) -> Result<Reply, ApiError> {
-    Ok(Reply::Rooms { rooms: state.rooms().await? })
+/// Text fields take no control characters but line breaks and tabs (PROTOCOL.md §7):
+/// they render as nothing, or as escapes six times their size.
+pub(super) fn check_no_control_characters(text: &str, what: &str) -> Result<(), ApiError> {
+    if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(invalid(format!("{what} cannot contain control characters (other than line breaks and tabs).")));
+    }
+    Ok(())
+}
+
+async fn rooms(state: &AppState, page: PageQuery) -> Result<Reply, ApiError> {
+    let limit = page_limit(page.limit, DEFAULT_LIST, MAX_LIST)?;
+    let mut rooms = state.rooms(page.after.as_deref(), limit + 1).await?;
+    let more = fit_page(&mut rooms, limit, Keep::First);
+    Ok(Reply::Rooms { rooms, more })
 }
 
 /// Checks a room name: 2–64 of `a-z 0-9 _ -`.
@@ -185,12 +201,14 @@ async fn join(state: &AppState, session: &Session, name: &str) -> Result<Reply, 
         global: user.user.role,
         room: RoomStanding::from_membership(Some(room_role), room.owner_id == user.id),
     };
-    let range = HistoryRange { before: None, after: None, limit: DEFAULT_PAGE };
-    let messages = state.store.fetch_messages(&room, range).await.map_err(internal)?;
+    let range = HistoryRange { before: None, after: None, limit: DEFAULT_PAGE + 1 };
+    let mut messages = state.store.fetch_messages(&room, range).await.map_err(internal)?;
+    let more = fit_page(&mut messages, DEFAULT_PAGE, Keep::Last);
     Ok(Reply::Joined {
         room: Room { my_role: Some(standing.my_role()), ..state.room_view(&room) },
         online: state.online_users(&room.name, MAX_ONLINE_LISTED),
         messages,
+        more,
     })
 }
 
@@ -223,6 +241,7 @@ async fn send(state: &AppState, session: &Session, fields: SendMessage) -> Resul
     if fields.body.trim().is_empty() {
         return Err(invalid("The message is empty."));
     }
+    check_no_control_characters(&fields.body, "A message")?;
     if let Some(id) = &fields.client_msg_id {
         if id.is_empty() || id.chars().count() > MAX_CLIENT_MSG_ID_CHARS {
             return Err(invalid(format!("`client_msg_id` is 1 to {MAX_CLIENT_MSG_ID_CHARS} characters.")));
@@ -304,9 +323,12 @@ async fn history(state: &AppState, session: &Session, query: HistoryQuery) -> Re
     if query.before.is_some_and(|s| s < 0) || query.after.is_some_and(|s| s < 0) {
         return Err(invalid("`before` and `after` are seqs, 0 or more."));
     }
-    let range = HistoryRange { before: query.before, after: query.after, limit: limit as u32 };
-    let messages = state.store.fetch_messages(&room, range).await.map_err(internal)?;
-    Ok(Reply::Messages { messages })
+    let range = HistoryRange { before: query.before, after: query.after, limit: limit as u32 + 1 };
+    let mut messages = state.store.fetch_messages(&room, range).await.map_err(internal)?;
+    // Catching up reads forwards and keeps the first; paging back keeps the latest.
+    let keep = if query.after.is_some() { Keep::First } else { Keep::Last };
+    let more = fit_page(&mut messages, limit as u32, keep);
+    Ok(Reply::Messages { messages, more })
 }
 
 async fn typing(state: &AppState, session: &Session, name: &str) -> Result<Reply, ApiError> {

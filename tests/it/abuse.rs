@@ -87,3 +87,100 @@ async fn metrics_can_require_the_operators_token() {
     assert_eq!(status, 200);
     assert!(text.contains("alongside_sockets_open"), "{text}");
 }
+
+/// The byte length of the next reply frame to `request`, and the reply.
+async fn sized(client: &mut Client, request: serde_json::Value) -> (usize, serde_json::Value) {
+    let reply = client.ok(request).await;
+    (reply.to_string().len(), reply)
+}
+
+#[tokio::test]
+async fn long_messages_never_make_a_reply_that_closes_the_room() {
+    let server = TestServer::start_with(|c| c.members_may_create_rooms = true).await;
+    let mut author = server.member("author").await;
+    author.ok(json!({"type": "create_room", "name": "long"})).await;
+    // 60 messages at the longest a message may be, in 4-byte characters: about 1 MB.
+    let long = "😀".repeat(4000);
+    for _ in 0..60 {
+        author.ok(json!({"type": "send", "room": "long", "body": long})).await;
+    }
+    // Control characters (escaped in JSON at six bytes each) are refused outright.
+    author.refused(json!({"type": "send", "room": "long", "body": "\u{1}".repeat(4000)}), "invalid").await;
+    // Left over from older versions: a flood of them stored anyway.
+    let url = format!("sqlite://{}", server.db_path.display());
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url).await.unwrap();
+    for seq in 61..=100 {
+        sqlx::query(
+            "INSERT INTO messages (room_id, seq, author_id, body, ts) SELECT r.id, ?, r.owner_id, ?, 0 \
+             FROM rooms r WHERE r.name = 'long'",
+        )
+        .bind(seq)
+        .bind("\u{1}".repeat(4000))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    sqlx::query("UPDATE rooms SET last_seq = 100 WHERE name = 'long'").execute(&mut conn).await.unwrap();
+
+    // Joining still works: fewer messages, the newest, and `more`.
+    let mut reader = server.member("reader").await;
+    let (bytes, joined) = sized(&mut reader, json!({"type": "join", "room": "long"})).await;
+    assert!(bytes <= 256 * 1024, "{bytes} bytes");
+    let messages = joined["messages"].as_array().unwrap();
+    assert!(!messages.is_empty() && messages.len() < 50, "{}", messages.len());
+    assert_eq!(messages.last().unwrap()["seq"], 100);
+    assert_eq!(joined["more"], true);
+    // Paging back with `before` reaches seq 1 in pages that all fit, with no seq lost.
+    let mut seen: Vec<i64> = messages.iter().map(|m| m["seq"].as_i64().unwrap()).collect();
+    while seen[0] > 1 {
+        let (bytes, page) =
+            sized(&mut reader, json!({"type": "history", "room": "long", "before": seen[0], "limit": 100})).await;
+        assert!(bytes <= 256 * 1024, "{bytes} bytes");
+        let mut earlier: Vec<i64> =
+            page["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_i64().unwrap()).collect();
+        assert!(!earlier.is_empty());
+        earlier.extend(seen);
+        seen = earlier;
+    }
+    assert_eq!(seen, (1..=100).collect::<Vec<_>>());
+    // Catching up forwards in pages keeps the earliest first, and says when it is done.
+    let (_, page) = sized(&mut reader, json!({"type": "history", "room": "long", "after": 0, "limit": 100})).await;
+    assert_eq!(page["messages"][0]["seq"], 1);
+    assert_eq!(page["more"], true);
+    // The socket is still open and in the room.
+    reader.ok(json!({"type": "send", "room": "long", "body": "still here"})).await;
+}
+
+#[tokio::test]
+async fn rooms_and_reports_come_a_page_at_a_time() {
+    let server = TestServer::start_with(|c| c.members_may_create_rooms = true).await;
+    let mut owner = server.member("owner").await;
+    for name in ["r-a", "r-b", "r-c", "r-d", "r-e"] {
+        owner.ok(json!({"type": "create_room", "name": name})).await;
+    }
+    let first = owner.ok(json!({"type": "rooms", "limit": 2})).await;
+    let names = |reply: &serde_json::Value| -> Vec<String> {
+        reply["rooms"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!((names(&first), first["more"].clone()), (vec!["r-a".to_string(), "r-b".to_string()], json!(true)));
+    let last = owner.ok(json!({"type": "rooms", "limit": 2, "after": "r-d"})).await;
+    assert_eq!(names(&last), ["r-e"]);
+    assert!(last.get("more").is_none(), "{last}");
+    owner.refused(json!({"type": "rooms", "limit": 0}), "invalid").await;
+    owner.refused(json!({"type": "rooms", "limit": 201}), "invalid").await;
+
+    let mut member = server.member("member").await;
+    member.ok(json!({"type": "join", "room": "r-a"})).await;
+    for n in 0..5 {
+        let seq =
+            owner.ok(json!({"type": "send", "room": "r-a", "body": format!("m{n}")})).await["message"]["seq"].clone();
+        member.ok(json!({"type": "report", "room": "r-a", "seq": seq, "reason": "check this"})).await;
+    }
+    let page = owner.ok(json!({"type": "reports", "room": "r-a", "limit": 2})).await;
+    assert_eq!(page["reports"].as_array().unwrap().len(), 2);
+    assert_eq!(page["more"], true);
+    let after_id = page["reports"][1]["id"].clone();
+    let rest = owner.ok(json!({"type": "reports", "room": "r-a", "limit": 10, "after_id": after_id})).await;
+    assert_eq!(rest["reports"].as_array().unwrap().len(), 3);
+    assert!(rest.get("more").is_none());
+}

@@ -358,7 +358,10 @@ async fn reports_reach_moderators_online_and_wait_for_those_offline() {
 
     // A room moderator who was offline finds the reports stored, oldest first.
     drop(owner);
-    mia.ok(json!({"type": "report", "room": "circle", "seq": seq, "reason": "Second report"})).await;
+    // One report per member and message; a second message gets a second report.
+    mia.refused(json!({"type": "report", "room": "circle", "seq": seq, "reason": "Again"}), "conflict").await;
+    let second = sent(&mut ben, "something else").await;
+    mia.ok(json!({"type": "report", "room": "circle", "seq": second, "reason": "Second report"})).await;
     let mut owner = server.client(&server.login("owner").await).await;
     let open = owner.ok(json!({"type": "reports", "room": "circle"})).await;
     let reasons: Vec<&str> =

@@ -595,8 +595,12 @@ impl Store for SqliteStore {
         Ok(row.map(|row| room_from_row(&row)).transpose()?)
     }
 
-    async fn fetch_rooms(&self) -> Result<Vec<RoomRecord>, StoreError> {
-        let rows = sqlx::query(&format!("SELECT {ROOM_COLUMNS} ORDER BY r.name")).fetch_all(&self.reads).await?;
+    async fn fetch_rooms(&self, after: Option<&str>, limit: u32) -> Result<Vec<RoomRecord>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {ROOM_COLUMNS} WHERE r.name > ? ORDER BY r.name LIMIT ?"))
+            .bind(after.unwrap_or(""))
+            .bind(i64::from(limit))
+            .fetch_all(&self.reads)
+            .await?;
         Ok(rows.iter().map(room_from_row).collect::<Result<_, _>>()?)
     }
 
@@ -860,7 +864,7 @@ impl Store for SqliteStore {
         let mut tx = self.begin_write().await?;
         // The snapshot is copied from the message in the same statement, so it is the
         // message exactly as it stood when the report was made.
-        let id: Option<i64> = sqlx::query_scalar(
+        let id: Result<Option<i64>, sqlx::Error> = sqlx::query_scalar(
             "INSERT INTO reports (room_id, seq, reporter_id, reason, ts, author_id, body, message_ts) \
              SELECT room_id, seq, ?, ?, ?, author_id, body, ts FROM messages \
              WHERE room_id = ? AND seq = ? AND deleted = 0 RETURNING id",
@@ -871,7 +875,15 @@ impl Store for SqliteStore {
         .bind(room.id.0)
         .bind(seq)
         .fetch_optional(&mut *tx)
-        .await?;
+        .await;
+        let id = match id {
+            Ok(id) => id,
+            Err(err) if is_unique_violation(&err) => {
+                tx.rollback().await?;
+                return Err(StoreError::Conflict);
+            }
+            Err(err) => return Err(err.into()),
+        };
         let Some(id) = id else {
             tx.rollback().await?;
             return Err(StoreError::NotFound);
@@ -882,12 +894,17 @@ impl Store for SqliteStore {
         Ok(report)
     }
 
-    async fn fetch_open_reports(&self, room: &RoomRecord) -> Result<Vec<Report>, StoreError> {
+    async fn fetch_open_reports(
+        &self,
+        room: &RoomRecord,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<Report>, StoreError> {
+        let sql = format!(
+            "SELECT {REPORT_COLUMNS} WHERE r.room_id = ? AND r.status = 'open' AND r.id > ? ORDER BY r.id LIMIT ?"
+        );
         let rows =
-            sqlx::query(&format!("SELECT {REPORT_COLUMNS} WHERE r.room_id = ? AND r.status = 'open' ORDER BY r.id"))
-                .bind(room.id.0)
-                .fetch_all(&self.reads)
-                .await?;
+            sqlx::query(&sql).bind(room.id.0).bind(after_id).bind(i64::from(limit)).fetch_all(&self.reads).await?;
         Ok(rows.iter().map(|row| report_from_row(&room.name, row)).collect::<Result<_, _>>()?)
     }
 

@@ -123,6 +123,12 @@ ALTER TABLE users ADD COLUMN display_fold TEXT;
 UPDATE users SET display_fold = lower(trim(display_name));
 CREATE INDEX users_display_fold ON users(display_fold);
 "#,
+    // One report per reporter and message: 400 reports from one member would make the
+    // list useless (earlier duplicates are merged into the first).
+    r#"
+DELETE FROM reports WHERE id NOT IN (SELECT min(id) FROM reports GROUP BY room_id, seq, reporter_id);
+CREATE UNIQUE INDEX reports_once ON reports(room_id, seq, reporter_id);
+"#,
 ];
 
 /// Brings the schema up to date, each migration in its own write transaction.

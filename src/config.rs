@@ -108,6 +108,8 @@ settings! {
     write_coalesce_ms: u64 = 8, env = "ALONGSIDE_WRITE_COALESCE_MS";
     /// Frames queued per socket before it counts as a slow consumer (closed with 4008).
     outbox_frames: usize = 1024, env = "ALONGSIDE_OUTBOX_FRAMES";
+    /// Bytes queued per socket before it counts as a slow consumer (closed with 4008).
+    outbox_bytes: usize = 4 * 1024 * 1024, env = "ALONGSIDE_OUTBOX_BYTES";
     /// Requests per second one socket may make on average; 0 turns the limit off.
     request_rate_per_s: f64 = 20.0, env = "ALONGSIDE_REQUEST_RATE_PER_S";
     /// Requests one socket may make in a burst above the average rate.

@@ -39,8 +39,13 @@ pub enum PushError {
 /// is what showed in the profile of a 1,000-socket room.)
 pub struct Outbox {
     /// Short std lock: held only to push one frame or to swap the queue out.
-    queue: Mutex<VecDeque<Utf8Bytes>>,
+    queue: Mutex<Queue>,
+    /// Most frames queued.
     capacity: usize,
+    /// Most bytes queued (a single larger frame is still taken when the queue is empty).
+    max_bytes: usize,
+    /// Woken when the writer takes the queue, for a reader waiting on its replies.
+    taken: Notify,
     /// Wakes the writer. A wake-up that comes while the writer is busy is kept as a
     /// permit, so none is lost between "the queue is empty" and waiting.
     ready: Notify,
@@ -51,6 +56,14 @@ pub struct Outbox {
     interrupted: std::sync::atomic::AtomicBool,
     /// A reply is queued: the writer must not hold its write back to coalesce.
     urgent: Notify,
+}
+
+/// The frames waiting, with their size and how many are replies.
+#[derive(Default)]
+struct Queue {
+    frames: VecDeque<Utf8Bytes>,
+    bytes: usize,
+    replies: usize,
 }
 
 /// Why [`Outbox::take`] returned.
@@ -65,11 +78,13 @@ pub enum Wake {
 }
 
 impl Outbox {
-    /// An empty outbox holding at most `capacity` frames.
-    pub fn new(capacity: usize) -> Outbox {
+    /// An empty outbox holding at most `capacity` frames and `max_bytes` bytes.
+    pub fn new(capacity: usize, max_bytes: usize) -> Outbox {
         Outbox {
-            queue: Mutex::new(VecDeque::new()),
+            queue: Mutex::new(Queue::default()),
             capacity: capacity.max(1),
+            max_bytes: max_bytes.max(1),
+            taken: Notify::new(),
             ready: Notify::new(),
             closed: std::sync::atomic::AtomicBool::new(false),
             ping_due: std::sync::atomic::AtomicBool::new(false),
@@ -81,9 +96,25 @@ impl Outbox {
     /// Queues the reply to a request: like [`Outbox::push`], but a writer holding back
     /// to coalesce writes at once (a client waits on its reply; events can wait a few ms).
     pub fn push_reply(&self, frame: Utf8Bytes) -> Result<(), PushError> {
-        self.push(frame)?;
+        self.push_counted(frame, true)?;
         self.urgent.notify_one();
         Ok(())
+    }
+
+    /// Resolves once no reply is left in the queue (the writer has taken them to write).
+    /// The reader waits here before reading the next request, so a client that does not
+    /// read its replies stops being read, instead of piling replies up in memory.
+    pub async fn replies_taken(&self) {
+        loop {
+            let taken = self.taken.notified();
+            tokio::pin!(taken);
+            // Registered before looking, so a take in between is not missed.
+            taken.as_mut().enable();
+            if self.queue.lock().expect("outbox lock").replies == 0 {
+                return;
+            }
+            taken.await;
+        }
     }
 
     /// Resolves when a reply has been queued since the last call (or at once if one was
@@ -108,15 +139,21 @@ impl Outbox {
 
     /// Queues a frame without waiting.
     pub fn push(&self, frame: Utf8Bytes) -> Result<(), PushError> {
+        self.push_counted(frame, false)
+    }
+
+    fn push_counted(&self, frame: Utf8Bytes, reply: bool) -> Result<(), PushError> {
         if self.closed.load(Relaxed) {
             return Err(PushError::Closed);
         }
         let mut queue = self.queue.lock().expect("outbox lock");
-        if queue.len() >= self.capacity {
+        let was_empty = queue.frames.is_empty();
+        if queue.frames.len() >= self.capacity || (!was_empty && queue.bytes + frame.len() > self.max_bytes) {
             return Err(PushError::Full);
         }
-        let was_empty = queue.is_empty();
-        queue.push_back(frame);
+        queue.bytes += frame.len();
+        queue.replies += usize::from(reply);
+        queue.frames.push_back(frame);
         drop(queue);
         if was_empty {
             self.ready.notify_one();
@@ -131,11 +168,8 @@ impl Outbox {
                 return Wake::Interrupted;
             }
             let ping = self.ping_due.swap(false, Relaxed);
-            {
-                let mut queue = self.queue.lock().expect("outbox lock");
-                if !queue.is_empty() {
-                    std::mem::swap(&mut *queue, batch);
-                }
+            if self.swap_into(batch) {
+                self.taken.notify_waiters();
             }
             if ping {
                 return Wake::Ping;
@@ -149,13 +183,31 @@ impl Outbox {
 
     /// Takes whatever is queued now, without waiting.
     pub fn take_now(&self) -> VecDeque<Utf8Bytes> {
-        std::mem::take(&mut *self.queue.lock().expect("outbox lock"))
+        let mut batch = VecDeque::new();
+        if self.swap_into(&mut batch) {
+            self.taken.notify_waiters();
+        }
+        batch
+    }
+
+    /// Moves the queued frames into `batch` (which must be empty); whether there were any.
+    fn swap_into(&self, batch: &mut VecDeque<Utf8Bytes>) -> bool {
+        let mut queue = self.queue.lock().expect("outbox lock");
+        if queue.frames.is_empty() {
+            return false;
+        }
+        std::mem::swap(&mut queue.frames, batch);
+        queue.bytes = 0;
+        queue.replies = 0;
+        true
     }
 
     /// Refuses further frames and drops the queued ones (the writer has stopped).
     pub fn close(&self) {
         self.closed.store(true, Relaxed);
-        self.queue.lock().expect("outbox lock").clear();
+        *self.queue.lock().expect("outbox lock") = Queue::default();
+        // A reader waiting on its replies must not wait for a writer that is gone.
+        self.taken.notify_waiters();
     }
 }
 
@@ -543,7 +595,7 @@ mod tests {
     use crate::protocol::Role;
 
     fn session(id: u64, user: i64, capacity: usize) -> (Arc<Session>, Arc<Outbox>, Closer) {
-        let outbox = Arc::new(Outbox::new(capacity));
+        let outbox = Arc::new(Outbox::new(capacity, 1 << 20));
         let closer = Closer::default();
         let profile = User { username: format!("u{user}"), display_name: format!("U{user}"), role: Role::Member };
         (Arc::new(Session::new(id, UserId(user), profile, [0; 32], outbox.clone(), closer.clone())), outbox, closer)
@@ -587,7 +639,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_writer_is_woken_once_per_burst_and_takes_it_whole() {
-        let outbox = Arc::new(Outbox::new(8));
+        let outbox = Arc::new(Outbox::new(8, 1 << 20));
         for n in 0..3 {
             outbox.push(Utf8Bytes::from(n.to_string())).unwrap();
         }
@@ -614,6 +666,30 @@ mod tests {
         assert_eq!(within(outbox.take(&mut batch)).await, Wake::Interrupted);
         outbox.close();
         assert_eq!(outbox.push(Utf8Bytes::from_static("after")), Err(PushError::Closed));
+    }
+
+    #[tokio::test]
+    async fn the_outbox_is_bounded_in_bytes_and_a_reader_waits_for_its_replies_to_go() {
+        let outbox = Arc::new(Outbox::new(100, 10));
+        outbox.push(Utf8Bytes::from_static("0123456789abc")).expect("one frame over the bound still fits alone");
+        assert_eq!(outbox.push(Utf8Bytes::from_static("x")), Err(PushError::Full), "over the byte bound");
+        outbox.take_now();
+        outbox.push(Utf8Bytes::from_static("12345")).unwrap();
+        outbox.push(Utf8Bytes::from_static("12345")).unwrap();
+        assert_eq!(outbox.push(Utf8Bytes::from_static("1")), Err(PushError::Full));
+        outbox.take_now();
+        // No reply queued: nothing to wait for.
+        within(outbox.replies_taken()).await;
+        outbox.push_reply(Utf8Bytes::from_static("reply")).unwrap();
+        let waiting = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { outbox.replies_taken().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "the reply is still queued");
+        let mut batch = VecDeque::new();
+        within(outbox.take(&mut batch)).await;
+        within(waiting).await.unwrap();
     }
 
     #[test]

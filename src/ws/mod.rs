@@ -167,7 +167,7 @@ impl Drop for CloseOnDrop {
 /// function, so it runs however the reader ends.
 async fn run(state: AppState, socket: WebSocket, peer: IpAddr) {
     let (sink, mut stream) = socket.split();
-    let outbox = Arc::new(Outbox::new(state.config.outbox_frames));
+    let outbox = Arc::new(Outbox::new(state.config.outbox_frames, state.config.outbox_bytes));
     let closer = Closer::for_outbox(outbox.clone());
     let coalesce = Duration::from_millis(state.config.write_coalesce_ms);
     let writer = tokio::spawn(writer::write_loop(sink, outbox.clone(), closer.clone(), coalesce));
@@ -320,6 +320,17 @@ impl Reader {
     async fn serve(&mut self, stream: &mut SplitStream<WebSocket>) {
         let idle_limit = self.state.config.ping_interval() * 2;
         loop {
+            // Read the next request only once this socket's replies are on their way:
+            // a client that does not read them is not read either, so its replies
+            // cannot pile up. One that stays stuck that long is a slow consumer.
+            let drained = tokio::select! {
+                drained = tokio::time::timeout(idle_limit, self.outbox.replies_taken()) => drained.is_ok(),
+                () = self.closer.closed() => return,
+            };
+            if !drained {
+                self.closer.close(close_code::SLOW_CONSUMER, "slow consumer: reconnect and catch up from history");
+                return;
+            }
             let frame = tokio::select! {
                 frame = tokio::time::timeout(idle_limit, stream.next()) => match frame {
                     Ok(frame) => frame,

@@ -168,7 +168,7 @@ mod tests {
     /// A writer over a recording sink, with its outbox and closer.
     fn writer() -> (Recorder, Arc<Outbox>, Closer, tokio::task::JoinHandle<()>) {
         let recorder = Recorder::new();
-        let outbox = Arc::new(Outbox::new(16));
+        let outbox = Arc::new(Outbox::new(16, 1 << 20));
         let closer = Closer::for_outbox(outbox.clone());
         let task = tokio::spawn(write_loop(recorder.clone(), outbox.clone(), closer.clone(), COALESCE));
         (recorder, outbox, closer, task)

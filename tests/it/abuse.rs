@@ -184,3 +184,66 @@ async fn rooms_and_reports_come_a_page_at_a_time() {
     assert_eq!(rest["reports"].as_array().unwrap().len(), 3);
     assert!(rest.get("more").is_none());
 }
+
+/// The resident memory of a process, in KiB.
+fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_its_replies_is_paused_not_fed() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as Frame;
+    let dir = tempfile::tempdir().unwrap();
+    let binary = Binary::start(&dir.path().join("stall.db"));
+    let login = |name: &str| {
+        let body = json!({"username": name, "password": "stalling password"}).to_string();
+        let addr = binary.addr;
+        async move {
+            assert_eq!(http(addr, "POST", "/api/v1/register", &[], Some(&body)).await.0, 201);
+            let (_, reply) = http(addr, "POST", "/api/v1/login", &[], Some(&body)).await;
+            serde_json::from_str::<serde_json::Value>(&reply).unwrap()["token"].as_str().unwrap().to_string()
+        }
+    };
+    let mut author = Client::connect(&binary.ws_url(), None).await;
+    author.ok(json!({"type": "auth", "token": login("author").await})).await;
+    author.ok(json!({"type": "create_room", "name": "heavy"})).await;
+    for _ in 0..40 {
+        author.ok(json!({"type": "send", "room": "heavy", "body": "😀".repeat(3000)})).await;
+    }
+    let token = login("staller").await;
+    let mut staller = Client::connect(&binary.ws_url(), None).await;
+    staller.ok(json!({"type": "auth", "token": token})).await;
+    staller.ok(json!({"type": "join", "room": "heavy"})).await;
+    let before = rss_kib(binary.pid());
+
+    // 300 requests for a page of about 200 KB each (60 MB of replies), never read.
+    let (mut sink, mut stream) = tokio_tungstenite::connect_async(binary.ws_url()).await.unwrap().0.split();
+    sink.send(Frame::text(json!({"type": "auth", "id": 0, "token": token}).to_string())).await.unwrap();
+    for id in 1..=300 {
+        let request = json!({"type": "history", "id": id, "room": "heavy", "limit": 100});
+        tokio::time::timeout(WAIT, sink.send(Frame::text(request.to_string()))).await.unwrap().unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let grown = rss_kib(binary.pid()).saturating_sub(before);
+    assert!(grown < 16 * 1024, "the server held {grown} KiB more for a client that does not read");
+
+    // Paused, not dropped: once it reads, every reply arrives (the auth's, id 0, first),
+    // in order.
+    let mut next = 0;
+    while next <= 300 {
+        let frame = tokio::time::timeout(WAIT, stream.next()).await.expect("a reply").expect("open").expect("frame");
+        let Frame::Text(text) = frame else { continue };
+        let reply: serde_json::Value = serde_json::from_str(&text).unwrap();
+        if reply["type"] == "ok" {
+            assert_eq!(reply["id"], next, "replies in request order");
+            next += 1;
+        }
+    }
+    eprintln!("a client that stopped reading 300 replies of ~200 KB: the server grew by {grown} KiB");
+}

@@ -283,13 +283,8 @@ impl Reader {
 
     async fn auth(&mut self, token: &str) -> Result<(Reply, Vec<String>), ApiError> {
         let hash = token_hash(token);
-        let record =
-            self.state.store.fetch_token_user(&hash).await.map_err(internal)?.ok_or_else(|| {
-                ApiError::new(ErrorCode::Unauthenticated, "The token is not valid; please log in again.")
-            })?;
-        if let Some(ban) = self.state.server_ban(record.id).await? {
-            return Err(ban);
-        }
+        let invalid = || ApiError::new(ErrorCode::Unauthenticated, "The token is not valid; please log in again.");
+        let record = self.state.store.fetch_token_user(&hash).await.map_err(internal)?.ok_or_else(invalid)?;
         let session = Arc::new(Session::new(
             self.state.next_session_id(),
             record.id,
@@ -300,8 +295,15 @@ impl Reader {
         ));
         // Registered before the rooms are read, so a join from the user's other socket
         // in between reaches this one as well.
-        // If reading the rooms fails, dropping the guard takes the session out again.
+        // If anything below fails, dropping the guard takes the session out again.
         let guard = SessionGuard::register(&self.state, session)?;
+        // The final checks come after registering: a logout or server ban that commits
+        // from here on finds this socket and closes it, and one that committed before
+        // is seen here. (Checked only before, a socket mid-auth could slip past both.)
+        let record = self.state.store.fetch_token_user(&hash).await.map_err(internal)?.ok_or_else(invalid)?;
+        if let Some(ban) = self.state.server_ban(record.id).await? {
+            return Err(ban);
+        }
         let rooms = self.state.store.fetch_user_rooms(record.id).await.map_err(internal)?;
         self.session = Some(guard);
         let may_create = record.user.role.may_create(self.state.config.members_may_create_rooms);

@@ -247,3 +247,54 @@ async fn a_client_that_stops_reading_its_replies_is_paused_not_fed() {
     }
     eprintln!("a client that stopped reading 300 replies of ~200 KB: the server grew by {grown} KiB");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_never_misses_a_socket_that_is_authenticating() {
+    let server = TestServer::start().await;
+    server.register("leaver").await;
+    for trial in 0..20 {
+        let token = server.login("leaver").await;
+        // Three sockets authenticate while the token is revoked.
+        let sockets: Vec<_> = (0..3)
+            .map(|_| {
+                let (url, token) = (server.ws_url(), token.clone());
+                tokio::spawn(async move {
+                    use futures_util::{SinkExt, StreamExt};
+                    use tokio_tungstenite::tungstenite::Message as Frame;
+                    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+                    ws.send(Frame::text(json!({"type": "auth", "id": 1, "token": token}).to_string())).await.unwrap();
+                    // Whatever the timing, the socket ends up closed with 4001 or refused:
+                    // never authenticated and left open.
+                    let mut authenticated = false;
+                    loop {
+                        match tokio::time::timeout(WAIT, ws.next()).await.expect("an answer") {
+                            Some(Ok(Frame::Text(text))) => {
+                                let frame: serde_json::Value = serde_json::from_str(&text).unwrap();
+                                if frame["id"] == 1 {
+                                    authenticated = frame["type"] == "ok";
+                                    if !authenticated {
+                                        return None;
+                                    }
+                                }
+                            }
+                            Some(Ok(Frame::Close(close))) => {
+                                return Some((authenticated, close.map(|c| u16::from(c.code))))
+                            }
+                            Some(Ok(_)) => {}
+                            other => panic!("the socket failed: {other:?}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_micros(trial * 150)).await;
+        let (status, _) =
+            http(server.addr, "POST", "/api/v1/logout", &[("Authorization", &format!("Bearer {token}"))], None).await;
+        assert_eq!(status, 204);
+        for socket in sockets {
+            if let Some((_, code)) = tokio::time::timeout(WAIT, socket).await.unwrap().unwrap() {
+                assert_eq!(code, Some(4001), "trial {trial}: a socket outlived the logout of its token");
+            }
+        }
+    }
+}

@@ -10,7 +10,7 @@ use crate::config::{Config, ServeArgs};
 use crate::metrics::Metrics;
 use crate::protocol::{Message, Role};
 use crate::server::Server;
-use crate::store::{self, CommitListener, Store, StoreError};
+use crate::store::{self, Change, CommitListener, Store, StoreError};
 use clap::{Parser, Subcommand};
 use std::io::Read;
 use std::process::ExitCode;
@@ -144,11 +144,38 @@ async fn user(action: UserCommand) -> Result<(), String> {
             let role = parse_role(&role)?;
             let username = username.to_lowercase();
             let store = open_store(&database).await?;
-            let outcome = store.update_user_role(&username, role, None).await;
+            let outcome = match store.update_user_role(&username, role, None).await {
+                // A running server polls for this and applies it to open sockets.
+                Ok(record) => store.insert_change(record.id, Change::Role).await.map(|()| record),
+                Err(err) => Err(err),
+            };
             store.close().await;
             match outcome {
                 Ok(record) => {
                     println!("{} is now {}", record.user.username, record.user.role);
+                    Ok(())
+                }
+                Err(StoreError::NotFound) => Err(format!("there is no user `{username}`")),
+                Err(err) => Err(err.to_string()),
+            }
+        }
+        UserCommand::RevokeTokens { username, database } => {
+            let username = username.to_lowercase();
+            let store = open_store(&database).await?;
+            let outcome = async {
+                let record = store.fetch_user(&username).await?.ok_or(StoreError::NotFound)?;
+                let revoked = store.delete_user_tokens(record.id).await?;
+                store.insert_change(record.id, Change::Tokens).await?;
+                Ok::<u64, StoreError>(revoked)
+            }
+            .await;
+            store.close().await;
+            match outcome {
+                Ok(revoked) => {
+                    println!(
+                        "revoked {revoked} token{} of {username}; their open connections close",
+                        if revoked == 1 { "" } else { "s" }
+                    );
                     Ok(())
                 }
                 Err(StoreError::NotFound) => Err(format!("there is no user `{username}`")),
@@ -197,12 +224,22 @@ pub enum UserCommand {
         #[arg(long, env = "ALONGSIDE_DATABASE", default_value = "sqlite://alongside.db")]
         database: String,
     },
-    /// Change an account's global role; a running server applies it at the next `auth`.
+    /// Change an account's global role; a running server applies it to open
+    /// connections within seconds.
     SetRole {
         /// Username.
         username: String,
         /// member, moderator, organiser or admin.
         role: String,
+        /// Database URL.
+        #[arg(long, env = "ALONGSIDE_DATABASE", default_value = "sqlite://alongside.db")]
+        database: String,
+    },
+    /// Log an account out everywhere: revoke every token; a running server closes its
+    /// open connections within seconds.
+    RevokeTokens {
+        /// Username.
+        username: String,
         /// Database URL.
         #[arg(long, env = "ALONGSIDE_DATABASE", default_value = "sqlite://alongside.db")]
         database: String,

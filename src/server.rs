@@ -97,6 +97,31 @@ impl Server {
             }
         };
         state.tracker.spawn(sweeper);
+        // Changes the CLI makes beside a running server (a role, revoked tokens) reach
+        // open sockets within seconds: the CLI records them, this task applies them.
+        let changes = {
+            let (state, stop) = (state.clone(), state.shutdown.clone());
+            async move {
+                let every = Duration::from_secs(2);
+                let mut seen = None;
+                loop {
+                    match state.store.fetch_changes(seen).await {
+                        Ok((newest, changes)) => {
+                            for (user, change) in changes {
+                                state.apply_outside_change(user, change).await;
+                            }
+                            seen = Some(newest);
+                        }
+                        Err(err) => tracing::debug!(error = %err, "cannot read changes made outside the server"),
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(every) => {}
+                        () = stop.cancelled() => return,
+                    }
+                }
+            }
+        };
+        state.tracker.spawn(changes);
         let app = Router::new().merge(http::routes()).merge(ws::routes()).with_state(state.clone());
         let stop = state.shutdown.clone();
         // Without TCP_NODELAY a reply queued right behind an event waits ~40 ms for

@@ -208,6 +208,21 @@ impl Shared {
         self.bus.publish(BusMessage::Close { target, code, reason });
     }
 
+    /// A change made outside the server (the CLI) reaches the user's open sockets: a
+    /// new role applies at once, revoked tokens close them.
+    pub async fn apply_outside_change(&self, user: UserId, change: store::Change) {
+        match change {
+            store::Change::Role => match self.store.fetch_user_by_id(user).await {
+                Ok(Some(record)) => self.user_changed(record),
+                Ok(None) => {}
+                Err(err) => tracing::warn!(error = %err, "cannot read a user changed outside the server"),
+            },
+            store::Change::Tokens => {
+                self.close_sockets(CloseTarget::User(user), crate::protocol::close_code::UNAUTHENTICATED, "logged out")
+            }
+        }
+    }
+
     /// A new room: every node caches it, and its owner's sockets receive it.
     pub fn room_created(&self, room: Arc<RoomRecord>, owner: UserId) {
         let name = room.name.clone();

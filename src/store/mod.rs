@@ -141,6 +141,32 @@ pub enum BanScope {
     Server,
 }
 
+/// A change made to a user outside a running server, which it must apply to open sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// The global role changed.
+    Role,
+    /// Tokens were revoked.
+    Tokens,
+}
+
+impl Change {
+    fn as_str(self) -> &'static str {
+        match self {
+            Change::Role => "role",
+            Change::Tokens => "tokens",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Change> {
+        match text {
+            "role" => Some(Change::Role),
+            "tokens" => Some(Change::Tokens),
+            _ => None,
+        }
+    }
+}
+
 /// The two sanctions that stay in force until lifted or expired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sanction {
@@ -271,6 +297,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// Revokes a token; `false` if it was not live.
     async fn delete_token(&self, token_hash: &[u8]) -> Result<bool, StoreError>;
+
+    /// Revokes every token of a user; how many there were.
+    async fn delete_user_tokens(&self, user: UserId) -> Result<u64, StoreError>;
+
+    /// One user by row id.
+    async fn fetch_user_by_id(&self, user: UserId) -> Result<Option<UserRecord>, StoreError>;
+
+    /// Records that `user` changed outside the server (the CLI), for running servers to
+    /// apply; changes older than a day are dropped at the same time.
+    async fn insert_change(&self, user: UserId, change: Change) -> Result<(), StoreError>;
+
+    /// The changes recorded after `after` (an id), oldest first; the newest id is the next
+    /// `after`. `None` asks only for the newest id, to start from.
+    async fn fetch_changes(&self, after: Option<i64>) -> Result<(i64, Vec<(UserId, Change)>), StoreError>;
 
     /// Creates a room and makes its owner the first member; `Conflict` if the name is taken.
     async fn insert_room(&self, room: &NewRoom) -> Result<RoomRecord, StoreError>;

@@ -51,7 +51,7 @@ macro_rules! suite {
 
 suite!(sqlite: users, tokens, rooms, memberships, room_roles, mutes, bans_win_over_joins, seqs_per_room,
     client_msg_id_is_idempotent, a_failed_batch_consumes_no_seq, history_ranges, deleting_a_message,
-    reports_keep_their_evidence, mod_log_newest_first_by_scope, room_settings, ping);
+    reports_keep_their_evidence, mod_log_newest_first_by_scope, room_settings, ping, changes_made_outside);
 
 async fn user(store: &dyn Store, name: &str) -> UserRecord {
     store.insert_user(name, &name.to_uppercase(), "hash", Role::Member).await.unwrap()
@@ -396,4 +396,22 @@ async fn room_settings(s: &Subject) {
 async fn ping(s: &Subject) {
     s.store.ping().await.expect("a fresh store proves its write path");
     s.store.ping().await.expect("and again, from the proof just made");
+}
+
+async fn changes_made_outside(s: &Subject) {
+    let store = &*s.store;
+    let ada = user(store, "ada").await;
+    assert_eq!(store.fetch_user_by_id(ada.id).await.unwrap(), Some(ada.clone()));
+    assert_eq!(store.fetch_user_by_id(UserId(9999)).await.unwrap(), None);
+    let (start, none) = store.fetch_changes(None).await.unwrap();
+    assert!(none.is_empty(), "a server starts from the newest change");
+    store.insert_change(ada.id, Change::Role).await.unwrap();
+    store.insert_change(ada.id, Change::Tokens).await.unwrap();
+    let (newest, changes) = store.fetch_changes(Some(start)).await.unwrap();
+    assert_eq!(changes, [(ada.id, Change::Role), (ada.id, Change::Tokens)]);
+    assert_eq!(store.fetch_changes(Some(newest)).await.unwrap(), (newest, Vec::new()), "each seen once");
+    store.insert_token(&[7; 32], ada.id).await.unwrap();
+    store.insert_token(&[8; 32], ada.id).await.unwrap();
+    assert_eq!(store.delete_user_tokens(ada.id).await.unwrap(), 2);
+    assert_eq!(store.fetch_token_user(&[7; 32]).await.unwrap(), None);
 }

@@ -135,14 +135,30 @@ async fn user_commands_work_beside_a_running_server() {
     assert_eq!(status, 200, "the trailing newline is not part of the password: {body}");
     assert!(body.contains(r#""role":"admin""#) && body.contains("The Admin"), "{body}");
 
-    // A changed role applies at the next `auth` of a running server.
+    // A changed role reaches a running server's open sockets within seconds, and its
+    // next `auth`.
     let token = server.user("ben").await;
     let mut before = server.client(&token).await;
     before.refused(json!({"type": "create_room", "name": "bens"}), "forbidden").await;
     let out = alongside(&["user", "set-role", "ben", "moderator", "--database", &db], "");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(before.event_of("user_updated").await["user"]["role"], "moderator");
+    before.ok(json!({"type": "create_room", "name": "bens"})).await;
     let mut after = server.client(&token).await;
-    after.ok(json!({"type": "create_room", "name": "bens"})).await;
+    after.ok(json!({"type": "create_room", "name": "bens-too"})).await;
+    // Logging an account out everywhere closes its open sockets and kills its tokens.
+    let out = alongside(&["user", "revoke-tokens", "ben", "--database", &db], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("revoked 1 token"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(before.closed().await, 4001);
+    assert_eq!(after.closed().await, 4001);
+    let (status, _) =
+        http(server.addr, "GET", "/api/v1/me", &[("Authorization", &format!("Bearer {token}"))], None).await;
+    assert_eq!(status, 401);
 
     let out = alongside(&["user", "create", "ben", "--database", &db], "another password");
     assert!(!out.status.success());

@@ -16,7 +16,7 @@ mod schema;
 mod write;
 
 use super::{
-    BanScope, CommitListener, Credentials, HistoryRange, ModEntry, MuteRecord, NewMessage, NewRoom, OpenError,
+    BanScope, Change, CommitListener, Credentials, HistoryRange, ModEntry, MuteRecord, NewMessage, NewRoom, OpenError,
     Restriction, RoomId, RoomRecord, Sanction, Store, StoreError, StoredMessage, UserId, UserRecord, WriteHealth,
 };
 use crate::metrics::Metrics;
@@ -548,6 +548,49 @@ impl Store for SqliteStore {
         let mut tx = self.begin_write().await?;
         let done = sqlx::query("DELETE FROM sessions WHERE token_hash = ?").bind(token_hash).execute(&mut *tx).await?;
         commit_if_changed(tx, done.rows_affected()).await
+    }
+
+    async fn delete_user_tokens(&self, user: UserId) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query("DELETE FROM sessions WHERE user_id = ?").bind(user.0).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn fetch_user_by_id(&self, user: UserId) -> Result<Option<UserRecord>, StoreError> {
+        let row = sqlx::query("SELECT id, username, display_name, role FROM users WHERE id = ?")
+            .bind(user.0)
+            .fetch_optional(&self.reads)
+            .await?;
+        Ok(row.map(|row| user_from_row(&row)).transpose()?)
+    }
+
+    async fn insert_change(&self, user: UserId, change: Change) -> Result<(), StoreError> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        sqlx::query("INSERT INTO changes (user_id, kind, at) VALUES (?, ?, ?)")
+            .bind(user.0)
+            .bind(change.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM changes WHERE at < ?").bind(now - 24 * 3600 * 1000).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn fetch_changes(&self, after: Option<i64>) -> Result<(i64, Vec<(UserId, Change)>), StoreError> {
+        let newest: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM changes").fetch_one(&self.reads).await?;
+        let Some(after) = after else { return Ok((newest, Vec::new())) };
+        let rows: Vec<(i64, i64, String)> =
+            sqlx::query_as("SELECT id, user_id, kind FROM changes WHERE id > ? AND id <= ? ORDER BY id")
+                .bind(after)
+                .bind(newest)
+                .fetch_all(&self.reads)
+                .await?;
+        let changes =
+            rows.into_iter().filter_map(|(_, user, kind)| Some((UserId(user), Change::parse(&kind)?))).collect();
+        Ok((newest.max(after), changes))
     }
 
     async fn insert_room(&self, room: &NewRoom) -> Result<RoomRecord, StoreError> {

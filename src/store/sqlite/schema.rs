@@ -129,6 +129,15 @@ CREATE INDEX users_display_fold ON users(display_fold);
 DELETE FROM reports WHERE id NOT IN (SELECT min(id) FROM reports GROUP BY room_id, seq, reporter_id);
 CREATE UNIQUE INDEX reports_once ON reports(room_id, seq, reporter_id);
 "#,
+    // Changes made outside the server (the CLI), which a running server polls for.
+    r#"
+CREATE TABLE changes (
+    id      INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL,
+    kind    TEXT NOT NULL,
+    at      INTEGER NOT NULL
+);
+"#,
 ];
 
 /// Brings the schema up to date, each migration in its own write transaction.

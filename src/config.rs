@@ -140,6 +140,10 @@ settings! {
     hash_concurrency: usize = 1, env = "ALONGSIDE_HASH_CONCURRENCY";
     /// Seconds a graceful shutdown waits for sockets to close and writes to finish.
     shutdown_grace_s: f64 = 10.0, env = "ALONGSIDE_SHUTDOWN_GRACE_S";
+    /// Seconds a login token lives unused before it expires (0 = until logout).
+    token_idle_s: u64 = 30 * 24 * 3600, env = "ALONGSIDE_TOKEN_IDLE_S";
+    /// Seconds a login token lives at most, used or not (0 = until logout).
+    token_lifetime_s: u64 = 90 * 24 * 3600, env = "ALONGSIDE_TOKEN_LIFETIME_S";
     /// A secret that `/metrics` then requires as `Authorization: Bearer SECRET`; empty
     /// leaves `/metrics` open (bind the server to a private address then).
     metrics_token: String = String::new(), env = "ALONGSIDE_METRICS_TOKEN";

@@ -212,8 +212,7 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
 
 async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, HttpError> {
     let token = bearer(&headers).ok_or_else(unauthenticated)?;
-    let record =
-        state.store.fetch_token_user(&token_hash(token)).await.map_err(internal)?.ok_or_else(unauthenticated)?;
+    let record = state.token_user(&token_hash(token)).await?.ok_or_else(unauthenticated)?;
     let may_create = record.user.role.may_create(state.config.members_may_create_rooms);
     Ok(json(StatusCode::OK, &MeBody { user: record.user, may_create }))
 }

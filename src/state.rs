@@ -156,6 +156,28 @@ impl Shared {
         }))
     }
 
+    /// The user a login token belongs to while it is live (it expires unused after
+    /// `token_idle_s`, and at all after `token_lifetime_s`); a use is noted.
+    pub async fn token_user(&self, token_hash: &[u8; 32]) -> Result<Option<crate::store::UserRecord>, ApiError> {
+        let rules = crate::store::TokenRules {
+            idle_ms: (self.config.token_idle_s as i64).saturating_mul(1000),
+            max_ms: (self.config.token_lifetime_s as i64).saturating_mul(1000),
+        };
+        let now = crate::protocol::now_ms();
+        let Some((record, used_at)) = self.store.fetch_token_user(token_hash, rules, now).await.map_err(internal)?
+        else {
+            return Ok(None);
+        };
+        // Noted at most once an hour, and best effort: a read-only database still lets
+        // members in to read.
+        if now - used_at > 3600 * 1000 {
+            if let Err(err) = self.store.touch_token(token_hash, now).await {
+                tracing::warn!(error = %err, "cannot note a token's use");
+            }
+        }
+        Ok(Some(record))
+    }
+
     /// A new process-unique session id.
     pub fn next_session_id(&self) -> u64 {
         self.next_session_id.fetch_add(1, Relaxed)

@@ -141,6 +141,15 @@ pub enum BanScope {
     Server,
 }
 
+/// How long a login token lives, in milliseconds; 0 = no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TokenRules {
+    /// Expires this long after it was last used.
+    pub idle_ms: i64,
+    /// Expires this long after it was made, used or not.
+    pub max_ms: i64,
+}
+
 /// A change made to a user outside a running server, which it must apply to open sockets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
@@ -292,8 +301,18 @@ pub trait Store: Send + Sync + 'static {
     /// Remembers a login by the hash of its token.
     async fn insert_token(&self, token_hash: &[u8], user: UserId) -> Result<(), StoreError>;
 
-    /// The user a token belongs to, if the token is live.
-    async fn fetch_token_user(&self, token_hash: &[u8]) -> Result<Option<UserRecord>, StoreError>;
+    /// The user a token belongs to, and when the token was last used (Unix ms), if it
+    /// is live at `now`: used within `rules.idle_ms` and made within `rules.max_ms`
+    /// (0 = no limit).
+    async fn fetch_token_user(
+        &self,
+        token_hash: &[u8],
+        rules: TokenRules,
+        now: i64,
+    ) -> Result<Option<(UserRecord, i64)>, StoreError>;
+
+    /// Notes that a token was used at `now` (written at most once an hour per token).
+    async fn touch_token(&self, token_hash: &[u8], now: i64) -> Result<(), StoreError>;
 
     /// Revokes a token; `false` if it was not live.
     async fn delete_token(&self, token_hash: &[u8]) -> Result<bool, StoreError>;

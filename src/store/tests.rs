@@ -108,11 +108,24 @@ async fn tokens(s: &Subject) {
     let store = &*s.store;
     let ada = user(store, "ada").await;
     store.insert_token(&[1; 32], ada.id).await.unwrap();
-    assert_eq!(store.fetch_token_user(&[1; 32]).await.unwrap(), Some(ada));
-    assert_eq!(store.fetch_token_user(&[2; 32]).await.unwrap(), None);
+    assert_eq!(
+        store.fetch_token_user(&[1; 32], TokenRules::default(), 0).await.unwrap().map(|(user, _)| user),
+        Some(ada.clone())
+    );
+    assert_eq!(store.fetch_token_user(&[2; 32], TokenRules::default(), 0).await.unwrap(), None);
     assert!(store.delete_token(&[1; 32]).await.unwrap());
     assert!(!store.delete_token(&[1; 32]).await.unwrap(), "revoked once");
-    assert_eq!(store.fetch_token_user(&[1; 32]).await.unwrap(), None);
+    assert_eq!(store.fetch_token_user(&[1; 32], TokenRules::default(), 0).await.unwrap(), None);
+    // Expiry: unused for too long, or simply too old; a use pushes the idle limit on.
+    store.insert_token(&[3; 32], ada.id).await.unwrap();
+    let now = crate::protocol::now_ms();
+    let idle = TokenRules { idle_ms: 60_000, max_ms: 0 };
+    assert!(store.fetch_token_user(&[3; 32], idle, now + 30_000).await.unwrap().is_some());
+    assert_eq!(store.fetch_token_user(&[3; 32], idle, now + 61_000).await.unwrap(), None, "idle too long");
+    store.touch_token(&[3; 32], now + 3_600_001).await.unwrap();
+    assert!(store.fetch_token_user(&[3; 32], idle, now + 3_630_000).await.unwrap().is_some(), "used since");
+    let max = TokenRules { idle_ms: 0, max_ms: 3_000_000 };
+    assert_eq!(store.fetch_token_user(&[3; 32], max, now + 3_630_000).await.unwrap(), None, "too old, used or not");
 }
 
 async fn rooms(s: &Subject) {
@@ -413,5 +426,5 @@ async fn changes_made_outside(s: &Subject) {
     store.insert_token(&[7; 32], ada.id).await.unwrap();
     store.insert_token(&[8; 32], ada.id).await.unwrap();
     assert_eq!(store.delete_user_tokens(ada.id).await.unwrap(), 2);
-    assert_eq!(store.fetch_token_user(&[7; 32]).await.unwrap(), None);
+    assert_eq!(store.fetch_token_user(&[7; 32], TokenRules::default(), 0).await.unwrap(), None);
 }

@@ -284,7 +284,7 @@ impl Reader {
     async fn auth(&mut self, token: &str) -> Result<(Reply, Vec<String>), ApiError> {
         let hash = token_hash(token);
         let invalid = || ApiError::new(ErrorCode::Unauthenticated, "The token is not valid; please log in again.");
-        let record = self.state.store.fetch_token_user(&hash).await.map_err(internal)?.ok_or_else(invalid)?;
+        let record = self.state.token_user(&hash).await?.ok_or_else(invalid)?;
         let session = Arc::new(Session::new(
             self.state.next_session_id(),
             record.id,
@@ -300,7 +300,7 @@ impl Reader {
         // The final checks come after registering: a logout or server ban that commits
         // from here on finds this socket and closes it, and one that committed before
         // is seen here. (Checked only before, a socket mid-auth could slip past both.)
-        let record = self.state.store.fetch_token_user(&hash).await.map_err(internal)?.ok_or_else(invalid)?;
+        let record = self.state.token_user(&hash).await?.ok_or_else(invalid)?;
         if let Some(ban) = self.state.server_ban(record.id).await? {
             return Err(ban);
         }

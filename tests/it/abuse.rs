@@ -298,3 +298,18 @@ async fn a_logout_never_misses_a_socket_that_is_authenticating() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_token_left_unused_expires() {
+    let server = TestServer::start_with(|c| c.token_idle_s = 1).await;
+    let token = server.user("sleeper").await;
+    server.client(&token).await; // used now: fine
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut late = Client::connect(&server.ws_url(), None).await;
+    late.refused(json!({"type": "auth", "token": token}), "unauthenticated").await;
+    let (status, _) =
+        http(server.addr, "GET", "/api/v1/me", &[("Authorization", &format!("Bearer {token}"))], None).await;
+    assert_eq!(status, 401);
+    // Logging in again gives a fresh token.
+    server.client(&server.login("sleeper").await).await;
+}

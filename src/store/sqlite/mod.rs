@@ -17,7 +17,8 @@ mod write;
 
 use super::{
     BanScope, Change, CommitListener, Credentials, HistoryRange, ModEntry, MuteRecord, NewMessage, NewRoom, OpenError,
-    Restriction, RoomId, RoomRecord, Sanction, Store, StoreError, StoredMessage, UserId, UserRecord, WriteHealth,
+    Restriction, RoomId, RoomRecord, Sanction, Store, StoreError, StoredMessage, TokenRules, UserId, UserRecord,
+    WriteHealth,
 };
 use crate::metrics::Metrics;
 use crate::protocol::{format_ts, now_ms, LogAction, Message, ModAction, Report, Role, RoomKind, RoomRole, User};
@@ -523,25 +524,50 @@ impl Store for SqliteStore {
 
     async fn insert_token(&self, token_hash: &[u8], user: UserId) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at) VALUES (?, ?, ?)")
+        let now = now_ms();
+        sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, used_at) VALUES (?, ?, ?, ?)")
             .bind(token_hash)
             .bind(user.0)
-            .bind(now_ms())
+            .bind(now)
+            .bind(now)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
         Ok(())
     }
 
-    async fn fetch_token_user(&self, token_hash: &[u8]) -> Result<Option<UserRecord>, StoreError> {
+    async fn fetch_token_user(
+        &self,
+        token_hash: &[u8],
+        rules: TokenRules,
+        now: i64,
+    ) -> Result<Option<(UserRecord, i64)>, StoreError> {
+        // A limit of 0 means none: the bound then lies before any token.
+        let bound = |limit: i64| if limit > 0 { now - limit } else { i64::MIN };
         let row = sqlx::query(
-            "SELECT u.id, u.username, u.display_name, u.role FROM sessions s JOIN users u ON u.id = s.user_id \
-             WHERE s.token_hash = ?",
+            "SELECT u.id, u.username, u.display_name, u.role, coalesce(s.used_at, s.created_at) AS used_at \
+             FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.token_hash = ? AND coalesce(s.used_at, s.created_at) > ? AND s.created_at > ?",
         )
         .bind(token_hash)
+        .bind(bound(rules.idle_ms))
+        .bind(bound(rules.max_ms))
         .fetch_optional(&self.reads)
         .await?;
-        Ok(row.map(|row| user_from_row(&row)).transpose()?)
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some((user_from_row(&row)?, row.try_get("used_at")?)))
+    }
+
+    async fn touch_token(&self, token_hash: &[u8], now: i64) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query("UPDATE sessions SET used_at = ? WHERE token_hash = ? AND coalesce(used_at, 0) < ?")
+            .bind(now)
+            .bind(token_hash)
+            .bind(now - 3600 * 1000)
+            .execute(&mut *tx)
+            .await?;
+        commit_if_changed(tx, done.rows_affected()).await?;
+        Ok(())
     }
 
     async fn delete_token(&self, token_hash: &[u8]) -> Result<bool, StoreError> {

@@ -138,6 +138,11 @@ CREATE TABLE changes (
     at      INTEGER NOT NULL
 );
 "#,
+    // Tokens expire after a time unused, and after a time at all.
+    r#"
+ALTER TABLE sessions ADD COLUMN used_at INTEGER;
+UPDATE sessions SET used_at = created_at;
+"#,
 ];
 
 /// Brings the schema up to date, each migration in its own write transaction.

@@ -49,7 +49,7 @@ export class Server {
         ALONGSIDE_LOG: 'warn',
         ALONGSIDE_REGISTRATIONS_PER_ADDRESS: '0',
         ALONGSIDE_LOGIN_ATTEMPTS_PER_ADDRESS: '0',
-        ALONGSIDE_LOGIN_ATTEMPTS_PER_ACCOUNT: '0',
+        ALONGSIDE_LOGIN_FAILURES_PER_ACCOUNT_ADDRESS: '0',
         ALONGSIDE_REQUEST_RATE_PER_S: '0',
       },
       stdio: ['ignore', 'pipe', 'inherit'],

@@ -131,6 +131,15 @@ settings! {
     login_slowdown_ms: u64 = 250, env = "ALONGSIDE_LOGIN_SLOWDOWN_MS";
     /// Registrations per client address per hour (0 = unlimited).
     registrations_per_address: u32 = 20, env = "ALONGSIDE_REGISTRATIONS_PER_ADDRESS";
+    /// Proxies whose `Forwarded` / `X-Forwarded-For` headers name the client, comma
+    /// separated, addresses or networks (`127.0.0.1, 10.0.0.0/8`); empty = none, the
+    /// TCP peer is the client.
+    trusted_proxies: String = String::new(), env = "ALONGSIDE_TRUSTED_PROXIES";
+    /// Open WebSockets on this server in all, whatever their addresses (0 = unlimited).
+    max_sockets: u32 = 20_000, env = "ALONGSIDE_MAX_SOCKETS";
+    /// New accounts per hour on this server in all, whatever their addresses (0 =
+    /// unlimited).
+    registrations_per_hour: u32 = 500, env = "ALONGSIDE_REGISTRATIONS_PER_HOUR";
     /// Open WebSockets per client address (0 = unlimited).
     max_sockets_per_address: u32 = 64, env = "ALONGSIDE_MAX_SOCKETS_PER_ADDRESS";
     /// Authenticated WebSockets per account, across addresses (0 = unlimited).
@@ -202,6 +211,7 @@ impl Config {
                 return Err(format!("{name} must be a positive number of seconds"));
             }
         }
+        crate::net::TrustedProxies::parse(&self.trusted_proxies).map_err(|err| format!("--trusted-proxies: {err}"))?;
         if !(self.request_rate_per_s.is_finite() && self.request_rate_per_s >= 0.0) {
             return Err("--request-rate-per-s must be 0 (off) or positive".into());
         }

@@ -9,7 +9,6 @@ use crate::auth::{
     normalise_username, token_hash, HashError,
 };
 use crate::bus::CloseTarget;
-use crate::limits::limit_key;
 use crate::protocol::close_code;
 use crate::protocol::{ApiError, ErrorCode, LoginBody, LoginReply, MeBody, RegisterBody, Role, UserBody};
 use crate::state::{internal, json_response, AppState, HttpError};
@@ -121,10 +120,14 @@ async fn register(
     check_password_not_common(&body.password).map_err(invalid)?;
     let display_name = body.display_name.unwrap_or_else(|| username.clone());
     check_display_name(&display_name).map_err(invalid)?;
-    let address = limit_key(peer.ip());
+    let address = state.client_address(peer.ip(), &headers);
     if let Err(wait) = state.registrations_per_address.check(&address) {
         tracing::warn!(%address, "registrations from one address over the limit");
         return Err(ApiError::rate_limited("new accounts from your address", wait).into());
+    }
+    if let Err(wait) = state.registrations.check(&()) {
+        tracing::warn!("registrations on the whole server over the hourly limit");
+        return Err(ApiError::rate_limited("new accounts on this server this hour", wait).into());
     }
     let hash = state.passwords.hash(body.password).await.map_err(hashing_failed)?;
     match state.store.insert_user(&username, &display_name, &hash, Role::Member).await {
@@ -152,7 +155,7 @@ async fn login(
     let body: LoginBody = parse_body(&headers, body)?;
     // Before anything else: an oversized password is not worth hashing.
     check_password_length(&body.password).map_err(invalid)?;
-    let address = limit_key(peer.ip());
+    let address = state.client_address(peer.ip(), &headers);
     if let Err(wait) = state.logins_per_address.check(&address) {
         tracing::warn!(%address, "login attempts from one address over the limit");
         return Err(ApiError::rate_limited("login attempts from your address", wait).into());

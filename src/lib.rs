@@ -13,6 +13,7 @@
 //! - [`permissions`]: who may do what, every rule an exhaustive `match`.
 //! - [`auth`]: password hashing, tokens, name rules.
 //! - [`limits`]: rate limiters and token buckets.
+//! - [`net`]: who the client is (trusted proxies, IPv6 by /64).
 //! - [`store`]: the storage interface and its SQLite implementation (group commit, the
 //!   write discipline, health).
 //! - [`bus`]: what travels to the hub of every node.
@@ -38,6 +39,7 @@ pub mod http;
 pub mod hub;
 pub mod limits;
 pub mod metrics;
+pub mod net;
 pub mod permissions;
 pub mod protocol;
 pub mod server;

@@ -12,7 +12,6 @@ use dashmap::DashMap;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
 use std::hash::Hash;
-use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
@@ -157,23 +156,6 @@ impl<K: Hash + Eq> Failures<K> {
     }
 }
 
-/// The address that limits count against: IPv4 as it is, IPv6 by its /64 (what one
-/// household or host is usually given), so an attacker cannot rotate through the
-/// addresses of one network to get a fresh budget each time.
-pub fn limit_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let mut segments = v6.segments();
-                segments[4..].fill(0);
-                IpAddr::V6(segments.into())
-            }
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,17 +217,5 @@ mod tests {
         assert_eq!(short.refused(&"k"), None);
         short.forget_idle();
         assert!(short.is_empty());
-    }
-
-    #[test]
-    fn ipv6_addresses_count_by_their_64_bit_network() {
-        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
-        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
-        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert_eq!(limit_key(a), limit_key(b));
-        assert_ne!(limit_key(a), limit_key(other));
-        let v4: IpAddr = "192.0.2.7".parse().unwrap();
-        assert_eq!(limit_key(v4), v4);
-        assert_eq!(limit_key("::ffff:192.0.2.7".parse().unwrap()), v4, "an IPv4 peer on a dual-stack socket");
     }
 }

@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::hub::{Hub, Session};
 use crate::limits::{Failures, KeyedLimit};
 use crate::metrics::Metrics;
+use crate::net::TrustedProxies;
 use crate::protocol::{format_ts, ApiError, ErrorCode, Event, LeftReason, Message, Room, User};
 use crate::store::{self, CommitListener, Restriction, RoomId, RoomRecord, Store, StoreError, UserId, UserRecord};
 use axum::extract::ws::Utf8Bytes;
@@ -60,6 +61,12 @@ pub struct Shared {
     pub typing: KeyedLimit<(UserId, RoomId)>,
     /// Open WebSockets per client address.
     pub sockets_per_address: DashMap<IpAddr, u32>,
+    /// Open WebSockets in all.
+    pub sockets_total: std::sync::atomic::AtomicU32,
+    /// Registrations on the whole server, whatever the address.
+    pub registrations: KeyedLimit<()>,
+    /// Proxies whose forwarding headers name the client.
+    pub trusted_proxies: TrustedProxies,
     /// When each member last sent in a room, for slow mode. Node-local: behind a load
     /// balancer a member could send once per node per interval.
     pub last_sends: DashMap<(RoomId, UserId), std::time::Instant>,
@@ -74,6 +81,9 @@ impl Shared {
     /// Shared state over a store, a bus and the hub that bus feeds.
     pub fn new(config: Config, store: Arc<dyn Store>, bus: Arc<dyn Bus>, hub: Hub, metrics: Arc<Metrics>) -> Shared {
         let window = std::time::Duration::from_secs(config.login_window_s.max(1));
+        let registrations = KeyedLimit::new(config.registrations_per_hour, std::time::Duration::from_secs(3600));
+        // Checked when the configuration was.
+        let trusted_proxies = TrustedProxies::parse(&config.trusted_proxies).unwrap_or_default();
         Shared {
             passwords: Passwords::new(config.hash_concurrency),
             login_failures: Failures::new(config.login_failures_per_account_address, window),
@@ -91,6 +101,9 @@ impl Shared {
             hub,
             metrics,
             sockets_per_address: DashMap::new(),
+            sockets_total: std::sync::atomic::AtomicU32::new(0),
+            registrations,
+            trusted_proxies,
             last_sends: DashMap::new(),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
@@ -176,6 +189,11 @@ impl Shared {
             }
         }
         Ok(Some(record))
+    }
+
+    /// The client's address as limits count it (see `net`).
+    pub fn client_address(&self, peer: IpAddr, headers: &axum::http::HeaderMap) -> IpAddr {
+        crate::net::client_address(peer, headers, &self.trusted_proxies)
     }
 
     /// A new process-unique session id.

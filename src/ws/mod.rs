@@ -18,7 +18,7 @@ mod writer;
 
 use crate::auth::token_hash;
 use crate::hub::{Closer, Outbox, PushError, Session};
-use crate::limits::{limit_key, Bucket};
+use crate::limits::Bucket;
 use crate::protocol::close_code;
 use crate::protocol::{error_frame, ok_frame, parse_request, ApiError, ErrorCode, Reply, Request, RequestId};
 use crate::state::{internal, AppState, HttpError};
@@ -56,8 +56,9 @@ async fn upgrade(
         tracing::info!(%peer, "refused a WebSocket from a foreign origin");
         return HttpError(error).into_response();
     }
-    let Some(slot) = AddressSlot::take(&state, limit_key(peer.ip())) else {
-        let error = ApiError::new(ErrorCode::RateLimited, "Too many open connections from your address.");
+    let Some(slot) = AddressSlot::take(&state, state.client_address(peer.ip(), &headers)) else {
+        let error =
+            ApiError::rate_limited("open connections from your address or on this server", Duration::from_secs(10));
         return HttpError(error).into_response();
     };
     let max = state.config.max_frame_bytes;
@@ -107,10 +108,23 @@ struct AddressSlot {
 }
 
 impl AddressSlot {
+    /// A slot for one more socket from `ip`, if the address and the whole server have
+    /// room for it.
     fn take(state: &AppState, ip: IpAddr) -> Option<AddressSlot> {
+        let total = state.config.max_sockets;
+        if total != 0 && state.sockets_total.fetch_add(1, Relaxed) >= total {
+            state.sockets_total.fetch_sub(1, Relaxed);
+            tracing::warn!(total, "the server has its most sockets open; refusing another");
+            return None;
+        }
         let limit = state.config.max_sockets_per_address;
         let mut count = state.sockets_per_address.entry(ip).or_insert(0);
         if limit != 0 && *count >= limit {
+            drop(count);
+            if total != 0 {
+                state.sockets_total.fetch_sub(1, Relaxed);
+            }
+            tracing::warn!(%ip, limit, "too many sockets from one address");
             return None;
         }
         *count += 1;
@@ -120,6 +134,9 @@ impl AddressSlot {
 
 impl Drop for AddressSlot {
     fn drop(&mut self) {
+        if self.state.config.max_sockets != 0 {
+            self.state.sockets_total.fetch_sub(1, Relaxed);
+        }
         if let Some(mut count) = self.state.sockets_per_address.get_mut(&self.ip) {
             *count = count.saturating_sub(1);
         }

@@ -313,3 +313,53 @@ async fn a_token_left_unused_expires() {
     // Logging in again gives a fresh token.
     server.client(&server.login("sleeper").await).await;
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_client_has_its_own_budget_and_spoofing_gains_nothing() {
+    let server = TestServer::start_with(|c| {
+        c.trusted_proxies = "127.0.0.1".into();
+        c.login_attempts_per_address = 2;
+    })
+    .await;
+    let body = json!({"username": "someone", "password": "guess guess"}).to_string();
+    let attempt = |source: &'static str, forwarded_for: &'static str| {
+        let (addr, body) = (server.addr, body.clone());
+        async move {
+            let headers = [("X-Forwarded-For", forwarded_for)];
+            http_from_with(source, addr, "POST", "/api/v1/login", &headers, Some(&body)).await.status
+        }
+    };
+    // Through the proxy (127.0.0.1), clients are told apart by the address it reports.
+    assert_eq!(attempt("127.0.0.1", "203.0.113.5").await, 401);
+    assert_eq!(attempt("127.0.0.1", "203.0.113.5").await, 401);
+    assert_eq!(attempt("127.0.0.1", "203.0.113.5").await, 429, "that client's budget is spent");
+    assert_eq!(attempt("127.0.0.1", "203.0.113.6").await, 401, "another client behind the proxy is not");
+    // A client claiming the header itself is counted by its own address.
+    assert_eq!(attempt("127.0.0.2", "198.51.100.1").await, 401);
+    assert_eq!(attempt("127.0.0.2", "198.51.100.2").await, 401);
+    assert_eq!(attempt("127.0.0.2", "198.51.100.3").await, 429, "a made-up header buys nothing");
+}
+
+#[tokio::test]
+async fn the_whole_server_has_ceilings_whatever_the_address() {
+    let server = TestServer::start_with(|c| {
+        c.max_sockets = 2;
+        c.registrations_per_hour = 2;
+    })
+    .await;
+    let _one = Client::connect(&server.ws_url(), None).await;
+    let _two = Client::connect(&server.ws_url(), None).await;
+    assert_eq!(Client::try_connect(&server.ws_url(), None).await.err(), Some(429));
+    drop(_two);
+    // Room again once one closes (the server notices the close a moment later).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while Client::try_connect(&server.ws_url(), None).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "no room after a socket closed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for (n, source) in ["127.0.0.21", "127.0.0.22", "127.0.0.23"].into_iter().enumerate() {
+        let body = json!({"username": format!("newcomer{n}"), "password": "correct horse battery"}).to_string();
+        let answer = http_from(source, server.addr, "POST", "/api/v1/register", Some(&body)).await;
+        assert_eq!(answer.status, if n < 2 { 201 } else { 429 }, "registration {n}: {}", answer.body);
+    }
+}

@@ -36,6 +36,7 @@ pub fn test_config(database: &str) -> Config {
         login_slowdown_ms: 0,
         login_attempts_per_address: 0,
         registrations_per_address: 0,
+        registrations_per_hour: 0,
         max_sockets_per_address: 0,
         max_sockets_per_account: 0,
         shutdown_grace_s: 5.0,
@@ -186,11 +187,26 @@ impl Answer {
 /// One HTTP/1.1 request from the loopback address `source` (say 127.0.0.2), so the
 /// server sees a client of its own; JSON body when given.
 pub async fn http_from(source: &str, addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Answer {
+    http_from_with(source, addr, method, path, &[], body).await
+}
+
+/// [`http_from`] with extra request headers (say, `X-Forwarded-For`).
+pub async fn http_from_with(
+    source: &str,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Answer {
     let exchange = async {
         let socket = tokio::net::TcpSocket::new_v4().expect("socket");
         socket.bind(format!("{source}:0").parse().expect("source address")).expect("bind the source address");
         let mut stream = socket.connect(addr).await.expect("connect");
         let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
         match body {
             Some(body) => request
                 .push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len())),
@@ -421,9 +437,11 @@ impl Binary {
             .arg(format!("sqlite://{}", db.display()))
             .env("ALONGSIDE_MEMBERS_MAY_CREATE_ROOMS", "true")
             .env("ALONGSIDE_REQUEST_RATE_PER_S", "0")
-            .env("ALONGSIDE_LOGIN_ATTEMPTS_PER_ACCOUNT", "0")
+            .env("ALONGSIDE_LOGIN_FAILURES_PER_ACCOUNT_ADDRESS", "0")
             .env("ALONGSIDE_LOGIN_ATTEMPTS_PER_ADDRESS", "0")
             .env("ALONGSIDE_REGISTRATIONS_PER_ADDRESS", "0")
+            .env("ALONGSIDE_REGISTRATIONS_PER_HOUR", "0")
+            .env("ALONGSIDE_MAX_SOCKETS_PER_ACCOUNT", "0")
             .env("ALONGSIDE_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());

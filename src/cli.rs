@@ -61,10 +61,11 @@ async fn serve(config: Config) -> Result<(), String> {
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
+    let open_files = raise_open_file_limit();
     let server = Server::start(config.clone()).await.map_err(|err| err.to_string())?;
     // Scripts and tests read this line to find the port when listening on port 0.
     println!("alongside listening on http://{}", server.local_addr());
-    tracing::info!(addr = %server.local_addr(), database = %config.database, "serving");
+    tracing::info!(addr = %server.local_addr(), database = %config.database, open_files, "serving");
     let stop = server.shutdown_token();
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -73,6 +74,26 @@ async fn serve(config: Config) -> Result<(), String> {
     });
     server.wait().await;
     Ok(())
+}
+
+/// Raises the limit on open files to the hard limit: every socket is one, and the
+/// default soft limit (often 1,024) would stop a busy server accepting long before its
+/// own caps. Best effort; returns the limit in force.
+fn raise_open_file_limit() -> u64 {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit read and write the one struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 0;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    limit.rlim_cur as u64
 }
 
 async fn wait_for_signal() {

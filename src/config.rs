@@ -135,6 +135,15 @@ settings! {
     /// separated, addresses or networks (`127.0.0.1, 10.0.0.0/8`); empty = none, the
     /// TCP peer is the client.
     trusted_proxies: String = String::new(), env = "ALONGSIDE_TRUSTED_PROXIES";
+    /// Seconds a client has to send a request's headers, and to start its next request
+    /// on a kept-alive connection; slower connections are closed.
+    header_read_timeout_s: f64 = 10.0, env = "ALONGSIDE_HEADER_READ_TIMEOUT_S";
+    /// HTTP connections open at once, whatever their addresses (0 = unlimited); a
+    /// WebSocket leaves this count when it upgrades (`max_sockets` counts it then).
+    max_connections: u32 = 25_000, env = "ALONGSIDE_MAX_CONNECTIONS";
+    /// HTTP connections open at once from one client address (0 = unlimited; trusted
+    /// proxies are exempt).
+    max_connections_per_address: u32 = 256, env = "ALONGSIDE_MAX_CONNECTIONS_PER_ADDRESS";
     /// Open WebSockets on this server in all, whatever their addresses (0 = unlimited).
     max_sockets: u32 = 20_000, env = "ALONGSIDE_MAX_SOCKETS";
     /// New accounts per hour on this server in all, whatever their addresses (0 =
@@ -169,6 +178,11 @@ impl Config {
     /// `ping_interval_s` as a duration.
     pub fn ping_interval(&self) -> Duration {
         seconds(self.ping_interval_s)
+    }
+
+    /// `header_read_timeout_s` as a duration.
+    pub fn header_read_timeout(&self) -> Duration {
+        seconds(self.header_read_timeout_s)
     }
 
     /// `shutdown_grace_s` as a duration.
@@ -206,6 +220,7 @@ impl Config {
             ("--auth-timeout-s", self.auth_timeout_s),
             ("--ping-interval-s", self.ping_interval_s),
             ("--shutdown-grace-s", self.shutdown_grace_s),
+            ("--header-read-timeout-s", self.header_read_timeout_s),
         ] {
             if !(value.is_finite() && value > 0.0) {
                 return Err(format!("{name} must be a positive number of seconds"));

@@ -22,6 +22,7 @@
 //! - [`state`]: the shared state, errors at the edge, and the events API.
 //! - [`ws`]: one WebSocket connection's lifecycle, its writer and request handlers.
 //! - [`http`]: the HTTP routes (accounts, health, metrics, the web client).
+//! - [`listener`]: the accept loop: HTTP/1 with a header-read timeout, connection caps.
 //! - [`server`]: the composition root: start, routes, graceful shutdown.
 //! - [`config`]: settings (flags, environment, config file).
 //! - [`cli`]: the command line and what `main` runs.
@@ -38,6 +39,7 @@ pub mod config;
 pub mod http;
 pub mod hub;
 pub mod limits;
+pub mod listener;
 pub mod metrics;
 pub mod net;
 pub mod permissions;

@@ -10,11 +10,11 @@
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::listener::{self, ConnectionLimits};
 use crate::metrics::Metrics;
 use crate::state::{AppState, PublishCommits, Shared};
 use crate::store::{self, StoreError};
 use crate::{http, ws};
-use axum::serve::ListenerExt;
 use axum::Router;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,7 +48,7 @@ pub enum StartError {
 pub struct Server {
     state: AppState,
     addr: SocketAddr,
-    serve: tokio::task::JoinHandle<std::io::Result<()>>,
+    serve: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
@@ -124,18 +124,13 @@ impl Server {
         state.tracker.spawn(changes);
         let app = Router::new().merge(http::routes()).merge(ws::routes()).with_state(state.clone());
         let stop = state.shutdown.clone();
-        // Without TCP_NODELAY a reply queued right behind an event waits ~40 ms for
-        // the client's delayed ACK (Nagle); the writer already batches into one write.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(err) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %err, "cannot set TCP_NODELAY");
-            }
-        });
-        let serve = tokio::spawn(async move {
-            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-        });
+        let limits = ConnectionLimits {
+            max_connections: state.config.max_connections,
+            max_per_address: state.config.max_connections_per_address,
+            header_read_timeout: state.config.header_read_timeout(),
+            trusted_proxies: state.trusted_proxies.clone(),
+        };
+        let serve = tokio::spawn(listener::serve(listener, app, limits, stop));
         Ok(Server { state, addr, serve })
     }
 
@@ -161,7 +156,7 @@ impl Server {
         let grace = self.state.config.shutdown_grace();
         // Plain HTTP requests in flight finish; idle keep-alive connections are dropped.
         match tokio::time::timeout(grace, self.serve).await {
-            Ok(Ok(Err(err))) => tracing::error!(error = %err, "the listener failed"),
+            Ok(Err(err)) => tracing::error!(error = %err, "the accept loop failed"),
             Ok(_) => {}
             Err(_) => tracing::warn!("HTTP connections still open after the grace period"),
         }

@@ -363,3 +363,60 @@ async fn the_whole_server_has_ceilings_whatever_the_address() {
         assert_eq!(answer.status, if n < 2 { 201 } else { 429 }, "registration {n}: {}", answer.body);
     }
 }
+
+/// Reads from `stream` until the server closes it (or `limit` passes); whether it closed.
+async fn closed_within(stream: &mut tokio::net::TcpStream, limit: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test]
+async fn slow_and_idle_connections_are_closed_while_others_are_served() {
+    use tokio::io::AsyncWriteExt;
+    let server = TestServer::start_with(|c| c.header_read_timeout_s = 0.5).await;
+    // Slowloris: a request line and a header, then nothing.
+    let mut slow = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    // Idle keep-alive: one request answered, then silence.
+    let mut idle = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    // A client that never says anything at all.
+    let mut silent = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    // Meanwhile others are served.
+    assert_eq!(http(server.addr, "GET", "/healthz", &[], None).await.0, 200);
+    for (name, stream) in [("slow headers", &mut slow), ("idle keep-alive", &mut idle), ("silent", &mut silent)] {
+        assert!(closed_within(stream, WAIT).await, "{name}: still open");
+    }
+    assert_eq!(http(server.addr, "GET", "/healthz", &[], None).await.0, 200);
+}
+
+#[tokio::test]
+async fn one_address_cannot_take_every_connection() {
+    let server = TestServer::start_with(|c| c.max_connections_per_address = 3).await;
+    let source = |ip: &str| {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+        socket
+    };
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(source("127.0.0.31").connect(server.addr).await.unwrap());
+    }
+    // Give the accept loop a moment to count them.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut fourth = source("127.0.0.31").connect(server.addr).await.unwrap();
+    assert!(closed_within(&mut fourth, WAIT).await, "a fourth connection from the address is refused");
+    // Another address is served, and the first one is again once it lets one go.
+    assert_eq!(http_from("127.0.0.32", server.addr, "GET", "/healthz", None).await.status, 200);
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(http_from("127.0.0.31", server.addr, "GET", "/healthz", None).await.status, 200);
+}

@@ -93,7 +93,7 @@ fn raise_open_file_limit() -> u64 {
             }
         }
     }
-    limit.rlim_cur as u64
+    limit.rlim_cur
 }
 
 async fn wait_for_signal() {

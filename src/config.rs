@@ -135,6 +135,10 @@ settings! {
     /// separated, addresses or networks (`127.0.0.1, 10.0.0.0/8`); empty = none, the
     /// TCP peer is the client.
     trusted_proxies: String = String::new(), env = "ALONGSIDE_TRUSTED_PROXIES";
+    /// Milliseconds a member may be gone before the room hears they left
+    /// (`member_left`, disconnected); back within it, nobody hears anything. A flaky
+    /// connection then does not flood the room with presence (0 = at once).
+    presence_grace_ms: u64 = 5000, env = "ALONGSIDE_PRESENCE_GRACE_MS";
     /// Seconds a client has to send a request's headers, and to start its next request
     /// on a kept-alive connection; slower connections are closed.
     header_read_timeout_s: f64 = 10.0, env = "ALONGSIDE_HEADER_READ_TIMEOUT_S";

@@ -70,6 +70,12 @@ pub struct Shared {
     /// When each member last sent in a room, for slow mode. Node-local: behind a load
     /// balancer a member could send once per node per interval.
     pub last_sends: DashMap<(RoomId, UserId), std::time::Instant>,
+    /// Departures not announced yet, (room, user) → the disconnection that will
+    /// announce it, so a member back within the grace is announced neither leaving
+    /// nor joining.
+    pending_departures: DashMap<(String, UserId), u64>,
+    /// Numbers disconnections, for `pending_departures`.
+    departures: AtomicU64,
     /// Cancelled when the server begins to shut down.
     pub shutdown: CancellationToken,
     /// Every socket task, so shutdown can wait for them.
@@ -105,6 +111,8 @@ impl Shared {
             registrations,
             trusted_proxies,
             last_sends: DashMap::new(),
+            pending_departures: DashMap::new(),
+            departures: AtomicU64::new(1),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             next_session_id: AtomicU64::new(1),
@@ -322,20 +330,57 @@ impl Shared {
     pub fn attach_session(&self, session: &Arc<Session>, rooms: &[String]) {
         let user = session.user();
         for room in self.hub.attach(session, rooms) {
+            // Back within the grace: nobody heard of the departure, so no arrival either.
+            if self.pending_departures.remove(&(room.clone(), session.user_id)).is_some() {
+                continue;
+            }
             let event = Event::MemberJoined { room: room.clone(), user: user.clone() };
             self.publish_room(&room, &event, None, None);
         }
     }
 
     /// The socket is gone: the hub forgets it, and where its user went offline the room
-    /// hears `member_left` (disconnected).
-    pub fn detach_session(&self, session: &Arc<Session>) {
+    /// hears `member_left` (disconnected), after `presence_grace_ms` if they are still
+    /// gone then.
+    pub fn detach_session(self: &Arc<Self>, session: &Arc<Session>) {
         self.metrics.sockets_open.fetch_sub(1, Relaxed);
         let user = session.user();
-        for room in self.hub.detach(session) {
-            let event = Event::MemberLeft { room: room.clone(), user: user.clone(), reason: LeftReason::Disconnected };
-            self.publish_room(&room, &event, None, None);
+        let gone = self.hub.detach(session);
+        let grace = std::time::Duration::from_millis(self.config.presence_grace_ms);
+        if gone.is_empty() {
+            return;
         }
+        if grace.is_zero() {
+            for room in gone {
+                self.announce_departure(&room, &user);
+            }
+            return;
+        }
+        let departure = self.departures.fetch_add(1, Relaxed);
+        for room in &gone {
+            self.pending_departures.insert((room.clone(), session.user_id), departure);
+        }
+        let (state, user_id) = (self.clone(), session.user_id);
+        self.tracker.spawn(async move {
+            tokio::select! {
+                () = tokio::time::sleep(grace) => {}
+                // Shutting down: every socket goes, nobody is left to tell.
+                () = state.shutdown.cancelled() => return,
+            }
+            for room in gone {
+                // Only if no socket of the user came back, and no later disconnection
+                // took the announcement over.
+                let key = (room.clone(), user_id);
+                if state.pending_departures.remove_if(&key, |_, pending| *pending == departure).is_some() {
+                    state.announce_departure(&room, &user);
+                }
+            }
+        });
+    }
+
+    fn announce_departure(&self, room: &str, user: &User) {
+        let event = Event::MemberLeft { room: room.to_string(), user: user.clone(), reason: LeftReason::Disconnected };
+        self.publish_room(room, &event, None, None);
     }
 }
 

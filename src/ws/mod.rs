@@ -53,7 +53,7 @@ async fn upgrade(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     if let Err(error) = check_origin(&state.config.allowed_origins, &headers) {
-        tracing::info!(%peer, "refused a WebSocket from a foreign origin");
+        tracing::warn!(%peer, "refused a WebSocket from a foreign origin");
         return HttpError(error).into_response();
     }
     let Some(slot) = AddressSlot::take(&state, state.client_address(peer.ip(), &headers)) else {

@@ -420,3 +420,29 @@ async fn one_address_cannot_take_every_connection() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(http_from("127.0.0.31", server.addr, "GET", "/healthz", None).await.status, 200);
 }
+
+#[tokio::test]
+async fn a_flaky_connection_does_not_flood_the_room_with_presence() {
+    let server = TestServer::start_with(|c| {
+        c.members_may_create_rooms = true;
+        c.presence_grace_ms = 400;
+    })
+    .await;
+    let mut owner = server.member("owner").await;
+    owner.ok(json!({"type": "create_room", "name": "steady"})).await;
+    let token = server.user("flaky").await;
+    let mut flaky = server.client(&token).await;
+    flaky.ok(json!({"type": "join", "room": "steady"})).await;
+    assert_eq!(owner.event_of("member_joined").await["user"]["username"], "flaky");
+    // Drops and comes back at once, five times: the room hears nothing of it.
+    for _ in 0..5 {
+        drop(flaky);
+        flaky = server.client(&token).await;
+    }
+    owner.assert_quiet(Duration::from_millis(800)).await;
+    // Gone for good: the room hears it once, after the grace.
+    drop(flaky);
+    let left = owner.event_of("member_left").await;
+    assert_eq!((left["user"]["username"].as_str(), left["reason"].as_str()), (Some("flaky"), Some("disconnected")));
+    owner.assert_quiet(Duration::from_millis(600)).await;
+}

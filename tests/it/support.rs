@@ -39,6 +39,7 @@ pub fn test_config(database: &str) -> Config {
         registrations_per_hour: 0,
         max_sockets_per_address: 0,
         max_sockets_per_account: 0,
+        presence_grace_ms: 0,
         shutdown_grace_s: 5.0,
         ..Config::default()
     }

@@ -9,12 +9,19 @@
 //!   peer has no rooms).
 //! - `idle`: N authenticated idle sockets; the server's resident memory per socket.
 //! - `storm`: chat at one rate, measured alone and then during `--logins` logins/s.
+//! - `slowloris`: N connections that send half a request and stop, from `--addresses`
+//!   source addresses; whether the server closes them all by its header deadline (2 s
+//!   here), its memory meanwhile, and whether an ordinary client is served throughout.
+//! - `stall`: N sockets that each ask for 50 pages of long messages (about 200 KB each)
+//!   and never read them; the server's memory for them.
 //!
 //! Every body carries its send time (µs since the run started) and its rung, so each
 //! delivery is an end-to-end latency sample and late arrivals never count for the next
 //! rung. Readers scan frames for `"body":"` instead of parsing JSON, so the generator
 //! spends its time on sockets, not on serde. Client sockets bind to several 127.0.0.x
 //! source addresses, so tens of thousands of connections do not run out of ports.
+//!
+//! `ALONGSIDE_BIN=path/to/alongside` measures another build of the server.
 //!
 //! Run `benches/run.sh` for the whole set; or one scenario, e.g.
 //! `cargo bench --bench fanout -- --scenario room --sockets 1000 --senders 10 --peer`.
@@ -107,7 +114,9 @@ struct Target {
 impl Target {
     fn alongside(extra_env: &[(&str, &str)]) -> Target {
         let dir = tempfile::tempdir().unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_alongside"));
+        // ALONGSIDE_BIN runs another build (say, the one before a change) side by side.
+        let binary = std::env::var("ALONGSIDE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_alongside").to_string());
+        let mut command = Command::new(binary);
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--database"])
             .arg(format!("sqlite://{}", dir.path().join("bench.db").display()))
@@ -626,6 +635,127 @@ async fn storm(o: &Options) {
     );
 }
 
+async fn slowloris(o: &Options) {
+    use tokio::io::AsyncReadExt;
+    let target = Target::alongside(&[("ALONGSIDE_HEADER_READ_TIMEOUT_S", "2")]);
+    let before = target.rss_kib();
+    let started = Instant::now();
+    let mut attackers = Vec::new();
+    for n in 0..o.sockets {
+        let source = Ipv4Addr::new(127, 0, 0, 2 + (n % usize::from(o.addresses.max(1))) as u8);
+        let tcp = TcpSocket::new_v4().unwrap();
+        tcp.bind(SocketAddr::from((source, 0))).expect("bind a loopback source address");
+        let mut stream = tcp.connect(target.addr).await.expect("connect");
+        stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        attackers.push(tokio::spawn(async move {
+            // Held open, saying nothing more, until the server closes it.
+            let mut buffer = [0u8; 256];
+            let opened = Instant::now();
+            loop {
+                match tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buffer)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => return Some(opened.elapsed()),
+                    Ok(Ok(_)) => continue,
+                    Err(_) => return None,
+                }
+            }
+        }));
+    }
+    let opened = started.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let during = target.rss_kib();
+    // An ordinary client meanwhile.
+    let mut served = Histogram::<u64>::new(3).unwrap();
+    let mut failed = 0;
+    let probe_until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < probe_until {
+        let asked = Instant::now();
+        match tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(target.addr)).await {
+            Ok(Ok(mut stream)) => {
+                let request = format!("GET /healthz HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", target.addr);
+                let mut answer = Vec::new();
+                let exchange = async {
+                    stream.write_all(request.as_bytes()).await?;
+                    stream.read_to_end(&mut answer).await
+                };
+                match tokio::time::timeout(Duration::from_secs(5), exchange).await {
+                    Ok(Ok(_)) if answer.starts_with(b"HTTP/1.1 200") => {
+                        served.record(asked.elapsed().as_micros() as u64).unwrap();
+                    }
+                    _ => failed += 1,
+                }
+            }
+            _ => failed += 1,
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut closed = Histogram::<u64>::new(3).unwrap();
+    let mut still_open = 0;
+    for attacker in attackers {
+        match attacker.await.unwrap() {
+            Some(after) => closed.record(after.as_millis() as u64).unwrap(),
+            None => still_open += 1,
+        }
+    }
+    println!(
+        "alongside: {} slow-header connections from {} addresses (opened in {:.1} s): server RSS {} -> {} KiB",
+        o.sockets,
+        o.addresses,
+        opened.as_secs_f64(),
+        before,
+        during
+    );
+    println!(
+        "  closed by the server after p50 {} ms, max {} ms (deadline 2,000 ms); {} never closed",
+        closed.value_at_quantile(0.5),
+        closed.max(),
+        still_open
+    );
+    println!(
+        "  an ordinary client meanwhile: {} requests served, p50 {:.2} ms, p99 {:.2} ms, {} failed",
+        served.len(),
+        served.value_at_quantile(0.5) as f64 / 1000.0,
+        served.value_at_quantile(0.99) as f64 / 1000.0,
+        failed
+    );
+}
+
+async fn stall(o: &Options) {
+    let target = Target::alongside(&[]);
+    let tokens = accounts(&target, o.accounts.max(1));
+    let mut author = open_socket(target.addr, 0, 1).await;
+    setup_request(&mut author, json!({"type": "auth", "id": 1, "token": tokens[0]})).await;
+    setup_request(&mut author, json!({"type": "create_room", "id": 2, "name": "heavy"})).await;
+    let long = "😀".repeat(3000);
+    for n in 0..40 {
+        setup_request(&mut author, json!({"type": "send", "id": 3 + n, "room": "heavy", "body": long})).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = target.rss_kib();
+    let mut stalled = Vec::new();
+    for n in 0..o.sockets {
+        let mut socket = open_socket(target.addr, n, o.addresses).await;
+        let token = &tokens[n % tokens.len()];
+        setup_request(&mut socket, json!({"type": "auth", "id": 1, "token": token})).await;
+        for id in 0..50 {
+            let request = json!({"type": "history", "id": 10 + id, "room": "heavy", "limit": 100});
+            socket.writer.write_all(&raw::text_frame(request.to_string().as_bytes(), 7)).await.unwrap();
+        }
+        stalled.push(socket);
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = target.rss_kib();
+    let asked_mb = o.sockets as f64 * 50.0 * 0.2;
+    println!(
+        "alongside: {} sockets asking for 50 pages of ~200 KB each ({asked_mb:.0} MB asked) and reading none: \
+         server RSS {} -> {} KiB, {:.0} KiB per stalled socket",
+        o.sockets,
+        before,
+        after,
+        after.saturating_sub(before) as f64 / o.sockets as f64
+    );
+    drop(stalled);
+}
+
 #[tokio::main]
 async fn main() {
     let o = options();
@@ -647,6 +777,8 @@ async fn main() {
         "rooms" => many_rooms(&o).await,
         "idle" => idle(&o).await,
         "storm" => storm(&o).await,
-        other => panic!("unknown scenario {other}: room, rooms, idle or storm"),
+        "slowloris" => slowloris(&o).await,
+        "stall" => stall(&o).await,
+        other => panic!("unknown scenario {other}: room, rooms, idle, storm, slowloris or stall"),
     }
 }

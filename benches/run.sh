@@ -30,5 +30,9 @@ else
   echo; echo "### 50,000 idle sockets skipped: the open-file limit ($limit) is below what they need"
   fanout --scenario idle --sockets $((limit - 2000)) --addresses 16
 fi
+# Abuse: 2,000 slow-header connections (closed by the deadline?), and 100 sockets that ask
+# for 1 GB of replies and read none (memory held for them).
+fanout --scenario slowloris --sockets 2000 --addresses 16
+fanout --scenario stall --sockets 100 --addresses 8 --accounts 10
 # Chat latency during a storm of 50 logins/s.
 fanout --scenario storm --sockets 1000 --senders 10 --ladder 100 --logins 50

@@ -21,6 +21,15 @@ fn quota(count: u32, period: Duration) -> Option<Quota> {
     Quota::with_period(period / count).map(|quota| quota.allow_burst(burst))
 }
 
+/// The quota "`rate` per second, `burst` at once"; `None` when the rate is 0 (off).
+fn rate_quota(rate: f64, burst: u32) -> Option<Quota> {
+    if !(rate > 0.0 && rate.is_finite()) {
+        return None;
+    }
+    let burst = NonZeroU32::new(burst.max(1)).expect("at least one");
+    Quota::with_period(Duration::from_secs_f64(1.0 / rate)).map(|quota| quota.allow_burst(burst))
+}
+
 /// At most `count` events per `window` for each key; 0 turns it off.
 pub struct KeyedLimit<K: Hash + Eq + Clone> {
     limiter: Option<DefaultKeyedRateLimiter<K>>,
@@ -34,11 +43,7 @@ impl<K: Hash + Eq + Clone> KeyedLimit<K> {
 
     /// `rate` per second per key on average, `burst` at once; rate 0 is off.
     pub fn rate(rate: f64, burst: u32) -> KeyedLimit<K> {
-        let quota = (rate > 0.0 && rate.is_finite())
-            .then(|| Quota::with_period(Duration::from_secs_f64(1.0 / rate)))
-            .flatten()
-            .map(|quota| quota.allow_burst(NonZeroU32::new(burst.max(1)).expect("at least one")));
-        KeyedLimit { limiter: quota.map(governor::RateLimiter::keyed) }
+        KeyedLimit { limiter: rate_quota(rate, burst).map(governor::RateLimiter::keyed) }
     }
 
     /// Counts one event for `key`; `Err(wait)` if it is over the limit.
@@ -74,11 +79,7 @@ pub struct Bucket {
 impl Bucket {
     /// A bucket that starts full.
     pub fn new(rate: f64, burst: u32) -> Bucket {
-        let quota = (rate > 0.0 && rate.is_finite())
-            .then(|| Quota::with_period(Duration::from_secs_f64(1.0 / rate)))
-            .flatten()
-            .map(|quota| quota.allow_burst(NonZeroU32::new(burst.max(1)).expect("at least one")));
-        Bucket { limiter: quota.map(governor::RateLimiter::direct) }
+        Bucket { limiter: rate_quota(rate, burst).map(governor::RateLimiter::direct) }
     }
 
     /// Takes one request; `Err(wait)` says how long until one is allowed.

@@ -22,6 +22,21 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// Runs `work` on the shared state every `period` (the first time after one period)
+/// until shutdown.
+fn every(state: &AppState, period: Duration, work: fn(&Shared)) {
+    let (shared, stop) = (state.clone(), state.shutdown.clone());
+    state.tracker.spawn(async move {
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => work(&shared),
+                () = stop.cancelled() => return,
+            }
+        }
+    });
+}
+
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -68,35 +83,10 @@ impl Server {
         hub.load_mutes(store.fetch_active_mutes(crate::protocol::now_ms()).await.map_err(StartError::Load)?);
         let state: AppState = Arc::new(Shared::new(config, store, bus, hub, metrics));
         // One ticker pings every socket, instead of a timer inside each socket's task.
-        let pinger = {
-            let (state, stop, every) = (state.clone(), state.shutdown.clone(), state.config.ping_interval());
-            async move {
-                let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-                loop {
-                    tokio::select! {
-                        _ = ticks.tick() => state.ping_all(),
-                        () = stop.cancelled() => return,
-                    }
-                }
-            }
-        };
-        state.tracker.spawn(pinger);
+        every(&state, state.config.ping_interval(), Shared::ping_all);
         // Limit keys nobody used lately are dropped once a minute, so invented keys
         // (addresses, account names) cost memory only while they are fresh.
-        let sweeper = {
-            let (state, stop) = (state.clone(), state.shutdown.clone());
-            async move {
-                let every = Duration::from_secs(60);
-                let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-                loop {
-                    tokio::select! {
-                        _ = ticks.tick() => state.forget_idle_limits(),
-                        () = stop.cancelled() => return,
-                    }
-                }
-            }
-        };
-        state.tracker.spawn(sweeper);
+        every(&state, Duration::from_secs(60), Shared::forget_idle_limits);
         // Changes the CLI makes beside a running server (a role, revoked tokens) reach
         // open sockets within seconds: the CLI records them, this task applies them.
         let changes = {

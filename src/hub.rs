@@ -444,6 +444,11 @@ impl Hub {
         self.shared.rooms.get(room).map_or(0, |subs| subs.online.len() as u64)
     }
 
+    /// Whether `user` has a socket receiving `room` on this node.
+    pub fn is_online(&self, room: &str, user: UserId) -> bool {
+        self.shared.rooms.get(room).is_some_and(|subs| subs.online.contains_key(&user))
+    }
+
     /// Up to `max` distinct online users of `room`.
     pub fn online_users(&self, room: &str, max: usize) -> Vec<User> {
         let Some(subs) = self.shared.rooms.get(room) else {

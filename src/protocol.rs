@@ -154,6 +154,27 @@ pub struct Room {
     /// knows whether to show moderator tools.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub my_role: Option<MyRole>,
+    /// For a member asking: messages by others after their read marker, at most 999.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub unread: Option<u32>,
+}
+
+/// A member of a room as its members see them (`members`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Who.
+    #[serde(flatten)]
+    pub user: User,
+    /// Their place in the room.
+    pub room_role: MyRole,
+    /// Whether they have a socket open.
+    pub online: bool,
+    /// Muted in this room: until when (absent for a mute until lifted).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub muted_until: Option<String>,
+    /// Muted in this room now.
+    #[serde(skip_serializing_if = "is_false", default)]
+    pub muted: bool,
 }
 
 /// A user's place in one room, as that user is told it.
@@ -508,6 +529,15 @@ pub enum Request {
         /// Room name.
         room: String,
     },
+    /// The members of a room, online first, then by name.
+    Members(MembersQuery),
+    /// Move one's read marker in a room.
+    MarkRead {
+        /// Room name.
+        room: String,
+        /// The last message read.
+        seq: i64,
+    },
     /// A moderation request.
     Moderate(Moderation),
     /// `test_panic`: makes its handler panic. Only in builds for the tests.
@@ -683,6 +713,19 @@ pub struct PageQuery {
     /// For `reports`: only reports with a larger id.
     #[serde(default)]
     pub after_id: Option<i64>,
+}
+
+/// Fields of `members`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct MembersQuery {
+    /// Room name.
+    pub room: String,
+    /// How many, 1–200 (default 50).
+    #[serde(default)]
+    pub limit: Option<i64>,
+    /// Only members listed after this username.
+    #[serde(default)]
+    pub after: Option<String>,
 }
 
 /// Fields of `history`.
@@ -879,6 +922,11 @@ pub fn parse_request(text: &str) -> Result<(Option<RequestId>, Request), ParseEr
             let f: RoomFields = serde_json::from_str(text).map_err(|e| fail("typing", e))?;
             Request::Typing { room: f.room }
         }
+        "members" => Request::Members(serde_json::from_str(text).map_err(|e| fail("members", e))?),
+        "mark_read" => {
+            let f: SeqFields = serde_json::from_str(text).map_err(|e| fail("mark_read", e))?;
+            Request::MarkRead { room: f.room, seq: f.seq }
+        }
         other => match parse_moderation(other, text) {
             Some(Ok(moderation)) => Request::Moderate(moderation),
             Some(Err(message)) => return Err(ParseError { id, message: format!("Bad `{other}` request: {message}.") }),
@@ -999,6 +1047,14 @@ pub enum Reply {
         /// The stored message.
         message: Message,
     },
+    /// `members`.
+    Members {
+        /// Members, online first, then by username.
+        members: Vec<Member>,
+        /// More follow: ask again with `after` = the last username.
+        #[serde(skip_serializing_if = "is_false")]
+        more: bool,
+    },
     /// `history`.
     Messages {
         /// Messages, ascending by seq.
@@ -1098,6 +1154,13 @@ pub enum Event {
         user: User,
         /// Why.
         reason: LeftReason,
+    },
+    /// The user's read marker moved (on another of their sockets).
+    Read {
+        /// Room name.
+        room: String,
+        /// The last message read.
+        seq: i64,
     },
     /// Someone is typing.
     Typing {

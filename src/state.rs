@@ -153,12 +153,18 @@ impl Shared {
             ends_at: room.ends_at.map(format_ts),
             capacity: room.capacity,
             my_role: None,
+            unread: None,
         }
     }
 
     /// Up to `max` users online in `room` on this node.
     pub fn online_users(&self, room: &str, max: usize) -> Vec<User> {
         self.hub.online_users(room, max)
+    }
+
+    /// Whether `user` is online in `room` (on this node).
+    pub fn is_online(&self, room: &str, user: UserId) -> bool {
+        self.hub.is_online(room, user)
     }
 
     /// The mute of `user` in `room` in force now, from this node's cache.

@@ -348,6 +348,17 @@ pub trait Store: Send + Sync + 'static {
     /// Removes a member; `false` if not a member.
     async fn delete_membership(&self, room: RoomId, user: UserId) -> Result<bool, StoreError>;
 
+    /// Every member of a room with their room role, by username.
+    async fn fetch_members(&self, room: RoomId) -> Result<Vec<(UserRecord, RoomRole)>, StoreError>;
+
+    /// Moves a member's read marker forward to `seq` (never back, never past the room's
+    /// last message); the marker now, if it moved.
+    async fn update_read_marker(&self, room: RoomId, user: UserId, seq: i64) -> Result<Option<i64>, StoreError>;
+
+    /// Messages after the member's read marker that others wrote and are not deleted,
+    /// counted up to `cap`. A member without a marker has read everything up to now.
+    async fn fetch_unread(&self, room: RoomId, user: UserId, cap: u32) -> Result<u32, StoreError>;
+
     /// Names of the rooms a user is a member of, leaving out any they are banned from.
     async fn fetch_user_rooms(&self, user: UserId) -> Result<Vec<String>, StoreError>;
 

@@ -51,7 +51,8 @@ macro_rules! suite {
 
 suite!(sqlite: users, tokens, rooms, memberships, room_roles, mutes, bans_win_over_joins, seqs_per_room,
     client_msg_id_is_idempotent, a_failed_batch_consumes_no_seq, history_ranges, deleting_a_message,
-    reports_keep_their_evidence, mod_log_newest_first_by_scope, room_settings, ping, changes_made_outside);
+    reports_keep_their_evidence, mod_log_newest_first_by_scope, room_settings, ping, changes_made_outside,
+    members_and_read_markers);
 
 async fn user(store: &dyn Store, name: &str) -> UserRecord {
     store.insert_user(name, &name.to_uppercase(), "hash", Role::Member).await.unwrap()
@@ -427,4 +428,27 @@ async fn changes_made_outside(s: &Subject) {
     store.insert_token(&[8; 32], ada.id).await.unwrap();
     assert_eq!(store.delete_user_tokens(ada.id).await.unwrap(), 2);
     assert_eq!(store.fetch_token_user(&[7; 32], TokenRules::default(), 0).await.unwrap(), None);
+}
+
+async fn members_and_read_markers(s: &Subject) {
+    let store = &*s.store;
+    let (ada, ben) = (user(store, "ada").await, user(store, "ben").await);
+    let room = room(store, "room", ada.id, None).await;
+    send(store, &room, &ada, "before ben", None).await;
+    store.insert_membership(&room, ben.id).await.unwrap();
+    let members: Vec<(String, RoomRole)> =
+        store.fetch_members(room.id).await.unwrap().into_iter().map(|(u, r)| (u.user.username, r)).collect();
+    assert_eq!(members, [("ada".to_string(), RoomRole::Member), ("ben".to_string(), RoomRole::Member)]);
+    assert_eq!(store.fetch_unread(room.id, ben.id, 999).await.unwrap(), 0, "joined after it");
+    for n in 0..3 {
+        send(store, &room, &ada, &format!("m{n}"), None).await;
+    }
+    send(store, &room, &ben, "ben's own", None).await;
+    assert_eq!(store.fetch_unread(room.id, ben.id, 999).await.unwrap(), 3, "his own is not unread");
+    assert_eq!(store.fetch_unread(room.id, ben.id, 2).await.unwrap(), 2, "capped");
+    assert_eq!(store.update_read_marker(room.id, ben.id, 3).await.unwrap(), Some(3));
+    assert_eq!(store.fetch_unread(room.id, ben.id, 999).await.unwrap(), 1);
+    assert_eq!(store.update_read_marker(room.id, ben.id, 2).await.unwrap(), None, "never back");
+    assert_eq!(store.update_read_marker(room.id, ben.id, 99).await.unwrap(), Some(5), "never past the last");
+    assert_eq!(store.fetch_unread(room.id, ben.id, 999).await.unwrap(), 0);
 }

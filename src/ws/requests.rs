@@ -9,8 +9,8 @@ use super::pages::{fit_page, page_limit, Keep};
 use crate::hub::Session;
 use crate::permissions::{RoomStanding, Standing};
 use crate::protocol::{
-    now_ms, parse_ts, ApiError, CreateRoom, ErrorCode, Event, HistoryQuery, LeftReason, PageQuery, Reply, Request,
-    Role, Room, RoomKind, SendMessage,
+    format_ts, now_ms, parse_ts, ApiError, CreateRoom, ErrorCode, Event, HistoryQuery, LeftReason, Member,
+    MembersQuery, PageQuery, Reply, Request, Role, Room, RoomKind, SendMessage,
 };
 use crate::state::{describe_until, internal, AppState};
 use crate::store::{
@@ -36,13 +36,15 @@ const MAX_CLIENT_MSG_ID_CHARS: usize = 64;
 pub async fn handle(state: &AppState, session: &Arc<Session>, request: Request) -> Result<Reply, ApiError> {
     match request {
         Request::Auth { .. } => Err(ApiError::new(ErrorCode::BadRequest, "This socket is already authenticated.")),
-        Request::Rooms(page) => rooms(state, page).await,
+        Request::Rooms(page) => rooms(state, session, page).await,
         Request::CreateRoom(fields) => create_room(state, session, fields).await,
         Request::Join { room } => join(state, session, &room).await,
         Request::Leave { room } => leave(state, session, &room).await,
         Request::Send(fields) => send(state, session, fields).await,
         Request::History(query) => history(state, session, query).await,
         Request::Typing { room } => typing(state, session, &room).await,
+        Request::Members(query) => members(state, session, query).await,
+        Request::MarkRead { room, seq } => mark_read(state, session, &room, seq).await,
         Request::Moderate(request) => super::moderation::handle(state, session, request).await,
         #[cfg(feature = "test-hooks")]
         Request::TestPanic => panic!("a test asked this handler to panic"),
@@ -83,10 +85,15 @@ pub(super) fn check_no_control_characters(text: &str, what: &str) -> Result<(), 
     Ok(())
 }
 
-async fn rooms(state: &AppState, page: PageQuery) -> Result<Reply, ApiError> {
+async fn rooms(state: &AppState, session: &Session, page: PageQuery) -> Result<Reply, ApiError> {
     let limit = page_limit(page.limit, DEFAULT_LIST, MAX_LIST)?;
     let mut rooms = state.rooms(page.after.as_deref(), limit + 1).await?;
     let more = fit_page(&mut rooms, limit, Keep::First);
+    // What is new where, in the rooms one is a member of.
+    for room in rooms.iter_mut().filter(|room| session.is_in(&room.name)) {
+        let record = state.room(&room.name).await?;
+        room.unread = Some(state.store.fetch_unread(record.id, session.user_id, MAX_UNREAD).await.map_err(internal)?);
+    }
     Ok(Reply::Rooms { rooms, more })
 }
 
@@ -204,8 +211,9 @@ async fn join(state: &AppState, session: &Session, name: &str) -> Result<Reply, 
     let range = HistoryRange { before: None, after: None, limit: DEFAULT_PAGE + 1 };
     let mut messages = state.store.fetch_messages(&room, range).await.map_err(internal)?;
     let more = fit_page(&mut messages, DEFAULT_PAGE, Keep::Last);
+    let unread = state.store.fetch_unread(room.id, session.user_id, MAX_UNREAD).await.map_err(internal)?;
     Ok(Reply::Joined {
-        room: Room { my_role: Some(standing.my_role()), ..state.room_view(&room) },
+        room: Room { my_role: Some(standing.my_role()), unread: Some(unread), ..state.room_view(&room) },
         online: state.online_users(&room.name, MAX_ONLINE_LISTED),
         messages,
         more,
@@ -329,6 +337,57 @@ async fn history(state: &AppState, session: &Session, query: HistoryQuery) -> Re
     let keep = if query.after.is_some() { Keep::First } else { Keep::Last };
     let more = fit_page(&mut messages, limit as u32, keep);
     Ok(Reply::Messages { messages, more })
+}
+
+/// The most unread messages counted for a room; the client shows "999+".
+const MAX_UNREAD: u32 = 999;
+
+async fn members(state: &AppState, session: &Session, query: MembersQuery) -> Result<Reply, ApiError> {
+    let room = member_room(state, session, &query.room).await?;
+    let limit = page_limit(query.limit, DEFAULT_LIST, MAX_LIST)?;
+    let now = now_ms();
+    let mut members: Vec<Member> = state
+        .store
+        .fetch_members(room.id)
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .map(|(record, room_role)| {
+            let standing = Standing {
+                global: record.user.role,
+                room: RoomStanding::from_membership(Some(room_role), room.owner_id == record.id),
+            };
+            let mute = state.mute(room.id, record.id);
+            Member {
+                online: state.is_online(&room.name, record.id),
+                room_role: standing.my_role(),
+                muted_until: mute.as_ref().and_then(|m| m.until).filter(|until| *until > now).map(format_ts),
+                muted: mute.is_some(),
+                user: record.user,
+            }
+        })
+        .collect();
+    // Online first, then by username (the store gave them by username).
+    members.sort_by_key(|member| !member.online);
+    let start = match &query.after {
+        Some(after) => members.iter().position(|m| &m.user.username == after).map_or(members.len(), |at| at + 1),
+        None => 0,
+    };
+    let mut page: Vec<Member> = members.into_iter().skip(start).take(limit as usize + 1).collect();
+    let more = fit_page(&mut page, limit, Keep::First);
+    Ok(Reply::Members { members: page, more })
+}
+
+async fn mark_read(state: &AppState, session: &Session, name: &str, seq: i64) -> Result<Reply, ApiError> {
+    let room = member_room(state, session, name).await?;
+    if seq < 0 {
+        return Err(invalid("`seq` is 0 or more."));
+    }
+    // Only a marker that moved is news for the user's other devices.
+    if let Some(seq) = state.store.update_read_marker(room.id, session.user_id, seq).await.map_err(internal)? {
+        state.publish_user(session.user_id, &Event::Read { room: room.name.clone(), seq });
+    }
+    Ok(Reply::Empty {})
 }
 
 async fn typing(state: &AppState, session: &Session, name: &str) -> Result<Reply, ApiError> {

@@ -361,3 +361,86 @@ async fn a_client_is_told_its_place_in_a_room_and_what_it_may_create() {
     let mut ben = Client::connect(&open.ws_url(), None).await;
     assert_eq!(ben.ok(json!({"type": "auth", "token": token})).await["may_create"], json!(["topic"]));
 }
+
+#[tokio::test]
+async fn read_markers_count_what_is_new_and_follow_a_member_across_devices() {
+    let server = TestServer::start_with(|c| c.members_may_create_rooms = true).await;
+    let mut owner = server.member("owner").await;
+    owner.ok(json!({"type": "create_room", "name": "news"})).await;
+    for n in 0..3 {
+        owner.ok(json!({"type": "send", "room": "news", "body": format!("before {n}")})).await;
+    }
+    let token = server.user("reader").await;
+    let (mut phone, mut laptop) = (server.client(&token).await, server.client(&token).await);
+    let joined = phone.ok(json!({"type": "join", "room": "news"})).await;
+    assert_eq!(joined["room"]["unread"], 0, "what was said before joining is not unread");
+    let mut last = 0;
+    for n in 0..2 {
+        last = owner.ok(json!({"type": "send", "room": "news", "body": format!("after {n}")})).await["message"]["seq"]
+            .as_i64()
+            .unwrap();
+    }
+    phone.ok(json!({"type": "send", "room": "news", "body": "my own words are not unread"})).await;
+    let unread_in = |reply: &Value| {
+        reply["rooms"].as_array().unwrap().iter().find(|r| r["name"] == "news").unwrap()["unread"].clone()
+    };
+    assert_eq!(unread_in(&laptop.ok(json!({"type": "rooms"})).await), 2);
+    // Read on the phone: the laptop hears it, and nothing is unread any more.
+    phone.ok(json!({"type": "mark_read", "room": "news", "seq": last})).await;
+    let read = laptop.event_of("read").await;
+    assert_eq!((read["room"].as_str(), read["seq"].as_i64()), (Some("news"), Some(last)));
+    assert_eq!(unread_in(&laptop.ok(json!({"type": "rooms"})).await), 0);
+    // A marker never goes back, and never past the last message.
+    phone.ok(json!({"type": "mark_read", "room": "news", "seq": 1})).await;
+    phone.ok(json!({"type": "mark_read", "room": "news", "seq": 10_000})).await;
+    let read = laptop.event_of("read").await;
+    assert_eq!(read["seq"], last + 1, "clamped to the last message (the phone's own)");
+    owner.ok(json!({"type": "send", "room": "news", "body": "one more"})).await;
+    assert_eq!(unread_in(&phone.ok(json!({"type": "rooms"})).await), 1);
+    // Only members have markers.
+    let mut outsider = server.member("outsider").await;
+    outsider.refused(json!({"type": "mark_read", "room": "news", "seq": 1}), "forbidden").await;
+    let listed = outsider.ok(json!({"type": "rooms"})).await;
+    assert!(listed["rooms"][0].get("unread").is_none(), "{listed}");
+}
+
+#[tokio::test]
+async fn the_member_list_shows_everyone_online_first_with_role_and_mute() {
+    let server = TestServer::start_with(|c| c.members_may_create_rooms = true).await;
+    let mut owner = server.member("owner").await;
+    owner.ok(json!({"type": "create_room", "name": "circle"})).await;
+    // Bea stays online; Cleo and Ann join, then close their sockets (still members).
+    let mut online = Vec::new();
+    for name in ["cleo", "ann", "bea"] {
+        let mut member = server.member(name).await;
+        member.ok(json!({"type": "join", "room": "circle"})).await;
+        if name == "bea" {
+            online.push(member);
+        }
+    }
+    owner.ok(json!({"type": "set_room_role", "room": "circle", "user": "cleo", "role": "moderator"})).await;
+    owner.ok(json!({"type": "mute", "room": "circle", "user": "ann", "duration_s": 600})).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let members = loop {
+        let reply = owner.ok(json!({"type": "members", "room": "circle"})).await;
+        let online: Vec<bool> =
+            reply["members"].as_array().unwrap().iter().map(|m| m["online"].as_bool().unwrap()).collect();
+        if online == [true, true, false, false] {
+            break reply["members"].clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{reply}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let names: Vec<&str> = members.as_array().unwrap().iter().map(|m| m["username"].as_str().unwrap()).collect();
+    assert_eq!(names, ["bea", "owner", "ann", "cleo"], "online first, then by name");
+    assert_eq!(members[1]["room_role"], "owner");
+    assert_eq!(members[3]["room_role"], "moderator");
+    assert_eq!((members[2]["muted"].clone(), members[2]["muted_until"].is_string()), (json!(true), true));
+    assert!(members[0].get("muted").is_none());
+    // A page at a time.
+    let first = owner.ok(json!({"type": "members", "room": "circle", "limit": 3})).await;
+    assert_eq!((first["members"].as_array().unwrap().len(), first["more"].clone()), (3, json!(true)));
+    let rest = owner.ok(json!({"type": "members", "room": "circle", "after": "ann"})).await;
+    assert_eq!(rest["members"][0]["username"], "cleo");
+    server.member("stranger").await.refused(json!({"type": "members", "room": "circle"}), "forbidden").await;
+}

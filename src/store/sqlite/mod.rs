@@ -708,6 +708,15 @@ impl Store for SqliteStore {
             .bind(now_ms())
             .execute(&mut *tx)
             .await?;
+        // What was said before joining is not unread.
+        sqlx::query(
+            "INSERT INTO read_markers (room_id, user_id, seq) SELECT id, ?, last_seq FROM rooms WHERE id = ? \
+             ON CONFLICT (room_id, user_id) DO UPDATE SET seq = excluded.seq",
+        )
+        .bind(user.0)
+        .bind(room.id.0)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -720,6 +729,66 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
         commit_if_changed(tx, done.rows_affected()).await
+    }
+
+    async fn fetch_members(&self, room: RoomId) -> Result<Vec<(UserRecord, RoomRole)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT u.id, u.username, u.display_name, u.role, m.room_role FROM memberships m \
+             JOIN users u ON u.id = m.user_id WHERE m.room_id = ? ORDER BY u.username",
+        )
+        .bind(room.0)
+        .fetch_all(&self.reads)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let role: String = row.try_get("room_role")?;
+                let room_role = RoomRole::parse(&role)
+                    .ok_or_else(|| sqlx::Error::Decode(format!("unknown room role `{role}`").into()))?;
+                Ok((user_from_row(row)?, room_role))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    async fn update_read_marker(&self, room: RoomId, user: UserId, seq: i64) -> Result<Option<i64>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        // Clamped to the room's last message, and only ever forward.
+        let marker: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO read_markers (room_id, user_id, seq) SELECT id, ?, min(?, last_seq) FROM rooms WHERE id = ? \
+             ON CONFLICT (room_id, user_id) DO UPDATE SET seq = excluded.seq WHERE excluded.seq > read_markers.seq \
+             RETURNING seq",
+        )
+        .bind(user.0)
+        .bind(seq)
+        .bind(room.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+        match marker {
+            Some(marker) => {
+                tx.commit().await?;
+                Ok(Some(marker))
+            }
+            None => {
+                tx.rollback().await?;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn fetch_unread(&self, room: RoomId, user: UserId, cap: u32) -> Result<u32, StoreError> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT 1 FROM messages m WHERE m.room_id = ?1 AND m.author_id != ?2 \
+             AND m.deleted = 0 AND m.seq > coalesce( \
+                 (SELECT seq FROM read_markers WHERE room_id = ?1 AND user_id = ?2), \
+                 (SELECT last_seq FROM rooms WHERE id = ?1)) \
+             LIMIT ?3)",
+        )
+        .bind(room.0)
+        .bind(user.0)
+        .bind(i64::from(cap))
+        .fetch_one(&self.reads)
+        .await?;
+        Ok(u32::try_from(count).unwrap_or(cap))
     }
 
     async fn fetch_user_rooms(&self, user: UserId) -> Result<Vec<String>, StoreError> {

@@ -143,6 +143,15 @@ CREATE TABLE changes (
 ALTER TABLE sessions ADD COLUMN used_at INTEGER;
 UPDATE sessions SET used_at = created_at;
 "#,
+    // Read markers, shared by a member's devices: what counts as unread.
+    r#"
+CREATE TABLE read_markers (
+    room_id INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    seq     INTEGER NOT NULL,
+    PRIMARY KEY (room_id, user_id)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// Brings the schema up to date, each migration in its own write transaction.

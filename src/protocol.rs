@@ -209,6 +209,9 @@ pub struct Message {
     /// Present and `true` for a deleted message.
     #[serde(skip_serializing_if = "is_false", default)]
     pub deleted: bool,
+    /// When its author last edited it (ISO-8601), if ever.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub edited_at: Option<String>,
 }
 
 /// A member's report of a message, kept until a moderator resolves it.
@@ -531,6 +534,15 @@ pub enum Request {
     },
     /// The members of a room, online first, then by name.
     Members(MembersQuery),
+    /// Change the text of one's own message.
+    Edit {
+        /// Room name.
+        room: String,
+        /// The message.
+        seq: i64,
+        /// The new text.
+        body: String,
+    },
     /// Move one's read marker in a room.
     MarkRead {
         /// Room name.
@@ -713,6 +725,13 @@ pub struct PageQuery {
     /// For `reports`: only reports with a larger id.
     #[serde(default)]
     pub after_id: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct EditFields {
+    room: String,
+    seq: i64,
+    body: String,
 }
 
 /// Fields of `members`.
@@ -921,6 +940,10 @@ pub fn parse_request(text: &str) -> Result<(Option<RequestId>, Request), ParseEr
         "typing" => {
             let f: RoomFields = serde_json::from_str(text).map_err(|e| fail("typing", e))?;
             Request::Typing { room: f.room }
+        }
+        "edit" => {
+            let f: EditFields = serde_json::from_str(text).map_err(|e| fail("edit", e))?;
+            Request::Edit { room: f.room, seq: f.seq, body: f.body }
         }
         "members" => Request::Members(serde_json::from_str(text).map_err(|e| fail("members", e))?),
         "mark_read" => {
@@ -1154,6 +1177,13 @@ pub enum Event {
         user: User,
         /// Why.
         reason: LeftReason,
+    },
+    /// A message's text changed (its author edited it).
+    MessageUpdated {
+        /// Room name.
+        room: String,
+        /// The message as it is now.
+        message: Message,
     },
     /// The user's read marker moved (on another of their sockets).
     Read {

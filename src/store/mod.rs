@@ -425,6 +425,16 @@ pub trait Store: Send + Sync + 'static {
     /// A message's author and whether it is deleted; `None` if there is no such seq.
     async fn fetch_message_author(&self, room: RoomId, seq: i64) -> Result<Option<(UserRecord, bool)>, StoreError>;
 
+    /// Replaces the text of `author`'s message `seq` and notes when; the message as it
+    /// is now, or `NotFound` if there is no such message of theirs that is not deleted.
+    async fn update_message_body(
+        &self,
+        room: &RoomRecord,
+        seq: i64,
+        author: &UserRecord,
+        body: &str,
+    ) -> Result<Message, StoreError>;
+
     /// Marks a message deleted and drops its body.
     async fn update_message_deleted(&self, room: RoomId, seq: i64, log: &ModEntry) -> Result<(), StoreError>;
 

@@ -51,7 +51,7 @@ macro_rules! suite {
 
 suite!(sqlite: users, tokens, rooms, memberships, room_roles, mutes, bans_win_over_joins, seqs_per_room,
     client_msg_id_is_idempotent, a_failed_batch_consumes_no_seq, history_ranges, deleting_a_message,
-    reports_keep_their_evidence, mod_log_newest_first_by_scope, room_settings, ping, changes_made_outside,
+    reports_keep_their_evidence, editing_a_message, mod_log_newest_first_by_scope, room_settings, ping, changes_made_outside,
     members_and_read_markers);
 
 async fn user(store: &dyn Store, name: &str) -> UserRecord {
@@ -357,6 +357,24 @@ async fn reports_keep_their_evidence(s: &Subject) {
     assert!(store.resolve_report(room.id, report.id, &resolve).await.unwrap());
     assert!(!store.resolve_report(room.id, report.id, &resolve).await.unwrap(), "resolved once");
     assert!(store.fetch_open_reports(&room, 0, 100).await.unwrap().is_empty());
+}
+
+async fn editing_a_message(s: &Subject) {
+    let store = &*s.store;
+    let (ada, ben) = (user(store, "ada").await, user(store, "ben").await);
+    let room = room(store, "room", ada.id, None).await;
+    send(store, &room, &ada, "first draft", Some("k")).await;
+    assert!(matches!(store.update_message_body(&room, 1, &ben, "not yours").await, Err(StoreError::NotFound)));
+    assert!(matches!(store.update_message_body(&room, 2, &ada, "no such").await, Err(StoreError::NotFound)));
+    let edited = store.update_message_body(&room, 1, &ada, "second draft").await.unwrap();
+    assert_eq!((edited.seq, edited.body.as_deref(), edited.edited_at.is_some()), (1, Some("second draft"), true));
+    let stored = &store.fetch_messages(&room, HistoryRange { before: None, after: None, limit: 5 }).await.unwrap()[0];
+    assert_eq!(stored, &edited);
+    // A resend of the original key returns the message as it is now.
+    assert_eq!(send(store, &room, &ada, "first draft", Some("k")).await.message, edited);
+    let entry = ModEntry { seq: Some(1), ..log(Some(room.id), LogAction::Delete, ada.id) };
+    store.update_message_deleted(room.id, 1, &entry).await.unwrap();
+    assert!(matches!(store.update_message_body(&room, 1, &ada, "revived").await, Err(StoreError::NotFound)));
 }
 
 async fn mod_log_newest_first_by_scope(s: &Subject) {

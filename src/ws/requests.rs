@@ -45,6 +45,7 @@ pub async fn handle(state: &AppState, session: &Arc<Session>, request: Request) 
         Request::Typing { room } => typing(state, session, &room).await,
         Request::Members(query) => members(state, session, query).await,
         Request::MarkRead { room, seq } => mark_read(state, session, &room, seq).await,
+        Request::Edit { room, seq, body } => edit(state, session, &room, seq, body).await,
         Request::Moderate(request) => super::moderation::handle(state, session, request).await,
         #[cfg(feature = "test-hooks")]
         Request::TestPanic => panic!("a test asked this handler to panic"),
@@ -239,17 +240,7 @@ async fn leave(state: &AppState, session: &Session, name: &str) -> Result<Reply,
 
 async fn send(state: &AppState, session: &Session, fields: SendMessage) -> Result<Reply, ApiError> {
     let room = member_room(state, session, &fields.room).await?;
-    let length = fields.body.chars().count();
-    if length > MAX_BODY_CHARS {
-        return Err(ApiError::new(
-            ErrorCode::TooLarge,
-            format!("A message is at most {MAX_BODY_CHARS} characters; this one has {length}."),
-        ));
-    }
-    if fields.body.trim().is_empty() {
-        return Err(invalid("The message is empty."));
-    }
-    check_no_control_characters(&fields.body, "A message")?;
+    check_body(&fields.body)?;
     if let Some(id) = &fields.client_msg_id {
         if id.is_empty() || id.chars().count() > MAX_CLIENT_MSG_ID_CHARS {
             return Err(invalid(format!("`client_msg_id` is 1 to {MAX_CLIENT_MSG_ID_CHARS} characters.")));
@@ -288,6 +279,53 @@ async fn send(state: &AppState, session: &Session, fields: SendMessage) -> Resul
         )
     })?;
     Ok(Reply::Sent { message: stored.message })
+}
+
+/// A message body: not empty, not too long, no control characters.
+fn check_body(body: &str) -> Result<(), ApiError> {
+    let length = body.chars().count();
+    if length > MAX_BODY_CHARS {
+        return Err(ApiError::new(
+            ErrorCode::TooLarge,
+            format!("A message is at most {MAX_BODY_CHARS} characters; this one has {length}."),
+        ));
+    }
+    if body.trim().is_empty() {
+        return Err(invalid("The message is empty."));
+    }
+    check_no_control_characters(body, "A message")
+}
+
+/// The author rewrites their own message. Members see `message_updated`; a report
+/// already filed keeps the text as it was when reported.
+async fn edit(state: &AppState, session: &Session, room_name: &str, seq: i64, body: String) -> Result<Reply, ApiError> {
+    let room = member_room(state, session, room_name).await?;
+    check_body(&body)?;
+    check_window(&room)?;
+    // A mute silences edits too: otherwise it could be sidestepped by rewriting old messages.
+    if let Some(mute) = state.mute(room.id, session.user_id) {
+        return Err(super::moderation::muted_error(&room.name, &mute));
+    }
+    let author = UserRecord { id: session.user_id, user: session.user() };
+    let message = match state.store.update_message_body(&room, seq, &author, &body).await {
+        Ok(message) => message,
+        Err(StoreError::NotFound) => {
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                format!("There is no message {seq} of yours in `{}` that can be edited.", room.name),
+            ))
+        }
+        Err(err) => {
+            tracing::error!(error = %err, room = %room.name, "edit not stored");
+            return Err(ApiError::new(
+                ErrorCode::Internal,
+                "Not edited: the server could not save your change. Please try again in a moment.",
+            ));
+        }
+    };
+    let event = Event::MessageUpdated { room: room.name.clone(), message: message.clone() };
+    state.publish_room(&room.name, &event, None, None);
+    Ok(Reply::Sent { message })
 }
 
 /// One message per `slow_mode_s` for members. The time is taken when the check passes,

@@ -546,3 +546,41 @@ async fn a_sanction_is_lifted_only_with_the_authority_that_imposed_it() {
     global.refused(json!({"type": "unban", "scope": "server", "user": "mia"}), "forbidden").await;
     admin.ok(json!({"type": "unban", "scope": "server", "user": "mia"})).await;
 }
+
+#[tokio::test]
+async fn authors_edit_their_own_messages_and_reports_keep_what_was_said() {
+    let Circle { mut owner, mut mia, mut ben, server: _server } = circle().await;
+    let seq = sent(&mut ben, "you are all useless").await;
+    mia.ok(json!({"type": "report", "room": "circle", "seq": seq, "reason": "Unkind"})).await;
+    let edited = ben.ok(json!({"type": "edit", "room": "circle", "seq": seq, "body": "sorry, bad day"})).await;
+    assert_eq!(edited["message"]["body"], "sorry, bad day");
+    assert!(edited["message"]["edited_at"].is_string(), "{edited}");
+    // Every member hears the new text, under the same seq.
+    for client in [&mut owner, &mut mia] {
+        let updated = client.event_of("message_updated").await;
+        assert_eq!(updated["room"], "circle");
+        assert_eq!(updated["message"]["seq"], seq);
+        assert_eq!(updated["message"]["body"], "sorry, bad day");
+        assert_eq!(updated["message"]["author"]["username"], "ben");
+    }
+    let history = mia.ok(json!({"type": "history", "room": "circle"})).await;
+    let stored = &history["messages"][0];
+    assert_eq!((stored["body"].as_str(), stored["edited_at"].is_string()), (Some("sorry, bad day"), true));
+    // Nobody else may rewrite it, not even a moderator; a bad body changes nothing.
+    mia.refused(json!({"type": "edit", "room": "circle", "seq": seq, "body": "mine now"}), "not_found").await;
+    owner.refused(json!({"type": "edit", "room": "circle", "seq": seq, "body": "moderated"}), "not_found").await;
+    ben.refused(json!({"type": "edit", "room": "circle", "seq": seq, "body": "  "}), "invalid").await;
+    ben.refused(json!({"type": "edit", "room": "circle", "seq": 99, "body": "x"}), "not_found").await;
+    // The report shows what was said when it was reported.
+    let open = owner.ok(json!({"type": "reports", "room": "circle"})).await;
+    assert_eq!(open["reports"][0]["message"]["body"], "you are all useless");
+    // A muted author cannot edit; a deleted message cannot be edited.
+    owner.ok(json!({"type": "mute", "room": "circle", "user": "ben", "duration_s": 600})).await;
+    ben.refused(json!({"type": "edit", "room": "circle", "seq": seq, "body": "again"}), "muted").await;
+    owner.ok(json!({"type": "unmute", "room": "circle", "user": "ben"})).await;
+    owner.ok(json!({"type": "delete_message", "room": "circle", "seq": seq})).await;
+    ben.refused(json!({"type": "edit", "room": "circle", "seq": seq, "body": "again"}), "not_found").await;
+    let history = mia.ok(json!({"type": "history", "room": "circle"})).await;
+    assert_eq!(history["messages"][0]["deleted"], true);
+    assert!(history["messages"][0].get("body").is_none());
+}

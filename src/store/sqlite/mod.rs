@@ -150,7 +150,7 @@ fn file_identity(path: &std::path::Path) -> Option<(PathBuf, u64, u64)> {
 async fn write_one(conn: &mut SqliteConnection, new: &NewMessage) -> Result<StoredMessage, sqlx::Error> {
     if let Some(client_msg_id) = &new.client_msg_id {
         let existing = sqlx::query(
-            "SELECT seq, body, ts, deleted FROM messages WHERE room_id = ? AND author_id = ? AND client_msg_id = ?",
+            "SELECT seq, body, ts, deleted, edited_at FROM messages WHERE room_id = ? AND author_id = ? AND client_msg_id = ?",
         )
         .bind(new.room_id.0)
         .bind(new.author.id.0)
@@ -167,6 +167,7 @@ async fn write_one(conn: &mut SqliteConnection, new: &NewMessage) -> Result<Stor
                 ts: format_ts(row.try_get("ts")?),
                 client_msg_id: Some(client_msg_id.clone()),
                 deleted,
+                edited_at: row.try_get::<Option<i64>, _>("edited_at")?.map(format_ts),
             };
             return Ok(StoredMessage { message, duplicate: true });
         }
@@ -193,6 +194,7 @@ async fn write_one(conn: &mut SqliteConnection, new: &NewMessage) -> Result<Stor
         ts: format_ts(ts),
         client_msg_id: new.client_msg_id.clone(),
         deleted: false,
+        edited_at: None,
     };
     Ok(StoredMessage { message, duplicate: false })
 }
@@ -255,6 +257,7 @@ fn message_from_row(room: &str, row: &SqliteRow) -> Result<Message, sqlx::Error>
         ts: format_ts(row.try_get("ts")?),
         client_msg_id: row.try_get("client_msg_id")?,
         deleted,
+        edited_at: row.try_get::<Option<i64>, _>("edited_at")?.map(format_ts),
     })
 }
 
@@ -396,6 +399,8 @@ fn report_from_row(room: &str, row: &SqliteRow) -> Result<Report, sqlx::Error> {
                 ts: format_ts(row.try_get::<Option<i64>, _>("message_ts")?.unwrap_or_default()),
                 client_msg_id: None,
                 deleted: false,
+                // The snapshot is the text as reported, whatever became of it since.
+                edited_at: None,
             })
         }
         None => None,
@@ -968,6 +973,43 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn update_message_body(
+        &self,
+        room: &RoomRecord,
+        seq: i64,
+        author: &UserRecord,
+        body: &str,
+    ) -> Result<Message, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(
+            "UPDATE messages SET body = ?, edited_at = ? WHERE room_id = ? AND seq = ? AND author_id = ? AND deleted = 0 \
+             RETURNING seq, body, ts, client_msg_id, deleted, edited_at",
+        )
+        .bind(body)
+        .bind(now_ms())
+        .bind(room.id.0)
+        .bind(seq)
+        .bind(author.id.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return Err(StoreError::NotFound);
+        };
+        let message = Message {
+            seq: row.try_get("seq")?,
+            room: room.name.clone(),
+            author: author.user.clone(),
+            body: row.try_get("body")?,
+            ts: format_ts(row.try_get("ts")?),
+            client_msg_id: row.try_get("client_msg_id")?,
+            deleted: false,
+            edited_at: row.try_get::<Option<i64>, _>("edited_at")?.map(format_ts),
+        };
+        tx.commit().await?;
+        Ok(message)
+    }
+
     async fn update_room_settings(
         &self,
         room: RoomId,
@@ -1099,7 +1141,7 @@ impl Store for SqliteStore {
         // Catching up reads forwards from `after`; otherwise read the newest backwards.
         let order = if range.after.is_some() { "ASC" } else { "DESC" };
         let sql = format!(
-            "SELECT m.seq, m.body, m.ts, m.client_msg_id, m.deleted, u.username, u.display_name, u.role \
+            "SELECT m.seq, m.body, m.ts, m.client_msg_id, m.deleted, m.edited_at, u.username, u.display_name, u.role \
              FROM messages m JOIN users u ON u.id = m.author_id \
              WHERE m.room_id = ? AND m.seq > ? AND m.seq < ? ORDER BY m.seq {order} LIMIT ?"
         );

@@ -152,6 +152,10 @@ CREATE TABLE read_markers (
     PRIMARY KEY (room_id, user_id)
 ) WITHOUT ROWID;
 "#,
+    // Edited messages say when.
+    r#"
+ALTER TABLE messages ADD COLUMN edited_at INTEGER;
+"#,
 ];
 
 /// Brings the schema up to date, each migration in its own write transaction.

@@ -2,8 +2,10 @@
 //
 // One story, step by step: a member registers; an organiser creates a summit room; the
 // two chat live; the organiser mutes the member, whose page says so; markup in a
-// message stays text; a reported message outlives its deletion for the moderators; the server restarts and the page catches up with nothing lost or
-// doubled; quick exit leaves no trace. Screenshots go to target/e2e/.
+// message stays text; the member edits a message and the room sees it marked edited; a
+// reported message outlives its deletion for the moderators; the server restarts and
+// the page catches up with nothing lost or doubled; quick exit leaves no trace.
+// Screenshots go to target/e2e/.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -119,6 +121,26 @@ describe('the web client', () => {
     await organiser.waitForSelector('#log-panel li:has-text("olivia: mute bea")');
     await organiser.click('#member-list li:has-text("Bea") button:text-is("Unmute")');
     await member.waitForSelector('#notice:has-text("You can post in #wmhd-2026 again")');
+  });
+
+  it('lets an author edit a message, and the room sees the new words marked edited', STEP, async () => {
+    const typo = 'I am feeling a bit beter today.';
+    await member.fill('#message-input', typo);
+    await member.press('#message-input', 'Enter');
+    const mine = member.locator('#messages .message', { hasText: typo });
+    await mine.waitFor();
+    const seq = await mine.getAttribute('data-seq');
+    // Only the author is offered the edit.
+    const theirs = organiser.locator(`#messages .message[data-seq="${seq}"]`);
+    await theirs.waitFor();
+    assert.equal(await theirs.locator('button:text-is("Edit")').count(), 0);
+    await mine.locator('button:text-is("Edit")').click();
+    assert.equal(await member.inputValue('#edit-body'), typo);
+    await member.fill('#edit-body', 'I am feeling a bit better today.');
+    await member.click('#edit-dialog button[value=confirm]');
+    await organiser.waitForSelector(`#messages .message[data-seq="${seq}"] .edited`);
+    assert.equal(await theirs.locator('.body').textContent(), 'I am feeling a bit better today.');
+    await member.waitForSelector(`#messages .message[data-seq="${seq}"] .edited`);
   });
 
   it('keeps a reported message for the moderators after its author deletes it', STEP, async () => {

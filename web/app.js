@@ -364,6 +364,7 @@ function messageElement(room, message) {
   const actions = [];
   if (!message.deleted) {
     if (!mine) actions.push(h('button', { type: 'button', class: 'small', onclick: () => openReport(room, message) }, 'Report'));
+    if (mine) actions.push(h('button', { type: 'button', class: 'small', onclick: () => openEdit(room, message) }, 'Edit'));
     if (mine || roomView.moderator) {
       actions.push(h('button', { type: 'button', class: 'small', onclick: () => deleteMessage(room, message) }, 'Delete'));
     }
@@ -384,6 +385,9 @@ function messageElement(room, message) {
       h('span', { class: 'handle' }, `@${message.author.username}`),
       message.author.role !== 'member' ? h('span', { class: 'role' }, message.author.role) : null,
       h('time', { datetime: message.ts }, formatClock(message.ts)),
+      message.edited_at && !message.deleted
+        ? h('span', { class: 'edited', title: `Edited at ${formatClock(message.edited_at)}` }, 'edited')
+        : null,
     ),
     message.deleted
       ? h('p', { class: 'body deleted' }, 'This message was deleted.')
@@ -453,6 +457,21 @@ async function deleteMessage(room, message) {
   } catch (error) {
     failed(error);
   }
+}
+
+function openEdit(room, message) {
+  const dialog = $('#edit-dialog');
+  $('#edit-body').value = message.body;
+  dialog.onclose = async () => {
+    if (dialog.returnValue !== 'confirm') return;
+    try {
+      const reply = await state.connection.request('edit', { room, seq: message.seq, body: $('#edit-body').value });
+      addMessage(reply.message, { live: false });
+    } catch (error) {
+      failed(error);
+    }
+  };
+  dialog.showModal();
 }
 
 function openReport(room, message) {
@@ -542,6 +561,9 @@ function onEvent(event) {
       if (message) addMessage({ ...message, deleted: true, body: undefined }, { live: false });
       break;
     }
+    case 'message_updated':
+      addMessage(event.message, { live: false });
+      break;
     case 'member_joined':
       view(event.room).online.set(event.user.username, event.user);
       updateOnline(event.room);

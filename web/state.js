@@ -33,12 +33,12 @@ export class Timeline {
 
   /**
    * Merges `message`: 'added' if its seq is new, 'changed' if it replaces what was held
-   * (a deletion), 'duplicate' if it was already known as it is.
+   * (a deletion, or a later edit), 'duplicate' if it was already known as it is or newer.
    */
   add(message) {
     const known = this.messages.get(message.seq);
     if (known) {
-      if (!message.deleted || known.deleted) return 'duplicate';
+      if (known.deleted || !(message.deleted || editedAfter(message, known))) return 'duplicate';
       this.messages.set(message.seq, message);
       return 'changed';
     }
@@ -151,4 +151,9 @@ export function reconnectDelay(attempt, random) {
 export function unsentFor(unsent, room, body, newId) {
   if (unsent && unsent.room === room && unsent.body === body) return unsent;
   return { room, body, client_msg_id: newId() };
+}
+
+/** Whether `message` carries a later edit than `known` (timestamps are ISO 8601 UTC). */
+function editedAfter(message, known) {
+  return Boolean(message.edited_at) && (!known.edited_at || message.edited_at > known.edited_at);
 }

@@ -36,6 +36,22 @@ describe('Timeline', () => {
     assert.equal(timeline.get(1).deleted, true);
   });
 
+  it('takes a later edit, never an older copy, and no edit of a deleted message', () => {
+    const timeline = new Timeline();
+    timeline.add(message(1));
+    const first = message(1, { body: 'first edit', edited_at: '2026-11-27T10:00:00.000Z' });
+    const second = message(1, { body: 'second edit', edited_at: '2026-11-27T10:05:00.000Z' });
+    assert.equal(timeline.add(first), 'changed');
+    assert.equal(timeline.add(second), 'changed');
+    assert.equal(timeline.add(first), 'duplicate', 'a slower copy of an older edit does not win');
+    assert.equal(timeline.add(message(1)), 'duplicate', 'nor does the unedited original');
+    assert.equal(timeline.get(1).body, 'second edit');
+    timeline.add(message(1, { deleted: true, body: undefined }));
+    const late = message(1, { body: 'late', edited_at: '2026-11-27T10:09:00.000Z' });
+    assert.equal(timeline.add(late), 'duplicate');
+    assert.equal(timeline.get(1).deleted, true);
+  });
+
   it('sees a hole after what it holds', () => {
     const timeline = new Timeline();
     assert.equal(timeline.gapBefore(7), false, 'nothing held: no hole to fill');

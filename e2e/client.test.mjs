@@ -2,10 +2,10 @@
 //
 // One story, step by step: a member registers; an organiser creates a summit room; the
 // two chat live; the organiser mutes the member, whose page says so; markup in a
-// message stays text; the member edits a message and the room sees it marked edited; a
-// reported message outlives its deletion for the moderators; the server restarts and
-// the page catches up with nothing lost or doubled; quick exit leaves no trace.
-// Screenshots go to target/e2e/.
+// message stays text; the member edits a message and the room sees it marked edited;
+// members react to it; a reported message outlives its deletion for the moderators; the
+// server restarts and the page catches up with nothing lost or doubled; quick exit
+// leaves no trace. Screenshots go to target/e2e/.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -141,6 +141,19 @@ describe('the web client', () => {
     await organiser.waitForSelector(`#messages .message[data-seq="${seq}"] .edited`);
     assert.equal(await theirs.locator('.body').textContent(), 'I am feeling a bit better today.');
     await member.waitForSelector(`#messages .message[data-seq="${seq}"] .edited`);
+  });
+
+  it('lets members react, counting each member once, and take a reaction back', STEP, async () => {
+    const words = 'I am feeling a bit better today.';
+    const theirs = organiser.locator('#messages .message', { hasText: words });
+    const mine = member.locator('#messages .message', { hasText: words });
+    await theirs.locator('button.reaction:text-is("💙")').click();
+    await mine.locator('button.reaction:text-is("💙 1")').waitFor();
+    await mine.locator('button.reaction:text-is("💙 1")').click();
+    await theirs.locator('button.reaction:text-is("💙 2")').waitFor();
+    assert.equal(await mine.locator('button.reaction:text-is("💙 2")').getAttribute('aria-pressed'), 'true');
+    await mine.locator('button.reaction:text-is("💙 2")').click();
+    await theirs.locator('button.reaction:text-is("💙 1")').waitFor();
   });
 
   it('keeps a reported message for the moderators after its author deletes it', STEP, async () => {

@@ -114,6 +114,8 @@ settings! {
     request_rate_per_s: f64 = 20.0, env = "ALONGSIDE_REQUEST_RATE_PER_S";
     /// Requests one socket may make in a burst above the average rate.
     request_burst: u32 = 40, env = "ALONGSIDE_REQUEST_BURST";
+    /// The emoji members may react with, separated by spaces.
+    reactions: String = "💙 🙏 🤗 👍 🌱".into(), env = "ALONGSIDE_REACTIONS";
     /// Let members (not only moderators) create topic rooms.
     members_may_create_rooms: bool = false, env = "ALONGSIDE_MEMBERS_MAY_CREATE_ROOMS";
     /// Failed logins to one account from one client address per window, after which

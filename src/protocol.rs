@@ -212,7 +212,13 @@ pub struct Message {
     /// When its author last edited it (ISO-8601), if ever.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub edited_at: Option<String>,
+    /// How many members reacted with each emoji; absent when none did.
+    #[serde(skip_serializing_if = "Reactions::is_empty", default)]
+    pub reactions: Reactions,
 }
+
+/// Reaction counts of one message, by emoji.
+pub type Reactions = std::collections::BTreeMap<String, u32>;
 
 /// A member's report of a message, kept until a moderator resolves it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -543,6 +549,17 @@ pub enum Request {
         /// The new text.
         body: String,
     },
+    /// Add (`add`) or take back one's reaction to a message.
+    React {
+        /// Room name.
+        room: String,
+        /// The message.
+        seq: i64,
+        /// One of the server's allowed emoji.
+        emoji: String,
+        /// `react` (true) or `unreact` (false).
+        add: bool,
+    },
     /// Move one's read marker in a room.
     MarkRead {
         /// Room name.
@@ -725,6 +742,13 @@ pub struct PageQuery {
     /// For `reports`: only reports with a larger id.
     #[serde(default)]
     pub after_id: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct ReactFields {
+    room: String,
+    seq: i64,
+    emoji: String,
 }
 
 #[derive(Deserialize)]
@@ -945,6 +969,10 @@ pub fn parse_request(text: &str) -> Result<(Option<RequestId>, Request), ParseEr
             let f: EditFields = serde_json::from_str(text).map_err(|e| fail("edit", e))?;
             Request::Edit { room: f.room, seq: f.seq, body: f.body }
         }
+        "react" | "unreact" => {
+            let f: ReactFields = serde_json::from_str(text).map_err(|e| fail(&kind, e))?;
+            Request::React { room: f.room, seq: f.seq, emoji: f.emoji, add: kind == "react" }
+        }
         "members" => Request::Members(serde_json::from_str(text).map_err(|e| fail("members", e))?),
         "mark_read" => {
             let f: SeqFields = serde_json::from_str(text).map_err(|e| fail("mark_read", e))?;
@@ -1039,6 +1067,8 @@ pub enum Reply {
         rooms: Vec<String>,
         /// The kinds of room the user may create, on this server.
         may_create: Vec<RoomKind>,
+        /// The emoji members may react with, on this server.
+        reactions: Vec<String>,
     },
     /// `rooms`.
     Rooms {
@@ -1184,6 +1214,15 @@ pub enum Event {
         room: String,
         /// The message as it is now.
         message: Message,
+    },
+    /// A message's reactions changed.
+    Reactions {
+        /// Room name.
+        room: String,
+        /// The message.
+        seq: i64,
+        /// The counts now, by emoji (empty when none are left).
+        reactions: Reactions,
     },
     /// The user's read marker moved (on another of their sockets).
     Read {

@@ -26,6 +26,7 @@ const state = {
   views: new RoomViews(), // name → what the page keeps for that room (state.js)
   current: null,
   unsent: null, // { room, body, client_msg_id } of a send not yet acknowledged
+  reactions: [], // the emoji this server allows, from the `auth` reply
 };
 
 /** The room's view, made on first use (a room opened, or heard from). */
@@ -152,6 +153,7 @@ function setConnection(connection, detail = {}) {
 async function onAuthenticated(reply) {
   state.me = reply.user;
   state.joined = new Set(reply.rooms);
+  state.reactions = reply.reactions || [];
   fill($('#whoami'), `Signed in as ${reply.user.display_name}`);
   $('#whoami').hidden = false;
   showAccountTools(reply.may_create);
@@ -392,8 +394,47 @@ function messageElement(room, message) {
     message.deleted
       ? h('p', { class: 'body deleted' }, 'This message was deleted.')
       : h('p', { class: 'body' }, message.body),
+    message.deleted ? null : reactionBar(room, message),
     actions.length ? h('div', { class: 'actions', role: 'group', 'aria-label': 'Message actions' }, actions) : null,
   );
+}
+
+/** One toggle per allowed emoji, with its count; pressed when I reacted from this page. */
+function reactionBar(room, message) {
+  const counts = message.reactions || {};
+  const reacted = view(room).reacted;
+  const buttons = state.reactions.map((emoji) => {
+    const key = `${message.seq} ${emoji}`;
+    const count = counts[emoji] || 0;
+    const label = `${emoji} ${count ? count : ''}`.trim();
+    return h(
+      'button',
+      {
+        type: 'button',
+        class: count ? 'reaction counted' : 'reaction',
+        'aria-pressed': String(reacted.has(key)),
+        'aria-label': `React with ${emoji}${count ? ` (${count} so far)` : ''}`,
+        onclick: () => toggleReaction(room, message.seq, emoji),
+      },
+      label,
+    );
+  });
+  return buttons.length ? h('div', { class: 'reactions', role: 'group', 'aria-label': 'Reactions' }, buttons) : null;
+}
+
+async function toggleReaction(room, seq, emoji) {
+  const reacted = view(room).reacted;
+  const key = `${seq} ${emoji}`;
+  const add = !reacted.has(key);
+  try {
+    await state.connection.request(add ? 'react' : 'unreact', { room, seq, emoji });
+    if (add) reacted.add(key);
+    else reacted.delete(key);
+    const message = view(room).timeline.get(seq);
+    if (message && room === state.current) renderMessage(room, message);
+  } catch (error) {
+    failed(error);
+  }
 }
 
 $('#load-earlier').addEventListener('click', async () => {
@@ -559,6 +600,15 @@ function onEvent(event) {
     case 'message_deleted': {
       const message = state.views.get(event.room)?.timeline.get(event.seq);
       if (message) addMessage({ ...message, deleted: true, body: undefined }, { live: false });
+      break;
+    }
+    case 'reactions': {
+      const message = state.views.get(event.room)?.timeline.get(event.seq);
+      if (message && !message.deleted) {
+        // Counts change in place: the timeline keeps the message object it holds.
+        message.reactions = event.reactions;
+        if (event.room === state.current) renderMessage(event.room, message);
+      }
       break;
     }
     case 'message_updated':

@@ -93,6 +93,7 @@ export function newRoomView() {
     typing: new Map(), // username → timer
     moderator: false, // from the server's `my_role` in the join reply
     muted: null, // { until, reason } or { text } while I am muted here
+    reacted: new Set(), // `${seq} ${emoji}` I reacted with from this page
   };
 }
 

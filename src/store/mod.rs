@@ -20,7 +20,7 @@ mod tests;
 
 pub use health::WriteHealth;
 
-use crate::protocol::{LogAction, Message, ModAction, Report, Role, RoomKind, RoomRole, User};
+use crate::protocol::{LogAction, Message, ModAction, Reactions, Report, Role, RoomKind, RoomRole, User};
 use async_trait::async_trait;
 use std::sync::Arc;
 
@@ -434,6 +434,18 @@ pub trait Store: Send + Sync + 'static {
         author: &UserRecord,
         body: &str,
     ) -> Result<Message, StoreError>;
+
+    /// Adds (`add`) or takes back `user`'s `emoji` reaction to message `seq`; the
+    /// message's counts now, or `NotFound` if there is no such message or it is deleted.
+    /// Reacting twice, or taking back what is not there, changes nothing.
+    async fn update_reaction(
+        &self,
+        room: RoomId,
+        seq: i64,
+        user: UserId,
+        emoji: &str,
+        add: bool,
+    ) -> Result<Reactions, StoreError>;
 
     /// Marks a message deleted and drops its body.
     async fn update_message_deleted(&self, room: RoomId, seq: i64, log: &ModEntry) -> Result<(), StoreError>;

@@ -5,7 +5,7 @@
 //! one backend, so the PostgreSQL store will run the very same cases.
 
 use super::*;
-use crate::protocol::{LogAction, Message, Role, RoomKind, RoomRole};
+use crate::protocol::{LogAction, Message, Reactions, Role, RoomKind, RoomRole};
 use std::sync::Mutex;
 
 /// Records what the store told its listener, in order.
@@ -51,7 +51,7 @@ macro_rules! suite {
 
 suite!(sqlite: users, tokens, rooms, memberships, room_roles, mutes, bans_win_over_joins, seqs_per_room,
     client_msg_id_is_idempotent, a_failed_batch_consumes_no_seq, history_ranges, deleting_a_message,
-    reports_keep_their_evidence, editing_a_message, mod_log_newest_first_by_scope, room_settings, ping, changes_made_outside,
+    reports_keep_their_evidence, editing_a_message, reactions, mod_log_newest_first_by_scope, room_settings, ping, changes_made_outside,
     members_and_read_markers);
 
 async fn user(store: &dyn Store, name: &str) -> UserRecord {
@@ -375,6 +375,30 @@ async fn editing_a_message(s: &Subject) {
     let entry = ModEntry { seq: Some(1), ..log(Some(room.id), LogAction::Delete, ada.id) };
     store.update_message_deleted(room.id, 1, &entry).await.unwrap();
     assert!(matches!(store.update_message_body(&room, 1, &ada, "revived").await, Err(StoreError::NotFound)));
+}
+
+async fn reactions(s: &Subject) {
+    let store = &*s.store;
+    let (ada, ben) = (user(store, "ada").await, user(store, "ben").await);
+    let room = room(store, "room", ada.id, None).await;
+    for n in 0..3 {
+        send(store, &room, &ada, &format!("m{n}"), None).await;
+    }
+    let heart = |n: u32| Reactions::from([("💙".to_string(), n)]);
+    assert_eq!(store.update_reaction(room.id, 2, ada.id, "💙", true).await.unwrap(), heart(1));
+    assert_eq!(store.update_reaction(room.id, 2, ben.id, "💙", true).await.unwrap(), heart(2));
+    assert_eq!(store.update_reaction(room.id, 2, ben.id, "💙", true).await.unwrap(), heart(2), "once per member");
+    assert_eq!(store.update_reaction(room.id, 2, ada.id, "💙", false).await.unwrap(), heart(1));
+    assert_eq!(store.update_reaction(room.id, 2, ada.id, "💙", false).await.unwrap(), heart(1), "nothing to take back");
+    assert!(matches!(store.update_reaction(room.id, 9, ada.id, "💙", true).await, Err(StoreError::NotFound)));
+    let page = store.fetch_messages(&room, HistoryRange { before: None, after: None, limit: 5 }).await.unwrap();
+    let counts: Vec<_> = page.iter().map(|m| m.reactions.clone()).collect();
+    assert_eq!(counts, [Reactions::new(), heart(1), Reactions::new()]);
+    let entry = ModEntry { seq: Some(2), ..log(Some(room.id), LogAction::Delete, ada.id) };
+    store.update_message_deleted(room.id, 2, &entry).await.unwrap();
+    assert!(matches!(store.update_reaction(room.id, 2, ada.id, "💙", true).await, Err(StoreError::NotFound)));
+    let page = store.fetch_messages(&room, HistoryRange { before: None, after: None, limit: 5 }).await.unwrap();
+    assert!(page[1].reactions.is_empty(), "a deleted message shows none");
 }
 
 async fn mod_log_newest_first_by_scope(s: &Subject) {

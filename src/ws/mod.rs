@@ -324,7 +324,8 @@ impl Reader {
         let rooms = self.state.store.fetch_user_rooms(record.id).await.map_err(internal)?;
         self.session = Some(guard);
         let may_create = record.user.role.may_create(self.state.config.members_may_create_rooms);
-        Ok((Reply::Authenticated { user: record.user, rooms: rooms.clone(), may_create }, rooms))
+        let reactions = self.state.config.reactions.split_whitespace().map(str::to_string).collect();
+        Ok((Reply::Authenticated { user: record.user, rooms: rooms.clone(), may_create, reactions }, rooms))
     }
 
     /// Subscribes the new session to its user's rooms and announces the user where it

@@ -46,6 +46,7 @@ pub async fn handle(state: &AppState, session: &Arc<Session>, request: Request) 
         Request::Members(query) => members(state, session, query).await,
         Request::MarkRead { room, seq } => mark_read(state, session, &room, seq).await,
         Request::Edit { room, seq, body } => edit(state, session, &room, seq, body).await,
+        Request::React { room, seq, emoji, add } => react(state, session, &room, seq, &emoji, add).await,
         Request::Moderate(request) => super::moderation::handle(state, session, request).await,
         #[cfg(feature = "test-hooks")]
         Request::TestPanic => panic!("a test asked this handler to panic"),
@@ -326,6 +327,34 @@ async fn edit(state: &AppState, session: &Session, room_name: &str, seq: i64, bo
     let event = Event::MessageUpdated { room: room.name.clone(), message: message.clone() };
     state.publish_room(&room.name, &event, None, None);
     Ok(Reply::Sent { message })
+}
+
+/// A member adds or takes back a reaction; members hear the new counts.
+async fn react(
+    state: &AppState,
+    session: &Session,
+    room_name: &str,
+    seq: i64,
+    emoji: &str,
+    add: bool,
+) -> Result<Reply, ApiError> {
+    let room = member_room(state, session, room_name).await?;
+    let allowed = &state.config.reactions;
+    if !allowed.split_whitespace().any(|e| e == emoji) {
+        return Err(invalid(format!("Reactions here are one of: {allowed}.")));
+    }
+    if let Some(mute) = state.mute(room.id, session.user_id) {
+        return Err(super::moderation::muted_error(&room.name, &mute));
+    }
+    let reactions = match state.store.update_reaction(room.id, seq, session.user_id, emoji, add).await {
+        Ok(reactions) => reactions,
+        Err(StoreError::NotFound) => {
+            return Err(ApiError::new(ErrorCode::NotFound, format!("There is no message {seq} in `{}`.", room.name)))
+        }
+        Err(err) => return Err(internal(err)),
+    };
+    state.publish_room(&room.name, &Event::Reactions { room: room.name.clone(), seq, reactions }, None, None);
+    Ok(Reply::Empty {})
 }
 
 /// One message per `slow_mode_s` for members. The time is taken when the check passes,

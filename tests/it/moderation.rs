@@ -584,3 +584,61 @@ async fn authors_edit_their_own_messages_and_reports_keep_what_was_said() {
     assert_eq!(history["messages"][0]["deleted"], true);
     assert!(history["messages"][0].get("body").is_none());
 }
+
+#[tokio::test]
+async fn reactions_are_counted_once_per_member_and_kept() {
+    let Circle { mut owner, mut mia, mut ben, server } = circle().await;
+    let seq = sent(&mut ben, "first day back at work").await;
+    for client in [&mut mia, &mut owner] {
+        client.ok(json!({"type": "react", "room": "circle", "seq": seq, "emoji": "💙"})).await;
+    }
+    // Reacting twice counts once.
+    mia.ok(json!({"type": "react", "room": "circle", "seq": seq, "emoji": "💙"})).await;
+    mia.ok(json!({"type": "react", "room": "circle", "seq": seq, "emoji": "🌱"})).await;
+    let mut last = Value::Null;
+    for _ in 0..4 {
+        last = ben.event_of("reactions").await;
+    }
+    assert_eq!(last, json!({"type": "reactions", "room": "circle", "seq": seq, "reactions": {"💙": 2, "🌱": 1}}));
+    mia.ok(json!({"type": "unreact", "room": "circle", "seq": seq, "emoji": "🌱"})).await;
+    assert_eq!(ben.event_of("reactions").await["reactions"], json!({"💙": 2}));
+    // Only the allowed set, only existing messages, only members who are not muted.
+    let refusal = mia.refused(json!({"type": "react", "room": "circle", "seq": seq, "emoji": "👎"}), "invalid").await;
+    assert!(refusal["message"].as_str().unwrap().contains("💙"), "names the allowed set: {refusal}");
+    mia.refused(json!({"type": "react", "room": "circle", "seq": 99, "emoji": "💙"}), "not_found").await;
+    let mut outsider = server.member("outsider").await;
+    outsider.refused(json!({"type": "react", "room": "circle", "seq": seq, "emoji": "💙"}), "forbidden").await;
+    owner.ok(json!({"type": "mute", "room": "circle", "user": "mia", "duration_s": 600})).await;
+    mia.refused(json!({"type": "react", "room": "circle", "seq": seq, "emoji": "🙏"}), "muted").await;
+    // History carries the counts, after a restart too; a deleted message has none.
+    let other = sent(&mut ben, "no reactions here").await;
+    let server = server.restart().await;
+    let mut ben = server.client(&server.login("ben").await).await;
+    let history = ben.ok(json!({"type": "history", "room": "circle"})).await;
+    let messages = history["messages"].as_array().unwrap();
+    let of = |seq: i64| messages.iter().find(|m| m["seq"] == seq).unwrap().clone();
+    assert_eq!(of(seq)["reactions"], json!({"💙": 2}));
+    assert!(of(other).get("reactions").is_none(), "absent when none");
+    ben.ok(json!({"type": "delete_message", "room": "circle", "seq": seq})).await;
+    let history = ben.ok(json!({"type": "history", "room": "circle"})).await;
+    assert!(history["messages"][0].get("reactions").is_none());
+    let mut owner = server.client(&server.login("owner").await).await;
+    owner.refused(json!({"type": "react", "room": "circle", "seq": seq, "emoji": "💙"}), "not_found").await;
+}
+
+#[tokio::test]
+async fn the_operator_chooses_the_reactions_and_clients_are_told() {
+    let server = TestServer::start_with(|c| {
+        c.members_may_create_rooms = true;
+        c.reactions = "🫶 🌻".into();
+    })
+    .await;
+    let token = server.user("ada").await;
+    let mut ada = Client::connect(&server.ws_url(), None).await;
+    let auth = ada.ok(json!({"type": "auth", "token": token})).await;
+    assert_eq!(auth["reactions"], json!(["🫶", "🌻"]));
+    ada.ok(json!({"type": "create_room", "name": "garden"})).await;
+    let seq = ada.ok(json!({"type": "send", "room": "garden", "body": "planted"})).await["message"]["seq"].clone();
+    ada.ok(json!({"type": "react", "room": "garden", "seq": seq, "emoji": "🌻"})).await;
+    ada.refused(json!({"type": "react", "room": "garden", "seq": seq, "emoji": "💙"}), "invalid").await;
+}

@@ -21,13 +21,16 @@ use super::{
     WriteHealth,
 };
 use crate::metrics::Metrics;
-use crate::protocol::{format_ts, now_ms, LogAction, Message, ModAction, Report, Role, RoomKind, RoomRole, User};
+use crate::protocol::{
+    format_ts, now_ms, LogAction, Message, ModAction, Reactions, Report, Role, RoomKind, RoomRole, User,
+};
 use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -168,6 +171,7 @@ async fn write_one(conn: &mut SqliteConnection, new: &NewMessage) -> Result<Stor
                 client_msg_id: Some(client_msg_id.clone()),
                 deleted,
                 edited_at: row.try_get::<Option<i64>, _>("edited_at")?.map(format_ts),
+                reactions: Reactions::new(),
             };
             return Ok(StoredMessage { message, duplicate: true });
         }
@@ -195,6 +199,7 @@ async fn write_one(conn: &mut SqliteConnection, new: &NewMessage) -> Result<Stor
         client_msg_id: new.client_msg_id.clone(),
         deleted: false,
         edited_at: None,
+        reactions: Reactions::new(),
     };
     Ok(StoredMessage { message, duplicate: false })
 }
@@ -258,7 +263,35 @@ fn message_from_row(room: &str, row: &SqliteRow) -> Result<Message, sqlx::Error>
         client_msg_id: row.try_get("client_msg_id")?,
         deleted,
         edited_at: row.try_get::<Option<i64>, _>("edited_at")?.map(format_ts),
+        reactions: Reactions::new(),
     })
+}
+
+/// Reaction counts of the messages `from..=to` of a room, by seq; messages without
+/// reactions are absent.
+async fn reaction_counts<'c, E>(
+    executor: E,
+    room: RoomId,
+    from: i64,
+    to: i64,
+) -> Result<HashMap<i64, Reactions>, sqlx::Error>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
+{
+    let rows = sqlx::query(
+        "SELECT seq, emoji, COUNT(*) AS n FROM reactions WHERE room_id = ? AND seq BETWEEN ? AND ? GROUP BY seq, emoji",
+    )
+    .bind(room.0)
+    .bind(from)
+    .bind(to)
+    .fetch_all(executor)
+    .await?;
+    let mut counts: HashMap<i64, Reactions> = HashMap::new();
+    for row in rows {
+        let n: i64 = row.try_get("n")?;
+        counts.entry(row.try_get("seq")?).or_default().insert(row.try_get("emoji")?, n as u32);
+    }
+    Ok(counts)
 }
 
 /// The room id column value for a log entry or ban: 0 is the server scope.
@@ -401,6 +434,7 @@ fn report_from_row(room: &str, row: &SqliteRow) -> Result<Report, sqlx::Error> {
                 deleted: false,
                 // The snapshot is the text as reported, whatever became of it since.
                 edited_at: None,
+                reactions: Reactions::new(),
             })
         }
         None => None,
@@ -996,7 +1030,7 @@ impl Store for SqliteStore {
             tx.rollback().await?;
             return Err(StoreError::NotFound);
         };
-        let message = Message {
+        let mut message = Message {
             seq: row.try_get("seq")?,
             room: room.name.clone(),
             author: author.user.clone(),
@@ -1005,9 +1039,40 @@ impl Store for SqliteStore {
             client_msg_id: row.try_get("client_msg_id")?,
             deleted: false,
             edited_at: row.try_get::<Option<i64>, _>("edited_at")?.map(format_ts),
+            reactions: Reactions::new(),
         };
+        message.reactions = reaction_counts(&mut *tx, room.id, seq, seq).await?.remove(&seq).unwrap_or_default();
         tx.commit().await?;
         Ok(message)
+    }
+
+    async fn update_reaction(
+        &self,
+        room: RoomId,
+        seq: i64,
+        user: UserId,
+        emoji: &str,
+        add: bool,
+    ) -> Result<Reactions, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let deleted: Option<bool> = sqlx::query_scalar("SELECT deleted FROM messages WHERE room_id = ? AND seq = ?")
+            .bind(room.0)
+            .bind(seq)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if deleted != Some(false) {
+            tx.rollback().await?;
+            return Err(StoreError::NotFound);
+        }
+        let sql = if add {
+            "INSERT OR IGNORE INTO reactions (room_id, seq, emoji, user_id) VALUES (?, ?, ?, ?)"
+        } else {
+            "DELETE FROM reactions WHERE room_id = ? AND seq = ? AND emoji = ? AND user_id = ?"
+        };
+        sqlx::query(sql).bind(room.0).bind(seq).bind(emoji).bind(user.0).execute(&mut *tx).await?;
+        let counts = reaction_counts(&mut *tx, room, seq, seq).await?.remove(&seq).unwrap_or_default();
+        tx.commit().await?;
+        Ok(counts)
     }
 
     async fn update_room_settings(
@@ -1155,6 +1220,12 @@ impl Store for SqliteStore {
         let mut messages = rows.iter().map(|row| message_from_row(&room.name, row)).collect::<Result<Vec<_>, _>>()?;
         if range.after.is_none() {
             messages.reverse();
+        }
+        if let (Some(first), Some(last)) = (messages.first(), messages.last()) {
+            let mut counts = reaction_counts(&self.reads, room.id, first.seq, last.seq).await?;
+            for message in messages.iter_mut().filter(|m| !m.deleted) {
+                message.reactions = counts.remove(&message.seq).unwrap_or_default();
+            }
         }
         Ok(messages)
     }

@@ -156,6 +156,17 @@ CREATE TABLE read_markers (
     r#"
 ALTER TABLE messages ADD COLUMN edited_at INTEGER;
 "#,
+    // Reactions: one row per member, message and emoji.
+    r#"
+CREATE TABLE reactions (
+    room_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    emoji TEXT NOT NULL,
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    PRIMARY KEY (room_id, seq, emoji, user_id),
+    FOREIGN KEY (room_id, seq) REFERENCES messages(room_id, seq)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// Brings the schema up to date, each migration in its own write transaction.

@@ -3,9 +3,9 @@
 // One story, step by step: a member registers; an organiser creates a summit room; the
 // two chat live; the organiser mutes the member, whose page says so; markup in a
 // message stays text; the member edits a message and the room sees it marked edited;
-// members react to it; a reported message outlives its deletion for the moderators; the
-// server restarts and the page catches up with nothing lost or doubled; quick exit
-// leaves no trace. Screenshots go to target/e2e/.
+// members react to it and reply to it; a reported message outlives its deletion for the
+// moderators; the server restarts and the page catches up with nothing lost or doubled;
+// quick exit leaves no trace. Screenshots go to target/e2e/.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -154,6 +154,19 @@ describe('the web client', () => {
     assert.equal(await mine.locator('button.reaction:text-is("💙 2")').getAttribute('aria-pressed'), 'true');
     await mine.locator('button.reaction:text-is("💙 2")').click();
     await theirs.locator('button.reaction:text-is("💙 1")').waitFor();
+  });
+
+  it('lets a member reply, quoting the message answered', STEP, async () => {
+    const words = 'I am feeling a bit better today.';
+    await organiser.locator('#messages .message', { hasText: words }).locator('button:text-is("Reply")').click();
+    await organiser.waitForSelector('#replying:has-text("Replying to Bea")');
+    await organiser.fill('#message-input', 'So glad to hear it.');
+    await organiser.press('#message-input', 'Enter');
+    const reply = member.locator('#messages .message', { hasText: 'So glad to hear it.' });
+    await reply.waitFor();
+    assert.equal(await reply.locator('blockquote.quote').textContent(), `Bea: ${words}`);
+    await organiser.waitForSelector('#replying', { state: 'hidden' });
+    await member.screenshot({ path: join(SCREENSHOTS, 'reply-and-reactions.png') });
   });
 
   it('keeps a reported message for the moderators after its author deletes it', STEP, async () => {

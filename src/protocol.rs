@@ -212,6 +212,9 @@ pub struct Message {
     /// When its author last edited it (ISO-8601), if ever.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub edited_at: Option<String>,
+    /// The message (seq, same room) this one answers.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reply_to: Option<i64>,
     /// How many members reacted with each emoji; absent when none did.
     #[serde(skip_serializing_if = "Reactions::is_empty", default)]
     pub reactions: Reactions,
@@ -727,6 +730,9 @@ pub struct SendMessage {
     /// Idempotency key.
     #[serde(default)]
     pub client_msg_id: Option<String>,
+    /// The message (seq, same room) this one answers.
+    #[serde(default)]
+    pub reply_to: Option<i64>,
 }
 
 /// Paging fields of `rooms` and `reports`: at most `limit` (1–200, default 50) items

@@ -27,6 +27,7 @@ const state = {
   current: null,
   unsent: null, // { room, body, client_msg_id } of a send not yet acknowledged
   reactions: [], // the emoji this server allows, from the `auth` reply
+  replyTo: null, // { room, seq } of the message the next send answers
 };
 
 /** The room's view, made on first use (a room opened, or heard from). */
@@ -279,6 +280,7 @@ function renderRoom() {
   const roomView = view(room.name);
   $('#no-room').hidden = true;
   $('#room-content').hidden = false;
+  renderReplying();
   fill($('#room-title'), `#${room.name}`);
   fill($('#room-topic-text'), room.topic || '');
   const summit = summitState(room);
@@ -365,6 +367,7 @@ function messageElement(room, message) {
   const roomView = view(room);
   const actions = [];
   if (!message.deleted) {
+    actions.push(h('button', { type: 'button', class: 'small', onclick: () => startReply(room, message) }, 'Reply'));
     if (!mine) actions.push(h('button', { type: 'button', class: 'small', onclick: () => openReport(room, message) }, 'Report'));
     if (mine) actions.push(h('button', { type: 'button', class: 'small', onclick: () => openEdit(room, message) }, 'Edit'));
     if (mine || roomView.moderator) {
@@ -391,11 +394,43 @@ function messageElement(room, message) {
         ? h('span', { class: 'edited', title: `Edited at ${formatClock(message.edited_at)}` }, 'edited')
         : null,
     ),
+    message.reply_to ? quoteOf(room, message.reply_to) : null,
     message.deleted
       ? h('p', { class: 'body deleted' }, 'This message was deleted.')
       : h('p', { class: 'body' }, message.body),
     message.deleted ? null : reactionBar(room, message),
     actions.length ? h('div', { class: 'actions', role: 'group', 'aria-label': 'Message actions' }, actions) : null,
+  );
+}
+
+/** A short quote of the message a reply answers, as far as this page holds it. */
+function quoteOf(room, seq) {
+  const original = view(room).timeline.get(seq);
+  let text = 'Replying to an earlier message';
+  if (original && original.deleted) text = 'Replying to a deleted message';
+  else if (original) text = `${original.author.display_name}: ${snippet(original.body)}`;
+  return h('blockquote', { class: 'quote', dataset: { replyTo: seq } }, text);
+}
+
+const snippet = (text) => (text.length > 120 ? `${text.slice(0, 119)}…` : text);
+
+function startReply(room, message) {
+  state.replyTo = { room, seq: message.seq };
+  renderReplying();
+  $('#message-input').focus();
+}
+
+/** The "Replying to …" line above the composer, for the room on screen. */
+function renderReplying() {
+  const line = $('#replying');
+  const target = state.replyTo && state.replyTo.room === state.current ? state.replyTo : null;
+  const original = target && view(target.room).timeline.get(target.seq);
+  line.hidden = !original;
+  if (!original) return;
+  fill(
+    line,
+    `Replying to ${original.author.display_name}: ${snippet(original.body || '')} `,
+    h('button', { type: 'button', class: 'small', onclick: () => { state.replyTo = null; renderReplying(); } }, 'Cancel reply'),
   );
 }
 
@@ -463,10 +498,13 @@ $('#composer').addEventListener('submit', async (event) => {
   // connection reuses it, and the server stores the message once.
   state.unsent = unsentFor(state.unsent, room, body, () => crypto.randomUUID());
   const { client_msg_id } = state.unsent;
+  const reply_to = state.replyTo && state.replyTo.room === room ? state.replyTo.seq : undefined;
   try {
-    const reply = await state.connection.request('send', { room, body, client_msg_id });
+    const reply = await state.connection.request('send', { room, body, client_msg_id, reply_to });
     addMessage(reply.message, { live: true });
     state.unsent = null;
+    if (reply_to !== undefined) state.replyTo = null;
+    renderReplying();
     input.value = '';
   } catch (error) {
     if (error.code === 'muted') {

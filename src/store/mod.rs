@@ -109,6 +109,8 @@ pub struct NewMessage {
     pub body: String,
     /// Idempotency key.
     pub client_msg_id: Option<String>,
+    /// The message this one answers (checked to exist in the room).
+    pub reply_to: Option<i64>,
 }
 
 /// The outcome of `insert_message`.

@@ -81,6 +81,7 @@ async fn send(
         author: author.clone(),
         body: body.into(),
         client_msg_id: id.map(str::to_string),
+        reply_to: None,
     };
     store.insert_message(new).await.unwrap()
 }
@@ -285,6 +286,7 @@ async fn a_failed_batch_consumes_no_seq(s: &Subject) {
         author: ada.clone(),
         body: "x".into(),
         client_msg_id: None,
+        reply_to: None,
     };
     let valid = NewMessage {
         room_id: room.id,
@@ -292,6 +294,7 @@ async fn a_failed_batch_consumes_no_seq(s: &Subject) {
         author: ada.clone(),
         body: "two".into(),
         client_msg_id: None,
+        reply_to: None,
     };
     let (failed, maybe) = tokio::join!(store.insert_message(ghost), store.insert_message(valid));
     assert!(matches!(failed, Err(StoreError::NotStored(_))), "{failed:?}");

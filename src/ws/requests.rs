@@ -263,6 +263,13 @@ async fn send(state: &AppState, session: &Session, fields: SendMessage) -> Resul
             check_slow_mode(state, &room, session.user_id)?;
         }
     }
+    if let Some(seq) = fields.reply_to {
+        // Only replies pay for this read. A deleted message can still be answered.
+        if state.store.fetch_message_author(room.id, seq).await.map_err(internal)?.is_none() {
+            let message = format!("There is no message {seq} in `{}` to reply to.", room.name);
+            return Err(ApiError::new(ErrorCode::NotFound, message));
+        }
+    }
     let author = UserRecord { id: session.user_id, user: session.user() };
     let new = NewMessage {
         room_id: room.id,
@@ -270,6 +277,7 @@ async fn send(state: &AppState, session: &Session, fields: SendMessage) -> Resul
         author,
         body: fields.body,
         client_msg_id: fields.client_msg_id,
+        reply_to: fields.reply_to,
     };
     // Returns after the commit; the `message` event has gone out by then.
     let stored = state.store.insert_message(new).await.map_err(|err| {

@@ -642,3 +642,29 @@ async fn the_operator_chooses_the_reactions_and_clients_are_told() {
     ada.ok(json!({"type": "react", "room": "garden", "seq": seq, "emoji": "🌻"})).await;
     ada.refused(json!({"type": "react", "room": "garden", "seq": seq, "emoji": "💙"}), "invalid").await;
 }
+
+#[tokio::test]
+async fn a_reply_names_the_message_it_answers() {
+    let Circle { mut owner, mut mia, mut ben, server: _server } = circle().await;
+    let question = sent(&mut mia, "does anyone else find mornings hard?").await;
+    let reply = ben
+        .ok(json!({"type": "send", "room": "circle", "body": "every day, you are not alone", "reply_to": question}))
+        .await;
+    assert_eq!(reply["message"]["reply_to"], question);
+    loop {
+        let event = mia.event_of("message").await;
+        if event["message"]["author"]["username"] == "ben" {
+            assert_eq!(event["message"]["reply_to"], question);
+            break;
+        }
+    }
+    let history = owner.ok(json!({"type": "history", "room": "circle"})).await;
+    let messages = history["messages"].as_array().unwrap();
+    assert!(messages[0].get("reply_to").is_none(), "a plain message answers nothing");
+    assert_eq!(messages[1]["reply_to"], question);
+    let refusal =
+        ben.refused(json!({"type": "send", "room": "circle", "body": "to nothing", "reply_to": 99}), "not_found").await;
+    assert!(refusal["message"].as_str().unwrap().contains("reply"), "{refusal}");
+    let history = owner.ok(json!({"type": "history", "room": "circle"})).await;
+    assert_eq!(history["messages"].as_array().unwrap().len(), 2, "the refused reply was not stored");
+}

@@ -153,7 +153,8 @@ fn file_identity(path: &std::path::Path) -> Option<(PathBuf, u64, u64)> {
 async fn write_one(conn: &mut SqliteConnection, new: &NewMessage) -> Result<StoredMessage, sqlx::Error> {
     if let Some(client_msg_id) = &new.client_msg_id {
         let existing = sqlx::query(
-            "SELECT seq, body, ts, deleted, edited_at FROM messages WHERE room_id = ? AND author_id = ? AND client_msg_id = ?",
+            "SELECT seq, body, ts, deleted, edited_at, reply_to FROM messages \
+             WHERE room_id = ? AND author_id = ? AND client_msg_id = ?",
         )
         .bind(new.room_id.0)
         .bind(new.author.id.0)
@@ -171,6 +172,7 @@ async fn write_one(conn: &mut SqliteConnection, new: &NewMessage) -> Result<Stor
                 client_msg_id: Some(client_msg_id.clone()),
                 deleted,
                 edited_at: row.try_get::<Option<i64>, _>("edited_at")?.map(format_ts),
+                reply_to: row.try_get("reply_to")?,
                 reactions: Reactions::new(),
             };
             return Ok(StoredMessage { message, duplicate: true });
@@ -181,13 +183,16 @@ async fn write_one(conn: &mut SqliteConnection, new: &NewMessage) -> Result<Stor
         .fetch_one(&mut *conn)
         .await?;
     let ts = now_ms();
-    sqlx::query("INSERT INTO messages (room_id, seq, author_id, body, ts, client_msg_id) VALUES (?, ?, ?, ?, ?, ?)")
-        .bind(new.room_id.0)
-        .bind(seq)
-        .bind(new.author.id.0)
-        .bind(&new.body)
-        .bind(ts)
-        .bind(&new.client_msg_id)
+    sqlx::query(
+        "INSERT INTO messages (room_id, seq, author_id, body, ts, client_msg_id, reply_to) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(new.room_id.0)
+    .bind(seq)
+    .bind(new.author.id.0)
+    .bind(&new.body)
+    .bind(ts)
+    .bind(&new.client_msg_id)
+    .bind(new.reply_to)
         .execute(&mut *conn)
         .await?;
     let message = Message {
@@ -199,6 +204,7 @@ async fn write_one(conn: &mut SqliteConnection, new: &NewMessage) -> Result<Stor
         client_msg_id: new.client_msg_id.clone(),
         deleted: false,
         edited_at: None,
+        reply_to: new.reply_to,
         reactions: Reactions::new(),
     };
     Ok(StoredMessage { message, duplicate: false })
@@ -263,6 +269,7 @@ fn message_from_row(room: &str, row: &SqliteRow) -> Result<Message, sqlx::Error>
         client_msg_id: row.try_get("client_msg_id")?,
         deleted,
         edited_at: row.try_get::<Option<i64>, _>("edited_at")?.map(format_ts),
+        reply_to: row.try_get("reply_to")?,
         reactions: Reactions::new(),
     })
 }
@@ -434,6 +441,7 @@ fn report_from_row(room: &str, row: &SqliteRow) -> Result<Report, sqlx::Error> {
                 deleted: false,
                 // The snapshot is the text as reported, whatever became of it since.
                 edited_at: None,
+                reply_to: None,
                 reactions: Reactions::new(),
             })
         }
@@ -1017,7 +1025,7 @@ impl Store for SqliteStore {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "UPDATE messages SET body = ?, edited_at = ? WHERE room_id = ? AND seq = ? AND author_id = ? AND deleted = 0 \
-             RETURNING seq, body, ts, client_msg_id, deleted, edited_at",
+             RETURNING seq, body, ts, client_msg_id, deleted, edited_at, reply_to",
         )
         .bind(body)
         .bind(now_ms())
@@ -1039,6 +1047,7 @@ impl Store for SqliteStore {
             client_msg_id: row.try_get("client_msg_id")?,
             deleted: false,
             edited_at: row.try_get::<Option<i64>, _>("edited_at")?.map(format_ts),
+            reply_to: row.try_get("reply_to")?,
             reactions: Reactions::new(),
         };
         message.reactions = reaction_counts(&mut *tx, room.id, seq, seq).await?.remove(&seq).unwrap_or_default();
@@ -1206,7 +1215,7 @@ impl Store for SqliteStore {
         // Catching up reads forwards from `after`; otherwise read the newest backwards.
         let order = if range.after.is_some() { "ASC" } else { "DESC" };
         let sql = format!(
-            "SELECT m.seq, m.body, m.ts, m.client_msg_id, m.deleted, m.edited_at, u.username, u.display_name, u.role \
+            "SELECT m.seq, m.body, m.ts, m.client_msg_id, m.deleted, m.edited_at, m.reply_to, u.username, u.display_name, u.role \
              FROM messages m JOIN users u ON u.id = m.author_id \
              WHERE m.room_id = ? AND m.seq > ? AND m.seq < ? ORDER BY m.seq {order} LIMIT ?"
         );

@@ -156,6 +156,10 @@ CREATE TABLE read_markers (
     r#"
 ALTER TABLE messages ADD COLUMN edited_at INTEGER;
 "#,
+    // Replies name the message they answer.
+    r#"
+ALTER TABLE messages ADD COLUMN reply_to INTEGER;
+"#,
     // Reactions: one row per member, message and emoji.
     r#"
 CREATE TABLE reactions (

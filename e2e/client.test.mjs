@@ -3,9 +3,10 @@
 // One story, step by step: a member registers; an organiser creates a summit room; the
 // two chat live; the organiser mutes the member, whose page says so; markup in a
 // message stays text; the member edits a message and the room sees it marked edited;
-// members react to it and reply to it; a reported message outlives its deletion for the
-// moderators; the server restarts and the page catches up with nothing lost or doubled;
-// quick exit leaves no trace. Screenshots go to target/e2e/.
+// members react to it and reply to it; another room shows what is new there and that
+// she was named; a reported message outlives its deletion for the moderators; the
+// server restarts and the page catches up with nothing lost or doubled; quick exit
+// leaves no trace. Screenshots go to target/e2e/.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -167,6 +168,42 @@ describe('the web client', () => {
     assert.equal(await reply.locator('blockquote.quote').textContent(), `Bea: ${words}`);
     await organiser.waitForSelector('#replying', { state: 'hidden' });
     await member.screenshot({ path: join(SCREENSHOTS, 'reply-and-reactions.png') });
+  });
+
+  it('shows what is new in another room, and that someone named the member there', STEP, async () => {
+    const olivia = await socketClient(server, await server.token('olivia', 'organiser password'));
+    await olivia.request('create_room', { name: 'tea-break', topic: 'Off-topic chat' });
+    await member.reload();
+    await member.waitForSelector('#connection[data-state=connected]');
+    await member.click('.room-button:has-text("#tea-break")');
+    await member.waitForSelector('#room-title:text-is("#tea-break")');
+    await member.click('.room-button:has-text("#wmhd-2026")');
+    await member.waitForSelector('#room-title:text-is("#wmhd-2026")');
+    await olivia.request('send', { room: 'tea-break', body: 'Kettle is on.' });
+    await olivia.request('send', { room: 'tea-break', body: '@bea are you around for a cuppa?' });
+    olivia.close();
+    const tea = member.locator('.room-button:has-text("#tea-break")');
+    await tea.locator('.badge.new:text-is("2 new")').waitFor();
+    await tea.locator('.badge.mention:text-is("@1")').waitFor();
+    await member.screenshot({ path: join(SCREENSHOTS, 'unread-and-mentions.png') });
+    // Opening the room reads it: the badges go, and the message naming her stands out.
+    await tea.click();
+    await member.waitForSelector('#messages .message.names-me:has-text("are you around")');
+    await tea.locator('.badge').first().waitFor({ state: 'detached' });
+    // The page told the server (a second later, at most one marker a second): her other
+    // devices see nothing new there either.
+    const bea = await socketClient(server, await server.token('bea', 'a gentle password'));
+    const deadline = Date.now() + WAIT_MS;
+    for (;;) {
+      const { rooms } = await bea.request('rooms', {});
+      const room = rooms.find((r) => r.name === 'tea-break');
+      if (room.unread === 0 && room.mentions_unread === 0) break;
+      assert.ok(Date.now() < deadline, `still unread on the server: ${JSON.stringify(room)}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    bea.close();
+    await member.click('.room-button:has-text("#wmhd-2026")');
+    await member.waitForSelector('#room-title:text-is("#wmhd-2026")');
   });
 
   it('keeps a reported message for the moderators after its author deletes it', STEP, async () => {

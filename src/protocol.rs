@@ -157,6 +157,9 @@ pub struct Room {
     /// For a member asking: messages by others after their read marker, at most 999.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub unread: Option<u32>,
+    /// For a member asking: how many of those unread messages name them.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub mentions_unread: Option<u32>,
 }
 
 /// A member of a room as its members see them (`members`).
@@ -215,6 +218,9 @@ pub struct Message {
     /// The message (seq, same room) this one answers.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub reply_to: Option<i64>,
+    /// The members named in the body as `@username`; absent when none are.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub mentions: Vec<String>,
     /// How many members reacted with each emoji; absent when none did.
     #[serde(skip_serializing_if = "Reactions::is_empty", default)]
     pub reactions: Reactions,
@@ -1220,6 +1226,13 @@ pub enum Event {
         room: String,
         /// The message as it is now.
         message: Message,
+    },
+    /// The user was named in a message (besides the `message` event itself).
+    Mention {
+        /// Room name.
+        room: String,
+        /// The message.
+        seq: i64,
     },
     /// A message's reactions changed.
     Reactions {

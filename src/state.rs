@@ -154,6 +154,7 @@ impl Shared {
             capacity: room.capacity,
             my_role: None,
             unread: None,
+            mentions_unread: None,
         }
     }
 

@@ -228,11 +228,47 @@ function renderRoomList() {
           room.capacity ? ` · up to ${room.capacity}` : null,
           state.joined.has(room.name) ? ' · joined' : null,
         ),
+        unreadBadges(room),
       ),
     );
   });
   fill($('#room-list'), items.length ? items : h('li', { class: 'empty' }, 'No rooms yet.'));
 }
+
+/** "3 new" and "@1" beside a room with unread messages and mentions. */
+function unreadBadges(room) {
+  if (!room.unread) return null;
+  const count = room.unread >= 999 ? '999+' : String(room.unread);
+  return h(
+    'span',
+    { class: 'unread' },
+    h('span', { class: 'badge new', 'aria-label': `${count} unread` }, `${count} new`),
+    room.mentions_unread
+      ? h('span', { class: 'badge mention', 'aria-label': `${room.mentions_unread} mentioning you` }, `@${room.mentions_unread}`)
+      : null,
+  );
+}
+
+let readTimer = null;
+
+/** Moves the read marker to the newest message of the room on screen, soon (one request a second at most). */
+function markRead() {
+  if (readTimer) return;
+  readTimer = setTimeout(async () => {
+    readTimer = null;
+    const room = state.current;
+    const seq = room && state.views.get(room)?.timeline.highest;
+    if (!seq || document.visibilityState === 'hidden') return;
+    const known = state.rooms.get(room);
+    if (known) Object.assign(known, { unread: 0, mentions_unread: 0 });
+    renderRoomList();
+    await state.connection.request('mark_read', { room, seq }).catch(() => {});
+  }, 1000);
+}
+
+document.addEventListener('visibilitychange', () => {
+  if (document.visibilityState === 'visible') markRead();
+});
 
 // ---------------------------------------------------------------------------------
 // Opening a room
@@ -254,6 +290,10 @@ async function openRoom(name) {
     for (const message of reply.messages) addMessage(message, { live: false });
     // Anything newer than the reply (a gap after a long absence) is fetched too.
     await catchUp(name);
+    // Open is read: the counts go at once, the server hears within a second.
+    Object.assign(state.rooms.get(name), { unread: 0, mentions_unread: 0 });
+    markRead();
+    if (switching) $('#messages').scrollTop = $('#messages').scrollHeight;
     // The server says whether we moderate this room; the page does not guess.
     roomView.moderator = reply.room.my_role === 'moderator' || reply.room.my_role === 'owner';
     renderRoom();
@@ -381,7 +421,12 @@ function messageElement(room, message) {
   }
   return h(
     'li',
-    { class: mine ? 'message mine' : 'message', dataset: { seq: message.seq } },
+    {
+      class: ['message', mine ? 'mine' : '', !mine && state.me && (message.mentions || []).includes(state.me.username) ? 'names-me' : '']
+        .filter(Boolean)
+        .join(' '),
+      dataset: { seq: message.seq },
+    },
     h(
       'p',
       { class: 'meta' },
@@ -632,6 +677,30 @@ function onEvent(event) {
       if (hole) catchUp(event.room).catch(() => {});
       if (fresh && event.room === state.current && event.message.author.username !== me) {
         announce(`${event.message.author.display_name}: ${event.message.body}`);
+      }
+      if (fresh && event.room === state.current) {
+        markRead();
+      } else if (fresh && event.message.author.username !== me && state.rooms.has(event.room)) {
+        const room = state.rooms.get(event.room);
+        room.unread = (room.unread || 0) + 1;
+        renderRoomList();
+      }
+      break;
+    }
+    case 'mention':
+      if (event.room !== state.current && state.rooms.has(event.room)) {
+        const room = state.rooms.get(event.room);
+        room.mentions_unread = (room.mentions_unread || 0) + 1;
+        renderRoomList();
+        announce(`You were mentioned in #${event.room}.`);
+      }
+      break;
+    case 'read': {
+      // Read on another device: nothing is new here up to that seq.
+      const room = state.rooms.get(event.room);
+      if (room && event.seq >= (state.views.get(event.room)?.timeline.highest || 0)) {
+        Object.assign(room, { unread: 0, mentions_unread: 0 });
+        renderRoomList();
       }
       break;
     }

@@ -111,6 +111,17 @@ pub struct NewMessage {
     pub client_msg_id: Option<String>,
     /// The message this one answers (checked to exist in the room).
     pub reply_to: Option<i64>,
+    /// Usernames of the members it names.
+    pub mentions: Vec<String>,
+}
+
+/// What is new for a member in a room.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unread {
+    /// Messages by others after the read marker (capped).
+    pub messages: u32,
+    /// Of those, the ones that name the member.
+    pub mentions: u32,
 }
 
 /// The outcome of `insert_message`.
@@ -358,8 +369,12 @@ pub trait Store: Send + Sync + 'static {
     async fn update_read_marker(&self, room: RoomId, user: UserId, seq: i64) -> Result<Option<i64>, StoreError>;
 
     /// Messages after the member's read marker that others wrote and are not deleted,
-    /// counted up to `cap`. A member without a marker has read everything up to now.
-    async fn fetch_unread(&self, room: RoomId, user: UserId, cap: u32) -> Result<u32, StoreError>;
+    /// counted up to `cap`, and how many of those mention the member. A member without
+    /// a marker has read everything up to now.
+    async fn fetch_unread(&self, room: RoomId, user: UserId, cap: u32) -> Result<Unread, StoreError>;
+
+    /// Of `usernames`, those who are members of the room, with their ids.
+    async fn fetch_members_named(&self, room: RoomId, usernames: &[String]) -> Result<Vec<UserRecord>, StoreError>;
 
     /// Names of the rooms a user is a member of, leaving out any they are banned from.
     async fn fetch_user_rooms(&self, user: UserId) -> Result<Vec<String>, StoreError>;

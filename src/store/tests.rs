@@ -82,6 +82,7 @@ async fn send(
         body: body.into(),
         client_msg_id: id.map(str::to_string),
         reply_to: None,
+        mentions: Vec::new(),
     };
     store.insert_message(new).await.unwrap()
 }
@@ -287,6 +288,7 @@ async fn a_failed_batch_consumes_no_seq(s: &Subject) {
         body: "x".into(),
         client_msg_id: None,
         reply_to: None,
+        mentions: Vec::new(),
     };
     let valid = NewMessage {
         room_id: room.id,
@@ -295,6 +297,7 @@ async fn a_failed_batch_consumes_no_seq(s: &Subject) {
         body: "two".into(),
         client_msg_id: None,
         reply_to: None,
+        mentions: Vec::new(),
     };
     let (failed, maybe) = tokio::join!(store.insert_message(ghost), store.insert_message(valid));
     assert!(matches!(failed, Err(StoreError::NotStored(_))), "{failed:?}");
@@ -484,16 +487,38 @@ async fn members_and_read_markers(s: &Subject) {
     let members: Vec<(String, RoomRole)> =
         store.fetch_members(room.id).await.unwrap().into_iter().map(|(u, r)| (u.user.username, r)).collect();
     assert_eq!(members, [("ada".to_string(), RoomRole::Member), ("ben".to_string(), RoomRole::Member)]);
-    assert_eq!(store.fetch_unread(room.id, ben.id, 999).await.unwrap(), 0, "joined after it");
+    assert_eq!(store.fetch_unread(room.id, ben.id, 999).await.unwrap().messages, 0, "joined after it");
     for n in 0..3 {
         send(store, &room, &ada, &format!("m{n}"), None).await;
     }
     send(store, &room, &ben, "ben's own", None).await;
-    assert_eq!(store.fetch_unread(room.id, ben.id, 999).await.unwrap(), 3, "his own is not unread");
-    assert_eq!(store.fetch_unread(room.id, ben.id, 2).await.unwrap(), 2, "capped");
+    assert_eq!(store.fetch_unread(room.id, ben.id, 999).await.unwrap().messages, 3, "his own is not unread");
+    assert_eq!(store.fetch_unread(room.id, ben.id, 2).await.unwrap().messages, 2, "capped");
     assert_eq!(store.update_read_marker(room.id, ben.id, 3).await.unwrap(), Some(3));
-    assert_eq!(store.fetch_unread(room.id, ben.id, 999).await.unwrap(), 1);
+    assert_eq!(store.fetch_unread(room.id, ben.id, 999).await.unwrap().messages, 1);
     assert_eq!(store.update_read_marker(room.id, ben.id, 2).await.unwrap(), None, "never back");
     assert_eq!(store.update_read_marker(room.id, ben.id, 99).await.unwrap(), Some(5), "never past the last");
-    assert_eq!(store.fetch_unread(room.id, ben.id, 999).await.unwrap(), 0);
+    assert_eq!(store.fetch_unread(room.id, ben.id, 999).await.unwrap().messages, 0);
+    // Mentions count among the unread, by whole username only.
+    let named = |body: &str, names: &[&str]| NewMessage {
+        room_id: room.id,
+        room: room.name.clone(),
+        author: ada.clone(),
+        body: body.into(),
+        client_msg_id: None,
+        reply_to: None,
+        mentions: names.iter().map(|n| n.to_string()).collect(),
+    };
+    let stored = store.insert_message(named("@ben @benjamin hello", &["ben", "benjamin"])).await.unwrap();
+    assert_eq!(stored.message.mentions, ["ben", "benjamin"]);
+    store.insert_message(named("@benjamin only", &["benjamin"])).await.unwrap();
+    send(store, &room, &ada, "nobody", None).await;
+    let unread = store.fetch_unread(room.id, ben.id, 999).await.unwrap();
+    assert_eq!((unread.messages, unread.mentions), (3, 1));
+    let history = store.fetch_messages(&room, HistoryRange { before: None, after: Some(5), limit: 5 }).await.unwrap();
+    assert_eq!(history[0].mentions, ["ben", "benjamin"], "kept with the message");
+    assert!(history[2].mentions.is_empty());
+    let found = store.fetch_members_named(room.id, &["ben".into(), "zed".into(), "ada".into()]).await.unwrap();
+    let found: Vec<&str> = found.iter().map(|m| m.user.username.as_str()).collect();
+    assert_eq!(found, ["ada", "ben"], "only members, by name");
 }

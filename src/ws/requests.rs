@@ -94,7 +94,8 @@ async fn rooms(state: &AppState, session: &Session, page: PageQuery) -> Result<R
     // What is new where, in the rooms one is a member of.
     for room in rooms.iter_mut().filter(|room| session.is_in(&room.name)) {
         let record = state.room(&room.name).await?;
-        room.unread = Some(state.store.fetch_unread(record.id, session.user_id, MAX_UNREAD).await.map_err(internal)?);
+        let unread = state.store.fetch_unread(record.id, session.user_id, MAX_UNREAD).await.map_err(internal)?;
+        (room.unread, room.mentions_unread) = (Some(unread.messages), Some(unread.mentions));
     }
     Ok(Reply::Rooms { rooms, more })
 }
@@ -215,7 +216,12 @@ async fn join(state: &AppState, session: &Session, name: &str) -> Result<Reply, 
     let more = fit_page(&mut messages, DEFAULT_PAGE, Keep::Last);
     let unread = state.store.fetch_unread(room.id, session.user_id, MAX_UNREAD).await.map_err(internal)?;
     Ok(Reply::Joined {
-        room: Room { my_role: Some(standing.my_role()), unread: Some(unread), ..state.room_view(&room) },
+        room: Room {
+            my_role: Some(standing.my_role()),
+            unread: Some(unread.messages),
+            mentions_unread: Some(unread.mentions),
+            ..state.room_view(&room)
+        },
         online: state.online_users(&room.name, MAX_ONLINE_LISTED),
         messages,
         more,
@@ -270,6 +276,9 @@ async fn send(state: &AppState, session: &Session, fields: SendMessage) -> Resul
             return Err(ApiError::new(ErrorCode::NotFound, message));
         }
     }
+    // Only bodies with an `@name` in them pay for the lookup.
+    let named = mentioned_names(&fields.body);
+    let mentioned = state.store.fetch_members_named(room.id, &named).await.map_err(internal)?;
     let author = UserRecord { id: session.user_id, user: session.user() };
     let new = NewMessage {
         room_id: room.id,
@@ -278,6 +287,7 @@ async fn send(state: &AppState, session: &Session, fields: SendMessage) -> Resul
         body: fields.body,
         client_msg_id: fields.client_msg_id,
         reply_to: fields.reply_to,
+        mentions: mentioned.iter().map(|member| member.user.username.clone()).collect(),
     };
     // Returns after the commit; the `message` event has gone out by then.
     let stored = state.store.insert_message(new).await.map_err(|err| {
@@ -287,7 +297,41 @@ async fn send(state: &AppState, session: &Session, fields: SendMessage) -> Resul
             "Not sent: the server could not save your message. Please try again in a moment.",
         )
     })?;
+    if !stored.duplicate {
+        for member in mentioned.iter().filter(|member| member.id != session.user_id) {
+            state.publish_user(member.id, &Event::Mention { room: room.name.clone(), seq: stored.message.seq });
+        }
+    }
     Ok(Reply::Sent { message: stored.message })
+}
+
+/// Most members one message can name.
+const MAX_MENTIONS: usize = 20;
+
+/// The usernames written as `@name` in a body, lower-cased, each once, at most
+/// [`MAX_MENTIONS`]. A trailing `.` or `-` is punctuation, not part of the name.
+fn mentioned_names(body: &str) -> Vec<String> {
+    let is_name_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+    let mut names: Vec<String> = Vec::new();
+    let mut rest = body;
+    while let Some(at) = rest.find('@') {
+        let before = rest[..at].chars().next_back();
+        let after = &rest[at + 1..];
+        let end = after.find(|c: char| !is_name_char(c)).unwrap_or(after.len());
+        rest = &after[end..];
+        // `ada@example.org` is an address, not a mention.
+        if before.is_some_and(is_name_char) {
+            continue;
+        }
+        let name = after[..end].trim_end_matches(['.', '-']).to_ascii_lowercase();
+        if (3..=32).contains(&name.len()) && !names.contains(&name) {
+            names.push(name);
+            if names.len() == MAX_MENTIONS {
+                break;
+            }
+        }
+    }
+    names
 }
 
 /// A message body: not empty, not too long, no control characters.
@@ -492,5 +536,15 @@ mod tests {
         for bad in ["a", "Peer", "peer support", "ünï", &"a".repeat(65)] {
             assert!(check_room_name(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn mentions_are_whole_usernames_each_once() {
+        assert_eq!(mentioned_names("@Ada and @ben_2, thanks @ada."), ["ada", "ben_2"]);
+        assert_eq!(mentioned_names("write to ada@example.org"), Vec::<String>::new(), "an address");
+        assert_eq!(mentioned_names("@al is too short, @ is nothing"), Vec::<String>::new());
+        assert_eq!(mentioned_names("(@mia.r-) and\n@leo"), ["mia.r", "leo"]);
+        let many: String = (0..30).map(|n| format!("@user{n} ")).collect();
+        assert_eq!(mentioned_names(&many).len(), 20, "capped");
     }
 }

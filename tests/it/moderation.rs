@@ -668,3 +668,35 @@ async fn a_reply_names_the_message_it_answers() {
     let history = owner.ok(json!({"type": "history", "room": "circle"})).await;
     assert_eq!(history["messages"].as_array().unwrap().len(), 2, "the refused reply was not stored");
 }
+
+#[tokio::test]
+async fn a_member_named_in_a_message_is_told_and_it_counts_until_read() {
+    let Circle { mut owner, mut mia, mut ben, server } = circle().await;
+    let mut outsider = server.member("outsider").await;
+    let seq = sent(&mut owner, "welcome @Mia and @ben, and hello @outsider and @nobody").await;
+    let message = mia.event_of("message").await;
+    assert_eq!(message["message"]["mentions"], json!(["ben", "mia"]), "members only");
+    for client in [&mut mia, &mut ben] {
+        assert_eq!(client.event_of("mention").await, json!({"type": "mention", "room": "circle", "seq": seq}));
+    }
+    // Someone outside the room hears nothing; the author is not told of naming themselves.
+    sent(&mut owner, "and @owner too").await;
+    for _ in 0..2 {
+        owner.event_of("message").await;
+    }
+    outsider.assert_quiet(Duration::from_millis(200)).await;
+    owner.assert_quiet(Duration::from_millis(200)).await;
+    let plain = sent(&mut owner, "no names here").await;
+    let unread = |reply: &Value| {
+        let room = reply["rooms"].as_array().unwrap().iter().find(|r| r["name"] == "circle").unwrap().clone();
+        (room["unread"].as_u64(), room["mentions_unread"].as_u64())
+    };
+    assert_eq!(unread(&ben.ok(json!({"type": "rooms"})).await), (Some(3), Some(1)));
+    ben.ok(json!({"type": "mark_read", "room": "circle", "seq": plain})).await;
+    assert_eq!(unread(&ben.ok(json!({"type": "rooms"})).await), (Some(0), Some(0)));
+    let history = ben.ok(json!({"type": "history", "room": "circle"})).await;
+    assert_eq!(history["messages"][0]["mentions"], json!(["ben", "mia"]));
+    assert!(history["messages"][2].get("mentions").is_none());
+    let joined = mia.ok(json!({"type": "join", "room": "circle"})).await;
+    assert_eq!(joined["room"]["mentions_unread"], 1, "the join reply counts them too");
+}

@@ -17,8 +17,8 @@ mod write;
 
 use super::{
     BanScope, Change, CommitListener, Credentials, HistoryRange, ModEntry, MuteRecord, NewMessage, NewRoom, OpenError,
-    Restriction, RoomId, RoomRecord, Sanction, Store, StoreError, StoredMessage, TokenRules, UserId, UserRecord,
-    WriteHealth,
+    Restriction, RoomId, RoomRecord, Sanction, Store, StoreError, StoredMessage, TokenRules, Unread, UserId,
+    UserRecord, WriteHealth,
 };
 use crate::metrics::Metrics;
 use crate::protocol::{
@@ -153,7 +153,7 @@ fn file_identity(path: &std::path::Path) -> Option<(PathBuf, u64, u64)> {
 async fn write_one(conn: &mut SqliteConnection, new: &NewMessage) -> Result<StoredMessage, sqlx::Error> {
     if let Some(client_msg_id) = &new.client_msg_id {
         let existing = sqlx::query(
-            "SELECT seq, body, ts, deleted, edited_at, reply_to FROM messages \
+            "SELECT seq, body, ts, deleted, edited_at, reply_to, mentions FROM messages \
              WHERE room_id = ? AND author_id = ? AND client_msg_id = ?",
         )
         .bind(new.room_id.0)
@@ -173,6 +173,7 @@ async fn write_one(conn: &mut SqliteConnection, new: &NewMessage) -> Result<Stor
                 deleted,
                 edited_at: row.try_get::<Option<i64>, _>("edited_at")?.map(format_ts),
                 reply_to: row.try_get("reply_to")?,
+                mentions: split_mentions(&row)?,
                 reactions: Reactions::new(),
             };
             return Ok(StoredMessage { message, duplicate: true });
@@ -184,7 +185,8 @@ async fn write_one(conn: &mut SqliteConnection, new: &NewMessage) -> Result<Stor
         .await?;
     let ts = now_ms();
     sqlx::query(
-        "INSERT INTO messages (room_id, seq, author_id, body, ts, client_msg_id, reply_to) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO messages (room_id, seq, author_id, body, ts, client_msg_id, reply_to, mentions) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(new.room_id.0)
     .bind(seq)
@@ -193,8 +195,9 @@ async fn write_one(conn: &mut SqliteConnection, new: &NewMessage) -> Result<Stor
     .bind(ts)
     .bind(&new.client_msg_id)
     .bind(new.reply_to)
-        .execute(&mut *conn)
-        .await?;
+    .bind(join_mentions(&new.mentions))
+    .execute(&mut *conn)
+    .await?;
     let message = Message {
         seq,
         room: new.room.clone(),
@@ -205,6 +208,7 @@ async fn write_one(conn: &mut SqliteConnection, new: &NewMessage) -> Result<Stor
         deleted: false,
         edited_at: None,
         reply_to: new.reply_to,
+        mentions: new.mentions.clone(),
         reactions: Reactions::new(),
     };
     Ok(StoredMessage { message, duplicate: false })
@@ -270,8 +274,19 @@ fn message_from_row(room: &str, row: &SqliteRow) -> Result<Message, sqlx::Error>
         deleted,
         edited_at: row.try_get::<Option<i64>, _>("edited_at")?.map(format_ts),
         reply_to: row.try_get("reply_to")?,
+        mentions: split_mentions(row)?,
         reactions: Reactions::new(),
     })
+}
+
+/// The `mentions` column: usernames separated by spaces, NULL for none.
+fn join_mentions(names: &[String]) -> Option<String> {
+    (!names.is_empty()).then(|| names.join(" "))
+}
+
+fn split_mentions(row: &SqliteRow) -> Result<Vec<String>, sqlx::Error> {
+    let names: Option<String> = row.try_get("mentions")?;
+    Ok(names.map(|names| names.split(' ').map(str::to_string).collect()).unwrap_or_default())
 }
 
 /// Reaction counts of the messages `from..=to` of a room, by seq; messages without
@@ -442,6 +457,7 @@ fn report_from_row(room: &str, row: &SqliteRow) -> Result<Report, sqlx::Error> {
                 // The snapshot is the text as reported, whatever became of it since.
                 edited_at: None,
                 reply_to: None,
+                mentions: Vec::new(),
                 reactions: Reactions::new(),
             })
         }
@@ -822,20 +838,45 @@ impl Store for SqliteStore {
         }
     }
 
-    async fn fetch_unread(&self, room: RoomId, user: UserId, cap: u32) -> Result<u32, StoreError> {
-        let count: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM (SELECT 1 FROM messages m WHERE m.room_id = ?1 AND m.author_id != ?2 \
-             AND m.deleted = 0 AND m.seq > coalesce( \
-                 (SELECT seq FROM read_markers WHERE room_id = ?1 AND user_id = ?2), \
-                 (SELECT last_seq FROM rooms WHERE id = ?1)) \
-             LIMIT ?3)",
+    async fn fetch_unread(&self, room: RoomId, user: UserId, cap: u32) -> Result<Unread, StoreError> {
+        // `mentions` is space-separated usernames; instr, not LIKE, as `_` is a username
+        // character and a LIKE wildcard.
+        let row = sqlx::query(
+            "SELECT count(*) AS messages, coalesce(sum(named), 0) AS mentions FROM ( \
+                 SELECT m.mentions IS NOT NULL AND instr(' ' || m.mentions || ' ', \
+                     ' ' || (SELECT username FROM users WHERE id = ?2) || ' ') > 0 AS named \
+                 FROM messages m WHERE m.room_id = ?1 AND m.author_id != ?2 \
+                 AND m.deleted = 0 AND m.seq > coalesce( \
+                     (SELECT seq FROM read_markers WHERE room_id = ?1 AND user_id = ?2), \
+                     (SELECT last_seq FROM rooms WHERE id = ?1)) \
+                 LIMIT ?3)",
         )
         .bind(room.0)
         .bind(user.0)
         .bind(i64::from(cap))
         .fetch_one(&self.reads)
         .await?;
-        Ok(u32::try_from(count).unwrap_or(cap))
+        let count = |column: &str| -> Result<u32, sqlx::Error> {
+            Ok(u32::try_from(row.try_get::<i64, _>(column)?).unwrap_or(cap))
+        };
+        Ok(Unread { messages: count("messages")?, mentions: count("mentions")? })
+    }
+
+    async fn fetch_members_named(&self, room: RoomId, usernames: &[String]) -> Result<Vec<UserRecord>, StoreError> {
+        if usernames.is_empty() {
+            return Ok(Vec::new());
+        }
+        let places = vec!["?"; usernames.len()].join(", ");
+        let sql = format!(
+            "SELECT u.id, u.username, u.display_name, u.role FROM memberships m JOIN users u ON u.id = m.user_id \
+             WHERE m.room_id = ? AND u.username IN ({places}) ORDER BY u.username"
+        );
+        let mut query = sqlx::query(&sql).bind(room.0);
+        for name in usernames {
+            query = query.bind(name);
+        }
+        let rows = query.fetch_all(&self.reads).await?;
+        rows.iter().map(user_from_row).collect::<Result<_, sqlx::Error>>().map_err(StoreError::from)
     }
 
     async fn fetch_user_rooms(&self, user: UserId) -> Result<Vec<String>, StoreError> {
@@ -1025,7 +1066,7 @@ impl Store for SqliteStore {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "UPDATE messages SET body = ?, edited_at = ? WHERE room_id = ? AND seq = ? AND author_id = ? AND deleted = 0 \
-             RETURNING seq, body, ts, client_msg_id, deleted, edited_at, reply_to",
+             RETURNING seq, body, ts, client_msg_id, deleted, edited_at, reply_to, mentions",
         )
         .bind(body)
         .bind(now_ms())
@@ -1048,6 +1089,7 @@ impl Store for SqliteStore {
             deleted: false,
             edited_at: row.try_get::<Option<i64>, _>("edited_at")?.map(format_ts),
             reply_to: row.try_get("reply_to")?,
+            mentions: split_mentions(&row)?,
             reactions: Reactions::new(),
         };
         message.reactions = reaction_counts(&mut *tx, room.id, seq, seq).await?.remove(&seq).unwrap_or_default();
@@ -1215,7 +1257,7 @@ impl Store for SqliteStore {
         // Catching up reads forwards from `after`; otherwise read the newest backwards.
         let order = if range.after.is_some() { "ASC" } else { "DESC" };
         let sql = format!(
-            "SELECT m.seq, m.body, m.ts, m.client_msg_id, m.deleted, m.edited_at, m.reply_to, u.username, u.display_name, u.role \
+            "SELECT m.seq, m.body, m.ts, m.client_msg_id, m.deleted, m.edited_at, m.reply_to, m.mentions, u.username, u.display_name, u.role \
              FROM messages m JOIN users u ON u.id = m.author_id \
              WHERE m.room_id = ? AND m.seq > ? AND m.seq < ? ORDER BY m.seq {order} LIMIT ?"
         );

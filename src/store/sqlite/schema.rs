@@ -160,6 +160,10 @@ ALTER TABLE messages ADD COLUMN edited_at INTEGER;
     r#"
 ALTER TABLE messages ADD COLUMN reply_to INTEGER;
 "#,
+    // Mentions: the usernames a message names, separated by spaces (NULL for none).
+    r#"
+ALTER TABLE messages ADD COLUMN mentions TEXT;
+"#,
     // Reactions: one row per member, message and emoji.
     r#"
 CREATE TABLE reactions (

@@ -549,6 +549,8 @@ pub enum Request {
     },
     /// The members of a room, online first, then by name.
     Members(MembersQuery),
+    /// Messages matching words, from the rooms one is a member of.
+    Search(SearchQuery),
     /// Change the text of one's own message.
     Edit {
         /// Room name.
@@ -783,6 +785,22 @@ pub struct MembersQuery {
     pub after: Option<String>,
 }
 
+/// Fields of `search`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct SearchQuery {
+    /// Words to find.
+    pub query: String,
+    /// Only this room.
+    #[serde(default)]
+    pub room: Option<String>,
+    /// How many, 1–50 (default 20).
+    #[serde(default)]
+    pub limit: Option<i64>,
+    /// The `next` cursor of the page before.
+    #[serde(default)]
+    pub before: Option<String>,
+}
+
 /// Fields of `history`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct HistoryQuery {
@@ -985,6 +1003,7 @@ pub fn parse_request(text: &str) -> Result<(Option<RequestId>, Request), ParseEr
             let f: ReactFields = serde_json::from_str(text).map_err(|e| fail(&kind, e))?;
             Request::React { room: f.room, seq: f.seq, emoji: f.emoji, add: kind == "react" }
         }
+        "search" => Request::Search(serde_json::from_str(text).map_err(|e| fail("search", e))?),
         "members" => Request::Members(serde_json::from_str(text).map_err(|e| fail("members", e))?),
         "mark_read" => {
             let f: SeqFields = serde_json::from_str(text).map_err(|e| fail("mark_read", e))?;
@@ -1127,6 +1146,14 @@ pub enum Reply {
         /// More messages lie in the direction asked (page on with `before`/`after`).
         #[serde(skip_serializing_if = "is_false")]
         more: bool,
+    },
+    /// `search`.
+    Found {
+        /// Matching messages, newest first.
+        messages: Vec<Message>,
+        /// Pass as `before` for the next page; absent on the last.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next: Option<String>,
     },
     /// `reports`.
     Reports {

@@ -115,6 +115,15 @@ pub struct NewMessage {
     pub mentions: Vec<String>,
 }
 
+/// Where a page of search results ends: the last message's time and key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchCursor {
+    /// Stored time, in ms.
+    pub ts: i64,
+    /// `room_id << 32 | seq`.
+    pub key: i64,
+}
+
 /// What is new for a member in a room.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Unread {
@@ -375,6 +384,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// Of `usernames`, those who are members of the room, with their ids.
     async fn fetch_members_named(&self, room: RoomId, usernames: &[String]) -> Result<Vec<UserRecord>, StoreError>;
+
+    /// Messages matching `query` (words, all of them, the last also as a prefix), newest
+    /// first, from the rooms `user` is a member of (or only `room`), older than
+    /// `before`; each with the cursor that continues after it.
+    async fn search_messages(
+        &self,
+        user: UserId,
+        room: Option<RoomId>,
+        query: &str,
+        before: Option<SearchCursor>,
+        limit: u32,
+    ) -> Result<Vec<(Message, SearchCursor)>, StoreError>;
 
     /// Names of the rooms a user is a member of, leaving out any they are banned from.
     async fn fetch_user_rooms(&self, user: UserId) -> Result<Vec<String>, StoreError>;

@@ -51,7 +51,7 @@ macro_rules! suite {
 
 suite!(sqlite: users, tokens, rooms, memberships, room_roles, mutes, bans_win_over_joins, seqs_per_room,
     client_msg_id_is_idempotent, a_failed_batch_consumes_no_seq, history_ranges, deleting_a_message,
-    reports_keep_their_evidence, editing_a_message, reactions, mod_log_newest_first_by_scope, room_settings, ping, changes_made_outside,
+    reports_keep_their_evidence, editing_a_message, reactions, search, mod_log_newest_first_by_scope, room_settings, ping, changes_made_outside,
     members_and_read_markers);
 
 async fn user(store: &dyn Store, name: &str) -> UserRecord {
@@ -405,6 +405,26 @@ async fn reactions(s: &Subject) {
     assert!(matches!(store.update_reaction(room.id, 2, ada.id, "💙", true).await, Err(StoreError::NotFound)));
     let page = store.fetch_messages(&room, HistoryRange { before: None, after: None, limit: 5 }).await.unwrap();
     assert!(page[1].reactions.is_empty(), "a deleted message shows none");
+}
+
+async fn search(s: &Subject) {
+    let store = &*s.store;
+    let (ada, ben) = (user(store, "ada").await, user(store, "ben").await);
+    let room = room(store, "room", ada.id, None).await;
+    send(store, &room, &ada, "Café meet-up on Friday", None).await;
+    send(store, &room, &ada, "friday again", None).await;
+    let found = |query: &'static str, user: UserId| async move {
+        let found = store.search_messages(user, None, query, None, 10).await.unwrap();
+        found.iter().map(|(m, _)| m.seq).collect::<Vec<_>>()
+    };
+    assert_eq!(found("friday", ada.id).await, [2, 1], "newest first, case ignored");
+    assert_eq!(found("cafe", ada.id).await, [1], "accents ignored");
+    assert!(found("friday", ben.id).await.is_empty(), "members only");
+    store.insert_membership(&room, ben.id).await.unwrap();
+    assert_eq!(found("fri", ben.id).await, [2, 1], "the last word is a prefix");
+    let first = store.search_messages(ben.id, None, "friday", None, 1).await.unwrap();
+    let after = store.search_messages(ben.id, Some(room.id), "friday", Some(first[0].1), 10).await.unwrap();
+    assert_eq!(after.iter().map(|(m, _)| m.seq).collect::<Vec<_>>(), [1]);
 }
 
 async fn mod_log_newest_first_by_scope(s: &Subject) {

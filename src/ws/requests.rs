@@ -10,11 +10,11 @@ use crate::hub::Session;
 use crate::permissions::{RoomStanding, Standing};
 use crate::protocol::{
     format_ts, now_ms, parse_ts, ApiError, CreateRoom, ErrorCode, Event, HistoryQuery, LeftReason, Member,
-    MembersQuery, PageQuery, Reply, Request, Role, Room, RoomKind, SendMessage,
+    MembersQuery, PageQuery, Reply, Request, Role, Room, RoomKind, SearchQuery, SendMessage,
 };
 use crate::state::{describe_until, internal, AppState};
 use crate::store::{
-    BanScope, HistoryRange, NewMessage, NewRoom, Restriction, RoomRecord, StoreError, UserId, UserRecord,
+    BanScope, HistoryRange, NewMessage, NewRoom, Restriction, RoomRecord, SearchCursor, StoreError, UserId, UserRecord,
 };
 use std::sync::Arc;
 
@@ -44,6 +44,7 @@ pub async fn handle(state: &AppState, session: &Arc<Session>, request: Request) 
         Request::History(query) => history(state, session, query).await,
         Request::Typing { room } => typing(state, session, &room).await,
         Request::Members(query) => members(state, session, query).await,
+        Request::Search(query) => search(state, session, query).await,
         Request::MarkRead { room, seq } => mark_read(state, session, &room, seq).await,
         Request::Edit { room, seq, body } => edit(state, session, &room, seq, body).await,
         Request::React { room, seq, emoji, add } => react(state, session, &room, seq, &emoji, add).await,
@@ -303,6 +304,38 @@ async fn send(state: &AppState, session: &Session, fields: SendMessage) -> Resul
         }
     }
     Ok(Reply::Sent { message: stored.message })
+}
+
+/// Most words a search query has, in characters.
+const MAX_QUERY_CHARS: usize = 200;
+
+async fn search(state: &AppState, session: &Session, query: SearchQuery) -> Result<Reply, ApiError> {
+    let limit = page_limit(query.limit, 20, 50)?;
+    if query.query.trim().is_empty() || query.query.chars().count() > MAX_QUERY_CHARS {
+        return Err(invalid(format!("`query` is 1 to {MAX_QUERY_CHARS} characters of words to find.")));
+    }
+    let room = match &query.room {
+        Some(name) => Some(member_room(state, session, name).await?.id),
+        None => None,
+    };
+    let before = match query.before.as_deref() {
+        None => None,
+        Some(cursor) => {
+            Some(parse_cursor(cursor).ok_or_else(|| invalid("`before` is not a cursor this server gave."))?)
+        }
+    };
+    let mut found =
+        state.store.search_messages(session.user_id, room, &query.query, before, limit + 1).await.map_err(internal)?;
+    let more = found.len() > limit as usize;
+    found.truncate(limit as usize);
+    let next = found.last().filter(|_| more).map(|(_, cursor)| format!("{}.{}", cursor.ts, cursor.key));
+    Ok(Reply::Found { messages: found.into_iter().map(|(message, _)| message).collect(), next })
+}
+
+/// A search cursor as `next` wrote it: `ts.key`.
+fn parse_cursor(text: &str) -> Option<SearchCursor> {
+    let (ts, key) = text.split_once('.')?;
+    Some(SearchCursor { ts: ts.parse().ok()?, key: key.parse().ok()? })
 }
 
 /// Most members one message can name.

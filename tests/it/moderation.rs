@@ -700,3 +700,57 @@ async fn a_member_named_in_a_message_is_told_and_it_counts_until_read() {
     let joined = mia.ok(json!({"type": "join", "room": "circle"})).await;
     assert_eq!(joined["room"]["mentions_unread"], 1, "the join reply counts them too");
 }
+
+#[tokio::test]
+async fn search_finds_words_in_ones_own_rooms_newest_first_and_pages_on() {
+    let Circle { mut owner, mut mia, mut ben, server } = circle().await;
+    let first = sent(&mut ben, "Breathing exercises help me at night").await;
+    sent(&mut mia, "Nothing to see here").await;
+    let second = sent(&mut mia, "Has anyone tried box breathing?").await;
+    let third = sent(&mut owner, "BREATHING: four in, four hold, four out").await;
+    // Another room the searcher is not in.
+    let mut other = server.member("other").await;
+    owner.ok(json!({"type": "create_room", "name": "elsewhere"})).await;
+    owner.ok(json!({"type": "send", "room": "elsewhere", "body": "breathing in the other room"})).await;
+    let seqs = |reply: &Value| -> Vec<(String, i64)> {
+        reply["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (m["room"].as_str().unwrap().to_string(), m["seq"].as_i64().unwrap()))
+            .collect()
+    };
+    let circle = |seq: i64| ("circle".to_string(), seq);
+    // Case and a word's end are ignored; newest first; only the rooms one is in.
+    let found = mia.ok(json!({"type": "search", "query": "breath"})).await;
+    assert_eq!(seqs(&found), [circle(third), circle(second), circle(first)]);
+    assert!(found.get("next").is_none());
+    // Every word must match; quotes and operators are just characters.
+    let found = mia.ok(json!({"type": "search", "query": "box breathing"})).await;
+    assert_eq!(seqs(&found), [circle(second)]);
+    let found = mia.ok(json!({"type": "search", "query": "\"box\" OR NEAR( -night"})).await;
+    assert!(seqs(&found).is_empty(), "{found}");
+    // Pages follow the cursor.
+    let page = mia.ok(json!({"type": "search", "query": "breathing", "limit": 2})).await;
+    assert_eq!(seqs(&page), [circle(third), circle(second)]);
+    let cursor = page["next"].clone();
+    let page = mia.ok(json!({"type": "search", "query": "breathing", "limit": 2, "before": cursor})).await;
+    assert_eq!(seqs(&page), [circle(first)]);
+    assert!(page.get("next").is_none());
+    // The owner is in both rooms; `room` narrows it.
+    assert_eq!(seqs(&owner.ok(json!({"type": "search", "query": "breathing"})).await).len(), 4);
+    let only = owner.ok(json!({"type": "search", "query": "breathing", "room": "elsewhere"})).await;
+    assert_eq!(seqs(&only), [("elsewhere".to_string(), 1)]);
+    other.refused(json!({"type": "search", "query": "breathing", "room": "circle"}), "forbidden").await;
+    assert!(seqs(&other.ok(json!({"type": "search", "query": "breathing"})).await).is_empty());
+    // Deleted messages are gone from search; edits are found by their new words.
+    ben.ok(json!({"type": "delete_message", "room": "circle", "seq": first})).await;
+    mia.ok(json!({"type": "edit", "room": "circle", "seq": second, "body": "Has anyone tried square counting?"})).await;
+    let found = mia.ok(json!({"type": "search", "query": "breathing"})).await;
+    assert_eq!(seqs(&found), [circle(third)]);
+    assert_eq!(seqs(&mia.ok(json!({"type": "search", "query": "square"})).await), [circle(second)]);
+    // Bad input gets a clear refusal.
+    mia.refused(json!({"type": "search", "query": "  "}), "invalid").await;
+    mia.refused(json!({"type": "search", "query": "x", "limit": 51}), "invalid").await;
+    mia.refused(json!({"type": "search", "query": "x", "before": "not a cursor"}), "invalid").await;
+}

@@ -17,8 +17,8 @@ mod write;
 
 use super::{
     BanScope, Change, CommitListener, Credentials, HistoryRange, ModEntry, MuteRecord, NewMessage, NewRoom, OpenError,
-    Restriction, RoomId, RoomRecord, Sanction, Store, StoreError, StoredMessage, TokenRules, Unread, UserId,
-    UserRecord, WriteHealth,
+    Restriction, RoomId, RoomRecord, Sanction, SearchCursor, Store, StoreError, StoredMessage, TokenRules, Unread,
+    UserId, UserRecord, WriteHealth,
 };
 use crate::metrics::Metrics;
 use crate::protocol::{
@@ -277,6 +277,20 @@ fn message_from_row(room: &str, row: &SqliteRow) -> Result<Message, sqlx::Error>
         mentions: split_mentions(row)?,
         reactions: Reactions::new(),
     })
+}
+
+/// A member's search words as an FTS5 expression: each word quoted (so no character
+/// is an operator), all required, the last also as a prefix. None for no words.
+fn fts_expression(query: &str) -> Option<String> {
+    let words: Vec<String> = query
+        .split_whitespace()
+        .take(10)
+        .map(|word| word.replace('"', ""))
+        .filter(|word| !word.is_empty())
+        .map(|word| format!("\"{word}\""))
+        .collect();
+    let (last, rest) = words.split_last()?;
+    Some(rest.iter().map(|w| format!("{w} ")).collect::<String>() + last + "*")
 }
 
 /// The `mentions` column: usernames separated by spaces, NULL for none.
@@ -860,6 +874,51 @@ impl Store for SqliteStore {
             Ok(u32::try_from(row.try_get::<i64, _>(column)?).unwrap_or(cap))
         };
         Ok(Unread { messages: count("messages")?, mentions: count("mentions")? })
+    }
+
+    async fn search_messages(
+        &self,
+        user: UserId,
+        room: Option<RoomId>,
+        query: &str,
+        before: Option<SearchCursor>,
+        limit: u32,
+    ) -> Result<Vec<(Message, SearchCursor)>, StoreError> {
+        let Some(expression) = fts_expression(query) else {
+            return Ok(Vec::new());
+        };
+        let before = before.unwrap_or(SearchCursor { ts: i64::MAX, key: i64::MAX });
+        let rows = sqlx::query(
+            "SELECT m.seq, m.body, m.ts, m.client_msg_id, m.deleted, m.edited_at, m.reply_to, m.mentions, \
+                    u.username, u.display_name, u.role, r.name AS room_name, s.rowid AS key \
+             FROM message_search s \
+             JOIN messages m ON m.room_id = (s.rowid >> 32) AND m.seq = (s.rowid & 4294967295) \
+             JOIN users u ON u.id = m.author_id \
+             JOIN rooms r ON r.id = m.room_id \
+             JOIN memberships ms ON ms.room_id = m.room_id AND ms.user_id = ?2 \
+             WHERE message_search MATCH ?1 AND m.deleted = 0 AND (?3 IS NULL OR m.room_id = ?3) \
+             AND NOT EXISTS (SELECT 1 FROM bans b WHERE b.room_id = m.room_id AND b.user_id = ?2 \
+                             AND (b.until IS NULL OR b.until > ?4)) \
+             AND (m.ts < ?5 OR (m.ts = ?5 AND s.rowid < ?6)) \
+             ORDER BY m.ts DESC, s.rowid DESC LIMIT ?7",
+        )
+        .bind(expression)
+        .bind(user.0)
+        .bind(room.map(|r| r.0))
+        .bind(now_ms())
+        .bind(before.ts)
+        .bind(before.key)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reads)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let message = message_from_row(&row.try_get::<String, _>("room_name")?, row)?;
+                let ts: i64 = row.try_get("ts")?;
+                Ok((message, SearchCursor { ts, key: row.try_get("key")? }))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
     }
 
     async fn fetch_members_named(&self, room: RoomId, usernames: &[String]) -> Result<Vec<UserRecord>, StoreError> {

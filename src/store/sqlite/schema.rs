@@ -164,6 +164,27 @@ ALTER TABLE messages ADD COLUMN reply_to INTEGER;
     r#"
 ALTER TABLE messages ADD COLUMN mentions TEXT;
 "#,
+    // Search: a full-text index of the bodies that are not deleted. Contentless, so the
+    // text is not kept twice; a row's key is room_id << 32 | seq. Triggers keep it true
+    // through sends, edits and deletions.
+    r#"
+CREATE VIRTUAL TABLE message_search USING fts5(
+    body, content = '', contentless_delete = 1, tokenize = 'unicode61 remove_diacritics 2'
+);
+INSERT INTO message_search (rowid, body)
+    SELECT (room_id << 32) | seq, body FROM messages WHERE deleted = 0 AND body IS NOT NULL;
+CREATE TRIGGER message_search_insert AFTER INSERT ON messages
+    WHEN new.deleted = 0 AND new.body IS NOT NULL
+BEGIN
+    INSERT INTO message_search (rowid, body) VALUES ((new.room_id << 32) | new.seq, new.body);
+END;
+CREATE TRIGGER message_search_update AFTER UPDATE OF body, deleted ON messages
+BEGIN
+    DELETE FROM message_search WHERE rowid = (old.room_id << 32) | old.seq;
+    INSERT INTO message_search (rowid, body)
+        SELECT (new.room_id << 32) | new.seq, new.body WHERE new.deleted = 0 AND new.body IS NOT NULL;
+END;
+"#,
     // Reactions: one row per member, message and emoji.
     r#"
 CREATE TABLE reactions (

@@ -4,9 +4,9 @@
 // two chat live; the organiser mutes the member, whose page says so; markup in a
 // message stays text; the member edits a message and the room sees it marked edited;
 // members react to it and reply to it; another room shows what is new there and that
-// she was named; a reported message outlives its deletion for the moderators; the
-// server restarts and the page catches up with nothing lost or doubled; quick exit
-// leaves no trace. Screenshots go to target/e2e/.
+// she was named; search finds words across her rooms; a reported message outlives its
+// deletion for the moderators; the server restarts and the page catches up with nothing
+// lost or doubled; quick exit leaves no trace. Screenshots go to target/e2e/.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -202,6 +202,21 @@ describe('the web client', () => {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     bea.close();
+    await member.click('.room-button:has-text("#wmhd-2026")');
+    await member.waitForSelector('#room-title:text-is("#wmhd-2026")');
+  });
+
+  it('finds words across her rooms, and opens the room of a result', STEP, async () => {
+    await member.fill('#search-input', 'CUPPA');
+    await member.press('#search-input', 'Enter');
+    const hit = member.locator('#search-results .search-hit');
+    await hit.first().waitFor();
+    assert.equal(await hit.count(), 1);
+    assert.match(await hit.textContent(), /#tea-break · Olivia .*are you around for a cuppa\?/);
+    await member.screenshot({ path: join(SCREENSHOTS, 'search.png') });
+    await hit.click();
+    await member.waitForSelector('#room-title:text-is("#tea-break")');
+    await member.click('#search-results button:text-is("Close results")');
     await member.click('.room-button:has-text("#wmhd-2026")');
     await member.waitForSelector('#room-title:text-is("#wmhd-2026")');
   });

@@ -249,6 +249,44 @@ function unreadBadges(room) {
   );
 }
 
+// ---------------------------------------------------------------------------------
+// Search
+// ---------------------------------------------------------------------------------
+
+$('#search-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const query = $('#search-input').value.trim();
+  const panel = $('#search-results');
+  if (!query) {
+    panel.hidden = true;
+    return;
+  }
+  try {
+    const reply = await state.connection.request('search', { query, limit: 20 });
+    const items = reply.messages.map((message) =>
+      h(
+        'li',
+        {},
+        h(
+          'button',
+          { type: 'button', class: 'search-hit', onclick: () => openRoom(message.room) },
+          h('span', { class: 'meta' }, `#${message.room} · ${message.author.display_name} · ${formatTime(message.ts)}`),
+          h('span', { class: 'body' }, snippet(message.body || '')),
+        ),
+      ),
+    );
+    fill(
+      panel,
+      h('p', {}, reply.messages.length ? `Found in your rooms (${reply.messages.length}${reply.next ? '+' : ''}):` : 'Nothing found in your rooms.'),
+      items.length ? h('ul', { class: 'search-list' }, items) : null,
+      h('button', { type: 'button', class: 'small', onclick: () => { panel.hidden = true; } }, 'Close results'),
+    );
+    panel.hidden = false;
+  } catch (error) {
+    failed(error);
+  }
+});
+
 let readTimer = null;
 
 /** Moves the read marker to the newest message of the room on screen, soon (one request a second at most). */

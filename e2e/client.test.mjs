@@ -4,9 +4,10 @@
 // two chat live; the organiser mutes the member, whose page says so; markup in a
 // message stays text; the member edits a message and the room sees it marked edited;
 // members react to it and reply to it; another room shows what is new there and that
-// she was named; search finds words across her rooms; a reported message outlives its
-// deletion for the moderators; the server restarts and the page catches up with nothing
-// lost or doubled; quick exit leaves no trace. Screenshots go to target/e2e/.
+// she was named; search finds words across her rooms; drafts stay per room; addresses
+// become links; a reported message outlives its deletion for the moderators; the server
+// restarts and the page catches up with nothing lost or doubled; quick exit leaves no
+// trace. Screenshots go to target/e2e/.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -219,6 +220,40 @@ describe('the web client', () => {
     await member.click('#search-results button:text-is("Close results")');
     await member.click('.room-button:has-text("#wmhd-2026")');
     await member.waitForSelector('#room-title:text-is("#wmhd-2026")');
+  });
+
+  it('keeps a draft per room, across a reload', STEP, async () => {
+    await member.fill('#message-input', 'A thought for the summit, not yet sent');
+    await member.click('.room-button:has-text("#tea-break")');
+    await member.waitForSelector('#room-title:text-is("#tea-break")');
+    assert.equal(await member.inputValue('#message-input'), '', 'the other room has its own composer');
+    await member.fill('#message-input', 'Tea thoughts');
+    await member.click('.room-button:has-text("#wmhd-2026")');
+    await member.waitForSelector('#room-title:text-is("#wmhd-2026")');
+    assert.equal(await member.inputValue('#message-input'), 'A thought for the summit, not yet sent');
+    await member.reload();
+    await member.waitForSelector('#connection[data-state=connected]');
+    await member.click('.room-button:has-text("#tea-break")');
+    await member.waitForSelector('#room-title:text-is("#tea-break")');
+    assert.equal(await member.inputValue('#message-input'), 'Tea thoughts');
+    await member.fill('#message-input', '');
+    await member.click('.room-button:has-text("#wmhd-2026")');
+    await member.waitForSelector('#room-title:text-is("#wmhd-2026")');
+    await member.fill('#message-input', '');
+  });
+
+  it('makes web addresses links, and nothing else', STEP, async () => {
+    const words = 'Helplines: https://example.org/help?lang=en. Not this: javascript:alert(1)';
+    await organiser.fill('#message-input', words);
+    await organiser.press('#message-input', 'Enter');
+    const message = member.locator('#messages .message', { hasText: 'Helplines' });
+    await message.waitFor();
+    const links = message.locator('.body a');
+    assert.equal(await links.count(), 1);
+    assert.equal(await links.getAttribute('href'), 'https://example.org/help?lang=en');
+    assert.equal(await links.getAttribute('rel'), 'noopener noreferrer nofollow');
+    assert.equal(await message.locator('.body').textContent(), words, 'the text reads as typed');
+    assert.match(await message.locator('time').getAttribute('title'), /2026|20\d\d/, 'full date on hover');
   });
 
   it('keeps a reported message for the moderators after its author deletes it', STEP, async () => {

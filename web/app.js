@@ -15,6 +15,7 @@ import { announce, failed, formatClock, formatTime, notify, untilText } from './
 const NEUTRAL_PAGE = 'https://www.bbc.co.uk/weather';
 /** The token lives only for this tab (cleared on logout and quick exit), never in a URL. */
 const TOKEN_KEY = 'alongside.token';
+const DRAFTS_KEY = 'alongside.drafts';
 const PAGE = 50;
 
 const state = {
@@ -108,6 +109,7 @@ $('#logout').addEventListener('click', async () => {
 
 function endSession(message) {
   sessionStorage.removeItem(TOKEN_KEY);
+  sessionStorage.removeItem(DRAFTS_KEY);
   state.token = null;
   if (state.connection) state.connection.stop();
   state.connection = null;
@@ -322,6 +324,9 @@ async function openRoom(name) {
     const switching = state.current !== name;
     state.current = name;
     if (switching) {
+      // Each room keeps its own unsent words: a sentence meant for one group never sits
+      // in another's composer.
+      $('#message-input').value = draftOf(name);
       $('#messages').replaceChildren();
       for (const message of roomView.timeline.inOrder()) renderMessage(name, message);
     }
@@ -472,7 +477,7 @@ function messageElement(room, message) {
       // The username beside the chosen name: two members cannot look alike.
       h('span', { class: 'handle' }, `@${message.author.username}`),
       message.author.role !== 'member' ? h('span', { class: 'role' }, message.author.role) : null,
-      h('time', { datetime: message.ts }, formatClock(message.ts)),
+      h('time', { datetime: message.ts, title: formatTime(message.ts) }, formatClock(message.ts)),
       message.edited_at && !message.deleted
         ? h('span', { class: 'edited', title: `Edited at ${formatClock(message.edited_at)}` }, 'edited')
         : null,
@@ -480,10 +485,28 @@ function messageElement(room, message) {
     message.reply_to ? quoteOf(room, message.reply_to) : null,
     message.deleted
       ? h('p', { class: 'body deleted' }, 'This message was deleted.')
-      : h('p', { class: 'body' }, message.body),
+      : h('p', { class: 'body' }, linkify(message.body)),
     message.deleted ? null : reactionBar(room, message),
     actions.length ? h('div', { class: 'actions', role: 'group', 'aria-label': 'Message actions' }, actions) : null,
   );
+}
+
+/**
+ * Text with its web addresses as links: only `http(s)://`, opened in a new tab without
+ * telling the site where from. Everything else stays text (no previews, no images).
+ */
+function linkify(text) {
+  const parts = [];
+  let last = 0;
+  for (const match of text.matchAll(/https?:\/\/[^\s<>"']+/g)) {
+    // Trailing punctuation ends a sentence, not the address.
+    const url = match[0].replace(/[.,;:!?)\]]+$/, '');
+    parts.push(text.slice(last, match.index));
+    parts.push(h('a', { href: url, target: '_blank', rel: 'noopener noreferrer nofollow' }, url));
+    last = match.index + url.length;
+  }
+  parts.push(text.slice(last));
+  return parts;
 }
 
 /** A short quote of the message a reply answers, as far as this page holds it. */
@@ -588,7 +611,8 @@ $('#composer').addEventListener('submit', async (event) => {
     state.unsent = null;
     if (reply_to !== undefined) state.replyTo = null;
     renderReplying();
-    input.value = '';
+    saveDraft(room, '');
+    if (state.current === room) input.value = '';
   } catch (error) {
     if (error.code === 'muted') {
       view(room).muted = { text: error.message };
@@ -597,6 +621,28 @@ $('#composer').addEventListener('submit', async (event) => {
       failed(error);
     }
   }
+});
+
+/** Unsent words per room, kept in session storage (gone with the tab or a quick exit). */
+function drafts() {
+  try {
+    return JSON.parse(sessionStorage.getItem(DRAFTS_KEY)) || {};
+  } catch {
+    return {};
+  }
+}
+
+const draftOf = (room) => drafts()[room] || '';
+
+function saveDraft(room, text) {
+  const all = drafts();
+  if (text) all[room] = text;
+  else delete all[room];
+  sessionStorage.setItem(DRAFTS_KEY, JSON.stringify(all));
+}
+
+$('#message-input').addEventListener('input', (event) => {
+  if (state.current) saveDraft(state.current, event.target.value);
 });
 
 let lastTyping = 0;

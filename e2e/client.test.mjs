@@ -5,9 +5,10 @@
 // message stays text; the member edits a message and the room sees it marked edited;
 // members react to it and reply to it; another room shows what is new there and that
 // she was named; search finds words across her rooms; drafts stay per room; addresses
-// become links; a reported message outlives its deletion for the moderators; the server
-// restarts and the page catches up with nothing lost or doubled; quick exit leaves no
-// trace. Screenshots go to target/e2e/.
+// become links; new messages below are counted, not scrolled into; a reported message
+// outlives its deletion for the moderators; the server restarts and the page catches up
+// with nothing lost or doubled; quick exit leaves no trace. Screenshots go to
+// target/e2e/.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -254,6 +255,22 @@ describe('the web client', () => {
     assert.equal(await links.getAttribute('rel'), 'noopener noreferrer nofollow');
     assert.equal(await message.locator('.body').textContent(), words, 'the text reads as typed');
     assert.match(await message.locator('time').getAttribute('title'), /2026|20\d\d/, 'full date on hover');
+  });
+
+  it('tells a member reading further up how many new messages came, and takes her there', STEP, async () => {
+    const olivia = await socketClient(server, await server.token('olivia', 'organiser password'));
+    // Enough messages that the list scrolls, then Bea reads from the top.
+    for (let n = 1; n <= 12; n++) await olivia.request('send', { room: 'wmhd-2026', body: `Agenda item ${n}` });
+    await member.waitForSelector('#messages .body:text-is("Agenda item 12")');
+    assert.ok(await member.$eval('#messages', (list) => list.scrollHeight - list.scrollTop - list.clientHeight < 80), 'stuck to the bottom');
+    await member.$eval('#messages', (list) => { list.scrollTop = 0; });
+    for (const n of [1, 2, 3]) await olivia.request('send', { room: 'wmhd-2026', body: `Late addition ${n}` });
+    olivia.close();
+    await member.waitForSelector('#new-below:text-is("3 new messages ↓")');
+    assert.equal(await member.$eval('#messages', (list) => list.scrollTop), 0, 'her place is kept');
+    await member.click('#new-below');
+    await member.waitForSelector('#new-below', { state: 'hidden' });
+    assert.ok(await member.$eval('#messages', (list) => list.scrollHeight - list.scrollTop - list.clientHeight < 80));
   });
 
   it('keeps a reported message for the moderators after its author deletes it', STEP, async () => {

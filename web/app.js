@@ -327,6 +327,7 @@ async function openRoom(name) {
       // Each room keeps its own unsent words: a sentence meant for one group never sits
       // in another's composer.
       $('#message-input').value = draftOf(name);
+      countNewBelow(0);
       $('#messages').replaceChildren();
       for (const message of roomView.timeline.inOrder()) renderMessage(name, message);
     }
@@ -443,7 +444,30 @@ function renderMessage(room, message, live = false) {
     list.insertBefore(element, before && before.isConnected ? before : null);
   }
   if (live && nearBottom) list.scrollTop = list.scrollHeight;
+  else if (live && !old && message.author.username !== state.me?.username) countNewBelow(1);
 }
+
+// Messages that arrived while the member was reading further up: a bar says how many,
+// and takes them to the latest.
+let newBelow = 0;
+
+function countNewBelow(n) {
+  newBelow = n === 0 ? 0 : newBelow + n;
+  const bar = $('#new-below');
+  bar.hidden = newBelow === 0;
+  bar.textContent = `${newBelow} new message${newBelow === 1 ? '' : 's'} ↓`;
+}
+
+$('#new-below').addEventListener('click', () => {
+  const list = $('#messages');
+  list.scrollTop = list.scrollHeight;
+  countNewBelow(0);
+});
+
+$('#messages').addEventListener('scroll', () => {
+  const list = $('#messages');
+  if (newBelow && list.scrollHeight - list.scrollTop - list.clientHeight < 80) countNewBelow(0);
+});
 
 function messageElement(room, message) {
   const mine = state.me && message.author.username === state.me.username;

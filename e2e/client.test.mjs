@@ -333,6 +333,15 @@ describe('the web client', () => {
     );
     const token = await member.evaluate(() => sessionStorage.getItem('alongside.token'));
     assert.ok(token, 'logged in before');
+    // Esc that closes a dialog does not count: closing the report dialog and pressing Esc
+    // once more must not throw her out of the page.
+    await member.locator('#messages .message', { hasText: 'And we are back.' }).locator('button:text-is("Report")').click();
+    await member.waitForSelector('#report-dialog[open]');
+    await member.keyboard.press('Escape');
+    await member.waitForSelector('#report-dialog', { state: 'hidden' });
+    await member.keyboard.press('Escape');
+    await member.waitForTimeout(300);
+    assert.equal(new URL(member.url()).origin, new URL(server.url).origin, 'still here');
     await member.keyboard.press('Escape');
     await member.keyboard.press('Escape');
     await member.waitForURL('https://www.bbc.co.uk/**', { timeout: WAIT_MS });
@@ -364,6 +373,10 @@ describe('the web client', () => {
     assert.ok(overflow <= 0, `no sideways scrolling on a phone (overflow ${overflow}px)`);
     const background = await phone.evaluate(() => getComputedStyle(document.body).backgroundColor);
     assert.equal(background, 'rgb(20, 24, 27)', 'dark mode follows the system setting');
+    // Quick exit stays on screen while she reads down the page (phones have no Esc).
+    await phone.evaluate(() => window.scrollTo(0, document.documentElement.scrollHeight));
+    const exit = await phone.locator('#quick-exit').boundingBox();
+    assert.ok(exit && exit.y >= 0 && exit.y + exit.height <= 844, `quick exit in view: ${JSON.stringify(exit)}`);
     await phone.screenshot({ path: join(SCREENSHOTS, 'phone-dark.png'), fullPage: true });
     await context.close();
   });

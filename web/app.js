@@ -54,6 +54,12 @@ function quickExit() {
 let lastEscape = 0;
 document.addEventListener('keydown', (event) => {
   if (event.key !== 'Escape') return;
+  // Esc in a dialog closes the dialog; it must not count towards leaving (closing the
+  // report dialog and pressing Esc again would otherwise lose the report).
+  if (document.querySelector('dialog[open]')) {
+    lastEscape = 0;
+    return;
+  }
   const now = Date.now();
   if (now - lastEscape < 1000) quickExit();
   lastEscape = now;

@@ -137,7 +137,7 @@ async fn register(
         }
         Err(StoreError::Conflict) => Err(HttpError(ApiError::new(
             ErrorCode::Conflict,
-            format!("The username `{username}` is taken; please choose another."),
+            format!("The username {username} is taken; please choose another."),
         ))),
         Err(StoreError::NameInUse) => {
             Err(invalid("That display name is another member's name (or too like it); please choose one of your own."))

@@ -872,7 +872,7 @@ impl BanFields {
         match (&self.scope, &self.room) {
             (Some(BanScopeField::Server), _) => Ok(None),
             (_, Some(room)) => Ok(Some(room.clone())),
-            (_, None) => Err("missing field `room` (or `\"scope\": \"server\"`)"),
+            (_, None) => Err("missing field “room” (or “scope”: “server”)"),
         }
     }
 }
@@ -961,16 +961,16 @@ pub fn parse_request(text: &str) -> Result<(Option<RequestId>, Request), ParseEr
         Some(_) => {
             return Err(ParseError {
                 id: None,
-                message: "`id` must be an integer or a string of at most 64 characters.".into(),
+                message: "“id” must be an integer or a string of at most 64 characters.".into(),
             })
         }
     };
     let fail = |kind: &str, err: serde_json::Error| ParseError {
         id: id.clone(),
-        message: format!("Bad `{kind}` request: {err}."),
+        message: plain_quotes(&format!("Bad “{kind}” request: {err}.")),
     };
     let Some(kind) = head.kind else {
-        return Err(ParseError { id, message: "The frame has no `type`.".into() });
+        return Err(ParseError { id, message: "The frame has no “type”.".into() });
     };
     let request = match kind.as_ref() {
         "auth" => {
@@ -1011,8 +1011,12 @@ pub fn parse_request(text: &str) -> Result<(Option<RequestId>, Request), ParseEr
         }
         other => match parse_moderation(other, text) {
             Some(Ok(moderation)) => Request::Moderate(moderation),
-            Some(Err(message)) => return Err(ParseError { id, message: format!("Bad `{other}` request: {message}.") }),
-            None => return Err(ParseError { id, message: format!("Unknown request type `{}`.", truncate(other, 40)) }),
+            Some(Err(message)) => {
+                return Err(ParseError { id, message: plain_quotes(&format!("Bad “{other}” request: {message}.")) })
+            }
+            None => {
+                return Err(ParseError { id, message: format!("Unknown request type “{}”.", truncate(other, 40)) })
+            }
         },
     };
     Ok((id, request))
@@ -1062,13 +1066,13 @@ fn parse_moderation(kind: &str, text: &str) -> Option<Result<Moderation, String>
         }),
         "resolve_report" => fields::<ResolveFields>(text).and_then(|f| {
             let id = f.report_id.or_else(|| f.id.as_ref().and_then(serde_json::Value::as_i64));
-            let id = id.ok_or("missing field `report_id` (or an integer `id`)")?;
+            let id = id.ok_or("missing field “report_id” (or an integer “id”)")?;
             Ok(Moderation::ResolveReport { room: f.room, id, note: f.note })
         }),
         "mod_log" => fields::<ModLogFields>(text).and_then(|f| match (f.scope, f.room) {
             (Some(BanScopeField::Server), _) => Ok(Moderation::ModLog { room: None, limit: f.limit }),
             (_, Some(room)) => Ok(Moderation::ModLog { room: Some(room), limit: f.limit }),
-            (_, None) => Err("missing field `room` (or `\"scope\": \"server\"`)".to_string()),
+            (_, None) => Err("missing field “room” (or “scope”: “server”)".to_string()),
         }),
         _ => return None,
     };
@@ -1375,6 +1379,34 @@ pub fn now_ms() -> i64 {
     since.as_millis() as i64
 }
 
+/// A time for people to read in an error message, e.g. "27 Nov 2026, 09:33 UTC" (the
+/// client shows times in the member's own zone; this is the fallback it can show as is).
+pub fn human_ts(ms: i64) -> String {
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let month = at.month().to_string();
+    format!("{} {} {}, {:02}:{:02} UTC", at.day(), &month[..3], at.year(), at.hour(), at.minute())
+}
+
+/// Backticks (serde's way of quoting a field) as typographic quotes: messages are for
+/// people, not for a Markdown renderer.
+fn plain_quotes(text: &str) -> String {
+    let mut open = true;
+    text.chars()
+        .map(|c| match c {
+            '`' => {
+                open = !open;
+                if open {
+                    '”'
+                } else {
+                    '“'
+                }
+            }
+            c => c,
+        })
+        .collect()
+}
+
 /// Formats Unix milliseconds as `2026-10-10T12:00:00.123Z`.
 pub fn format_ts(ms: i64) -> String {
     let at = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
@@ -1421,6 +1453,14 @@ pub mod close_code {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn messages_for_people_have_no_backticks_and_readable_times() {
+        assert_eq!(super::human_ts(1_795_772_005_771), "27 Nov 2026, 09:33 UTC");
+        let err = super::parse_request(r#"{"type": "send", "room": "x"}"#).unwrap_err();
+        assert!(!err.message.contains('`'), "{}", err.message);
+        assert!(err.message.contains("“body”"), "{}", err.message);
+    }
+
     use super::*;
 
     #[test]

@@ -127,7 +127,7 @@ impl Shared {
         match self.store.fetch_room(name).await {
             // The cache may have taken a newer version while we read: it wins.
             Ok(Some(room)) => Ok(self.hub.fill_room(room)),
-            Ok(None) => Err(ApiError::new(ErrorCode::NotFound, format!("There is no room named `{name}`."))),
+            Ok(None) => Err(ApiError::new(ErrorCode::NotFound, format!("There is no room named #{name}."))),
             Err(err) => Err(internal(err)),
         }
     }
@@ -413,7 +413,7 @@ impl CommitListener for PublishCommits {
 /// "until 2026-10-10T12:00:00.000Z" or "until a moderator lifts it", for messages.
 pub fn describe_until(until: Option<i64>) -> String {
     match until {
-        Some(until) => format!("until {}", format_ts(until)),
+        Some(until) => format!("until {}", crate::protocol::human_ts(until)),
         None => "until a moderator lifts it".to_string(),
     }
 }

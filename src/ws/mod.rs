@@ -290,7 +290,7 @@ impl Reader {
                     }
                 },
                 Ok((id, _)) => {
-                    let error = ApiError::new(ErrorCode::Unauthenticated, "Send `auth` with your token first.");
+                    let error = ApiError::new(ErrorCode::Unauthenticated, "Send “auth” with your token first.");
                     self.reply(id.as_ref(), Err(error)).await;
                 }
                 Err(bad) => self.refuse(bad.id.as_ref(), ApiError::new(ErrorCode::BadRequest, bad.message)).await,

@@ -68,7 +68,7 @@ async fn user_named(state: &AppState, username: &str) -> Result<UserRecord, ApiE
         .fetch_user(&username)
         .await
         .map_err(internal)?
-        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("There is no user named `{username}`.")))
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("There is no user named @{username}.")))
 }
 
 async fn target(state: &AppState, room: &RoomRecord, username: &str) -> Result<Target, ApiError> {
@@ -89,7 +89,7 @@ async fn actor(
     if allowed(standing) {
         Ok(standing)
     } else {
-        Err(ApiError::new(ErrorCode::Forbidden, format!("Only the moderators of `{}` can {what}.", room.name)))
+        Err(ApiError::new(ErrorCode::Forbidden, format!("Only the moderators of #{} can {what}.", room.name)))
     }
 }
 
@@ -138,7 +138,7 @@ async fn may_lift(
 }
 
 fn not_a_member(room: &RoomRecord, target: &Target) -> ApiError {
-    ApiError::new(ErrorCode::NotFound, format!("`{}` is not a member of `{}`.", target.record.user.username, room.name))
+    ApiError::new(ErrorCode::NotFound, format!("@{} is not a member of #{}.", target.record.user.username, room.name))
 }
 
 fn forbidden(message: &str) -> ApiError {
@@ -156,7 +156,7 @@ fn until_from(duration_s: Option<f64>) -> Result<Option<i64>, ApiError> {
         Some(seconds) if seconds.is_finite() && seconds > 0.0 && seconds <= MAX_DURATION_S => {
             Ok(Some(now_ms() + (seconds * 1000.0).ceil() as i64))
         }
-        Some(_) => Err(invalid("`duration_s` is a positive number of seconds, at most ten years.")),
+        Some(_) => Err(invalid("“duration_s” is a positive number of seconds, at most ten years.")),
     }
 }
 
@@ -164,11 +164,11 @@ fn until_from(duration_s: Option<f64>) -> Result<Option<i64>, ApiError> {
 fn check_text(text: Option<String>, field: &str) -> Result<Option<String>, ApiError> {
     match text {
         Some(text) if text.chars().count() > MAX_REASON_CHARS => {
-            Err(invalid(format!("`{field}` is at most {MAX_REASON_CHARS} characters.")))
+            Err(invalid(format!("“{field}” is at most {MAX_REASON_CHARS} characters.")))
         }
         Some(text) if text.trim().is_empty() => Ok(None),
         Some(text) => {
-            super::requests::check_no_control_characters(&text, &format!("`{field}`"))?;
+            super::requests::check_no_control_characters(&text, &format!("“{field}”"))?;
             Ok(Some(text))
         }
         None => Ok(None),
@@ -238,7 +238,7 @@ async fn unmute(state: &AppState, session: &Session, room_name: &str, username: 
     };
     if !state.store.delete_mute(room.id, target.record.id, &log).await.map_err(internal)? {
         let name = &target.record.user.username;
-        return Err(ApiError::new(ErrorCode::NotFound, format!("`{name}` is not muted in `{}`.", room.name)));
+        return Err(ApiError::new(ErrorCode::NotFound, format!("@{name} is not muted in #{}.", room.name)));
     }
     let event =
         Event::Unmuted { room: room.name.clone(), user: target.record.user.clone(), by: session.user().username };
@@ -338,7 +338,7 @@ async fn unban_from_room(
     let log = ModEntry { target: Some(target.user.username.clone()), ..entry(Some(&room), LogAction::Unban, session) };
     if !state.store.delete_ban(BanScope::Room(room.id), target.id, &log).await.map_err(internal)? {
         let name = &target.user.username;
-        return Err(ApiError::new(ErrorCode::NotFound, format!("`{name}` is not banned from `{}`.", room.name)));
+        return Err(ApiError::new(ErrorCode::NotFound, format!("@{name} is not banned from #{}.", room.name)));
     }
     Ok(Reply::Empty {})
 }
@@ -352,7 +352,7 @@ async fn unban_from_server(state: &AppState, session: &Session, username: &str) 
     let log = ModEntry { target: Some(target.user.username.clone()), ..entry(None, LogAction::Unban, session) };
     if !state.store.delete_ban(BanScope::Server, target.id, &log).await.map_err(internal)? {
         let name = &target.user.username;
-        return Err(ApiError::new(ErrorCode::NotFound, format!("`{name}` is not banned from the server.")));
+        return Err(ApiError::new(ErrorCode::NotFound, format!("@{name} is not banned from the server.")));
     }
     Ok(Reply::Empty {})
 }
@@ -370,10 +370,10 @@ async fn delete_message(
     if standing.room == RoomStanding::Outsider && !standing.is_room_moderator() {
         return Err(ApiError::new(
             ErrorCode::Forbidden,
-            format!("Join `{}` first: only members can do that.", room.name),
+            format!("Join #{} first: only members can do that.", room.name),
         ));
     }
-    let no_such = || ApiError::new(ErrorCode::NotFound, format!("There is no message {seq} in `{}`.", room.name));
+    let no_such = || ApiError::new(ErrorCode::NotFound, format!("There is no message {seq} in #{}.", room.name));
     let (author, deleted) =
         state.store.fetch_message_author(room.id, seq).await.map_err(internal)?.ok_or_else(no_such)?;
     if author.id != session.user_id {
@@ -403,7 +403,7 @@ async fn slow_mode(state: &AppState, session: &Session, room_name: &str, seconds
     let room = state.room(room_name).await?;
     actor(state, session, &room, Standing::can_change_room_settings, "set slow mode").await?;
     if !(0..=MAX_SLOW_MODE_S).contains(&seconds) {
-        return Err(invalid(format!("`seconds` is 0 (off) to {MAX_SLOW_MODE_S}.")));
+        return Err(invalid(format!("“seconds” is 0 (off) to {MAX_SLOW_MODE_S}.")));
     }
     let log = ModEntry { reason: Some(format!("{seconds} s")), ..entry(Some(&room), LogAction::SlowMode, session) };
     let updated =
@@ -484,7 +484,7 @@ async fn report(
     let report = match state.store.insert_report(&room, seq, &reporter, &reason).await {
         Ok(report) => report,
         Err(StoreError::NotFound) => {
-            return Err(ApiError::new(ErrorCode::NotFound, format!("There is no message {seq} in `{}`.", room.name)))
+            return Err(ApiError::new(ErrorCode::NotFound, format!("There is no message {seq} in #{}.", room.name)))
         }
         Err(StoreError::Conflict) => {
             let message = "You have reported this message already; the moderators have your report.";
@@ -519,7 +519,7 @@ async fn resolve_report(
     actor(state, session, &room, Standing::can_review, "resolve reports").await?;
     let log = ModEntry { reason: check_text(note, "note")?, ..entry(Some(&room), LogAction::ResolveReport, session) };
     if !state.store.resolve_report(room.id, id, &log).await.map_err(internal)? {
-        return Err(ApiError::new(ErrorCode::NotFound, format!("There is no open report {id} in `{}`.", room.name)));
+        return Err(ApiError::new(ErrorCode::NotFound, format!("There is no open report {id} in #{}.", room.name)));
     }
     Ok(Reply::Empty {})
 }
@@ -541,7 +541,7 @@ async fn mod_log(
     };
     let limit = limit.unwrap_or(50);
     if !(1..=100).contains(&limit) {
-        return Err(invalid("`limit` is 1 to 100."));
+        return Err(invalid("“limit” is 1 to 100."));
     }
     let entries = state.store.fetch_mod_log(room_id, limit as u32).await.map_err(internal)?;
     Ok(Reply::ModLog { entries })
@@ -550,5 +550,5 @@ async fn mod_log(
 /// The refusal for a member who is muted in a room.
 pub fn muted_error(room: &str, mute: &Restriction) -> ApiError {
     let why = mute.reason.as_deref().map(|r| format!(" Reason: {r}")).unwrap_or_default();
-    ApiError::new(ErrorCode::Muted, format!("You are muted in `{room}` {}.{why}", describe_until(mute.until)))
+    ApiError::new(ErrorCode::Muted, format!("You are muted in #{room} {}.{why}", describe_until(mute.until)))
 }

@@ -17,7 +17,7 @@ pub fn page_limit(limit: Option<i64>, default: u32, max: u32) -> Result<u32, Api
     match limit {
         None => Ok(default),
         Some(limit) if (1..=i64::from(max)).contains(&limit) => Ok(limit as u32),
-        Some(_) => Err(ApiError::new(ErrorCode::Invalid, format!("`limit` is 1 to {max}."))),
+        Some(_) => Err(ApiError::new(ErrorCode::Invalid, format!("“limit” is 1 to {max}."))),
     }
 }
 

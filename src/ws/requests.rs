@@ -60,7 +60,7 @@ pub(super) async fn member_room(state: &AppState, session: &Session, name: &str)
     if session.is_in(&room.name) {
         Ok(room)
     } else {
-        Err(ApiError::new(ErrorCode::Forbidden, format!("Join `{name}` first: only members can do that.")))
+        Err(ApiError::new(ErrorCode::Forbidden, format!("Join #{name} first: only members can do that.")))
     }
 }
 
@@ -136,7 +136,7 @@ async fn create_room(state: &AppState, session: &Session, fields: CreateRoom) ->
         value
             .map(|text| {
                 parse_ts(&text).ok_or_else(|| {
-                    invalid(format!("`{field}` must be an ISO-8601 time with an offset, like 2026-10-10T09:00:00Z."))
+                    invalid(format!("“{field}” must be an ISO-8601 time with an offset, like 2026-10-10T09:00:00Z."))
                 })
             })
             .transpose()
@@ -148,11 +148,11 @@ async fn create_room(state: &AppState, session: &Session, fields: CreateRoom) ->
     }
     if let (Some(start), Some(end)) = (starts_at, ends_at) {
         if end <= start {
-            return Err(invalid("`ends_at` must be after `starts_at`."));
+            return Err(invalid("“ends_at” must be after “starts_at”."));
         }
     }
     if fields.capacity == Some(0) {
-        return Err(invalid("`capacity` must be at least 1."));
+        return Err(invalid("“capacity” must be at least 1."));
     }
     let new = NewRoom {
         name: fields.name.clone(),
@@ -166,7 +166,7 @@ async fn create_room(state: &AppState, session: &Session, fields: CreateRoom) ->
     let record = match state.store.insert_room(&new).await {
         Ok(record) => Arc::new(record),
         Err(StoreError::Conflict) => {
-            return Err(ApiError::new(ErrorCode::Conflict, format!("A room named `{}` already exists.", fields.name)))
+            return Err(ApiError::new(ErrorCode::Conflict, format!("A room named #{} already exists.", fields.name)))
         }
         Err(err) => return Err(internal(err)),
     };
@@ -185,7 +185,7 @@ async fn join(state: &AppState, session: &Session, name: &str) -> Result<Reply, 
         Err(StoreError::Banned(ban)) => return Err(banned_from(&room.name, ban)),
         Err(StoreError::Full) => {
             let capacity = room.capacity.unwrap_or_default();
-            return Err(ApiError::new(ErrorCode::Full, format!("`{name}` is full: it holds {capacity} members.")));
+            return Err(ApiError::new(ErrorCode::Full, format!("#{name} is full: it holds {capacity} members.")));
         }
         Err(err) => return Err(internal(err)),
     };
@@ -204,7 +204,7 @@ async fn join(state: &AppState, session: &Session, name: &str) -> Result<Reply, 
         state.member_left(&room.name, &user, reason);
         return Err(match ban {
             Some(ban) => banned_from(&room.name, ban),
-            None => ApiError::new(ErrorCode::Forbidden, format!("You were removed from `{name}` as you joined.")),
+            None => ApiError::new(ErrorCode::Forbidden, format!("You were removed from #{name} as you joined.")),
         });
     };
     // The client learns from this whether to show its moderator tools.
@@ -233,13 +233,13 @@ async fn join(state: &AppState, session: &Session, name: &str) -> Result<Reply, 
 fn banned_from(room: &str, ban: Restriction) -> ApiError {
     let why = ban.reason.map(|r| format!(" Reason: {r}")).unwrap_or_default();
     let until = describe_until(ban.until);
-    ApiError::new(ErrorCode::Banned, format!("You are banned from `{room}` {until}.{why}"))
+    ApiError::new(ErrorCode::Banned, format!("You are banned from #{room} {until}.{why}"))
 }
 
 async fn leave(state: &AppState, session: &Session, name: &str) -> Result<Reply, ApiError> {
     let room = state.room(name).await?;
     if !state.store.delete_membership(room.id, session.user_id).await.map_err(internal)? {
-        return Err(ApiError::new(ErrorCode::Forbidden, format!("You are not a member of `{name}`.")));
+        return Err(ApiError::new(ErrorCode::Forbidden, format!("You are not a member of #{name}.")));
     }
     let user = UserRecord { id: session.user_id, user: session.user() };
     state.member_left(&room.name, &user, LeftReason::Left);
@@ -251,7 +251,7 @@ async fn send(state: &AppState, session: &Session, fields: SendMessage) -> Resul
     check_body(&fields.body)?;
     if let Some(id) = &fields.client_msg_id {
         if id.is_empty() || id.chars().count() > MAX_CLIENT_MSG_ID_CHARS {
-            return Err(invalid(format!("`client_msg_id` is 1 to {MAX_CLIENT_MSG_ID_CHARS} characters.")));
+            return Err(invalid(format!("“client_msg_id” is 1 to {MAX_CLIENT_MSG_ID_CHARS} characters.")));
         }
     }
     check_window(&room)?;
@@ -264,7 +264,7 @@ async fn send(state: &AppState, session: &Session, fields: SendMessage) -> Resul
         let standing = standing(state, &room, session.user_id, session.user().role).await?;
         if !standing.can_change_room_settings() {
             if room.locked {
-                let message = format!("`{}` is locked: only its moderators can post right now.", room.name);
+                let message = format!("#{} is locked: only its moderators can post right now.", room.name);
                 return Err(ApiError::new(ErrorCode::Forbidden, message));
             }
             check_slow_mode(state, &room, session.user_id)?;
@@ -273,7 +273,7 @@ async fn send(state: &AppState, session: &Session, fields: SendMessage) -> Resul
     if let Some(seq) = fields.reply_to {
         // Only replies pay for this read. A deleted message can still be answered.
         if state.store.fetch_message_author(room.id, seq).await.map_err(internal)?.is_none() {
-            let message = format!("There is no message {seq} in `{}` to reply to.", room.name);
+            let message = format!("There is no message {seq} in #{} to reply to.", room.name);
             return Err(ApiError::new(ErrorCode::NotFound, message));
         }
     }
@@ -312,7 +312,7 @@ const MAX_QUERY_CHARS: usize = 200;
 async fn search(state: &AppState, session: &Session, query: SearchQuery) -> Result<Reply, ApiError> {
     let limit = page_limit(query.limit, 20, 50)?;
     if query.query.trim().is_empty() || query.query.chars().count() > MAX_QUERY_CHARS {
-        return Err(invalid(format!("`query` is 1 to {MAX_QUERY_CHARS} characters of words to find.")));
+        return Err(invalid(format!("“query” is 1 to {MAX_QUERY_CHARS} characters of words to find.")));
     }
     let room = match &query.room {
         Some(name) => Some(member_room(state, session, name).await?.id),
@@ -321,7 +321,7 @@ async fn search(state: &AppState, session: &Session, query: SearchQuery) -> Resu
     let before = match query.before.as_deref() {
         None => None,
         Some(cursor) => {
-            Some(parse_cursor(cursor).ok_or_else(|| invalid("`before` is not a cursor this server gave."))?)
+            Some(parse_cursor(cursor).ok_or_else(|| invalid("“before” is not a cursor this server gave."))?)
         }
     };
     let mut found =
@@ -398,7 +398,7 @@ async fn edit(state: &AppState, session: &Session, room_name: &str, seq: i64, bo
         Err(StoreError::NotFound) => {
             return Err(ApiError::new(
                 ErrorCode::NotFound,
-                format!("There is no message {seq} of yours in `{}` that can be edited.", room.name),
+                format!("There is no message {seq} of yours in #{} that can be edited.", room.name),
             ))
         }
         Err(err) => {
@@ -434,7 +434,7 @@ async fn react(
     let reactions = match state.store.update_reaction(room.id, seq, session.user_id, emoji, add).await {
         Ok(reactions) => reactions,
         Err(StoreError::NotFound) => {
-            return Err(ApiError::new(ErrorCode::NotFound, format!("There is no message {seq} in `{}`.", room.name)))
+            return Err(ApiError::new(ErrorCode::NotFound, format!("There is no message {seq} in #{}.", room.name)))
         }
         Err(err) => return Err(internal(err)),
     };
@@ -453,7 +453,7 @@ fn check_slow_mode(state: &AppState, room: &RoomRecord, user: UserId) -> Result<
         let wait = (interval - since).as_secs_f64().ceil().max(1.0);
         return Err(ApiError::new(
             ErrorCode::RateLimited,
-            format!("Slow mode is on in `{}`: you can send again in {wait} seconds.", room.name),
+            format!("Slow mode is on in #{}: you can send again in {wait} seconds.", room.name),
         ));
     }
     *last = now;
@@ -464,12 +464,12 @@ fn check_slow_mode(state: &AppState, room: &RoomRecord, user: UserId) -> Result<
 fn check_window(room: &RoomRecord) -> Result<(), ApiError> {
     let now = now_ms();
     if let Some(start) = room.starts_at.filter(|start| now < *start) {
-        let opens = crate::protocol::format_ts(start);
-        return Err(ApiError::new(ErrorCode::NotOpen, format!("`{}` opens at {opens}.", room.name)));
+        let opens = crate::protocol::human_ts(start);
+        return Err(ApiError::new(ErrorCode::NotOpen, format!("#{} opens at {opens}.", room.name)));
     }
     if let Some(end) = room.ends_at.filter(|end| now >= *end) {
-        let closed = crate::protocol::format_ts(end);
-        return Err(ApiError::new(ErrorCode::NotOpen, format!("`{}` closed at {closed}.", room.name)));
+        let closed = crate::protocol::human_ts(end);
+        return Err(ApiError::new(ErrorCode::NotOpen, format!("#{} closed at {closed}.", room.name)));
     }
     Ok(())
 }
@@ -478,10 +478,10 @@ async fn history(state: &AppState, session: &Session, query: HistoryQuery) -> Re
     let room = member_room(state, session, &query.room).await?;
     let limit = query.limit.unwrap_or(i64::from(DEFAULT_PAGE));
     if !(1..=100).contains(&limit) {
-        return Err(invalid("`limit` is 1 to 100."));
+        return Err(invalid("“limit” is 1 to 100."));
     }
     if query.before.is_some_and(|s| s < 0) || query.after.is_some_and(|s| s < 0) {
-        return Err(invalid("`before` and `after` are seqs, 0 or more."));
+        return Err(invalid("“before” and “after” are seqs, 0 or more."));
     }
     let range = HistoryRange { before: query.before, after: query.after, limit: limit as u32 + 1 };
     let mut messages = state.store.fetch_messages(&room, range).await.map_err(internal)?;
@@ -533,7 +533,7 @@ async fn members(state: &AppState, session: &Session, query: MembersQuery) -> Re
 async fn mark_read(state: &AppState, session: &Session, name: &str, seq: i64) -> Result<Reply, ApiError> {
     let room = member_room(state, session, name).await?;
     if seq < 0 {
-        return Err(invalid("`seq` is 0 or more."));
+        return Err(invalid("“seq” is 0 or more."));
     }
     // Only a marker that moved is news for the user's other devices.
     if let Some(seq) = state.store.update_read_marker(room.id, session.user_id, seq).await.map_err(internal)? {

@@ -13,7 +13,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { join } from 'node:path';
-import { launchBrowser, logIn, newPage, SCREENSHOTS, Server, socketClient, WAIT_MS } from './support.mjs';
+import { accessibilityViolations, launchBrowser, logIn, newPage, SCREENSHOTS, Server, socketClient, WAIT_MS } from './support.mjs';
 
 const STEP = { timeout: 60_000 };
 
@@ -42,6 +42,7 @@ describe('the web client', () => {
     member = await newPage(browser, errors);
     await member.goto(server.url);
     await member.screenshot({ path: join(SCREENSHOTS, 'login.png') });
+    assert.deepEqual(await accessibilityViolations(member), [], 'WCAG 2.2 AA: login');
     await member.fill('#register-username', 'bea');
     await member.fill('#register-display', 'Bea');
     await member.fill('#register-password', 'a gentle password');
@@ -89,6 +90,7 @@ describe('the web client', () => {
     assert.deepEqual(await bodies(organiser), ['Welcome, everyone. Take your time.', 'Thank you for having me.']);
     assert.deepEqual(await bodies(member), await bodies(organiser));
     await organiser.screenshot({ path: join(SCREENSHOTS, 'room-view.png') });
+    assert.deepEqual(await accessibilityViolations(organiser), [], 'WCAG 2.2 AA: room');
   });
 
   it('renders markup in a message as plain text', STEP, async () => {
@@ -108,6 +110,7 @@ describe('the web client', () => {
     await organiser.selectOption('#mod-duration', '3600');
     await organiser.fill('#mod-reason', 'Let’s take a short pause');
     await organiser.screenshot({ path: join(SCREENSHOTS, 'moderator-tools.png') });
+    assert.deepEqual(await accessibilityViolations(organiser), [], 'WCAG 2.2 AA: modtools');
     await organiser.click('#mod-confirm');
     await member.waitForSelector('#notice:has-text("You have been muted in #wmhd-2026 until")');
     assert.match(await member.textContent('#notice'), /Reason: Let’s take a short pause/);
@@ -140,6 +143,7 @@ describe('the web client', () => {
     await mine.locator('button:text-is("Edit")').click();
     assert.equal(await member.inputValue('#edit-body'), typo);
     await member.fill('#edit-body', 'I am feeling a bit better today.');
+    assert.deepEqual(await accessibilityViolations(member), [], 'WCAG 2.2 AA: a dialog');
     await member.click('#edit-dialog button[value=confirm]');
     await organiser.waitForSelector(`#messages .message[data-seq="${seq}"] .edited`);
     assert.equal(await theirs.locator('.body').textContent(), 'I am feeling a bit better today.');
@@ -216,6 +220,7 @@ describe('the web client', () => {
     assert.equal(await hit.count(), 1);
     assert.match(await hit.textContent(), /#tea-break · Olivia .*are you around for a cuppa\?/);
     await member.screenshot({ path: join(SCREENSHOTS, 'search.png') });
+    assert.deepEqual(await accessibilityViolations(member), [], 'WCAG 2.2 AA: replies, reactions, badges, search');
     await hit.click();
     await member.waitForSelector('#room-title:text-is("#tea-break")');
     await member.click('#search-results button:text-is("Close results")');
@@ -378,6 +383,7 @@ describe('the web client', () => {
     const exit = await phone.locator('#quick-exit').boundingBox();
     assert.ok(exit && exit.y >= 0 && exit.y + exit.height <= 844, `quick exit in view: ${JSON.stringify(exit)}`);
     await phone.screenshot({ path: join(SCREENSHOTS, 'phone-dark.png'), fullPage: true });
+    assert.deepEqual(await accessibilityViolations(phone), [], 'WCAG 2.2 AA: phone');
     await context.close();
   });
 

@@ -3,7 +3,7 @@
 // playwright-core. Every wait has a timeout.
 
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -160,4 +160,21 @@ export async function socketClient(server, token) {
     });
   await request('auth', { token });
   return { request, close: () => socket.close() };
+}
+
+const AXE_SOURCE = readFileSync(new URL('./node_modules/axe-core/axe.min.js', import.meta.url), 'utf8');
+
+/**
+ * The WCAG 2.2 A and AA violations axe-core finds on the page as it is now, each as
+ * "rule: target (summary)", so a failing assertion says what to fix.
+ */
+export async function accessibilityViolations(page) {
+  // Evaluated through the debugging protocol, so the page's script policy stays as it is.
+  if (!(await page.evaluate(() => Boolean(window.axe)))) await page.evaluate(AXE_SOURCE);
+  const result = await page.evaluate(() =>
+    window.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'] } }),
+  );
+  return result.violations.flatMap((violation) =>
+    violation.nodes.map((node) => `${violation.id}: ${node.target.join(' ')} (${node.failureSummary.split('\n')[1]?.trim()})`),
+  );
 }

@@ -147,6 +147,8 @@ const CONNECTION_TEXT = {
 
 function setConnection(connection, detail = {}) {
   const status = $('#connection');
+  // After a quick exit the page is blank while the browser leaves: nothing to show.
+  if (!status) return;
   status.dataset.state = connection;
   status.textContent = CONNECTION_TEXT[connection];
   if (connection === 'closed' && detail.code === 4001) endSession('Your session has ended. Please log in again.');
@@ -584,7 +586,7 @@ function reactionBar(room, message) {
         type: 'button',
         class: count ? 'reaction counted' : 'reaction',
         'aria-pressed': String(reacted.has(key)),
-        'aria-label': `React with ${emoji}${count ? ` (${count} so far)` : ''}`,
+        title: `React with ${emoji}`,
         onclick: () => toggleReaction(room, message.seq, emoji),
       },
       label,

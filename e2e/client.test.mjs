@@ -1,8 +1,9 @@
 // The web client in a real headless Chromium against the real server binary.
 //
 // One story, step by step: a member registers; an organiser creates a summit room; the
-// two chat live; the organiser mutes the member, whose page says so; markup in a
-// message stays text; the member edits a message and the room sees it marked edited;
+// two chat live; the organiser mutes the member, whose page says so, and acts on a
+// member who is away; markup in a message stays text; the member edits a message and
+// the room sees it marked edited;
 // members react to it and reply to it; another room shows what is new there and that
 // she was named; search finds words across her rooms; drafts stay per room; addresses
 // become links; new messages below are counted, not scrolled into; a reported message
@@ -127,6 +128,23 @@ describe('the web client', () => {
     await organiser.waitForSelector('#log-panel li:has-text("olivia: mute bea")');
     await organiser.click('#member-list li:has-text("Bea") button:text-is("Unmute")');
     await member.waitForSelector('#notice:has-text("You can post in #wmhd-2026 again")');
+  });
+
+  it('lists members who are away too, and lets a moderator act on them', STEP, async () => {
+    server.createUser('sam', 'a quiet password', 'member', 'Sam');
+    const sam = await socketClient(server, await server.token('sam', 'a quiet password'));
+    await sam.request('join', { room: 'wmhd-2026' });
+    sam.close();
+    // Once Sam's socket is gone (after the presence grace), he is listed as away.
+    const entry = organiser.locator('#member-list li.away', { hasText: 'Sam' });
+    await entry.waitFor();
+    await entry.locator('button:text-is("Mute")').click();
+    await organiser.click('#mod-confirm');
+    await organiser.locator('#member-list li', { hasText: 'Sam' }).locator('.muted-mark').waitFor();
+    await organiser.locator('#member-list li', { hasText: 'Sam' }).locator('button:text-is("Unmute")').click();
+    await organiser.locator('#member-list li', { hasText: 'Sam' }).locator('button:text-is("Mute")').waitFor();
+    // Nobody is offered actions on themselves or on the room's owner.
+    assert.equal(await organiser.locator('#member-list li', { hasText: 'Olivia' }).locator('button').count(), 0);
   });
 
   it('lets an author edit a message, and the room sees the new words marked edited', STEP, async () => {

@@ -342,6 +342,7 @@ async function openRoom(name) {
     for (const message of reply.messages) addMessage(message, { live: false });
     // Anything newer than the reply (a gap after a long absence) is fetched too.
     await catchUp(name);
+    refreshMembers(name);
     // Open is read: the counts go at once, the server hears within a second.
     Object.assign(state.rooms.get(name), { unread: 0, mentions_unread: 0 });
     markRead();
@@ -408,21 +409,59 @@ function renderComposerNotice() {
   fill(notice, text || '');
 }
 
+const RANK = { member: 0, moderator: 1, organiser: 2, admin: 3 };
+
+/**
+ * Whether this page's user can act on `member` in the room: a moderator of the room,
+ * on a plain member of it whose global role is lower than their own (a room's own
+ * moderators count as moderators here). The server checks again; the page only leaves
+ * out the buttons that would fail.
+ */
+function canModerate(roomView, member) {
+  if (!roomView.moderator || member.username === state.me.username) return false;
+  if (member.room_role && member.room_role !== 'member') return false;
+  return RANK[member.role] < Math.max(RANK[state.me.role], RANK.moderator);
+}
+
+/** Everyone in the room, online first (the server's order), with role and mute. */
 function renderMembers() {
   const roomView = view(state.current);
-  const items = [...roomView.online.values()]
-    .sort((a, b) => a.display_name.localeCompare(b.display_name))
-    .map((user) =>
-      h(
-        'li',
-        {},
-        h('span', { class: 'member-name' }, user.display_name),
-        h('span', { class: 'handle' }, `@${user.username}`),
-        user.role !== 'member' ? h('span', { class: 'role' }, user.role) : null,
-        roomView.moderator && user.username !== state.me.username ? moderatorActions(user) : null,
-      ),
-    );
+  const members = roomView.members || [...roomView.online.values()].map((user) => ({ ...user, online: true }));
+  const items = members.map((member) =>
+    h(
+      'li',
+      { class: member.online ? 'online' : 'away' },
+      h('span', { class: 'presence' }, member.online ? 'online' : 'away'),
+      h('span', { class: 'member-name' }, member.display_name),
+      h('span', { class: 'handle' }, `@${member.username}`),
+      member.role !== 'member' ? h('span', { class: 'role' }, member.role) : null,
+      member.room_role && member.room_role !== 'member' ? h('span', { class: 'role' }, `room ${member.room_role}`) : null,
+      member.muted ? h('span', { class: 'muted-mark' }, member.muted_until ? `muted until ${formatTime(member.muted_until)}` : 'muted') : null,
+      canModerate(roomView, member) ? moderatorActions(member) : null,
+    ),
+  );
   fill($('#member-list'), items.length ? items : h('li', { class: 'empty' }, 'Nobody else is here right now.'));
+}
+
+const memberTimers = new Map();
+
+/** Asks the server for the room's members, soon (one request for a burst of changes). */
+function refreshMembers(room) {
+  if (memberTimers.has(room)) return;
+  memberTimers.set(
+    room,
+    setTimeout(async () => {
+      memberTimers.delete(room);
+      if (!state.joined.has(room)) return;
+      try {
+        const reply = await state.connection.request('members', { room, limit: 200 });
+        view(room).members = reply.members;
+        if (room === state.current) renderMembers();
+      } catch {
+        // The next change or room switch asks again.
+      }
+    }, 250),
+  );
 }
 
 // ---------------------------------------------------------------------------------
@@ -840,10 +879,12 @@ function onEvent(event) {
     case 'member_joined':
       view(event.room).online.set(event.user.username, event.user);
       updateOnline(event.room);
+      refreshMembers(event.room);
       break;
     case 'member_left':
       view(event.room).online.delete(event.user.username);
       updateOnline(event.room);
+      refreshMembers(event.room);
       break;
     case 'typing':
       showTyping(event.room, event.user);
@@ -859,6 +900,7 @@ function onEvent(event) {
         notify(`You have been muted in #${event.room} ${untilText(event.until)}.${event.reason ? ` Reason: ${event.reason}` : ''}`);
       }
       if (event.room === state.current) renderRoom();
+      refreshMembers(event.room);
       break;
     case 'unmuted':
       if (event.user.username === me) {
@@ -866,6 +908,7 @@ function onEvent(event) {
         notify(`You can post in #${event.room} again.`);
       }
       if (event.room === state.current) renderRoom();
+      refreshMembers(event.room);
       break;
     case 'kicked':
       notify(`You were removed from #${event.room} by ${event.by}.${event.reason ? ` Reason: ${event.reason}` : ''} You can join again.`);

@@ -26,8 +26,9 @@ export function moderatorActions(user) {
   return h(
     'span',
     { class: 'member-actions', role: 'group', 'aria-label': `Moderate ${user.display_name}` },
-    act('mute', 'Mute'),
-    h('button', { type: 'button', class: 'small', onclick: () => simpleAction('unmute', user) }, 'Unmute'),
+    user.muted
+      ? h('button', { type: 'button', class: 'small', onclick: () => simpleAction('unmute', user) }, 'Unmute')
+      : act('mute', 'Mute'),
     act('kick', 'Remove'),
     act('ban', 'Ban'),
   );

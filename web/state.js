@@ -94,6 +94,7 @@ export function newRoomView() {
     moderator: false, // from the server's `my_role` in the join reply
     muted: null, // { until, reason } or { text } while I am muted here
     reacted: new Set(), // `${seq} ${emoji}` I reacted with from this page
+    members: null, // [Member] from the server's `members`, online first; null until asked
   };
 }
 

@@ -3,9 +3,8 @@
 // One story, step by step: a member registers; an organiser creates a summit room; the
 // two chat live; the organiser mutes the member, whose page says so, and acts on a
 // member who is away; markup in a message stays text; the member edits a message and
-// the room sees it marked edited;
-// members react to it and reply to it; another room shows what is new there and that
-// she was named; search finds words across her rooms; drafts stay per room; addresses
+// the room sees it marked edited; members react to it and reply to it; another room
+// shows what is new there and that she was named; search finds words across her rooms; drafts stay per room; addresses
 // become links; new messages below are counted, not scrolled into; a reported message
 // outlives its deletion for the moderators; the server restarts and the page catches up
 // with nothing lost or doubled; quick exit leaves no trace. Screenshots go to
@@ -242,6 +241,55 @@ describe('the web client', () => {
     await hit.click();
     await member.waitForSelector('#room-title:text-is("#tea-break")');
     await member.click('#search-results button:text-is("Close results")');
+    await member.click('.room-button:has-text("#wmhd-2026")');
+    await member.waitForSelector('#room-title:text-is("#wmhd-2026")');
+  });
+
+  it('opens a 3,000-message room from its latest messages, and keeps the page small', { timeout: 180_000 }, async () => {
+    const olivia = await socketClient(server, await server.token('olivia', 'organiser password'));
+    await olivia.request('create_room', { name: 'archive', topic: 'Three years of peer support' });
+    const sends = [];
+    for (let n = 1; n <= 3000; n++) sends.push(olivia.request('send', { room: 'archive', body: `Archive ${n}` }));
+    await Promise.all(sends);
+    olivia.close();
+    await member.reload();
+    await member.waitForSelector('#connection[data-state=connected]');
+    // Count the requests the page makes from here on.
+    await member.evaluate(() => {
+      window.sentTypes = [];
+      const send = WebSocket.prototype.send;
+      WebSocket.prototype.send = function (data) {
+        window.sentTypes.push(JSON.parse(data).type);
+        return send.call(this, data);
+      };
+    });
+    const requests = async (type) => {
+      const sent = await member.evaluate(() => window.sentTypes.splice(0));
+      return sent.filter((t) => t === type).length;
+    };
+    await member.click('.room-button:has-text("#archive")');
+    await member.waitForSelector('#messages .body:text-is("Archive 3000")');
+    assert.equal(await requests('history'), 0, 'the join reply is enough: no history downloaded');
+    const drawn = () => member.locator('#messages .message').count();
+    assert.ok((await drawn()) <= 200, `at most 200 messages drawn, not ${await drawn()}`);
+    // Switching away and back: the main-thread time is printed, the work is asserted.
+    await member.click('.room-button:has-text("#wmhd-2026")');
+    await member.waitForSelector('#room-title:text-is("#wmhd-2026")');
+    const started = await member.evaluate(() => performance.now());
+    await member.click('.room-button:has-text("#archive")');
+    await member.waitForSelector('#room-title:text-is("#archive")');
+    const switchMs = (await member.evaluate(() => performance.now())) - started;
+    console.log(`room switch back to 3,000 messages: ${switchMs.toFixed(1)} ms (join round trip included)`);
+    assert.equal(await requests('history'), 0);
+    assert.ok((await drawn()) <= 200);
+    // "Load earlier" asks for one page and draws it above.
+    const before = await drawn();
+    await member.click('#load-earlier');
+    await member.waitForFunction((n) => document.querySelectorAll('#messages .message').length > n, before);
+    assert.equal(await requests('history'), 1);
+    const seqs = await member.locator('#messages .message').evaluateAll((items) => items.map((li) => Number(li.dataset.seq)));
+    assert.deepEqual(seqs, seqs.map((_, i) => seqs[0] + i), 'in order, no holes');
+    assert.equal(seqs.at(-1), 3000);
     await member.click('.room-button:has-text("#wmhd-2026")');
     await member.waitForSelector('#room-title:text-is("#wmhd-2026")');
   });

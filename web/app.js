@@ -8,7 +8,7 @@
 import { Connection, login, logout, logoutOnLeaving, me, register } from './api.js';
 import { $, fill, h } from './dom.js';
 import { installModeration, moderatorActions, openModeration } from './moderation.js';
-import { RoomViews, unsentFor } from './state.js';
+import { RoomViews, Timeline, unsentFor } from './state.js';
 import { announce, failed, formatClock, formatTime, notify, untilText } from './ui.js';
 
 /** Where "Quick exit" goes: an ordinary, neutral page. */
@@ -17,6 +17,10 @@ const NEUTRAL_PAGE = 'https://www.bbc.co.uk/weather';
 const TOKEN_KEY = 'alongside.token';
 const DRAFTS_KEY = 'alongside.drafts';
 const PAGE = 50;
+/** Most messages kept in the page at once; older ones come back with "load earlier". */
+const MAX_RENDERED = 200;
+/** Pages of catch-up after a reconnect before the page starts again from the latest. */
+const MAX_CATCH_UP_PAGES = 3;
 
 const state = {
   token: sessionStorage.getItem(TOKEN_KEY),
@@ -193,17 +197,31 @@ async function refreshRooms() {
   }
 }
 
-/** Fetches every message after the last one seen, a page at a time. */
+/**
+ * Fetches what came after the last message seen, a page at a time, up to a few pages;
+ * after a longer absence the room starts again from its latest messages instead.
+ */
 async function catchUp(room) {
   const roomView = view(room);
   let after = roomView.timeline.highest;
-  for (;;) {
+  for (let page = 0; page < MAX_CATCH_UP_PAGES; page++) {
     const reply = await state.connection.request('history', { room, after, limit: 100 });
     for (const message of reply.messages) addMessage(message, { live: false });
     // A page may hold fewer than asked when its messages are long: `more` decides.
     if (!reply.more || reply.messages.length === 0) return;
     after = reply.messages[reply.messages.length - 1].seq;
   }
+  forget(roomView);
+  if (room === state.current) $('#messages').replaceChildren();
+  const reply = await state.connection.request('history', { room, limit: PAGE });
+  for (const message of reply.messages) addMessage(message, { live: false });
+  if (room === state.current) renderRoom();
+}
+
+/** Drops what a room's view holds (its messages and their elements). */
+function forget(roomView) {
+  roomView.timeline = new Timeline();
+  roomView.elements = new Map();
 }
 
 // ---------------------------------------------------------------------------------
@@ -331,17 +349,30 @@ async function openRoom(name) {
     roomView.online = new Map(reply.online.map((user) => [user.username, user]));
     const switching = state.current !== name;
     state.current = name;
+    // The reply holds the latest messages. What the page held before them is kept only if
+    // it joins up; a gap (a long absence) starts the room again from the latest, rather
+    // than downloading everything in between.
+    const oldest = reply.messages.length ? reply.messages[0].seq : null;
+    if (oldest !== null && roomView.timeline.size && roomView.timeline.highest < oldest - 1) forget(roomView);
     if (switching) {
       // Each room keeps its own unsent words: a sentence meant for one group never sits
       // in another's composer.
       $('#message-input').value = draftOf(name);
       countNewBelow(0);
-      $('#messages').replaceChildren();
-      for (const message of roomView.timeline.inOrder()) renderMessage(name, message);
+      for (const message of reply.messages) roomView.timeline.add(message);
+      // Only the latest messages are drawn; the rest wait for "load earlier".
+      roomView.elements = new Map();
+      const latest = roomView.timeline.slice(MAX_RENDERED);
+      $('#messages').replaceChildren(
+        ...latest.map((message) => {
+          const element = messageElement(name, message);
+          roomView.elements.set(message.seq, element);
+          return element;
+        }),
+      );
+    } else {
+      for (const message of reply.messages) addMessage(message, { live: false });
     }
-    for (const message of reply.messages) addMessage(message, { live: false });
-    // Anything newer than the reply (a gap after a long absence) is fetched too.
-    await catchUp(name);
     refreshMembers(name);
     // Open is read: the counts go at once, the server hears within a second.
     Object.assign(state.rooms.get(name), { unread: 0, mentions_unread: 0 });
@@ -387,7 +418,8 @@ function renderRoom() {
   $('#slow-mode').value = String(room.slow_mode_s);
   if (!$('#slow-mode').value) $('#slow-mode').value = '0';
   fill($('#toggle-lock'), room.locked ? 'Unlock room' : 'Lock room');
-  $('#load-earlier').hidden = roomView.timeline.size === 0 || roomView.timeline.lowest <= 1;
+  const shownFrom = Number($('#messages').firstElementChild?.dataset.seq || 0);
+  $('#load-earlier').hidden = !shownFrom || shownFrom <= 1;
   renderComposerNotice();
   renderMembers();
 }
@@ -490,8 +522,15 @@ function renderMessage(room, message, live = false) {
     const before = next === null ? null : roomView.elements.get(next);
     list.insertBefore(element, before && before.isConnected ? before : null);
   }
-  if (live && nearBottom) list.scrollTop = list.scrollHeight;
-  else if (live && !old && message.author.username !== state.me?.username) countNewBelow(1);
+  if (live && nearBottom) {
+    // Reading at the bottom of a busy room: the oldest drawn messages make way.
+    while (list.children.length > MAX_RENDERED) {
+      roomView.elements.delete(Number(list.firstElementChild.dataset.seq));
+      list.firstElementChild.remove();
+      $('#load-earlier').hidden = false;
+    }
+    list.scrollTop = list.scrollHeight;
+  } else if (live && !old && message.author.username !== state.me?.username) countNewBelow(1);
 }
 
 // Messages that arrived while the member was reading further up: a bar says how many,
@@ -652,6 +691,18 @@ async function toggleReaction(room, seq, emoji) {
 $('#load-earlier').addEventListener('click', async () => {
   const room = state.current;
   const roomView = view(room);
+  const list = $('#messages');
+  // Messages the page holds but does not show come back first, without asking.
+  const shownFrom = Number(list.firstElementChild?.dataset.seq || 0);
+  const held = shownFrom ? roomView.timeline.slice(PAGE, shownFrom) : [];
+  if (held.length) {
+    const height = list.scrollHeight;
+    // Newest first, so each one goes in before a neighbour already drawn.
+    for (const message of held.reverse()) renderMessage(room, message);
+    list.scrollTop += list.scrollHeight - height;
+    renderRoom();
+    return;
+  }
   const before = roomView.timeline.lowest;
   try {
     const reply = await state.connection.request('history', { room, before, limit: PAGE });

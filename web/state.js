@@ -67,6 +67,12 @@ export class Timeline {
   }
 
   /** Messages in seq order. */
+  /** Up to `n` messages before `seq` (or the newest `n` when `seq` is null), in order. */
+  slice(n, seq = null) {
+    const end = seq === null ? this.seqs.length : this.#indexAbove(seq - 1);
+    return this.seqs.slice(Math.max(0, end - n), end).map((s) => this.messages.get(s));
+  }
+
   *inOrder() {
     for (const seq of this.seqs) yield this.messages.get(seq);
   }

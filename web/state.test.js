@@ -106,3 +106,15 @@ describe('unsentFor', () => {
     assert.equal(unsentFor(first, 'other', 'hello', newId).client_msg_id, 'id-3', 'another room');
   });
 });
+
+describe('Timeline.slice', () => {
+  it('gives the newest messages, or those just before a seq, in order', () => {
+    const timeline = new Timeline();
+    for (const seq of [1, 2, 3, 5, 8]) timeline.add(message(seq));
+    const seqs = (messages) => messages.map((m) => m.seq);
+    assert.deepEqual(seqs(timeline.slice(2)), [5, 8]);
+    assert.deepEqual(seqs(timeline.slice(2, 5)), [2, 3]);
+    assert.deepEqual(seqs(timeline.slice(10, 4)), [1, 2, 3]);
+    assert.deepEqual(seqs(timeline.slice(3, 1)), []);
+  });
+});

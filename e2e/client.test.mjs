@@ -314,6 +314,33 @@ describe('the web client', () => {
     await member.fill('#message-input', '');
   });
 
+  it('reopens the room after a reload, warns instead of cutting a long paste, and types quietly', STEP, async () => {
+    await member.reload();
+    await member.waitForSelector('#room-title:text-is("#wmhd-2026")');
+    await member.evaluate(() => {
+      window.sentTypes = [];
+      const send = WebSocket.prototype.send;
+      WebSocket.prototype.send = function (data) {
+        window.sentTypes.push(JSON.parse(data).type);
+        return send.call(this, data);
+      };
+    });
+    await member.focus('#message-input');
+    await member.keyboard.press('Tab');
+    await member.focus('#message-input');
+    await member.keyboard.press('ArrowLeft');
+    const long = 'a'.repeat(4500);
+    await member.fill('#message-input', long);
+    await member.waitForSelector('#too-long:has-text("4,500 characters")');
+    await member.press('#message-input', 'Enter');
+    assert.equal((await member.inputValue('#message-input')).length, 4500, 'nothing was cut');
+    const sent = await member.evaluate(() => window.sentTypes);
+    assert.ok(!sent.includes('send'), `nothing sent: ${sent}`);
+    assert.ok(!sent.includes('typing'), `Tab and arrows are not typing: ${sent}`);
+    await member.fill('#message-input', '');
+    await member.waitForSelector('#too-long', { state: 'hidden' });
+  });
+
   it('makes web addresses links, and nothing else', STEP, async () => {
     const words = 'Helplines: https://example.org/help?lang=en. Not this: javascript:alert(1)';
     await organiser.fill('#message-input', words);

@@ -16,6 +16,9 @@ const NEUTRAL_PAGE = 'https://www.bbc.co.uk/weather';
 /** The token lives only for this tab (cleared on logout and quick exit), never in a URL. */
 const TOKEN_KEY = 'alongside.token';
 const DRAFTS_KEY = 'alongside.drafts';
+const ROOM_KEY = 'alongside.room';
+/** Longest message the server takes, in characters. */
+const MAX_BODY_CHARS = 4000;
 const PAGE = 50;
 /** Most messages kept in the page at once; older ones come back with "load earlier". */
 const MAX_RENDERED = 200;
@@ -120,6 +123,7 @@ $('#logout').addEventListener('click', async () => {
 function endSession(message) {
   sessionStorage.removeItem(TOKEN_KEY);
   sessionStorage.removeItem(DRAFTS_KEY);
+  sessionStorage.removeItem(ROOM_KEY);
   state.token = null;
   if (state.connection) state.connection.stop();
   state.connection = null;
@@ -176,7 +180,9 @@ async function onAuthenticated(reply) {
   for (const room of state.joined) {
     if (state.views.has(room)) await catchUp(room);
   }
-  if (state.current && state.joined.has(state.current)) await openRoom(state.current);
+  // After a reload, the room that was open opens again.
+  const reopen = state.current || sessionStorage.getItem(ROOM_KEY);
+  if (reopen && state.joined.has(reopen)) await openRoom(reopen);
 }
 
 async function refreshRooms() {
@@ -206,7 +212,8 @@ async function catchUp(room) {
   let after = roomView.timeline.highest;
   for (let page = 0; page < MAX_CATCH_UP_PAGES; page++) {
     const reply = await state.connection.request('history', { room, after, limit: 100 });
-    for (const message of reply.messages) addMessage(message, { live: false });
+    // As if live: the room stays at the bottom if she was there, or counts what is new.
+    for (const message of reply.messages) addMessage(message, { live: true });
     // A page may hold fewer than asked when its messages are long: `more` decides.
     if (!reply.more || reply.messages.length === 0) return;
     after = reply.messages[reply.messages.length - 1].seq;
@@ -349,6 +356,7 @@ async function openRoom(name) {
     roomView.online = new Map(reply.online.map((user) => [user.username, user]));
     const switching = state.current !== name;
     state.current = name;
+    sessionStorage.setItem(ROOM_KEY, name);
     // The reply holds the latest messages. What the page held before them is kept only if
     // it joins up; a gap (a long absence) starts the room again from the latest, rather
     // than downloading everything in between.
@@ -358,6 +366,7 @@ async function openRoom(name) {
       // Each room keeps its own unsent words: a sentence meant for one group never sits
       // in another's composer.
       $('#message-input').value = draftOf(name);
+      tooLong($('#message-input').value);
       countNewBelow(0);
       for (const message of reply.messages) roomView.timeline.add(message);
       // Only the latest messages are drawn; the rest wait for "load earlier".
@@ -377,11 +386,12 @@ async function openRoom(name) {
     // Open is read: the counts go at once, the server hears within a second.
     Object.assign(state.rooms.get(name), { unread: 0, mentions_unread: 0 });
     markRead();
-    if (switching) $('#messages').scrollTop = $('#messages').scrollHeight;
     // The server says whether we moderate this room; the page does not guess.
     roomView.moderator = reply.room.my_role === 'moderator' || reply.room.my_role === 'owner';
     renderRoom();
     renderRoomList();
+    // After renderRoom: a list that was hidden has no height to scroll until then.
+    if (switching) $('#messages').scrollTop = $('#messages').scrollHeight;
     if (switching) $('#message-input').focus();
   } catch (error) {
     failed(error);
@@ -720,7 +730,7 @@ $('#composer').addEventListener('submit', async (event) => {
   event.preventDefault();
   const input = $('#message-input');
   const body = input.value;
-  if (!body.trim() || !state.current) return;
+  if (!body.trim() || !state.current || tooLong(body)) return;
   const room = state.current;
   // The id makes a retry safe: sending the same text again after an error or a dropped
   // connection reuses it, and the server stores the message once.
@@ -765,7 +775,20 @@ function saveDraft(room, text) {
 
 $('#message-input').addEventListener('input', (event) => {
   if (state.current) saveDraft(state.current, event.target.value);
+  tooLong(event.target.value);
 });
+
+/** Says so (and keeps every character) when a message is over the limit. */
+function tooLong(body) {
+  const length = [...body].length;
+  const over = length > MAX_BODY_CHARS;
+  const notice = $('#too-long');
+  notice.hidden = !over;
+  if (over) {
+    fill(notice, `This message is ${length.toLocaleString()} characters; the limit is ${MAX_BODY_CHARS.toLocaleString()}. Nothing was cut: shorten it, or split it in two, to send.`);
+  }
+  return over;
+}
 
 let lastTyping = 0;
 $('#message-input').addEventListener('keydown', (event) => {
@@ -774,7 +797,9 @@ $('#message-input').addEventListener('keydown', (event) => {
     $('#composer').requestSubmit();
     return;
   }
-  if (state.current && Date.now() - lastTyping > 3000) {
+  // Only keys that change the text say "typing" (not Tab, arrows or shortcuts).
+  const writes = (event.key.length === 1 || event.key === 'Backspace' || event.key === 'Delete') && !event.ctrlKey && !event.metaKey;
+  if (writes && state.current && Date.now() - lastTyping > 3000) {
     lastTyping = Date.now();
     state.connection.request('typing', { room: state.current }).catch(() => {});
   }
@@ -834,6 +859,7 @@ function leftRoom(room) {
   state.views.delete(room);
   if (state.current === room) {
     state.current = null;
+    sessionStorage.removeItem(ROOM_KEY);
     $('#room-content').hidden = true;
     $('#no-room').hidden = false;
   }

@@ -341,6 +341,26 @@ describe('the web client', () => {
     await member.waitForSelector('#too-long', { state: 'hidden' });
   });
 
+  it('tells a member banned from the network why and until when, in her own time zone', STEP, async () => {
+    server.createUser('tom', 'a plain password', 'member', 'Tom');
+    const tom = await newPage(browser, errors);
+    await logIn(tom, server, 'tom', 'a plain password');
+    const olivia = await socketClient(server, await server.token('olivia', 'organiser password'));
+    await olivia.request('ban', { scope: 'server', user: 'tom', duration_s: 3600, reason: 'Spam links' });
+    olivia.close();
+    await tom.waitForSelector('#auth-view:not([hidden])');
+    const notice = await tom.textContent('#notice');
+    assert.match(notice, /You have been banned from this network until .*Reason: Spam links/);
+    // Logging in again is refused in plain words, with a local time (no "UTC", no backticks).
+    await tom.fill('#login-username', 'tom');
+    await tom.fill('#login-password', 'a plain password');
+    await tom.click('#login-form button[type=submit]');
+    await tom.waitForFunction(() => /banned/i.test(document.querySelector('#notice')?.textContent || '') && !document.querySelector('#notice').textContent.includes('You have been banned from this network'));
+    const refusal = await tom.textContent('#notice');
+    assert.ok(!refusal.includes('`') && !refusal.includes('UTC'), refusal);
+    await tom.context().close();
+  });
+
   it('makes web addresses links, and nothing else', STEP, async () => {
     const words = 'Helplines: https://example.org/help?lang=en. Not this: javascript:alert(1)';
     await organiser.fill('#message-input', words);

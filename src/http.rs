@@ -255,6 +255,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("dom.js", "text/javascript; charset=utf-8", include_str!("../web/dom.js")),
     ("state.js", "text/javascript; charset=utf-8", include_str!("../web/state.js")),
     ("moderation.js", "text/javascript; charset=utf-8", include_str!("../web/moderation.js")),
+    ("words.js", "text/javascript; charset=utf-8", include_str!("../web/words.js")),
     ("ui.js", "text/javascript; charset=utf-8", include_str!("../web/ui.js")),
     ("app.css", "text/css; charset=utf-8", include_str!("../web/app.css")),
 ];

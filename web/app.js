@@ -9,6 +9,7 @@ import { Connection, login, logout, logoutOnLeaving, me, register } from './api.
 import { $, fill, h } from './dom.js';
 import { installModeration, moderatorActions, openModeration } from './moderation.js';
 import { RoomViews, Timeline, unsentFor } from './state.js';
+import { plainMessage } from './words.js';
 import { announce, failed, formatClock, formatTime, notify, untilText } from './ui.js';
 
 /** Where "Quick exit" goes: an ordinary, neutral page. */
@@ -747,7 +748,7 @@ $('#composer').addEventListener('submit', async (event) => {
     if (state.current === room) input.value = '';
   } catch (error) {
     if (error.code === 'muted') {
-      view(room).muted = { text: error.message };
+      view(room).muted = { text: plainMessage(error.code, error.message) };
       renderComposerNotice();
     } else {
       failed(error);
@@ -995,6 +996,9 @@ function onEvent(event) {
       if (event.room) {
         notify(`You were banned from #${event.room} ${untilText(event.until)}.${event.reason ? ` Reason: ${event.reason}` : ''}`);
         leftRoom(event.room);
+      } else {
+        // A server ban: say why and until when, rather than "the connection dropped".
+        endSession(`You have been banned from this network ${untilText(event.until)}.${event.reason ? ` Reason: ${event.reason}` : ''}`);
       }
       break;
     case 'report':

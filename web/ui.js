@@ -3,6 +3,11 @@
 
 import { ApiError } from './api.js';
 import { $, fill, h } from './dom.js';
+import { plainMessage } from './words.js';
+
+/** How long a notice stays before it clears itself. */
+const NOTICE_MS = 20_000;
+let noticeTimer = null;
 
 export const formatTime = (iso) =>
   new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' }).format(new Date(iso));
@@ -17,6 +22,10 @@ export function notify(text) {
   const notice = $('#notice');
   fill(notice, h('span', {}, text), h('button', { type: 'button', class: 'quiet', onclick: () => (notice.hidden = true) }, 'Dismiss'));
   notice.hidden = false;
+  // A notice is news, not a state: it goes by itself (states have their own places,
+  // like the composer's line for a mute).
+  clearTimeout(noticeTimer);
+  noticeTimer = setTimeout(() => (notice.hidden = true), NOTICE_MS);
 }
 
 export function announce(text) {
@@ -24,5 +33,5 @@ export function announce(text) {
 }
 
 export function failed(error) {
-  notify(error instanceof ApiError ? error.message : 'Something went wrong. Please try again.');
+  notify(error instanceof ApiError ? plainMessage(error.code, error.message) : 'Something went wrong. Please try again.');
 }

@@ -13,7 +13,17 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { join } from 'node:path';
-import { accessibilityViolations, launchBrowser, logIn, newPage, SCREENSHOTS, Server, socketClient, WAIT_MS } from './support.mjs';
+import {
+  accessibilityViolations,
+  launchBrowser,
+  logIn,
+  newPage,
+  recordRequests,
+  SCREENSHOTS,
+  Server,
+  socketClient,
+  WAIT_MS,
+} from './support.mjs';
 
 const STEP = { timeout: 60_000 };
 
@@ -254,15 +264,7 @@ describe('the web client', () => {
     olivia.close();
     await member.reload();
     await member.waitForSelector('#connection[data-state=connected]');
-    // Count the requests the page makes from here on.
-    await member.evaluate(() => {
-      window.sentTypes = [];
-      const send = WebSocket.prototype.send;
-      WebSocket.prototype.send = function (data) {
-        window.sentTypes.push(JSON.parse(data).type);
-        return send.call(this, data);
-      };
-    });
+    await recordRequests(member);
     const requests = async (type) => {
       const sent = await member.evaluate(() => window.sentTypes.splice(0));
       return sent.filter((t) => t === type).length;
@@ -317,14 +319,7 @@ describe('the web client', () => {
   it('reopens the room after a reload, warns instead of cutting a long paste, and types quietly', STEP, async () => {
     await member.reload();
     await member.waitForSelector('#room-title:text-is("#wmhd-2026")');
-    await member.evaluate(() => {
-      window.sentTypes = [];
-      const send = WebSocket.prototype.send;
-      WebSocket.prototype.send = function (data) {
-        window.sentTypes.push(JSON.parse(data).type);
-        return send.call(this, data);
-      };
-    });
+    await recordRequests(member);
     await member.focus('#message-input');
     await member.keyboard.press('Tab');
     await member.focus('#message-input');

@@ -178,3 +178,15 @@ export async function accessibilityViolations(page) {
     violation.nodes.map((node) => `${violation.id}: ${node.target.join(' ')} (${node.failureSummary.split('\n')[1]?.trim()})`),
   );
 }
+
+/** From now on, the page keeps the type of every request it sends in `window.sentTypes`. */
+export async function recordRequests(page) {
+  await page.evaluate(() => {
+    window.sentTypes = [];
+    const send = WebSocket.prototype.send;
+    WebSocket.prototype.send = function (data) {
+      window.sentTypes.push(JSON.parse(data).type);
+      return send.call(this, data);
+    };
+  });
+}

@@ -486,6 +486,26 @@ function renderMembers() {
   fill($('#member-list'), items.length ? items : h('li', { class: 'empty' }, 'Nobody else is here right now.'));
 }
 
+/**
+ * Applies one member's change (`null`: no longer a member) to a room's list as the
+ * events tell it, so a busy room's comings and goings cost no requests; only someone
+ * the list does not know yet (a new member) makes the page ask the server.
+ */
+function memberChanged(room, username, change) {
+  const members = state.views.get(room)?.members;
+  if (!members) return; // not loaded yet: it is asked for when the room opens
+  const index = members.findIndex((member) => member.username === username);
+  if (index < 0) {
+    if (change) refreshMembers(room);
+    return;
+  }
+  if (change) Object.assign(members[index], change);
+  else members.splice(index, 1);
+  // The server's order: online first, then by username.
+  members.sort((a, b) => Number(b.online) - Number(a.online) || (a.username < b.username ? -1 : Number(a.username > b.username)));
+  if (room === state.current) renderMembers();
+}
+
 const memberTimers = new Map();
 
 /** Asks the server for the room's members, soon (one request for a burst of changes). */
@@ -957,12 +977,12 @@ function onEvent(event) {
     case 'member_joined':
       view(event.room).online.set(event.user.username, event.user);
       updateOnline(event.room);
-      refreshMembers(event.room);
+      memberChanged(event.room, event.user.username, { ...event.user, online: true });
       break;
     case 'member_left':
       view(event.room).online.delete(event.user.username);
       updateOnline(event.room);
-      refreshMembers(event.room);
+      memberChanged(event.room, event.user.username, event.reason === 'disconnected' ? { online: false } : null);
       break;
     case 'typing':
       showTyping(event.room, event.user);
@@ -978,7 +998,7 @@ function onEvent(event) {
         notify(`You have been muted in #${event.room} ${untilText(event.until)}.${event.reason ? ` Reason: ${event.reason}` : ''}`);
       }
       if (event.room === state.current) renderRoom();
-      refreshMembers(event.room);
+      memberChanged(event.room, event.user.username, { muted: true, muted_until: event.until });
       break;
     case 'unmuted':
       if (event.user.username === me) {
@@ -986,7 +1006,7 @@ function onEvent(event) {
         notify(`You can post in #${event.room} again.`);
       }
       if (event.room === state.current) renderRoom();
-      refreshMembers(event.room);
+      memberChanged(event.room, event.user.username, { muted: false, muted_until: undefined });
       break;
     case 'kicked':
       notify(`You were removed from #${event.room} by ${event.by}.${event.reason ? ` Reason: ${event.reason}` : ''} You can join again.`);

@@ -313,3 +313,18 @@ async fn a_deleted_message_is_gone_from_the_file_itself() {
     assert!(!in_database_files(&server.db_path, marker), "a deleted body is still readable in the file");
     assert!(in_database_files(&server.db_path, kept));
 }
+
+#[tokio::test]
+async fn words_taken_back_by_an_edit_are_gone_from_the_file() {
+    let server = TestServer::start().await;
+    let token = server.user_with_role("author", alongside::protocol::Role::Moderator).await;
+    let mut client = server.client(&token).await;
+    client.ok(json!({"type": "create_room", "name": "private"})).await;
+    let regretted = format!("regretted-7c2d90e1-my address is {}", "ø".repeat(3000));
+    let marker = &regretted[..33];
+    let seq = client.ok(json!({"type": "send", "room": "private", "body": regretted})).await["message"]["seq"].clone();
+    assert!(in_database_files(&server.db_path, marker));
+    client.ok(json!({"type": "edit", "room": "private", "seq": seq, "body": "never mind"})).await;
+    assert!(!in_database_files(&server.db_path, marker), "the edited-out words are still readable in the file");
+    assert!(in_database_files(&server.db_path, "never mind"));
+}

@@ -1153,6 +1153,8 @@ impl Store for SqliteStore {
         };
         message.reactions = reaction_counts(&mut *tx, room.id, seq, seq).await?.remove(&seq).unwrap_or_default();
         tx.commit().await?;
+        // As for a deletion: the words taken back leave the write-ahead log too.
+        write::checkpoint_truncate(&self.writes).await;
         Ok(message)
     }
 

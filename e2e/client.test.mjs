@@ -491,6 +491,9 @@ describe('the web client', () => {
     await phone.evaluate(() => window.scrollTo(0, document.documentElement.scrollHeight));
     const exit = await phone.locator('#quick-exit').boundingBox();
     assert.ok(exit && exit.y >= 0 && exit.y + exit.height <= 844, `quick exit in view: ${JSON.stringify(exit)}`);
+    const header = await phone.locator('header.top').boundingBox();
+    assert.ok(header.height < 80, `the sticky header takes one line, not ${header.height}px`);
+    await phone.screenshot({ path: join(SCREENSHOTS, 'phone-chatting.png') });
     await phone.screenshot({ path: join(SCREENSHOTS, 'phone-dark.png'), fullPage: true });
     assert.deepEqual(await accessibilityViolations(phone), [], 'WCAG 2.2 AA: phone');
     await context.close();

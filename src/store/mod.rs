@@ -474,8 +474,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Message, StoreError>;
 
     /// Adds (`add`) or takes back `user`'s `emoji` reaction to message `seq`; the
-    /// message's counts now, or `NotFound` if there is no such message or it is deleted.
-    /// Reacting twice, or taking back what is not there, changes nothing.
+    /// message's counts now, `None` if nothing changed (reacting twice, taking back what
+    /// is not there), or `NotFound` if there is no such message or it is deleted.
     async fn update_reaction(
         &self,
         room: RoomId,
@@ -483,7 +483,7 @@ pub trait Store: Send + Sync + 'static {
         user: UserId,
         emoji: &str,
         add: bool,
-    ) -> Result<Reactions, StoreError>;
+    ) -> Result<Option<Reactions>, StoreError>;
 
     /// Marks a message deleted and drops its body.
     async fn update_message_deleted(&self, room: RoomId, seq: i64, log: &ModEntry) -> Result<(), StoreError>;

@@ -391,11 +391,11 @@ async fn reactions(s: &Subject) {
         send(store, &room, &ada, &format!("m{n}"), None).await;
     }
     let heart = |n: u32| Reactions::from([("💙".to_string(), n)]);
-    assert_eq!(store.update_reaction(room.id, 2, ada.id, "💙", true).await.unwrap(), heart(1));
-    assert_eq!(store.update_reaction(room.id, 2, ben.id, "💙", true).await.unwrap(), heart(2));
-    assert_eq!(store.update_reaction(room.id, 2, ben.id, "💙", true).await.unwrap(), heart(2), "once per member");
-    assert_eq!(store.update_reaction(room.id, 2, ada.id, "💙", false).await.unwrap(), heart(1));
-    assert_eq!(store.update_reaction(room.id, 2, ada.id, "💙", false).await.unwrap(), heart(1), "nothing to take back");
+    assert_eq!(store.update_reaction(room.id, 2, ada.id, "💙", true).await.unwrap(), Some(heart(1)));
+    assert_eq!(store.update_reaction(room.id, 2, ben.id, "💙", true).await.unwrap(), Some(heart(2)));
+    assert_eq!(store.update_reaction(room.id, 2, ben.id, "💙", true).await.unwrap(), None, "once per member");
+    assert_eq!(store.update_reaction(room.id, 2, ada.id, "💙", false).await.unwrap(), Some(heart(1)));
+    assert_eq!(store.update_reaction(room.id, 2, ada.id, "💙", false).await.unwrap(), None, "nothing to take back");
     assert!(matches!(store.update_reaction(room.id, 9, ada.id, "💙", true).await, Err(StoreError::NotFound)));
     let page = store.fetch_messages(&room, HistoryRange { before: None, after: None, limit: 5 }).await.unwrap();
     let counts: Vec<_> = page.iter().map(|m| m.reactions.clone()).collect();

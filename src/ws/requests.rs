@@ -432,7 +432,9 @@ async fn react(
         return Err(super::moderation::muted_error(&room.name, &mute));
     }
     let reactions = match state.store.update_reaction(room.id, seq, session.user_id, emoji, add).await {
-        Ok(reactions) => reactions,
+        Ok(Some(reactions)) => reactions,
+        // Nothing changed: nothing to tell the room.
+        Ok(None) => return Ok(Reply::Empty {}),
         Err(StoreError::NotFound) => {
             return Err(ApiError::new(ErrorCode::NotFound, format!("There is no message {seq} in #{}.", room.name)))
         }

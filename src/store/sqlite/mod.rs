@@ -1165,7 +1165,7 @@ impl Store for SqliteStore {
         user: UserId,
         emoji: &str,
         add: bool,
-    ) -> Result<Reactions, StoreError> {
+    ) -> Result<Option<Reactions>, StoreError> {
         let mut tx = self.begin_write().await?;
         let deleted: Option<bool> = sqlx::query_scalar("SELECT deleted FROM messages WHERE room_id = ? AND seq = ?")
             .bind(room.0)
@@ -1181,10 +1181,14 @@ impl Store for SqliteStore {
         } else {
             "DELETE FROM reactions WHERE room_id = ? AND seq = ? AND emoji = ? AND user_id = ?"
         };
-        sqlx::query(sql).bind(room.0).bind(seq).bind(emoji).bind(user.0).execute(&mut *tx).await?;
+        let changed = sqlx::query(sql).bind(room.0).bind(seq).bind(emoji).bind(user.0).execute(&mut *tx).await?;
+        if changed.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
         let counts = reaction_counts(&mut *tx, room, seq, seq).await?.remove(&seq).unwrap_or_default();
         tx.commit().await?;
-        Ok(counts)
+        Ok(Some(counts))
     }
 
     async fn update_room_settings(

@@ -251,6 +251,33 @@ pub struct Report {
     pub message: Option<Message>,
 }
 
+/// A ban or mute in force in a room, as its moderators see it (`sanctions`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActiveSanction {
+    /// `ban` or `mute`.
+    pub kind: SanctionKind,
+    /// Who.
+    pub user: User,
+    /// When it ends; absent: until a moderator lifts it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// The reason the member was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Username of the moderator who imposed it.
+    pub by: String,
+}
+
+/// What an [`ActiveSanction`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SanctionKind {
+    /// Banned from the room.
+    Ban,
+    /// Muted in the room.
+    Mute,
+}
+
 /// One entry of a moderation log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModAction {
@@ -697,6 +724,11 @@ pub enum Moderation {
         /// What was done.
         note: Option<String>,
     },
+    /// List the bans and mutes in force in a room.
+    Sanctions {
+        /// Room name.
+        room: String,
+    },
     /// Read a room's moderation log, or the server's.
     ModLog {
         /// Room name, or `None` for server-scope actions (server bans, global roles).
@@ -1069,6 +1101,7 @@ fn parse_moderation(kind: &str, text: &str) -> Option<Result<Moderation, String>
             let id = id.ok_or("missing field “report_id” (or an integer “id”)")?;
             Ok(Moderation::ResolveReport { room: f.room, id, note: f.note })
         }),
+        "sanctions" => fields::<RoomFields>(text).map(|f| Moderation::Sanctions { room: f.room }),
         "mod_log" => fields::<ModLogFields>(text).and_then(|f| match (f.scope, f.room) {
             (Some(BanScopeField::Server), _) => Ok(Moderation::ModLog { room: None, limit: f.limit }),
             (_, Some(room)) => Ok(Moderation::ModLog { room: Some(room), limit: f.limit }),
@@ -1171,6 +1204,11 @@ pub enum Reply {
     ModLog {
         /// Entries, newest first.
         entries: Vec<ModAction>,
+    },
+    /// `sanctions`.
+    Sanctions {
+        /// Bans and mutes in force, soonest to end first (those until lifted last).
+        sanctions: Vec<ActiveSanction>,
     },
     /// Requests with no result fields.
     Empty {},

@@ -20,7 +20,7 @@ mod tests;
 
 pub use health::WriteHealth;
 
-use crate::protocol::{LogAction, Message, ModAction, Reactions, Report, Role, RoomKind, RoomRole, User};
+use crate::protocol::{ActiveSanction, LogAction, Message, ModAction, Reactions, Report, Role, RoomKind, RoomRole, User};
 use async_trait::async_trait;
 use std::sync::Arc;
 
@@ -429,6 +429,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every mute still in force at `now`, for the node's cache.
     async fn fetch_active_mutes(&self, now: i64) -> Result<Vec<MuteRecord>, StoreError>;
+
+    /// The bans and mutes in force in a room at `now`, soonest to end first (those until
+    /// lifted last), with who imposed each.
+    async fn fetch_room_sanctions(&self, room: RoomId, now: i64) -> Result<Vec<ActiveSanction>, StoreError>;
 
     /// Removes a member (a kick); `false` if not a member.
     async fn delete_membership_logged(&self, room: RoomId, user: UserId, log: &ModEntry) -> Result<bool, StoreError>;

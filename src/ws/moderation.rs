@@ -52,6 +52,7 @@ pub async fn handle(state: &AppState, session: &Session, request: Moderation) ->
         Moderation::Reports { room, page } => reports(state, session, &room, page).await,
         Moderation::ResolveReport { room, id, note } => resolve_report(state, session, &room, id, note).await,
         Moderation::ModLog { room, limit } => mod_log(state, session, room.as_deref(), limit).await,
+        Moderation::Sanctions { room } => sanctions(state, session, &room).await,
     }
 }
 
@@ -545,6 +546,14 @@ async fn mod_log(
     }
     let entries = state.store.fetch_mod_log(room_id, limit as u32).await.map_err(internal)?;
     Ok(Reply::ModLog { entries })
+}
+
+/// The bans and mutes in force in a room, for its moderators (who may lift them).
+async fn sanctions(state: &AppState, session: &Session, room_name: &str) -> Result<Reply, ApiError> {
+    let room = state.room(room_name).await?;
+    actor(state, session, &room, Standing::can_review, "see who is banned or muted").await?;
+    let sanctions = state.store.fetch_room_sanctions(room.id, now_ms()).await.map_err(internal)?;
+    Ok(Reply::Sanctions { sanctions })
 }
 
 /// The refusal for a member who is muted in a room.

@@ -436,6 +436,34 @@ async fn bans_and_mutes_persist_across_a_restart_and_expired_ones_do_not() {
 }
 
 #[tokio::test]
+async fn moderators_see_the_bans_and_mutes_in_force_with_their_ends() {
+    let Circle { server, mut owner, mut mia, .. } = circle().await;
+    let carl = server.user("carl").await;
+    let mut carl = server.client(&carl).await;
+    carl.ok(json!({"type": "join", "room": "circle"})).await;
+    owner.ok(json!({"type": "mute", "room": "circle", "user": "mia", "duration_s": 3600, "reason": "A pause"})).await;
+    owner.ok(json!({"type": "ban", "room": "circle", "user": "ben"})).await;
+    owner.ok(json!({"type": "mute", "room": "circle", "user": "carl", "duration_s": 0.2})).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Carl's mute has run out: only what is in force is listed, soonest to end first,
+    // "until lifted" last.
+    let list = owner.ok(json!({"type": "sanctions", "room": "circle"})).await["sanctions"].clone();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert_eq!((list[0]["kind"].as_str(), list[0]["user"]["username"].as_str()), (Some("mute"), Some("mia")));
+    assert_eq!(list[0]["reason"], "A pause");
+    assert_eq!(list[0]["by"], "owner");
+    assert!(list[0]["until"].as_str().is_some_and(|until| until.ends_with('Z')), "{:?}", list[0]);
+    assert_eq!((list[1]["kind"].as_str(), list[1]["user"]["username"].as_str()), (Some("ban"), Some("ben")));
+    assert!(list[1].get("until").is_none(), "a ban until lifted has no end: {:?}", list[1]);
+    // Members do not see who else is sanctioned; lifting takes an entry off.
+    mia.refused(json!({"type": "sanctions", "room": "circle"}), "forbidden").await;
+    owner.ok(json!({"type": "unban", "room": "circle", "user": "ben"})).await;
+    let list = owner.ok(json!({"type": "sanctions", "room": "circle"})).await["sanctions"].clone();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn a_report_keeps_the_message_after_its_author_deletes_it() {
     let Circle { mut owner, mut mia, mut ben, server: _server } = circle().await;
     let seq = sent(&mut mia, "something that hurt").await;

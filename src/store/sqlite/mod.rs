@@ -22,7 +22,7 @@ use super::{
 };
 use crate::metrics::Metrics;
 use crate::protocol::{
-    format_ts, now_ms, LogAction, Message, ModAction, Reactions, Report, Role, RoomKind, RoomRole, User,
+    format_ts, now_ms, ActiveSanction, LogAction, Message, ModAction, Reactions, Report, Role, RoomKind, RoomRole, SanctionKind, User,
 };
 use async_trait::async_trait;
 use sqlx::sqlite::{
@@ -1022,6 +1022,35 @@ impl Store for SqliteStore {
                     room: RoomId(row.try_get("room_id")?),
                     user: UserId(row.try_get("user_id")?),
                     mute: Restriction { until: row.try_get("until")?, reason: row.try_get("reason")? },
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    async fn fetch_room_sanctions(&self, room: RoomId, now: i64) -> Result<Vec<ActiveSanction>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT s.kind, u.id, u.username, u.display_name, u.role, s.until, s.reason, a.username AS by_name FROM ( \
+               SELECT 'ban' AS kind, user_id, until, reason, actor_id FROM bans WHERE room_id = ?1 \
+               UNION ALL SELECT 'mute', user_id, until, reason, actor_id FROM mutes WHERE room_id = ?1 \
+             ) s JOIN users u ON u.id = s.user_id JOIN users a ON a.id = s.actor_id \
+             WHERE s.until IS NULL OR s.until > ?2 \
+             ORDER BY s.until IS NULL, s.until, u.username, s.kind",
+        )
+        .bind(room.0)
+        .bind(now)
+        .fetch_all(&self.reads)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let kind: String = row.try_get("kind")?;
+                let until: Option<i64> = row.try_get("until")?;
+                Ok(ActiveSanction {
+                    kind: if kind == "ban" { SanctionKind::Ban } else { SanctionKind::Mute },
+                    user: user_from_row(row)?.user,
+                    until: until.map(format_ts),
+                    reason: row.try_get("reason")?,
+                    by: row.try_get("by_name")?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()

@@ -257,6 +257,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("moderation.js", "text/javascript; charset=utf-8", include_str!("../web/moderation.js")),
     ("words.js", "text/javascript; charset=utf-8", include_str!("../web/words.js")),
     ("ui.js", "text/javascript; charset=utf-8", include_str!("../web/ui.js")),
+    ("menu.js", "text/javascript; charset=utf-8", include_str!("../web/menu.js")),
     ("app.css", "text/css; charset=utf-8", include_str!("../web/app.css")),
 ];
 

@@ -7,10 +7,11 @@
 
 import { Connection, login, logout, logoutOnLeaving, me, register } from './api.js';
 import { $, fill, h } from './dom.js';
-import { installModeration, moderatorActions, openModeration } from './moderation.js';
+import { installModeration, memberActions, moderatorActions, refreshSanctions, reportArrived } from './moderation.js';
+import { closeMenu, installMenu, menuOpen, openMenu, quiet, roving, settle } from './menu.js';
 import { RoomViews, Timeline, unsentFor } from './state.js';
 import { plainMessage } from './words.js';
-import { announce, failed, formatClock, formatTime, notify, untilText } from './ui.js';
+import { announce, confirmAction, dayOf, failed, formatClock, formatTime, formatZoned, notify, timeZone, untilText } from './ui.js';
 
 /** Where "Quick exit" goes: an ordinary, neutral page. */
 const NEUTRAL_PAGE = 'https://www.bbc.co.uk/weather';
@@ -18,6 +19,8 @@ const NEUTRAL_PAGE = 'https://www.bbc.co.uk/weather';
 const TOKEN_KEY = 'alongside.token';
 const DRAFTS_KEY = 'alongside.drafts';
 const ROOM_KEY = 'alongside.room';
+const OUTBOX_KEY = 'alongside.outbox';
+const NOTIFY_KEY = 'alongside.notify';
 /** Longest message the server takes, in characters. */
 const MAX_BODY_CHARS = 4000;
 const PAGE = 50;
@@ -42,7 +45,9 @@ const state = {
 /** The room's view, made on first use (a room opened, or heard from). */
 const view = (room) => state.views.ensure(room);
 
-installModeration(state);
+installModeration(state, { canModerate, memberOf, deleteMessage, jumpTo });
+installMenu();
+roving($('#messages'), '.message', '.actions-button');
 
 // ---------------------------------------------------------------------------------
 // Quick exit
@@ -62,9 +67,9 @@ function quickExit() {
 let lastEscape = 0;
 document.addEventListener('keydown', (event) => {
   if (event.key !== 'Escape') return;
-  // Esc in a dialog closes the dialog; it must not count towards leaving (closing the
+  // Esc in a dialog or a menu closes it; it must not count towards leaving (closing the
   // report dialog and pressing Esc again would otherwise lose the report).
-  if (document.querySelector('dialog[open]')) {
+  if (event.defaultPrevented || menuOpen() || document.querySelector('dialog[open]')) {
     lastEscape = 0;
     return;
   }
@@ -125,6 +130,9 @@ function endSession(message) {
   sessionStorage.removeItem(TOKEN_KEY);
   sessionStorage.removeItem(DRAFTS_KEY);
   sessionStorage.removeItem(ROOM_KEY);
+  sessionStorage.removeItem(OUTBOX_KEY);
+  sessionStorage.removeItem(NOTIFY_KEY);
+  $('#notify-mentions').checked = false;
   state.token = null;
   if (state.connection) state.connection.stop();
   state.connection = null;
@@ -184,6 +192,7 @@ async function onAuthenticated(reply) {
   // After a reload, the room that was open opens again.
   const reopen = state.current || sessionStorage.getItem(ROOM_KEY);
   if (reopen && state.joined.has(reopen)) await openRoom(reopen);
+  await flushOutbox();
 }
 
 async function refreshRooms() {
@@ -236,12 +245,13 @@ function forget(roomView) {
 // Room list
 // ---------------------------------------------------------------------------------
 
+/** A summit's window in words, in the member's time zone, named ("GMT+1", "BST"). */
 function summitState(room) {
   if (room.kind !== 'summit') return null;
   const now = Date.now();
-  if (room.starts_at && now < Date.parse(room.starts_at)) return { open: false, text: `Opens ${formatTime(room.starts_at)}` };
-  if (room.ends_at && now >= Date.parse(room.ends_at)) return { open: false, text: `Closed ${formatTime(room.ends_at)}` };
-  return { open: true, text: room.ends_at ? `Open until ${formatTime(room.ends_at)}` : 'Open now' };
+  if (room.starts_at && now < Date.parse(room.starts_at)) return { open: false, text: `Opens ${formatZoned(room.starts_at)}` };
+  if (room.ends_at && now >= Date.parse(room.ends_at)) return { open: false, text: `Closed ${formatZoned(room.ends_at)}` };
+  return { open: true, text: room.ends_at ? `Open until ${formatZoned(room.ends_at)}` : 'Open now' };
 }
 
 function renderRoomList() {
@@ -253,7 +263,12 @@ function renderRoomList() {
       {},
       h(
         'button',
-        { type: 'button', class: 'room-button', 'aria-current': current ? 'page' : null, onclick: () => openRoom(room.name) },
+        {
+          type: 'button',
+          class: 'room-button',
+          'aria-current': current ? 'page' : null,
+          onclick: () => (state.joined.has(room.name) ? openRoom(room.name) : previewRoom(room.name)),
+        },
         h('span', { class: 'room-name' }, `#${room.name}`),
         room.topic ? h('span', { class: 'room-topic' }, room.topic) : null,
         h(
@@ -261,7 +276,7 @@ function renderRoomList() {
           { class: 'room-meta' },
           `${room.members_online} online`,
           summit ? h('span', { class: summit.open ? 'badge open' : 'badge closed' }, `Summit · ${summit.text}`) : null,
-          room.capacity ? ` · up to ${room.capacity}` : null,
+          room.capacity ? ` · up to ${room.capacity} members` : null,
           state.joined.has(room.name) ? ' · joined' : null,
         ),
         unreadBadges(room),
@@ -270,6 +285,41 @@ function renderRoomList() {
   });
   fill($('#room-list'), items.length ? items : h('li', { class: 'empty' }, 'No rooms yet.'));
 }
+
+/**
+ * What a room is before joining it: joining shows the member to the room and the room
+ * to the member, so it is a choice, not a side effect of a click.
+ */
+function previewRoom(name) {
+  const room = state.rooms.get(name);
+  if (!room) return;
+  const summit = summitState(room);
+  $('#no-room').hidden = true;
+  $('#room-content').hidden = true;
+  $('#room-preview').hidden = false;
+  fill($('#preview-title'), `#${room.name}`);
+  fill($('#preview-topic'), room.topic || '');
+  fill(
+    $('#preview-facts'),
+    [
+      `${room.members_online} online now`,
+      summit ? `Summit: ${summit.text}` : null,
+      room.capacity ? `Up to ${room.capacity} members` : null,
+      room.locked ? 'Locked: only moderators can post' : null,
+    ]
+      .filter(Boolean)
+      .join(' · '),
+  );
+  fill($('#preview-join'), `Join #${room.name}`);
+  $('#preview-join').onclick = () => openRoom(room.name);
+  $('#preview-join').focus();
+}
+
+$('#preview-cancel').addEventListener('click', () => {
+  $('#room-preview').hidden = true;
+  if (state.current) $('#room-content').hidden = false;
+  else $('#no-room').hidden = false;
+});
 
 /** "3 new" and "@1" beside a room with unread messages and mentions. */
 function unreadBadges(room) {
@@ -323,6 +373,29 @@ $('#search-form').addEventListener('submit', async (event) => {
   }
 });
 
+// What screen readers hear of live messages: short, and one announcement for a burst
+// (a busy room must not become a stream of speech).
+let heard = [];
+let heardTimer = null;
+
+function announceMessage(message) {
+  heard.push(message);
+  if (heardTimer) return;
+  heardTimer = setTimeout(() => {
+    heardTimer = null;
+    const burst = heard;
+    heard = [];
+    if (burst.length === 1) {
+      const [only] = burst;
+      announce(`${only.author.display_name}: ${only.deleted ? 'deleted message' : snippet(only.body || '', 80)}`);
+    } else {
+      const names = [...new Set(burst.map((m) => m.author.display_name))];
+      const who = names.length <= 2 ? names.join(' and ') : `${names.slice(0, 2).join(', ')} and others`;
+      announce(`${burst.length} new messages from ${who}.`);
+    }
+  }, 700);
+}
+
 let readTimer = null;
 
 /** Moves the read marker to the newest message of the room on screen, soon (one request a second at most). */
@@ -351,6 +424,9 @@ document.addEventListener('visibilitychange', () => {
 async function openRoom(name) {
   try {
     const reply = await state.connection.request('join', { room: name });
+    // The page's own work for a switch, from the reply to a drawn room (measured by the
+    // browser tests with the Performance API).
+    const started = performance.now();
     state.joined.add(name);
     state.rooms.set(name, reply.room);
     const roomView = view(name);
@@ -364,15 +440,20 @@ async function openRoom(name) {
     const oldest = reply.messages.length ? reply.messages[0].seq : null;
     if (oldest !== null && roomView.timeline.size && roomView.timeline.highest < oldest - 1) forget(roomView);
     if (switching) {
+      // Where she stopped reading: the first unread message drawn gets the "new" line.
+      const unread = reply.room.unread || 0;
+      roomView.firstUnread = null;
       // Each room keeps its own unsent words: a sentence meant for one group never sits
       // in another's composer.
       $('#message-input').value = draftOf(name);
+      renderOutbox();
       tooLong($('#message-input').value);
       countNewBelow(0);
       for (const message of reply.messages) roomView.timeline.add(message);
       // Only the latest messages are drawn; the rest wait for "load earlier".
       roomView.elements = new Map();
       const latest = roomView.timeline.slice(MAX_RENDERED);
+      if (unread > 0 && latest.length) roomView.firstUnread = latest[Math.max(0, latest.length - unread)].seq;
       $('#messages').replaceChildren(
         ...latest.map((message) => {
           const element = messageElement(name, message);
@@ -380,6 +461,9 @@ async function openRoom(name) {
           return element;
         }),
       );
+      $('#messages').rovingActive = null;
+      for (const element of $('#messages').children) markDay(element);
+      settle($('#messages'), '.message');
     } else {
       for (const message of reply.messages) addMessage(message, { live: false });
     }
@@ -391,9 +475,11 @@ async function openRoom(name) {
     roomView.moderator = reply.room.my_role === 'moderator' || reply.room.my_role === 'owner';
     renderRoom();
     renderRoomList();
-    // After renderRoom: a list that was hidden has no height to scroll until then.
-    if (switching) $('#messages').scrollTop = $('#messages').scrollHeight;
+    // After renderRoom: a list that was hidden has no height to scroll until then. The
+    // room opens at the first unread message, or at the bottom.
+    if (switching) scrollToStart(roomView);
     if (switching) $('#message-input').focus();
+    if (switching) performance.measure('alongside:room-switch', { start: started });
   } catch (error) {
     failed(error);
   }
@@ -414,6 +500,7 @@ function renderRoom() {
   if (!room) return;
   const roomView = view(room.name);
   $('#no-room').hidden = true;
+  $('#room-preview').hidden = true;
   $('#room-content').hidden = false;
   renderReplying();
   fill($('#room-title'), `#${room.name}`);
@@ -475,12 +562,16 @@ function renderMembers() {
       'li',
       { class: member.online ? 'online' : 'away' },
       h('span', { class: 'presence' }, member.online ? 'online' : 'away'),
-      h('span', { class: 'member-name' }, member.display_name),
-      h('span', { class: 'handle' }, `@${member.username}`),
-      member.role !== 'member' ? h('span', { class: 'role' }, member.role) : null,
-      member.room_role && member.room_role !== 'member' ? h('span', { class: 'role' }, `room ${member.room_role}`) : null,
+      h(
+        'button',
+        { type: 'button', class: 'who', onclick: () => openProfile(state.current, member) },
+        h('span', { class: 'member-name' }, member.display_name),
+        h('span', { class: 'handle' }, `@${member.username}`),
+      ),
+      roleBadge(member.role),
+      member.room_role && member.room_role !== 'member' ? roleBadge(member.room_role, 'room ') : null,
       member.muted ? h('span', { class: 'muted-mark' }, member.muted_until ? `muted until ${formatTime(member.muted_until)}` : 'muted') : null,
-      canModerate(roomView, member) ? moderatorActions(member) : null,
+      moderatorActions(roomView, member),
     ),
   );
   fill($('#member-list'), items.length ? items : h('li', { class: 'empty' }, 'Nobody else is here right now.'));
@@ -553,6 +644,8 @@ function renderMessage(room, message, live = false) {
     const before = next === null ? null : roomView.elements.get(next);
     list.insertBefore(element, before && before.isConnected ? before : null);
   }
+  markDay(element);
+  if (element.nextElementSibling) markDay(element.nextElementSibling);
   if (live && nearBottom) {
     // Reading at the bottom of a busy room: the oldest drawn messages make way.
     while (list.children.length > MAX_RENDERED) {
@@ -562,6 +655,26 @@ function renderMessage(room, message, live = false) {
     }
     list.scrollTop = list.scrollHeight;
   } else if (live && !old && message.author.username !== state.me?.username) countNewBelow(1);
+  settle(list, '.message');
+}
+
+/** A message that starts a new day (or the list) shows the day above it. */
+function markDay(element) {
+  const previous = element.previousElementSibling;
+  element.classList.toggle('new-day', !previous || previous.dataset.day !== element.dataset.day);
+}
+
+/** Opens a room's list at its first unread message, or at the bottom. */
+function scrollToStart(roomView) {
+  const list = $('#messages');
+  const first = roomView.firstUnread && roomView.elements.get(roomView.firstUnread);
+  if (first && first.isConnected) {
+    list.scrollTop = first.offsetTop - 8;
+    const below = list.scrollHeight - list.scrollTop - list.clientHeight;
+    if (below > 80) countNewBelow(0);
+  } else {
+    list.scrollTop = list.scrollHeight;
+  }
 }
 
 // Messages that arrived while the member was reading further up: a bar says how many,
@@ -589,47 +702,133 @@ $('#messages').addEventListener('scroll', () => {
 function messageElement(room, message) {
   const mine = state.me && message.author.username === state.me.username;
   const roomView = view(room);
-  const actions = [];
-  if (!message.deleted) {
-    actions.push(h('button', { type: 'button', class: 'small', onclick: () => startReply(room, message) }, 'Reply'));
-    if (!mine) actions.push(h('button', { type: 'button', class: 'small', onclick: () => openReport(room, message) }, 'Report'));
-    if (mine) actions.push(h('button', { type: 'button', class: 'small', onclick: () => openEdit(room, message) }, 'Edit'));
-    if (mine || roomView.moderator) {
-      actions.push(h('button', { type: 'button', class: 'small', onclick: () => deleteMessage(room, message) }, 'Delete'));
-    }
-    if (!mine && roomView.moderator) {
-      actions.push(
-        h('button', { type: 'button', class: 'small', onclick: () => openModeration('mute', message.author) }, 'Mute author'),
-      );
-    }
-  }
-  return h(
+  const name = message.author.display_name;
+  const classes = ['message'];
+  if (mine) classes.push('mine');
+  if (!mine && state.me && (message.mentions || []).includes(state.me.username)) classes.push('names-me');
+  if (roomView.firstUnread === message.seq) classes.push('first-unread');
+  const element = h(
     'li',
-    {
-      class: ['message', mine ? 'mine' : '', !mine && state.me && (message.mentions || []).includes(state.me.username) ? 'names-me' : '']
-        .filter(Boolean)
-        .join(' '),
-      dataset: { seq: message.seq },
-    },
+    { class: classes.join(' '), dataset: { seq: message.seq, day: dayOf(message.ts) } },
     h(
       'p',
       { class: 'meta' },
-      h('span', { class: 'author' }, message.author.display_name),
-      // The username beside the chosen name: two members cannot look alike.
-      h('span', { class: 'handle' }, `@${message.author.username}`),
-      message.author.role !== 'member' ? h('span', { class: 'role' }, message.author.role) : null,
+      // The username beside the chosen name, and a badge drawn by the page rather than
+      // typed: nobody can pass as someone else, or as an organiser, by their name.
+      h(
+        'button',
+        { type: 'button', class: 'who', onclick: () => openProfile(room, message.author) },
+        h('span', { class: 'author' }, name),
+        h('span', { class: 'handle' }, `@${message.author.username}`),
+      ),
+      roleBadge(message.author.role),
       h('time', { datetime: message.ts, title: formatTime(message.ts) }, formatClock(message.ts)),
       message.edited_at && !message.deleted
         ? h('span', { class: 'edited', title: `Edited at ${formatClock(message.edited_at)}` }, 'edited')
         : null,
+      message.deleted
+        ? null
+        : h(
+            'button',
+            {
+              type: 'button',
+              class: 'actions-button',
+              'aria-haspopup': 'menu',
+              'aria-expanded': 'false',
+              'aria-label': `Actions for the message from ${name}`,
+              title: 'Actions',
+              onclick: (event) => openMenu(event.currentTarget, `Message from ${name}`, messageActions(room, message)),
+            },
+            '⋯',
+          ),
     ),
     message.reply_to ? quoteOf(room, message.reply_to) : null,
     message.deleted
       ? h('p', { class: 'body deleted' }, 'This message was deleted.')
       : h('p', { class: 'body' }, linkify(message.body)),
     message.deleted ? null : reactionBar(room, message),
-    actions.length ? h('div', { class: 'actions', role: 'group', 'aria-label': 'Message actions' }, actions) : null,
   );
+  // One tab stop for the whole list (menu.js): a message's own buttons join the tab
+  // order only while it is the one in focus.
+  quiet(element);
+  return element;
+}
+
+/** A role badge, drawn by the page (a display name is only ever text). */
+function roleBadge(role, prefix = '') {
+  if (!role || role === 'member') return null;
+  return h('span', { class: `role role-${role}` }, `${prefix}${role}`);
+}
+
+/** What can be done with a message, by this user, now: only what can succeed. */
+function messageActions(room, message) {
+  const roomView = view(room);
+  const mine = message.author.username === state.me.username;
+  const items = [{ label: 'Reply', run: () => startReply(room, message) }];
+  if (mine) items.push({ label: 'Edit', run: () => openEdit(room, message) });
+  if (!mine) items.push({ label: 'Report', run: () => openReport(room, message) });
+  items.push({ label: `View ${message.author.display_name}’s profile`, run: () => openProfile(room, message.author) });
+  const reacted = roomView.reacted;
+  for (const emoji of state.reactions) {
+    const done = reacted.has(`${message.seq} ${emoji}`);
+    items.push({ label: done ? `Take back ${emoji}` : `React ${emoji}`, run: () => toggleReaction(room, message.seq, emoji) });
+  }
+  if (mine || roomView.moderator) items.push({ label: 'Delete', danger: true, run: () => deleteMessage(room, message) });
+  items.push(...memberActions(roomView, memberOf(room, message.author)));
+  return items;
+}
+
+/**
+ * The card of a person, from their name anywhere: who they are (the username nobody
+ * else can take, the roles the server gave them), whether they are here, and what this
+ * user may do about them.
+ */
+function openProfile(room, user) {
+  const member = memberOf(room, user);
+  const roomView = view(room);
+  const dialog = $('#profile-dialog');
+  const act = (run) => () => {
+    dialog.close();
+    run();
+  };
+  const actions = [
+    h('button', { type: 'button', class: 'small', onclick: act(() => mention(member)) }, `Mention @${member.username}`),
+    ...memberActions(roomView, member).map((item) =>
+      h('button', { type: 'button', class: item.danger ? 'small danger' : 'small', onclick: act(item.run) }, item.label),
+    ),
+  ];
+  fill($('#profile-name'), member.display_name);
+  const presence = roomView.members ? (member.online ? 'Here now' : 'Away') : null;
+  fill(
+    $('#profile-body'),
+    h('p', { class: 'profile-handle' }, h('span', { class: 'handle' }, `@${member.username}`), roleBadge(member.role), member.room_role && member.room_role !== 'member' ? roleBadge(member.room_role, 'room ') : null),
+    h(
+      'p',
+      {},
+      presence ? `${presence} in #${room}.` : null,
+      member.muted ? ` Muted here ${untilText(member.muted_until)}.` : null,
+    ),
+    h('p', { class: 'hint-text' }, 'A name can be anything; the @username is theirs alone. Roles are shown only as the server gives them.'),
+    h('div', { class: 'actions', role: 'group', 'aria-label': `Actions for ${member.display_name}` }, actions),
+  );
+  dialog.showModal();
+}
+
+/** Puts `@username ` into the composer, where the cursor is. */
+function mention(member) {
+  const input = $('#message-input');
+  const at = input.selectionStart ?? input.value.length;
+  const before = input.value.slice(0, at);
+  const spacer = before && !/\s$/.test(before) ? ' ' : '';
+  input.value = `${before}${spacer}@${member.username} ${input.value.slice(at)}`;
+  if (state.current) saveDraft(state.current, input.value);
+  input.focus();
+}
+
+/** What the room's member list knows of `user` (role in the room, mute), or the user. */
+function memberOf(room, user) {
+  const known = view(room).members?.find((member) => member.username === user.username);
+  return known || { ...user, room_role: 'member' };
 }
 
 /**
@@ -659,7 +858,7 @@ function quoteOf(room, seq) {
   return h('blockquote', { class: 'quote', dataset: { replyTo: seq } }, text);
 }
 
-const snippet = (text) => (text.length > 120 ? `${text.slice(0, 119)}…` : text);
+const snippet = (text, max = 120) => (text.length > max ? `${text.slice(0, max - 1)}…` : text);
 
 function startReply(room, message) {
   state.replyTo = { room, seq: message.seq };
@@ -681,26 +880,28 @@ function renderReplying() {
   );
 }
 
-/** One toggle per allowed emoji, with its count; pressed when I reacted from this page. */
+/**
+ * The reactions a message has, each a toggle with its count (pressed when this page
+ * reacted); none drawn for a message nobody reacted to: new ones come from its menu.
+ */
 function reactionBar(room, message) {
   const counts = message.reactions || {};
   const reacted = view(room).reacted;
-  const buttons = state.reactions.map((emoji) => {
-    const key = `${message.seq} ${emoji}`;
-    const count = counts[emoji] || 0;
-    const label = `${emoji} ${count ? count : ''}`.trim();
-    return h(
-      'button',
-      {
-        type: 'button',
-        class: count ? 'reaction counted' : 'reaction',
-        'aria-pressed': String(reacted.has(key)),
-        title: `React with ${emoji}`,
-        onclick: () => toggleReaction(room, message.seq, emoji),
-      },
-      label,
+  const buttons = state.reactions
+    .filter((emoji) => counts[emoji])
+    .map((emoji) =>
+      h(
+        'button',
+        {
+          type: 'button',
+          class: 'reaction counted',
+          'aria-pressed': String(reacted.has(`${message.seq} ${emoji}`)),
+          title: `React with ${emoji}`,
+          onclick: () => toggleReaction(room, message.seq, emoji),
+        },
+        `${emoji} ${counts[emoji]}`,
+      ),
     );
-  });
   return buttons.length ? h('div', { class: 'reactions', role: 'group', 'aria-label': 'Reactions' }, buttons) : null;
 }
 
@@ -719,7 +920,10 @@ async function toggleReaction(room, seq, emoji) {
   }
 }
 
-$('#load-earlier').addEventListener('click', async () => {
+$('#load-earlier').addEventListener('click', () => loadEarlier().catch(failed));
+
+/** Draws one page further back: what the page holds first, else a page of history. */
+async function loadEarlier() {
   const room = state.current;
   const roomView = view(room);
   const list = $('#messages');
@@ -735,17 +939,38 @@ $('#load-earlier').addEventListener('click', async () => {
     return;
   }
   const before = roomView.timeline.lowest;
-  try {
-    const reply = await state.connection.request('history', { room, before, limit: PAGE });
-    const list = $('#messages');
-    const height = list.scrollHeight;
-    for (const message of reply.messages) addMessage(message, { live: false });
-    list.scrollTop += list.scrollHeight - height;
-    renderRoom();
-  } catch (error) {
-    failed(error);
+  if (!before || before <= 1) return;
+  const reply = await state.connection.request('history', { room, before, limit: PAGE });
+  if (room !== state.current) return;
+  const height = list.scrollHeight;
+  for (const message of reply.messages) addMessage(message, { live: false });
+  list.scrollTop += list.scrollHeight - height;
+  renderRoom();
+}
+
+/**
+ * Shows one message of the open room (from a report): drawn from what the page holds,
+ * or further pages back (a few at most), then scrolled to, marked and focused.
+ */
+async function jumpTo(room, seq) {
+  if (room !== state.current) await openRoom(room);
+  const roomView = view(room);
+  const list = $('#messages');
+  for (let page = 0; page < 10; page++) {
+    const element = roomView.elements.get(seq);
+    if (element && element.isConnected) {
+      list.scrollTop = element.offsetTop - 8;
+      for (const marked of list.querySelectorAll('.message.sought')) marked.classList.remove('sought');
+      element.classList.add('sought');
+      element.focus();
+      return;
+    }
+    const shownFrom = Number(list.firstElementChild?.dataset.seq || 0);
+    if (!shownFrom || shownFrom <= seq || shownFrom <= 1) break;
+    await loadEarlier();
   }
-});
+  notify('That message is no longer in this room.');
+}
 
 $('#composer').addEventListener('submit', async (event) => {
   event.preventDefault();
@@ -767,7 +992,18 @@ $('#composer').addEventListener('submit', async (event) => {
     saveDraft(room, '');
     if (state.current === room) input.value = '';
   } catch (error) {
-    if (error.code === 'muted') {
+    if (error.code === 'offline') {
+      // Kept (in this tab only) and sent when the connection is back, with the same id,
+      // so it is stored once even if the first try reached the server.
+      outbox.push({ room, body, client_msg_id, reply_to });
+      saveOutbox();
+      state.unsent = null;
+      if (reply_to !== undefined) state.replyTo = null;
+      renderReplying();
+      saveDraft(room, '');
+      if (state.current === room) input.value = '';
+      renderOutbox();
+    } else if (error.code === 'muted') {
       view(room).muted = { text: plainMessage(error.code, error.message) };
       renderComposerNotice();
     } else {
@@ -775,6 +1011,114 @@ $('#composer').addEventListener('submit', async (event) => {
     }
   }
 });
+
+// ---------------------------------------------------------------------------------
+// Messages written while the connection was down
+// ---------------------------------------------------------------------------------
+
+const outbox = (() => {
+  try {
+    return JSON.parse(sessionStorage.getItem(OUTBOX_KEY)) || [];
+  } catch {
+    return [];
+  }
+})();
+
+const saveOutbox = () =>
+  outbox.length ? sessionStorage.setItem(OUTBOX_KEY, JSON.stringify(outbox)) : sessionStorage.removeItem(OUTBOX_KEY);
+
+let flushing = false;
+
+/** Sends what waits, in order, once connected; stops at the first that cannot go yet. */
+async function flushOutbox() {
+  if (flushing) return;
+  flushing = true;
+  try {
+    while (outbox.length) {
+      const { room, body, client_msg_id, reply_to } = outbox[0];
+      try {
+        const reply = await state.connection.request('send', { room, body, client_msg_id, reply_to });
+        addMessage(reply.message, { live: true });
+      } catch (error) {
+        if (error.code === 'offline') return;
+        // Refused (muted, left the room...): the words go back to that room's composer.
+        saveDraft(room, [draftOf(room), body].filter(Boolean).join('\n'));
+        if (room === state.current) $('#message-input').value = draftOf(room);
+        notify(`Not sent to #${room}: ${plainMessage(error.code, error.message)} Your words are back in its composer.`);
+      }
+      outbox.shift();
+      saveOutbox();
+      renderOutbox();
+    }
+  } finally {
+    flushing = false;
+  }
+}
+
+/** The open room's waiting messages, above the composer. */
+function renderOutbox() {
+  const list = $('#outbox');
+  const waiting = outbox.filter((entry) => entry.room === state.current);
+  list.hidden = waiting.length === 0;
+  fill(
+    list,
+    waiting.map((entry) =>
+      h(
+        'li',
+        {},
+        h('span', {}, `Waiting for the connection: ${snippet(entry.body, 80)}`),
+        h(
+          'button',
+          {
+            type: 'button',
+            class: 'small',
+            onclick: () => {
+              const at = outbox.indexOf(entry);
+              if (at < 0) return;
+              outbox.splice(at, 1);
+              saveOutbox();
+              const input = $('#message-input');
+              input.value = [input.value, entry.body].filter(Boolean).join('\n');
+              saveDraft(entry.room, input.value);
+              renderOutbox();
+            },
+          },
+          'Back to the composer',
+        ),
+      ),
+    ),
+  );
+}
+
+// ---------------------------------------------------------------------------------
+// Notifications of mentions (opt-in, this tab only)
+// ---------------------------------------------------------------------------------
+
+$('#notify-mentions').checked = sessionStorage.getItem(NOTIFY_KEY) === 'on' && window.Notification?.permission === 'granted';
+$('#notify-mentions').addEventListener('change', async (event) => {
+  if (!event.target.checked) {
+    sessionStorage.removeItem(NOTIFY_KEY);
+    return;
+  }
+  const permission = window.Notification ? await Notification.requestPermission() : 'denied';
+  if (permission !== 'granted') {
+    event.target.checked = false;
+    notify('This browser is not allowing notifications from this page; you can allow them in its site settings.');
+    return;
+  }
+  sessionStorage.setItem(NOTIFY_KEY, 'on');
+});
+
+/** Someone named her while she is elsewhere: a notice naming only the room. */
+function notifyMention(room) {
+  if (sessionStorage.getItem(NOTIFY_KEY) !== 'on' || document.visibilityState !== 'hidden') return;
+  if (window.Notification?.permission !== 'granted') return;
+  const notice = new Notification('Alongside', { body: `You were mentioned in #${room}.`, tag: `mention-${room}` });
+  notice.onclick = () => {
+    window.focus();
+    if (state.joined.has(room)) openRoom(room);
+  };
+}
 
 /** Unsent words per room, kept in session storage (gone with the tab or a quick exit). */
 function drafts() {
@@ -827,7 +1171,15 @@ $('#message-input').addEventListener('keydown', (event) => {
 });
 
 async function deleteMessage(room, message) {
-  if (!confirm('Delete this message for everyone?')) return;
+  const mine = message.author?.username === state.me.username;
+  const sure = await confirmAction({
+    title: 'Delete this message?',
+    text: mine
+      ? 'It goes for everyone in the room, and cannot be brought back.'
+      : `${message.author?.display_name || 'Its author'}’s message goes for everyone in the room, and the deletion is kept in the moderation log.`,
+    confirm: 'Delete message',
+  });
+  if (!sure) return;
   try {
     await state.connection.request('delete_message', { room, seq: message.seq });
   } catch (error) {
@@ -891,6 +1243,8 @@ function leftRoom(room) {
 // Room and account forms
 // ---------------------------------------------------------------------------------
 
+fill($('#summit-zone'), `Times are in your time zone, ${timeZone()}.`);
+
 $('#room-kind').addEventListener('change', (event) => {
   $('#summit-fields').hidden = event.target.value !== 'summit';
 });
@@ -929,7 +1283,7 @@ function onEvent(event) {
       // A hole before this message (it should not happen) is filled from history.
       if (hole) catchUp(event.room).catch(() => {});
       if (fresh && event.room === state.current && event.message.author.username !== me) {
-        announce(`${event.message.author.display_name}: ${event.message.body}`);
+        announceMessage(event.message);
       }
       if (fresh && event.room === state.current) {
         markRead();
@@ -941,6 +1295,7 @@ function onEvent(event) {
       break;
     }
     case 'mention':
+      notifyMention(event.room);
       if (event.room !== state.current && state.rooms.has(event.room)) {
         const room = state.rooms.get(event.room);
         room.mentions_unread = (room.mentions_unread || 0) + 1;
@@ -999,6 +1354,7 @@ function onEvent(event) {
       }
       if (event.room === state.current) renderRoom();
       memberChanged(event.room, event.user.username, { muted: true, muted_until: event.until });
+      if (event.room === state.current) refreshSanctions();
       break;
     case 'unmuted':
       if (event.user.username === me) {
@@ -1007,6 +1363,7 @@ function onEvent(event) {
       }
       if (event.room === state.current) renderRoom();
       memberChanged(event.room, event.user.username, { muted: false, muted_until: undefined });
+      if (event.room === state.current) refreshSanctions();
       break;
     case 'kicked':
       notify(`You were removed from #${event.room} by ${event.by}.${event.reason ? ` Reason: ${event.reason}` : ''} You can join again.`);
@@ -1022,7 +1379,7 @@ function onEvent(event) {
       }
       break;
     case 'report':
-      notify(`New report in #${event.report.room} from ${event.report.reporter}: ${event.report.reason}`);
+      reportArrived(event.report);
       break;
     case 'user_updated':
       state.me = event.user;

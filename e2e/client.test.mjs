@@ -317,6 +317,7 @@ describe('the web client', () => {
     const drawn = () => member.locator('#messages .message').count();
     assert.ok((await drawn()) <= 200, `at most 200 messages drawn, not ${await drawn()}`);
     // Switching away and back: the main-thread time is printed, the work is asserted.
+    await member.$eval('#messages .message:last-child', (li) => { li.drawnBefore = true; });
     await member.click('.room-button:has-text("#wmhd-2026")');
     await member.waitForSelector('#room-title:text-is("#wmhd-2026")');
     const started = await member.evaluate(() => performance.now());
@@ -328,16 +329,66 @@ describe('the web client', () => {
     console.log(`room switch back to 3,000 messages: ${workMs.toFixed(1)} ms of page work; ${switchMs.toFixed(1)} ms click to drawn, join round trip included`);
     assert.equal(await requests('history'), 0);
     assert.ok((await drawn()) <= 200);
-    // "Load earlier" asks for one page and draws it above.
-    const before = await drawn();
-    await member.click('#load-earlier');
-    await member.waitForFunction((n) => document.querySelectorAll('#messages .message').length > n, before);
-    assert.equal(await requests('history'), 1);
+    assert.ok(await member.$eval('#messages .message:last-child', (li) => li.drawnBefore === true), 'elements are reused, not drawn again');
+    // A busy room read at the bottom: the oldest drawn messages make way for new ones.
+    const olivia2 = await socketClient(server, await server.token('olivia', 'organiser password'));
+    for (let n = 1; n <= 250; n++) await olivia2.request('send', { room: 'archive', body: `Live ${n}` });
+    olivia2.close();
+    await member.waitForSelector('#messages .body:text-is("Live 250")');
+    assert.ok((await drawn()) <= 200, `the page keeps at most 200 drawn, not ${await drawn()}`);
+    assert.equal(await member.isVisible('#load-earlier'), true);
+    // "Load earlier" first draws again what the page made way for, without asking;
+    // once those are drawn, it asks for one page and draws it above.
+    let history = 0;
+    for (let click = 0; click < 10 && history === 0; click++) {
+      const before = await drawn();
+      await member.click('#load-earlier');
+      await member.waitForFunction((n) => document.querySelectorAll('#messages .message').length > n, before);
+      history = await requests('history');
+      assert.ok(click > 0 || history === 0, 'the messages it made way for come back without a request');
+    }
+    assert.equal(history, 1);
     const seqs = await member.locator('#messages .message').evaluateAll((items) => items.map((li) => Number(li.dataset.seq)));
     assert.deepEqual(seqs, seqs.map((_, i) => seqs[0] + i), 'in order, no holes');
-    assert.equal(seqs.at(-1), 3000);
+    assert.equal(seqs.at(-1), 3250);
     await member.click('.room-button:has-text("#wmhd-2026")');
     await member.waitForSelector('#room-title:text-is("#wmhd-2026")');
+  });
+
+  it('lists a big room’s members a page at a time', { timeout: 180_000 }, async () => {
+    const olivia = await socketClient(server, await server.token('olivia', 'organiser password'));
+    await olivia.request('create_room', { name: 'big-circle', topic: 'Everyone' });
+    olivia.close();
+    const names = Array.from({ length: 205 }, (_, n) => `peer${String(n).padStart(3, '0')}`);
+    // A few at a time: each registration and login hashes a password.
+    for (let at = 0; at < names.length; at += 8) {
+      await Promise.all(
+        names.slice(at, at + 8).map(async (name) => {
+          const response = await fetch(`${server.url}/api/v1/register`, {
+            method: 'POST',
+            headers: { 'Content-Type': 'application/json' },
+            body: JSON.stringify({ username: name, password: 'a peer password' }),
+            signal: AbortSignal.timeout(WAIT_MS),
+          });
+          assert.equal(response.status, 201, `register ${name}`);
+          const peer = await socketClient(server, await server.token(name, 'a peer password'));
+          await peer.request('join', { room: 'big-circle' });
+          peer.close();
+        }),
+      );
+    }
+    await organiser.reload();
+    await organiser.waitForSelector('#connection[data-state=connected]');
+    await organiser.click('.room-button:has-text("#big-circle")');
+    await organiser.waitForSelector('#room-title:text-is("#big-circle")');
+    const listed = () => organiser.locator('#member-list li .who').count();
+    await organiser.waitForSelector('#member-list button:text-is("Show more members")');
+    assert.equal(await listed(), 200);
+    await organiser.click('#member-list button:text-is("Show more members")');
+    await organiser.waitForFunction(() => document.querySelectorAll('#member-list li .who').length === 206);
+    assert.equal(await organiser.locator('#member-list button:text-is("Show more members")').count(), 0);
+    await organiser.click('.room-button:has-text("#wmhd-2026")');
+    await organiser.waitForSelector('#room-title:text-is("#wmhd-2026")');
   });
 
   it('keeps a draft per room, across a reload', STEP, async () => {
@@ -443,6 +494,8 @@ describe('the web client', () => {
     await organiser.waitForSelector('#notice:has-text("The moderators have your report")');
     // A moderator's own room counts new reports on the button, instead of a notice the
     // next one would overwrite.
+    await organiser.waitForSelector('#mod-tools summary:has-text("1 new report")');
+    if (!(await organiser.locator('#mod-tools').evaluate((tools) => tools.open))) await organiser.click('#mod-tools summary');
     await organiser.waitForSelector('#show-reports:text-is("Open reports (1 new)")');
     // The author takes it back: gone for the room.
     await act(member, member.locator('#messages .message', { hasText: words }), 'Delete');

@@ -28,6 +28,8 @@ const PAGE = 50;
 const MAX_RENDERED = 200;
 /** Pages of catch-up after a reconnect before the page starts again from the latest. */
 const MAX_CATCH_UP_PAGES = 3;
+/** Members listed at first (online ones come first); "Show more members" pages on. */
+const MEMBERS_PAGE = 200;
 
 const state = {
   token: sessionStorage.getItem(TOKEN_KEY),
@@ -449,19 +451,27 @@ async function openRoom(name) {
       renderOutbox();
       tooLong($('#message-input').value);
       countNewBelow(0);
-      for (const message of reply.messages) roomView.timeline.add(message);
+      // Elements drawn on an earlier visit are used again, unless their message changed.
+      const kept = roomView.elements;
+      for (const message of reply.messages) {
+        if (roomView.timeline.add(message) === 'changed') kept.delete(message.seq);
+      }
       // Only the latest messages are drawn; the rest wait for "load earlier".
       roomView.elements = new Map();
       const latest = roomView.timeline.slice(MAX_RENDERED);
       if (unread > 0 && latest.length) roomView.firstUnread = latest[Math.max(0, latest.length - unread)].seq;
-      $('#messages').replaceChildren(
+      const list = $('#messages');
+      if (list.rovingActive) quiet(list.rovingActive);
+      list.rovingActive = null;
+      list.replaceChildren(
         ...latest.map((message) => {
-          const element = messageElement(name, message);
+          const element = kept.get(message.seq) || messageElement(name, message);
+          element.classList.toggle('first-unread', message.seq === roomView.firstUnread);
+          element.classList.remove('sought');
           roomView.elements.set(message.seq, element);
           return element;
         }),
       );
-      $('#messages').rovingActive = null;
       for (const element of $('#messages').children) markDay(element);
       settle($('#messages'), '.message');
     } else {
@@ -574,7 +584,28 @@ function renderMembers() {
       moderatorActions(roomView, member),
     ),
   );
-  fill($('#member-list'), items.length ? items : h('li', { class: 'empty' }, 'Nobody else is here right now.'));
+  fill(
+    $('#member-list'),
+    items.length ? items : h('li', { class: 'empty' }, 'Nobody else is here right now.'),
+    roomView.membersMore
+      ? h('li', {}, h('button', { type: 'button', class: 'small', onclick: () => moreMembers(state.current) }, 'Show more members'))
+      : null,
+  );
+}
+
+/** The next page of a big room's members, after the last one listed. */
+async function moreMembers(room) {
+  const roomView = view(room);
+  const after = roomView.members?.at(-1)?.username;
+  try {
+    const reply = await state.connection.request('members', { room, limit: MEMBERS_PAGE, after });
+    const known = new Set(roomView.members.map((member) => member.username));
+    roomView.members.push(...reply.members.filter((member) => !known.has(member.username)));
+    roomView.membersMore = reply.more;
+    if (room === state.current) renderMembers();
+  } catch (error) {
+    failed(error);
+  }
 }
 
 /**
@@ -608,8 +639,9 @@ function refreshMembers(room) {
       memberTimers.delete(room);
       if (!state.joined.has(room)) return;
       try {
-        const reply = await state.connection.request('members', { room, limit: 200 });
+        const reply = await state.connection.request('members', { room, limit: MEMBERS_PAGE });
         view(room).members = reply.members;
+        view(room).membersMore = reply.more;
         if (room === state.current) renderMembers();
       } catch {
         // The next change or room switch asks again.
@@ -624,8 +656,12 @@ function refreshMembers(room) {
 
 /** Merges one message; draws it if its room is open. Returns false for a duplicate. */
 function addMessage(message, { live }) {
-  if (view(message.room).timeline.add(message) === 'duplicate') return false;
+  const roomView = view(message.room);
+  if (roomView.timeline.add(message) === 'duplicate') return false;
   if (message.room === state.current) renderMessage(message.room, message, live);
+  // A room not on screen keeps its drawn elements for the next visit; a changed
+  // message's element is drawn again then.
+  else roomView.elements.delete(message.seq);
   return true;
 }
 
@@ -1323,6 +1359,7 @@ function onEvent(event) {
         // Counts change in place: the timeline keeps the message object it holds.
         message.reactions = event.reactions;
         if (event.room === state.current) renderMessage(event.room, message);
+        else view(event.room).elements.delete(event.seq);
       }
       break;
     }

@@ -154,14 +154,22 @@ export function reportArrived(report) {
     return;
   }
   unseenReports += 1;
-  fill($('#show-reports'), `Open reports (${unseenReports} new)`);
+  showUnseen();
+}
+
+/** The count of new reports, on the button and on the closed tools' summary. */
+function showUnseen() {
+  fill($('#show-reports'), unseenReports ? `Open reports (${unseenReports} new)` : 'Open reports');
+  const news = $('#mod-tools-news');
+  news.hidden = unseenReports === 0;
+  fill(news, `${unseenReports} new report${unseenReports === 1 ? '' : 's'}`);
 }
 
 async function showReports() {
   const room = state.current;
   const panel = $('#reports-panel');
   unseenReports = 0;
-  fill($('#show-reports'), 'Open reports');
+  showUnseen();
   try {
     const reply = await state.connection.request('reports', { room, limit: 200 });
     const items = reply.reports.map((report) => reportItem(room, report));

@@ -216,6 +216,10 @@ describe('the web client', () => {
     await mine.locator('button.reaction[aria-pressed="true"]:text-is("💙 2")').waitFor();
     await mine.locator('button.reaction:text-is("💙 2")').click();
     await theirs.locator('button.reaction:text-is("💙 1")').waitFor();
+    // Her own reaction stays shown as hers after a reload (the server says which).
+    await organiser.reload();
+    await organiser.waitForSelector('#room-title:text-is("#wmhd-2026")');
+    await theirs.locator('button.reaction[aria-pressed="true"]:text-is("💙 1")').waitFor();
   });
 
   it('lets a member reply, quoting the message answered', STEP, async () => {

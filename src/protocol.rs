@@ -224,6 +224,11 @@ pub struct Message {
     /// How many members reacted with each emoji; absent when none did.
     #[serde(skip_serializing_if = "Reactions::is_empty", default)]
     pub reactions: Reactions,
+    /// The emoji the requesting member reacted with (in `join` and `history` replies
+    /// only, so a client shows its own reactions pressed after a reload); absent when
+    /// none. Live events, shared by every recipient, never carry it.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub my_reactions: Vec<String>,
 }
 
 /// Reaction counts of one message, by emoji.

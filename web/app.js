@@ -454,6 +454,7 @@ async function openRoom(name) {
       // Elements drawn on an earlier visit are used again, unless their message changed.
       const kept = roomView.elements;
       for (const message of reply.messages) {
+        noteOwnReactions(roomView, message);
         if (roomView.timeline.add(message) === 'changed') kept.delete(message.seq);
       }
       // Only the latest messages are drawn; the rest wait for "load earlier".
@@ -654,9 +655,15 @@ function refreshMembers(room) {
 // Messages
 // ---------------------------------------------------------------------------------
 
+/** The server says which reactions are this member's own (after a reload, too). */
+function noteOwnReactions(roomView, message) {
+  for (const emoji of message.my_reactions || []) roomView.reacted.add(`${message.seq} ${emoji}`);
+}
+
 /** Merges one message; draws it if its room is open. Returns false for a duplicate. */
 function addMessage(message, { live }) {
   const roomView = view(message.room);
+  noteOwnReactions(roomView, message);
   if (roomView.timeline.add(message) === 'duplicate') return false;
   if (message.room === state.current) renderMessage(message.room, message, live);
   // A room not on screen keeps its drawn elements for the next visit; a changed

@@ -20,7 +20,9 @@ mod tests;
 
 pub use health::WriteHealth;
 
-use crate::protocol::{ActiveSanction, LogAction, Message, ModAction, Reactions, Report, Role, RoomKind, RoomRole, User};
+use crate::protocol::{
+    ActiveSanction, LogAction, Message, ModAction, Reactions, Report, Role, RoomKind, RoomRole, User,
+};
 use async_trait::async_trait;
 use std::sync::Arc;
 
@@ -429,6 +431,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every mute still in force at `now`, for the node's cache.
     async fn fetch_active_mutes(&self, now: i64) -> Result<Vec<MuteRecord>, StoreError>;
+
+    /// The `(seq, emoji)` reactions `user` made to messages `seqs.0..=seqs.1` of a room.
+    async fn fetch_own_reactions(
+        &self,
+        room: RoomId,
+        user: UserId,
+        seqs: (i64, i64),
+    ) -> Result<Vec<(i64, String)>, StoreError>;
 
     /// The bans and mutes in force in a room at `now`, soonest to end first (those until
     /// lifted last), with who imposed each.

@@ -10,11 +10,12 @@ use crate::hub::Session;
 use crate::permissions::{RoomStanding, Standing};
 use crate::protocol::{
     format_ts, now_ms, parse_ts, ApiError, CreateRoom, ErrorCode, Event, HistoryQuery, LeftReason, Member,
-    MembersQuery, PageQuery, Reply, Request, Role, Room, RoomKind, SearchQuery, SendMessage,
+    MembersQuery, Message, PageQuery, Reply, Request, Role, Room, RoomKind, SearchQuery, SendMessage,
 };
 use crate::state::{describe_until, internal, AppState};
 use crate::store::{
-    BanScope, HistoryRange, NewMessage, NewRoom, Restriction, RoomRecord, SearchCursor, StoreError, UserId, UserRecord,
+    BanScope, HistoryRange, NewMessage, NewRoom, Restriction, RoomId, RoomRecord, SearchCursor, StoreError, UserId,
+    UserRecord,
 };
 use std::sync::Arc;
 
@@ -215,6 +216,7 @@ async fn join(state: &AppState, session: &Session, name: &str) -> Result<Reply, 
     let range = HistoryRange { before: None, after: None, limit: DEFAULT_PAGE + 1 };
     let mut messages = state.store.fetch_messages(&room, range).await.map_err(internal)?;
     let more = fit_page(&mut messages, DEFAULT_PAGE, Keep::Last);
+    mark_own_reactions(state, room.id, session.user_id, &mut messages).await?;
     let unread = state.store.fetch_unread(room.id, session.user_id, MAX_UNREAD).await.map_err(internal)?;
     Ok(Reply::Joined {
         room: Room {
@@ -490,7 +492,27 @@ async fn history(state: &AppState, session: &Session, query: HistoryQuery) -> Re
     // Catching up reads forwards and keeps the first; paging back keeps the latest.
     let keep = if query.after.is_some() { Keep::First } else { Keep::Last };
     let more = fit_page(&mut messages, limit as u32, keep);
+    mark_own_reactions(state, room.id, session.user_id, &mut messages).await?;
     Ok(Reply::Messages { messages, more })
+}
+
+/// Fills `my_reactions` of a page of one room's messages for the member asking: one
+/// query, and none at all when nobody reacted to any of them.
+async fn mark_own_reactions(
+    state: &AppState,
+    room: RoomId,
+    user: UserId,
+    messages: &mut [Message],
+) -> Result<(), ApiError> {
+    let reacted = messages.iter().filter(|m| !m.reactions.is_empty()).map(|m| m.seq);
+    let (Some(low), Some(high)) = (reacted.clone().min(), reacted.max()) else { return Ok(()) };
+    let own = state.store.fetch_own_reactions(room, user, (low, high)).await.map_err(internal)?;
+    for (seq, emoji) in own {
+        if let Ok(at) = messages.binary_search_by_key(&seq, |m| m.seq) {
+            messages[at].my_reactions.push(emoji);
+        }
+    }
+    Ok(())
 }
 
 /// The most unread messages counted for a room; the client shows "999+".

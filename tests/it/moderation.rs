@@ -651,6 +651,15 @@ async fn reactions_are_counted_once_per_member_and_kept() {
     let of = |seq: i64| messages.iter().find(|m| m["seq"] == seq).unwrap().clone();
     assert_eq!(of(seq)["reactions"], json!({"💙": 2}));
     assert!(of(other).get("reactions").is_none(), "absent when none");
+    // Each member is told which reactions are their own, in history and on joining.
+    assert!(of(seq).get("my_reactions").is_none(), "ben did not react: {}", of(seq));
+    let mut mia = server.client(&server.login("mia").await).await;
+    let mine = mia.ok(json!({"type": "history", "room": "circle"})).await;
+    let message = mine["messages"].as_array().unwrap().iter().find(|m| m["seq"] == seq).unwrap().clone();
+    assert_eq!(message["my_reactions"], json!(["💙"]));
+    let joined = mia.ok(json!({"type": "join", "room": "circle"})).await;
+    let message = joined["messages"].as_array().unwrap().iter().find(|m| m["seq"] == seq).unwrap().clone();
+    assert_eq!(message["my_reactions"], json!(["💙"]));
     ben.ok(json!({"type": "delete_message", "room": "circle", "seq": seq})).await;
     let history = ben.ok(json!({"type": "history", "room": "circle"})).await;
     assert!(history["messages"][0].get("reactions").is_none());

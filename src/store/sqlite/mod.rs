@@ -22,7 +22,8 @@ use super::{
 };
 use crate::metrics::Metrics;
 use crate::protocol::{
-    format_ts, now_ms, ActiveSanction, LogAction, Message, ModAction, Reactions, Report, Role, RoomKind, RoomRole, SanctionKind, User,
+    format_ts, now_ms, ActiveSanction, LogAction, Message, ModAction, Reactions, Report, Role, RoomKind, RoomRole,
+    SanctionKind, User,
 };
 use async_trait::async_trait;
 use sqlx::sqlite::{
@@ -175,6 +176,7 @@ async fn write_one(conn: &mut SqliteConnection, new: &NewMessage) -> Result<Stor
                 reply_to: row.try_get("reply_to")?,
                 mentions: split_mentions(&row)?,
                 reactions: Reactions::new(),
+                my_reactions: Vec::new(),
             };
             return Ok(StoredMessage { message, duplicate: true });
         }
@@ -210,6 +212,7 @@ async fn write_one(conn: &mut SqliteConnection, new: &NewMessage) -> Result<Stor
         reply_to: new.reply_to,
         mentions: new.mentions.clone(),
         reactions: Reactions::new(),
+        my_reactions: Vec::new(),
     };
     Ok(StoredMessage { message, duplicate: false })
 }
@@ -276,6 +279,7 @@ fn message_from_row(room: &str, row: &SqliteRow) -> Result<Message, sqlx::Error>
         reply_to: row.try_get("reply_to")?,
         mentions: split_mentions(row)?,
         reactions: Reactions::new(),
+        my_reactions: Vec::new(),
     })
 }
 
@@ -473,6 +477,7 @@ fn report_from_row(room: &str, row: &SqliteRow) -> Result<Report, sqlx::Error> {
                 reply_to: None,
                 mentions: Vec::new(),
                 reactions: Reactions::new(),
+                my_reactions: Vec::new(),
             })
         }
         None => None,
@@ -1028,6 +1033,27 @@ impl Store for SqliteStore {
             .map_err(StoreError::from)
     }
 
+    async fn fetch_own_reactions(
+        &self,
+        room: RoomId,
+        user: UserId,
+        seqs: (i64, i64),
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, emoji FROM reactions WHERE room_id = ? AND seq BETWEEN ? AND ? AND user_id = ? ORDER BY seq",
+        )
+        .bind(room.0)
+        .bind(seqs.0)
+        .bind(seqs.1)
+        .bind(user.0)
+        .fetch_all(&self.reads)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("seq")?, row.try_get("emoji")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
     async fn fetch_room_sanctions(&self, room: RoomId, now: i64) -> Result<Vec<ActiveSanction>, StoreError> {
         let rows = sqlx::query(
             "SELECT s.kind, u.id, u.username, u.display_name, u.role, s.until, s.reason, a.username AS by_name FROM ( \
@@ -1179,6 +1205,7 @@ impl Store for SqliteStore {
             reply_to: row.try_get("reply_to")?,
             mentions: split_mentions(&row)?,
             reactions: Reactions::new(),
+            my_reactions: Vec::new(),
         };
         message.reactions = reaction_counts(&mut *tx, room.id, seq, seq).await?.remove(&seq).unwrap_or_default();
         tx.commit().await?;

@@ -105,6 +105,7 @@ describe('the web client', () => {
     // A room not joined yet is shown first, not joined by the click: joining is a choice.
     await member.click('.room-button:has-text("#wmhd-2026")');
     await member.waitForSelector('#room-preview:not([hidden])');
+    await member.screenshot({ path: join(SCREENSHOTS, 'room-preview.png') });
     assert.match(await member.textContent('#preview-facts'), /1 online now · Summit: Open until .* · Up to 500 members/);
     assert.match(await member.textContent('#preview-facts'), /(GMT|UTC)/, 'the summit time names its zone');
     await member.waitForTimeout(300);
@@ -144,7 +145,7 @@ describe('the web client', () => {
     await organiser.click('#member-list li:has-text("Bea") button:text-is("Mute")');
     await organiser.selectOption('#mod-duration', '3600');
     await organiser.fill('#mod-reason', 'Let’s take a short pause');
-    await organiser.screenshot({ path: join(SCREENSHOTS, 'moderator-tools.png') });
+    await organiser.screenshot({ path: join(SCREENSHOTS, 'mute-dialog.png') });
     assert.deepEqual(await accessibilityViolations(organiser), [], 'WCAG 2.2 AA: modtools');
     await organiser.click('#mod-confirm');
     await member.waitForSelector('#notice:has-text("You have been muted in #wmhd-2026 until")');
@@ -159,7 +160,7 @@ describe('the web client', () => {
     assert.ok(!(await bodies(organiser)).includes('Can anyone hear me?'));
     // The moderation log records it.
     await organiser.click('#show-log');
-    await organiser.waitForSelector('#log-panel li:has-text("olivia: mute bea")');
+    await organiser.waitForSelector('#log-panel li:has-text("olivia muted bea")');
     await organiser.click('#member-list li:has-text("Bea") button:text-is("Unmute")');
     await member.waitForSelector('#notice:has-text("You can post in #wmhd-2026 again")');
   });
@@ -527,7 +528,7 @@ describe('the web client', () => {
     await organiser.click('#resolve-dialog button[value=confirm]');
     await organiser.waitForSelector('#reports-panel p:text-is("No open reports.")');
     await organiser.click('#show-log');
-    await organiser.waitForSelector('#log-panel li:has-text("resolve_report — Talked it through with Bea")');
+    await organiser.waitForSelector('#log-panel li:has-text("olivia resolved a report — Talked it through with Bea")');
   });
 
   it('lets a moderator act from a message, see who is banned or muted until when, and lift it', STEP, async () => {
@@ -559,6 +560,8 @@ describe('the web client', () => {
     const entry = organiser.locator('#sanctions-list li', { hasText: '@bea' });
     await entry.waitFor();
     assert.match(await entry.textContent(), /Bea@bea muted until .+ \(by olivia\): Time to rest/);
+    await organiser.click('#show-log');
+    await organiser.evaluate(() => window.scrollTo(0, 0));
     await organiser.screenshot({ path: join(SCREENSHOTS, 'moderator-tools.png') });
     await entry.locator('button:text-is("Unmute Bea")').click();
     await organiser.waitForSelector('#sanctions-list li:text-is("Nobody is banned or muted here.")');
@@ -588,6 +591,7 @@ describe('the web client', () => {
     assert.equal(await member.textContent('#profile-name'), 'Olivia');
     assert.match(await member.textContent('#profile-body'), /@olivia\s*organiser/);
     assert.deepEqual(await accessibilityViolations(member), [], 'WCAG 2.2 AA: a profile card');
+    await member.screenshot({ path: join(SCREENSHOTS, 'profile-card.png') });
     await member.click('#profile-dialog button:text-is("Mention @olivia")');
     await member.waitForSelector('#profile-dialog', { state: 'hidden' });
     assert.equal(await member.inputValue('#message-input'), '@olivia ');
@@ -616,6 +620,8 @@ describe('the web client', () => {
     assert.equal(await member.evaluate(() => document.activeElement.getAttribute('role')), 'menuitem');
     await member.keyboard.press('ArrowDown');
     assert.equal(await member.evaluate(() => document.activeElement.getAttribute('role')), 'menuitem');
+    assert.deepEqual(await accessibilityViolations(member), [], 'WCAG 2.2 AA: a message menu');
+    await member.screenshot({ path: join(SCREENSHOTS, 'message-menu.png') });
     await member.keyboard.press('Escape');
     await member.waitForSelector('#action-menu', { state: 'hidden' });
     assert.ok(await member.evaluate(() => document.activeElement.classList.contains('actions-button')));

@@ -243,6 +243,22 @@ function resolveReport(report) {
   dialog.showModal();
 }
 
+/** The log's actions in words ("olivia muted bea until ..."). */
+const LOG_WORDS = {
+  mute: 'muted',
+  unmute: 'unmuted',
+  kick: 'removed',
+  ban: 'banned',
+  unban: 'lifted the ban on',
+  delete: 'deleted a message by',
+  slow_mode: 'set slow mode (seconds)',
+  lock: 'locked the room',
+  unlock: 'unlocked the room',
+  set_room_role: 'gave a room role to',
+  set_role: 'changed the role of',
+  resolve_report: 'resolved a report',
+};
+
 async function showLog() {
   const panel = $('#log-panel');
   try {
@@ -252,7 +268,7 @@ async function showLog() {
         'li',
         {},
         h('time', { datetime: entry.ts }, formatTime(entry.ts)),
-        ` ${entry.actor}: ${entry.action}`,
+        ` ${entry.actor} ${LOG_WORDS[entry.action] || entry.action}`,
         entry.target ? ` ${entry.target}` : '',
         entry.seq ? ` (message ${entry.seq})` : '',
         entry.until ? ` until ${formatTime(entry.until)}` : '',

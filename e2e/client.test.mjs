@@ -74,6 +74,7 @@ describe('the web client', () => {
     await member.click('#register-form button[type=submit]');
     await member.waitForSelector('#connection[data-state=connected]');
     assert.equal(await member.textContent('#whoami'), 'Signed in as Bea');
+    assert.equal(await member.evaluate(() => document.activeElement.id), 'rooms-title', 'focus moves on from the hidden form');
     assert.ok(!member.url().includes('token'), 'the token is never in the URL');
     assert.equal(await member.isHidden('#create-room'), true, 'members do not see room creation');
   });
@@ -477,6 +478,7 @@ describe('the web client', () => {
     await member.waitForSelector('#messages .body:text-is("Agenda item 12")');
     assert.ok(await member.$eval('#messages', (list) => list.scrollHeight - list.scrollTop - list.clientHeight < 80), 'stuck to the bottom');
     await member.$eval('#messages', (list) => { list.scrollTop = 0; });
+    await member.waitForSelector('#new-below:text-is("Jump to latest ↓")');
     for (const n of [1, 2, 3]) await olivia.request('send', { room: 'wmhd-2026', body: `Late addition ${n}` });
     olivia.close();
     await member.waitForSelector('#new-below:text-is("3 new messages ↓")');
@@ -563,6 +565,10 @@ describe('the web client', () => {
     await organiser.click('#show-log');
     await organiser.evaluate(() => window.scrollTo(0, 0));
     await organiser.screenshot({ path: join(SCREENSHOTS, 'moderator-tools.png') });
+    assert.deepEqual(await accessibilityViolations(organiser), [], 'WCAG 2.2 AA: moderator tools, light');
+    await organiser.emulateMedia({ colorScheme: 'dark' });
+    assert.deepEqual(await accessibilityViolations(organiser), [], 'WCAG 2.2 AA: moderator tools, dark');
+    await organiser.emulateMedia({ colorScheme: 'light' });
     await entry.locator('button:text-is("Unmute Bea")').click();
     await organiser.waitForSelector('#sanctions-list li:text-is("Nobody is banned or muted here.")');
     await member.waitForSelector('#notice:has-text("You can post in #wmhd-2026 again")');

@@ -100,6 +100,8 @@ $('#login-form').addEventListener('submit', async (event) => {
     const reply = await login(form.username.value, form.password.value);
     form.reset();
     start(reply.token);
+    // Focus goes where the page now starts, not to the hidden form's remains.
+    $('#rooms-title').focus();
   } catch (error) {
     failed(error);
   }
@@ -113,6 +115,7 @@ $('#register-form').addEventListener('submit', async (event) => {
     const reply = await login(form.username.value, form.password.value);
     form.reset();
     start(reply.token);
+    $('#rooms-title').focus();
   } catch (error) {
     failed(error);
   }
@@ -727,8 +730,11 @@ let newBelow = 0;
 function countNewBelow(n) {
   newBelow = n === 0 ? 0 : newBelow + n;
   const bar = $('#new-below');
-  bar.hidden = newBelow === 0;
-  bar.textContent = `${newBelow} new message${newBelow === 1 ? '' : 's'} ↓`;
+  const list = $('#messages');
+  // Far up with nothing new: the bar still offers the way back down.
+  const farUp = list.scrollHeight - list.scrollTop - list.clientHeight > 2 * list.clientHeight;
+  bar.hidden = newBelow === 0 && !farUp;
+  bar.textContent = newBelow ? `${newBelow} new message${newBelow === 1 ? '' : 's'} ↓` : 'Jump to latest ↓';
 }
 
 $('#new-below').addEventListener('click', () => {
@@ -737,9 +743,16 @@ $('#new-below').addEventListener('click', () => {
   countNewBelow(0);
 });
 
+let scrollCheck = null;
 $('#messages').addEventListener('scroll', () => {
-  const list = $('#messages');
-  if (newBelow && list.scrollHeight - list.scrollTop - list.clientHeight < 80) countNewBelow(0);
+  // Once a frame at most: reading layout on every scroll event would stutter.
+  if (scrollCheck) return;
+  scrollCheck = requestAnimationFrame(() => {
+    scrollCheck = null;
+    const list = $('#messages');
+    if (list.scrollHeight - list.scrollTop - list.clientHeight < 80) countNewBelow(0);
+    else if (!newBelow) countNewBelow(0);
+  });
 });
 
 function messageElement(room, message) {

@@ -5,7 +5,7 @@
 //! one backend, so the PostgreSQL store will run the very same cases.
 
 use super::*;
-use crate::protocol::{LogAction, Message, Reactions, Role, RoomKind, RoomRole};
+use crate::protocol::{LogAction, Message, Reactions, Role, RoomKind, RoomRole, SanctionKind};
 use std::sync::Mutex;
 
 /// Records what the store told its listener, in order.
@@ -52,7 +52,7 @@ macro_rules! suite {
 suite!(sqlite: users, tokens, rooms, memberships, room_roles, mutes, bans_win_over_joins, seqs_per_room,
     client_msg_id_is_idempotent, a_failed_batch_consumes_no_seq, history_ranges, deleting_a_message,
     reports_keep_their_evidence, editing_a_message, reactions, search, mod_log_newest_first_by_scope, room_settings, ping, changes_made_outside,
-    members_and_read_markers);
+    members_and_read_markers, sanctions_in_force);
 
 async fn user(store: &dyn Store, name: &str) -> UserRecord {
     store.insert_user(name, &name.to_uppercase(), "hash", Role::Member).await.unwrap()
@@ -205,6 +205,45 @@ async fn mutes(s: &Subject) {
     assert!(store.delete_mute(room.id, ben.id, &log(Some(room.id), LogAction::Unmute, ada.id)).await.unwrap());
     assert!(!store.delete_mute(room.id, ben.id, &entry).await.unwrap());
     assert!(store.fetch_active_mutes(now).await.unwrap().is_empty());
+}
+
+async fn sanctions_in_force(s: &Subject) {
+    let store = &*s.store;
+    let (ada, ben, cyd, dee) =
+        (user(store, "ada").await, user(store, "ben").await, user(store, "cyd").await, user(store, "dee").await);
+    let (here, elsewhere) = (room(store, "here", ada.id, None).await, room(store, "away", ada.id, None).await);
+    let now = crate::protocol::now_ms();
+    let mute = log(Some(here.id), LogAction::Mute, ada.id);
+    let ban = log(Some(here.id), LogAction::Ban, ada.id);
+    store
+        .upsert_mute(here.id, ben.id, &Restriction { until: Some(now + 60_000), reason: Some("rest".into()) }, &mute)
+        .await
+        .unwrap();
+    store.upsert_ban(BanScope::Room(here.id), cyd.id, &Restriction { until: None, reason: None }, &ban).await.unwrap();
+    store.upsert_mute(here.id, dee.id, &Restriction { until: Some(now - 1), reason: None }, &mute).await.unwrap();
+    store
+        .upsert_mute(
+            elsewhere.id,
+            dee.id,
+            &Restriction { until: None, reason: None },
+            &log(Some(elsewhere.id), LogAction::Mute, ada.id),
+        )
+        .await
+        .unwrap();
+    store
+        .upsert_ban(
+            BanScope::Server,
+            dee.id,
+            &Restriction { until: None, reason: None },
+            &log(None, LogAction::Ban, ada.id),
+        )
+        .await
+        .unwrap();
+    // Only this room's, only those in force; soonest end first, "until lifted" last.
+    let listed = store.fetch_room_sanctions(here.id, now).await.unwrap();
+    let summary: Vec<_> = listed.iter().map(|s| (s.kind, s.user.username.as_str(), s.until.is_some())).collect();
+    assert_eq!(summary, [(SanctionKind::Mute, "ben", true), (SanctionKind::Ban, "cyd", false)]);
+    assert_eq!((listed[0].reason.as_deref(), listed[0].by.as_str()), (Some("rest"), "ada"));
 }
 
 async fn bans_win_over_joins(s: &Subject) {
@@ -400,6 +439,8 @@ async fn reactions(s: &Subject) {
     let page = store.fetch_messages(&room, HistoryRange { before: None, after: None, limit: 5 }).await.unwrap();
     let counts: Vec<_> = page.iter().map(|m| m.reactions.clone()).collect();
     assert_eq!(counts, [Reactions::new(), heart(1), Reactions::new()]);
+    assert_eq!(store.fetch_own_reactions(room.id, ben.id, (1, 3)).await.unwrap(), [(2, "💙".to_string())]);
+    assert_eq!(store.fetch_own_reactions(room.id, ada.id, (1, 3)).await.unwrap(), []);
     let entry = ModEntry { seq: Some(2), ..log(Some(room.id), LogAction::Delete, ada.id) };
     store.update_message_deleted(room.id, 2, &entry).await.unwrap();
     assert!(matches!(store.update_reaction(room.id, 2, ada.id, "💙", true).await, Err(StoreError::NotFound)));

@@ -748,18 +748,17 @@ describe('the web client', () => {
     await member.waitForSelector('#auth-view:not([hidden])');
   });
 
-  it('fits a phone screen in dark mode', STEP, async () => {
-    const context = await browser.newContext({
-      viewport: { width: 390, height: 844 },
-      colorScheme: 'dark',
-      reducedMotion: 'reduce',
-    });
-    const phone = await context.newPage();
-    phone.setDefaultTimeout(WAIT_MS);
-    phone.on('pageerror', (error) => errors.push(error.message));
-    await logIn(phone, server, 'olivia', 'organiser password');
-    await phone.click('.room-button:has-text("#wmhd-2026")');
-    await phone.waitForSelector('#messages .body:text-is("And we are back.")');
+  /** Olivia's page on a phone-sized screen in `colorScheme`, in the summit room. */
+  async function phoneIn(colorScheme) {
+    const page = await newPage(browser, errors, { viewport: { width: 390, height: 844 }, colorScheme, reducedMotion: 'reduce' });
+    await logIn(page, server, 'olivia', 'organiser password');
+    await page.click('.room-button:has-text("#wmhd-2026")');
+    await page.waitForSelector('#messages .body:text-is("And we are back.")');
+    return page;
+  }
+
+  it('fits a phone screen, in dark mode and in light', STEP, async () => {
+    const phone = await phoneIn('dark');
     const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert.ok(overflow <= 0, `no sideways scrolling on a phone (overflow ${overflow}px)`);
     const background = await phone.evaluate(() => getComputedStyle(document.body).backgroundColor);
@@ -773,19 +772,13 @@ describe('the web client', () => {
     await phone.screenshot({ path: join(SCREENSHOTS, 'phone-chatting.png') });
     await phone.screenshot({ path: join(SCREENSHOTS, 'phone-dark.png'), fullPage: true });
     assert.deepEqual(await accessibilityViolations(phone), [], 'WCAG 2.2 AA: phone, dark');
-    await context.close();
+    await phone.context().close();
     // And in light mode.
-    const light = await browser.newContext({ viewport: { width: 390, height: 844 }, colorScheme: 'light' });
-    const day = await light.newPage();
-    day.setDefaultTimeout(WAIT_MS);
-    day.on('pageerror', (error) => errors.push(error.message));
-    await logIn(day, server, 'olivia', 'organiser password');
-    await day.click('.room-button:has-text("#wmhd-2026")');
-    await day.waitForSelector('#messages .body:text-is("And we are back.")');
+    const day = await phoneIn('light');
     assert.equal(await day.evaluate(() => getComputedStyle(document.body).backgroundColor), 'rgb(247, 246, 242)');
     assert.deepEqual(await accessibilityViolations(day), [], 'WCAG 2.2 AA: phone, light');
     await day.screenshot({ path: join(SCREENSHOTS, 'phone-light.png') });
-    await light.close();
+    await day.context().close();
   });
 
   it('logs out, revoking and forgetting the token', STEP, async () => {

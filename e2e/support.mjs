@@ -116,9 +116,12 @@ export function launchBrowser() {
   });
 }
 
-/** A fresh browser profile (its own storage) with a page; page errors fail the test. */
-export async function newPage(browser, errors) {
-  const context = await browser.newContext({ viewport: { width: 1200, height: 820 } });
+/**
+ * A fresh browser profile (its own storage) with a page; page errors fail the test.
+ * `options` are the context's (a phone's viewport, a colour scheme).
+ */
+export async function newPage(browser, errors, options = {}) {
+  const context = await browser.newContext({ viewport: { width: 1200, height: 820 }, ...options });
   const page = await context.newPage();
   page.setDefaultTimeout(WAIT_MS);
   page.on('pageerror', (error) => errors.push(error.message));

@@ -40,6 +40,10 @@ pub struct RoomEnvelope {
     pub except: Option<UserId>,
     /// A state change that comes with the event.
     pub effect: Option<Effect>,
+    /// For a `message` event, the message's seq: the hub delivers a room's messages
+    /// once each, in seq order, filling any gap from the store (a bus between nodes may
+    /// lose or reorder what it carries).
+    pub seq: Option<i64>,
 }
 
 /// Which sockets a close applies to.

@@ -1,13 +1,18 @@
 //! The hub: which local sockets receive which room's events, and the delivery to them.
 //!
 //! The hub holds, for this node only, every authenticated session, the rooms each one
-//! receives, and who is online where. It never touches the store and never awaits a
-//! client: delivery is a push of shared bytes into the session's bounded [`Outbox`],
+//! receives, and who is online where. It never touches the store (missing messages
+//! come through its [`GapFiller`]) and never awaits a client: delivery is a push of shared bytes into the session's bounded [`Outbox`],
 //! and a full outbox closes that one session with 4008 (it catches up from history
 //! after reconnecting). So one slow reader can never slow a room.
 //!
 //! **Invariant:** for one room, frames enter every outbox in the order `dispatch` is
-//! called; the bus calls it in commit order, so each socket sees a room's seqs in order.
+//! called, and a room's `message` events enter once each in seq order: the hub keeps
+//! the last seq it delivered per room, drops what it has delivered already, and when a
+//! message arrives after a gap (a bus between nodes loses or reorders what it carries)
+//! it holds that room's events while its [`GapFiller`] reads the missing messages from
+//! the store, then delivers them and releases the held ones in order. The hub reads
+//! nothing itself: the filler is the one way it learns of stored messages.
 
 use crate::bus::{Bus, BusMessage, CloseTarget, Effect, RoomEnvelope};
 use crate::metrics::Metrics;
@@ -16,8 +21,12 @@ use crate::store::{MuteRecord, Restriction, RoomId, RoomRecord, UserId};
 use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -323,6 +332,28 @@ struct RoomSubscribers {
     online: HashMap<UserId, u32>,
 }
 
+/// Reads the messages a bus did not bring, for the hub to deliver in their place.
+pub trait GapFiller: Send + Sync + 'static {
+    /// The `message` event frames of `room`'s seqs strictly between `after` and
+    /// `before`, ascending, each with its seq. An error is retried a few times.
+    fn missing(&self, room: String, after: i64, before: i64) -> GapFill;
+}
+
+/// What [`GapFiller::missing`] returns.
+pub type GapFill = Pin<Box<dyn Future<Output = Result<Vec<(i64, Utf8Bytes)>, String>> + Send>>;
+
+/// How often a fill that fails is tried before the held events go out regardless.
+const FILL_ATTEMPTS: u32 = 5;
+
+/// Where the hub is in one room's sequence of messages.
+#[derive(Default)]
+struct RoomOrder {
+    /// The last seq delivered (0: none seen yet; the first one seen sets it).
+    last: i64,
+    /// While a gap is being filled: the room's events that came since, in order.
+    held: Option<VecDeque<RoomEnvelope>>,
+}
+
 /// The node's fan-out: a cheap `Clone` handle.
 #[derive(Clone)]
 pub struct Hub {
@@ -341,6 +372,16 @@ struct HubShared {
     /// (room, user) → mute in force. Loaded at start, then kept by `Muted` / `Unmuted`
     /// effects; checked on every send, so it must not need the store.
     mutes: DashMap<(RoomId, UserId), Restriction>,
+    /// room name → the seq delivered last, and what waits for a gap to be filled.
+    order: DashMap<String, RoomOrder>,
+    /// How many rooms are filling a gap now: while none is, events without a seq skip
+    /// the order map altogether.
+    filling: AtomicUsize,
+    /// Reads missing messages; set once the store is open (without one, gaps go through).
+    filler: OnceLock<Arc<dyn GapFiller>>,
+    /// Message events to lose on purpose, as a lossy bus would (tests only).
+    #[cfg(feature = "test-hooks")]
+    lose: std::sync::atomic::AtomicU32,
     metrics: Arc<Metrics>,
 }
 
@@ -353,9 +394,26 @@ impl Hub {
                 users: DashMap::new(),
                 room_records: DashMap::new(),
                 mutes: DashMap::new(),
+                order: DashMap::new(),
+                filling: AtomicUsize::new(0),
+                filler: OnceLock::new(),
+                #[cfg(feature = "test-hooks")]
+                lose: std::sync::atomic::AtomicU32::new(0),
                 metrics,
             }),
         }
+    }
+
+    /// Gives the hub its way to read messages the bus did not bring.
+    pub fn set_gap_filler(&self, filler: Arc<dyn GapFiller>) {
+        let _ = self.shared.filler.set(filler);
+    }
+
+    /// Loses the next `count` message events before they reach the order check, as a
+    /// lossy bus would (tests only).
+    #[cfg(feature = "test-hooks")]
+    pub fn lose_next_messages(&self, count: u32) {
+        self.shared.lose.store(count, Relaxed);
     }
 
     /// A cached room.
@@ -461,7 +519,7 @@ impl Hub {
     /// Applies one bus message on this node.
     pub fn dispatch(&self, message: &BusMessage) {
         match message {
-            BusMessage::Room(envelope) => self.dispatch_room(envelope),
+            BusMessage::Room(envelope) => self.dispatch_in_order(envelope),
             BusMessage::User { user, frame } => {
                 for session in self.sessions_of(*user) {
                     self.count(session.deliver(frame, &self.shared.metrics));
@@ -497,6 +555,98 @@ impl Hub {
                 for session in sessions {
                     session.close(*code, reason);
                 }
+            }
+        }
+    }
+
+    /// Delivers a room event in its place: a message once, in seq order, after any gap
+    /// before it is filled; other events after whatever the room is holding.
+    fn dispatch_in_order(&self, envelope: &RoomEnvelope) {
+        #[cfg(feature = "test-hooks")]
+        if envelope.seq.is_some() && self.shared.lose.fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1)).is_ok() {
+            return;
+        }
+        if envelope.seq.is_none() && self.shared.filling.load(Relaxed) == 0 {
+            return self.dispatch_room(envelope);
+        }
+        let mut order = match self.shared.order.get_mut(&envelope.room) {
+            Some(order) => order,
+            None => self.shared.order.entry(envelope.room.clone()).or_default(),
+        };
+        self.admit(&mut order, envelope);
+    }
+
+    /// The order check for one event of a room whose order entry is held.
+    fn admit(&self, order: &mut RoomOrder, envelope: &RoomEnvelope) {
+        if let Some(held) = &mut order.held {
+            held.push_back(envelope.clone());
+            return;
+        }
+        match envelope.seq {
+            // Delivered already (a filled message whose own event came late).
+            Some(seq) if order.last != 0 && seq <= order.last => {}
+            Some(seq) if order.last != 0 && seq > order.last + 1 && self.shared.filler.get().is_some() => {
+                order.held = Some(VecDeque::from([envelope.clone()]));
+                self.shared.filling.fetch_add(1, Relaxed);
+                self.fill(envelope.room.clone(), order.last, seq);
+            }
+            seq => {
+                if let Some(seq) = seq {
+                    order.last = seq;
+                }
+                self.dispatch_room(envelope);
+            }
+        }
+    }
+
+    /// Reads the messages between `after` and `before` in the background, then
+    /// delivers them and what the room held meanwhile.
+    fn fill(&self, room: String, after: i64, before: i64) {
+        let (hub, filler) = (self.clone(), self.shared.filler.get().expect("checked by the caller").clone());
+        tokio::spawn(async move {
+            let mut found = None;
+            for attempt in 0..FILL_ATTEMPTS {
+                match filler.missing(room.clone(), after, before).await {
+                    Ok(frames) => {
+                        found = Some(frames);
+                        break;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%room, after, before, attempt, %error, "cannot read the messages the bus lost");
+                        tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                    }
+                }
+            }
+            if found.is_none() {
+                // The store is failing: what is held goes out rather than waiting for
+                // ever; clients fill the hole from history themselves.
+                tracing::error!(%room, after, before, "delivering past a gap the store could not fill");
+            }
+            hub.resume(&room, before, found.unwrap_or_default());
+        });
+    }
+
+    /// Delivers filled messages, then the held events in order (a further gap among
+    /// them holds the rest again).
+    fn resume(&self, room: &str, before: i64, frames: Vec<(i64, Utf8Bytes)>) {
+        let Some(mut order) = self.shared.order.get_mut(room) else { return };
+        for (seq, frame) in frames {
+            if seq > order.last && seq < before {
+                let envelope =
+                    RoomEnvelope { room: room.to_string(), frame, except: None, effect: None, seq: Some(seq) };
+                self.dispatch_room(&envelope);
+                order.last = seq;
+            }
+        }
+        // Filled or not, the gap is behind us now.
+        order.last = order.last.max(before - 1);
+        let mut held = order.held.take().unwrap_or_default();
+        self.shared.filling.fetch_sub(1, Relaxed);
+        while let Some(envelope) = held.pop_front() {
+            self.admit(&mut order, &envelope);
+            if let Some(again) = &mut order.held {
+                again.extend(held.drain(..));
+                break;
             }
         }
     }
@@ -616,7 +766,60 @@ mod tests {
             frame: Utf8Bytes::from(text.to_string()),
             except: None,
             effect: None,
+            seq: None,
         })
+    }
+
+    fn message(room: &str, seq: i64) -> BusMessage {
+        BusMessage::Room(RoomEnvelope {
+            room: room.into(),
+            frame: Utf8Bytes::from(format!("m{seq}")),
+            except: None,
+            effect: None,
+            seq: Some(seq),
+        })
+    }
+
+    /// A filler that knows every seq, and counts how often it was asked.
+    struct Known(Arc<std::sync::atomic::AtomicU32>);
+
+    impl GapFiller for Known {
+        fn missing(&self, _room: String, after: i64, before: i64) -> GapFill {
+            self.0.fetch_add(1, Relaxed);
+            Box::pin(
+                async move { Ok(((after + 1)..before).map(|seq| (seq, Utf8Bytes::from(format!("m{seq}")))).collect()) },
+            )
+        }
+    }
+
+    #[tokio::test]
+    async fn messages_out_of_order_or_lost_are_delivered_once_in_seq_order() {
+        let hub = Hub::new(Arc::default());
+        let asked = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        hub.set_gap_filler(Arc::new(Known(asked.clone())));
+        let (s, rx, _) = session(1, 1, 64);
+        hub.register(&s);
+        hub.subscribe_user("r", UserId(1));
+        hub.dispatch(&message("r", 1));
+        // 2 and 3 are late (another node's), 4 arrives first; an event after it waits
+        // behind the fill, and the late ones are dropped as delivered.
+        hub.dispatch(&message("r", 4));
+        hub.dispatch(&envelope("r", "typing"));
+        within(async {
+            while hub.shared.filling.load(Relaxed) > 0 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        hub.dispatch(&message("r", 2));
+        hub.dispatch(&message("r", 3));
+        hub.dispatch(&message("r", 5));
+        assert_eq!(texts(&rx), ["m1", "m2", "m3", "m4", "typing", "m5"]);
+        assert_eq!(asked.load(Relaxed), 1, "one read for one gap");
+        // Another room is untouched by this one's order.
+        hub.subscribe_user("q", UserId(1));
+        hub.dispatch(&message("q", 7));
+        assert_eq!(texts(&rx), ["m7"]);
     }
 
     #[test]
@@ -722,6 +925,7 @@ mod tests {
             frame: Utf8Bytes::from_static("joined"),
             except: None,
             effect: Some(Effect::Subscribe(UserId(3))),
+            seq: None,
         });
         hub.dispatch(&join);
         assert!(s.is_in("r"));
@@ -730,6 +934,7 @@ mod tests {
             frame: Utf8Bytes::from_static("left"),
             except: None,
             effect: Some(Effect::Unsubscribe(UserId(3))),
+            seq: None,
         });
         hub.dispatch(&leave);
         assert!(!s.is_in("r"));

@@ -615,6 +615,13 @@ pub enum Request {
     /// `test_panic`: makes its handler panic. Only in builds for the tests.
     #[cfg(feature = "test-hooks")]
     TestPanic,
+    /// `test_lose_messages {count}`: the hub loses the next `count` message events, as
+    /// a lossy bus would. Only in builds for the tests.
+    #[cfg(feature = "test-hooks")]
+    TestLoseMessages {
+        /// How many.
+        count: u32,
+    },
 }
 
 /// The moderation requests (PROTOCOL.md section 2.3).
@@ -1017,6 +1024,11 @@ pub fn parse_request(text: &str) -> Result<(Option<RequestId>, Request), ParseEr
         "rooms" => Request::Rooms(serde_json::from_str(text).map_err(|e| fail("rooms", e))?),
         #[cfg(feature = "test-hooks")]
         "test_panic" => Request::TestPanic,
+        #[cfg(feature = "test-hooks")]
+        "test_lose_messages" => {
+            let f: serde_json::Value = serde_json::from_str(text).map_err(|e| fail("test_lose_messages", e))?;
+            Request::TestLoseMessages { count: f["count"].as_u64().unwrap_or(1) as u32 }
+        }
         "create_room" => Request::CreateRoom(serde_json::from_str(text).map_err(|e| fail("create_room", e))?),
         "join" => {
             let f: RoomFields = serde_json::from_str(text).map_err(|e| fail("join", e))?;

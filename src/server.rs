@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::hub::Hub;
 use crate::listener::{self, ConnectionLimits};
 use crate::metrics::Metrics;
-use crate::state::{AppState, PublishCommits, Shared};
+use crate::state::{AppState, PublishCommits, Shared, StoreGaps};
 use crate::store::{self, StoreError};
 use crate::{http, ws};
 use axum::Router;
@@ -81,6 +81,8 @@ impl Server {
         let store =
             store::open(&config.database, Arc::new(PublishCommits { bus: bus.clone() }), metrics.clone()).await?;
         hub.load_mutes(store.fetch_active_mutes(crate::protocol::now_ms()).await.map_err(StartError::Load)?);
+        // What a bus loses (or brings out of order), the hub reads back from the store.
+        hub.set_gap_filler(Arc::new(StoreGaps { store: store.clone() }));
         let state: AppState = Arc::new(Shared::new(config, store, bus, hub, metrics));
         // One ticker pings every socket, instead of a timer inside each socket's task.
         every(&state, state.config.ping_interval(), Shared::ping_all);

@@ -14,7 +14,7 @@
 use crate::auth::Passwords;
 use crate::bus::{Bus, BusMessage, CloseTarget, Effect, RoomEnvelope};
 use crate::config::Config;
-use crate::hub::{Hub, Session};
+use crate::hub::{GapFill, GapFiller, Hub, Session};
 use crate::limits::{Failures, KeyedLimit};
 use crate::metrics::Metrics;
 use crate::net::TrustedProxies;
@@ -117,6 +117,12 @@ impl Shared {
             tracker: TaskTracker::new(),
             next_session_id: AtomicU64::new(1),
         }
+    }
+
+    /// Makes the hub lose the next `count` message events (tests only).
+    #[cfg(feature = "test-hooks")]
+    pub fn lose_next_messages(&self, count: u32) {
+        self.hub.lose_next_messages(count);
     }
 
     /// A room by name, from the cache or the store; `not_found` if there is none.
@@ -238,7 +244,7 @@ impl Shared {
     /// applies `effect` around the delivery.
     pub fn publish_room(&self, room: &str, event: &Event, except: Option<UserId>, effect: Option<Effect>) {
         let frame = Utf8Bytes::from(event.to_json());
-        self.bus.publish(BusMessage::Room(RoomEnvelope { room: room.to_string(), frame, except, effect }));
+        self.bus.publish(BusMessage::Room(RoomEnvelope { room: room.to_string(), frame, except, effect, seq: None }));
     }
 
     /// Tells every socket of `user` about `event`.
@@ -406,7 +412,48 @@ impl CommitListener for PublishCommits {
             frame,
             except: None,
             effect: None,
+            seq: Some(message.seq),
         }));
+    }
+}
+
+/// Reads from the store the messages a bus lost, as the `message` events they were.
+pub struct StoreGaps {
+    /// Where the messages are.
+    pub store: Arc<dyn Store>,
+}
+
+/// Most messages one read of a gap takes; a longer gap is read in several.
+const GAP_PAGE: i64 = 500;
+
+impl GapFiller for StoreGaps {
+    fn missing(&self, room: String, after: i64, before: i64) -> GapFill {
+        let store = self.store.clone();
+        Box::pin(async move {
+            let record = store
+                .fetch_room(&room)
+                .await
+                .map_err(|err| err.to_string())?
+                .ok_or_else(|| format!("no room #{room}"))?;
+            let mut frames = Vec::new();
+            let mut from = after;
+            while from + 1 < before {
+                let range = store::HistoryRange {
+                    before: Some(before),
+                    after: Some(from),
+                    limit: (before - from - 1).min(GAP_PAGE) as u32,
+                };
+                let page = store.fetch_messages(&record, range).await.map_err(|err| err.to_string())?;
+                let Some(last) = page.last().map(|message| message.seq) else { break };
+                for message in page {
+                    let seq = message.seq;
+                    let event = Event::Message { room: room.clone(), message };
+                    frames.push((seq, Utf8Bytes::from(event.to_json())));
+                }
+                from = last;
+            }
+            Ok(frames)
+        })
     }
 }
 

@@ -52,6 +52,11 @@ pub async fn handle(state: &AppState, session: &Arc<Session>, request: Request) 
         Request::Moderate(request) => super::moderation::handle(state, session, request).await,
         #[cfg(feature = "test-hooks")]
         Request::TestPanic => panic!("a test asked this handler to panic"),
+        #[cfg(feature = "test-hooks")]
+        Request::TestLoseMessages { count } => {
+            state.lose_next_messages(count);
+            Ok(Reply::Empty {})
+        }
     }
 }
 

@@ -171,6 +171,9 @@ settings! {
     /// A secret that `/metrics` then requires as `Authorization: Bearer SECRET`; empty
     /// leaves `/metrics` open (bind the server to a private address then).
     metrics_token: String = String::new(), env = "ALONGSIDE_METRICS_TOKEN";
+    /// This node's name in `/healthz` and the logs, to tell nodes of a cluster apart
+    /// (letters, digits, `.`, `_`, `-`; default: the host name and the process id).
+    node_id: String = String::new(), env = "ALONGSIDE_NODE_ID";
     /// Log filter, e.g. `info` or `alongside=debug,info`.
     log: String = "info".into(), env = "ALONGSIDE_LOG";
 }
@@ -211,10 +214,30 @@ impl Config {
         Ok(config)
     }
 
+    /// This node's name: `node_id`, or the host name and the process id.
+    pub fn node(&self) -> String {
+        if !self.node_id.is_empty() {
+            return self.node_id.clone();
+        }
+        let mut name = [0u8; 256];
+        // SAFETY: the buffer is valid for its length; gethostname writes at most that.
+        let host = if unsafe { libc::gethostname(name.as_mut_ptr().cast(), name.len()) } == 0 {
+            let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+            String::from_utf8_lossy(&name[..end]).into_owned()
+        } else {
+            String::new()
+        };
+        let host: String = host.chars().filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c)).collect();
+        format!("{}-{}", if host.is_empty() { "alongside" } else { &host }, std::process::id())
+    }
+
     /// Refuses values that cannot work.
     pub fn check(&self) -> Result<(), String> {
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(format!("--listen `{}` is not an address like 127.0.0.1:8080", self.listen));
+        }
+        if self.node_id.len() > 64 || !self.node_id.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+            return Err("--node-id is at most 64 letters, digits, dots, dashes or underscores".into());
         }
         if self.max_frame_bytes < 1024 {
             return Err("--max-frame-bytes must be at least 1024".into());

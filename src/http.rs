@@ -220,15 +220,18 @@ async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Respons
     Ok(json(StatusCode::OK, &MeBody { user: record.user, may_create }))
 }
 
+/// `{"status": "ok" | "unavailable", "node": NAME}`: whether this node can serve now.
 async fn healthz(State(state): State<AppState>) -> Response {
-    match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
-        Ok(Ok(())) => json_response(StatusCode::OK, r#"{"status":"ok"}"#.into()),
+    let ok = match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
+        Ok(Ok(())) => true,
         Ok(Err(err)) => {
-            tracing::error!(error = %err, "health check failed");
-            json_response(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"unavailable"}"#.into())
+            tracing::error!(node = %state.node, error = %err, "health check failed");
+            false
         }
-        Err(_) => json_response(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"unavailable"}"#.into()),
-    }
+        Err(_) => false,
+    };
+    let (status, word) = if ok { (StatusCode::OK, "ok") } else { (StatusCode::SERVICE_UNAVAILABLE, "unavailable") };
+    json(status, &serde_json::json!({"status": word, "node": state.node}))
 }
 
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {

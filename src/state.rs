@@ -37,6 +37,8 @@ pub type AppState = Arc<Shared>;
 pub struct Shared {
     /// The settings it runs with.
     pub config: Config,
+    /// This node's name (in `/healthz` and the logs).
+    pub node: String,
     /// Durable state.
     pub store: Arc<dyn Store>,
     /// Where changes are published; reached only through the events API below.
@@ -100,6 +102,7 @@ impl Shared {
                 std::time::Duration::from_secs(3600),
             ),
             requests_per_account: KeyedLimit::rate(config.request_rate_per_s, config.request_burst),
+            node: config.node(),
             typing: KeyedLimit::new(1, std::time::Duration::from_secs(3)),
             config,
             store,

@@ -3,18 +3,30 @@
 
 use crate::support::*;
 use alongside::protocol::Role;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
 #[tokio::test]
-async fn healthz_is_ok_until_the_database_file_disappears() {
-    let server = TestServer::start().await;
-    let (status, _) = http(server.addr, "GET", "/healthz", &[], None).await;
+async fn healthz_is_ok_until_the_database_file_disappears_and_names_the_node() {
+    let server = TestServer::start_with(|c| c.node_id = "node-a".into()).await;
+    let (status, body) = http(server.addr, "GET", "/healthz", &[], None).await;
     assert_eq!(status, 200);
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), json!({"status": "ok", "node": "node-a"}));
     std::fs::remove_file(&server.db_path).unwrap();
-    let (status, _) = http(server.addr, "GET", "/healthz", &[], None).await;
+    let (status, body) = http(server.addr, "GET", "/healthz", &[], None).await;
     assert_eq!(status, 503, "writes would go to a deleted file: not healthy");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), json!({"status": "unavailable", "node": "node-a"}));
+}
+
+#[tokio::test]
+async fn a_node_without_a_name_is_named_after_its_host_and_process() {
+    let server = TestServer::start().await;
+    let (_, body) = http(server.addr, "GET", "/healthz", &[], None).await;
+    let node = serde_json::from_str::<Value>(&body).unwrap()["node"].as_str().unwrap().to_string();
+    assert!(node.ends_with(&format!("-{}", std::process::id())), "{node}");
+    let config = alongside::config::Config { node_id: "no spaces please".into(), ..Default::default() };
+    assert!(config.check().unwrap_err().contains("--node-id"));
 }
 
 #[tokio::test]

@@ -29,6 +29,7 @@ pub fn main() -> ExitCode {
             Err(message) => Err(message),
         },
         Command::User { action } => runtime.block_on(user(action)),
+        Command::Migrate { database } => runtime.block_on(migrate(&database)),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -131,6 +132,16 @@ fn parse_role(text: &str) -> Result<Role, String> {
     Role::parse(text).ok_or_else(|| format!("unknown role `{text}`: use member, moderator, organiser or admin"))
 }
 
+async fn migrate(database: &str) -> Result<(), String> {
+    let (before, after) = store::migrate(database).await.map_err(|err| err.to_string())?;
+    if before == after {
+        println!("the schema is up to date (version {after})");
+    } else {
+        println!("migrated the schema from version {before} to {after}");
+    }
+    Ok(())
+}
+
 async fn user(action: UserCommand) -> Result<(), String> {
     match action {
         UserCommand::Create { username, role, display_name, database } => {
@@ -220,6 +231,13 @@ pub struct Cli {
 pub enum Command {
     /// Run the server.
     Serve(Box<ServeArgs>),
+    /// Bring the database's schema up to date and exit (`serve` does this too; run it
+    /// once before starting several nodes on one database).
+    Migrate {
+        /// Database URL.
+        #[arg(long, env = "ALONGSIDE_DATABASE", default_value = "sqlite://alongside.db")]
+        database: String,
+    },
     /// Manage accounts directly in the database (works with or without a running server).
     User {
         /// Which action.

@@ -558,6 +558,16 @@ pub async fn open(
     }
 }
 
+/// Brings the schema of the database named by `url` up to date without serving, and
+/// returns its version before and after (`alongside migrate`).
+pub async fn migrate(url: &str) -> Result<(usize, usize), OpenError> {
+    if url.starts_with("sqlite:") {
+        sqlite::SqliteStore::migrate(url).await
+    } else {
+        Err(OpenError::Unsupported(url.split(':').next().unwrap_or_default().to_string()))
+    }
+}
+
 /// Why a store could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {

@@ -238,3 +238,21 @@ async fn a_handler_that_panics_ends_only_its_own_socket() {
     let joined = ada.ok(json!({"type": "join", "room": "steady"})).await;
     assert_eq!(joined["online"].as_array().unwrap().len(), 1, "{joined}");
 }
+
+#[tokio::test]
+async fn migrate_brings_a_database_up_to_date_once_and_a_server_then_uses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("fresh.db").display());
+    let out = alongside(&["migrate", "--database", &db], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(said.starts_with("migrated the schema from version 0 to "), "{said}");
+    let out = alongside(&["migrate", "--database", &db], "");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("the schema is up to date (version "));
+    // The migrated file is what a server and the other commands use.
+    let out = alongside(&["user", "create", "ada", "--database", &db], "a long password\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = alongside(&["migrate", "--database", "mysql://nowhere"], "");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported database URL scheme"));
+}

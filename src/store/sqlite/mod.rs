@@ -73,6 +73,38 @@ impl SqliteStore {
         listener: Arc<dyn CommitListener>,
         metrics: Arc<Metrics>,
     ) -> Result<SqliteStore, OpenError> {
+        let (options, writes) = Self::write_pool(url).await?;
+        let health = Arc::new(WriteHealth::new(metrics.clone()));
+        schema::migrate(&writes, &health).await?;
+        let reads = SqlitePoolOptions::new().max_connections(4).connect_with(options.clone().read_only(true)).await?;
+        let file = file_identity(options.get_filename());
+        let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
+        let writer = tokio::spawn(write::run_writer(writes.clone(), health.clone(), receiver, listener, metrics));
+        Ok(SqliteStore {
+            reads,
+            writes,
+            health,
+            jobs: std::sync::Mutex::new(Some(sender)),
+            writer: std::sync::Mutex::new(Some(writer)),
+            heartbeat: tokio::sync::Mutex::new(()),
+            file,
+        })
+    }
+
+    /// Brings the schema of the database at `url` up to date (creating the file if
+    /// missing) and returns its version before and after.
+    pub async fn migrate(url: &str) -> Result<(usize, usize), OpenError> {
+        let (_, writes) = Self::write_pool(url).await?;
+        let health = Arc::new(WriteHealth::new(Arc::default()));
+        let before = schema::version(&writes).await?;
+        schema::migrate(&writes, &health).await?;
+        let after = schema::version(&writes).await?;
+        writes.close().await;
+        Ok((before, after))
+    }
+
+    /// The connection options for `url` and the one-connection pool every write uses.
+    async fn write_pool(url: &str) -> Result<(SqliteConnectOptions, SqlitePool), OpenError> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -95,21 +127,7 @@ impl SqliteStore {
             .after_connect(|conn, _| Box::pin(schema::check_durability(conn)))
             .connect_with(options.clone())
             .await?;
-        let health = Arc::new(WriteHealth::new(metrics.clone()));
-        schema::migrate(&writes, &health).await?;
-        let reads = SqlitePoolOptions::new().max_connections(4).connect_with(options.clone().read_only(true)).await?;
-        let file = file_identity(options.get_filename());
-        let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
-        let writer = tokio::spawn(write::run_writer(writes.clone(), health.clone(), receiver, listener, metrics));
-        Ok(SqliteStore {
-            reads,
-            writes,
-            health,
-            jobs: std::sync::Mutex::new(Some(sender)),
-            writer: std::sync::Mutex::new(Some(writer)),
-            heartbeat: tokio::sync::Mutex::new(()),
-            file,
-        })
+        Ok((options, writes))
     }
 
     /// Begins a write transaction on the write connection.

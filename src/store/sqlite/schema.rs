@@ -199,9 +199,14 @@ CREATE TABLE reactions (
 ];
 
 /// Brings the schema up to date, each migration in its own write transaction.
-pub(super) async fn migrate(pool: &SqlitePool, health: &std::sync::Arc<WriteHealth>) -> Result<(), OpenError> {
+/// The schema version the database is at (0 for a new file).
+pub(super) async fn version(pool: &SqlitePool) -> Result<usize, OpenError> {
     let done: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(pool).await?;
-    let done = usize::try_from(done).unwrap_or(0);
+    Ok(usize::try_from(done).unwrap_or(0))
+}
+
+pub(super) async fn migrate(pool: &SqlitePool, health: &std::sync::Arc<WriteHealth>) -> Result<(), OpenError> {
+    let done = version(pool).await?;
     if done > MIGRATIONS.len() {
         return Err(OpenError::Migration(format!(
             "the database has schema version {done}, newer than this build knows ({}); use a newer alongside",

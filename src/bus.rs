@@ -82,6 +82,12 @@ pub enum BusMessage {
         /// The serialised event.
         frame: Utf8Bytes,
     },
+    /// Deliver to every authenticated socket (a rare, network-wide event such as a new
+    /// room).
+    Everyone {
+        /// The serialised event.
+        frame: Utf8Bytes,
+    },
     /// A change to every node's live state with no frame to deliver (a new room, its
     /// owner's sockets receiving it).
     Apply {

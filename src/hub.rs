@@ -540,6 +540,13 @@ impl Hub {
                     }
                 }
             }
+            BusMessage::Everyone { frame } => {
+                for entry in self.shared.users.iter() {
+                    for session in entry.value() {
+                        self.count(session.deliver(frame, &self.shared.metrics));
+                    }
+                }
+            }
             BusMessage::Apply { room, effect } => self.apply(room, effect),
             BusMessage::Close { target, code, reason } => {
                 let sessions: Vec<Arc<Session>> = match target {

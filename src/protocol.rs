@@ -1348,6 +1348,11 @@ pub enum Event {
         /// The room as it is now.
         room: Room,
     },
+    /// A new room exists (to every authenticated socket, so room lists need no reload).
+    RoomCreated {
+        /// The room.
+        room: Room,
+    },
     /// A message was deleted.
     MessageDeleted {
         /// Room name.

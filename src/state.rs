@@ -287,11 +287,15 @@ impl Shared {
         }
     }
 
-    /// A new room: every node caches it, and its owner's sockets receive it.
+    /// A new room: every node caches it, its owner's sockets receive it, and every
+    /// socket hears `room_created`.
     pub fn room_created(&self, room: Arc<RoomRecord>, owner: UserId) {
         let name = room.name.clone();
+        let event = Event::RoomCreated { room: self.room_view(&room) };
         self.bus.publish(BusMessage::Apply { room: name.clone(), effect: Effect::RoomChanged(room) });
         self.bus.publish(BusMessage::Apply { room: name, effect: Effect::Subscribe(owner) });
+        // Everyone's room list learns of it, on every node.
+        self.bus.publish(BusMessage::Everyone { frame: Utf8Bytes::from(event.to_json()) });
     }
 
     /// A room's settings changed: members hear `room_updated`, every node's cache takes

@@ -1399,6 +1399,15 @@ function onEvent(event) {
     case 'typing':
       showTyping(event.room, event.user);
       break;
+    case 'room_created':
+      // A new room shows in the list at once (joining it stays a choice).
+      if (!state.rooms.has(event.room.name)) {
+        state.rooms.set(event.room.name, event.room);
+        // Its creator is its first member, on every device.
+        if (event.room.owner === state.me?.username) state.joined.add(event.room.name);
+        renderRoomList();
+      }
+      break;
     case 'room_updated':
       state.rooms.set(event.room.name, event.room);
       if (event.room.name === state.current) renderRoom();

@@ -47,7 +47,8 @@ async fn metrics_count_sockets_messages_and_deliveries() {
     for line in [
         "alongside_sockets_open 1",
         "alongside_messages_stored_total 2",
-        "alongside_deliveries_total 2",
+        // The `room_created` event and the two messages.
+        "alongside_deliveries_total 3",
         "alongside_outbox_overflows_total 0",
         "alongside_store_commit_seconds_count 3",
         "alongside_store_commit_failures_total 0",

@@ -29,7 +29,12 @@ async fn topic_rooms_are_created_by_moderators_and_up() {
         json!({"name": "peer-support", "topic": "Talk", "kind": "topic", "owner": "mod", "members_online": 1,
                "slow_mode_s": 0, "locked": false})
     );
+    // Everyone's room list hears of it at once, members who are in no room included.
+    let created = member.event_of("room_created").await;
+    assert_eq!(created["room"]["name"], "peer-support");
+    assert_eq!(created["room"]["topic"], "Talk");
     moderator.refused(json!({"type": "create_room", "name": "peer-support"}), "conflict").await;
+    member.assert_quiet(Duration::from_millis(100)).await;
     for bad in ["x", "Upper", "with space", "dot.ted"] {
         moderator.refused(json!({"type": "create_room", "name": bad}), "invalid").await;
     }

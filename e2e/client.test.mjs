@@ -48,7 +48,11 @@ describe('the web client', () => {
   /** Chooses `label` from a message's actions menu. */
   async function act(page, message, label) {
     await message.locator('.actions-button').click();
-    await page.locator(`#action-menu [role=menuitem]:text-is("${label}")`).click();
+    const menu = page.locator('#action-menu');
+    await menu
+      .getByRole('menuitem', { name: label, exact: true })
+      .or(menu.getByRole('menuitemcheckbox', { name: label, exact: true }))
+      .click();
   }
 
   /** The labels a message's actions menu offers, closing it again with Escape. */
@@ -222,6 +226,12 @@ describe('the web client', () => {
     await organiser.reload();
     await organiser.waitForSelector('#room-title:text-is("#wmhd-2026")');
     await theirs.locator('button.reaction[aria-pressed="true"]:text-is("💙 1")').waitFor();
+    // The menu's reaction row says which are hers, too.
+    await theirs.locator('.actions-button').click();
+    const heart = organiser.locator('#action-menu').getByRole('menuitemcheckbox', { name: 'React 💙', exact: true });
+    assert.equal(await heart.getAttribute('aria-checked'), 'true');
+    await organiser.keyboard.press('Escape');
+    await organiser.waitForSelector('#action-menu', { state: 'hidden' });
   });
 
   it('lets a member reply, quoting the message answered', STEP, async () => {

@@ -827,7 +827,7 @@ function messageActions(room, message) {
   const reacted = roomView.reacted;
   for (const emoji of state.reactions) {
     const done = reacted.has(`${message.seq} ${emoji}`);
-    items.push({ label: done ? `Take back ${emoji}` : `React ${emoji}`, run: () => toggleReaction(room, message.seq, emoji) });
+    items.push({ label: `React ${emoji}`, glyph: emoji, checked: done, row: 'reactions', run: () => toggleReaction(room, message.seq, emoji) });
   }
   if (mine || roomView.moderator) items.push({ label: 'Delete', danger: true, run: () => deleteMessage(room, message) });
   items.push(...memberActions(roomView, memberOf(room, message.author)));

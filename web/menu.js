@@ -81,34 +81,42 @@ let openFrom = null;
 export const menuOpen = () => openFrom !== null;
 
 /**
- * Opens the actions menu under `button` with `items` ({label, run, danger?}); Up and
- * Down move, Enter runs, Esc or Tab closes and gives focus back to the button.
+ * Opens the actions menu under `button` with `items` ({label, run, danger?, and for a
+ * toggle shown small: glyph, checked, row}); the arrows move, Enter runs, Esc or Tab
+ * closes and gives focus back to the button.
  */
 export function openMenu(button, label, items) {
   closeMenu();
   const menu = document.getElementById('action-menu');
   menu.setAttribute('aria-label', label);
+  const entry = (item) =>
+    h(
+      'button',
+      {
+        type: 'button',
+        // A toggle (a reaction) says whether it is on; the rest are plain actions.
+        role: item.checked === undefined ? 'menuitem' : 'menuitemcheckbox',
+        'aria-checked': item.checked === undefined ? null : String(item.checked),
+        'aria-label': item.glyph ? item.label : null,
+        title: item.glyph ? item.label : null,
+        tabindex: '-1',
+        class: item.danger ? 'danger' : null,
+        onclick: () => {
+          closeMenu(false);
+          item.run();
+        },
+      },
+      item.glyph || item.label,
+    );
+  // Items that share a `row` (the reactions) sit side by side in one line.
+  const lines = [];
+  for (const item of items) {
+    const last = lines.at(-1);
+    if (item.row && last?.row === item.row) last.items.push(item);
+    else lines.push({ row: item.row, items: [item] });
+  }
   menu.replaceChildren(
-    ...items.map((item) =>
-      h(
-        'li',
-        { role: 'none' },
-        h(
-          'button',
-          {
-            type: 'button',
-            role: 'menuitem',
-            tabindex: '-1',
-            class: item.danger ? 'danger' : null,
-            onclick: () => {
-              closeMenu(false);
-              item.run();
-            },
-          },
-          item.label,
-        ),
-      ),
-    ),
+    ...lines.map((line) => h('li', { role: 'none', class: line.row ? 'menu-row' : null }, line.items.map(entry))),
   );
   const box = button.getBoundingClientRect();
   menu.hidden = false;
@@ -118,7 +126,7 @@ export function openMenu(button, label, items) {
   menu.style.left = `${Math.max(8, Math.min(box.right - menu.offsetWidth, window.innerWidth - menu.offsetWidth - 8))}px`;
   openFrom = button;
   button.setAttribute('aria-expanded', 'true');
-  menu.querySelector('[role=menuitem]')?.focus();
+  menu.querySelector('[role=menuitem], [role=menuitemcheckbox]')?.focus();
 }
 
 /** Closes the menu; focus goes back to its button unless an item takes it elsewhere. */
@@ -136,11 +144,11 @@ export function closeMenu(refocus = true) {
 export function installMenu() {
   const menu = document.getElementById('action-menu');
   menu.addEventListener('keydown', (event) => {
-    const items = [...menu.querySelectorAll('[role=menuitem]')];
+    const items = [...menu.querySelectorAll('[role=menuitem], [role=menuitemcheckbox]')];
     const at = items.indexOf(document.activeElement);
     let to = null;
-    if (event.key === 'ArrowDown') to = (at + 1) % items.length;
-    else if (event.key === 'ArrowUp') to = (at - 1 + items.length) % items.length;
+    if (event.key === 'ArrowDown' || event.key === 'ArrowRight') to = (at + 1) % items.length;
+    else if (event.key === 'ArrowUp' || event.key === 'ArrowLeft') to = (at - 1 + items.length) % items.length;
     else if (event.key === 'Home') to = 0;
     else if (event.key === 'End') to = items.length - 1;
     else if (event.key === 'Escape') {

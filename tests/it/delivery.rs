@@ -51,9 +51,7 @@ async fn concurrent_senders_every_member_gets_every_message_once_in_seq_order() 
 #[tokio::test]
 async fn messages_the_bus_loses_are_read_back_from_the_store_in_order() {
     let server = TestServer::start().await;
-    let token = server.user_with_role("owner", Role::Moderator).await;
-    let mut owner = server.client(&token).await;
-    owner.ok(json!({"type": "create_room", "name": "lossy"})).await;
+    let mut owner = server.room_owner("owner", "lossy").await;
     let mut ben = server.member("ben").await;
     ben.ok(json!({"type": "join", "room": "lossy"})).await;
     let body = |n: i64| format!("message {n}");

@@ -2,7 +2,6 @@
 //! the real binary.
 
 use crate::support::*;
-use alongside::protocol::Role;
 use serde_json::{json, Value};
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
@@ -32,9 +31,7 @@ async fn a_node_without_a_name_is_named_after_its_host_and_process() {
 #[tokio::test]
 async fn metrics_count_sockets_messages_and_deliveries() {
     let server = TestServer::start().await;
-    let token = server.user_with_role("owner", Role::Moderator).await;
-    let mut owner = server.client(&token).await;
-    owner.ok(json!({"type": "create_room", "name": "counted"})).await;
+    let mut owner = server.room_owner("owner", "counted").await;
     owner.ok(json!({"type": "send", "room": "counted", "body": "one"})).await;
     owner.event_of("message").await;
     // A resend with the same client_msg_id is answered but not stored again.

@@ -159,6 +159,14 @@ impl TestServer {
         let token = self.user(name).await;
         self.client(&token).await
     }
+
+    /// A moderator `owner`, connected, who has just created the topic room `room`.
+    pub async fn room_owner(&self, owner: &str, room: &str) -> Client {
+        let token = self.user_with_role(owner, Role::Moderator).await;
+        let mut client = self.client(&token).await;
+        client.ok(json!({"type": "create_room", "name": room})).await;
+        client
+    }
 }
 
 struct NoListener;

@@ -349,8 +349,12 @@ describe('the web client', () => {
     // A busy room read at the bottom: the oldest drawn messages make way for new ones.
     const olivia2 = await socketClient(server, await server.token('olivia', 'organiser password'));
     for (let n = 1; n <= 250; n++) await olivia2.request('send', { room: 'archive', body: `Live ${n}` });
+    // A reply to a message the page does not hold yet.
+    await olivia2.request('send', { room: 'archive', body: 'Answering an old one', reply_to: 2930 });
     olivia2.close();
-    await member.waitForSelector('#messages .body:text-is("Live 250")');
+    const answer = member.locator('#messages .message', { hasText: 'Answering an old one' });
+    await answer.waitFor();
+    assert.equal(await answer.locator('blockquote.quote').textContent(), 'Replying to an earlier message');
     assert.ok((await drawn()) <= 200, `the page keeps at most 200 drawn, not ${await drawn()}`);
     assert.equal(await member.isVisible('#load-earlier'), true);
     // "Load earlier" first draws again what the page made way for, without asking;
@@ -364,9 +368,11 @@ describe('the web client', () => {
       assert.ok(click > 0 || history === 0, 'the messages it made way for come back without a request');
     }
     assert.equal(history, 1);
+    // The page now holds the message it answers: the quote says what it was.
+    await answer.locator('blockquote.quote:text-is("Olivia: Archive 2930")').waitFor();
     const seqs = await member.locator('#messages .message').evaluateAll((items) => items.map((li) => Number(li.dataset.seq)));
     assert.deepEqual(seqs, seqs.map((_, i) => seqs[0] + i), 'in order, no holes');
-    assert.equal(seqs.at(-1), 3250);
+    assert.equal(seqs.at(-1), 3251);
     await member.click('.room-button:has-text("#wmhd-2026")');
     await member.waitForSelector('#room-title:text-is("#wmhd-2026")');
   });

@@ -459,6 +459,9 @@ async function openRoom(name) {
       for (const message of reply.messages) {
         noteOwnReactions(roomView, message);
         if (roomView.timeline.add(message) === 'changed') kept.delete(message.seq);
+        // Replies that quoted this message before it was held are drawn again.
+        for (const replySeq of roomView.quoting.get(message.seq) || []) kept.delete(replySeq);
+        roomView.quoting.delete(message.seq);
       }
       // Only the latest messages are drawn; the rest wait for "load earlier".
       roomView.elements = new Map();
@@ -658,6 +661,20 @@ function refreshMembers(room) {
 // Messages
 // ---------------------------------------------------------------------------------
 
+/** Replies drawn before the message they quote was held are drawn again with it. */
+function requote(room, seq) {
+  const roomView = view(room);
+  const replies = roomView.quoting.get(seq);
+  if (!replies) return;
+  roomView.quoting.delete(seq);
+  for (const replySeq of replies) {
+    const reply = roomView.timeline.get(replySeq);
+    if (!reply) continue;
+    if (room === state.current && roomView.elements.get(replySeq)?.isConnected) renderMessage(room, reply);
+    else roomView.elements.delete(replySeq);
+  }
+}
+
 /** The server says which reactions are this member's own (after a reload, too). */
 function noteOwnReactions(roomView, message) {
   for (const emoji of message.my_reactions || []) roomView.reacted.add(`${message.seq} ${emoji}`);
@@ -672,6 +689,7 @@ function addMessage(message, { live }) {
   // A room not on screen keeps its drawn elements for the next visit; a changed
   // message's element is drawn again then.
   else roomView.elements.delete(message.seq);
+  requote(message.room, message.seq);
   return true;
 }
 
@@ -798,7 +816,7 @@ function messageElement(room, message) {
             '⋯',
           ),
     ),
-    message.reply_to ? quoteOf(room, message.reply_to) : null,
+    message.reply_to ? quoteOf(room, message) : null,
     message.deleted
       ? h('p', { class: 'body deleted' }, 'This message was deleted.')
       : h('p', { class: 'body' }, linkify(message.body)),
@@ -906,8 +924,15 @@ function linkify(text) {
 }
 
 /** A short quote of the message a reply answers, as far as this page holds it. */
-function quoteOf(room, seq) {
-  const original = view(room).timeline.get(seq);
+function quoteOf(room, reply) {
+  const seq = reply.reply_to;
+  const roomView = view(room);
+  const original = roomView.timeline.get(seq);
+  if (!original) {
+    // Drawn again with the quote once the original comes (say, by "load earlier").
+    if (!roomView.quoting.has(seq)) roomView.quoting.set(seq, new Set());
+    roomView.quoting.get(seq).add(reply.seq);
+  }
   let text = 'Replying to an earlier message';
   if (original && original.deleted) text = 'Replying to a deleted message';
   else if (original) text = `${original.author.display_name}: ${snippet(original.body)}`;

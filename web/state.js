@@ -101,6 +101,7 @@ export function newRoomView() {
     muted: null, // { until, reason } or { text } while I am muted here
     reacted: new Set(), // `${seq} ${emoji}` I reacted with from this page
     members: null, // [Member] from the server's `members`, online first; null until asked
+    quoting: new Map(), // seq not held yet → seqs of the replies quoting it, drawn again when it comes
   };
 }
 

@@ -8,7 +8,7 @@
 import { Connection, login, logout, logoutOnLeaving, me, register } from './api.js';
 import { $, fill, h } from './dom.js';
 import { installModeration, memberActions, moderatorActions, refreshSanctions, reportArrived } from './moderation.js';
-import { closeMenu, installMenu, menuOpen, openMenu, quiet, roving, settle } from './menu.js';
+import { installMenu, menuOpen, openMenu, quiet, roving, settle } from './menu.js';
 import { RoomViews, Timeline, unsentFor } from './state.js';
 import { plainMessage } from './words.js';
 import { announce, confirmAction, dayOf, failed, formatClock, formatTime, formatZoned, notify, timeZone, untilText } from './ui.js';
@@ -240,10 +240,11 @@ async function catchUp(room) {
   if (room === state.current) renderRoom();
 }
 
-/** Drops what a room's view holds (its messages and their elements). */
+/** Drops what a room's view holds (its messages, their elements, the quotes awaited). */
 function forget(roomView) {
   roomView.timeline = new Timeline();
   roomView.elements = new Map();
+  roomView.quoting = new Map();
 }
 
 // ---------------------------------------------------------------------------------

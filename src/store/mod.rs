@@ -14,9 +14,11 @@
 //! reports its outcome to the store's [`WriteHealth`].
 
 pub mod health;
+mod rows;
 pub mod sqlite;
 #[cfg(test)]
 mod tests;
+mod writer;
 
 pub use health::WriteHealth;
 

@@ -10,25 +10,23 @@
 //! commit), so a burst of sends costs one fsync instead of one each.
 //!
 //! - `schema`: migrations and the durability check every write connection passes.
-//! - `write`: the write transaction, the group-commit writer and the heartbeat.
+//! - `write`: the write transaction and this backend's side of the group commit.
 
 mod schema;
 mod write;
 
+use super::rows::{self, MESSAGE_COLUMNS, REPORT_COLUMNS, ROOM_COLUMNS};
+use super::writer::{Writer, PROVEN_FOR};
 use super::{
     BanScope, Change, CommitListener, Credentials, HistoryRange, ModEntry, MuteRecord, NewMessage, NewRoom, OpenError,
     Restriction, RoomId, RoomRecord, Sanction, SearchCursor, Store, StoreError, StoredMessage, TokenRules, Unread,
     UserId, UserRecord, WriteHealth,
 };
 use crate::metrics::Metrics;
-use crate::protocol::{
-    format_ts, now_ms, ActiveSanction, LogAction, Message, ModAction, Reactions, Report, Role, RoomKind, RoomRole,
-    SanctionKind, User,
-};
+use crate::protocol::{format_ts, now_ms, ActiveSanction, Message, ModAction, Reactions, Report, Role, RoomRole, User};
 use async_trait::async_trait;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite};
 use std::collections::HashMap;
@@ -36,15 +34,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
-use write::{Job, WriteTx};
-
-/// How many jobs one group commit takes at most.
-const MAX_BATCH: usize = 512;
-
-/// How long a successful commit counts as proof that writes get through; a health
-/// check after that writes a heartbeat.
-const PROVEN_FOR: Duration = Duration::from_secs(5);
+use write::WriteTx;
 
 /// The SQLite implementation of [`Store`].
 pub struct SqliteStore {
@@ -53,13 +43,8 @@ pub struct SqliteStore {
     writes: SqlitePool,
     /// Whether writes get through; shared with the writer task.
     health: Arc<WriteHealth>,
-    /// Feeds the group-commit writer. Bounded: when the disk falls behind, senders wait
-    /// here (each holds its own socket's request), which is the backpressure we want.
-    /// `None` once closed.
-    jobs: std::sync::Mutex<Option<mpsc::Sender<Job>>>,
-    writer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
-    /// One heartbeat at a time: health checks that arrive together share it.
-    heartbeat: tokio::sync::Mutex<()>,
+    /// The group-commit writer task.
+    writer: Writer,
     /// The file and its identity at open, so `ping` notices a deleted or replaced file
     /// (writes would otherwise go to an unlinked inode and vanish at restart).
     file: Option<(PathBuf, u64, u64)>,
@@ -78,17 +63,9 @@ impl SqliteStore {
         schema::migrate(&writes, &health).await?;
         let reads = SqlitePoolOptions::new().max_connections(4).connect_with(options.clone().read_only(true)).await?;
         let file = file_identity(options.get_filename());
-        let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
-        let writer = tokio::spawn(write::run_writer(writes.clone(), health.clone(), receiver, listener, metrics));
-        Ok(SqliteStore {
-            reads,
-            writes,
-            health,
-            jobs: std::sync::Mutex::new(Some(sender)),
-            writer: std::sync::Mutex::new(Some(writer)),
-            heartbeat: tokio::sync::Mutex::new(()),
-            file,
-        })
+        let batches = write::SqliteBatches { writes: writes.clone(), reads: reads.clone(), health: health.clone() };
+        let writer = Writer::spawn(Arc::new(batches), health.clone(), listener, metrics);
+        Ok(SqliteStore { reads, writes, health, writer, file })
     }
 
     /// Brings the schema of the database at `url` up to date (creating the file if
@@ -134,32 +111,6 @@ impl SqliteStore {
     async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
         WriteTx::begin(&self.writes, &self.health).await
     }
-
-    /// Hands a job to the writer task.
-    async fn submit(&self, job: Job) -> Result<(), StoreError> {
-        let sender = self.jobs.lock().expect("jobs lock").clone().ok_or(StoreError::Closed)?;
-        sender.send(job).await.map_err(|_| StoreError::Closed)
-    }
-
-    /// Writes a heartbeat through the writer and reads it back through a read
-    /// connection: proof that a commit now reaches the file and the readers see it.
-    async fn heartbeat(&self) -> Result<(), StoreError> {
-        let _one_at_a_time = self.heartbeat.lock().await;
-        if self.health.proven_within(PROVEN_FOR) {
-            // Another check proved it while this one waited.
-            return Ok(());
-        }
-        let (reply, answer) = oneshot::channel();
-        self.submit(Job::Heartbeat(reply)).await?;
-        let written = answer.await.map_err(|_| StoreError::Closed)??;
-        let read: i64 = sqlx::query_scalar("SELECT n FROM heartbeat WHERE id = 1").fetch_one(&self.reads).await?;
-        if read < written {
-            return Err(StoreError::Unavailable(format!(
-                "heartbeat {written} was committed but a reader sees {read}: commits are not reaching the file"
-            )));
-        }
-        Ok(())
-    }
 }
 
 fn file_identity(path: &std::path::Path) -> Option<(PathBuf, u64, u64)> {
@@ -172,7 +123,7 @@ fn file_identity(path: &std::path::Path) -> Option<(PathBuf, u64, u64)> {
 async fn write_one(conn: &mut SqliteConnection, new: &NewMessage) -> Result<StoredMessage, sqlx::Error> {
     if let Some(client_msg_id) = &new.client_msg_id {
         let existing = sqlx::query(
-            "SELECT seq, body, ts, deleted, edited_at, reply_to, mentions FROM messages \
+            "SELECT seq, body, ts, client_msg_id, deleted, edited_at, reply_to, mentions FROM messages \
              WHERE room_id = ? AND author_id = ? AND client_msg_id = ?",
         )
         .bind(new.room_id.0)
@@ -181,21 +132,7 @@ async fn write_one(conn: &mut SqliteConnection, new: &NewMessage) -> Result<Stor
         .fetch_optional(&mut *conn)
         .await?;
         if let Some(row) = existing {
-            let deleted: bool = row.try_get("deleted")?;
-            let message = Message {
-                seq: row.try_get("seq")?,
-                room: new.room.clone(),
-                author: new.author.user.clone(),
-                body: if deleted { None } else { row.try_get("body")? },
-                ts: format_ts(row.try_get("ts")?),
-                client_msg_id: Some(client_msg_id.clone()),
-                deleted,
-                edited_at: row.try_get::<Option<i64>, _>("edited_at")?.map(format_ts),
-                reply_to: row.try_get("reply_to")?,
-                mentions: split_mentions(&row)?,
-                reactions: Reactions::new(),
-                my_reactions: Vec::new(),
-            };
+            let message = rows::message_by(&new.room, new.author.user.clone(), &row)?;
             return Ok(StoredMessage { message, duplicate: true });
         }
     }
@@ -215,7 +152,7 @@ async fn write_one(conn: &mut SqliteConnection, new: &NewMessage) -> Result<Stor
     .bind(ts)
     .bind(&new.client_msg_id)
     .bind(new.reply_to)
-    .bind(join_mentions(&new.mentions))
+    .bind(rows::join_mentions(&new.mentions))
     .execute(&mut *conn)
     .await?;
     let message = Message {
@@ -235,94 +172,12 @@ async fn write_one(conn: &mut SqliteConnection, new: &NewMessage) -> Result<Stor
     Ok(StoredMessage { message, duplicate: false })
 }
 
-fn is_unique_violation(err: &sqlx::Error) -> bool {
-    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
-}
-
-fn user_from_row(row: &SqliteRow) -> Result<UserRecord, sqlx::Error> {
-    let role: String = row.try_get("role")?;
-    Ok(UserRecord {
-        id: UserId(row.try_get("id")?),
-        user: User {
-            username: row.try_get("username")?,
-            display_name: row.try_get("display_name")?,
-            role: parse_role(&role)?,
-        },
-    })
-}
-
-fn parse_role(text: &str) -> Result<Role, sqlx::Error> {
-    Role::parse(text).ok_or_else(|| sqlx::Error::Decode(format!("unknown role `{text}` in the database").into()))
-}
-
-const ROOM_COLUMNS: &str = "r.id, r.name, r.topic, r.kind, r.owner_id, u.username AS owner, r.slow_mode_s, \
-     r.locked, r.starts_at, r.ends_at, r.capacity FROM rooms r JOIN users u ON u.id = r.owner_id";
-
-fn room_from_row(row: &SqliteRow) -> Result<RoomRecord, sqlx::Error> {
-    let kind: String = row.try_get("kind")?;
-    let capacity: Option<i64> = row.try_get("capacity")?;
-    let slow_mode_s: i64 = row.try_get("slow_mode_s")?;
-    Ok(RoomRecord {
-        id: RoomId(row.try_get("id")?),
-        name: row.try_get("name")?,
-        topic: row.try_get("topic")?,
-        kind: RoomKind::parse(&kind)
-            .ok_or_else(|| sqlx::Error::Decode(format!("unknown room kind `{kind}`").into()))?,
-        owner_id: UserId(row.try_get("owner_id")?),
-        owner: row.try_get("owner")?,
-        slow_mode_s: u32::try_from(slow_mode_s).unwrap_or(0),
-        locked: row.try_get("locked")?,
-        starts_at: row.try_get("starts_at")?,
-        ends_at: row.try_get("ends_at")?,
-        capacity: capacity.and_then(|c| u32::try_from(c).ok()),
-    })
-}
-
-fn message_from_row(room: &str, row: &SqliteRow) -> Result<Message, sqlx::Error> {
-    let deleted: bool = row.try_get("deleted")?;
-    let role: String = row.try_get("role")?;
-    Ok(Message {
-        seq: row.try_get("seq")?,
-        room: room.to_string(),
-        author: User {
-            username: row.try_get("username")?,
-            display_name: row.try_get("display_name")?,
-            role: parse_role(&role)?,
-        },
-        body: if deleted { None } else { row.try_get("body")? },
-        ts: format_ts(row.try_get("ts")?),
-        client_msg_id: row.try_get("client_msg_id")?,
-        deleted,
-        edited_at: row.try_get::<Option<i64>, _>("edited_at")?.map(format_ts),
-        reply_to: row.try_get("reply_to")?,
-        mentions: split_mentions(row)?,
-        reactions: Reactions::new(),
-        my_reactions: Vec::new(),
-    })
-}
-
 /// A member's search words as an FTS5 expression: each word quoted (so no character
 /// is an operator), all required, the last also as a prefix. None for no words.
 fn fts_expression(query: &str) -> Option<String> {
-    let words: Vec<String> = query
-        .split_whitespace()
-        .take(10)
-        .map(|word| word.replace('"', ""))
-        .filter(|word| !word.is_empty())
-        .map(|word| format!("\"{word}\""))
-        .collect();
+    let words = rows::search_words(query)?;
     let (last, rest) = words.split_last()?;
-    Some(rest.iter().map(|w| format!("{w} ")).collect::<String>() + last + "*")
-}
-
-/// The `mentions` column: usernames separated by spaces, NULL for none.
-fn join_mentions(names: &[String]) -> Option<String> {
-    (!names.is_empty()).then(|| names.join(" "))
-}
-
-fn split_mentions(row: &SqliteRow) -> Result<Vec<String>, sqlx::Error> {
-    let names: Option<String> = row.try_get("mentions")?;
-    Ok(names.map(|names| names.split(' ').map(str::to_string).collect()).unwrap_or_default())
+    Some(rest.iter().map(|w| format!("\"{w}\" ")).collect::<String>() + &format!("\"{last}\"*"))
 }
 
 /// Reaction counts of the messages `from..=to` of a room, by seq; messages without
@@ -352,23 +207,11 @@ where
     Ok(counts)
 }
 
-/// The room id column value for a log entry or ban: 0 is the server scope.
-fn scope_id(room: Option<RoomId>) -> i64 {
-    room.map_or(0, |room| room.0)
-}
-
-fn ban_scope_id(scope: BanScope) -> i64 {
-    match scope {
-        BanScope::Room(room) => room.0,
-        BanScope::Server => 0,
-    }
-}
-
 async fn insert_log(conn: &mut SqliteConnection, entry: &ModEntry) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO mod_log (room_id, action, actor_id, target, seq, reason, until, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
-    .bind(scope_id(entry.room))
+    .bind(rows::scope_id(entry.room))
     .bind(entry.action.as_str())
     .bind(entry.actor.0)
     .bind(&entry.target)
@@ -425,7 +268,7 @@ async fn ban_in_force<'c>(
     .fetch_optional(db)
     .await?;
     let Some(row) = row else { return Ok(None) };
-    Ok(Some(Restriction { until: row.try_get("until")?, reason: row.try_get("reason")? }))
+    Ok(Some(rows::restriction(&row)?))
 }
 
 /// Commits when `rows` changed, else rolls back (nothing to sync to disk); whether any did.
@@ -470,47 +313,6 @@ impl SqliteStore {
     }
 }
 
-/// A report with its reporter and the snapshot's author.
-const REPORT_COLUMNS: &str = "r.id, r.seq, rp.username AS reporter, r.reason, r.ts, r.body, r.message_ts, \
-     a.username, a.display_name, a.role FROM reports r JOIN users rp ON rp.id = r.reporter_id \
-     LEFT JOIN users a ON a.id = r.author_id";
-
-fn report_from_row(room: &str, row: &SqliteRow) -> Result<Report, sqlx::Error> {
-    let seq = row.try_get("seq")?;
-    // Reports made before snapshots were kept have none when their message was gone.
-    let author: Option<String> = row.try_get("username")?;
-    let message = match author {
-        Some(username) => {
-            let role: String = row.try_get("role")?;
-            Some(Message {
-                seq,
-                room: room.to_string(),
-                author: User { username, display_name: row.try_get("display_name")?, role: parse_role(&role)? },
-                body: row.try_get("body")?,
-                ts: format_ts(row.try_get::<Option<i64>, _>("message_ts")?.unwrap_or_default()),
-                client_msg_id: None,
-                deleted: false,
-                // The snapshot is the text as reported, whatever became of it since.
-                edited_at: None,
-                reply_to: None,
-                mentions: Vec::new(),
-                reactions: Reactions::new(),
-                my_reactions: Vec::new(),
-            })
-        }
-        None => None,
-    };
-    Ok(Report {
-        id: row.try_get("id")?,
-        room: room.to_string(),
-        seq,
-        reporter: row.try_get("reporter")?,
-        reason: row.try_get("reason")?,
-        ts: format_ts(row.try_get("ts")?),
-        message,
-    })
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
@@ -525,7 +327,7 @@ impl Store for SqliteStore {
             sqlx::query("SELECT 1").execute(&self.reads).await?;
             return Ok(());
         }
-        self.heartbeat().await
+        self.writer.heartbeat().await
     }
 
     async fn insert_user(
@@ -572,7 +374,7 @@ impl Store for SqliteStore {
                     user: User { username: username.to_string(), display_name: display_name.to_string(), role },
                 })
             }
-            Err(err) if is_unique_violation(&err) => {
+            Err(err) if rows::is_unique_violation(&err) => {
                 tx.rollback().await?;
                 Err(StoreError::Conflict)
             }
@@ -586,7 +388,7 @@ impl Store for SqliteStore {
             .fetch_optional(&self.reads)
             .await?;
         let Some(row) = row else { return Ok(None) };
-        Ok(Some(Credentials { record: user_from_row(&row)?, password_hash: row.try_get("password_hash")? }))
+        Ok(Some(Credentials { record: rows::user(&row)?, password_hash: row.try_get("password_hash")? }))
     }
 
     async fn update_user_role(
@@ -606,7 +408,7 @@ impl Store for SqliteStore {
             tx.rollback().await?;
             return Err(StoreError::NotFound);
         };
-        let record = user_from_row(&row)?;
+        let record = rows::user(&row)?;
         if let Some(log) = log {
             insert_log(&mut tx, log).await?;
         }
@@ -619,7 +421,7 @@ impl Store for SqliteStore {
             .bind(username)
             .fetch_optional(&self.reads)
             .await?;
-        Ok(row.map(|row| user_from_row(&row)).transpose()?)
+        Ok(row.map(|row| rows::user(&row)).transpose()?)
     }
 
     async fn insert_token(&self, token_hash: &[u8], user: UserId) -> Result<(), StoreError> {
@@ -655,7 +457,7 @@ impl Store for SqliteStore {
         .fetch_optional(&self.reads)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        Ok(Some((user_from_row(&row)?, row.try_get("used_at")?)))
+        Ok(Some((rows::user(&row)?, row.try_get("used_at")?)))
     }
 
     async fn touch_token(&self, token_hash: &[u8], now: i64) -> Result<(), StoreError> {
@@ -688,7 +490,7 @@ impl Store for SqliteStore {
             .bind(user.0)
             .fetch_optional(&self.reads)
             .await?;
-        Ok(row.map(|row| user_from_row(&row)).transpose()?)
+        Ok(row.map(|row| rows::user(&row)).transpose()?)
     }
 
     async fn insert_change(&self, user: UserId, change: Change) -> Result<(), StoreError> {
@@ -738,7 +540,7 @@ impl Store for SqliteStore {
         .await;
         let id: i64 = match inserted {
             Ok(row) => row.try_get("id")?,
-            Err(err) if is_unique_violation(&err) => {
+            Err(err) if rows::is_unique_violation(&err) => {
                 tx.rollback().await?;
                 return Err(StoreError::Conflict);
             }
@@ -751,7 +553,7 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
         let row = sqlx::query(&format!("SELECT {ROOM_COLUMNS} WHERE r.id = ?")).bind(id).fetch_one(&mut *tx).await?;
-        let record = room_from_row(&row)?;
+        let record = rows::room(&row)?;
         tx.commit().await?;
         Ok(record)
     }
@@ -761,7 +563,7 @@ impl Store for SqliteStore {
             .bind(name)
             .fetch_optional(&self.reads)
             .await?;
-        Ok(row.map(|row| room_from_row(&row)).transpose()?)
+        Ok(row.map(|row| rows::room(&row)).transpose()?)
     }
 
     async fn fetch_rooms(&self, after: Option<&str>, limit: u32) -> Result<Vec<RoomRecord>, StoreError> {
@@ -770,7 +572,7 @@ impl Store for SqliteStore {
             .bind(i64::from(limit))
             .fetch_all(&self.reads)
             .await?;
-        Ok(rows.iter().map(room_from_row).collect::<Result<_, _>>()?)
+        Ok(rows.iter().map(rows::room).collect::<Result<_, _>>()?)
     }
 
     async fn insert_membership(&self, room: &RoomRecord, user: UserId) -> Result<bool, StoreError> {
@@ -840,12 +642,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.reads)
         .await?;
         rows.iter()
-            .map(|row| {
-                let role: String = row.try_get("room_role")?;
-                let room_role = RoomRole::parse(&role)
-                    .ok_or_else(|| sqlx::Error::Decode(format!("unknown room role `{role}`").into()))?;
-                Ok((user_from_row(row)?, room_role))
-            })
+            .map(|row| Ok((rows::user(row)?, rows::parse_room_role(&row.try_get::<String, _>("room_role")?)?)))
             .collect::<Result<_, sqlx::Error>>()
             .map_err(StoreError::from)
     }
@@ -911,9 +708,8 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         };
         let before = before.unwrap_or(SearchCursor { ts: i64::MAX, key: i64::MAX });
-        let rows = sqlx::query(
-            "SELECT m.seq, m.body, m.ts, m.client_msg_id, m.deleted, m.edited_at, m.reply_to, m.mentions, \
-                    u.username, u.display_name, u.role, r.name AS room_name, s.rowid AS key \
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS}, r.name AS room_name, s.rowid AS key \
              FROM message_search s \
              JOIN messages m ON m.room_id = (s.rowid >> 32) AND m.seq = (s.rowid & 4294967295) \
              JOIN users u ON u.id = m.author_id \
@@ -923,20 +719,21 @@ impl Store for SqliteStore {
              AND NOT EXISTS (SELECT 1 FROM bans b WHERE b.room_id = m.room_id AND b.user_id = ?2 \
                              AND (b.until IS NULL OR b.until > ?4)) \
              AND (m.ts < ?5 OR (m.ts = ?5 AND s.rowid < ?6)) \
-             ORDER BY m.ts DESC, s.rowid DESC LIMIT ?7",
-        )
-        .bind(expression)
-        .bind(user.0)
-        .bind(room.map(|r| r.0))
-        .bind(now_ms())
-        .bind(before.ts)
-        .bind(before.key)
-        .bind(i64::from(limit))
-        .fetch_all(&self.reads)
-        .await?;
+             ORDER BY m.ts DESC, s.rowid DESC LIMIT ?7"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(expression)
+            .bind(user.0)
+            .bind(room.map(|r| r.0))
+            .bind(now_ms())
+            .bind(before.ts)
+            .bind(before.key)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reads)
+            .await?;
         rows.iter()
             .map(|row| {
-                let message = message_from_row(&row.try_get::<String, _>("room_name")?, row)?;
+                let message = rows::message(&row.try_get::<String, _>("room_name")?, row)?;
                 let ts: i64 = row.try_get("ts")?;
                 Ok((message, SearchCursor { ts, key: row.try_get("key")? }))
             })
@@ -958,7 +755,7 @@ impl Store for SqliteStore {
             query = query.bind(name);
         }
         let rows = query.fetch_all(&self.reads).await?;
-        rows.iter().map(user_from_row).collect::<Result<_, sqlx::Error>>().map_err(StoreError::from)
+        rows.iter().map(rows::user).collect::<Result<_, sqlx::Error>>().map_err(StoreError::from)
     }
 
     async fn fetch_user_rooms(&self, user: UserId) -> Result<Vec<String>, StoreError> {
@@ -984,9 +781,7 @@ impl Store for SqliteStore {
                 .bind(user.0)
                 .fetch_optional(&self.reads)
                 .await?;
-        role.map(|r| RoomRole::parse(&r).ok_or_else(|| sqlx::Error::Decode(format!("unknown room role `{r}`").into())))
-            .transpose()
-            .map_err(StoreError::from)
+        role.map(|r| rows::parse_room_role(&r)).transpose().map_err(StoreError::from)
     }
 
     async fn fetch_room_moderators(&self, room: RoomId) -> Result<Vec<UserId>, StoreError> {
@@ -1039,16 +834,7 @@ impl Store for SqliteStore {
             .bind(now)
             .fetch_all(&self.reads)
             .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(MuteRecord {
-                    room: RoomId(row.try_get("room_id")?),
-                    user: UserId(row.try_get("user_id")?),
-                    mute: Restriction { until: row.try_get("until")?, reason: row.try_get("reason")? },
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
+        rows.iter().map(rows::mute).collect::<Result<_, sqlx::Error>>().map_err(StoreError::from)
     }
 
     async fn fetch_own_reactions(
@@ -1085,20 +871,7 @@ impl Store for SqliteStore {
         .bind(now)
         .fetch_all(&self.reads)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let kind: String = row.try_get("kind")?;
-                let until: Option<i64> = row.try_get("until")?;
-                Ok(ActiveSanction {
-                    kind: if kind == "ban" { SanctionKind::Ban } else { SanctionKind::Mute },
-                    user: user_from_row(row)?.user,
-                    until: until.map(format_ts),
-                    reason: row.try_get("reason")?,
-                    by: row.try_get("by_name")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
+        rows.iter().map(rows::sanction).collect::<Result<_, sqlx::Error>>().map_err(StoreError::from)
     }
 
     async fn delete_membership_logged(&self, room: RoomId, user: UserId, log: &ModEntry) -> Result<bool, StoreError> {
@@ -1115,7 +888,7 @@ impl Store for SqliteStore {
         log: &ModEntry,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        upsert_restriction(&mut tx, "bans", ban_scope_id(scope), user, ban, log).await?;
+        upsert_restriction(&mut tx, "bans", rows::ban_scope_id(scope), user, ban, log).await?;
         let mut ended = false;
         if let BanScope::Room(room) = scope {
             let done = sqlx::query("DELETE FROM memberships WHERE room_id = ? AND user_id = ?")
@@ -1146,19 +919,23 @@ impl Store for SqliteStore {
             "SELECT u.id, u.role FROM {table} s JOIN users u ON u.id = s.actor_id \
              WHERE s.room_id = ? AND s.user_id = ? AND (s.until IS NULL OR s.until > ?)"
         );
-        let row =
-            sqlx::query(&sql).bind(ban_scope_id(scope)).bind(user.0).bind(now).fetch_optional(&self.reads).await?;
+        let row = sqlx::query(&sql)
+            .bind(rows::ban_scope_id(scope))
+            .bind(user.0)
+            .bind(now)
+            .fetch_optional(&self.reads)
+            .await?;
         let Some(row) = row else { return Ok(None) };
         let role: String = row.try_get("role")?;
-        Ok(Some((UserId(row.try_get("id")?), parse_role(&role)?)))
+        Ok(Some((UserId(row.try_get("id")?), rows::parse_role(&role)?)))
     }
 
     async fn delete_ban(&self, scope: BanScope, user: UserId, log: &ModEntry) -> Result<bool, StoreError> {
-        self.delete_restriction("bans", ban_scope_id(scope), user, log).await
+        self.delete_restriction("bans", rows::ban_scope_id(scope), user, log).await
     }
 
     async fn fetch_ban(&self, scope: BanScope, user: UserId, now: i64) -> Result<Option<Restriction>, StoreError> {
-        let scope = ban_scope_id(scope);
+        let scope = rows::ban_scope_id(scope);
         Ok(ban_in_force(&self.reads, [scope, scope], user, now).await?)
     }
 
@@ -1172,7 +949,7 @@ impl Store for SqliteStore {
         .fetch_optional(&self.reads)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        Ok(Some((user_from_row(&row)?, row.try_get("deleted")?)))
+        Ok(Some((rows::user(&row)?, row.try_get("deleted")?)))
     }
 
     async fn update_message_deleted(&self, room: RoomId, seq: i64, log: &ModEntry) -> Result<(), StoreError> {
@@ -1211,20 +988,7 @@ impl Store for SqliteStore {
             tx.rollback().await?;
             return Err(StoreError::NotFound);
         };
-        let mut message = Message {
-            seq: row.try_get("seq")?,
-            room: room.name.clone(),
-            author: author.user.clone(),
-            body: row.try_get("body")?,
-            ts: format_ts(row.try_get("ts")?),
-            client_msg_id: row.try_get("client_msg_id")?,
-            deleted: false,
-            edited_at: row.try_get::<Option<i64>, _>("edited_at")?.map(format_ts),
-            reply_to: row.try_get("reply_to")?,
-            mentions: split_mentions(&row)?,
-            reactions: Reactions::new(),
-            my_reactions: Vec::new(),
-        };
+        let mut message = rows::message_by(&room.name, author.user.clone(), &row)?;
         message.reactions = reaction_counts(&mut *tx, room.id, seq, seq).await?.remove(&seq).unwrap_or_default();
         tx.commit().await?;
         // As for a deletion: the words taken back leave the write-ahead log too.
@@ -1284,7 +1048,7 @@ impl Store for SqliteStore {
         insert_log(&mut tx, log).await?;
         let row =
             sqlx::query(&format!("SELECT {ROOM_COLUMNS} WHERE r.id = ?")).bind(room.0).fetch_one(&mut *tx).await?;
-        let record = room_from_row(&row)?;
+        let record = rows::room(&row)?;
         tx.commit().await?;
         Ok(record)
     }
@@ -1313,7 +1077,7 @@ impl Store for SqliteStore {
         .await;
         let id = match id {
             Ok(id) => id,
-            Err(err) if is_unique_violation(&err) => {
+            Err(err) if rows::is_unique_violation(&err) => {
                 tx.rollback().await?;
                 return Err(StoreError::Conflict);
             }
@@ -1324,7 +1088,7 @@ impl Store for SqliteStore {
             return Err(StoreError::NotFound);
         };
         let row = sqlx::query(&format!("SELECT {REPORT_COLUMNS} WHERE r.id = ?")).bind(id).fetch_one(&mut *tx).await?;
-        let report = report_from_row(&room.name, &row)?;
+        let report = rows::report(&room.name, &row)?;
         tx.commit().await?;
         Ok(report)
     }
@@ -1340,7 +1104,7 @@ impl Store for SqliteStore {
         );
         let rows =
             sqlx::query(&sql).bind(room.id.0).bind(after_id).bind(i64::from(limit)).fetch_all(&self.reads).await?;
-        Ok(rows.iter().map(|row| report_from_row(&room.name, row)).collect::<Result<_, _>>()?)
+        Ok(rows.iter().map(|row| rows::report(&room.name, row)).collect::<Result<_, _>>()?)
     }
 
     async fn resolve_report(&self, room: RoomId, id: i64, log: &ModEntry) -> Result<bool, StoreError> {
@@ -1361,33 +1125,15 @@ impl Store for SqliteStore {
             "SELECT l.action, u.username AS actor, l.target, l.seq, l.reason, l.until, l.ts FROM mod_log l \
              JOIN users u ON u.id = l.actor_id WHERE l.room_id = ? ORDER BY l.id DESC LIMIT ?",
         )
-        .bind(scope_id(room))
+        .bind(rows::scope_id(room))
         .bind(i64::from(limit))
         .fetch_all(&self.reads)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let until: Option<i64> = row.try_get("until")?;
-                let action: String = row.try_get("action")?;
-                Ok(ModAction {
-                    action: LogAction::parse(&action)
-                        .ok_or_else(|| sqlx::Error::Decode(format!("unknown moderation action `{action}`").into()))?,
-                    actor: row.try_get("actor")?,
-                    target: row.try_get("target")?,
-                    seq: row.try_get("seq")?,
-                    reason: row.try_get("reason")?,
-                    until: until.map(format_ts),
-                    ts: format_ts(row.try_get("ts")?),
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
+        rows.iter().map(rows::mod_action).collect::<Result<_, sqlx::Error>>().map_err(StoreError::from)
     }
 
     async fn insert_message(&self, message: NewMessage) -> Result<StoredMessage, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.submit(Job::Message(message, reply)).await?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        self.writer.insert_message(message).await
     }
 
     async fn fetch_messages(&self, room: &RoomRecord, range: HistoryRange) -> Result<Vec<Message>, StoreError> {
@@ -1396,8 +1142,7 @@ impl Store for SqliteStore {
         // Catching up reads forwards from `after`; otherwise read the newest backwards.
         let order = if range.after.is_some() { "ASC" } else { "DESC" };
         let sql = format!(
-            "SELECT m.seq, m.body, m.ts, m.client_msg_id, m.deleted, m.edited_at, m.reply_to, m.mentions, u.username, u.display_name, u.role \
-             FROM messages m JOIN users u ON u.id = m.author_id \
+            "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN users u ON u.id = m.author_id \
              WHERE m.room_id = ? AND m.seq > ? AND m.seq < ? ORDER BY m.seq {order} LIMIT ?"
         );
         let rows = sqlx::query(&sql)
@@ -1407,7 +1152,7 @@ impl Store for SqliteStore {
             .bind(i64::from(range.limit))
             .fetch_all(&self.reads)
             .await?;
-        let mut messages = rows.iter().map(|row| message_from_row(&room.name, row)).collect::<Result<Vec<_>, _>>()?;
+        let mut messages = rows.iter().map(|row| rows::message(&room.name, row)).collect::<Result<Vec<_>, _>>()?;
         if range.after.is_none() {
             messages.reverse();
         }
@@ -1421,12 +1166,7 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
-        // Dropping the sender lets the writer finish the sends already queued, then stop.
-        self.jobs.lock().expect("jobs lock").take();
-        let writer = self.writer.lock().expect("writer lock").take();
-        if let Some(writer) = writer {
-            let _ = writer.await;
-        }
+        self.writer.close().await;
         self.reads.close().await;
         self.writes.close().await;
     }

@@ -16,23 +16,19 @@
 //!   rolls back whatever SQLite still holds, and the pool opens a fresh one for the next
 //!   write.
 //!
-//! Every end is reported to the store's [`WriteHealth`]. The group-commit writer task
-//! lives here too, with the heartbeat that proves the write path to `/healthz`.
+//! Every end is reported to the store's [`WriteHealth`]. The SQLite side of the group
+//! commit (`store::writer`) lives here too, with the heartbeat that proves the write path
+//! to `/healthz`.
 
-use super::{write_one, MAX_BATCH};
-use crate::metrics::Metrics;
-use crate::store::{CommitListener, NewMessage, StoreError, StoredMessage, WriteHealth};
+use super::write_one;
+use crate::store::writer::{Batch, BatchWriter, Job};
+use crate::store::WriteHealth;
+use async_trait::async_trait;
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use sqlx::{Connection, Executor, Sqlite};
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
-
-/// How often the writer tries a heartbeat of its own while writes are failing, so the
-/// server notices by itself that the disk has room again.
-const RETRY_WHILE_FAILING: Duration = Duration::from_secs(1);
 
 /// One write transaction on the store's single write connection. Deref gives the
 /// connection for statements; end it with [`commit`](WriteTx::commit) or
@@ -160,103 +156,36 @@ pub(super) async fn checkpoint_truncate(pool: &SqlitePool) {
     }
 }
 
-/// What the writer task takes: a message to store, or a heartbeat.
-pub(super) enum Job {
-    /// A `send`, answered with the stored message once its group commit is done.
-    Message(NewMessage, oneshot::Sender<Result<StoredMessage, StoreError>>),
-    /// A heartbeat: rides along with the next group commit and is answered with the
-    /// heartbeat counter it committed.
-    Heartbeat(oneshot::Sender<Result<i64, StoreError>>),
+/// The SQLite side of the group commit: each batch in one `WriteTx`.
+pub(super) struct SqliteBatches {
+    pub(super) writes: SqlitePool,
+    pub(super) reads: SqlitePool,
+    pub(super) health: Arc<WriteHealth>,
 }
 
-/// What one group commit stored: the messages in job order, and the heartbeat count
-/// if the batch carried a heartbeat.
-struct Batch {
-    messages: Vec<StoredMessage>,
-    heartbeat: Option<i64>,
-}
-
-/// The group-commit loop: take every waiting job, store them in one transaction, tell
-/// the listener about the new messages in seq order, then answer each job. While writes
-/// fail, it also tries a heartbeat of its own every second, so health comes back without
-/// waiting for a client to write.
-pub(super) async fn run_writer(
-    pool: SqlitePool,
-    health: Arc<WriteHealth>,
-    mut receiver: mpsc::Receiver<Job>,
-    listener: Arc<dyn CommitListener>,
-    metrics: Arc<Metrics>,
-) {
-    let mut jobs = Vec::with_capacity(MAX_BATCH);
-    loop {
-        // Both are cancel-safe: a job is either received or left in the channel.
-        let received = tokio::select! {
-            received = receiver.recv_many(&mut jobs, MAX_BATCH) => received,
-            () = health.retry_due(RETRY_WHILE_FAILING) => {
-                // Nobody waits for this one's answer.
-                jobs.push(Job::Heartbeat(oneshot::channel().0));
-                1
-            }
-        };
-        if received == 0 {
-            return;
-        }
-        let started = Instant::now();
-        match write_batch(&pool, &health, &jobs).await {
-            Ok(batch) => {
-                let new = batch.messages.iter().filter(|stored| !stored.duplicate).count();
-                metrics.store_commit(started.elapsed(), new);
-                let mut stored = batch.messages.into_iter();
-                for job in jobs.drain(..) {
-                    match job {
-                        Job::Message(_, reply) => {
-                            let stored = stored.next().expect("one stored message per message job");
-                            if !stored.duplicate {
-                                listener.message_committed(&stored.message);
-                            }
-                            // A sender that went away still had its message stored.
-                            let _ = reply.send(Ok(stored));
-                        }
-                        Job::Heartbeat(reply) => {
-                            let _ = reply.send(Ok(batch.heartbeat.expect("a batch with a heartbeat beats")));
-                        }
-                    }
+#[async_trait]
+impl BatchWriter for SqliteBatches {
+    async fn write_batch(&self, jobs: &[Job]) -> Result<Batch, sqlx::Error> {
+        let mut tx = WriteTx::begin(&self.writes, &self.health).await?;
+        let mut batch = Batch { messages: Vec::with_capacity(jobs.len()), heartbeat: None };
+        for job in jobs {
+            match job {
+                Job::Message(message, _) => batch.messages.push(write_one(&mut tx, message).await?),
+                Job::Heartbeat(_) if batch.heartbeat.is_none() => {
+                    let beat = sqlx::query_scalar("UPDATE heartbeat SET n = n + 1, at = ? WHERE id = 1 RETURNING n")
+                        .bind(crate::protocol::now_ms())
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    batch.heartbeat = Some(beat);
                 }
-            }
-            Err(err) => {
-                metrics.store_commit(started.elapsed(), 0);
-                let n_messages = jobs.iter().filter(|job| matches!(job, Job::Message(..))).count();
-                if n_messages > 0 {
-                    tracing::error!(error = %err, n = n_messages, "group commit failed; no message of the batch was stored");
-                }
-                for job in jobs.drain(..) {
-                    let failure = StoreError::NotStored(err.to_string());
-                    match job {
-                        Job::Message(_, reply) => drop(reply.send(Err(failure))),
-                        Job::Heartbeat(reply) => drop(reply.send(Err(failure))),
-                    }
-                }
+                Job::Heartbeat(_) => {}
             }
         }
+        tx.commit().await?;
+        Ok(batch)
     }
-}
 
-async fn write_batch(pool: &SqlitePool, health: &Arc<WriteHealth>, jobs: &[Job]) -> Result<Batch, sqlx::Error> {
-    let mut tx = WriteTx::begin(pool, health).await?;
-    let mut batch = Batch { messages: Vec::with_capacity(jobs.len()), heartbeat: None };
-    for job in jobs {
-        match job {
-            Job::Message(message, _) => batch.messages.push(write_one(&mut tx, message).await?),
-            Job::Heartbeat(_) if batch.heartbeat.is_none() => {
-                let beat = sqlx::query_scalar("UPDATE heartbeat SET n = n + 1, at = ? WHERE id = 1 RETURNING n")
-                    .bind(crate::protocol::now_ms())
-                    .fetch_one(&mut *tx)
-                    .await?;
-                batch.heartbeat = Some(beat);
-            }
-            Job::Heartbeat(_) => {}
-        }
+    async fn read_heartbeat(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("SELECT n FROM heartbeat WHERE id = 1").fetch_one(&self.reads).await
     }
-    tx.commit().await?;
-    Ok(batch)
 }

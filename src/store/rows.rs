@@ -1,0 +1,230 @@
+//! Rows into records, the same for every backend: the columns are named alike in each
+//! schema, and [`Columns`] reads them from either driver's row type.
+
+use super::{MuteRecord, Restriction, RoomId, RoomRecord, UserId, UserRecord};
+use crate::protocol::{
+    format_ts, ActiveSanction, LogAction, Message, ModAction, Reactions, Report, Role, RoomKind, RoomRole,
+    SanctionKind, User,
+};
+
+/// A result row whose columns can be read by name.
+pub(super) trait Columns {
+    fn int(&self, column: &str) -> Result<i64, sqlx::Error>;
+    fn opt_int(&self, column: &str) -> Result<Option<i64>, sqlx::Error>;
+    fn text(&self, column: &str) -> Result<String, sqlx::Error>;
+    fn opt_text(&self, column: &str) -> Result<Option<String>, sqlx::Error>;
+    fn flag(&self, column: &str) -> Result<bool, sqlx::Error>;
+}
+
+macro_rules! columns {
+    ($row:ty) => {
+        impl Columns for $row {
+            fn int(&self, column: &str) -> Result<i64, sqlx::Error> {
+                sqlx::Row::try_get(self, column)
+            }
+            fn opt_int(&self, column: &str) -> Result<Option<i64>, sqlx::Error> {
+                sqlx::Row::try_get(self, column)
+            }
+            fn text(&self, column: &str) -> Result<String, sqlx::Error> {
+                sqlx::Row::try_get(self, column)
+            }
+            fn opt_text(&self, column: &str) -> Result<Option<String>, sqlx::Error> {
+                sqlx::Row::try_get(self, column)
+            }
+            fn flag(&self, column: &str) -> Result<bool, sqlx::Error> {
+                sqlx::Row::try_get(self, column)
+            }
+        }
+    };
+}
+
+columns!(sqlx::sqlite::SqliteRow);
+columns!(sqlx::postgres::PgRow);
+
+/// The columns every room query selects (with `owner` from the joined user).
+pub(super) const ROOM_COLUMNS: &str = "r.id, r.name, r.topic, r.kind, r.owner_id, u.username AS owner, r.slow_mode_s, \
+     r.locked, r.starts_at, r.ends_at, r.capacity FROM rooms r JOIN users u ON u.id = r.owner_id";
+
+/// A report with its reporter and the snapshot's author.
+pub(super) const REPORT_COLUMNS: &str = "r.id, r.seq, rp.username AS reporter, r.reason, r.ts, r.body, r.message_ts, \
+     a.username, a.display_name, a.role FROM reports r JOIN users rp ON rp.id = r.reporter_id \
+     LEFT JOIN users a ON a.id = r.author_id";
+
+/// The columns of a message with its author, as `message` reads them.
+pub(super) const MESSAGE_COLUMNS: &str = "m.seq, m.body, m.ts, m.client_msg_id, m.deleted, m.edited_at, m.reply_to, \
+     m.mentions, u.username, u.display_name, u.role";
+
+pub(super) fn parse_role(text: &str) -> Result<Role, sqlx::Error> {
+    Role::parse(text).ok_or_else(|| sqlx::Error::Decode(format!("unknown role `{text}` in the database").into()))
+}
+
+pub(super) fn parse_room_role(text: &str) -> Result<RoomRole, sqlx::Error> {
+    RoomRole::parse(text).ok_or_else(|| sqlx::Error::Decode(format!("unknown room role `{text}`").into()))
+}
+
+/// `id, username, display_name, role`.
+pub(super) fn user(row: &impl Columns) -> Result<UserRecord, sqlx::Error> {
+    Ok(UserRecord {
+        id: UserId(row.int("id")?),
+        user: User {
+            username: row.text("username")?,
+            display_name: row.text("display_name")?,
+            role: parse_role(&row.text("role")?)?,
+        },
+    })
+}
+
+/// [`ROOM_COLUMNS`].
+pub(super) fn room(row: &impl Columns) -> Result<RoomRecord, sqlx::Error> {
+    let kind = row.text("kind")?;
+    Ok(RoomRecord {
+        id: RoomId(row.int("id")?),
+        name: row.text("name")?,
+        topic: row.text("topic")?,
+        kind: RoomKind::parse(&kind)
+            .ok_or_else(|| sqlx::Error::Decode(format!("unknown room kind `{kind}`").into()))?,
+        owner_id: UserId(row.int("owner_id")?),
+        owner: row.text("owner")?,
+        slow_mode_s: u32::try_from(row.int("slow_mode_s")?).unwrap_or(0),
+        locked: row.flag("locked")?,
+        starts_at: row.opt_int("starts_at")?,
+        ends_at: row.opt_int("ends_at")?,
+        capacity: row.opt_int("capacity")?.and_then(|c| u32::try_from(c).ok()),
+    })
+}
+
+/// A message of `room` written by `author` (`seq, body, ts, client_msg_id, deleted,
+/// edited_at, reply_to, mentions`).
+pub(super) fn message_by(room: &str, author: User, row: &impl Columns) -> Result<Message, sqlx::Error> {
+    let deleted = row.flag("deleted")?;
+    Ok(Message {
+        seq: row.int("seq")?,
+        room: room.to_string(),
+        author,
+        body: if deleted { None } else { row.opt_text("body")? },
+        ts: format_ts(row.int("ts")?),
+        client_msg_id: row.opt_text("client_msg_id")?,
+        deleted,
+        edited_at: row.opt_int("edited_at")?.map(format_ts),
+        reply_to: row.opt_int("reply_to")?,
+        mentions: split_mentions(row.opt_text("mentions")?),
+        reactions: Reactions::new(),
+        my_reactions: Vec::new(),
+    })
+}
+
+/// [`MESSAGE_COLUMNS`].
+pub(super) fn message(room: &str, row: &impl Columns) -> Result<Message, sqlx::Error> {
+    let author = User {
+        username: row.text("username")?,
+        display_name: row.text("display_name")?,
+        role: parse_role(&row.text("role")?)?,
+    };
+    message_by(room, author, row)
+}
+
+/// The `mentions` column: usernames separated by spaces, NULL for none.
+pub(super) fn join_mentions(names: &[String]) -> Option<String> {
+    (!names.is_empty()).then(|| names.join(" "))
+}
+
+fn split_mentions(names: Option<String>) -> Vec<String> {
+    names.map(|names| names.split(' ').map(str::to_string).collect()).unwrap_or_default()
+}
+
+/// [`REPORT_COLUMNS`].
+pub(super) fn report(room: &str, row: &impl Columns) -> Result<Report, sqlx::Error> {
+    let seq = row.int("seq")?;
+    // Reports made before snapshots were kept have none when their message was gone.
+    let message = match row.opt_text("username")? {
+        Some(username) => Some(Message {
+            seq,
+            room: room.to_string(),
+            author: User { username, display_name: row.text("display_name")?, role: parse_role(&row.text("role")?)? },
+            body: row.opt_text("body")?,
+            ts: format_ts(row.opt_int("message_ts")?.unwrap_or_default()),
+            client_msg_id: None,
+            deleted: false,
+            // The snapshot is the text as reported, whatever became of it since.
+            edited_at: None,
+            reply_to: None,
+            mentions: Vec::new(),
+            reactions: Reactions::new(),
+            my_reactions: Vec::new(),
+        }),
+        None => None,
+    };
+    Ok(Report {
+        id: row.int("id")?,
+        room: room.to_string(),
+        seq,
+        reporter: row.text("reporter")?,
+        reason: row.text("reason")?,
+        ts: format_ts(row.int("ts")?),
+        message,
+    })
+}
+
+/// `action, actor, target, seq, reason, until, ts`.
+pub(super) fn mod_action(row: &impl Columns) -> Result<ModAction, sqlx::Error> {
+    let action = row.text("action")?;
+    Ok(ModAction {
+        action: LogAction::parse(&action)
+            .ok_or_else(|| sqlx::Error::Decode(format!("unknown moderation action `{action}`").into()))?,
+        actor: row.text("actor")?,
+        target: row.opt_text("target")?,
+        seq: row.opt_int("seq")?,
+        reason: row.opt_text("reason")?,
+        until: row.opt_int("until")?.map(format_ts),
+        ts: format_ts(row.int("ts")?),
+    })
+}
+
+/// `kind, until, reason, by_name` and the user's columns.
+pub(super) fn sanction(row: &impl Columns) -> Result<ActiveSanction, sqlx::Error> {
+    Ok(ActiveSanction {
+        kind: if row.text("kind")? == "ban" { SanctionKind::Ban } else { SanctionKind::Mute },
+        user: user(row)?.user,
+        until: row.opt_int("until")?.map(format_ts),
+        reason: row.opt_text("reason")?,
+        by: row.text("by_name")?,
+    })
+}
+
+/// `room_id, user_id, until, reason`.
+pub(super) fn mute(row: &impl Columns) -> Result<MuteRecord, sqlx::Error> {
+    Ok(MuteRecord {
+        room: RoomId(row.int("room_id")?),
+        user: UserId(row.int("user_id")?),
+        mute: Restriction { until: row.opt_int("until")?, reason: row.opt_text("reason")? },
+    })
+}
+
+/// `until, reason`.
+pub(super) fn restriction(row: &impl Columns) -> Result<Restriction, sqlx::Error> {
+    Ok(Restriction { until: row.opt_int("until")?, reason: row.opt_text("reason")? })
+}
+
+/// The room id column value for a log entry or ban: 0 is the server scope.
+pub(super) fn scope_id(room: Option<RoomId>) -> i64 {
+    room.map_or(0, |room| room.0)
+}
+
+pub(super) fn ban_scope_id(scope: super::BanScope) -> i64 {
+    match scope {
+        super::BanScope::Room(room) => room.0,
+        super::BanScope::Server => 0,
+    }
+}
+
+/// A member's search words: at most ten, without double quotes (each backend quotes
+/// every word, so nothing in it is an operator). None for no words.
+pub(super) fn search_words(query: &str) -> Option<Vec<String>> {
+    let words: Vec<String> =
+        query.split_whitespace().take(10).map(|word| word.replace('"', "")).filter(|word| !word.is_empty()).collect();
+    (!words.is_empty()).then_some(words)
+}
+
+pub(super) fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}

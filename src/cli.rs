@@ -66,7 +66,7 @@ async fn serve(config: Config) -> Result<(), String> {
     let server = Server::start(config.clone()).await.map_err(|err| err.to_string())?;
     // Scripts and tests read this line to find the port when listening on port 0.
     println!("alongside listening on http://{}", server.local_addr());
-    tracing::info!(node = %config.node(), addr = %server.local_addr(), database = %config.database, open_files, "serving");
+    tracing::info!(node = %config.node(), addr = %server.local_addr(), database = %store::redacted(&config.database), open_files, "serving");
     let stop = server.shutdown_token();
     tokio::spawn(async move {
         wait_for_signal().await;

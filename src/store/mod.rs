@@ -1,7 +1,8 @@
 //! Durable state: accounts, sessions, rooms, memberships and messages.
 //!
-//! [`Store`] is the one interface the rest of the server uses; `sqlite` implements it
-//! today and a PostgreSQL implementation will join it. Only this module and its
+//! [`Store`] is the one interface the rest of the server uses; `sqlite` (the embedded
+//! default) and `postgres` (for several nodes on one database) implement it, sharing
+//! the group-commit `writer` and the row decoding in `rows`. Only this module and its
 //! children know SQL. Nothing here knows about sockets, the hub or JSON framing.
 //!
 //! **Invariant:** a message's `seq` is assigned inside the transaction that stores it,
@@ -14,10 +15,22 @@
 //! reports its outcome to the store's [`WriteHealth`].
 
 pub mod health;
+pub mod postgres;
 mod rows;
 pub mod sqlite;
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod url_tests {
+    #[test]
+    fn passwords_never_reach_the_log() {
+        assert_eq!(super::redacted("postgres://ada:s3cret@db:5432/chat"), "postgres://ada:***@db:5432/chat");
+        assert_eq!(super::redacted("postgres://ada@db/chat"), "postgres://ada@db/chat");
+        assert_eq!(super::redacted("sqlite://alongside.db"), "sqlite://alongside.db");
+        assert_eq!(super::redacted("redis://:pw@127.0.0.1:6379/0"), "redis://:***@127.0.0.1:6379/0");
+    }
+}
 mod writer;
 
 pub use health::WriteHealth;
@@ -546,15 +559,34 @@ pub trait Store: Send + Sync + 'static {
     async fn close(&self);
 }
 
-/// Opens the store named by a database URL (`sqlite://path`).
+/// A database URL fit for a log: any password in it replaced with `***`.
+pub fn redacted(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|at| at + 3) else { return url.to_string() };
+    let authority_end = url[scheme_end..].find(['/', '?']).map_or(url.len(), |at| scheme_end + at);
+    let authority = &url[scheme_end..authority_end];
+    match (authority.rfind('@'), authority.find(':')) {
+        (Some(at), Some(colon)) if colon < at => {
+            format!("{}{}:***{}", &url[..scheme_end], &authority[..colon], &url[scheme_end + at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Whether a database URL names PostgreSQL.
+pub fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres:") || url.starts_with("postgresql:")
+}
+
+/// Opens the store named by a database URL (`sqlite://PATH` or `postgres://...`).
 pub async fn open(
     url: &str,
     listener: Arc<dyn CommitListener>,
     metrics: Arc<crate::metrics::Metrics>,
 ) -> Result<Arc<dyn Store>, OpenError> {
     if url.starts_with("sqlite:") {
-        let store = sqlite::SqliteStore::open(url, listener, metrics).await?;
-        Ok(Arc::new(store))
+        Ok(Arc::new(sqlite::SqliteStore::open(url, listener, metrics).await?))
+    } else if is_postgres(url) {
+        Ok(Arc::new(postgres::PostgresStore::open(url, listener, metrics).await?))
     } else {
         Err(OpenError::Unsupported(url.split(':').next().unwrap_or_default().to_string()))
     }
@@ -565,6 +597,8 @@ pub async fn open(
 pub async fn migrate(url: &str) -> Result<(usize, usize), OpenError> {
     if url.starts_with("sqlite:") {
         sqlite::SqliteStore::migrate(url).await
+    } else if is_postgres(url) {
+        postgres::PostgresStore::migrate(url).await
     } else {
         Err(OpenError::Unsupported(url.split(':').next().unwrap_or_default().to_string()))
     }
@@ -574,7 +608,7 @@ pub async fn migrate(url: &str) -> Result<(usize, usize), OpenError> {
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     /// The URL scheme is not one this build knows.
-    #[error("unsupported database URL scheme `{0}` (this build supports sqlite://PATH)")]
+    #[error("unsupported database URL scheme `{0}` (this build supports sqlite://PATH and postgres://...)")]
     Unsupported(String),
     /// The database could not keep the durability promise.
     #[error("cannot use this database: {0}")]

@@ -22,25 +22,38 @@ impl CommitListener for Heard {
 struct Subject {
     store: Arc<dyn Store>,
     heard: Arc<Heard>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
+    _database: Option<crate::store::postgres::test_database::TestDatabase>,
 }
 
-async fn sqlite() -> Subject {
+async fn sqlite() -> Option<Subject> {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("suite.db").display());
     let heard = Arc::new(Heard::default());
     let store = open(&url, heard.clone(), Arc::default()).await.expect("open");
-    Subject { store, heard, _dir: dir }
+    Some(Subject { store, heard, _dir: Some(dir), _database: None })
 }
 
-/// Runs every case against one backend, each on a fresh store.
+/// A fresh database on the server `ALONGSIDE_TEST_POSTGRES` names; `None` when unset.
+async fn postgres() -> Option<Subject> {
+    let server = crate::store::postgres::test_database::server()?;
+    let database = crate::store::postgres::test_database::create(&server).await;
+    let heard = Arc::new(Heard::default());
+    let store = open(&database.url, heard.clone(), Arc::default()).await.expect("open");
+    Some(Subject { store, heard, _dir: None, _database: Some(database) })
+}
+
+/// Runs every case against each backend, each on a fresh store.
 macro_rules! suite {
-    ($backend:ident: $($case:ident),* $(,)?) => {
+    ($($backend:ident),*: $cases:tt) => {
+        $( suite!(@one $backend $cases); )*
+    };
+    (@one $backend:ident [$($case:ident),* $(,)?]) => {
         mod $backend {
             $(
                 #[tokio::test]
                 async fn $case() {
-                    let subject = super::$backend().await;
+                    let Some(subject) = super::$backend().await else { return };
                     super::$case(&subject).await;
                     subject.store.close().await;
                 }
@@ -49,10 +62,10 @@ macro_rules! suite {
     };
 }
 
-suite!(sqlite: users, tokens, rooms, memberships, room_roles, mutes, bans_win_over_joins, seqs_per_room,
+suite!(sqlite, postgres: [users, tokens, rooms, memberships, room_roles, mutes, bans_win_over_joins, seqs_per_room,
     client_msg_id_is_idempotent, a_failed_batch_consumes_no_seq, history_ranges, deleting_a_message,
     reports_keep_their_evidence, editing_a_message, reactions, search, mod_log_newest_first_by_scope, room_settings, ping, changes_made_outside,
-    members_and_read_markers, sanctions_in_force);
+    members_and_read_markers, sanctions_in_force]);
 
 async fn user(store: &dyn Store, name: &str) -> UserRecord {
     store.insert_user(name, &name.to_uppercase(), "hash", Role::Member).await.unwrap()

@@ -174,6 +174,13 @@ settings! {
     /// This node's name in `/healthz` and the logs, to tell nodes of a cluster apart
     /// (letters, digits, `.`, `_`, `-`; default: the host name and the process id).
     node_id: String = String::new(), env = "ALONGSIDE_NODE_ID";
+    /// The bus between nodes: `redis://HOST:PORT` for several nodes on one database
+    /// (every node of a network names the same Redis and `cluster`); empty = this node
+    /// alone, in-process.
+    bus: String = String::new(), env = "ALONGSIDE_BUS";
+    /// The network's name on the bus: nodes with the same `bus` and `cluster` serve one
+    /// network (two networks may share one Redis under different names).
+    cluster: String = "alongside".into(), env = "ALONGSIDE_CLUSTER";
     /// Log filter, e.g. `info` or `alongside=debug,info`.
     log: String = "info".into(), env = "ALONGSIDE_LOG";
 }
@@ -235,6 +242,18 @@ impl Config {
     pub fn check(&self) -> Result<(), String> {
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(format!("--listen `{}` is not an address like 127.0.0.1:8080", self.listen));
+        }
+        if !self.bus.is_empty() && !self.bus.starts_with("redis://") {
+            return Err(format!(
+                "--bus `{}` is not a redis:// URL (leave it empty for a single node)",
+                crate::store::redacted(&self.bus)
+            ));
+        }
+        if self.cluster.is_empty()
+            || self.cluster.len() > 64
+            || !self.cluster.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return Err("--cluster is 1 to 64 letters, digits, dots, dashes or underscores".into());
         }
         if self.node_id.len() > 64 || !self.node_id.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
             return Err("--node-id is at most 64 letters, digits, dots, dashes or underscores".into());

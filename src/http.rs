@@ -230,8 +230,14 @@ async fn healthz(State(state): State<AppState>) -> Response {
         }
         Err(_) => false,
     };
-    let (status, word) = if ok { (StatusCode::OK, "ok") } else { (StatusCode::SERVICE_UNAVAILABLE, "unavailable") };
-    json(status, &serde_json::json!({"status": word, "node": state.node}))
+    let bus = state.bus_healthy();
+    if !bus {
+        tracing::error!(node = %state.node, "health check failed: the bus is unreachable");
+    }
+    let (status, word) =
+        if ok && bus { (StatusCode::OK, "ok") } else { (StatusCode::SERVICE_UNAVAILABLE, "unavailable") };
+    let part = |fine: bool| if fine { "ok" } else { "unavailable" };
+    json(status, &serde_json::json!({"status": word, "node": state.node, "store": part(ok), "bus": part(bus)}))
 }
 
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {

@@ -516,6 +516,14 @@ impl Hub {
         subs.sessions.iter().filter(|s| seen.insert(s.user_id)).take(max).map(|s| s.user()).collect()
     }
 
+    /// Closes every socket on this node with `code` (the node lost its bus).
+    pub fn close_all(&self, code: u16, reason: &'static str) {
+        let sessions: Vec<Arc<Session>> = self.shared.users.iter().flat_map(|e| e.value().clone()).collect();
+        for session in sessions {
+            session.close(code, reason);
+        }
+    }
+
     /// Applies one bus message on this node.
     pub fn dispatch(&self, message: &BusMessage) {
         match message {

@@ -1509,6 +1509,8 @@ pub mod close_code {
     pub const TOO_MANY_REQUESTS: u16 = 4029;
     /// The server failed while handling this socket's request (a bug, logged).
     pub const INTERNAL_ERROR: u16 = 1011;
+    /// This node lost its link to the other nodes; reconnect (to another node) and catch up.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! `shutdown` token: the listener stops accepting, sockets close with 1001), wait for
 //! the tracked socket tasks, then close the store so the last group commit lands.
 
+use crate::bus::redis::RedisBus;
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::hub::Hub;
@@ -54,6 +55,9 @@ pub enum StartError {
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] store::OpenError),
+    /// The bus between nodes could not be reached.
+    #[error(transparent)]
+    Bus(#[from] crate::bus::redis::BusError),
     /// The store opened but the moderation state could not be loaded.
     #[error("cannot load moderation state: {0}")]
     Load(StoreError),
@@ -64,6 +68,7 @@ pub struct Server {
     state: AppState,
     addr: SocketAddr,
     serve: tokio::task::JoinHandle<()>,
+    bus_stop: CancellationToken,
 }
 
 impl Server {
@@ -76,8 +81,14 @@ impl Server {
         let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen.clone(), source })?;
         let metrics = Arc::new(Metrics::default());
         let hub = Hub::new(metrics.clone());
-        // One node: the hub is the bus.
-        let bus: Arc<dyn Bus> = Arc::new(hub.clone());
+        // Stopped last, after the store's final writes have been published.
+        let bus_stop = CancellationToken::new();
+        let bus: Arc<dyn Bus> = if config.bus.is_empty() {
+            // One node: the hub is the bus.
+            Arc::new(hub.clone())
+        } else {
+            RedisBus::start(&config.bus, &config.cluster, hub.clone(), bus_stop.clone()).await?
+        };
         let store =
             store::open(&config.database, Arc::new(PublishCommits { bus: bus.clone() }), metrics.clone()).await?;
         hub.load_mutes(store.fetch_active_mutes(crate::protocol::now_ms()).await.map_err(StartError::Load)?);
@@ -123,7 +134,7 @@ impl Server {
             trusted_proxies: state.trusted_proxies.clone(),
         };
         let serve = tokio::spawn(listener::serve(listener, app, limits, stop));
-        Ok(Server { state, addr, serve })
+        Ok(Server { state, addr, serve, bus_stop })
     }
 
     /// The address actually bound (useful with port 0).
@@ -157,6 +168,7 @@ impl Server {
             tracing::warn!(sockets = self.state.tracker.len(), "sockets still open after the grace period");
         }
         self.state.store.close().await;
+        self.bus_stop.cancel();
         tracing::info!("shut down");
     }
 }

@@ -225,6 +225,11 @@ impl Shared {
         self.next_session_id.fetch_add(1, Relaxed)
     }
 
+    /// Whether the bus carries messages (always, on a single node).
+    pub fn bus_healthy(&self) -> bool {
+        self.bus.healthy()
+    }
+
     /// Asks every socket on this node to send a ping (the server's ticker calls it).
     pub fn ping_all(&self) {
         self.hub.ping_all();

@@ -56,6 +56,13 @@ async fn upgrade(
         tracing::warn!(%peer, "refused a WebSocket from a foreign origin");
         return HttpError(error).into_response();
     }
+    if !state.bus_healthy() {
+        // This node cannot reach the others: a socket here would miss their events.
+        let body = r#"{"error":{"code":"unavailable","message":"This server is reconnecting to the rest of the network; try again in a few seconds."}}"#;
+        let mut response = crate::state::json_response(axum::http::StatusCode::SERVICE_UNAVAILABLE, body.to_string());
+        response.headers_mut().insert(header::RETRY_AFTER, axum::http::HeaderValue::from_static("5"));
+        return response;
+    }
     let Some(slot) = AddressSlot::take(&state, state.client_address(peer.ip(), &headers)) else {
         let error =
             ApiError::rate_limited("open connections from your address or on this server", Duration::from_secs(10));

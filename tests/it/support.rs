@@ -69,6 +69,13 @@ impl TestServer {
         TestServer::start_on(config, db_path, dir).await
     }
 
+    /// A server with exactly `config` (a cluster node on a shared database).
+    pub async fn start_config(config: Config) -> TestServer {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let db_path = dir.path().join("unused");
+        TestServer::start_on(config, db_path, dir).await
+    }
+
     async fn start_on(config: Config, db_path: PathBuf, dir: Arc<tempfile::TempDir>) -> TestServer {
         // ALONGSIDE_TEST_LOG=debug shows the server's log while debugging a test.
         if let Ok(filter) = std::env::var("ALONGSIDE_TEST_LOG") {
@@ -440,10 +447,14 @@ impl Binary {
 
     /// Starts `alongside serve` over `db`, with `configure` applied to the command.
     pub fn start_with(db: &Path, configure: impl FnOnce(&mut Command)) -> Binary {
+        Binary::start_on(&format!("sqlite://{}", db.display()), configure)
+    }
+
+    /// Starts `alongside serve` over the database at `url`, with `configure` applied.
+    pub fn start_on(url: &str, configure: impl FnOnce(&mut Command)) -> Binary {
         let mut command = Command::new(env!("CARGO_BIN_EXE_alongside"));
         command
-            .args(["serve", "--listen", "127.0.0.1:0", "--database"])
-            .arg(format!("sqlite://{}", db.display()))
+            .args(["serve", "--listen", "127.0.0.1:0", "--database", url])
             .env("ALONGSIDE_MEMBERS_MAY_CREATE_ROOMS", "true")
             .env("ALONGSIDE_REQUEST_RATE_PER_S", "0")
             .env("ALONGSIDE_LOGIN_FAILURES_PER_ACCOUNT_ADDRESS", "0")

@@ -2,12 +2,15 @@
 //! published here after it is committed, and every node's hub receives it.
 //!
 //! On one node the hub itself is the bus (`impl Bus for Hub`): a publish is a direct
-//! call into it. A Redis bus will carry the same [`BusMessage`] between nodes. The hub
-//! cannot tell which one fed it, so a single-node test exercises the same path as a
-//! cluster. This module knows neither: it only defines what travels.
+//! call into it. Between nodes, `redis` carries the same [`BusMessage`], encoded by
+//! `wire`. The hub cannot tell which one fed it, so a single-node test exercises the same
+//! path as a cluster.
 //!
 //! `publish` never waits: it is called from the store's writer in commit order, and a
 //! waiting publish would stall every sender.
+
+pub mod redis;
+pub mod wire;
 
 use crate::store::{Restriction, RoomId, RoomRecord, UserId, UserRecord};
 use axum::extract::ws::Utf8Bytes;
@@ -111,4 +114,9 @@ pub enum BusMessage {
 pub trait Bus: Send + Sync + 'static {
     /// Publishes without waiting; messages from one caller arrive in call order.
     fn publish(&self, message: BusMessage);
+
+    /// Whether the bus carries messages now (a bus between nodes can lose its link).
+    fn healthy(&self) -> bool {
+        true
+    }
 }

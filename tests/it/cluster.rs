@@ -1,0 +1,285 @@
+//! Several nodes on one PostgreSQL database and one Redis, each a real server on its own
+//! port: every promise of the protocol across nodes (PROTOCOL §10).
+//!
+//! They need `ALONGSIDE_TEST_POSTGRES` and `ALONGSIDE_TEST_REDIS` (`.ci/run` sets both);
+//! without them each test says so and passes without running. Each test has a fresh
+//! database and its own cluster name, so tests share the servers without meeting.
+//! The node's Redis connections go through a proxy the test can cut.
+
+use crate::support::*;
+use alongside::store::postgres::test_database::{self, TestDatabase};
+use alongside::Config;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+
+/// The variable naming the test Redis.
+const REDIS: &str = "ALONGSIDE_TEST_REDIS";
+
+/// A network of nodes on one fresh database.
+pub struct Cluster {
+    pub nodes: Vec<TestServer>,
+    pub database: TestDatabase,
+    pub redis: RedisProxy,
+    pub name: String,
+}
+
+impl Cluster {
+    /// `n` nodes, or `None` (with a note) when the servers are not named.
+    pub async fn start(n: usize) -> Option<Cluster> {
+        Cluster::start_with(n, |_| {}).await
+    }
+
+    /// `n` nodes with their settings changed by `tweak`.
+    pub async fn start_with(n: usize, tweak: impl Fn(&mut Config)) -> Option<Cluster> {
+        let postgres = test_database::server()?;
+        let Some(redis) = std::env::var(REDIS).ok().filter(|url| !url.is_empty()) else {
+            eprintln!("{REDIS} is not set: the cluster test does not run");
+            return None;
+        };
+        let database = test_database::create(&postgres).await;
+        let proxy = RedisProxy::start(&redis).await;
+        let name = database.url.rsplit('/').next().unwrap_or("test").to_string();
+        let mut cluster = Cluster { nodes: Vec::new(), database, redis: proxy, name };
+        for index in 0..n {
+            let node = cluster.node_config(index, &tweak);
+            cluster.nodes.push(TestServer::start_config(node).await);
+        }
+        Some(cluster)
+    }
+
+    /// The settings of node `index`.
+    pub fn node_config(&self, index: usize, tweak: &impl Fn(&mut Config)) -> Config {
+        let mut config = test_config(&self.database.url);
+        config.bus = format!("redis://{}", self.redis.addr);
+        config.cluster = self.name.clone();
+        config.node_id = format!("node-{}", (b'a' + index as u8) as char);
+        tweak(&mut config);
+        config
+    }
+
+    /// Node `index`.
+    pub fn node(&self, index: usize) -> &TestServer {
+        &self.nodes[index]
+    }
+}
+
+/// A TCP proxy in front of Redis that the test can cut (every connection closed, new
+/// ones closed at once) and restore.
+pub struct RedisProxy {
+    pub addr: SocketAddr,
+    cut: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl RedisProxy {
+    async fn start(url: &str) -> RedisProxy {
+        let target = url.trim_start_matches("redis://").split('/').next().unwrap_or("127.0.0.1:6379").to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
+        let addr = listener.local_addr().unwrap();
+        let cut = Arc::new(AtomicBool::new(false));
+        let open: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let accept = {
+            let (cut, open) = (cut.clone(), open.clone());
+            tokio::spawn(async move {
+                while let Ok((mut client, _)) = listener.accept().await {
+                    if cut.load(Ordering::SeqCst) {
+                        continue;
+                    }
+                    let target = target.clone();
+                    let pipe = tokio::spawn(async move {
+                        let Ok(mut server) = TcpStream::connect(&target).await else { return };
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    });
+                    open.lock().unwrap().push(pipe);
+                }
+            })
+        };
+        RedisProxy { addr, cut, open, accept }
+    }
+
+    /// Redis becomes unreachable for the nodes.
+    pub fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for pipe in self.open.lock().unwrap().drain(..) {
+            pipe.abort();
+        }
+    }
+
+    /// Redis is reachable again.
+    pub fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for RedisProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
+    }
+}
+
+/// Collects `room`'s message seqs from `client` until it has `n`.
+async fn seqs_heard(client: &mut Client, room: &str, n: usize) -> Vec<i64> {
+    let mut seqs = Vec::new();
+    while seqs.len() < n {
+        let event = client.event_of("message").await;
+        if event["room"] == room {
+            seqs.push(event["message"]["seq"].as_i64().unwrap());
+        }
+    }
+    seqs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_on_two_nodes_get_every_seq_once_in_order_from_four_senders() {
+    let Some(cluster) = Cluster::start(2).await else { return };
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let mut owner = a.room_owner("host", "circle").await;
+    let mut readers = Vec::new();
+    for (index, node) in [a, b].into_iter().enumerate() {
+        let mut reader = node.member(&format!("reader{index}")).await;
+        reader.ok(json!({"type": "join", "room": "circle"})).await;
+        readers.push(reader);
+    }
+    const EACH: usize = 25;
+    let mut senders = Vec::new();
+    for index in 0..4 {
+        let node = if index % 2 == 0 { a } else { b };
+        let mut sender = node.member(&format!("sender{index}")).await;
+        sender.ok(json!({"type": "join", "room": "circle"})).await;
+        senders.push(sender);
+    }
+    let sends = senders.into_iter().enumerate().map(|(index, mut sender)| async move {
+        for n in 0..EACH {
+            sender.ok(json!({"type": "send", "room": "circle", "body": format!("{index}:{n}")})).await;
+        }
+        sender
+    });
+    let senders = futures_util::future::join_all(sends).await;
+    let expected: Vec<i64> = (1..=(4 * EACH) as i64).collect();
+    for reader in &mut readers {
+        assert_eq!(seqs_heard(reader, "circle", 4 * EACH).await, expected, "every seq once, in order");
+    }
+    assert_eq!(seqs_heard(&mut owner, "circle", 4 * EACH).await, expected);
+    drop(senders);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bans_and_logouts_on_one_node_reach_sockets_on_the_other() {
+    let Some(cluster) = Cluster::start(2).await else { return };
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let mut owner = a.room_owner("host", "circle").await;
+    // A room ban on node A takes ben out of the room on node B.
+    let mut ben = b.member("ben").await;
+    ben.ok(json!({"type": "join", "room": "circle"})).await;
+    owner.ok(json!({"type": "ban", "room": "circle", "user": "ben", "reason": "trial"})).await;
+    let left = ben.event_of("member_left").await;
+    assert_eq!((left["user"]["username"].as_str(), left["reason"].as_str()), (Some("ben"), Some("banned")));
+    owner.ok(json!({"type": "send", "room": "circle", "body": "after the ban"})).await;
+    ben.assert_quiet(Duration::from_millis(300)).await;
+    ben.refused(json!({"type": "send", "room": "circle", "body": "let me back"}), "forbidden").await;
+    // A server ban on node A closes every socket of mia on node B with 4003.
+    let admin_token = a.user_with_role("admin", alongside::protocol::Role::Admin).await;
+    let mut admin = a.client(&admin_token).await;
+    let mut mia = b.member("mia").await;
+    admin.ok(json!({"type": "ban", "scope": "server", "user": "mia", "reason": "spam"})).await;
+    assert_eq!(mia.closed().await, 4003);
+    // Logging out on node A closes that token's socket on node B with 4001.
+    let token = b.user("zoe").await;
+    let mut zoe = b.client(&token).await;
+    let (status, body) =
+        http(a.addr, "POST", "/api/v1/logout", &[("Authorization", &format!("Bearer {token}"))], None).await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(zoe.closed().await, 4001);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_msg_id_resent_to_the_other_node_returns_the_original() {
+    let Some(cluster) = Cluster::start(2).await else { return };
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let mut owner = a.room_owner("host", "circle").await;
+    let token = a.login("host").await;
+    let mut on_b = b.client(&token).await;
+    let first = owner.ok(json!({"type": "send", "room": "circle", "body": "once", "client_msg_id": "k-1"})).await;
+    let again = on_b.ok(json!({"type": "send", "room": "circle", "body": "once", "client_msg_id": "k-1"})).await;
+    assert_eq!(again["message"]["seq"], first["message"]["seq"]);
+    assert_eq!(again["message"]["ts"], first["message"]["ts"]);
+    let history = on_b.ok(json!({"type": "history", "room": "circle"})).await;
+    assert_eq!(history["messages"].as_array().unwrap().len(), 1, "{history}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_loses_redis_closes_its_sockets_with_1013_and_says_503_until_it_is_back() {
+    let Some(cluster) = Cluster::start(1).await else { return };
+    let node = cluster.node(0);
+    let mut owner = node.room_owner("host", "circle").await;
+    owner.ok(json!({"type": "send", "room": "circle", "body": "before"})).await;
+    assert_eq!(http(node.addr, "GET", "/healthz", &[], None).await.0, 200);
+    cluster.redis.cut();
+    assert_eq!(owner.closed().await, 1013);
+    let (status, body) = http(node.addr, "GET", "/healthz", &[], None).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["bus"], "unavailable");
+    assert_eq!(Client::try_connect(&node.ws_url(), None).await.err(), Some(503), "no new sockets meanwhile");
+    cluster.redis.restore();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while http(node.addr, "GET", "/healthz", &[], None).await.0 != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "the node did not recover within {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Resubscribed: a new socket hears the room again, and nothing sent before is lost.
+    let token = node.login("host").await;
+    let mut back = node.client(&token).await;
+    let mut reader = node.member("reader").await;
+    reader.ok(json!({"type": "join", "room": "circle"})).await;
+    back.ok(json!({"type": "send", "room": "circle", "body": "after"})).await;
+    let heard = reader.event_of("message").await;
+    assert_eq!((heard["message"]["seq"].as_i64(), heard["message"]["body"].as_str()), (Some(2), Some("after")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_one_node_loses_no_acknowledged_message() {
+    let Some(cluster) = Cluster::start(1).await else { return };
+    let survivor = cluster.node(0);
+    let redis = format!("redis://{}", cluster.redis.addr);
+    let victim = Binary::start_on(&cluster.database.url, |command| {
+        command.args(["--bus", &redis, "--cluster", &cluster.name, "--node-id", "victim"]);
+    });
+    let victim_addr = victim.addr;
+    let node = TestServerAt(victim_addr);
+    let token = node.user("writer").await;
+    let mut writer = Client::connect(&victim.ws_url(), None).await;
+    writer.ok(json!({"type": "auth", "token": token})).await;
+    writer.ok(json!({"type": "create_room", "name": "journal"})).await;
+    let mut acknowledged = Vec::new();
+    for n in 0..40 {
+        let reply = writer.ok(json!({"type": "send", "room": "journal", "body": format!("entry {n}")})).await;
+        acknowledged.push(reply["message"]["seq"].as_i64().unwrap());
+    }
+    victim.kill_9();
+    // Everything acknowledged by the killed node is there, read through the survivor.
+    let token = survivor.login("writer").await;
+    let mut reader = survivor.client(&token).await;
+    let history = reader.ok(json!({"type": "history", "room": "journal", "limit": 100})).await;
+    let stored: Vec<i64> = history["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_i64().unwrap()).collect();
+    assert_eq!(stored, acknowledged);
+}
+
+/// Registration and login against a node that is a separate process.
+struct TestServerAt(SocketAddr);
+
+impl TestServerAt {
+    async fn user(&self, name: &str) -> String {
+        let body = json!({"username": name, "password": format!("password-{name}")}).to_string();
+        let (status, reply) = http(self.0, "POST", "/api/v1/register", &[], Some(&body)).await;
+        assert_eq!(status, 201, "{reply}");
+        let (status, reply) = http(self.0, "POST", "/api/v1/login", &[], Some(&body)).await;
+        assert_eq!(status, 200, "{reply}");
+        serde_json::from_str::<Value>(&reply).unwrap()["token"].as_str().unwrap().to_string()
+    }
+}

@@ -181,6 +181,10 @@ settings! {
     /// The network's name on the bus: nodes with the same `bus` and `cluster` serve one
     /// network (two networks may share one Redis under different names).
     cluster: String = "alongside".into(), env = "ALONGSIDE_CLUSTER";
+    /// Seconds a node's presence lasts on the other nodes unless renewed (it renews
+    /// four times as often): a node that dies stops counting its members within this
+    /// time and one renewal.
+    presence_ttl_s: f64 = 10.0, env = "ALONGSIDE_PRESENCE_TTL_S";
     /// Log filter, e.g. `info` or `alongside=debug,info`.
     log: String = "info".into(), env = "ALONGSIDE_LOG";
 }

@@ -94,6 +94,29 @@ fn login_delay(base_ms: u64, failures: u32) -> Duration {
     Duration::from_millis(base_ms.saturating_mul(1 << doublings)).min(Duration::from_secs(5))
 }
 
+/// Failed logins to `account` from anywhere: on every node of a network (this node's own
+/// count if the shared one cannot be read).
+async fn account_failures(state: &AppState, account: &str) -> u32 {
+    if let Some(cluster) = &state.cluster {
+        match cluster.login_failures(account).await {
+            Ok(count) => return count,
+            Err(err) => tracing::warn!(error = %err, "the login delay falls back to this node's own count"),
+        }
+    }
+    state.account_failures.count(&account.to_string())
+}
+
+/// Counts a failed login to `account`, here and for the whole network.
+async fn account_failed(state: &AppState, account: &str) {
+    state.account_failures.failed(account.to_string());
+    if let Some(cluster) = &state.cluster {
+        let window = Duration::from_secs(state.config.login_window_s.max(1));
+        if let Err(err) = cluster.login_failed(account, window).await {
+            tracing::warn!(error = %err, "cannot count a failed login for the other nodes");
+        }
+    }
+}
+
 /// The bearer token of a request, if it carries one.
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
@@ -171,7 +194,7 @@ async fn login(
             return Err(ApiError::rate_limited("failed logins for this account from your address", wait).into());
         }
         // Failures from everywhere slow the account down; they never lock it.
-        let delay = login_delay(state.config.login_slowdown_ms, state.account_failures.count(name));
+        let delay = login_delay(state.config.login_slowdown_ms, account_failures(&state, name).await);
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
@@ -187,7 +210,7 @@ async fn login(
     let verified = state.passwords.verify(body.password, hash).await.map_err(hashing_failed)?;
     let Some(record) = record.filter(|_| verified) else {
         if let Some(name) = username {
-            state.account_failures.failed(name.clone());
+            account_failed(&state, &name).await;
             state.login_failures.failed((name, address));
         }
         return Err(HttpError(ApiError::new(ErrorCode::Unauthenticated, "The username or password is not right.")));

@@ -507,6 +507,27 @@ impl Hub {
         self.shared.rooms.get(room).is_some_and(|subs| subs.online.contains_key(&user))
     }
 
+    /// Every room with users online on this node, with those users (for the other
+    /// nodes' view of presence).
+    pub fn online_by_room(&self) -> Vec<(String, Vec<(UserId, User)>)> {
+        self.shared
+            .rooms
+            .iter()
+            .filter(|entry| !entry.value().online.is_empty())
+            .map(|entry| {
+                let mut seen = HashSet::new();
+                let users = entry
+                    .value()
+                    .sessions
+                    .iter()
+                    .filter(|s| seen.insert(s.user_id))
+                    .map(|s| (s.user_id, s.user()))
+                    .collect();
+                (entry.key().clone(), users)
+            })
+            .collect()
+    }
+
     /// Up to `max` distinct online users of `room`.
     pub fn online_users(&self, room: &str, max: usize) -> Vec<User> {
         let Some(subs) = self.shared.rooms.get(room) else {
@@ -693,7 +714,9 @@ impl Hub {
 
     /// Applies one effect to this node's state. The only writer of the room and mute
     /// caches after start.
-    fn apply(&self, room: &str, effect: &Effect) {
+    /// Applies a state change on this node (a bus message's effect, or, with a bus
+    /// between nodes, the publishing node's own change ahead of its echo).
+    pub fn apply(&self, room: &str, effect: &Effect) {
         match effect {
             Effect::Subscribe(user) => self.subscribe_user(room, *user),
             Effect::Unsubscribe(user) => self.unsubscribe_user(room, *user),

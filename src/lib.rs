@@ -35,6 +35,7 @@
 pub mod auth;
 pub mod bus;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod hub;

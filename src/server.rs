@@ -9,6 +9,7 @@
 
 use crate::bus::redis::RedisBus;
 use crate::bus::Bus;
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::listener::{self, ConnectionLimits};
@@ -83,18 +84,24 @@ impl Server {
         let hub = Hub::new(metrics.clone());
         // Stopped last, after the store's final writes have been published.
         let bus_stop = CancellationToken::new();
-        let bus: Arc<dyn Bus> = if config.bus.is_empty() {
+        let (bus, cluster): (Arc<dyn Bus>, _) = if config.bus.is_empty() {
             // One node: the hub is the bus.
-            Arc::new(hub.clone())
+            (Arc::new(hub.clone()), None)
         } else {
-            RedisBus::start(&config.bus, &config.cluster, hub.clone(), bus_stop.clone()).await?
+            let bus = RedisBus::start(&config.bus, &config.cluster, hub.clone(), bus_stop.clone()).await?;
+            let ttl = Duration::from_secs_f64(config.presence_ttl_s.max(0.4));
+            let cluster = Cluster::connect(&config.bus, &config.cluster, &config.node(), ttl).await.map_err(|err| {
+                StartError::Config(format!("cannot reach the bus at {}: {err}", store::redacted(&config.bus)))
+            })?;
+            cluster.spawn_presence(hub.clone(), bus_stop.clone());
+            (bus, Some(cluster))
         };
         let store =
             store::open(&config.database, Arc::new(PublishCommits { bus: bus.clone() }), metrics.clone()).await?;
         hub.load_mutes(store.fetch_active_mutes(crate::protocol::now_ms()).await.map_err(StartError::Load)?);
         // What a bus loses (or brings out of order), the hub reads back from the store.
         hub.set_gap_filler(Arc::new(StoreGaps { store: store.clone() }));
-        let state: AppState = Arc::new(Shared::new(config, store, bus, hub, metrics));
+        let state: AppState = Arc::new(Shared::new(config, store, bus, cluster, hub, metrics));
         // One ticker pings every socket, instead of a timer inside each socket's task.
         every(&state, state.config.ping_interval(), Shared::ping_all);
         // Limit keys nobody used lately are dropped once a minute, so invented keys

@@ -13,6 +13,7 @@
 
 use crate::auth::Passwords;
 use crate::bus::{Bus, BusMessage, CloseTarget, Effect, RoomEnvelope};
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::hub::{GapFill, GapFiller, Hub, Session};
 use crate::limits::{Failures, KeyedLimit};
@@ -43,6 +44,8 @@ pub struct Shared {
     pub store: Arc<dyn Store>,
     /// Where changes are published; reached only through the events API below.
     bus: Arc<dyn Bus>,
+    /// What the nodes of a network share beside the bus; `None` on a single node.
+    pub cluster: Option<Arc<Cluster>>,
     /// This node's fan-out; changed only by bus effects and the session lifecycle below.
     hub: Hub,
     /// Password hashing behind its semaphore.
@@ -87,7 +90,14 @@ pub struct Shared {
 
 impl Shared {
     /// Shared state over a store, a bus and the hub that bus feeds.
-    pub fn new(config: Config, store: Arc<dyn Store>, bus: Arc<dyn Bus>, hub: Hub, metrics: Arc<Metrics>) -> Shared {
+    pub fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        bus: Arc<dyn Bus>,
+        cluster: Option<Arc<Cluster>>,
+        hub: Hub,
+        metrics: Arc<Metrics>,
+    ) -> Shared {
         let window = std::time::Duration::from_secs(config.login_window_s.max(1));
         let registrations = KeyedLimit::new(config.registrations_per_hour, std::time::Duration::from_secs(3600));
         // Checked when the configuration was.
@@ -107,6 +117,7 @@ impl Shared {
             config,
             store,
             bus,
+            cluster,
             hub,
             metrics,
             sockets_per_address: DashMap::new(),
@@ -155,7 +166,7 @@ impl Shared {
             topic: room.topic.clone(),
             kind: room.kind,
             owner: room.owner.clone(),
-            members_online: self.hub.members_online(&room.name),
+            members_online: self.members_online(&room.name),
             slow_mode_s: room.slow_mode_s,
             locked: room.locked,
             starts_at: room.starts_at.map(format_ts),
@@ -167,14 +178,39 @@ impl Shared {
         }
     }
 
-    /// Up to `max` users online in `room` on this node.
-    pub fn online_users(&self, room: &str, max: usize) -> Vec<User> {
-        self.hub.online_users(room, max)
+    /// How many distinct users are online in `room`, on every node.
+    pub fn members_online(&self, room: &str) -> u64 {
+        let here = self.hub.members_online(room);
+        let Some(cluster) = &self.cluster else { return here };
+        let remote = cluster.remote();
+        let elsewhere = remote
+            .get(room)
+            .map_or(0, |users| users.keys().filter(|user| !self.hub.is_online(room, **user)).count() as u64);
+        here + elsewhere
     }
 
-    /// Whether `user` is online in `room` (on this node).
+    /// Up to `max` users online in `room`, on every node (this node's first).
+    pub fn online_users(&self, room: &str, max: usize) -> Vec<User> {
+        let mut users = self.hub.online_users(room, max);
+        if let Some(cluster) = &self.cluster {
+            let remote = cluster.remote();
+            let elsewhere = remote.get(room).into_iter().flatten();
+            let others = elsewhere.filter(|(id, _)| !self.hub.is_online(room, **id)).map(|(_, user)| user.clone());
+            users.extend(others.take(max.saturating_sub(users.len())));
+        }
+        users
+    }
+
+    /// Whether `user` is online in `room`, on any node.
     pub fn is_online(&self, room: &str, user: UserId) -> bool {
-        self.hub.is_online(room, user)
+        self.hub.is_online(room, user) || self.online_elsewhere(room, user)
+    }
+
+    /// Whether another node has `user` online in `room` (as of its last snapshot).
+    fn online_elsewhere(&self, room: &str, user: UserId) -> bool {
+        self.cluster
+            .as_ref()
+            .is_some_and(|cluster| cluster.remote().get(room).is_some_and(|users| users.contains_key(&user)))
     }
 
     /// The mute of `user` in `room` in force now, from this node's cache.
@@ -251,8 +287,22 @@ impl Shared {
     /// Tells `room`'s members (all but `except`'s sockets) about `event`; every node
     /// applies `effect` around the delivery.
     pub fn publish_room(&self, room: &str, event: &Event, except: Option<UserId>, effect: Option<Effect>) {
+        if let Some(effect) = &effect {
+            self.apply_here_first(room, effect);
+        }
         let frame = Utf8Bytes::from(event.to_json());
         self.bus.publish(BusMessage::Room(RoomEnvelope { room: room.to_string(), frame, except, effect, seq: None }));
+    }
+
+    /// With a bus between nodes, this node applies its own change at once, so the next
+    /// request here (a send after a mute, a lock, a new room) already sees it; the echo
+    /// applies it again, harmlessly, and every other node applies it then. (On one node
+    /// the publish itself applies it before returning.) A departure is the exception:
+    /// `member_left` handles it, so that the member still hears of it.
+    fn apply_here_first(&self, room: &str, effect: &Effect) {
+        if self.cluster.is_some() && !matches!(effect, Effect::Unsubscribe(_)) {
+            self.hub.apply(room, effect);
+        }
     }
 
     /// Tells every socket of `user` about `event`.
@@ -297,8 +347,10 @@ impl Shared {
     pub fn room_created(&self, room: Arc<RoomRecord>, owner: UserId) {
         let name = room.name.clone();
         let event = Event::RoomCreated { room: self.room_view(&room) };
-        self.bus.publish(BusMessage::Apply { room: name.clone(), effect: Effect::RoomChanged(room) });
-        self.bus.publish(BusMessage::Apply { room: name, effect: Effect::Subscribe(owner) });
+        for effect in [Effect::RoomChanged(room), Effect::Subscribe(owner)] {
+            self.apply_here_first(&name, &effect);
+            self.bus.publish(BusMessage::Apply { room: name.clone(), effect });
+        }
         // Everyone's room list learns of it, on every node.
         self.bus.publish(BusMessage::Everyone { frame: Utf8Bytes::from(event.to_json()) });
     }
@@ -326,10 +378,14 @@ impl Shared {
     /// `member_left`, then their sockets stop receiving it.
     pub fn member_left(&self, room: &str, user: &UserRecord, reason: LeftReason) {
         let event = Event::MemberLeft { room: room.to_string(), user: user.user.clone(), reason };
+        if self.cluster.is_some() {
+            // The echo comes later, and this node must not deliver the room to them in
+            // between: their sockets here hear of it now and stop receiving the room.
+            let frame = Utf8Bytes::from(event.to_json());
+            self.hub.dispatch(&BusMessage::User { user: user.id, frame });
+            self.hub.unsubscribe_user(room, user.id);
+        }
         self.publish_room(room, &event, None, Some(Effect::Unsubscribe(user.id)));
-        // On one node the event above already did this; with a remote bus its echo
-        // comes later, and this node must not deliver to them in between.
-        self.hub.unsubscribe_user(room, user.id);
     }
 
     /// A socket authenticated: it receives what its user is sent from now on (before
@@ -359,6 +415,10 @@ impl Shared {
             if self.pending_departures.remove(&(room.clone(), session.user_id)).is_some() {
                 continue;
             }
+            // Online on another node already: the room knows they are here.
+            if self.online_elsewhere(&room, session.user_id) {
+                continue;
+            }
             let event = Event::MemberJoined { room: room.clone(), user: user.clone() };
             self.publish_room(&room, &event, None, None);
         }
@@ -377,7 +437,7 @@ impl Shared {
         }
         if grace.is_zero() {
             for room in gone {
-                self.announce_departure(&room, &user);
+                self.announce_departure(&room, &user, session.user_id);
             }
             return;
         }
@@ -397,13 +457,17 @@ impl Shared {
                 // took the announcement over.
                 let key = (room.clone(), user_id);
                 if state.pending_departures.remove_if(&key, |_, pending| *pending == departure).is_some() {
-                    state.announce_departure(&room, &user);
+                    state.announce_departure(&room, &user, user_id);
                 }
             }
         });
     }
 
-    fn announce_departure(&self, room: &str, user: &User) {
+    fn announce_departure(&self, room: &str, user: &User, id: UserId) {
+        // Still online on another node: they have not left.
+        if self.online_elsewhere(room, id) {
+            return;
+        }
         let event = Event::MemberLeft { room: room.to_string(), user: user.clone(), reason: LeftReason::Disconnected };
         self.publish_room(room, &event, None, None);
     }

@@ -274,7 +274,7 @@ async fn send(state: &AppState, session: &Session, fields: SendMessage) -> Resul
                 let message = format!("#{} is locked: only its moderators can post right now.", room.name);
                 return Err(ApiError::new(ErrorCode::Forbidden, message));
             }
-            check_slow_mode(state, &room, session.user_id)?;
+            check_slow_mode(state, &room, session.user_id).await?;
         }
     }
     if let Some(seq) = fields.reply_to {
@@ -451,22 +451,48 @@ async fn react(
     Ok(Reply::Empty {})
 }
 
-/// One message per `slow_mode_s` for members. The time is taken when the check passes,
-/// so two quick sends from two sockets cannot both slip through.
-fn check_slow_mode(state: &AppState, room: &RoomRecord, user: UserId) -> Result<(), ApiError> {
+/// One message per `slow_mode_s` for members, on whichever node they send. The time is
+/// taken when the check passes, so two quick sends from two sockets cannot both slip
+/// through.
+async fn check_slow_mode(state: &AppState, room: &RoomRecord, user: UserId) -> Result<(), ApiError> {
     let interval = std::time::Duration::from_secs(u64::from(room.slow_mode_s));
+    let wait = match &state.cluster {
+        Some(cluster) => match cluster.claim_send(room.id, user, interval).await {
+            Ok(wait) => wait,
+            Err(err) => {
+                tracing::warn!(error = %err, "slow mode falls back to this node's own count");
+                claim_send_here(state, room.id, user, interval)
+            }
+        },
+        None => claim_send_here(state, room.id, user, interval),
+    };
+    match wait {
+        None => Ok(()),
+        Some(wait) => {
+            let wait = wait.as_secs_f64().ceil().max(1.0);
+            Err(ApiError::new(
+                ErrorCode::RateLimited,
+                format!("Slow mode is on in #{}: you can send again in {wait} seconds.", room.name),
+            ))
+        }
+    }
+}
+
+/// Slow mode as this node counts it: the wait left, or `None` (and the send taken).
+fn claim_send_here(
+    state: &AppState,
+    room: RoomId,
+    user: UserId,
+    interval: std::time::Duration,
+) -> Option<std::time::Duration> {
     let now = std::time::Instant::now();
-    let mut last = state.last_sends.entry((room.id, user)).or_insert(now - interval);
+    let mut last = state.last_sends.entry((room, user)).or_insert(now - interval);
     let since = now.duration_since(*last);
     if since < interval {
-        let wait = (interval - since).as_secs_f64().ceil().max(1.0);
-        return Err(ApiError::new(
-            ErrorCode::RateLimited,
-            format!("Slow mode is on in #{}: you can send again in {wait} seconds.", room.name),
-        ));
+        return Some(interval - since);
     }
     *last = now;
-    Ok(())
+    None
 }
 
 /// A summit room takes messages only inside its window.

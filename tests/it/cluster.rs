@@ -283,3 +283,67 @@ impl TestServerAt {
         serde_json::from_str::<Value>(&reply).unwrap()["token"].as_str().unwrap().to_string()
     }
 }
+
+/// `members_online` of `room` as `client`'s node reports it in `rooms`.
+async fn members_online(client: &mut Client, room: &str) -> i64 {
+    let reply = client.ok(json!({"type": "rooms"})).await;
+    let rooms = reply["rooms"].as_array().unwrap();
+    rooms.iter().find(|r| r["name"] == room).map_or(0, |r| r["members_online"].as_i64().unwrap())
+}
+
+/// Waits until `members_online` of `room` reads `want` on `client`'s node.
+async fn wait_for_online(client: &mut Client, room: &str, want: i64) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let now = members_online(client, room).await;
+        if now == want {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "members_online stayed {now}, not {want}, for {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_online_counts_every_node_and_drops_a_killed_nodes_members() {
+    // Presence lasts one second unless renewed, so a dead node's members go within two.
+    let Some(cluster) = Cluster::start_with(1, |config| config.presence_ttl_s = 1.0).await else { return };
+    let a = cluster.node(0);
+    let mut owner = a.room_owner("host", "circle").await;
+    let redis = format!("redis://{}", cluster.redis.addr);
+    let b = Binary::start_on(&cluster.database.url, |command| {
+        command.args(["--bus", &redis, "--cluster", &cluster.name, "--node-id", "node-b", "--presence-ttl-s", "1"]);
+    });
+    let token = TestServerAt(b.addr).user("ben").await;
+    let mut ben = Client::connect(&b.ws_url(), None).await;
+    ben.ok(json!({"type": "auth", "token": token})).await;
+    ben.ok(json!({"type": "join", "room": "circle"})).await;
+    // One on each node; each node counts both.
+    wait_for_online(&mut owner, "circle", 2).await;
+    wait_for_online(&mut ben, "circle", 2).await;
+    // The same member on both nodes is one member online.
+    let token = a.login("ben").await;
+    let _ben_on_a = a.client(&token).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(members_online(&mut owner, "circle").await, 2);
+    drop(_ben_on_a);
+    b.kill_9();
+    // ben's socket on node A closed too: only the host is left, once node B's
+    // presence has expired.
+    wait_for_online(&mut owner, "circle", 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_mode_holds_across_nodes() {
+    let Some(cluster) = Cluster::start(2).await else { return };
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let mut owner = a.room_owner("host", "circle").await;
+    owner.ok(json!({"type": "slow_mode", "room": "circle", "seconds": 60})).await;
+    let mut on_a = a.member("mia").await;
+    on_a.ok(json!({"type": "join", "room": "circle"})).await;
+    let token = b.login("mia").await;
+    let mut on_b = b.client(&token).await;
+    on_a.ok(json!({"type": "send", "room": "circle", "body": "one"})).await;
+    let refused = on_b.refused(json!({"type": "send", "room": "circle", "body": "two"}), "rate_limited").await;
+    assert!(refused["message"].as_str().unwrap().contains("Slow mode"), "{refused}");
+}

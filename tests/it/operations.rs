@@ -11,11 +11,13 @@ async fn healthz_is_ok_until_the_database_file_disappears_and_names_the_node() {
     let server = TestServer::start_with(|c| c.node_id = "node-a".into()).await;
     let (status, body) = http(server.addr, "GET", "/healthz", &[], None).await;
     assert_eq!(status, 200);
-    assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), json!({"status": "ok", "node": "node-a"}));
+    let ok = json!({"status": "ok", "node": "node-a", "store": "ok", "bus": "ok"});
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), ok);
     std::fs::remove_file(&server.db_path).unwrap();
     let (status, body) = http(server.addr, "GET", "/healthz", &[], None).await;
     assert_eq!(status, 503, "writes would go to a deleted file: not healthy");
-    assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), json!({"status": "unavailable", "node": "node-a"}));
+    let unavailable = json!({"status": "unavailable", "node": "node-a", "store": "unavailable", "bus": "ok"});
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), unavailable);
 }
 
 #[tokio::test]

@@ -1,0 +1,226 @@
+//! State the nodes of a network share in Redis beside the bus: who is online on the
+//! other nodes, slow mode per member, and failed logins per account.
+//!
+//! **Presence.** Every node writes what it has online (room → users) under its own key,
+//! `alongside:<cluster>:presence:<node>`, every quarter of `presence_ttl_s`, with that
+//! time to live, and reads the other nodes' keys at the same pace. A node that stops
+//! (killed, cut off) stops renewing its key: within `presence_ttl_s` plus one renewal
+//! its members no longer count anywhere. A node shut down gracefully deletes its key.
+//! Counts and `online` lists join this node's live view with the others' last
+//! snapshots; arrivals and departures are announced only by a member's first node in
+//! and last node out, as far as the snapshots tell.
+//!
+//! **Slow mode** is a key per room and member set with `NX` and the interval as its
+//! time to live: one send per interval, whichever node takes it. **Failed logins** per
+//! account count in a key that expires with the login window, so the per-account delay
+//! holds whichever node an attacker tries. Per-address limits stay per node.
+//!
+//! Redis failing here never refuses a member: each check falls back to the node's own
+//! view and logs it (the bus reports the outage and closes sockets anyway).
+
+use crate::hub::Hub;
+use crate::protocol::{Role, User};
+use crate::store::{RoomId, UserId};
+use redis::AsyncCommands;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Other nodes' online members, by room.
+type Remote = HashMap<String, HashMap<UserId, User>>;
+
+/// This node's handle on the shared state.
+pub struct Cluster {
+    conn: redis::aio::MultiplexedConnection,
+    prefix: String,
+    node: String,
+    ttl: Duration,
+    remote: RwLock<Arc<Remote>>,
+}
+
+impl Cluster {
+    /// Connects to the Redis at `url` for the network `cluster`.
+    pub async fn connect(url: &str, cluster: &str, node: &str, ttl: Duration) -> redis::RedisResult<Arc<Cluster>> {
+        let client = redis::Client::open(url)?;
+        let conn = client.get_multiplexed_async_connection().await?;
+        Ok(Arc::new(Cluster {
+            conn,
+            prefix: format!("alongside:{cluster}:"),
+            node: node.to_string(),
+            ttl: ttl.max(Duration::from_millis(400)),
+            remote: RwLock::new(Arc::default()),
+        }))
+    }
+
+    fn presence_key(&self, node: &str) -> String {
+        format!("{}presence:{node}", self.prefix)
+    }
+
+    fn nodes_key(&self) -> String {
+        format!("{}nodes", self.prefix)
+    }
+
+    /// Renews this node's presence and reads the others' until `stop`, then deletes
+    /// this node's key.
+    pub fn spawn_presence(self: &Arc<Self>, hub: Hub, stop: CancellationToken) {
+        let cluster = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(cluster.ttl / 4);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = stop.cancelled() => break,
+                }
+                if let Err(err) = cluster.exchange(&hub).await {
+                    tracing::warn!(error = %err, "cannot share presence with the other nodes");
+                }
+            }
+            let mut conn = cluster.conn.clone();
+            let key = cluster.presence_key(&cluster.node);
+            let _: redis::RedisResult<()> = conn.del(key).await;
+            let _: redis::RedisResult<()> = conn.zrem(cluster.nodes_key(), &cluster.node).await;
+        });
+    }
+
+    /// One renewal: write ours, read theirs.
+    async fn exchange(&self, hub: &Hub) -> redis::RedisResult<()> {
+        let mut conn = self.conn.clone();
+        let now = crate::protocol::now_ms();
+        let ttl_ms = self.ttl.as_millis() as i64;
+        let snapshot = encode_presence(&hub.online_by_room());
+        let _: () = redis::pipe()
+            .cmd("SET")
+            .arg(self.presence_key(&self.node))
+            .arg(snapshot)
+            .arg("PX")
+            .arg(ttl_ms)
+            .ignore()
+            .zadd(self.nodes_key(), &self.node, now)
+            .ignore()
+            .zrembyscore(self.nodes_key(), "-inf", now - 10 * ttl_ms)
+            .ignore()
+            .query_async(&mut conn)
+            .await?;
+        let nodes: Vec<String> = conn.zrangebyscore(self.nodes_key(), now - 2 * ttl_ms, "+inf").await?;
+        let others: Vec<String> =
+            nodes.into_iter().filter(|node| *node != self.node).map(|node| self.presence_key(&node)).collect();
+        let mut remote = Remote::new();
+        if !others.is_empty() {
+            let snapshots: Vec<Option<String>> = redis::cmd("MGET").arg(&others).query_async(&mut conn).await?;
+            for snapshot in snapshots.into_iter().flatten() {
+                decode_presence(&snapshot, &mut remote);
+            }
+        }
+        *self.remote.write().expect("presence lock") = Arc::new(remote);
+        Ok(())
+    }
+
+    /// The other nodes' online members of `room`.
+    pub fn remote(&self) -> Arc<Remote> {
+        self.remote.read().expect("presence lock").clone()
+    }
+
+    /// Takes `user`'s one send per `interval` in `room`, across nodes; the wait left
+    /// when it was taken already.
+    pub async fn claim_send(
+        &self,
+        room: RoomId,
+        user: UserId,
+        interval: Duration,
+    ) -> redis::RedisResult<Option<Duration>> {
+        let mut conn = self.conn.clone();
+        let key = format!("{}slow:{}:{}", self.prefix, room.0, user.0);
+        let taken: Option<String> = redis::cmd("SET")
+            .arg(&key)
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(interval.as_millis().max(1) as u64)
+            .query_async(&mut conn)
+            .await?;
+        if taken.is_some() {
+            return Ok(None);
+        }
+        let left: i64 = conn.pttl(&key).await?;
+        Ok(Some(Duration::from_millis(left.max(1) as u64)))
+    }
+
+    /// Failed logins to `account` from anywhere in the current window.
+    pub async fn login_failures(&self, account: &str) -> redis::RedisResult<u32> {
+        let mut conn = self.conn.clone();
+        let count: Option<u32> = conn.get(format!("{}login-failures:{account}", self.prefix)).await?;
+        Ok(count.unwrap_or(0))
+    }
+
+    /// Counts a failed login to `account`; the count expires `window` after the first.
+    pub async fn login_failed(&self, account: &str, window: Duration) -> redis::RedisResult<()> {
+        let mut conn = self.conn.clone();
+        let key = format!("{}login-failures:{account}", self.prefix);
+        let _: () = redis::pipe()
+            .incr(&key, 1)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(window.as_millis() as u64)
+            .arg("NX")
+            .ignore()
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+}
+
+/// `{"room": [[id, "username", "display name", "role"], ...]}`.
+fn encode_presence(online: &[(String, Vec<(UserId, User)>)]) -> String {
+    let rooms: serde_json::Map<String, serde_json::Value> = online
+        .iter()
+        .map(|(room, users)| {
+            let users = users
+                .iter()
+                .map(|(id, user)| serde_json::json!([id.0, user.username, user.display_name, user.role.as_str()]))
+                .collect();
+            (room.clone(), serde_json::Value::Array(users))
+        })
+        .collect();
+    serde_json::Value::Object(rooms).to_string()
+}
+
+fn decode_presence(snapshot: &str, into: &mut Remote) {
+    let Ok(serde_json::Value::Object(rooms)) = serde_json::from_str(snapshot) else {
+        tracing::warn!("ignored a presence snapshot this node cannot read");
+        return;
+    };
+    for (room, users) in rooms {
+        let entry = into.entry(room).or_default();
+        for user in users.as_array().into_iter().flatten() {
+            let (Some(id), Some(username), Some(display_name), Some(role)) =
+                (user[0].as_i64(), user[1].as_str(), user[2].as_str(), user[3].as_str().and_then(Role::parse))
+            else {
+                continue;
+            };
+            entry.insert(
+                UserId(id),
+                User { username: username.to_string(), display_name: display_name.to_string(), role },
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_reads_back_as_written_and_snapshots_join() {
+        let ada = User { username: "ada".into(), display_name: "Ada \"A\"".into(), role: Role::Moderator };
+        let ben = User { username: "ben".into(), display_name: "Ben".into(), role: Role::Member };
+        let mut remote = Remote::new();
+        decode_presence(&encode_presence(&[("circle".into(), vec![(UserId(1), ada.clone())])]), &mut remote);
+        decode_presence(&encode_presence(&[("circle".into(), vec![(UserId(2), ben.clone())])]), &mut remote);
+        decode_presence("not json", &mut remote);
+        let circle = &remote["circle"];
+        assert_eq!((circle.get(&UserId(1)), circle.get(&UserId(2))), (Some(&ada), Some(&ben)));
+    }
+}

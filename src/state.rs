@@ -329,17 +329,28 @@ impl Shared {
 
     /// A change made outside the server (the CLI) reaches the user's open sockets: a
     /// new role applies at once, revoked tokens close them.
+    /// Every node of a network reads the same changes, so each applies them to its own
+    /// sockets only (a publish would reach every node once per node).
     pub async fn apply_outside_change(&self, user: UserId, change: store::Change) {
-        match change {
+        let message = match change {
             store::Change::Role => match self.store.fetch_user_by_id(user).await {
-                Ok(Some(record)) => self.user_changed(record),
-                Ok(None) => {}
-                Err(err) => tracing::warn!(error = %err, "cannot read a user changed outside the server"),
+                Ok(Some(record)) => {
+                    let frame = Utf8Bytes::from(Event::UserUpdated { user: record.user.clone() }.to_json());
+                    BusMessage::UserChanged { record, frame }
+                }
+                Ok(None) => return,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot read a user changed outside the server");
+                    return;
+                }
             },
-            store::Change::Tokens => {
-                self.close_sockets(CloseTarget::User(user), crate::protocol::close_code::UNAUTHENTICATED, "logged out")
-            }
-        }
+            store::Change::Tokens => BusMessage::Close {
+                target: CloseTarget::User(user),
+                code: crate::protocol::close_code::UNAUTHENTICATED,
+                reason: "logged out",
+            },
+        };
+        self.hub.dispatch(&message);
     }
 
     /// A new room: every node caches it, its owner's sockets receive it, and every

@@ -106,7 +106,11 @@ async fn long_messages_never_make_a_reply_that_closes_the_room() {
     }
     // Control characters (escaped in JSON at six bytes each) are refused outright.
     author.refused(json!({"type": "send", "room": "long", "body": "\u{1}".repeat(4000)}), "invalid").await;
-    // Left over from older versions: a flood of them stored anyway.
+    // Left over from older versions: a flood of them stored anyway (older versions ran
+    // on SQLite only, so there is nothing like it on a cluster).
+    if on_cluster() {
+        return;
+    }
     let url = format!("sqlite://{}", server.db_path.display());
     let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url).await.unwrap();
     for seq in 61..=100 {

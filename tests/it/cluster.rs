@@ -347,3 +347,24 @@ async fn slow_mode_holds_across_nodes() {
     let refused = on_b.refused(json!({"type": "send", "room": "circle", "body": "two"}), "rate_limited").await;
     assert!(refused["message"].as_str().unwrap().contains("Slow mode"), "{refused}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_lost_between_nodes_are_read_back_in_order() {
+    let Some(cluster) = Cluster::start(2).await else { return };
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let mut owner = a.room_owner("host", "lossy").await;
+    let mut ben = b.member("ben").await;
+    ben.ok(json!({"type": "join", "room": "lossy"})).await;
+    owner.ok(json!({"type": "send", "room": "lossy", "body": "1"})).await;
+    assert_eq!(ben.event_of("message").await["message"]["seq"], 1);
+    // Node B's hub never sees the next two, as if Redis dropped them on the way.
+    ben.ok(json!({"type": "test_lose_messages", "count": 2})).await;
+    for n in 2..=4 {
+        owner.ok(json!({"type": "send", "room": "lossy", "body": n.to_string()})).await;
+    }
+    for n in 2..=4 {
+        let message = ben.event_of("message").await["message"].clone();
+        assert_eq!((message["seq"].as_i64(), message["body"].as_str()), (Some(n), Some(n.to_string().as_str())));
+    }
+    ben.assert_quiet(Duration::from_millis(200)).await;
+}

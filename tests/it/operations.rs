@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 
 #[tokio::test]
 async fn healthz_is_ok_until_the_database_file_disappears_and_names_the_node() {
-    let server = TestServer::start_with(|c| c.node_id = "node-a".into()).await;
+    let server = TestServer::start_sqlite_with(|c| c.node_id = "node-a".into()).await;
     let (status, body) = http(server.addr, "GET", "/healthz", &[], None).await;
     assert_eq!(status, 200);
     let ok = json!({"status": "ok", "node": "node-a", "store": "ok", "bus": "ok"});

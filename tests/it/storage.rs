@@ -258,7 +258,7 @@ async fn a_read_only_database_refuses_writes_plainly_and_recovers_when_writable(
 
 #[tokio::test]
 async fn a_database_locked_by_another_process_refuses_writes_until_it_is_released() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_sqlite_with(|_| {}).await;
     let token = server.user_with_role("keeper", alongside::protocol::Role::Moderator).await;
     let mut client = server.client(&token).await;
     client.ok(json!({"type": "create_room", "name": "locked"})).await;
@@ -294,7 +294,7 @@ fn in_database_files(db: &Path, needle: &str) -> bool {
 
 #[tokio::test]
 async fn a_deleted_message_is_gone_from_the_file_itself() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_sqlite_with(|_| {}).await;
     let token = server.user_with_role("author", alongside::protocol::Role::Moderator).await;
     let mut client = server.client(&token).await;
     client.ok(json!({"type": "create_room", "name": "private"})).await;
@@ -316,7 +316,7 @@ async fn a_deleted_message_is_gone_from_the_file_itself() {
 
 #[tokio::test]
 async fn words_taken_back_by_an_edit_are_gone_from_the_file() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_sqlite_with(|_| {}).await;
     let token = server.user_with_role("author", alongside::protocol::Role::Moderator).await;
     let mut client = server.client(&token).await;
     client.ok(json!({"type": "create_room", "name": "private"})).await;

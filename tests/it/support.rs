@@ -52,6 +52,15 @@ pub struct TestServer {
     pub db_path: PathBuf,
     pub config: Config,
     _dir: Arc<tempfile::TempDir>,
+    _database: Option<Arc<alongside::store::postgres::test_database::TestDatabase>>,
+}
+
+/// `ALONGSIDE_TEST_ON_CLUSTER=1` runs every test's server as a node of a one-node
+/// network on PostgreSQL and Redis (`ALONGSIDE_TEST_POSTGRES`, `ALONGSIDE_TEST_REDIS`)
+/// instead of SQLite: the whole suite then holds the cluster to every promise. Tests
+/// about the SQLite file itself say so and keep to SQLite.
+pub fn on_cluster() -> bool {
+    std::env::var("ALONGSIDE_TEST_ON_CLUSTER").is_ok_and(|v| v == "1")
 }
 
 impl TestServer {
@@ -62,6 +71,27 @@ impl TestServer {
 
     /// A server with the test settings changed by `tweak`.
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        if !on_cluster() {
+            return TestServer::start_sqlite_with(tweak).await;
+        }
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let db_path = dir.path().join("unused");
+        use alongside::store::postgres::test_database;
+        let postgres = test_database::server().expect("ALONGSIDE_TEST_ON_CLUSTER needs ALONGSIDE_TEST_POSTGRES");
+        let database = test_database::create(&postgres).await;
+        let mut config = test_config(&database.url);
+        config.bus =
+            std::env::var("ALONGSIDE_TEST_REDIS").expect("ALONGSIDE_TEST_ON_CLUSTER needs ALONGSIDE_TEST_REDIS");
+        config.cluster = database.url.rsplit('/').next().unwrap_or("test").to_string();
+        tweak(&mut config);
+        let mut server = TestServer::start_on(config, db_path, dir).await;
+        server._database = Some(Arc::new(database));
+        server
+    }
+
+    /// A server on its own SQLite file even when the suite runs on a cluster (for the
+    /// tests about the file itself).
+    pub async fn start_sqlite_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
         let db_path = dir.path().join("alongside.db");
         let mut config = test_config(&format!("sqlite://{}", db_path.display()));
@@ -89,14 +119,16 @@ impl TestServer {
         }
         let server = Server::start(config.clone()).await.expect("server starts");
         let addr = server.local_addr();
-        TestServer { server: Some(server), addr, db_path, config, _dir: dir }
+        TestServer { server: Some(server), addr, db_path, config, _dir: dir, _database: None }
     }
 
     /// Shuts this server down gracefully and starts a new one on the same database.
     pub async fn restart(mut self) -> TestServer {
         self.server.take().expect("running").shutdown().await;
         let config = Config { listen: "127.0.0.1:0".into(), ..self.config.clone() };
-        TestServer::start_on(config, self.db_path.clone(), self._dir.clone()).await
+        let mut server = TestServer::start_on(config, self.db_path.clone(), self._dir.clone()).await;
+        server._database = self._database.clone();
+        server
     }
 
     /// `ws://` URL of the socket endpoint.

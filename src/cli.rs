@@ -30,6 +30,7 @@ pub fn main() -> ExitCode {
         },
         Command::User { action } => runtime.block_on(user(action)),
         Command::Migrate { database } => runtime.block_on(migrate(&database)),
+        Command::Copy { from, to } => runtime.block_on(copy(&from, &to)),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -130,6 +131,13 @@ async fn open_store(url: &str) -> Result<Arc<dyn Store>, String> {
 
 fn parse_role(text: &str) -> Result<Role, String> {
     Role::parse(text).ok_or_else(|| format!("unknown role `{text}`: use member, moderator, organiser or admin"))
+}
+
+async fn copy(from: &str, to: &str) -> Result<(), String> {
+    let copied = store::copy::copy(from, to).await.map_err(|err| err.to_string())?;
+    let counts: Vec<String> = copied.iter().map(|(table, n)| format!("{n} {table}")).collect();
+    println!("copied {} to {}: {}", store::redacted(from), store::redacted(to), counts.join(", "));
+    Ok(())
 }
 
 async fn migrate(database: &str) -> Result<(), String> {
@@ -237,6 +245,16 @@ pub enum Command {
         /// Database URL.
         #[arg(long, env = "ALONGSIDE_DATABASE", default_value = "sqlite://alongside.db")]
         database: String,
+    },
+    /// Copy a network from SQLite to an empty PostgreSQL database (stop the server
+    /// first): every account, room, message with its seq, sanction, report and log.
+    Copy {
+        /// The SQLite database, `sqlite://PATH`.
+        #[arg(long)]
+        from: String,
+        /// The PostgreSQL database, `postgres://USER@HOST/NAME`.
+        #[arg(long)]
+        to: String,
     },
     /// Manage accounts directly in the database (works with or without a running server).
     User {

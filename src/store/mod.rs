@@ -14,6 +14,7 @@
 //! transaction is never carried into the next one (see `sqlite::write`). Every write
 //! reports its outcome to the store's [`WriteHealth`].
 
+pub mod copy;
 pub mod health;
 pub mod postgres;
 mod rows;

@@ -124,13 +124,13 @@ const CHUNK: usize = 1 << 20;
 /// database at `to`; the rows copied per table.
 pub async fn copy(from: &str, to: &str) -> Result<Vec<(&'static str, u64)>, OpenError> {
     if !from.starts_with("sqlite:") || !is_postgres(to) {
-        return Err(OpenError::Migration(
+        return Err(OpenError::Copy(
             "copy moves a network from SQLite to PostgreSQL: --from sqlite://PATH --to postgres://...".into(),
         ));
     }
     let options = SqliteConnectOptions::from_str(from)?.read_only(true);
     if !options.get_filename().exists() {
-        return Err(OpenError::Migration(format!("there is no database at {}", options.get_filename().display())));
+        return Err(OpenError::Copy(format!("there is no database at {}", options.get_filename().display())));
     }
     // Both schemas current (the source as `serve` would leave it).
     sqlite::SqliteStore::migrate(from).await?;
@@ -139,7 +139,7 @@ pub async fn copy(from: &str, to: &str) -> Result<Vec<(&'static str, u64)>, Open
     let mut destination = PgConnection::connect(to).await?;
     let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&mut destination).await?;
     if users > 0 {
-        return Err(OpenError::Migration(format!(
+        return Err(OpenError::Copy(format!(
             "the destination already holds {users} accounts; copy only into an empty database"
         )));
     }
@@ -151,7 +151,7 @@ pub async fn copy(from: &str, to: &str) -> Result<Vec<(&'static str, u64)>, Open
         let n = copy_table(&mut source, &mut tx, table, columns).await?;
         let there: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}")).fetch_one(&mut *tx).await?;
         if there != n as i64 {
-            return Err(OpenError::Migration(format!("{table}: read {n} rows but {there} arrived; nothing was kept")));
+            return Err(OpenError::Copy(format!("{table}: read {n} rows but {there} arrived; nothing was kept")));
         }
         copied.push((*table, n));
     }
@@ -169,7 +169,7 @@ pub async fn copy(from: &str, to: &str) -> Result<Vec<(&'static str, u64)>, Open
     .fetch_one(&mut *tx)
     .await?;
     if behind > 0 {
-        return Err(OpenError::Migration(format!(
+        return Err(OpenError::Copy(format!(
             "{behind} rooms have messages past their seq counter; nothing was kept"
         )));
     }

@@ -620,4 +620,7 @@ pub enum OpenError {
     /// The migration failed.
     #[error("cannot migrate the database schema: {0}")]
     Migration(String),
+    /// `alongside copy` refused or failed; nothing was kept.
+    #[error("cannot copy: {0}")]
+    Copy(String),
 }

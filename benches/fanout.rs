@@ -14,6 +14,12 @@
 //!   here), its memory meanwhile, and whether an ordinary client is served throughout.
 //! - `stall`: N sockets that each ask for 50 pages of long messages (about 200 KB each)
 //!   and never read them; the server's memory for them.
+//! - `cluster`: the `room` scenario on one SQLite node, then with the room split over
+//!   two nodes on PostgreSQL + Redis (`--postgres URL`, `--redis URL`, default the
+//!   local servers or `ALONGSIDE_TEST_POSTGRES`/`ALONGSIDE_TEST_REDIS`), and the ratio.
+//! - `durable`: `--senders` sockets each keeping `--window` sends in flight in a room of
+//!   its own: messages stored and acknowledged per second with the acknowledgement
+//!   latency, on SQLite and then on PostgreSQL.
 //!
 //! Every body carries its send time (µs since the run started) and its rung, so each
 //! delivery is an end-to-end latency sample and late arrivals never count for the next
@@ -63,6 +69,9 @@ struct Options {
     addresses: u8,
     peer: bool,
     logins: f64,
+    postgres: String,
+    redis: String,
+    window: usize,
 }
 
 fn options() -> Options {
@@ -77,6 +86,10 @@ fn options() -> Options {
         addresses: 8,
         peer: false,
         logins: 50.0,
+        postgres: std::env::var("ALONGSIDE_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
+        redis: std::env::var("ALONGSIDE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+        window: 8,
     };
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let mut args = args.into_iter();
@@ -93,6 +106,9 @@ fn options() -> Options {
             "--addresses" => o.addresses = value().parse().expect("--addresses N"),
             "--logins" => o.logins = value().parse().expect("--logins PER_S"),
             "--peer" => o.peer = true,
+            "--postgres" => o.postgres = value(),
+            "--redis" => o.redis = value(),
+            "--window" => o.window = value().parse().expect("--window N"),
             other => panic!("unknown option {other}"),
         }
     }
@@ -113,13 +129,21 @@ struct Target {
 
 impl Target {
     fn alongside(extra_env: &[(&str, &str)]) -> Target {
+        Target::alongside_on(None, extra_env)
+    }
+
+    /// A node on the database at `database` (a fresh SQLite file without one).
+    fn alongside_on(database: Option<&str>, extra_env: &[(&str, &str)]) -> Target {
         let dir = tempfile::tempdir().unwrap();
+        let database = match database {
+            Some(url) => url.to_string(),
+            None => format!("sqlite://{}", dir.path().join("bench.db").display()),
+        };
         // ALONGSIDE_BIN runs another build (say, the one before a change) side by side.
         let binary = std::env::var("ALONGSIDE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_alongside").to_string());
         let mut command = Command::new(binary);
         command
-            .args(["serve", "--listen", "127.0.0.1:0", "--database"])
-            .arg(format!("sqlite://{}", dir.path().join("bench.db").display()))
+            .args(["serve", "--listen", "127.0.0.1:0", "--database", &database])
             .env("ALONGSIDE_REQUEST_RATE_PER_S", "0")
             .env("ALONGSIDE_MAX_SOCKETS_PER_ADDRESS", "0")
             // Thousands of sockets share a few accounts here, and many accounts are made.
@@ -255,9 +279,20 @@ async fn connect_all(
     tokens: &[String],
     room_of: impl Fn(usize) -> Option<String>,
 ) -> Vec<Socket> {
+    connect_spread(&[target], o, tokens, room_of).await
+}
+
+/// Socket `i` connects to `targets[i % targets.len()]` (the nodes of a cluster).
+async fn connect_spread(
+    targets: &[&Target],
+    o: &Options,
+    tokens: &[String],
+    room_of: impl Fn(usize) -> Option<String>,
+) -> Vec<Socket> {
     let mut sockets = Vec::with_capacity(o.sockets);
     let mut created = std::collections::HashSet::new();
     for i in 0..o.sockets {
+        let target = targets[i % targets.len()];
         let mut socket = open_socket(target.addr, i, o.addresses).await;
         if !target.peer {
             let token = if o.rooms > 1 {
@@ -400,7 +435,8 @@ impl Rung {
 
 /// Sockets split into readers (all) and sinks (the senders'), with the members per room.
 struct Load {
-    server_pid: String,
+    /// The server processes (one, or a cluster's nodes): their CPU is summed.
+    server_pids: Vec<String>,
     run: Arc<Run>,
     stats: Vec<Arc<Mutex<ReaderStats>>>,
     senders: Vec<(OwnedWriteHalf, String, u64)>,
@@ -409,7 +445,7 @@ struct Load {
 }
 
 fn start_load(
-    target: &Target,
+    targets: &[&Target],
     sockets: Vec<Socket>,
     o: &Options,
     room_of: impl Fn(usize) -> String,
@@ -435,7 +471,8 @@ fn start_load(
             quiet.push(sink);
         }
     }
-    Load { server_pid: target.child.id().to_string(), run, stats, senders, _quiet: quiet }
+    let server_pids = targets.iter().map(|target| target.child.id().to_string()).collect();
+    Load { server_pids, run, stats, senders, _quiet: quiet }
 }
 
 /// Runs one rung at `rate` messages/s in total, spread over the senders.
@@ -445,7 +482,8 @@ async fn rung(load: &mut Load, rung: u32, rate: f64, seconds: f64) -> Rung {
     }
     load.run.rung.store(rung, Relaxed);
     let started = Instant::now();
-    let (server_cpu, generator_cpu) = (cpu_seconds(&load.server_pid), cpu_seconds("self"));
+    let servers_cpu = |load: &Load| load.server_pids.iter().map(|pid| cpu_seconds(pid)).sum::<f64>();
+    let (server_cpu, generator_cpu) = (servers_cpu(load), cpu_seconds("self"));
     let closed_before = load.run.closed.load(Relaxed);
     let per_sender = rate / load.senders.len() as f64;
     let run = load.run.clone();
@@ -493,7 +531,7 @@ async fn rung(load: &mut Load, rung: u32, rate: f64, seconds: f64) -> Rung {
     }
     load.run.rung.store(u32::MAX, Relaxed);
     let wall = started.elapsed().as_secs_f64();
-    let server_cores = (cpu_seconds(&load.server_pid) - server_cpu) / wall;
+    let server_cores = (servers_cpu(load) - server_cpu) / wall;
     let generator_cores = (cpu_seconds("self") - generator_cpu) / wall;
     let mut delivery = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).unwrap();
     let mut ack = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).unwrap();
@@ -544,7 +582,7 @@ async fn one_room(o: &Options, target: Target) -> Option<Rung> {
     let tokens = if target.peer { Vec::new() } else { accounts(&target, o.accounts) };
     let sockets = connect_all(&target, o, &tokens, |_| Some("summit".to_string())).await;
     let n = o.sockets as u64;
-    let mut load = start_load(&target, sockets, o, |_| "summit".to_string(), |_| n);
+    let mut load = start_load(&[&target], sockets, o, |_| "summit".to_string(), |_| n);
     let name = if target.peer { "node ws peer" } else { "alongside" };
     println!("{name}: {} sockets in one room, {} senders, {} s per rung", o.sockets, o.senders, o.seconds);
     let best = ladder(&mut load, o, !target.peer).await;
@@ -561,7 +599,7 @@ async fn many_rooms(o: &Options) {
     let per_room = o.sockets / o.rooms;
     let room_of = move |i: usize| format!("room-{}", i / per_room);
     let sockets = connect_all(&target, o, &tokens, |i| Some(room_of(i))).await;
-    let mut load = start_load(&target, sockets, o, room_of, |_| per_room as u64);
+    let mut load = start_load(&[&target], sockets, o, room_of, |_| per_room as u64);
     println!("alongside: {} rooms x {} sockets, one sender per room, {} s per rung", o.rooms, per_room, o.seconds);
     if let Some(best) = ladder(&mut load, o, true).await {
         println!("  sustained: {:.0} deliveries/s ({:.0} msg/s)", best.deliveries_per_s(), best.rate);
@@ -593,7 +631,7 @@ async fn storm(o: &Options) {
     let tokens = accounts(&target, o.accounts);
     let sockets = connect_all(&target, o, &tokens, |_| Some("summit".to_string())).await;
     let n = o.sockets as u64;
-    let mut load = start_load(&target, sockets, o, |_| "summit".to_string(), |_| n);
+    let mut load = start_load(&[&target], sockets, o, |_| "summit".to_string(), |_| n);
     let rate = o.ladder[0];
     println!("alongside: {} sockets in one room at {rate} msg/s, without and with {} logins/s", o.sockets, o.logins);
     let calm = rung(&mut load, 1, rate, o.seconds).await;
@@ -756,6 +794,127 @@ async fn stall(o: &Options) {
     drop(stalled);
 }
 
+/// A fresh PostgreSQL database for one run (dropped at the end).
+async fn fresh_database(o: &Options) -> alongside::store::postgres::test_database::TestDatabase {
+    alongside::store::postgres::test_database::create(&o.postgres).await
+}
+
+/// One room of `--sockets` on one SQLite node, then the same room split over two nodes
+/// on PostgreSQL + Redis, with the same ladder.
+async fn cluster(o: &Options) {
+    let single = one_room(o, Target::alongside(&[])).await;
+    let database = fresh_database(o).await;
+    let cluster_name = format!("bench-{}", std::process::id());
+    let nodes: Vec<Target> = ["bench-a", "bench-b"]
+        .iter()
+        .map(|node| {
+            let env = [
+                ("ALONGSIDE_BUS", o.redis.as_str()),
+                ("ALONGSIDE_CLUSTER", &cluster_name),
+                ("ALONGSIDE_NODE_ID", node),
+            ];
+            Target::alongside_on(Some(&database.url), &env)
+        })
+        .collect();
+    let targets: Vec<&Target> = nodes.iter().collect();
+    let tokens = accounts(targets[0], o.accounts);
+    let sockets = connect_spread(&targets, o, &tokens, |_| Some("summit".to_string())).await;
+    let n = o.sockets as u64;
+    let mut load = start_load(&targets, sockets, o, |_| "summit".to_string(), |_| n);
+    println!(
+        "alongside, two nodes on PostgreSQL + Redis: {} sockets in one room (half on each), {} senders, {} s per rung",
+        o.sockets, o.senders, o.seconds
+    );
+    let best = ladder(&mut load, o, true).await;
+    match (&single, &best) {
+        (Some(single), Some(best)) => println!(
+            "  sustained: {:.0} deliveries/s ({:.0} msg/s); {:.2}x the single SQLite node's {:.0}",
+            best.deliveries_per_s(),
+            best.rate,
+            best.deliveries_per_s() / single.deliveries_per_s(),
+            single.deliveries_per_s()
+        ),
+        (_, Some(best)) => {
+            println!("  sustained: {:.0} deliveries/s ({:.0} msg/s)", best.deliveries_per_s(), best.rate)
+        }
+        (_, None) => println!("  sustained: no rung passed"),
+    }
+    drop(load);
+    drop(nodes);
+}
+
+/// Stored messages per second: `--senders` sockets, each in a room of its own, each
+/// keeping `--window` sends in flight for `--seconds`; on SQLite, then on PostgreSQL.
+async fn durable(o: &Options) {
+    let database = fresh_database(o).await;
+    let mut figures = Vec::new();
+    for (name, target) in
+        [("sqlite", Target::alongside(&[])), ("postgres", Target::alongside_on(Some(&database.url), &[]))]
+    {
+        let tokens = accounts(&target, o.senders);
+        let mut tasks = Vec::new();
+        let start = Instant::now();
+        let until = start + Duration::from_secs_f64(o.seconds);
+        for (i, token) in tokens.iter().enumerate() {
+            let mut socket = open_socket(target.addr, i, o.addresses).await;
+            setup_request(&mut socket, json!({"type": "auth", "token": token, "id": "auth"})).await;
+            let room = format!("journal-{i}");
+            setup_request(&mut socket, json!({"type": "create_room", "name": room, "id": "create"})).await;
+            let window = o.window;
+            tasks.push(tokio::spawn(async move {
+                let mut acks = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).unwrap();
+                let mut in_flight = 0;
+                let send = || {
+                    let at = start.elapsed().as_micros();
+                    let frame = json!({"type": "send", "room": room, "body": format!("{at} 0 durable"), "id": 1});
+                    raw::text_frame(frame.to_string().as_bytes(), at as u32)
+                };
+                for _ in 0..window {
+                    let frame = send();
+                    socket.writer.write_all(&frame).await.unwrap();
+                    in_flight += 1;
+                }
+                while in_flight > 0 {
+                    let frame = match tokio::time::timeout(Duration::from_secs(30), socket.reader.next()).await {
+                        Ok(raw::Incoming::Text(frame)) => frame,
+                        Ok(raw::Incoming::Other) => continue,
+                        _ => panic!("the server closed or stalled"),
+                    };
+                    if !frame.starts_with(b"{\"type\":\"ok\"") {
+                        continue;
+                    }
+                    if let Some((sent, _)) = stamp(frame) {
+                        let _ = acks.record((start.elapsed().as_micros() as u64).saturating_sub(sent).max(1));
+                    }
+                    in_flight -= 1;
+                    if Instant::now() < until {
+                        let frame = send();
+                        socket.writer.write_all(&frame).await.unwrap();
+                        in_flight += 1;
+                    }
+                }
+                acks
+            }));
+        }
+        let mut acks = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).unwrap();
+        for task in tasks {
+            acks.add(task.await.unwrap()).unwrap();
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        let per_s = acks.len() as f64 / seconds;
+        println!(
+            "alongside on {name}: {} senders x {} in flight: {:.0} messages stored and acknowledged per second, ack p50 {:.2} p99 {:.2} ms",
+            o.senders,
+            o.window,
+            per_s,
+            acks.value_at_quantile(0.5) as f64 / 1000.0,
+            acks.value_at_quantile(0.99) as f64 / 1000.0
+        );
+        figures.push(per_s);
+    }
+    println!("ratio: postgres stores {:.2}x what sqlite stores per second", figures[1] / figures[0]);
+}
+
 #[tokio::main]
 async fn main() {
     let o = options();
@@ -779,6 +938,8 @@ async fn main() {
         "storm" => storm(&o).await,
         "slowloris" => slowloris(&o).await,
         "stall" => stall(&o).await,
-        other => panic!("unknown scenario {other}: room, rooms, idle, storm, slowloris or stall"),
+        "cluster" => cluster(&o).await,
+        "durable" => durable(&o).await,
+        other => panic!("unknown scenario {other}: room, rooms, idle, storm, slowloris, stall, cluster or durable"),
     }
 }

@@ -169,9 +169,7 @@ pub async fn copy(from: &str, to: &str) -> Result<Vec<(&'static str, u64)>, Open
     .fetch_one(&mut *tx)
     .await?;
     if behind > 0 {
-        return Err(OpenError::Copy(format!(
-            "{behind} rooms have messages past their seq counter; nothing was kept"
-        )));
+        return Err(OpenError::Copy(format!("{behind} rooms have messages past their seq counter; nothing was kept")));
     }
     tx.commit().await?;
     sqlx::query("COMMIT").execute(&mut source).await?;

@@ -72,6 +72,7 @@ struct Options {
     postgres: String,
     redis: String,
     window: usize,
+    nodes: usize,
 }
 
 fn options() -> Options {
@@ -90,6 +91,7 @@ fn options() -> Options {
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
         redis: std::env::var("ALONGSIDE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
         window: 8,
+        nodes: 2,
     };
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let mut args = args.into_iter();
@@ -109,6 +111,7 @@ fn options() -> Options {
             "--postgres" => o.postgres = value(),
             "--redis" => o.redis = value(),
             "--window" => o.window = value().parse().expect("--window N"),
+            "--nodes" => o.nodes = value().parse::<usize>().expect("--nodes N (1 to 4)").clamp(1, 4),
             other => panic!("unknown option {other}"),
         }
     }
@@ -208,6 +211,16 @@ fn cpu_seconds(pid: &str) -> f64 {
         stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
     let ticks: f64 = fields.get(11..13).map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum()).unwrap_or(0.0);
     ticks / 100.0
+}
+
+/// One blocking HTTP GET, returning the body.
+fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
 }
 
 /// One blocking HTTP POST (setup and the login storm), returning status and body.
@@ -805,7 +818,7 @@ async fn cluster(o: &Options) {
     let single = one_room(o, Target::alongside(&[])).await;
     let database = fresh_database(o).await;
     let cluster_name = format!("bench-{}", std::process::id());
-    let nodes: Vec<Target> = ["bench-a", "bench-b"]
+    let nodes: Vec<Target> = ["bench-a", "bench-b", "bench-c", "bench-d"][..o.nodes]
         .iter()
         .map(|node| {
             let env = [
@@ -822,8 +835,8 @@ async fn cluster(o: &Options) {
     let n = o.sockets as u64;
     let mut load = start_load(&targets, sockets, o, |_| "summit".to_string(), |_| n);
     println!(
-        "alongside, two nodes on PostgreSQL + Redis: {} sockets in one room (half on each), {} senders, {} s per rung",
-        o.sockets, o.senders, o.seconds
+        "alongside, {} nodes on PostgreSQL + Redis: {} sockets in one room (spread evenly), {} senders, {} s per rung",
+        o.nodes, o.sockets, o.senders, o.seconds
     );
     let best = ladder(&mut load, o, true).await;
     match (&single, &best) {
@@ -838,6 +851,18 @@ async fn cluster(o: &Options) {
             println!("  sustained: {:.0} deliveries/s ({:.0} msg/s)", best.deliveries_per_s(), best.rate)
         }
         (_, None) => println!("  sustained: no rung passed"),
+    }
+    for node in &nodes {
+        let text = http_get(node.addr, "/metrics");
+        let figure = |name: &str| {
+            text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse::<u64>().ok())).unwrap_or(0)
+        };
+        println!(
+            "  node {}: {} gaps on arrival from the bus, {} read back from the store",
+            node.addr,
+            figure("alongside_bus_gaps_total "),
+            figure("alongside_bus_gap_reads_total ")
+        );
     }
     drop(load);
     drop(nodes);

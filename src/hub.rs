@@ -345,13 +345,22 @@ pub type GapFill = Pin<Box<dyn Future<Output = Result<Vec<(i64, Utf8Bytes)>, Str
 /// How often a fill that fails is tried before the held events go out regardless.
 const FILL_ATTEMPTS: u32 = 5;
 
+/// How long a gap waits for the missing messages to come over the bus before they are
+/// read from the store. Between nodes a gap is nearly always a message still on its way
+/// (two nodes commit in one order and publish in the other), here within a millisecond;
+/// only a message the bus lost waits the whole time.
+const GAP_PATIENCE: Duration = Duration::from_millis(100);
+
 /// Where the hub is in one room's sequence of messages.
 #[derive(Default)]
 struct RoomOrder {
     /// The last seq delivered (0: none seen yet; the first one seen sets it).
     last: i64,
-    /// While a gap is being filled: the room's events that came since, in order.
+    /// While a gap is open: the room's events that came since, in order.
     held: Option<VecDeque<RoomEnvelope>>,
+    /// Numbers the gaps, so a timer or a read for a gap that has closed since does
+    /// nothing.
+    gap: u64,
 }
 
 /// The node's fan-out: a cheap `Clone` handle.
@@ -616,6 +625,10 @@ impl Hub {
     fn admit(&self, order: &mut RoomOrder, envelope: &RoomEnvelope) {
         if let Some(held) = &mut order.held {
             held.push_back(envelope.clone());
+            // The missing message may just have come: deliver what is in order now.
+            if envelope.seq == Some(order.last + 1) {
+                self.release(order);
+            }
             return;
         }
         match envelope.seq {
@@ -623,8 +636,10 @@ impl Hub {
             Some(seq) if order.last != 0 && seq <= order.last => {}
             Some(seq) if order.last != 0 && seq > order.last + 1 && self.shared.filler.get().is_some() => {
                 order.held = Some(VecDeque::from([envelope.clone()]));
+                order.gap += 1;
                 self.shared.filling.fetch_add(1, Relaxed);
-                self.fill(envelope.room.clone(), order.last, seq);
+                self.shared.metrics.bus_gaps.fetch_add(1, Relaxed);
+                self.await_gap(envelope.room.clone(), order.gap);
             }
             seq => {
                 if let Some(seq) = seq {
@@ -635,9 +650,58 @@ impl Hub {
         }
     }
 
+    /// Delivers the held events that are in order now (the message right after the
+    /// last, wherever it waits among them, and any other event up to the next gap,
+    /// dropping messages delivered already); when none is left the gap is closed.
+    fn release(&self, order: &mut RoomOrder) {
+        let Some(held) = &mut order.held else { return };
+        while let Some(front) = held.front() {
+            match front.seq {
+                Some(seq) if seq <= order.last => {}
+                Some(seq) if seq > order.last + 1 => {
+                    // The next one may have come after later ones.
+                    let Some(at) = held.iter().position(|e| e.seq == Some(order.last + 1)) else { return };
+                    let next = held.remove(at).expect("just found");
+                    order.last += 1;
+                    self.dispatch_room(&next);
+                    continue;
+                }
+                Some(seq) => {
+                    order.last = seq;
+                    self.dispatch_room(front);
+                }
+                None => self.dispatch_room(front),
+            }
+            held.pop_front();
+        }
+        order.held = None;
+        order.gap += 1;
+        self.shared.filling.fetch_sub(1, Relaxed);
+    }
+
+    /// Gives gap number `gap` of `room` its patience, then, if it is still open, reads
+    /// what is missing from the store.
+    fn await_gap(&self, room: String, gap: u64) {
+        let hub = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(GAP_PATIENCE).await;
+            let Some(order) = hub.shared.order.get(&room) else { return };
+            if order.gap != gap {
+                return;
+            }
+            let after = order.last;
+            let Some(before) = order.held.iter().flatten().find_map(|held| held.seq.filter(|seq| *seq > after)) else {
+                return;
+            };
+            drop(order);
+            hub.shared.metrics.bus_gap_reads.fetch_add(1, Relaxed);
+            hub.fill(room, after, before, gap);
+        });
+    }
+
     /// Reads the messages between `after` and `before` in the background, then
     /// delivers them and what the room held meanwhile.
-    fn fill(&self, room: String, after: i64, before: i64) {
+    fn fill(&self, room: String, after: i64, before: i64, gap: u64) {
         let (hub, filler) = (self.clone(), self.shared.filler.get().expect("checked by the caller").clone());
         tokio::spawn(async move {
             let mut found = None;
@@ -658,14 +722,18 @@ impl Hub {
                 // ever; clients fill the hole from history themselves.
                 tracing::error!(%room, after, before, "delivering past a gap the store could not fill");
             }
-            hub.resume(&room, before, found.unwrap_or_default());
+            hub.resume(&room, before, found.unwrap_or_default(), gap);
         });
     }
 
     /// Delivers filled messages, then the held events in order (a further gap among
     /// them holds the rest again).
-    fn resume(&self, room: &str, before: i64, frames: Vec<(i64, Utf8Bytes)>) {
+    fn resume(&self, room: &str, before: i64, frames: Vec<(i64, Utf8Bytes)>, gap: u64) {
         let Some(mut order) = self.shared.order.get_mut(room) else { return };
+        if order.gap != gap {
+            // The bus brought them while the store was read.
+            return;
+        }
         for (seq, frame) in frames {
             if seq > order.last && seq < before {
                 let envelope =
@@ -677,6 +745,7 @@ impl Hub {
         // Filled or not, the gap is behind us now.
         order.last = order.last.max(before - 1);
         let mut held = order.held.take().unwrap_or_default();
+        order.gap += 1;
         self.shared.filling.fetch_sub(1, Relaxed);
         while let Some(envelope) = held.pop_front() {
             self.admit(&mut order, &envelope);
@@ -858,6 +927,28 @@ mod tests {
         hub.subscribe_user("q", UserId(1));
         hub.dispatch(&message("q", 7));
         assert_eq!(texts(&rx), ["m7"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_that_comes_late_closes_its_gap_without_a_store_read() {
+        let hub = Hub::new(Arc::default());
+        let asked = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        hub.set_gap_filler(Arc::new(Known(asked.clone())));
+        let (s, rx, _) = session(1, 1, 64);
+        hub.register(&s);
+        hub.subscribe_user("r", UserId(1));
+        hub.dispatch(&message("r", 1));
+        // Two nodes published 2, 3 and 4 in another order than they committed them.
+        hub.dispatch(&message("r", 4));
+        hub.dispatch(&envelope("r", "typing"));
+        hub.dispatch(&message("r", 3));
+        assert_eq!(texts(&rx), ["m1"], "held until the gap closes");
+        hub.dispatch(&message("r", 2));
+        assert_eq!(texts(&rx), ["m2", "m3", "m4", "typing"]);
+        tokio::time::sleep(GAP_PATIENCE * 3).await;
+        assert_eq!(asked.load(Relaxed), 0, "the bus brought them: nothing read from the store");
+        hub.dispatch(&message("r", 5));
+        assert_eq!(texts(&rx), ["m5"]);
     }
 
     #[test]

@@ -30,6 +30,10 @@ pub struct Metrics {
     pub outbox_overflows: AtomicU64,
     /// Requests answered with an error, any code.
     pub request_errors: AtomicU64,
+    /// Gaps in a room's seqs the hub saw (a message still on its way, or lost).
+    pub bus_gaps: AtomicU64,
+    /// Of those, the ones read back from the store (the bus did not bring them in time).
+    pub bus_gap_reads: AtomicU64,
     commit_buckets: [AtomicU64; COMMIT_BUCKETS.len()],
     commit_count: AtomicU64,
     commit_sum_us: AtomicU64,
@@ -103,6 +107,18 @@ impl Metrics {
             "counter",
             "WebSocket requests answered with an error.",
             self.request_errors.load(Relaxed),
+        );
+        figure(
+            "alongside_bus_gaps_total",
+            "counter",
+            "Gaps in a room's seqs seen on arrival from the bus (several nodes publish in another order than they commit).",
+            self.bus_gaps.load(Relaxed),
+        );
+        figure(
+            "alongside_bus_gap_reads_total",
+            "counter",
+            "Gaps the bus did not close in time, read back from the store; a rising rate means Redis loses messages.",
+            self.bus_gap_reads.load(Relaxed),
         );
         let name = "alongside_store_commit_seconds";
         let _ = writeln!(out, "# HELP {name} Latency of group commits of messages, failed ones included.");

@@ -36,3 +36,8 @@ fanout --scenario slowloris --sockets 2000 --addresses 16
 fanout --scenario stall --sockets 100 --addresses 8 --accounts 10
 # Chat latency during a storm of 50 logins/s.
 fanout --scenario storm --sockets 1000 --senders 10 --ladder 100 --logins 50
+# Several nodes: the 1,000-socket room on one SQLite node, then split over two nodes on
+# PostgreSQL + Redis (the machine's own, or ALONGSIDE_TEST_POSTGRES / ALONGSIDE_TEST_REDIS),
+# and durable send throughput on SQLite and on PostgreSQL.
+fanout --scenario cluster --nodes 2 --sockets 1000 --senders 10 --ladder 200,400,600,800,1000,1200,1600
+fanout --scenario durable --senders 10 --window 8 --seconds 5

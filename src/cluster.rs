@@ -212,6 +212,65 @@ fn decode_presence(snapshot: &str, into: &mut Remote) {
 mod tests {
     use super::*;
 
+    /// The Redis `ALONGSIDE_TEST_REDIS` names, or `None` (with a note) when unset.
+    fn redis() -> Option<String> {
+        let url = std::env::var("ALONGSIDE_TEST_REDIS").ok().filter(|url| !url.is_empty());
+        if url.is_none() {
+            eprintln!("ALONGSIDE_TEST_REDIS is not set: the Redis case does not run");
+        }
+        url
+    }
+
+    #[tokio::test]
+    async fn failed_logins_and_slow_mode_count_on_every_node() {
+        let Some(url) = redis() else { return };
+        let network = format!("unit-{}-{}", std::process::id(), crate::protocol::now_ms());
+        let ttl = Duration::from_secs(10);
+        let a = Cluster::connect(&url, &network, "a", ttl).await.expect("redis answers");
+        let b = Cluster::connect(&url, &network, "b", ttl).await.expect("redis answers");
+        for _ in 0..3 {
+            a.login_failed("ada", Duration::from_secs(60)).await.unwrap();
+        }
+        b.login_failed("ada", Duration::from_secs(60)).await.unwrap();
+        assert_eq!(b.login_failures("ada").await.unwrap(), 4, "failures on either node count for the account");
+        assert_eq!(a.login_failures("ben").await.unwrap(), 0);
+        let interval = Duration::from_secs(30);
+        assert_eq!(a.claim_send(RoomId(1), UserId(7), interval).await.unwrap(), None);
+        let wait = b.claim_send(RoomId(1), UserId(7), interval).await.unwrap().expect("taken on node a");
+        assert!(wait > Duration::from_secs(25) && wait <= interval, "{wait:?}");
+        assert_eq!(b.claim_send(RoomId(2), UserId(7), interval).await.unwrap(), None, "another room is free");
+    }
+
+    #[tokio::test]
+    async fn a_node_that_stops_renewing_stops_counting() {
+        let Some(url) = redis() else { return };
+        let network = format!("unit-{}-{}", std::process::id(), crate::protocol::now_ms());
+        let ttl = Duration::from_millis(400);
+        let (a, b) = (
+            Cluster::connect(&url, &network, "a", ttl).await.expect("redis answers"),
+            Cluster::connect(&url, &network, "b", ttl).await.expect("redis answers"),
+        );
+        let ada = User { username: "ada".into(), display_name: "Ada".into(), role: Role::Member };
+        let mut conn = a.conn.clone();
+        let snapshot = encode_presence(&[("circle".into(), vec![(UserId(1), ada)])]);
+        let _: () = redis::cmd("SET")
+            .arg(a.presence_key("a"))
+            .arg(snapshot)
+            .arg("PX")
+            .arg(400)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let _: () = conn.zadd(a.nodes_key(), "a", crate::protocol::now_ms()).await.unwrap();
+        let hub = Hub::new(Arc::default());
+        b.exchange(&hub).await.unwrap();
+        assert!(b.remote()["circle"].contains_key(&UserId(1)), "node b sees node a's member");
+        // Node a renews nothing more: its entry expires with its time to live.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        b.exchange(&hub).await.unwrap();
+        assert!(b.remote().get("circle").is_none_or(|users| users.is_empty()), "a dead node's members are gone");
+    }
+
     #[test]
     fn a_snapshot_reads_back_as_written_and_snapshots_join() {
         let ada = User { username: "ada".into(), display_name: "Ada \"A\"".into(), role: Role::Moderator };

@@ -430,3 +430,49 @@ async fn a_network_moves_from_sqlite_to_postgres_without_losing_a_message_or_a_s
     new.member("newcomer").await;
     host.ok(json!({"type": "create_room", "name": "second"})).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutes_locks_and_role_changes_on_one_node_hold_on_the_other() {
+    let Some(cluster) = Cluster::start(2).await else { return };
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let mut owner = a.room_owner("host", "circle").await;
+    let mut mia = b.member("mia").await;
+    mia.ok(json!({"type": "join", "room": "circle"})).await;
+    // A mute on node A: node B refuses mia's send at once after the reply.
+    owner.ok(json!({"type": "mute", "room": "circle", "user": "mia", "duration_s": 600, "reason": "a pause"})).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let reply = mia.request(json!({"type": "send", "room": "circle", "body": "still here"})).await;
+        if reply["code"] == "muted" {
+            break;
+        }
+        // The mute travels through Redis: node B may answer before it arrives, never after.
+        assert!(tokio::time::Instant::now() < deadline, "node B never applied the mute: {reply}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    owner.ok(json!({"type": "unmute", "room": "circle", "user": "mia"})).await;
+    // A lock on node A: members on node B hear it and may not send.
+    owner.ok(json!({"type": "lock", "room": "circle", "locked": true})).await;
+    loop {
+        let event = mia.event().await;
+        if event["type"] == "room_updated" && event["room"]["locked"] == true {
+            break;
+        }
+    }
+    let refusal = mia.refused(json!({"type": "send", "room": "circle", "body": "hello"}), "forbidden").await;
+    assert!(refusal["message"].as_str().unwrap().contains("locked"), "{refusal}");
+    // A role given with the command line reaches mia's socket on node B.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_alongside"))
+        .args(["user", "set-role", "mia", "moderator", "--database", &cluster.database.url])
+        .output()
+        .expect("run alongside user set-role");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    loop {
+        let event = mia.event().await;
+        if event["type"] == "user_updated" {
+            assert_eq!(event["user"]["role"], "moderator");
+            break;
+        }
+    }
+    mia.assert_quiet(Duration::from_millis(300)).await;
+}

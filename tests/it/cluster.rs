@@ -67,8 +67,8 @@ impl Cluster {
     }
 }
 
-/// A TCP proxy in front of Redis that the test can cut (every connection closed, new
-/// ones closed at once) and restore.
+/// A TCP proxy in front of Redis or PostgreSQL that the test can cut (every connection
+/// closed, new ones closed at once) and restore.
 pub struct RedisProxy {
     pub addr: SocketAddr,
     cut: Arc<AtomicBool>,
@@ -79,6 +79,11 @@ pub struct RedisProxy {
 impl RedisProxy {
     async fn start(url: &str) -> RedisProxy {
         let target = url.trim_start_matches("redis://").split('/').next().unwrap_or("127.0.0.1:6379").to_string();
+        RedisProxy::to(target).await
+    }
+
+    /// A proxy to `target` (`host:port`).
+    async fn to(target: String) -> RedisProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
         let addr = listener.local_addr().unwrap();
         let cut = Arc::new(AtomicBool::new(false));
@@ -121,6 +126,18 @@ impl Drop for RedisProxy {
         self.accept.abort();
         self.cut();
     }
+}
+
+/// `url` (`postgres://user@host:port/name`) through a proxy: the proxy and the new URL.
+async fn postgres_through_proxy(url: &str) -> (RedisProxy, String) {
+    let (scheme, rest) = url.split_once("://").expect("a URL");
+    let (userinfo, rest) = rest.rsplit_once('@').map_or(("", rest), |(u, r)| (u, r));
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let host = if host.contains(':') { host.to_string() } else { format!("{host}:5432") };
+    let proxy = RedisProxy::to(host).await;
+    let at = if userinfo.is_empty() { String::new() } else { format!("{userinfo}@") };
+    let proxied = format!("{scheme}://{at}{}/{path}", proxy.addr);
+    (proxy, proxied)
 }
 
 /// Collects `room`'s message seqs from `client` until it has `n`.
@@ -475,4 +492,40 @@ async fn mutes_locks_and_role_changes_on_one_node_hold_on_the_other() {
         }
     }
     mia.assert_quiet(Duration::from_millis(300)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_loses_postgres_acknowledges_nothing_says_503_and_recovers() {
+    let Some(postgres) = test_database::server() else { return };
+    let database = test_database::create(&postgres).await;
+    let (proxy, url) = postgres_through_proxy(&database.url).await;
+    let node = TestServer::start_config(test_config(&url)).await;
+    let mut owner = node.room_owner("host", "circle").await;
+    owner.ok(json!({"type": "send", "room": "circle", "body": "before", "client_msg_id": "m1"})).await;
+    proxy.cut();
+    // Not one `ok` while the database cannot be reached: each send is refused plainly.
+    for n in 0..3 {
+        owner
+            .refused(
+                json!({"type": "send", "room": "circle", "body": "during", "client_msg_id": format!("d{n}")}),
+                "internal",
+            )
+            .await;
+    }
+    let (status, body) = http(node.addr, "GET", "/healthz", &[], None).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["store"], "unavailable");
+    proxy.restore();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while http(node.addr, "GET", "/healthz", &[], None).await.0 != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "the node did not recover within {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The client resends what was refused; nothing was half stored, no seq was skipped.
+    for n in 0..3 {
+        owner.ok(json!({"type": "send", "room": "circle", "body": "during", "client_msg_id": format!("d{n}")})).await;
+    }
+    let history = owner.ok(json!({"type": "history", "room": "circle", "limit": 10})).await;
+    let seqs: Vec<i64> = history["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_i64().unwrap()).collect();
+    assert_eq!(seqs, [1, 2, 3, 4]);
 }

@@ -844,6 +844,17 @@ impl Hub {
     }
 }
 
+/// A bus between nodes delivers into the hub.
+impl crate::bus::Subscriber for Hub {
+    fn dispatch(&self, message: &BusMessage) {
+        Hub::dispatch(self, message);
+    }
+
+    fn close_all(&self, code: u16, reason: &'static str) {
+        Hub::close_all(self, code, reason);
+    }
+}
+
 /// On one node the hub is the bus: a publish is delivered at once, in call order.
 impl Bus for Hub {
     fn publish(&self, message: BusMessage) {

@@ -88,7 +88,7 @@ impl Server {
             // One node: the hub is the bus.
             (Arc::new(hub.clone()), None)
         } else {
-            let bus = RedisBus::start(&config.bus, &config.cluster, hub.clone(), bus_stop.clone()).await?;
+            let bus = RedisBus::start(&config.bus, &config.cluster, Arc::new(hub.clone()), bus_stop.clone()).await?;
             let ttl = Duration::from_secs_f64(config.presence_ttl_s.max(0.4));
             let cluster = Cluster::connect(&config.bus, &config.cluster, &config.node(), ttl).await.map_err(|err| {
                 StartError::Config(format!("cannot reach the bus at {}: {err}", store::redacted(&config.bus)))

@@ -110,6 +110,16 @@ pub enum BusMessage {
     },
 }
 
+/// What a bus between nodes hands what it receives to: the node's hub (which imports
+/// this module, so the bus names it only through this trait).
+pub trait Subscriber: Send + Sync + 'static {
+    /// Applies one message on this node.
+    fn dispatch(&self, message: &BusMessage);
+
+    /// Closes every socket on this node (the bus was lost).
+    fn close_all(&self, code: u16, reason: &'static str);
+}
+
 /// Carries committed changes to the hub of every node.
 pub trait Bus: Send + Sync + 'static {
     /// Publishes without waiting; messages from one caller arrive in call order.

@@ -16,8 +16,7 @@
 //! the task reconnects with a growing pause until Redis answers, then resubscribes.
 //! Nothing sent while the bus was down is lost: it was stored before it was published.
 
-use super::{wire, Bus, BusMessage};
-use crate::hub::Hub;
+use super::{wire, Bus, BusMessage, Subscriber};
 use crate::protocol::close_code;
 use futures_util::StreamExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -76,7 +75,7 @@ impl RedisBus {
     pub async fn start(
         url: &str,
         cluster: &str,
-        hub: Hub,
+        hub: Arc<dyn Subscriber>,
         shutdown: CancellationToken,
     ) -> Result<Arc<RedisBus>, BusError> {
         let failed = |cause: String| BusError { url: crate::store::redacted(url), cause };
@@ -113,7 +112,7 @@ impl Bus for RedisBus {
 struct Task {
     client: redis::Client,
     channel: String,
-    hub: Hub,
+    hub: Arc<dyn Subscriber>,
     healthy: Arc<AtomicBool>,
     dropped: Arc<AtomicU64>,
 }

@@ -185,6 +185,12 @@ settings! {
     /// four times as often): a node that dies stops counting its members within this
     /// time and one renewal.
     presence_ttl_s: f64 = 10.0, env = "ALONGSIDE_PRESENCE_TTL_S";
+    /// A directory of crisis-phrase lists (`*.txt`, one phrase per line) to use instead
+    /// of the built-in ones (`data/care/phrases`); empty = built-in.
+    care_phrases_dir: String = String::new(), env = "ALONGSIDE_CARE_PHRASES_DIR";
+    /// A support-resource file (TOML, as `data/care/resources.toml`) to use instead of the
+    /// built-in one; empty = built-in.
+    care_resources_file: String = String::new(), env = "ALONGSIDE_CARE_RESOURCES_FILE";
     /// Log filter, e.g. `info` or `alongside=debug,info`.
     log: String = "info".into(), env = "ALONGSIDE_LOG";
 }

@@ -16,7 +16,7 @@ use crate::store::StoreError;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::DefaultBodyLimit;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -35,6 +35,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/login", post(login))
         .route("/api/v1/logout", post(logout))
         .route("/api/v1/me", get(me))
+        .route("/api/v1/resources", get(resources))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -240,7 +241,20 @@ async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Respons
     let token = bearer(&headers).ok_or_else(unauthenticated)?;
     let record = state.token_user(&token_hash(token)).await?.ok_or_else(unauthenticated)?;
     let may_create = record.user.role.may_create(state.config.members_may_create_rooms);
-    Ok(json(StatusCode::OK, &MeBody { user: record.user, may_create }))
+    Ok(json(StatusCode::OK, &MeBody { user: state.me(&record).await?, may_create }))
+}
+
+/// `GET /api/v1/resources?region=GB`: support resources, without an account (a person
+/// in distress may not have one); every resource without a region.
+async fn resources(
+    State(state): State<AppState>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+) -> Result<Response, HttpError> {
+    let resources = match query.get("region").filter(|region| !region.is_empty()) {
+        Some(region) => state.care.resources.for_region(Some(&crate::care::parse_region(region)?)),
+        None => state.care.resources.all().to_vec(),
+    };
+    Ok(json(StatusCode::OK, &serde_json::json!({ "resources": resources })))
 }
 
 /// `{"status": "ok" | "unavailable", "node": NAME}`: whether this node can serve now.

@@ -34,6 +34,7 @@
 
 pub mod auth;
 pub mod bus;
+pub mod care;
 pub mod cli;
 pub mod cluster;
 pub mod config;

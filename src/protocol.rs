@@ -256,6 +256,43 @@ pub struct Report {
     pub message: Option<Message>,
 }
 
+/// A support resource (PROTOCOL §8.1): a crisis line, a text service, a directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resource {
+    /// What it is called.
+    pub name: String,
+    /// ISO 3166-1 alpha-2, or `INT` for everywhere.
+    pub region: String,
+    /// A number to call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    /// How to reach it by text message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// Its site.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// When it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hours: Option<String>,
+    /// Anything else a person should know.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// The user as they themselves see it: a `User` and their own `region` (never shown to
+/// anyone else).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Me {
+    /// The public part.
+    #[serde(flatten)]
+    pub user: User,
+    /// Where they are, for support resources (ISO 3166-1 alpha-2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+}
+
 /// A ban or mute in force in a room, as its moderators see it (`sanctions`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActiveSanction {
@@ -334,11 +371,13 @@ pub enum LogAction {
     SetRole,
     /// A report resolved (the log's `reason` holds the note).
     ResolveReport,
+    /// A private word to a member (the log's `reason` holds what they were told).
+    Warn,
 }
 
 impl LogAction {
     /// Every action, for parsing.
-    const ALL: [LogAction; 12] = [
+    const ALL: [LogAction; 13] = [
         LogAction::Mute,
         LogAction::Unmute,
         LogAction::Kick,
@@ -351,6 +390,7 @@ impl LogAction {
         LogAction::SetRoomRole,
         LogAction::SetRole,
         LogAction::ResolveReport,
+        LogAction::Warn,
     ];
 
     /// The wire name, also kept in the database.
@@ -368,6 +408,7 @@ impl LogAction {
             LogAction::SetRoomRole => "set_room_role",
             LogAction::SetRole => "set_role",
             LogAction::ResolveReport => "resolve_report",
+            LogAction::Warn => "warn",
         }
     }
 
@@ -529,8 +570,8 @@ pub struct UserBody {
 /// `GET /api/v1/me`: the user, and what the user may do that a client shows or hides.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct MeBody {
-    /// The user.
-    pub user: User,
+    /// The user, with their own region.
+    pub user: Me,
     /// The kinds of room the user may create (`create_room`), on this server.
     pub may_create: Vec<RoomKind>,
 }
@@ -555,6 +596,17 @@ pub enum Request {
     Auth {
         /// Bearer token from login.
         token: String,
+    },
+    /// The support resources for a region (then the international ones); every
+    /// resource without one.
+    Resources {
+        /// ISO 3166-1 alpha-2.
+        region: Option<String>,
+    },
+    /// Change one's own profile.
+    SetProfile {
+        /// Where one is, for support resources; `None` clears it.
+        region: Option<String>,
     },
     /// List rooms, a page at a time.
     Rooms(PageQuery),
@@ -736,6 +788,15 @@ pub enum Moderation {
         /// What was done.
         note: Option<String>,
     },
+    /// A private word to a member: the first step before a mute.
+    Warn {
+        /// Room name.
+        room: String,
+        /// Username.
+        user: String,
+        /// What the member is told.
+        reason: String,
+    },
     /// List the bans and mutes in force in a room.
     Sanctions {
         /// Room name.
@@ -877,6 +938,12 @@ struct AuthFields {
 #[derive(Deserialize)]
 struct RoomFields {
     room: String,
+}
+
+#[derive(Deserialize)]
+struct RegionFields {
+    #[serde(default)]
+    region: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -1022,6 +1089,14 @@ pub fn parse_request(text: &str) -> Result<(Option<RequestId>, Request), ParseEr
             Request::Auth { token: f.token }
         }
         "rooms" => Request::Rooms(serde_json::from_str(text).map_err(|e| fail("rooms", e))?),
+        "resources" => {
+            let f: RegionFields = serde_json::from_str(text).map_err(|e| fail("resources", e))?;
+            Request::Resources { region: f.region }
+        }
+        "set_profile" => {
+            let f: RegionFields = serde_json::from_str(text).map_err(|e| fail("set_profile", e))?;
+            Request::SetProfile { region: f.region }
+        }
         #[cfg(feature = "test-hooks")]
         "test_panic" => Request::TestPanic,
         #[cfg(feature = "test-hooks")]
@@ -1119,6 +1194,10 @@ fn parse_moderation(kind: &str, text: &str) -> Option<Result<Moderation, String>
             Ok(Moderation::ResolveReport { room: f.room, id, note: f.note })
         }),
         "sanctions" => fields::<RoomFields>(text).map(|f| Moderation::Sanctions { room: f.room }),
+        "warn" => fields::<TargetFields>(text).and_then(|f| match f.reason {
+            Some(reason) => Ok(Moderation::Warn { room: f.room, user: f.user, reason }),
+            None => Err("missing field “reason” (what the member is told)".to_string()),
+        }),
         "mod_log" => fields::<ModLogFields>(text).and_then(|f| match (f.scope, f.room) {
             (Some(BanScopeField::Server), _) => Ok(Moderation::ModLog { room: None, limit: f.limit }),
             (_, Some(room)) => Ok(Moderation::ModLog { room: Some(room), limit: f.limit }),
@@ -1146,8 +1225,8 @@ fn truncate(text: &str, max_chars: usize) -> &str {
 pub enum Reply {
     /// `auth`.
     Authenticated {
-        /// Who the socket belongs to.
-        user: User,
+        /// Who the socket belongs to, with their own region.
+        user: Me,
         /// Names of the rooms the user is a member of.
         rooms: Vec<String>,
         /// The kinds of room the user may create, on this server.
@@ -1221,6 +1300,16 @@ pub enum Reply {
     ModLog {
         /// Entries, newest first.
         entries: Vec<ModAction>,
+    },
+    /// `resources`.
+    Resources {
+        /// The resources asked for.
+        resources: Vec<Resource>,
+    },
+    /// `set_profile`.
+    Profile {
+        /// The user as they see themselves now.
+        user: Me,
     },
     /// `sanctions`.
     Sanctions {
@@ -1395,6 +1484,25 @@ pub enum Event {
         /// The moderator's reason.
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+    },
+    /// A moderator's private word to you; nothing else changes.
+    Warned {
+        /// Room name.
+        room: String,
+        /// Username of the moderator.
+        by: String,
+        /// What they want you to know.
+        reason: String,
+    },
+    /// Only to the author of a message that said they may be in crisis: support they
+    /// can reach now. The message itself went out like any other.
+    CareResources {
+        /// Room name.
+        room: String,
+        /// The message.
+        seq: i64,
+        /// The author's region's resources, then the international ones.
+        resources: Vec<Resource>,
     },
     /// You were banned from a room, or (without `room`) from the server.
     Banned {

@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::hub::Hub;
 use crate::listener::{self, ConnectionLimits};
 use crate::metrics::Metrics;
-use crate::state::{AppState, PublishCommits, Shared, StoreGaps};
+use crate::state::{AppState, Care, PublishCommits, Shared, StoreGaps};
 use crate::store::{self, StoreError};
 use crate::{http, ws};
 use axum::Router;
@@ -101,7 +101,8 @@ impl Server {
         hub.load_mutes(store.fetch_active_mutes(crate::protocol::now_ms()).await.map_err(StartError::Load)?);
         // What a bus loses (or brings out of order), the hub reads back from the store.
         hub.set_gap_filler(Arc::new(StoreGaps { store: store.clone() }));
-        let state: AppState = Arc::new(Shared::new(config, store, bus, cluster, hub, metrics));
+        let care = Care::load(&config).map_err(StartError::Config)?;
+        let state: AppState = Arc::new(Shared::new(config, store, bus, cluster, care, hub, metrics));
         // One ticker pings every socket, instead of a timer inside each socket's task.
         every(&state, state.config.ping_interval(), Shared::ping_all);
         // Limit keys nobody used lately are dropped once a minute, so invented keys

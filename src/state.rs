@@ -46,6 +46,8 @@ pub struct Shared {
     bus: Arc<dyn Bus>,
     /// What the nodes of a network share beside the bus; `None` on a single node.
     pub cluster: Option<Arc<Cluster>>,
+    /// Crisis phrases and support resources.
+    pub care: Care,
     /// This node's fan-out; changed only by bus effects and the session lifecycle below.
     hub: Hub,
     /// Password hashing behind its semaphore.
@@ -95,6 +97,7 @@ impl Shared {
         store: Arc<dyn Store>,
         bus: Arc<dyn Bus>,
         cluster: Option<Arc<Cluster>>,
+        care: Care,
         hub: Hub,
         metrics: Arc<Metrics>,
     ) -> Shared {
@@ -118,6 +121,7 @@ impl Shared {
             store,
             bus,
             cluster,
+            care,
             hub,
             metrics,
             sockets_per_address: DashMap::new(),
@@ -218,6 +222,12 @@ impl Shared {
         self.hub.mute(room, user)
     }
 
+    /// The user as they see themselves: with their own region.
+    pub async fn me(&self, record: &UserRecord) -> Result<crate::protocol::Me, ApiError> {
+        let region = self.store.fetch_user_region(record.id).await.map_err(internal)?;
+        Ok(crate::protocol::Me { user: record.user.clone(), region })
+    }
+
     /// The `banned` refusal if `user` is banned from the server now.
     pub async fn server_ban(&self, user: UserId) -> Result<Option<ApiError>, ApiError> {
         let ban =
@@ -282,8 +292,47 @@ impl Shared {
     }
 }
 
+/// The crisis phrases and the support resources a server runs with.
+#[derive(Debug, Clone)]
+pub struct Care {
+    /// What a message that may come from someone in crisis says.
+    pub phrases: crate::care::Phrases,
+    /// Where support is.
+    pub resources: crate::care::Resources,
+}
+
+impl Care {
+    /// The built-in lists, or the operator's files where the settings name them.
+    pub fn load(config: &Config) -> Result<Care, String> {
+        let phrases = match config.care_phrases_dir.as_str() {
+            "" => crate::care::Phrases::builtin(),
+            dir => crate::care::Phrases::from_dir(std::path::Path::new(dir))?,
+        };
+        let resources = match config.care_resources_file.as_str() {
+            "" => crate::care::Resources::builtin(),
+            file => crate::care::Resources::from_file(std::path::Path::new(file))?,
+        };
+        Ok(Care { phrases, resources })
+    }
+}
+
 /// The events API.
 impl Shared {
+    /// The author of message `seq` in `room` may be in crisis: their sockets (only)
+    /// get the support resources for their region, then the international ones.
+    pub async fn offer_care(&self, author: UserId, room: &str, seq: i64) {
+        let region = match self.store.fetch_user_region(author).await {
+            Ok(region) => region,
+            Err(err) => {
+                // Resources for everywhere still help; nothing waits on this.
+                tracing::warn!(error = %err, "cannot read a member's region; offering the international resources");
+                None
+            }
+        };
+        let resources = self.care.resources.for_region(region.as_deref());
+        self.publish_user(author, &Event::CareResources { room: room.to_string(), seq, resources });
+    }
+
     /// Tells `room`'s members (all but `except`'s sockets) about `event`; every node
     /// applies `effect` around the delivery.
     pub fn publish_room(&self, room: &str, event: &Event, except: Option<UserId>, effect: Option<Effect>) {

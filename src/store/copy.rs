@@ -40,6 +40,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("password_hash", Text),
             ("role", Text),
             ("created_at", Int),
+            ("region", Text),
         ],
     ),
     ("sessions", &[("token_hash", Bytes), ("user_id", Int), ("created_at", Int), ("used_at", Int)]),

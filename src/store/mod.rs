@@ -326,6 +326,15 @@ pub trait Store: Send + Sync + 'static {
     /// The user and password hash for a login.
     async fn fetch_credentials(&self, username: &str) -> Result<Option<Credentials>, StoreError>;
 
+    /// A user's own region (for support resources); `None` when not set.
+    async fn fetch_user_region(&self, user: UserId) -> Result<Option<String>, StoreError>;
+
+    /// Sets (or, with `None`, clears) a user's own region.
+    async fn update_user_region(&self, user: UserId, region: Option<&str>) -> Result<(), StoreError>;
+
+    /// Writes a moderation-log entry for an action that changes nothing else (a warning).
+    async fn insert_mod_log(&self, log: &ModEntry) -> Result<(), StoreError>;
+
     /// Changes a user's global role (logging it when `log` is given); `NotFound` if
     /// there is no such user.
     async fn update_user_role(

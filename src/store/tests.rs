@@ -65,7 +65,7 @@ macro_rules! suite {
 suite!(sqlite, postgres: [users, tokens, rooms, memberships, room_roles, mutes, bans_win_over_joins, seqs_per_room,
     client_msg_id_is_idempotent, a_failed_batch_consumes_no_seq, history_ranges, deleting_a_message,
     reports_keep_their_evidence, editing_a_message, reactions, search, mod_log_newest_first_by_scope, room_settings, ping, changes_made_outside,
-    members_and_read_markers, sanctions_in_force]);
+    members_and_read_markers, sanctions_in_force, regions_and_warnings]);
 
 async fn user(store: &dyn Store, name: &str) -> UserRecord {
     store.insert_user(name, &name.to_uppercase(), "hash", Role::Member).await.unwrap()
@@ -595,4 +595,28 @@ async fn members_and_read_markers(s: &Subject) {
     let found = store.fetch_members_named(room.id, &["ben".into(), "zed".into(), "ada".into()]).await.unwrap();
     let found: Vec<&str> = found.iter().map(|m| m.user.username.as_str()).collect();
     assert_eq!(found, ["ada", "ben"], "only members, by name");
+}
+
+async fn regions_and_warnings(s: &Subject) {
+    let store = &*s.store;
+    let (ada, ben) = (user(store, "ada").await, user(store, "ben").await);
+    assert_eq!(store.fetch_user_region(ada.id).await.unwrap(), None, "unset at first");
+    store.update_user_region(ada.id, Some("GB")).await.unwrap();
+    assert_eq!(store.fetch_user_region(ada.id).await.unwrap().as_deref(), Some("GB"));
+    assert_eq!(store.fetch_user_region(ben.id).await.unwrap(), None, "one's own only");
+    store.update_user_region(ada.id, None).await.unwrap();
+    assert_eq!(store.fetch_user_region(ada.id).await.unwrap(), None, "cleared");
+    let room = room(store, "room", ada.id, None).await;
+    let warning = ModEntry {
+        target: Some("ben".into()),
+        reason: Some("please keep it kind".into()),
+        ..log(Some(room.id), LogAction::Warn, ada.id)
+    };
+    store.insert_mod_log(&warning).await.unwrap();
+    let entries = store.fetch_mod_log(Some(room.id), 10).await.unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(
+        (entries[0].action, entries[0].target.as_deref(), entries[0].reason.as_deref()),
+        (LogAction::Warn, Some("ben"), Some("please keep it kind"))
+    );
 }

@@ -332,7 +332,8 @@ impl Reader {
         self.session = Some(guard);
         let may_create = record.user.role.may_create(self.state.config.members_may_create_rooms);
         let reactions = self.state.config.reactions.split_whitespace().map(str::to_string).collect();
-        Ok((Reply::Authenticated { user: record.user, rooms: rooms.clone(), may_create, reactions }, rooms))
+        let user = self.state.me(&record).await?;
+        Ok((Reply::Authenticated { user, rooms: rooms.clone(), may_create, reactions }, rooms))
     }
 
     /// Subscribes the new session to its user's rooms and announces the user where it

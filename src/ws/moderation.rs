@@ -53,6 +53,7 @@ pub async fn handle(state: &AppState, session: &Session, request: Moderation) ->
         Moderation::ResolveReport { room, id, note } => resolve_report(state, session, &room, id, note).await,
         Moderation::ModLog { room, limit } => mod_log(state, session, room.as_deref(), limit).await,
         Moderation::Sanctions { room } => sanctions(state, session, &room).await,
+        Moderation::Warn { room, user, reason } => warn(state, session, &room, &user, reason).await,
     }
 }
 
@@ -226,6 +227,29 @@ async fn mute(
         reason: mute.reason.clone(),
     };
     state.publish_room(&room.name, &event, None, Some(Effect::Muted(room.id, target.record.id, mute)));
+    Ok(Reply::Empty {})
+}
+
+/// A private word: the member hears it, nothing else changes, the log keeps it.
+async fn warn(
+    state: &AppState,
+    session: &Session,
+    room_name: &str,
+    username: &str,
+    reason: String,
+) -> Result<Reply, ApiError> {
+    let (room, target) = act_on(state, session, room_name, username, Standing::can_mute, "warn members", true).await?;
+    let Some(reason) = check_text(Some(reason), "reason")? else {
+        return Err(invalid("Say what the member should know: “reason” is what they are told."));
+    };
+    let log = ModEntry {
+        target: Some(target.record.user.username.clone()),
+        reason: Some(reason.clone()),
+        ..entry(Some(&room), LogAction::Warn, session)
+    };
+    state.store.insert_mod_log(&log).await.map_err(internal)?;
+    let event = Event::Warned { room: room.name.clone(), by: session.user().username, reason };
+    state.publish_user(target.record.id, &event);
     Ok(Reply::Empty {})
 }
 

@@ -38,6 +38,8 @@ pub async fn handle(state: &AppState, session: &Arc<Session>, request: Request) 
     match request {
         Request::Auth { .. } => Err(ApiError::new(ErrorCode::BadRequest, "This socket is already authenticated.")),
         Request::Rooms(page) => rooms(state, session, page).await,
+        Request::Resources { region } => resources(state, region),
+        Request::SetProfile { region } => set_profile(state, session, region).await,
         Request::CreateRoom(fields) => create_room(state, session, fields).await,
         Request::Join { room } => join(state, session, &room).await,
         Request::Leave { room } => leave(state, session, &room).await,
@@ -309,8 +311,30 @@ async fn send(state: &AppState, session: &Session, fields: SendMessage) -> Resul
         for member in mentioned.iter().filter(|member| member.id != session.user_id) {
             state.publish_user(member.id, &Event::Mention { room: room.name.clone(), seq: stored.message.seq });
         }
+        // Someone who may be in crisis: the message went out like any other; they
+        // alone get the support they can reach now.
+        if stored.message.body.as_deref().is_some_and(|body| state.care.phrases.matches(body)) {
+            state.offer_care(session.user_id, &room.name, stored.message.seq).await;
+        }
     }
     Ok(Reply::Sent { message: stored.message })
+}
+
+/// `resources`: a region's support resources, then the international ones; all of
+/// them without a region.
+fn resources(state: &AppState, region: Option<String>) -> Result<Reply, ApiError> {
+    let resources = match region {
+        Some(region) => state.care.resources.for_region(Some(&crate::care::parse_region(&region)?)),
+        None => state.care.resources.all().to_vec(),
+    };
+    Ok(Reply::Resources { resources })
+}
+
+/// `set_profile`: one's own region (never shown to anyone else).
+async fn set_profile(state: &AppState, session: &Session, region: Option<String>) -> Result<Reply, ApiError> {
+    let region = region.as_deref().map(crate::care::parse_region).transpose()?;
+    state.store.update_user_region(session.user_id, region.as_deref()).await.map_err(internal)?;
+    Ok(Reply::Profile { user: crate::protocol::Me { user: session.user(), region } })
 }
 
 /// Most words a search query has, in characters.

@@ -449,7 +449,7 @@ async fn a_network_moves_from_sqlite_to_postgres_without_losing_a_message_or_a_s
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mutes_locks_and_role_changes_on_one_node_hold_on_the_other() {
+async fn mutes_locks_role_changes_and_new_rooms_on_one_node_reach_the_other() {
     let Some(cluster) = Cluster::start(2).await else { return };
     let (a, b) = (cluster.node(0), cluster.node(1));
     let mut owner = a.room_owner("host", "circle").await;
@@ -491,6 +491,16 @@ async fn mutes_locks_and_role_changes_on_one_node_hold_on_the_other() {
             break;
         }
     }
+    // A room created on node A is announced to every socket on node B.
+    owner.ok(json!({"type": "create_room", "name": "second"})).await;
+    loop {
+        let event = mia.event().await;
+        if event["type"] == "room_created" {
+            assert_eq!(event["room"]["name"], "second");
+            break;
+        }
+    }
+    // Each of those reached mia once, not once per node.
     mia.assert_quiet(Duration::from_millis(300)).await;
 }
 

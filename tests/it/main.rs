@@ -4,6 +4,7 @@
 mod abuse;
 mod accounts;
 mod bad_input;
+mod care;
 mod cluster;
 mod crash;
 mod delivery;

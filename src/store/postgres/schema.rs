@@ -10,7 +10,8 @@ use sqlx::Connection;
 /// Schema migrations, applied in order; `alongside_schema.version` records how many
 /// ran. Append only: a released migration is never edited. `{fold}` is the body of the
 /// search folding function (see [`fold_function`]).
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE FUNCTION alongside_fold(text) RETURNS text LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
     AS $fold$ {fold} $fold$;
 CREATE TABLE users (
@@ -141,7 +142,12 @@ CREATE TABLE reactions (
     PRIMARY KEY (room_id, seq, emoji, user_id),
     FOREIGN KEY (room_id, seq) REFERENCES messages(room_id, seq)
 );
-"#];
+"#,
+    // A member's own region, for the support resources they are offered.
+    r#"
+ALTER TABLE users ADD COLUMN region TEXT;
+"#,
+];
 
 /// Any fixed key: every node that starts at once migrates in turn under it.
 const MIGRATION_LOCK: i64 = 0x616c_6f6e_6773_6964;

@@ -382,6 +382,28 @@ impl Store for SqliteStore {
         }
     }
 
+    async fn fetch_user_region(&self, user: UserId) -> Result<Option<String>, StoreError> {
+        let region = sqlx::query_scalar("SELECT region FROM users WHERE id = ?")
+            .bind(user.0)
+            .fetch_optional(&self.reads)
+            .await?;
+        Ok(region.flatten())
+    }
+
+    async fn update_user_region(&self, user: UserId, region: Option<&str>) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE users SET region = ? WHERE id = ?").bind(region).bind(user.0).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn insert_mod_log(&self, log: &ModEntry) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        insert_log(&mut tx, log).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn fetch_credentials(&self, username: &str) -> Result<Option<Credentials>, StoreError> {
         let row = sqlx::query("SELECT id, username, display_name, role, password_hash FROM users WHERE username = ?")
             .bind(username)

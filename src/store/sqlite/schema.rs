@@ -196,6 +196,10 @@ CREATE TABLE reactions (
     FOREIGN KEY (room_id, seq) REFERENCES messages(room_id, seq)
 ) WITHOUT ROWID;
 "#,
+    // A member's own region, for the support resources they are offered.
+    r#"
+ALTER TABLE users ADD COLUMN region TEXT;
+"#,
 ];
 
 /// Brings the schema up to date, each migration in its own write transaction.

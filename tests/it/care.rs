@@ -1,0 +1,138 @@
+//! Care and safety (PROTOCOL §8): crisis support and warnings, over real sockets.
+
+use crate::support::*;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// The regions of a resource list, in order.
+fn regions(resources: &Value) -> Vec<String> {
+    resources.as_array().unwrap().iter().map(|r| r["region"].as_str().unwrap().to_string()).collect()
+}
+
+#[tokio::test]
+async fn a_message_from_someone_in_crisis_goes_out_unchanged_and_only_its_author_gets_support() {
+    let server = TestServer::start().await;
+    let mut owner = server.room_owner("host", "circle").await;
+    let mut ben = server.member("ben").await;
+    ben.ok(json!({"type": "join", "room": "circle"})).await;
+    let mut mia = server.member("mia").await;
+    mia.ok(json!({"type": "join", "room": "circle"})).await;
+    let words = "honestly I don't want to be here anymore";
+    let sent = ben.ok(json!({"type": "send", "room": "circle", "body": words})).await;
+    let seq = sent["message"]["seq"].as_i64().unwrap();
+    for client in [&mut owner, &mut mia] {
+        let message = client.event_of("message").await;
+        assert_eq!(message["message"]["body"], words, "delivered exactly as written");
+    }
+    assert_eq!(ben.event_of("message").await["message"]["body"], words);
+    let care = ben.event_of("care_resources").await;
+    assert_eq!((care["room"].as_str(), care["seq"].as_i64()), (Some("circle"), Some(seq)));
+    let offered = regions(&care["resources"]);
+    assert!(
+        !offered.is_empty() && offered.iter().all(|r| r == "INT"),
+        "no region set: the international ones {offered:?}"
+    );
+    // Nobody else hears of it.
+    mia.assert_quiet(Duration::from_millis(300)).await;
+    // With a region, that region's lines come first.
+    let profile = ben.ok(json!({"type": "set_profile", "region": "gb"})).await;
+    assert_eq!(profile["user"]["region"], "GB");
+    ben.ok(json!({"type": "send", "room": "circle", "body": "I feel suicidal tonight"})).await;
+    let care = ben.event_of("care_resources").await;
+    let offered = regions(&care["resources"]);
+    assert_eq!(offered.first().map(String::as_str), Some("GB"), "{offered:?}");
+    assert_eq!(offered.last().map(String::as_str), Some("INT"));
+    // Nothing changed for the member: not muted, not hidden, the history is whole.
+    ben.ok(json!({"type": "send", "room": "circle", "body": "thank you for listening"})).await;
+    let history = mia.ok(json!({"type": "history", "room": "circle"})).await;
+    let bodies: Vec<&str> =
+        history["messages"].as_array().unwrap().iter().map(|m| m["body"].as_str().unwrap()).collect();
+    assert_eq!(bodies, [words, "I feel suicidal tonight", "thank you for listening"]);
+}
+
+#[tokio::test]
+async fn ordinary_messages_with_near_words_raise_nothing() {
+    let server = TestServer::start().await;
+    let mut ben = server.room_owner("ben", "circle").await;
+    for words in
+        ["this diet is killing me", "I could die laughing", "Suicide Squad is on tonight", "I can't go on holiday"]
+    {
+        ben.ok(json!({"type": "send", "room": "circle", "body": words})).await;
+        assert_eq!(ben.event_of("message").await["message"]["body"], words);
+    }
+    ben.assert_quiet(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn resources_for_a_region_with_or_without_an_account() {
+    let server = TestServer::start().await;
+    let mut ben = server.member("ben").await;
+    let ireland = ben.ok(json!({"type": "resources", "region": "ie"})).await;
+    let offered = regions(&ireland["resources"]);
+    assert_eq!(offered.first().map(String::as_str), Some("IE"), "{offered:?}");
+    assert!(ireland["resources"][0]["phone"].is_string());
+    let everything = ben.ok(json!({"type": "resources"})).await;
+    let all = regions(&everything["resources"]);
+    for region in ["GB", "IE", "US", "CA", "AU", "NZ", "IN", "DE", "FR", "ZA", "INT"] {
+        assert!(all.iter().any(|r| r == region), "{region} is in the list");
+    }
+    ben.refused(json!({"type": "resources", "region": "England"}), "invalid").await;
+    ben.refused(json!({"type": "set_profile", "region": "Narnia"}), "invalid").await;
+    // Without an account (a person in distress may have none).
+    let (status, body) = http(server.addr, "GET", "/api/v1/resources?region=NZ", &[], None).await;
+    assert_eq!(status, 200, "{body}");
+    let reply: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(regions(&reply["resources"]).first().map(String::as_str), Some("NZ"));
+    assert_http_error(&http(server.addr, "GET", "/api/v1/resources?region=zzz", &[], None).await, 400, "invalid");
+}
+
+#[tokio::test]
+async fn a_members_region_is_theirs_alone() {
+    let server = TestServer::start().await;
+    let token = server.user("ben").await;
+    let mut ben = server.client(&token).await;
+    ben.ok(json!({"type": "set_profile", "region": "IN"})).await;
+    let mut fresh = Client::connect(&server.ws_url(), None).await;
+    let again = fresh.ok(json!({"type": "auth", "token": token})).await;
+    assert_eq!(again["user"]["region"], "IN", "auth tells the member their own region");
+    let (_, me) = http(server.addr, "GET", "/api/v1/me", &[("Authorization", &format!("Bearer {token}"))], None).await;
+    assert_eq!(serde_json::from_str::<Value>(&me).unwrap()["user"]["region"], "IN");
+    // Others never see it.
+    let mut owner = server.room_owner("host", "circle").await;
+    ben.ok(json!({"type": "join", "room": "circle"})).await;
+    ben.ok(json!({"type": "send", "room": "circle", "body": "hello"})).await;
+    let heard = owner.event_of("message").await;
+    assert!(heard["message"]["author"].get("region").is_none(), "{heard}");
+    let members = owner.ok(json!({"type": "members", "room": "circle"})).await;
+    assert!(!members.to_string().contains("\"region\""), "{members}");
+    ben.ok(json!({"type": "set_profile", "region": null})).await;
+    let mut fresh = Client::connect(&server.ws_url(), None).await;
+    let cleared = fresh.ok(json!({"type": "auth", "token": token})).await;
+    assert!(cleared["user"].get("region").is_none());
+}
+
+#[tokio::test]
+async fn a_warning_is_a_private_word_in_the_log_and_changes_nothing_else() {
+    let server = TestServer::start().await;
+    let mut owner = server.room_owner("host", "circle").await;
+    let mut ben = server.member("ben").await;
+    ben.ok(json!({"type": "join", "room": "circle"})).await;
+    let mut mia = server.member("mia").await;
+    mia.ok(json!({"type": "join", "room": "circle"})).await;
+    owner.ok(json!({"type": "warn", "room": "circle", "user": "ben", "reason": "Please keep it kind"})).await;
+    let warned = ben.event_of("warned").await;
+    assert_eq!(warned, json!({"type": "warned", "room": "circle", "by": "host", "reason": "Please keep it kind"}));
+    mia.event_of("member_joined").await;
+    mia.assert_quiet(Duration::from_millis(300)).await;
+    ben.ok(json!({"type": "send", "room": "circle", "body": "sorry, I will"})).await;
+    let log = owner.ok(json!({"type": "mod_log", "room": "circle"})).await;
+    let entry = &log["entries"][0];
+    assert_eq!((entry["action"].as_str(), entry["target"].as_str()), (Some("warn"), Some("ben")), "{log}");
+    assert_eq!(entry["reason"], "Please keep it kind");
+    // Members may not warn; a warning says something; only members are warned.
+    mia.refused(json!({"type": "warn", "room": "circle", "user": "ben", "reason": "hey"}), "forbidden").await;
+    owner.refused(json!({"type": "warn", "room": "circle", "user": "ben"}), "bad_request").await;
+    owner.refused(json!({"type": "warn", "room": "circle", "user": "ben", "reason": "   "}), "invalid").await;
+    server.register("zed").await;
+    owner.refused(json!({"type": "warn", "room": "circle", "user": "zed", "reason": "hi"}), "not_found").await;
+}

@@ -256,6 +256,60 @@ pub struct Report {
     pub message: Option<Message>,
 }
 
+/// Why a care alert was raised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CareKind {
+    /// The message matched a crisis phrase.
+    Phrase,
+    /// A member referred the message to the moderators.
+    Referral,
+}
+
+impl CareKind {
+    /// The wire name, also kept in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CareKind::Phrase => "phrase",
+            CareKind::Referral => "referral",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(text: &str) -> Option<CareKind> {
+        [CareKind::Phrase, CareKind::Referral].into_iter().find(|kind| kind.as_str() == text)
+    }
+}
+
+/// Someone in a room may need care now (PROTOCOL §8.1): for the room's moderators.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CareAlert {
+    /// Alert id, unique on the server.
+    pub id: i64,
+    /// Room name.
+    pub room: String,
+    /// The message.
+    pub seq: i64,
+    /// Who wrote it.
+    pub author: User,
+    /// A phrase matched, or a member referred it.
+    pub kind: CareKind,
+    /// The referrer's username (moderators only ever see alerts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// The referrer's note.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// When it was raised.
+    pub ts: String,
+    /// The moderator who acknowledged it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acked_by: Option<String>,
+    /// When.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acked_at: Option<String>,
+}
+
 /// A support resource (PROTOCOL §8.1): a crisis line, a text service, a directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -373,11 +427,13 @@ pub enum LogAction {
     ResolveReport,
     /// A private word to a member (the log's `reason` holds what they were told).
     Warn,
+    /// A care alert acknowledged (the log's `seq` is the message, `reason` the note).
+    CareAck,
 }
 
 impl LogAction {
     /// Every action, for parsing.
-    const ALL: [LogAction; 13] = [
+    const ALL: [LogAction; 14] = [
         LogAction::Mute,
         LogAction::Unmute,
         LogAction::Kick,
@@ -391,6 +447,7 @@ impl LogAction {
         LogAction::SetRole,
         LogAction::ResolveReport,
         LogAction::Warn,
+        LogAction::CareAck,
     ];
 
     /// The wire name, also kept in the database.
@@ -409,6 +466,7 @@ impl LogAction {
             LogAction::SetRole => "set_role",
             LogAction::ResolveReport => "resolve_report",
             LogAction::Warn => "warn",
+            LogAction::CareAck => "care_ack",
         }
     }
 
@@ -788,6 +846,31 @@ pub enum Moderation {
         /// What was done.
         note: Option<String>,
     },
+    /// Ask the room's moderators to look after the author of a message.
+    Refer {
+        /// Room name.
+        room: String,
+        /// The message.
+        seq: i64,
+        /// For the moderators.
+        note: Option<String>,
+    },
+    /// List a room's open care alerts.
+    CareAlerts {
+        /// Room name.
+        room: String,
+        /// Which page.
+        page: PageQuery,
+    },
+    /// Acknowledge a care alert: someone is looking after it.
+    AckCareAlert {
+        /// Room name.
+        room: String,
+        /// Alert id.
+        id: i64,
+        /// For the log.
+        note: Option<String>,
+    },
     /// A private word to a member: the first step before a mute.
     Warn {
         /// Room name.
@@ -1032,6 +1115,22 @@ struct ReportFields {
 /// frame's request id, so there the request id *is* the report id. `report_id` (our
 /// addition) lets a client keep its own request ids; it wins when both are given.
 #[derive(Deserialize)]
+struct ReferFields {
+    room: String,
+    seq: i64,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct AckFields {
+    room: String,
+    alert_id: i64,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+#[derive(Deserialize)]
 struct ResolveFields {
     room: String,
     #[serde(default)]
@@ -1194,6 +1293,14 @@ fn parse_moderation(kind: &str, text: &str) -> Option<Result<Moderation, String>
             Ok(Moderation::ResolveReport { room: f.room, id, note: f.note })
         }),
         "sanctions" => fields::<RoomFields>(text).map(|f| Moderation::Sanctions { room: f.room }),
+        "refer" => fields::<ReferFields>(text).map(|f| Moderation::Refer { room: f.room, seq: f.seq, note: f.note }),
+        "care_alerts" => fields::<RoomFields>(text).and_then(|f| {
+            let page = fields::<PageQuery>(text)?;
+            Ok(Moderation::CareAlerts { room: f.room, page })
+        }),
+        "ack_care_alert" => {
+            fields::<AckFields>(text).map(|f| Moderation::AckCareAlert { room: f.room, id: f.alert_id, note: f.note })
+        }
         "warn" => fields::<TargetFields>(text).and_then(|f| match f.reason {
             Some(reason) => Ok(Moderation::Warn { room: f.room, user: f.user, reason }),
             None => Err("missing field “reason” (what the member is told)".to_string()),
@@ -1292,6 +1399,14 @@ pub enum Reply {
     Reports {
         /// Open reports, oldest first.
         reports: Vec<Report>,
+        /// More follow: ask again with `after_id` = the last id.
+        #[serde(skip_serializing_if = "is_false")]
+        more: bool,
+    },
+    /// `care_alerts`.
+    CareAlerts {
+        /// Open alerts, oldest first.
+        alerts: Vec<CareAlert>,
         /// More follow: ask again with `after_id` = the last id.
         #[serde(skip_serializing_if = "is_false")]
         more: bool,
@@ -1484,6 +1599,12 @@ pub enum Event {
         /// The moderator's reason.
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+    },
+    /// For a room's moderators: someone may need care now (or, with `acked_by`, a
+    /// colleague is looking after it).
+    CareAlert {
+        /// The alert.
+        alert: CareAlert,
     },
     /// A moderator's private word to you; nothing else changes.
     Warned {

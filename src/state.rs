@@ -319,8 +319,9 @@ impl Care {
 /// The events API.
 impl Shared {
     /// The author of message `seq` in `room` may be in crisis: their sockets (only)
-    /// get the support resources for their region, then the international ones.
-    pub async fn offer_care(&self, author: UserId, room: &str, seq: i64) {
+    /// get the support resources for their region, then the international ones, and
+    /// the room's moderators get a care alert.
+    pub async fn offer_care(&self, author: UserId, room: &RoomRecord, seq: i64) {
         let region = match self.store.fetch_user_region(author).await {
             Ok(region) => region,
             Err(err) => {
@@ -330,7 +331,39 @@ impl Shared {
             }
         };
         let resources = self.care.resources.for_region(region.as_deref());
-        self.publish_user(author, &Event::CareResources { room: room.to_string(), seq, resources });
+        self.publish_user(author, &Event::CareResources { room: room.name.clone(), seq, resources });
+        match self.store.insert_care_alert(room, seq, crate::protocol::CareKind::Phrase, None, None).await {
+            Ok(alert) => self.route_care_alert(room, alert).await,
+            // The member has their resources; the log says a moderator was not told.
+            Err(err) => tracing::error!(error = %err, room = %room.name, seq, "cannot raise a care alert"),
+        }
+    }
+
+    /// Tells the people who should know at once that someone may need care: the
+    /// room's owner and room moderators who are online; when none is, the global
+    /// moderators online anywhere.
+    pub async fn route_care_alert(&self, room: &RoomRecord, alert: crate::protocol::CareAlert) {
+        let mut moderators = match self.store.fetch_room_moderators(room.id).await {
+            Ok(moderators) => moderators,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read a room's moderators; the care alert goes to the global ones");
+                Vec::new()
+            }
+        };
+        moderators.push(room.owner_id);
+        moderators.sort_unstable();
+        moderators.dedup();
+        moderators.retain(|moderator| self.is_online(&room.name, *moderator));
+        let event = Event::CareAlert { alert };
+        if moderators.is_empty() {
+            // Nobody of the room is here: every global moderator online hears it.
+            self.publish_moderators(Vec::new(), &event);
+        } else {
+            let frame = Utf8Bytes::from(event.to_json());
+            for moderator in moderators {
+                self.bus.publish(BusMessage::User { user: moderator, frame: frame.clone() });
+            }
+        }
     }
 
     /// Tells `room`'s members (all but `except`'s sockets) about `event`; every node

@@ -112,11 +112,26 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
         ],
     ),
     ("read_markers", &[("room_id", Int), ("user_id", Int), ("seq", Int)]),
+    (
+        "care_alerts",
+        &[
+            ("id", Int),
+            ("room_id", Int),
+            ("seq", Int),
+            ("author_id", Int),
+            ("kind", Text),
+            ("by_id", Int),
+            ("note", Text),
+            ("ts", Int),
+            ("acked_by", Int),
+            ("acked_at", Int),
+        ],
+    ),
     ("reactions", &[("room_id", Int), ("seq", Int), ("emoji", Text), ("user_id", Int)]),
 ];
 
 /// The tables whose ids PostgreSQL hands out, so its counters must start past ours.
-const IDENTITIES: &[&str] = &["users", "rooms", "mod_log", "reports"];
+const IDENTITIES: &[&str] = &["users", "rooms", "mod_log", "reports", "care_alerts"];
 
 /// Bytes of `COPY` data sent at a time.
 const CHUNK: usize = 1 << 20;

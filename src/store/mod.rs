@@ -37,7 +37,8 @@ mod writer;
 pub use health::WriteHealth;
 
 use crate::protocol::{
-    ActiveSanction, LogAction, Message, ModAction, Reactions, Report, Role, RoomKind, RoomRole, User,
+    ActiveSanction, CareAlert, CareKind, LogAction, Message, ModAction, Reactions, Report, Role, RoomKind, RoomRole,
+    User,
 };
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -331,6 +332,31 @@ pub trait Store: Send + Sync + 'static {
 
     /// Sets (or, with `None`, clears) a user's own region.
     async fn update_user_region(&self, user: UserId, region: Option<&str>) -> Result<(), StoreError>;
+
+    /// Raises a care alert for message `seq` of a room (`by` and `note` for a referral);
+    /// `NotFound` if there is no such message.
+    async fn insert_care_alert(
+        &self,
+        room: &RoomRecord,
+        seq: i64,
+        kind: CareKind,
+        by: Option<UserId>,
+        note: Option<&str>,
+    ) -> Result<CareAlert, StoreError>;
+
+    /// Up to `limit` of a room's open (unacknowledged) care alerts with ids above
+    /// `after_id`, oldest first.
+    async fn fetch_care_alerts(
+        &self,
+        room: &RoomRecord,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<CareAlert>, StoreError>;
+
+    /// Acknowledges an open care alert (logging it); the alert as it is now, or `None`
+    /// if there is no open alert with that id in the room.
+    async fn ack_care_alert(&self, room: &RoomRecord, id: i64, log: &ModEntry)
+        -> Result<Option<CareAlert>, StoreError>;
 
     /// Writes a moderation-log entry for an action that changes nothing else (a warning).
     async fn insert_mod_log(&self, log: &ModEntry) -> Result<(), StoreError>;

@@ -3,8 +3,8 @@
 
 use super::{MuteRecord, Restriction, RoomId, RoomRecord, UserId, UserRecord};
 use crate::protocol::{
-    format_ts, ActiveSanction, LogAction, Message, ModAction, Reactions, Report, Role, RoomKind, RoomRole,
-    SanctionKind, User,
+    format_ts, ActiveSanction, CareAlert, CareKind, LogAction, Message, ModAction, Reactions, Report, Role, RoomKind,
+    RoomRole, SanctionKind, User,
 };
 
 /// A result row whose columns can be read by name.
@@ -162,6 +162,33 @@ pub(super) fn report(room: &str, row: &impl Columns) -> Result<Report, sqlx::Err
         reason: row.text("reason")?,
         ts: format_ts(row.int("ts")?),
         message,
+    })
+}
+
+/// A care alert with its author, referrer and acknowledger.
+pub(super) const CARE_COLUMNS: &str = "c.id, c.seq, c.kind, c.note, c.ts, c.acked_at, a.username, a.display_name, \
+     a.role, b.username AS by_name, k.username AS acked_name FROM care_alerts c JOIN users a ON a.id = c.author_id \
+     LEFT JOIN users b ON b.id = c.by_id LEFT JOIN users k ON k.id = c.acked_by";
+
+/// [`CARE_COLUMNS`].
+pub(super) fn care_alert(room: &str, row: &impl Columns) -> Result<CareAlert, sqlx::Error> {
+    let kind = row.text("kind")?;
+    Ok(CareAlert {
+        id: row.int("id")?,
+        room: room.to_string(),
+        seq: row.int("seq")?,
+        author: User {
+            username: row.text("username")?,
+            display_name: row.text("display_name")?,
+            role: parse_role(&row.text("role")?)?,
+        },
+        kind: CareKind::parse(&kind)
+            .ok_or_else(|| sqlx::Error::Decode(format!("unknown care kind `{kind}`").into()))?,
+        by: row.opt_text("by_name")?,
+        note: row.opt_text("note")?,
+        ts: format_ts(row.int("ts")?),
+        acked_by: row.opt_text("acked_name")?,
+        acked_at: row.opt_int("acked_at")?.map(format_ts),
     })
 }
 

@@ -5,7 +5,7 @@
 //! one backend, so the PostgreSQL store will run the very same cases.
 
 use super::*;
-use crate::protocol::{LogAction, Message, Reactions, Role, RoomKind, RoomRole, SanctionKind};
+use crate::protocol::{CareKind, LogAction, Message, Reactions, Role, RoomKind, RoomRole, SanctionKind};
 use std::sync::Mutex;
 
 /// Records what the store told its listener, in order.
@@ -65,7 +65,7 @@ macro_rules! suite {
 suite!(sqlite, postgres: [users, tokens, rooms, memberships, room_roles, mutes, bans_win_over_joins, seqs_per_room,
     client_msg_id_is_idempotent, a_failed_batch_consumes_no_seq, history_ranges, deleting_a_message,
     reports_keep_their_evidence, editing_a_message, reactions, search, mod_log_newest_first_by_scope, room_settings, ping, changes_made_outside,
-    members_and_read_markers, sanctions_in_force, regions_and_warnings]);
+    members_and_read_markers, sanctions_in_force, regions_and_warnings, care_alerts]);
 
 async fn user(store: &dyn Store, name: &str) -> UserRecord {
     store.insert_user(name, &name.to_uppercase(), "hash", Role::Member).await.unwrap()
@@ -619,4 +619,39 @@ async fn regions_and_warnings(s: &Subject) {
         (entries[0].action, entries[0].target.as_deref(), entries[0].reason.as_deref()),
         (LogAction::Warn, Some("ben"), Some("please keep it kind"))
     );
+}
+
+async fn care_alerts(s: &Subject) {
+    let store = &*s.store;
+    let (ada, ben, mia) = (user(store, "ada").await, user(store, "ben").await, user(store, "mia").await);
+    let room = room(store, "room", ada.id, None).await;
+    send(store, &room, &ben, "I want to die", None).await;
+    send(store, &room, &ben, "sorry", None).await;
+    let phrase = store.insert_care_alert(&room, 1, CareKind::Phrase, None, None).await.unwrap();
+    assert_eq!(
+        (phrase.seq, phrase.author.username.as_str(), phrase.kind, phrase.by.as_deref()),
+        (1, "ben", CareKind::Phrase, None)
+    );
+    let referral =
+        store.insert_care_alert(&room, 2, CareKind::Referral, Some(mia.id), Some("please check in")).await.unwrap();
+    assert_eq!((referral.by.as_deref(), referral.note.as_deref()), (Some("mia"), Some("please check in")));
+    assert!(matches!(
+        store.insert_care_alert(&room, 9, CareKind::Referral, Some(mia.id), None).await,
+        Err(StoreError::NotFound)
+    ));
+    let open = store.fetch_care_alerts(&room, 0, 10).await.unwrap();
+    assert_eq!(open.iter().map(|a| a.id).collect::<Vec<_>>(), [phrase.id, referral.id], "oldest first");
+    assert_eq!(store.fetch_care_alerts(&room, phrase.id, 10).await.unwrap().len(), 1, "after_id pages");
+    let acked = store.ack_care_alert(&room, phrase.id, &log(Some(room.id), LogAction::CareAck, ada.id)).await.unwrap();
+    let acked = acked.expect("an open alert");
+    assert_eq!(acked.acked_by.as_deref(), Some("ada"));
+    assert!(acked.acked_at.is_some());
+    assert_eq!(
+        store.ack_care_alert(&room, phrase.id, &log(Some(room.id), LogAction::CareAck, ada.id)).await.unwrap(),
+        None,
+        "once"
+    );
+    assert_eq!(store.fetch_care_alerts(&room, 0, 10).await.unwrap(), [referral], "acknowledged ones leave the queue");
+    let entry = &store.fetch_mod_log(Some(room.id), 1).await.unwrap()[0];
+    assert_eq!((entry.action, entry.seq, entry.target.as_deref()), (LogAction::CareAck, Some(1), Some("ben")));
 }

@@ -15,7 +15,7 @@ use crate::hub::Session;
 use crate::permissions::{may_act_server_wide, may_lift_server_wide, RoomStanding, Standing};
 use crate::protocol::close_code;
 use crate::protocol::{
-    now_ms, ApiError, ErrorCode, Event, LeftReason, LogAction, Moderation, PageQuery, Reply, Role, RoomRole,
+    now_ms, ApiError, CareKind, ErrorCode, Event, LeftReason, LogAction, Moderation, PageQuery, Reply, Role, RoomRole,
 };
 use crate::state::{describe_until, internal, AppState};
 use crate::store::{BanScope, ModEntry, Restriction, RoomRecord, Sanction, StoreError, UserId, UserRecord};
@@ -54,6 +54,9 @@ pub async fn handle(state: &AppState, session: &Session, request: Moderation) ->
         Moderation::ModLog { room, limit } => mod_log(state, session, room.as_deref(), limit).await,
         Moderation::Sanctions { room } => sanctions(state, session, &room).await,
         Moderation::Warn { room, user, reason } => warn(state, session, &room, &user, reason).await,
+        Moderation::Refer { room, seq, note } => refer(state, session, &room, seq, note).await,
+        Moderation::CareAlerts { room, page } => care_alerts(state, session, &room, page).await,
+        Moderation::AckCareAlert { room, id, note } => ack_care_alert(state, session, &room, id, note).await,
     }
 }
 
@@ -520,6 +523,62 @@ async fn report(
     let mut moderators = state.store.fetch_room_moderators(room.id).await.map_err(internal)?;
     moderators.push(room.owner_id);
     state.publish_moderators(moderators, &Event::Report { report });
+    Ok(Reply::Empty {})
+}
+
+/// A member asks the room's moderators to look after the author of a message.
+async fn refer(
+    state: &AppState,
+    session: &Session,
+    room_name: &str,
+    seq: i64,
+    note: Option<String>,
+) -> Result<Reply, ApiError> {
+    let room = member_room(state, session, room_name).await?;
+    let note = check_text(note, "note")?;
+    let alert = match state
+        .store
+        .insert_care_alert(&room, seq, CareKind::Referral, Some(session.user_id), note.as_deref())
+        .await
+    {
+        Ok(alert) => alert,
+        Err(StoreError::NotFound) => {
+            return Err(ApiError::new(ErrorCode::NotFound, format!("There is no message {seq} in #{}.", room.name)))
+        }
+        Err(err) => return Err(internal(err)),
+    };
+    state.route_care_alert(&room, alert).await;
+    Ok(Reply::Empty {})
+}
+
+async fn care_alerts(state: &AppState, session: &Session, room_name: &str, page: PageQuery) -> Result<Reply, ApiError> {
+    let room = state.room(room_name).await?;
+    actor(state, session, &room, Standing::can_review, "read care alerts").await?;
+    let limit = page_limit(page.limit, DEFAULT_LIST, MAX_LIST)?;
+    let after = page.after_id.unwrap_or(0);
+    let mut alerts = state.store.fetch_care_alerts(&room, after, limit + 1).await.map_err(internal)?;
+    let more = fit_page(&mut alerts, limit, Keep::First);
+    Ok(Reply::CareAlerts { alerts, more })
+}
+
+/// Someone is looking after it: the room's other moderators are told, so nobody
+/// doubles up and nobody assumes another has it.
+async fn ack_care_alert(
+    state: &AppState,
+    session: &Session,
+    room_name: &str,
+    id: i64,
+    note: Option<String>,
+) -> Result<Reply, ApiError> {
+    let room = state.room(room_name).await?;
+    actor(state, session, &room, Standing::can_review, "acknowledge care alerts").await?;
+    let log = ModEntry { reason: check_text(note, "note")?, ..entry(Some(&room), LogAction::CareAck, session) };
+    let Some(alert) = state.store.ack_care_alert(&room, id, &log).await.map_err(internal)? else {
+        return Err(ApiError::new(ErrorCode::NotFound, format!("There is no open care alert {id} in #{}.", room.name)));
+    };
+    let mut moderators = state.store.fetch_room_moderators(room.id).await.map_err(internal)?;
+    moderators.push(room.owner_id);
+    state.publish_moderators(moderators, &Event::CareAlert { alert });
     Ok(Reply::Empty {})
 }
 

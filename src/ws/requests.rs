@@ -314,7 +314,7 @@ async fn send(state: &AppState, session: &Session, fields: SendMessage) -> Resul
         // Someone who may be in crisis: the message went out like any other; they
         // alone get the support they can reach now.
         if stored.message.body.as_deref().is_some_and(|body| state.care.phrases.matches(body)) {
-            state.offer_care(session.user_id, &room.name, stored.message.seq).await;
+            state.offer_care(session.user_id, &room, stored.message.seq).await;
         }
     }
     Ok(Reply::Sent { message: stored.message })

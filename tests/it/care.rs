@@ -136,3 +136,75 @@ async fn a_warning_is_a_private_word_in_the_log_and_changes_nothing_else() {
     server.register("zed").await;
     owner.refused(json!({"type": "warn", "room": "circle", "user": "zed", "reason": "hi"}), "not_found").await;
 }
+
+#[tokio::test]
+async fn a_care_alert_reaches_the_rooms_moderators_and_falls_back_to_the_global_ones() {
+    let server = TestServer::start().await;
+    // The room's creator hands it to "host", a member made room moderator, and goes.
+    let mut creator = server.room_owner("creator", "circle").await;
+    let mut owner = server.member("host").await;
+    owner.ok(json!({"type": "join", "room": "circle"})).await;
+    creator.ok(json!({"type": "set_room_role", "room": "circle", "user": "host", "role": "moderator"})).await;
+    drop(creator);
+    let mut global =
+        server.client(&server.user_with_role("globalmod", alongside::protocol::Role::Moderator).await).await;
+    let mut ben = server.member("ben").await;
+    ben.ok(json!({"type": "join", "room": "circle"})).await;
+    let mut mia = server.member("mia").await;
+    mia.ok(json!({"type": "join", "room": "circle"})).await;
+    ben.ok(json!({"type": "send", "room": "circle", "body": "I want to die"})).await;
+    let alert = owner.event_of("care_alert").await["alert"].clone();
+    assert_eq!((alert["kind"].as_str(), alert["seq"].as_i64()), (Some("phrase"), Some(1)), "{alert}");
+    assert_eq!(alert["author"]["username"], "ben");
+    assert!(alert.get("acked_by").is_none());
+    // A room moderator is here: the global ones are not disturbed; members never hear.
+    global.assert_quiet(Duration::from_millis(300)).await;
+    mia.event_of("message").await;
+    mia.assert_quiet(Duration::from_millis(200)).await;
+    // Nobody of the room online: the global moderators get it.
+    drop(owner);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    ben.ok(json!({"type": "send", "room": "circle", "body": "i feel suicidal"})).await;
+    let alert = global.event_of("care_alert").await["alert"].clone();
+    assert_eq!(alert["seq"], 2, "{alert}");
+}
+
+#[tokio::test]
+async fn a_referral_is_queued_acknowledged_once_and_logged() {
+    let server = TestServer::start().await;
+    let mut owner = server.room_owner("host", "circle").await;
+    let mut second = server.member("second").await;
+    second.ok(json!({"type": "join", "room": "circle"})).await;
+    owner.ok(json!({"type": "set_room_role", "room": "circle", "user": "second", "role": "moderator"})).await;
+    let mut ben = server.member("ben").await;
+    ben.ok(json!({"type": "join", "room": "circle"})).await;
+    let mut mia = server.member("mia").await;
+    mia.ok(json!({"type": "join", "room": "circle"})).await;
+    ben.ok(json!({"type": "send", "room": "circle", "body": "everything is too much lately"})).await;
+    mia.ok(json!({"type": "refer", "room": "circle", "seq": 1, "note": "Ben seems low, could someone check in?"}))
+        .await;
+    for moderator in [&mut owner, &mut second] {
+        let alert = moderator.event_of("care_alert").await["alert"].clone();
+        assert_eq!((alert["kind"].as_str(), alert["by"].as_str()), (Some("referral"), Some("mia")), "{alert}");
+        assert_eq!(alert["note"], "Ben seems low, could someone check in?");
+    }
+    mia.refused(json!({"type": "refer", "room": "circle", "seq": 99}), "not_found").await;
+    mia.refused(json!({"type": "care_alerts", "room": "circle"}), "forbidden").await;
+    let queue = owner.ok(json!({"type": "care_alerts", "room": "circle"})).await;
+    let alerts = queue["alerts"].as_array().unwrap();
+    assert_eq!(alerts.len(), 1);
+    let id = alerts[0]["id"].as_i64().unwrap();
+    owner.ok(json!({"type": "ack_care_alert", "room": "circle", "alert_id": id, "note": "I messaged Ben"})).await;
+    let acked = second.event_of("care_alert").await["alert"].clone();
+    assert_eq!((acked["id"].as_i64(), acked["acked_by"].as_str()), (Some(id), Some("host")), "{acked}");
+    owner.refused(json!({"type": "ack_care_alert", "room": "circle", "alert_id": id}), "not_found").await;
+    let queue = second.ok(json!({"type": "care_alerts", "room": "circle"})).await;
+    assert_eq!(queue["alerts"], json!([]), "acknowledged alerts leave the queue");
+    let log = owner.ok(json!({"type": "mod_log", "room": "circle"})).await;
+    let entry = &log["entries"][0];
+    assert_eq!(
+        (entry["action"].as_str(), entry["seq"].as_i64(), entry["target"].as_str()),
+        (Some("care_ack"), Some(1), Some("ben"))
+    );
+    assert_eq!(entry["reason"], "I messaged Ben");
+}

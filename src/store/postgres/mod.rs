@@ -18,7 +18,7 @@
 
 mod schema;
 
-use super::rows::{self, MESSAGE_COLUMNS, REPORT_COLUMNS, ROOM_COLUMNS};
+use super::rows::{self, CARE_COLUMNS, MESSAGE_COLUMNS, REPORT_COLUMNS, ROOM_COLUMNS};
 use super::writer::{Batch, BatchWriter, Job, Writer, PROVEN_FOR};
 use super::{
     BanScope, Change, CommitListener, Credentials, HistoryRange, ModEntry, MuteRecord, NewRoom, OpenError, Restriction,
@@ -26,7 +26,9 @@ use super::{
     UserRecord, WriteHealth,
 };
 use crate::metrics::Metrics;
-use crate::protocol::{format_ts, now_ms, ActiveSanction, Message, ModAction, Reactions, Report, Role, RoomRole, User};
+use crate::protocol::{
+    format_ts, now_ms, ActiveSanction, CareAlert, CareKind, Message, ModAction, Reactions, Report, Role, RoomRole, User,
+};
 use async_trait::async_trait;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row, Transaction};
@@ -533,6 +535,80 @@ impl Store for PostgresStore {
         sqlx::query("UPDATE users SET region = $1 WHERE id = $2").bind(region).bind(user.0).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn insert_care_alert(
+        &self,
+        room: &RoomRecord,
+        seq: i64,
+        kind: CareKind,
+        by: Option<UserId>,
+        note: Option<&str>,
+    ) -> Result<CareAlert, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO care_alerts (room_id, seq, author_id, kind, by_id, note, ts) \
+             SELECT room_id, seq, author_id, $1, $2, $3, $4 FROM messages WHERE room_id = $5 AND seq = $6 RETURNING id",
+        )
+        .bind(kind.as_str())
+        .bind(by.map(|user| user.0))
+        .bind(note)
+        .bind(now_ms())
+        .bind(room.id.0)
+        .bind(seq)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(id) = id else {
+            tx.rollback().await?;
+            return Err(StoreError::NotFound);
+        };
+        let row = sqlx::query(&format!("SELECT {CARE_COLUMNS} WHERE c.id = $1")).bind(id).fetch_one(&mut *tx).await?;
+        let alert = rows::care_alert(&room.name, &row)?;
+        tx.commit().await?;
+        Ok(alert)
+    }
+
+    async fn fetch_care_alerts(
+        &self,
+        room: &RoomRecord,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<CareAlert>, StoreError> {
+        let sql = format!(
+            "SELECT {CARE_COLUMNS} WHERE c.room_id = $1 AND c.acked_at IS NULL AND c.id > $2 ORDER BY c.id LIMIT $3"
+        );
+        let found =
+            sqlx::query(&sql).bind(room.id.0).bind(after_id).bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        Ok(found.iter().map(|row| rows::care_alert(&room.name, row)).collect::<Result<_, _>>()?)
+    }
+
+    async fn ack_care_alert(
+        &self,
+        room: &RoomRecord,
+        id: i64,
+        log: &ModEntry,
+    ) -> Result<Option<CareAlert>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE care_alerts SET acked_by = $1, acked_at = $2 WHERE id = $3 AND room_id = $4 AND acked_at IS NULL",
+        )
+        .bind(log.actor.0)
+        .bind(now_ms())
+        .bind(id)
+        .bind(room.id.0)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let row = sqlx::query(&format!("SELECT {CARE_COLUMNS} WHERE c.id = $1")).bind(id).fetch_one(&mut *tx).await?;
+        let alert = rows::care_alert(&room.name, &row)?;
+        // The log names the message and its author, whatever the caller knew.
+        let log = ModEntry { seq: Some(alert.seq), target: Some(alert.author.username.clone()), ..log.clone() };
+        insert_log(&mut tx, &log).await?;
+        tx.commit().await?;
+        Ok(Some(alert))
     }
 
     async fn insert_mod_log(&self, log: &ModEntry) -> Result<(), StoreError> {

@@ -200,6 +200,22 @@ CREATE TABLE reactions (
     r#"
 ALTER TABLE users ADD COLUMN region TEXT;
 "#,
+    // Care alerts: someone in a room may need care now.
+    r#"
+CREATE TABLE care_alerts (
+    id        INTEGER PRIMARY KEY,
+    room_id   INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+    seq       INTEGER NOT NULL,
+    author_id INTEGER NOT NULL REFERENCES users(id),
+    kind      TEXT NOT NULL,
+    by_id     INTEGER REFERENCES users(id),
+    note      TEXT,
+    ts        INTEGER NOT NULL,
+    acked_by  INTEGER REFERENCES users(id),
+    acked_at  INTEGER
+);
+CREATE INDEX care_alerts_open ON care_alerts(room_id, acked_at, id);
+"#,
 ];
 
 /// Brings the schema up to date, each migration in its own write transaction.

@@ -6,7 +6,10 @@
 // the room sees it marked edited; members react to it and reply to it; another room
 // shows what is new there and that she was named; search finds words across her rooms; drafts stay per room; addresses
 // become links; new messages below are counted, not scrolled into; a reported message
-// outlives its deletion for the moderators; the server restarts and the page catches up
+// outlives its deletion for the moderators; a member who may be in crisis is offered
+// support privately while the moderator is told and acknowledges; a member asks a
+// moderator to look in; support is there on the login page without an account; the
+// server restarts and the page catches up
 // with nothing lost or doubled; quick exit leaves no trace. Screenshots go to
 // target/e2e/.
 
@@ -694,6 +697,42 @@ describe('the web client', () => {
     olivia.close();
   });
 
+  it('gives a member who may be in crisis support privately, and tells the moderator, who acknowledges', STEP, async () => {
+    const words = "honestly I don't want to be here anymore";
+    await member.fill('#message-input', words);
+    await member.press('#message-input', 'Enter');
+    // The room sees the message exactly as written.
+    await organiser.waitForSelector(`#messages .body:text-is("${words}")`);
+    // Only Bea gets the support card.
+    await member.waitForSelector('#support-dialog[open]');
+    assert.match(await member.textContent('#support-intro'), /reached the room as you wrote it/);
+    assert.ok((await member.locator('#support-list .resource').count()) > 0, 'support lines are listed');
+    await member.screenshot({ path: join(SCREENSHOTS, 'support-card.png') });
+    assert.deepEqual(await accessibilityViolations(member), [], 'WCAG 2.2 AA: support card');
+    assert.equal(await organiser.locator('#support-dialog[open]').count(), 0, 'nobody else is shown it');
+    await member.click('#support-dialog button[value=close]');
+    // Olivia moderates the room: she is told, and says she is looking after it.
+    await organiser.waitForFunction(() => document.querySelector('#notice').textContent.includes('Care alert'));
+    if (!(await organiser.evaluate(() => document.querySelector('#mod-tools').open))) await organiser.click('#mod-tools summary');
+    await organiser.click('#show-care');
+    await organiser.waitForSelector('#care-panel .care-alert');
+    assert.match(await organiser.textContent('#care-panel .care-alert'), /Bea .*may mean they are in crisis/s);
+    await organiser.screenshot({ path: join(SCREENSHOTS, 'care-alerts.png') });
+    await organiser.click('#care-panel button:has-text("I am looking after this")');
+    await organiser.waitForSelector('#care-panel :text("No open care alerts.")');
+  });
+
+  it('lets a member ask a moderator to look in on someone', STEP, async () => {
+    const message = member.locator('#messages .message', { hasText: 'Welcome, everyone. Take your time.' });
+    const labels = await menuOf(member, message);
+    assert.ok(labels.includes('Refer to a moderator'), labels.join(', '));
+    await act(member, message, 'Refer to a moderator');
+    await member.fill('#refer-note', 'Just checking everyone is alright');
+    await member.click('#refer-form button[value=confirm]');
+    await member.waitForFunction(() => document.querySelector('#notice').textContent.includes('moderators have been told'));
+    await organiser.waitForSelector('#care-panel .care-alert:has-text("bea asked the moderators to look in")');
+  });
+
   it('reconnects after a server restart and catches up without holes or duplicates', STEP, async () => {
     const before = await bodies(member);
     await server.stop();
@@ -804,6 +843,21 @@ describe('the web client', () => {
     assert.equal(await organiser.evaluate(() => sessionStorage.length), 0);
     const me = await fetch(`${server.url}/api/v1/me`, { headers: { Authorization: `Bearer ${token}` } });
     assert.equal(me.status, 401, 'the server no longer accepts the token');
+  });
+
+  it('offers support on the login page, without an account', STEP, async () => {
+    const visitor = await newPage(browser, errors, { locale: 'en-IE' });
+    await visitor.goto(server.url);
+    await visitor.waitForSelector('#auth-view:not([hidden])');
+    await visitor.click('#get-support');
+    await visitor.waitForSelector('#support-dialog[open] #support-list .resource');
+    assert.equal(await visitor.inputValue('#support-region'), 'IE', 'the region follows the browser');
+    assert.match(await visitor.textContent('#support-list .resource'), /Samaritans|Pieta|50808/);
+    await visitor.selectOption('#support-region', 'NZ');
+    await visitor.waitForSelector('#support-list .resource:has-text("1737")');
+    assert.deepEqual(await accessibilityViolations(visitor), [], 'WCAG 2.2 AA: support on the login page');
+    await visitor.screenshot({ path: join(SCREENSHOTS, 'get-support.png') });
+    await visitor.context().close();
   });
 
   it('raised no errors in any page', () => {

@@ -304,6 +304,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("words.js", "text/javascript; charset=utf-8", include_str!("../web/words.js")),
     ("ui.js", "text/javascript; charset=utf-8", include_str!("../web/ui.js")),
     ("menu.js", "text/javascript; charset=utf-8", include_str!("../web/menu.js")),
+    ("care.js", "text/javascript; charset=utf-8", include_str!("../web/care.js")),
     ("app.css", "text/css; charset=utf-8", include_str!("../web/app.css")),
 ];
 

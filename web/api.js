@@ -42,6 +42,9 @@ export function logoutOnLeaving(token) {
 }
 /** `{user, may_create}`: who the token belongs to and what kinds of room they may open. */
 export const me = (token) => call('GET', '/api/v1/me', null, token);
+/** Support lines for a region (then the international ones); no account needed. */
+export const resources = (region) =>
+  call('GET', `/api/v1/resources${region ? `?region=${encodeURIComponent(region)}` : ''}`);
 
 /** Close codes after which reconnecting cannot help. */
 const FINAL_CLOSES = new Set([4001, 4003, 1008, 1009]);

@@ -6,6 +6,7 @@
 // duplicates, and a gap in seqs is filled from history, so nothing goes missing.
 
 import { Connection, login, logout, logoutOnLeaving, me, register } from './api.js';
+import { careAlertArrived, installCare, openSupport } from './care.js';
 import { $, fill, h } from './dom.js';
 import { installModeration, memberActions, moderatorActions, refreshSanctions, reportArrived } from './moderation.js';
 import { installMenu, menuOpen, openMenu, quiet, roving, settle } from './menu.js';
@@ -48,6 +49,7 @@ const state = {
 const view = (room) => state.views.ensure(room);
 
 installModeration(state, { canModerate, memberOf, deleteMessage, jumpTo });
+installCare(state, { jumpTo });
 installMenu();
 roving($('#messages'), '.message', '.actions-button');
 
@@ -842,6 +844,7 @@ function messageActions(room, message) {
   const items = [{ label: 'Reply', run: () => startReply(room, message) }];
   if (mine) items.push({ label: 'Edit', run: () => openEdit(room, message) });
   if (!mine) items.push({ label: 'Report', run: () => openReport(room, message) });
+  if (!mine) items.push({ label: 'Refer to a moderator', run: () => openRefer(room, message) });
   items.push({ label: `View ${message.author.display_name}’s profile`, run: () => openProfile(room, message.author) });
   const reacted = roomView.reacted;
   for (const emoji of state.reactions) {
@@ -1284,6 +1287,22 @@ function openEdit(room, message) {
   dialog.showModal();
 }
 
+function openRefer(room, message) {
+  const dialog = $('#refer-dialog');
+  $('#refer-note').value = '';
+  dialog.onclose = async () => {
+    if (dialog.returnValue !== 'confirm') return;
+    try {
+      const note = $('#refer-note').value.trim();
+      await state.connection.request('refer', { room, seq: message.seq, ...(note ? { note } : {}) });
+      notify('Thank you for looking out for them. The moderators have been told.');
+    } catch (error) {
+      failed(error);
+    }
+  };
+  dialog.showModal();
+}
+
 function openReport(room, message) {
   const dialog = $('#report-dialog');
   $('#report-reason').value = '';
@@ -1472,6 +1491,16 @@ function onEvent(event) {
       break;
     case 'report':
       reportArrived(event.report);
+      break;
+    case 'care_resources':
+      // Only ever one's own message: support, privately.
+      openSupport({ resources: event.resources, afterMessage: true });
+      break;
+    case 'care_alert':
+      careAlertArrived(event.alert);
+      break;
+    case 'warned':
+      notify(`A moderator (${event.by}) has a word for you in #${event.room}: ${event.reason}`);
       break;
     case 'user_updated':
       state.me = event.user;

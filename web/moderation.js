@@ -257,6 +257,8 @@ const LOG_WORDS = {
   set_room_role: 'gave a room role to',
   set_role: 'changed the role of',
   resolve_report: 'resolved a report',
+  warn: 'had a word with',
+  care_ack: 'is looking after',
 };
 
 async function showLog() {

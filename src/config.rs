@@ -181,6 +181,9 @@ settings! {
     /// The network's name on the bus: nodes with the same `bus` and `cluster` serve one
     /// network (two networks may share one Redis under different names).
     cluster: String = "alongside".into(), env = "ALONGSIDE_CLUSTER";
+    /// Seconds a host stays on duty after their last socket closes (a dropped
+    /// connection is not a shift ending); then they go off duty and the room hears it.
+    host_grace_s: f64 = 60.0, env = "ALONGSIDE_HOST_GRACE_S";
     /// Seconds a node's presence lasts on the other nodes unless renewed (it renews
     /// four times as often): a node that dies stops counting its members within this
     /// time and one renewal.

@@ -363,6 +363,9 @@ struct RoomOrder {
     gap: u64,
 }
 
+/// The hosts on duty in a room: id and username, in the order they went on duty.
+pub type Hosts = Vec<(UserId, String)>;
+
 /// The node's fan-out: a cheap `Clone` handle.
 #[derive(Clone)]
 pub struct Hub {
@@ -381,6 +384,8 @@ struct HubShared {
     /// (room, user) → mute in force. Loaded at start, then kept by `Muted` / `Unmuted`
     /// effects; checked on every send, so it must not need the store.
     mutes: DashMap<(RoomId, UserId), Restriction>,
+    /// The hosts on duty per room (with the room's name), in the order they went on duty.
+    duty: DashMap<RoomId, (String, Hosts)>,
     /// room name → the seq delivered last, and what waits for a gap to be filled.
     order: DashMap<String, RoomOrder>,
     /// How many rooms are filling a gap now: while none is, events without a seq skip
@@ -403,6 +408,7 @@ impl Hub {
                 users: DashMap::new(),
                 room_records: DashMap::new(),
                 mutes: DashMap::new(),
+                duty: DashMap::new(),
                 order: DashMap::new(),
                 filling: AtomicUsize::new(0),
                 filler: OnceLock::new(),
@@ -514,6 +520,29 @@ impl Hub {
     /// Whether `user` has a socket receiving `room` on this node.
     pub fn is_online(&self, room: &str, user: UserId) -> bool {
         self.shared.rooms.get(room).is_some_and(|subs| subs.online.contains_key(&user))
+    }
+
+    /// The hosts on duty in a room now.
+    pub fn hosts_on_duty(&self, room: RoomId) -> Hosts {
+        self.shared.duty.get(&room).map(|entry| entry.1.clone()).unwrap_or_default()
+    }
+
+    /// Every room with a host on duty (its id and name), with them (for the off-duty
+    /// sweep).
+    pub fn all_on_duty(&self) -> Vec<(RoomId, String, Hosts)> {
+        self.shared
+            .duty
+            .iter()
+            .filter(|e| !e.value().1.is_empty())
+            .map(|e| (*e.key(), e.value().0.clone(), e.value().1.clone()))
+            .collect()
+    }
+
+    /// Loads the hosts on duty at start: (room id, room name, host).
+    pub fn load_duty(&self, hosts: Vec<(RoomId, String, crate::store::UserRecord)>) {
+        for (room, name, host) in hosts {
+            self.shared.duty.entry(room).or_insert_with(|| (name, Vec::new())).1.push((host.id, host.user.username));
+        }
     }
 
     /// Every room with users online on this node, with those users (for the other
@@ -763,7 +792,7 @@ impl Hub {
             Some(effect @ (Effect::Subscribe(_) | Effect::Muted(..) | Effect::Unmuted(..))) => {
                 self.apply(&envelope.room, effect)
             }
-            Some(effect @ Effect::RoomChanged(_)) => self.apply(&envelope.room, effect),
+            Some(effect @ (Effect::RoomChanged(_) | Effect::Duty { .. })) => self.apply(&envelope.room, effect),
             Some(Effect::Unsubscribe(_)) | None => {}
         }
         if let Some(subs) = self.shared.rooms.get(&envelope.room) {
@@ -797,6 +826,13 @@ impl Hub {
             }
             Effect::RoomChanged(record) => {
                 self.shared.room_records.insert(record.name.clone(), record.clone());
+            }
+            Effect::Duty { room: room_id, user, username, on } => {
+                let mut entry = self.shared.duty.entry(*room_id).or_insert_with(|| (room.to_string(), Vec::new()));
+                entry.1.retain(|(host, _)| host != user);
+                if *on {
+                    entry.1.push((*user, username.clone()));
+                }
             }
         }
     }

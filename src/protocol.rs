@@ -150,6 +150,12 @@ pub struct Room {
     /// Summit member limit.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capacity: Option<u32>,
+    /// Members may send only while a host is on duty (absent: false).
+    #[serde(skip_serializing_if = "is_false", default)]
+    pub requires_host: bool,
+    /// The room moderators on duty now, by username (absent: none).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub hosts_on_duty: Vec<String>,
     /// The requesting user's place in the room (in the `join` reply), so a client
     /// knows whether to show moderator tools.
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -429,11 +435,13 @@ pub enum LogAction {
     Warn,
     /// A care alert acknowledged (the log's `seq` is the message, `reason` the note).
     CareAck,
+    /// Whether the room needs a host on duty changed (the log's `reason` says which).
+    HostRule,
 }
 
 impl LogAction {
     /// Every action, for parsing.
-    const ALL: [LogAction; 14] = [
+    const ALL: [LogAction; 15] = [
         LogAction::Mute,
         LogAction::Unmute,
         LogAction::Kick,
@@ -448,6 +456,7 @@ impl LogAction {
         LogAction::ResolveReport,
         LogAction::Warn,
         LogAction::CareAck,
+        LogAction::HostRule,
     ];
 
     /// The wire name, also kept in the database.
@@ -467,6 +476,7 @@ impl LogAction {
             LogAction::ResolveReport => "resolve_report",
             LogAction::Warn => "warn",
             LogAction::CareAck => "care_ack",
+            LogAction::HostRule => "host_rule",
         }
     }
 
@@ -846,6 +856,20 @@ pub enum Moderation {
         /// What was done.
         note: Option<String>,
     },
+    /// Go on or off duty as a room's host.
+    Duty {
+        /// Room name.
+        room: String,
+        /// On duty, or off.
+        on: bool,
+    },
+    /// Require a host on duty for members to send, or not.
+    HostRule {
+        /// Room name.
+        room: String,
+        /// Required, or not.
+        required: bool,
+    },
     /// Ask the room's moderators to look after the author of a message.
     Refer {
         /// Room name.
@@ -914,6 +938,9 @@ pub struct CreateRoom {
     /// Summit member limit.
     #[serde(default)]
     pub capacity: Option<u32>,
+    /// Members may send only while a host is on duty.
+    #[serde(default)]
+    pub requires_host: bool,
 }
 
 /// Fields of `send`.
@@ -1083,6 +1110,18 @@ struct SeqFields {
 struct SlowModeFields {
     room: String,
     seconds: i64,
+}
+
+#[derive(Deserialize)]
+struct DutyFields {
+    room: String,
+    on: bool,
+}
+
+#[derive(Deserialize)]
+struct HostRuleFields {
+    room: String,
+    required: bool,
 }
 
 #[derive(Deserialize)]
@@ -1276,6 +1315,10 @@ fn parse_moderation(kind: &str, text: &str) -> Option<Result<Moderation, String>
             fields::<SlowModeFields>(text).map(|f| Moderation::SlowMode { room: f.room, seconds: f.seconds })
         }
         "lock" => fields::<LockFields>(text).map(|f| Moderation::Lock { room: f.room, locked: f.locked }),
+        "duty" => fields::<DutyFields>(text).map(|f| Moderation::Duty { room: f.room, on: f.on }),
+        "host_rule" => {
+            fields::<HostRuleFields>(text).map(|f| Moderation::HostRule { room: f.room, required: f.required })
+        }
         "set_room_role" => {
             fields::<RoomRoleFields>(text).map(|f| Moderation::SetRoomRole { room: f.room, user: f.user, role: f.role })
         }

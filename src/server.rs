@@ -99,6 +99,7 @@ impl Server {
         let store =
             store::open(&config.database, Arc::new(PublishCommits { bus: bus.clone() }), metrics.clone()).await?;
         hub.load_mutes(store.fetch_active_mutes(crate::protocol::now_ms()).await.map_err(StartError::Load)?);
+        hub.load_duty(store.fetch_duty().await.map_err(StartError::Load)?);
         // What a bus loses (or brings out of order), the hub reads back from the store.
         hub.set_gap_filler(Arc::new(StoreGaps { store: store.clone() }));
         let care = Care::load(&config).map_err(StartError::Config)?;
@@ -133,6 +134,22 @@ impl Server {
             }
         };
         state.tracker.spawn(changes);
+        // Hosts who went away go off duty after the grace, checked a few times within it.
+        let duty = {
+            let (state, stop) = (state.clone(), state.shutdown.clone());
+            async move {
+                let every = Duration::from_secs_f64((state.config.host_grace_s / 4.0).clamp(0.05, 5.0));
+                let mut offline = std::collections::HashMap::new();
+                loop {
+                    tokio::select! {
+                        () = tokio::time::sleep(every) => {}
+                        () = stop.cancelled() => return,
+                    }
+                    state.sweep_duty(&mut offline).await;
+                }
+            }
+        };
+        state.tracker.spawn(duty);
         let app = Router::new().merge(http::routes()).merge(ws::routes()).with_state(state.clone());
         let stop = state.shutdown.clone();
         let limits = ConnectionLimits {

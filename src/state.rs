@@ -176,6 +176,8 @@ impl Shared {
             starts_at: room.starts_at.map(format_ts),
             ends_at: room.ends_at.map(format_ts),
             capacity: room.capacity,
+            requires_host: room.requires_host,
+            hosts_on_duty: self.hub.hosts_on_duty(room.id).into_iter().map(|(_, name)| name).collect(),
             my_role: None,
             unread: None,
             mentions_unread: None,
@@ -215,6 +217,11 @@ impl Shared {
         self.cluster
             .as_ref()
             .is_some_and(|cluster| cluster.remote().get(room).is_some_and(|users| users.contains_key(&user)))
+    }
+
+    /// The hosts on duty in a room now, from this node's cache.
+    pub fn hosts_on_duty(&self, room: RoomId) -> Vec<(UserId, String)> {
+        self.hub.hosts_on_duty(room)
     }
 
     /// The mute of `user` in `room` in force now, from this node's cache.
@@ -354,6 +361,17 @@ impl Shared {
         moderators.sort_unstable();
         moderators.dedup();
         moderators.retain(|moderator| self.is_online(&room.name, *moderator));
+        // The hosts on duty first: they are there for exactly this.
+        let hosts: Vec<UserId> = self
+            .hub
+            .hosts_on_duty(room.id)
+            .into_iter()
+            .map(|(host, _)| host)
+            .filter(|host| self.is_online(&room.name, *host))
+            .collect();
+        if !hosts.is_empty() {
+            moderators = hosts;
+        }
         let event = Event::CareAlert { alert };
         if moderators.is_empty() {
             // Nobody of the room is here: every global moderator online hears it.
@@ -454,6 +472,53 @@ impl Shared {
         let room = Arc::new(room);
         let event = Event::RoomUpdated { room: self.room_view(&room) };
         self.publish_room(&room.name, &event, None, Some(Effect::RoomChanged(room.clone())));
+    }
+
+    /// `host` went on or off duty in `room`: every node's cache follows and the
+    /// members hear `room_updated` with the hosts on duty now.
+    pub fn duty_changed(&self, room: &RoomRecord, host: &UserRecord, on: bool) {
+        let mut view = self.room_view(room);
+        view.hosts_on_duty.retain(|name| *name != host.user.username);
+        if on {
+            view.hosts_on_duty.push(host.user.username.clone());
+        }
+        let effect = Effect::Duty { room: room.id, user: host.id, username: host.user.username.clone(), on };
+        self.publish_room(&room.name, &Event::RoomUpdated { room: view }, None, Some(effect));
+    }
+
+    /// Hosts whose last socket closed `host_grace_s` ago go off duty (checked on every
+    /// node against presence on every node; the store decides which node tells the
+    /// room). `offline` remembers since when each host has been away.
+    pub async fn sweep_duty(&self, offline: &mut std::collections::HashMap<(RoomId, UserId), std::time::Instant>) {
+        let grace = std::time::Duration::from_secs_f64(self.config.host_grace_s.max(0.0));
+        let now = std::time::Instant::now();
+        let mut on_duty = std::collections::HashSet::new();
+        for (room_id, name, hosts) in self.hub.all_on_duty() {
+            let Ok(room) = self.room(&name).await else { continue };
+            for (host, _) in hosts {
+                on_duty.insert((room_id, host));
+                if self.is_online(&room.name, host) {
+                    offline.remove(&(room_id, host));
+                    continue;
+                }
+                let since = *offline.entry((room_id, host)).or_insert(now);
+                if now.duration_since(since) < grace {
+                    continue;
+                }
+                offline.remove(&(room_id, host));
+                let Ok(Some(record)) = self.store.fetch_user_by_id(host).await else { continue };
+                match self.store.update_duty(room_id, host, false).await {
+                    // Another node may have done it first: only one tells the room.
+                    Ok(true) => self.duty_changed(&room, &record, false),
+                    Ok(false) => self.hub.apply(
+                        &room.name,
+                        &Effect::Duty { room: room_id, user: host, username: record.user.username, on: false },
+                    ),
+                    Err(err) => tracing::warn!(error = %err, "cannot take an absent host off duty"),
+                }
+            }
+        }
+        offline.retain(|key, _| on_duty.contains(key));
     }
 
     /// `user` is a member of `room`: their sockets receive it from now on; the room

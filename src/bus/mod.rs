@@ -30,6 +30,17 @@ pub enum Effect {
     Unmuted(RoomId, UserId),
     /// The room's settings changed; replace the cached room.
     RoomChanged(Arc<RoomRecord>),
+    /// A room moderator went on or off duty as the room's host.
+    Duty {
+        /// The room.
+        room: RoomId,
+        /// The host.
+        user: UserId,
+        /// Their username, for `hosts_on_duty`.
+        username: String,
+        /// On duty now, or off.
+        on: bool,
+    },
 }
 
 /// An event for the members of one room.

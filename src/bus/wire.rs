@@ -14,7 +14,7 @@ use axum::extract::ws::Utf8Bytes;
 use std::sync::Arc;
 
 /// The encoding's version; bumped when the layout changes.
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
 /// Why bytes did not decode.
 #[derive(Debug, thiserror::Error)]
@@ -215,6 +215,14 @@ impl Out {
                 self.opt(room.starts_at, Out::i64);
                 self.opt(room.ends_at, Out::i64);
                 self.opt(room.capacity, Out::u32);
+                self.u8(u8::from(room.requires_host));
+            }
+            Effect::Duty { room, user, username, on } => {
+                self.u8(6);
+                self.i64(room.0);
+                self.i64(user.0);
+                self.str(username);
+                self.u8(u8::from(*on));
             }
         }
     }
@@ -304,7 +312,14 @@ impl<'a> In<'a> {
                 starts_at: self.opt(In::i64)?,
                 ends_at: self.opt(In::i64)?,
                 capacity: self.opt(In::u32)?,
+                requires_host: self.flag()?,
             })),
+            6 => Effect::Duty {
+                room: RoomId(self.i64()?),
+                user: UserId(self.i64()?),
+                username: self.string()?,
+                on: self.flag()?,
+            },
             _ => return Err(WireError("an unknown effect")),
         })
     }
@@ -338,6 +353,7 @@ mod tests {
             starts_at: Some(1_795_772_005_771),
             ends_at: None,
             capacity: Some(500),
+            requires_host: true,
         };
         let mute = Restriction { until: Some(99), reason: Some("cool down".into()) };
         let frame = Utf8Bytes::from(r#"{"type":"message","body":"héllo \"there\""}"#);
@@ -359,6 +375,8 @@ mod tests {
         round_trip(BusMessage::Apply { room: "r".into(), effect: Effect::Subscribe(UserId(9)) });
         round_trip(BusMessage::Apply { room: "r".into(), effect: Effect::Unsubscribe(UserId(9)) });
         round_trip(BusMessage::Apply { room: "r".into(), effect: Effect::Unmuted(RoomId(1), UserId(9)) });
+        let duty = Effect::Duty { room: RoomId(1), user: UserId(9), username: "ada".into(), on: true };
+        round_trip(BusMessage::Apply { room: "r".into(), effect: duty });
         round_trip(BusMessage::User { user: UserId(5), frame: frame.clone() });
         let record = UserRecord {
             id: UserId(5),

@@ -59,6 +59,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("capacity", Int),
             ("last_seq", Int),
             ("created_at", Int),
+            ("requires_host", Flag),
         ],
     ),
     ("memberships", &[("room_id", Int), ("user_id", Int), ("room_role", Text), ("joined_at", Int)]),
@@ -112,6 +113,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
         ],
     ),
     ("read_markers", &[("room_id", Int), ("user_id", Int), ("seq", Int)]),
+    ("room_hosts", &[("room_id", Int), ("user_id", Int), ("since", Int)]),
     (
         "care_alerts",
         &[

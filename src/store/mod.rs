@@ -94,6 +94,8 @@ pub struct RoomRecord {
     pub ends_at: Option<i64>,
     /// Summit member limit.
     pub capacity: Option<u32>,
+    /// Members may send only while a host is on duty.
+    pub requires_host: bool,
 }
 
 /// What `insert_room` needs.
@@ -113,6 +115,8 @@ pub struct NewRoom {
     pub ends_at: Option<i64>,
     /// Summit member limit.
     pub capacity: Option<u32>,
+    /// Members may send only while a host is on duty.
+    pub requires_host: bool,
 }
 
 /// What `insert_message` needs.
@@ -357,6 +361,15 @@ pub trait Store: Send + Sync + 'static {
     /// if there is no open alert with that id in the room.
     async fn ack_care_alert(&self, room: &RoomRecord, id: i64, log: &ModEntry)
         -> Result<Option<CareAlert>, StoreError>;
+
+    /// Requires a host on duty for members to send, or not; the room as it is now.
+    async fn update_host_rule(&self, room: RoomId, required: bool, log: &ModEntry) -> Result<RoomRecord, StoreError>;
+
+    /// Puts `user` on or off duty in a room; `false` if they already were (or were not).
+    async fn update_duty(&self, room: RoomId, user: UserId, on: bool) -> Result<bool, StoreError>;
+
+    /// Every host on duty with the room's id and name, for the node's cache.
+    async fn fetch_duty(&self) -> Result<Vec<(RoomId, String, UserRecord)>, StoreError>;
 
     /// Writes a moderation-log entry for an action that changes nothing else (a warning).
     async fn insert_mod_log(&self, log: &ModEntry) -> Result<(), StoreError>;

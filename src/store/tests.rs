@@ -65,7 +65,7 @@ macro_rules! suite {
 suite!(sqlite, postgres: [users, tokens, rooms, memberships, room_roles, mutes, bans_win_over_joins, seqs_per_room,
     client_msg_id_is_idempotent, a_failed_batch_consumes_no_seq, history_ranges, deleting_a_message,
     reports_keep_their_evidence, editing_a_message, reactions, search, mod_log_newest_first_by_scope, room_settings, ping, changes_made_outside,
-    members_and_read_markers, sanctions_in_force, regions_and_warnings, care_alerts]);
+    members_and_read_markers, sanctions_in_force, regions_and_warnings, care_alerts, hosts_on_duty]);
 
 async fn user(store: &dyn Store, name: &str) -> UserRecord {
     store.insert_user(name, &name.to_uppercase(), "hash", Role::Member).await.unwrap()
@@ -73,7 +73,16 @@ async fn user(store: &dyn Store, name: &str) -> UserRecord {
 
 async fn room(store: &dyn Store, name: &str, owner: UserId, capacity: Option<u32>) -> RoomRecord {
     let kind = if capacity.is_some() { RoomKind::Summit } else { RoomKind::Topic };
-    let new = NewRoom { name: name.into(), topic: "t".into(), kind, owner, starts_at: None, ends_at: None, capacity };
+    let new = NewRoom {
+        name: name.into(),
+        topic: "t".into(),
+        kind,
+        owner,
+        starts_at: None,
+        ends_at: None,
+        capacity,
+        requires_host: false,
+    };
     store.insert_room(&new).await.unwrap()
 }
 
@@ -161,6 +170,7 @@ async fn rooms(s: &Subject) {
         starts_at: None,
         ends_at: None,
         capacity: None,
+        requires_host: false,
     };
     assert!(matches!(store.insert_room(&new).await, Err(StoreError::Conflict)));
     assert_eq!(store.fetch_room("b-room").await.unwrap(), Some(b.clone()));
@@ -654,4 +664,26 @@ async fn care_alerts(s: &Subject) {
     assert_eq!(store.fetch_care_alerts(&room, 0, 10).await.unwrap(), [referral], "acknowledged ones leave the queue");
     let entry = &store.fetch_mod_log(Some(room.id), 1).await.unwrap()[0];
     assert_eq!((entry.action, entry.seq, entry.target.as_deref()), (LogAction::CareAck, Some(1), Some("ben")));
+}
+
+async fn hosts_on_duty(s: &Subject) {
+    let store = &*s.store;
+    let (ada, ben) = (user(store, "ada").await, user(store, "ben").await);
+    let room = room(store, "room", ada.id, None).await;
+    assert!(!room.requires_host, "a room needs no host unless it says so");
+    let hosted = store.update_host_rule(room.id, true, &log(Some(room.id), LogAction::HostRule, ada.id)).await.unwrap();
+    assert!(hosted.requires_host);
+    assert_eq!(store.fetch_room("room").await.unwrap().map(|r| r.requires_host), Some(true));
+    assert!(store.update_duty(room.id, ada.id, true).await.unwrap());
+    assert!(!store.update_duty(room.id, ada.id, true).await.unwrap(), "on duty already");
+    assert!(store.update_duty(room.id, ben.id, true).await.unwrap());
+    let on_duty: Vec<(RoomId, String, String)> =
+        store.fetch_duty().await.unwrap().into_iter().map(|(id, name, host)| (id, name, host.user.username)).collect();
+    assert_eq!(
+        on_duty,
+        [(room.id, "room".to_string(), "ada".to_string()), (room.id, "room".to_string(), "ben".to_string())]
+    );
+    assert!(store.update_duty(room.id, ada.id, false).await.unwrap());
+    assert!(!store.update_duty(room.id, ada.id, false).await.unwrap(), "off duty already");
+    assert_eq!(store.fetch_duty().await.unwrap().len(), 1);
 }

@@ -55,6 +55,8 @@ pub async fn handle(state: &AppState, session: &Session, request: Moderation) ->
         Moderation::Sanctions { room } => sanctions(state, session, &room).await,
         Moderation::Warn { room, user, reason } => warn(state, session, &room, &user, reason).await,
         Moderation::Refer { room, seq, note } => refer(state, session, &room, seq, note).await,
+        Moderation::Duty { room, on } => duty(state, session, &room, on).await,
+        Moderation::HostRule { room, required } => host_rule(state, session, &room, required).await,
         Moderation::CareAlerts { room, page } => care_alerts(state, session, &room, page).await,
         Moderation::AckCareAlert { room, id, note } => ack_care_alert(state, session, &room, id, note).await,
     }
@@ -445,6 +447,30 @@ async fn lock(state: &AppState, session: &Session, room_name: &str, locked: bool
     actor(state, session, &room, Standing::can_change_room_settings, "lock or unlock the room").await?;
     let log = entry(Some(&room), if locked { LogAction::Lock } else { LogAction::Unlock }, session);
     let updated = state.store.update_room_settings(room.id, None, Some(locked), &log).await.map_err(internal)?;
+    state.room_changed(updated);
+    Ok(Reply::Empty {})
+}
+
+/// A room moderator goes on or off duty as the room's host; every member hears it.
+async fn duty(state: &AppState, session: &Session, room_name: &str, on: bool) -> Result<Reply, ApiError> {
+    let room = state.room(room_name).await?;
+    actor(state, session, &room, Standing::can_change_room_settings, "host the room").await?;
+    let host = UserRecord { id: session.user_id, user: session.user() };
+    if state.store.update_duty(room.id, host.id, on).await.map_err(internal)? {
+        state.duty_changed(&room, &host, on);
+    }
+    Ok(Reply::Empty {})
+}
+
+/// Whether members may send only while a host is on duty.
+async fn host_rule(state: &AppState, session: &Session, room_name: &str, required: bool) -> Result<Reply, ApiError> {
+    let room = state.room(room_name).await?;
+    actor(state, session, &room, Standing::can_change_room_settings, "change whether the room needs a host").await?;
+    let log = ModEntry {
+        reason: Some(if required { "requires a host" } else { "open without a host" }.to_string()),
+        ..entry(Some(&room), LogAction::HostRule, session)
+    };
+    let updated = state.store.update_host_rule(room.id, required, &log).await.map_err(internal)?;
     state.room_changed(updated);
     Ok(Reply::Empty {})
 }

@@ -170,6 +170,7 @@ async fn create_room(state: &AppState, session: &Session, fields: CreateRoom) ->
         starts_at,
         ends_at,
         capacity: fields.capacity,
+        requires_host: fields.requires_host,
     };
     let record = match state.store.insert_room(&new).await {
         Ok(record) => Arc::new(record),
@@ -268,13 +269,22 @@ async fn send(state: &AppState, session: &Session, fields: SendMessage) -> Resul
         return Err(super::moderation::muted_error(&room.name, &mute));
     }
     let slow_mode = room.slow_mode_s > 0;
-    if room.locked || slow_mode {
-        // Only rooms with a lock or slow mode pay for this read: moderators are exempt.
+    let waiting_for_host = room.requires_host && state.hosts_on_duty(room.id).is_empty();
+    if room.locked || slow_mode || waiting_for_host {
+        // Only rooms with a lock, slow mode or no host pay for this read: moderators
+        // are exempt.
         let standing = standing(state, &room, session.user_id, session.user().role).await?;
         if !standing.can_change_room_settings() {
             if room.locked {
                 let message = format!("#{} is locked: only its moderators can post right now.", room.name);
                 return Err(ApiError::new(ErrorCode::Forbidden, message));
+            }
+            if waiting_for_host {
+                let message = format!(
+                    "#{} is waiting for a host: members can post once one of its moderators is on duty.",
+                    room.name
+                );
+                return Err(ApiError::new(ErrorCode::NotOpen, message));
             }
             check_slow_mode(state, &room, session.user_id).await?;
         }

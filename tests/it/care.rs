@@ -208,3 +208,83 @@ async fn a_referral_is_queued_acknowledged_once_and_logged() {
     );
     assert_eq!(entry["reason"], "I messaged Ben");
 }
+
+#[tokio::test]
+async fn a_hosted_room_takes_members_messages_only_while_a_host_is_on_duty() {
+    let server = TestServer::start_with(|c| c.host_grace_s = 0.4).await;
+    let mut host = server.room_owner("host", "support").await;
+    let mut ben = server.member("ben").await;
+    ben.ok(json!({"type": "join", "room": "support"})).await;
+    ben.refused(json!({"type": "host_rule", "room": "support", "required": true}), "forbidden").await;
+    host.ok(json!({"type": "host_rule", "room": "support", "required": true})).await;
+    let updated = ben.event_of("room_updated").await;
+    assert_eq!(updated["room"]["requires_host"], true);
+    assert!(updated["room"].get("hosts_on_duty").is_none(), "nobody on duty yet");
+    // No host on duty: members wait; moderators may still post.
+    let waiting = ben.refused(json!({"type": "send", "room": "support", "body": "hello?"}), "not_open").await;
+    assert!(waiting["message"].as_str().unwrap().contains("waiting for a host"), "{waiting}");
+    host.ok(json!({"type": "send", "room": "support", "body": "Opening at seven"})).await;
+    ben.refused(json!({"type": "duty", "room": "support", "on": true}), "forbidden").await;
+    host.ok(json!({"type": "duty", "room": "support", "on": true})).await;
+    let on = ben.event_of("room_updated").await;
+    assert_eq!(on["room"]["hosts_on_duty"], json!(["host"]));
+    ben.ok(json!({"type": "send", "room": "support", "body": "hello, thank you for being here"})).await;
+    let joined = ben.ok(json!({"type": "rooms"})).await;
+    assert_eq!(joined["rooms"][0]["hosts_on_duty"], json!(["host"]), "the room list says who is hosting");
+    // Off duty by hand...
+    host.ok(json!({"type": "duty", "room": "support", "on": false})).await;
+    let off = ben.event_of("room_updated").await;
+    assert!(off["room"].get("hosts_on_duty").is_none(), "{off}");
+    ben.refused(json!({"type": "send", "room": "support", "body": "anyone?"}), "not_open").await;
+    // ... and by leaving: the host's last socket closes, and after the grace they go.
+    host.ok(json!({"type": "duty", "room": "support", "on": true})).await;
+    assert_eq!(ben.event_of("room_updated").await["room"]["hosts_on_duty"], json!(["host"]));
+    drop(host);
+    let gone = ben.event_of("room_updated").await;
+    assert!(gone["room"].get("hosts_on_duty").is_none(), "{gone}");
+    ben.refused(json!({"type": "send", "room": "support", "body": "anyone?"}), "not_open").await;
+}
+
+#[tokio::test]
+async fn a_host_who_comes_back_within_the_grace_stays_on_duty() {
+    let server = TestServer::start_with(|c| c.host_grace_s = 30.0).await;
+    let mut host = server.room_owner("host", "support").await;
+    host.ok(json!({"type": "host_rule", "room": "support", "required": true})).await;
+    host.ok(json!({"type": "duty", "room": "support", "on": true})).await;
+    let mut ben = server.member("ben").await;
+    ben.ok(json!({"type": "join", "room": "support"})).await;
+    drop(host);
+    // A dropped connection is not the end of a shift.
+    let token = server.login("host").await;
+    let _back = server.client(&token).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ben.ok(json!({"type": "send", "room": "support", "body": "still here?"})).await;
+    let rooms = ben.ok(json!({"type": "rooms"})).await;
+    assert_eq!(rooms["rooms"][0]["hosts_on_duty"], json!(["host"]));
+}
+
+#[tokio::test]
+async fn a_care_alert_goes_to_the_host_on_duty_first() {
+    let server = TestServer::start().await;
+    let mut owner = server.room_owner("owner", "support").await;
+    let mut host = server.member("host").await;
+    host.ok(json!({"type": "join", "room": "support"})).await;
+    owner.ok(json!({"type": "set_room_role", "room": "support", "user": "host", "role": "moderator"})).await;
+    host.ok(json!({"type": "duty", "room": "support", "on": true})).await;
+    let mut ben = server.member("ben").await;
+    ben.ok(json!({"type": "join", "room": "support"})).await;
+    ben.ok(json!({"type": "send", "room": "support", "body": "I want to end my life"})).await;
+    let alert = host.event_of("care_alert").await;
+    assert_eq!(alert["alert"]["author"]["username"], "ben");
+    // The owner, a moderator who is not on duty, is not disturbed while a host is.
+    owner.ok(json!({"type": "send", "room": "support", "body": "noted"})).await;
+    let mut seen = Vec::new();
+    loop {
+        let event = owner.event().await;
+        if event["type"] == "message" && event["message"]["body"] == "noted" {
+            break;
+        }
+        seen.push(event["type"].clone());
+    }
+    assert!(!seen.contains(&json!("care_alert")), "{seen:?}");
+}

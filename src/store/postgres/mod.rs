@@ -611,6 +611,54 @@ impl Store for PostgresStore {
         Ok(Some(alert))
     }
 
+    async fn update_host_rule(&self, room: RoomId, required: bool, log: &ModEntry) -> Result<RoomRecord, StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE rooms SET requires_host = $1 WHERE id = $2")
+            .bind(required)
+            .bind(room.0)
+            .execute(&mut *tx)
+            .await?;
+        insert_log(&mut tx, log).await?;
+        let row =
+            sqlx::query(&format!("SELECT {ROOM_COLUMNS} WHERE r.id = $1")).bind(room.0).fetch_one(&mut *tx).await?;
+        let record = rows::room(&row)?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn update_duty(&self, room: RoomId, user: UserId, on: bool) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let done = if on {
+            sqlx::query("INSERT INTO room_hosts (room_id, user_id, since) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                .bind(room.0)
+                .bind(user.0)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?
+        } else {
+            sqlx::query("DELETE FROM room_hosts WHERE room_id = $1 AND user_id = $2")
+                .bind(room.0)
+                .bind(user.0)
+                .execute(&mut *tx)
+                .await?
+        };
+        commit_if_changed(tx, done.rows_affected()).await
+    }
+
+    async fn fetch_duty(&self) -> Result<Vec<(RoomId, String, UserRecord)>, StoreError> {
+        let found = sqlx::query(
+            "SELECT h.room_id, r.name AS room_name, u.id, u.username, u.display_name, u.role FROM room_hosts h \
+             JOIN users u ON u.id = h.user_id JOIN rooms r ON r.id = h.room_id ORDER BY h.room_id, h.since",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        found
+            .iter()
+            .map(|row| Ok((RoomId(row.try_get("room_id")?), row.try_get("room_name")?, rows::user(row)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
     async fn insert_mod_log(&self, log: &ModEntry) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         insert_log(&mut tx, log).await?;
@@ -760,8 +808,8 @@ impl Store for PostgresStore {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
         let inserted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO rooms (name, topic, kind, owner_id, starts_at, ends_at, capacity, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (name) DO NOTHING RETURNING id",
+            "INSERT INTO rooms (name, topic, kind, owner_id, starts_at, ends_at, capacity, created_at, requires_host) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (name) DO NOTHING RETURNING id",
         )
         .bind(&room.name)
         .bind(&room.topic)
@@ -771,6 +819,7 @@ impl Store for PostgresStore {
         .bind(room.ends_at)
         .bind(room.capacity.map(i64::from))
         .bind(now)
+        .bind(room.requires_host)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(id) = inserted else {

@@ -163,6 +163,16 @@ CREATE TABLE care_alerts (
 );
 CREATE INDEX care_alerts_open ON care_alerts(room_id, acked_at, id);
 "#,
+    // Hosted rooms: members send only while a host is on duty.
+    r#"
+ALTER TABLE rooms ADD COLUMN requires_host BOOLEAN NOT NULL DEFAULT false;
+CREATE TABLE room_hosts (
+    room_id BIGINT NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+    user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    since   BIGINT NOT NULL,
+    PRIMARY KEY (room_id, user_id)
+);
+"#,
 ];
 
 /// Any fixed key: every node that starts at once migrates in turn under it.

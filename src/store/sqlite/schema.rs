@@ -216,6 +216,16 @@ CREATE TABLE care_alerts (
 );
 CREATE INDEX care_alerts_open ON care_alerts(room_id, acked_at, id);
 "#,
+    // Hosted rooms: members send only while a host is on duty.
+    r#"
+ALTER TABLE rooms ADD COLUMN requires_host INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE room_hosts (
+    room_id INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    since   INTEGER NOT NULL,
+    PRIMARY KEY (room_id, user_id)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// Brings the schema up to date, each migration in its own write transaction.

@@ -8,7 +8,7 @@
 // become links; new messages below are counted, not scrolled into; a reported message
 // outlives its deletion for the moderators; a member who may be in crisis is offered
 // support privately while the moderator is told and acknowledges; a member asks a
-// moderator to look in; support is there on the login page without an account; the
+// moderator to look in; a hosted room waits for its host; support is there on the login page without an account; the
 // server restarts and the page catches up
 // with nothing lost or doubled; quick exit leaves no trace. Screenshots go to
 // target/e2e/.
@@ -731,6 +731,26 @@ describe('the web client', () => {
     await member.click('#refer-form button[value=confirm]');
     await member.waitForFunction(() => document.querySelector('#notice').textContent.includes('moderators have been told'));
     await organiser.waitForSelector('#care-panel .care-alert:has-text("bea asked the moderators to look in")');
+  });
+
+  it('keeps a hosted room waiting until a host is on duty', STEP, async () => {
+    if (!(await organiser.evaluate(() => document.querySelector('#mod-tools').open))) await organiser.click('#mod-tools summary');
+    await organiser.click('#toggle-host-rule');
+    await member.waitForSelector('#composer-notice:has-text("Waiting for a host")');
+    assert.match(await member.textContent('#room-status'), /Waiting for a host/);
+    await organiser.click('#toggle-duty');
+    await member.waitForSelector('#room-status:has-text("Hosted by Olivia")');
+    assert.equal(await member.isHidden('#composer-notice'), true, 'members may post while a host is on duty');
+    await member.fill('#message-input', 'Glad you are here tonight');
+    await member.press('#message-input', 'Enter');
+    await organiser.waitForSelector('#messages .body:text-is("Glad you are here tonight")');
+    await organiser.screenshot({ path: join(SCREENSHOTS, 'hosted-room.png') });
+    assert.deepEqual(await accessibilityViolations(organiser), [], 'WCAG 2.2 AA: hosting');
+    // Back as it was for the rest of the story.
+    await organiser.click('#toggle-duty');
+    await member.waitForSelector('#room-status:has-text("Waiting for a host")');
+    await organiser.click('#toggle-host-rule');
+    await member.waitForFunction(() => !document.querySelector('#room-status').textContent.includes('host'));
   });
 
   it('reconnects after a server restart and catches up without holes or duplicates', STEP, async () => {

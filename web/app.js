@@ -530,16 +530,30 @@ function renderRoom() {
     summit ? `Summit: ${summit.text}` : null,
     room.locked ? 'Locked: only moderators can post' : null,
     room.slow_mode_s ? `Slow mode: one message every ${room.slow_mode_s} s` : null,
+    hostText(room),
   ].filter(Boolean);
   fill($('#room-status'), status.join(' · '));
   $('#mod-tools').hidden = !roomView.moderator;
   $('#slow-mode').value = String(room.slow_mode_s);
   if (!$('#slow-mode').value) $('#slow-mode').value = '0';
   fill($('#toggle-lock'), room.locked ? 'Unlock room' : 'Lock room');
+  fill($('#toggle-host-rule'), room.requires_host ? 'Open without a host' : 'Require a host');
+  const onDuty = (room.hosts_on_duty || []).includes(state.me.username);
+  fill($('#toggle-duty'), onDuty ? 'Go off duty' : 'Go on duty');
+  $('#toggle-duty').setAttribute('aria-pressed', String(onDuty));
   const shownFrom = Number($('#messages').firstElementChild?.dataset.seq || 0);
   $('#load-earlier').hidden = !shownFrom || shownFrom <= 1;
   renderComposerNotice();
   renderMembers();
+}
+
+/** "Hosted by Olivia" or "Waiting for a host", for a room that needs one. */
+function hostText(room) {
+  if (!room.requires_host) return null;
+  const hosts = room.hosts_on_duty || [];
+  if (!hosts.length) return 'Waiting for a host';
+  const names = hosts.map((name) => view(room.name).online.get(name)?.display_name || name);
+  return `Hosted by ${names.join(', ')}`;
 }
 
 function renderComposerNotice() {
@@ -554,6 +568,8 @@ function renderComposerNotice() {
     text = `You are muted in this room ${untilText(roomView.muted.until)}.${why}`;
   } else if (room.locked && !roomView.moderator) {
     text = 'This room is locked for now: you can read, but not post.';
+  } else if (room.requires_host && !(room.hosts_on_duty || []).length && !roomView.moderator) {
+    text = 'Waiting for a host: you can read, and post once one of the room’s hosts is here.';
   }
   notice.hidden = !text;
   fill(notice, text || '');

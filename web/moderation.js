@@ -19,6 +19,8 @@ export function installModeration(appState, hooks) {
   page = hooks;
   $('#apply-slow-mode').addEventListener('click', applySlowMode);
   $('#toggle-lock').addEventListener('click', toggleLock);
+  $('#toggle-host-rule').addEventListener('click', toggleHostRule);
+  $('#toggle-duty').addEventListener('click', toggleDuty);
   $('#mod-tools').addEventListener('toggle', () => $('#mod-tools').open && refreshSanctions());
   $('#show-reports').addEventListener('click', showReports);
   $('#show-log').addEventListener('click', showLog);
@@ -103,6 +105,26 @@ async function toggleLock() {
   const room = state.rooms.get(state.current);
   try {
     await state.connection.request('lock', { room: room.name, locked: !room.locked });
+  } catch (error) {
+    failed(error);
+  }
+}
+
+async function toggleHostRule() {
+  const room = state.rooms.get(state.current);
+  try {
+    await state.connection.request('host_rule', { room: room.name, required: !room.requires_host });
+  } catch (error) {
+    failed(error);
+  }
+}
+
+async function toggleDuty() {
+  const room = state.rooms.get(state.current);
+  const onDuty = (room.hosts_on_duty || []).includes(state.me.username);
+  try {
+    await state.connection.request('duty', { room: room.name, on: !onDuty });
+    notify(onDuty ? 'You are off duty. Thank you for hosting.' : 'You are on duty: the room can see you are hosting.');
   } catch (error) {
     failed(error);
   }

@@ -181,6 +181,9 @@ settings! {
     /// The network's name on the bus: nodes with the same `bus` and `cluster` serve one
     /// network (two networks may share one Redis under different names).
     cluster: String = "alongside".into(), env = "ALONGSIDE_CLUSTER";
+    /// Where quick exit takes a member: a page that looks ordinary on a shared screen
+    /// (an `https://` address; say, the local weather or news in the members' language).
+    quick_exit_url: String = "https://www.bbc.co.uk/weather".into(), env = "ALONGSIDE_QUICK_EXIT_URL";
     /// Seconds a host stays on duty after their last socket closes (a dropped
     /// connection is not a shift ending); then they go off duty and the room hears it.
     host_grace_s: f64 = 60.0, env = "ALONGSIDE_HOST_GRACE_S";
@@ -261,6 +264,11 @@ impl Config {
                 "--bus `{}` is not a redis:// URL (leave it empty for a single node)",
                 crate::store::redacted(&self.bus)
             ));
+        }
+        if !(self.quick_exit_url.starts_with("https://") || self.quick_exit_url.starts_with("http://"))
+            || self.quick_exit_url.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err("--quick-exit-url is a web address, such as https://www.bbc.co.uk/weather".into());
         }
         if self.cluster.is_empty()
             || self.cluster.len() > 64

@@ -314,7 +314,7 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; st
     connect-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; \
     form-action 'self'";
 
-fn page(content_type: &'static str, body: &'static str) -> Response {
+fn page(content_type: &'static str, body: impl Into<axum::body::Body>) -> Response {
     (
         [
             (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
@@ -323,18 +323,26 @@ fn page(content_type: &'static str, body: &'static str) -> Response {
             (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
         ],
-        body,
+        body.into(),
     )
         .into_response()
 }
 
-async fn index() -> Response {
-    page("text/html; charset=utf-8", include_str!("../web/index.html"))
+/// The page, with the operator's quick-exit destination in it (so quick exit works
+/// before anyone logs in).
+async fn index(State(state): State<AppState>) -> Response {
+    let destination = html_attribute(&state.config.quick_exit_url);
+    page("text/html; charset=utf-8", include_str!("../web/index.html").replace("__QUICK_EXIT_URL__", &destination))
+}
+
+/// Text fit for a double-quoted HTML attribute.
+fn html_attribute(text: &str) -> String {
+    text.replace('&', "&amp;").replace('"', "&quot;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 async fn asset(Path(file): Path<String>) -> Response {
     match ASSETS.iter().find(|(name, _, _)| *name == file) {
-        Some((_, content_type, body)) => page(content_type, body),
+        Some((_, content_type, body)) => page(content_type, *body),
         None => not_found().await.into_response(),
     }
 }

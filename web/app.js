@@ -15,7 +15,8 @@ import { plainMessage } from './words.js';
 import { announce, confirmAction, dayOf, failed, formatClock, formatTime, formatZoned, notify, timeZone, untilText } from './ui.js';
 
 /** Where "Quick exit" goes: an ordinary, neutral page. */
-const NEUTRAL_PAGE = 'https://www.bbc.co.uk/weather';
+/** Where quick exit goes: the operator's choice (`quick_exit_url`), set in the page. */
+const NEUTRAL_PAGE = document.querySelector('meta[name=alongside-quick-exit]')?.content || 'https://www.bbc.co.uk/weather';
 /** The token lives only for this tab (cleared on logout and quick exit), never in a URL. */
 const TOKEN_KEY = 'alongside.token';
 const DRAFTS_KEY = 'alongside.drafts';

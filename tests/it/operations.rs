@@ -256,3 +256,18 @@ async fn migrate_brings_a_database_up_to_date_once_and_a_server_then_uses_it() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported database URL scheme"));
 }
+
+#[tokio::test]
+async fn quick_exit_goes_where_the_operator_says_and_only_to_a_web_address() {
+    let server = TestServer::start_with(|c| c.quick_exit_url = "https://example.org/news?a=1&b=2".into()).await;
+    let (status, page) = http(server.addr, "GET", "/", &[], None).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains(r#"<meta name="alongside-quick-exit" content="https://example.org/news?a=1&amp;b=2">"#),
+        "the page carries the destination, escaped"
+    );
+    for bad in ["javascript:alert(1)", "", "https://example.org/a b"] {
+        let config = alongside::config::Config { quick_exit_url: bad.into(), ..Default::default() };
+        assert!(config.check().unwrap_err().contains("--quick-exit-url"), "{bad:?} is refused");
+    }
+}

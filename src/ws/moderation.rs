@@ -546,9 +546,7 @@ async fn report(
         }
         Err(err) => return Err(internal(err)),
     };
-    let mut moderators = state.store.fetch_room_moderators(room.id).await.map_err(internal)?;
-    moderators.push(room.owner_id);
-    state.publish_moderators(moderators, &Event::Report { report });
+    state.publish_moderators(room_moderators(state, &room).await?, &Event::Report { report });
     Ok(Reply::Empty {})
 }
 
@@ -577,11 +575,30 @@ async fn refer(
     Ok(Reply::Empty {})
 }
 
-async fn care_alerts(state: &AppState, session: &Session, room_name: &str, page: PageQuery) -> Result<Reply, ApiError> {
+/// The room and the page asked of one of its moderators' queues (reports, care alerts):
+/// room moderators only.
+async fn queue_page(
+    state: &AppState,
+    session: &Session,
+    room_name: &str,
+    page: &PageQuery,
+    what: &str,
+) -> Result<(std::sync::Arc<RoomRecord>, u32, i64), ApiError> {
     let room = state.room(room_name).await?;
-    actor(state, session, &room, Standing::can_review, "read care alerts").await?;
+    actor(state, session, &room, Standing::can_review, what).await?;
     let limit = page_limit(page.limit, DEFAULT_LIST, MAX_LIST)?;
-    let after = page.after_id.unwrap_or(0);
+    Ok((room, limit, page.after_id.unwrap_or(0)))
+}
+
+/// The room's owner and room moderators (global moderators are reached by role).
+async fn room_moderators(state: &AppState, room: &RoomRecord) -> Result<Vec<UserId>, ApiError> {
+    let mut moderators = state.store.fetch_room_moderators(room.id).await.map_err(internal)?;
+    moderators.push(room.owner_id);
+    Ok(moderators)
+}
+
+async fn care_alerts(state: &AppState, session: &Session, room_name: &str, page: PageQuery) -> Result<Reply, ApiError> {
+    let (room, limit, after) = queue_page(state, session, room_name, &page, "read care alerts").await?;
     let mut alerts = state.store.fetch_care_alerts(&room, after, limit + 1).await.map_err(internal)?;
     let more = fit_page(&mut alerts, limit, Keep::First);
     Ok(Reply::CareAlerts { alerts, more })
@@ -602,17 +619,12 @@ async fn ack_care_alert(
     let Some(alert) = state.store.ack_care_alert(&room, id, &log).await.map_err(internal)? else {
         return Err(ApiError::new(ErrorCode::NotFound, format!("There is no open care alert {id} in #{}.", room.name)));
     };
-    let mut moderators = state.store.fetch_room_moderators(room.id).await.map_err(internal)?;
-    moderators.push(room.owner_id);
-    state.publish_moderators(moderators, &Event::CareAlert { alert });
+    state.publish_moderators(room_moderators(state, &room).await?, &Event::CareAlert { alert });
     Ok(Reply::Empty {})
 }
 
 async fn reports(state: &AppState, session: &Session, room_name: &str, page: PageQuery) -> Result<Reply, ApiError> {
-    let room = state.room(room_name).await?;
-    actor(state, session, &room, Standing::can_review, "read reports").await?;
-    let limit = page_limit(page.limit, DEFAULT_LIST, MAX_LIST)?;
-    let after = page.after_id.unwrap_or(0);
+    let (room, limit, after) = queue_page(state, session, room_name, &page, "read reports").await?;
     let mut reports = state.store.fetch_open_reports(&room, after, limit + 1).await.map_err(internal)?;
     let more = fit_page(&mut reports, limit, Keep::First);
     Ok(Reply::Reports { reports, more })

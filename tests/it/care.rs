@@ -13,10 +13,8 @@ fn regions(resources: &Value) -> Vec<String> {
 async fn a_message_from_someone_in_crisis_goes_out_unchanged_and_only_its_author_gets_support() {
     let server = TestServer::start().await;
     let mut owner = server.room_owner("host", "circle").await;
-    let mut ben = server.member("ben").await;
-    ben.ok(json!({"type": "join", "room": "circle"})).await;
-    let mut mia = server.member("mia").await;
-    mia.ok(json!({"type": "join", "room": "circle"})).await;
+    let mut ben = server.member_of("ben", "circle").await;
+    let mut mia = server.member_of("mia", "circle").await;
     let words = "honestly I don't want to be here anymore";
     let sent = ben.ok(json!({"type": "send", "room": "circle", "body": words})).await;
     let seq = sent["message"]["seq"].as_i64().unwrap();
@@ -115,10 +113,8 @@ async fn a_members_region_is_theirs_alone() {
 async fn a_warning_is_a_private_word_in_the_log_and_changes_nothing_else() {
     let server = TestServer::start().await;
     let mut owner = server.room_owner("host", "circle").await;
-    let mut ben = server.member("ben").await;
-    ben.ok(json!({"type": "join", "room": "circle"})).await;
-    let mut mia = server.member("mia").await;
-    mia.ok(json!({"type": "join", "room": "circle"})).await;
+    let mut ben = server.member_of("ben", "circle").await;
+    let mut mia = server.member_of("mia", "circle").await;
     owner.ok(json!({"type": "warn", "room": "circle", "user": "ben", "reason": "Please keep it kind"})).await;
     let warned = ben.event_of("warned").await;
     assert_eq!(warned, json!({"type": "warned", "room": "circle", "by": "host", "reason": "Please keep it kind"}));
@@ -142,16 +138,13 @@ async fn a_care_alert_reaches_the_rooms_moderators_and_falls_back_to_the_global_
     let server = TestServer::start().await;
     // The room's creator hands it to "host", a member made room moderator, and goes.
     let mut creator = server.room_owner("creator", "circle").await;
-    let mut owner = server.member("host").await;
-    owner.ok(json!({"type": "join", "room": "circle"})).await;
+    let mut owner = server.member_of("host", "circle").await;
     creator.ok(json!({"type": "set_room_role", "room": "circle", "user": "host", "role": "moderator"})).await;
     drop(creator);
     let mut global =
         server.client(&server.user_with_role("globalmod", alongside::protocol::Role::Moderator).await).await;
-    let mut ben = server.member("ben").await;
-    ben.ok(json!({"type": "join", "room": "circle"})).await;
-    let mut mia = server.member("mia").await;
-    mia.ok(json!({"type": "join", "room": "circle"})).await;
+    let mut ben = server.member_of("ben", "circle").await;
+    let mut mia = server.member_of("mia", "circle").await;
     ben.ok(json!({"type": "send", "room": "circle", "body": "I want to die"})).await;
     let alert = owner.event_of("care_alert").await["alert"].clone();
     assert_eq!((alert["kind"].as_str(), alert["seq"].as_i64()), (Some("phrase"), Some(1)), "{alert}");
@@ -173,13 +166,10 @@ async fn a_care_alert_reaches_the_rooms_moderators_and_falls_back_to_the_global_
 async fn a_referral_is_queued_acknowledged_once_and_logged() {
     let server = TestServer::start().await;
     let mut owner = server.room_owner("host", "circle").await;
-    let mut second = server.member("second").await;
-    second.ok(json!({"type": "join", "room": "circle"})).await;
+    let mut second = server.member_of("second", "circle").await;
     owner.ok(json!({"type": "set_room_role", "room": "circle", "user": "second", "role": "moderator"})).await;
-    let mut ben = server.member("ben").await;
-    ben.ok(json!({"type": "join", "room": "circle"})).await;
-    let mut mia = server.member("mia").await;
-    mia.ok(json!({"type": "join", "room": "circle"})).await;
+    let mut ben = server.member_of("ben", "circle").await;
+    let mut mia = server.member_of("mia", "circle").await;
     ben.ok(json!({"type": "send", "room": "circle", "body": "everything is too much lately"})).await;
     mia.ok(json!({"type": "refer", "room": "circle", "seq": 1, "note": "Ben seems low, could someone check in?"}))
         .await;
@@ -213,8 +203,7 @@ async fn a_referral_is_queued_acknowledged_once_and_logged() {
 async fn a_hosted_room_takes_members_messages_only_while_a_host_is_on_duty() {
     let server = TestServer::start_with(|c| c.host_grace_s = 0.4).await;
     let mut host = server.room_owner("host", "support").await;
-    let mut ben = server.member("ben").await;
-    ben.ok(json!({"type": "join", "room": "support"})).await;
+    let mut ben = server.member_of("ben", "support").await;
     ben.refused(json!({"type": "host_rule", "room": "support", "required": true}), "forbidden").await;
     host.ok(json!({"type": "host_rule", "room": "support", "required": true})).await;
     let updated = ben.event_of("room_updated").await;
@@ -251,8 +240,7 @@ async fn a_host_who_comes_back_within_the_grace_stays_on_duty() {
     let mut host = server.room_owner("host", "support").await;
     host.ok(json!({"type": "host_rule", "room": "support", "required": true})).await;
     host.ok(json!({"type": "duty", "room": "support", "on": true})).await;
-    let mut ben = server.member("ben").await;
-    ben.ok(json!({"type": "join", "room": "support"})).await;
+    let mut ben = server.member_of("ben", "support").await;
     drop(host);
     // A dropped connection is not the end of a shift.
     let token = server.login("host").await;
@@ -267,12 +255,10 @@ async fn a_host_who_comes_back_within_the_grace_stays_on_duty() {
 async fn a_care_alert_goes_to_the_host_on_duty_first() {
     let server = TestServer::start().await;
     let mut owner = server.room_owner("owner", "support").await;
-    let mut host = server.member("host").await;
-    host.ok(json!({"type": "join", "room": "support"})).await;
+    let mut host = server.member_of("host", "support").await;
     owner.ok(json!({"type": "set_room_role", "room": "support", "user": "host", "role": "moderator"})).await;
     host.ok(json!({"type": "duty", "room": "support", "on": true})).await;
-    let mut ben = server.member("ben").await;
-    ben.ok(json!({"type": "join", "room": "support"})).await;
+    let mut ben = server.member_of("ben", "support").await;
     ben.ok(json!({"type": "send", "room": "support", "body": "I want to end my life"})).await;
     let alert = host.event_of("care_alert").await;
     assert_eq!(alert["alert"]["author"]["username"], "ben");

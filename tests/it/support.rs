@@ -199,6 +199,13 @@ impl TestServer {
         self.client(&token).await
     }
 
+    /// Registers and connects `name`, who then joins `room`.
+    pub async fn member_of(&self, name: &str, room: &str) -> Client {
+        let mut client = self.member(name).await;
+        client.ok(json!({"type": "join", "room": room})).await;
+        client
+    }
+
     /// A moderator `owner`, connected, who has just created the topic room `room`.
     pub async fn room_owner(&self, owner: &str, room: &str) -> Client {
         let token = self.user_with_role(owner, Role::Moderator).await;

@@ -740,6 +740,7 @@ describe('the web client', () => {
     assert.match(await member.textContent('#room-status'), /Waiting for a host/);
     await organiser.click('#toggle-duty');
     await member.waitForSelector('#room-status:has-text("Hosted by Olivia")');
+    await member.waitForSelector('#member-list li:has-text("Olivia") .role-host:text-is("hosting now")');
     assert.equal(await member.isHidden('#composer-notice'), true, 'members may post while a host is on duty');
     await member.fill('#message-input', 'Glad you are here tonight');
     await member.press('#message-input', 'Enter');

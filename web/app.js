@@ -607,6 +607,9 @@ function renderMembers() {
       ),
       roleBadge(member.role),
       member.room_role && member.room_role !== 'member' ? roleBadge(member.room_role, 'room ') : null,
+      (state.rooms.get(state.current)?.hosts_on_duty || []).includes(member.username)
+        ? h('span', { class: 'role role-host' }, 'hosting now')
+        : null,
       member.muted ? h('span', { class: 'muted-mark' }, member.muted_until ? `muted until ${formatTime(member.muted_until)}` : 'muted') : null,
       moderatorActions(roomView, member),
     ),
@@ -1472,6 +1475,7 @@ function onEvent(event) {
       break;
     case 'room_updated':
       state.rooms.set(event.room.name, event.room);
+      // renderRoom draws the member list too: the host badge follows duty.
       if (event.room.name === state.current) renderRoom();
       renderRoomList();
       break;

@@ -10,7 +10,8 @@
 //!
 //! One task owns both connections. It publishes in batches (one round trip for all the
 //! messages waiting) and reads the subscription in between. When Redis stops answering
-//! (a failed publish or ping, or the subscription ends), the node is **unhealthy**: it
+//! (a failed publish or ping, the subscription ends, or 65,536 publishes wait because
+//! Redis takes them more slowly than the node commits), the node is **unhealthy**: it
 //! closes every socket with 1013 so clients reconnect, to a healthy node if there is
 //! one, and catch up from history; `/healthz` answers 503; new sockets are refused; and
 //! the task reconnects with a growing pause until Redis answers, then resubscribes.
@@ -31,10 +32,16 @@ const PING_EVERY: Duration = Duration::from_secs(1);
 const ANSWER_WITHIN: Duration = Duration::from_secs(3);
 /// Most messages published in one round trip.
 const MAX_BATCH: usize = 512;
+/// Most messages waiting to be published. A Redis that answers pings but takes
+/// publishes more slowly than the node commits would otherwise let the queue grow
+/// without end; a full queue counts as a lost bus.
+const MAX_WAITING: usize = 64 * 1024;
 
 /// The Redis bus of one node.
 pub struct RedisBus {
-    outgoing: mpsc::UnboundedSender<Vec<u8>>,
+    outgoing: mpsc::Sender<Vec<u8>>,
+    /// Set when a publish found the queue full: the task ends the connection.
+    behind: Arc<AtomicBool>,
     healthy: Arc<AtomicBool>,
     /// Messages dropped because the bus was down (they are in the store).
     dropped: Arc<AtomicU64>,
@@ -82,13 +89,21 @@ impl RedisBus {
         let client = redis::Client::open(url).map_err(|err| failed(err.to_string()))?;
         let channel = channel(cluster);
         let connections = connect(&client, &channel).await.map_err(|err| failed(err.to_string()))?;
-        let (outgoing, receiver) = mpsc::unbounded_channel();
+        let (outgoing, receiver) = mpsc::channel(MAX_WAITING);
         let bus = Arc::new(RedisBus {
             outgoing,
+            behind: Arc::new(AtomicBool::new(false)),
             healthy: Arc::new(AtomicBool::new(true)),
             dropped: Arc::new(AtomicU64::new(0)),
         });
-        let task = Task { client, channel, hub, healthy: bus.healthy.clone(), dropped: bus.dropped.clone() };
+        let task = Task {
+            client,
+            channel,
+            hub,
+            healthy: bus.healthy.clone(),
+            dropped: bus.dropped.clone(),
+            behind: bus.behind.clone(),
+        };
         tokio::spawn(task.run(connections, receiver, shutdown));
         Ok(bus)
     }
@@ -100,8 +115,15 @@ impl Bus for RedisBus {
             self.dropped.fetch_add(1, Relaxed);
             return;
         }
-        // The task outlives every publisher but the last moments of shutdown.
-        let _ = self.outgoing.send(wire::encode(&message));
+        match self.outgoing.try_send(wire::encode(&message)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.dropped.fetch_add(1, Relaxed);
+                self.behind.store(true, Relaxed);
+            }
+            // The task has stopped: only in the last moments of shutdown.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
     }
 
     fn healthy(&self) -> bool {
@@ -115,6 +137,7 @@ struct Task {
     hub: Arc<dyn Subscriber>,
     healthy: Arc<AtomicBool>,
     dropped: Arc<AtomicU64>,
+    behind: Arc<AtomicBool>,
 }
 
 /// Why a connected spell ended.
@@ -127,7 +150,7 @@ impl Task {
     async fn run(
         self,
         mut connections: Connections,
-        mut outgoing: mpsc::UnboundedReceiver<Vec<u8>>,
+        mut outgoing: mpsc::Receiver<Vec<u8>>,
         shutdown: CancellationToken,
     ) {
         loop {
@@ -161,6 +184,7 @@ impl Task {
             // Sockets opened from now on hear everything: messages stored meanwhile
             // reach them through history, and the hub fills any gap it sees.
             let dropped = self.dropped.swap(0, Relaxed);
+            self.behind.store(false, Relaxed);
             self.healthy.store(true, Relaxed);
             tracing::warn!(dropped, "the bus is back; taking sockets again");
         }
@@ -170,7 +194,7 @@ impl Task {
     async fn serve(
         &self,
         connections: &mut Connections,
-        outgoing: &mut mpsc::UnboundedReceiver<Vec<u8>>,
+        outgoing: &mut mpsc::Receiver<Vec<u8>>,
         shutdown: &CancellationToken,
     ) -> Ended {
         let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -203,6 +227,9 @@ impl Task {
                     }
                 }
                 _ = ping.tick() => {
+                    if self.behind.load(Relaxed) {
+                        return Ended::Lost(format!("Redis fell {MAX_WAITING} messages behind"));
+                    }
                     let answer: Result<redis::RedisResult<String>, _> =
                         tokio::time::timeout(ANSWER_WITHIN, redis::cmd("PING").query_async(&mut connections.publish)).await;
                     match answer {

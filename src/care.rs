@@ -210,6 +210,12 @@ impl Resources {
                     resource.name, resource.region
                 ));
             }
+            // The page makes a link of it: only a web address.
+            if let Some(url) = &resource.url {
+                if !(url.starts_with("https://") || url.starts_with("http://")) || url.contains(char::is_whitespace) {
+                    return Err(format!("resource `{}`: url `{url}` is not a web address", resource.name));
+                }
+            }
             if resource.phone.is_none() && resource.text.is_none() && resource.url.is_none() && resource.note.is_none()
             {
                 return Err(format!("resource `{}` says neither how to reach it nor what it is", resource.name));
@@ -340,5 +346,7 @@ mod tests {
         assert!(Resources::parse(bad_region).unwrap_err().contains("two-letter"));
         let unreachable = "[[resource]]\nname = \"x\"\nregion = \"GB\"\n";
         assert!(Resources::parse(unreachable).unwrap_err().contains("neither"));
+        let script = "[[resource]]\nname = \"x\"\nregion = \"GB\"\nurl = \"javascript:alert(1)\"\n";
+        assert!(Resources::parse(script).unwrap_err().contains("not a web address"));
     }
 }

@@ -23,7 +23,7 @@ const REDIS: &str = "ALONGSIDE_TEST_REDIS";
 pub struct Cluster {
     pub nodes: Vec<TestServer>,
     pub database: TestDatabase,
-    pub redis: RedisProxy,
+    pub redis: CutProxy,
     pub name: String,
 }
 
@@ -41,7 +41,7 @@ impl Cluster {
             return None;
         };
         let database = test_database::create(&postgres).await;
-        let proxy = RedisProxy::start(&redis).await;
+        let proxy = CutProxy::start(&redis).await;
         let name = database.url.rsplit('/').next().unwrap_or("test").to_string();
         let mut cluster = Cluster { nodes: Vec::new(), database, redis: proxy, name };
         for index in 0..n {
@@ -69,21 +69,21 @@ impl Cluster {
 
 /// A TCP proxy in front of Redis or PostgreSQL that the test can cut (every connection
 /// closed, new ones closed at once) and restore.
-pub struct RedisProxy {
+pub struct CutProxy {
     pub addr: SocketAddr,
     cut: Arc<AtomicBool>,
     open: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
     accept: tokio::task::JoinHandle<()>,
 }
 
-impl RedisProxy {
-    async fn start(url: &str) -> RedisProxy {
+impl CutProxy {
+    async fn start(url: &str) -> CutProxy {
         let target = url.trim_start_matches("redis://").split('/').next().unwrap_or("127.0.0.1:6379").to_string();
-        RedisProxy::to(target).await
+        CutProxy::to(target).await
     }
 
     /// A proxy to `target` (`host:port`).
-    async fn to(target: String) -> RedisProxy {
+    async fn to(target: String) -> CutProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
         let addr = listener.local_addr().unwrap();
         let cut = Arc::new(AtomicBool::new(false));
@@ -104,7 +104,7 @@ impl RedisProxy {
                 }
             })
         };
-        RedisProxy { addr, cut, open, accept }
+        CutProxy { addr, cut, open, accept }
     }
 
     /// Redis becomes unreachable for the nodes.
@@ -121,7 +121,7 @@ impl RedisProxy {
     }
 }
 
-impl Drop for RedisProxy {
+impl Drop for CutProxy {
     fn drop(&mut self) {
         self.accept.abort();
         self.cut();
@@ -129,12 +129,12 @@ impl Drop for RedisProxy {
 }
 
 /// `url` (`postgres://user@host:port/name`) through a proxy: the proxy and the new URL.
-async fn postgres_through_proxy(url: &str) -> (RedisProxy, String) {
+async fn postgres_through_proxy(url: &str) -> (CutProxy, String) {
     let (scheme, rest) = url.split_once("://").expect("a URL");
     let (userinfo, rest) = rest.rsplit_once('@').map_or(("", rest), |(u, r)| (u, r));
     let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
     let host = if host.contains(':') { host.to_string() } else { format!("{host}:5432") };
-    let proxy = RedisProxy::to(host).await;
+    let proxy = CutProxy::to(host).await;
     let at = if userinfo.is_empty() { String::new() } else { format!("{userinfo}@") };
     let proxied = format!("{scheme}://{at}{}/{path}", proxy.addr);
     (proxy, proxied)

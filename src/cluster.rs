@@ -16,23 +16,34 @@
 //! holds whichever node an attacker tries. Per-address limits stay per node.
 //!
 //! Redis failing here never refuses a member: each check falls back to the node's own
-//! view and logs it (the bus reports the outage and closes sockets anyway).
+//! view and logs it (the bus reports the outage and closes sockets anyway). Every call
+//! has [`ANSWER_WITHIN`] to answer, and a connection that broke is opened again on the
+//! next call, so once Redis is back the network shares its state again.
 
 use crate::hub::Hub;
 use crate::protocol::{Role, User};
 use crate::store::{RoomId, UserId};
+use redis::aio::MultiplexedConnection;
 use redis::AsyncCommands;
+use redis::RedisResult;
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::future::Future;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+
+/// How long one exchange with Redis may take before it counts as failed (a send waits
+/// on the slow-mode claim, so a Redis that hangs must not hang the send).
+const ANSWER_WITHIN: Duration = Duration::from_secs(2);
 
 /// Other nodes' online members, by room.
 type Remote = HashMap<String, HashMap<UserId, User>>;
 
 /// This node's handle on the shared state.
 pub struct Cluster {
-    conn: redis::aio::MultiplexedConnection,
+    client: redis::Client,
+    /// The open connection; `None` after it broke, until the next call opens one.
+    conn: Mutex<Option<MultiplexedConnection>>,
     prefix: String,
     node: String,
     ttl: Duration,
@@ -41,16 +52,43 @@ pub struct Cluster {
 
 impl Cluster {
     /// Connects to the Redis at `url` for the network `cluster`.
-    pub async fn connect(url: &str, cluster: &str, node: &str, ttl: Duration) -> redis::RedisResult<Arc<Cluster>> {
+    pub async fn connect(url: &str, cluster: &str, node: &str, ttl: Duration) -> RedisResult<Arc<Cluster>> {
         let client = redis::Client::open(url)?;
-        let conn = client.get_multiplexed_async_connection().await?;
+        let conn = within(client.get_multiplexed_async_connection()).await?;
         Ok(Arc::new(Cluster {
-            conn,
+            client,
+            conn: Mutex::new(Some(conn)),
             prefix: format!("alongside:{cluster}:"),
             node: node.to_string(),
             ttl: ttl.max(Duration::from_millis(400)),
             remote: RwLock::new(Arc::default()),
         }))
+    }
+
+    /// Runs `work` on the connection (opening one if the last broke) within
+    /// [`ANSWER_WITHIN`]; a connection that failed or did not answer is dropped, so the
+    /// next call starts afresh.
+    async fn run<T, F, Fut>(&self, work: F) -> RedisResult<T>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let open = self.conn.lock().expect("connection lock").clone();
+        let conn = match open {
+            Some(conn) => conn,
+            None => {
+                let conn = within(self.client.get_multiplexed_async_connection()).await?;
+                *self.conn.lock().expect("connection lock") = Some(conn.clone());
+                conn
+            }
+        };
+        let result = within(work(conn)).await;
+        if let Err(err) = &result {
+            if err.is_io_error() || err.is_timeout() || err.is_connection_dropped() || err.is_unrecoverable_error() {
+                *self.conn.lock().expect("connection lock") = None;
+            }
+        }
+        result
     }
 
     fn presence_key(&self, node: &str) -> String {
@@ -77,41 +115,49 @@ impl Cluster {
                     tracing::warn!(error = %err, "cannot share presence with the other nodes");
                 }
             }
-            let mut conn = cluster.conn.clone();
-            let key = cluster.presence_key(&cluster.node);
-            let _: redis::RedisResult<()> = conn.del(key).await;
-            let _: redis::RedisResult<()> = conn.zrem(cluster.nodes_key(), &cluster.node).await;
+            let (key, nodes, node) = (cluster.presence_key(&cluster.node), cluster.nodes_key(), cluster.node.clone());
+            let gone = cluster.run(|mut conn| async move {
+                let () = conn.del(key).await?;
+                conn.zrem(nodes, node).await
+            });
+            let _: RedisResult<()> = gone.await;
         });
     }
 
     /// One renewal: write ours, read theirs.
-    async fn exchange(&self, hub: &Hub) -> redis::RedisResult<()> {
-        let mut conn = self.conn.clone();
+    async fn exchange(&self, hub: &Hub) -> RedisResult<()> {
         let now = crate::protocol::now_ms();
         let ttl_ms = self.ttl.as_millis() as i64;
         let snapshot = encode_presence(&hub.online_by_room());
-        let _: () = redis::pipe()
-            .cmd("SET")
-            .arg(self.presence_key(&self.node))
-            .arg(snapshot)
-            .arg("PX")
-            .arg(ttl_ms)
-            .ignore()
-            .zadd(self.nodes_key(), &self.node, now)
-            .ignore()
-            .zrembyscore(self.nodes_key(), "-inf", now - 10 * ttl_ms)
-            .ignore()
-            .query_async(&mut conn)
+        let (ours, nodes_key, node) = (self.presence_key(&self.node), self.nodes_key(), self.node.clone());
+        let snapshots = self
+            .run(|mut conn| async move {
+                let () = redis::pipe()
+                    .cmd("SET")
+                    .arg(ours)
+                    .arg(snapshot)
+                    .arg("PX")
+                    .arg(ttl_ms)
+                    .ignore()
+                    .zadd(&nodes_key, &node, now)
+                    .ignore()
+                    .zrembyscore(&nodes_key, "-inf", now - 10 * ttl_ms)
+                    .ignore()
+                    .query_async(&mut conn)
+                    .await?;
+                let nodes: Vec<String> = conn.zrangebyscore(&nodes_key, now - 2 * ttl_ms, "+inf").await?;
+                let others: Vec<String> = nodes.into_iter().filter(|other| *other != node).collect();
+                if others.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let keys: Vec<String> = others.iter().map(|other| self.presence_key(other)).collect();
+                let snapshots: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
+                Ok(snapshots)
+            })
             .await?;
-        let nodes: Vec<String> = conn.zrangebyscore(self.nodes_key(), now - 2 * ttl_ms, "+inf").await?;
-        let others: Vec<String> =
-            nodes.into_iter().filter(|node| *node != self.node).map(|node| self.presence_key(&node)).collect();
         let mut remote = Remote::new();
-        if !others.is_empty() {
-            let snapshots: Vec<Option<String>> = redis::cmd("MGET").arg(&others).query_async(&mut conn).await?;
-            for snapshot in snapshots.into_iter().flatten() {
-                decode_presence(&snapshot, &mut remote);
-            }
+        for snapshot in snapshots.into_iter().flatten() {
+            decode_presence(&snapshot, &mut remote);
         }
         *self.remote.write().expect("presence lock") = Arc::new(remote);
         Ok(())
@@ -124,52 +170,57 @@ impl Cluster {
 
     /// Takes `user`'s one send per `interval` in `room`, across nodes; the wait left
     /// when it was taken already.
-    pub async fn claim_send(
-        &self,
-        room: RoomId,
-        user: UserId,
-        interval: Duration,
-    ) -> redis::RedisResult<Option<Duration>> {
-        let mut conn = self.conn.clone();
+    pub async fn claim_send(&self, room: RoomId, user: UserId, interval: Duration) -> RedisResult<Option<Duration>> {
         let key = format!("{}slow:{}:{}", self.prefix, room.0, user.0);
-        let taken: Option<String> = redis::cmd("SET")
-            .arg(&key)
-            .arg(1)
-            .arg("NX")
-            .arg("PX")
-            .arg(interval.as_millis().max(1) as u64)
-            .query_async(&mut conn)
-            .await?;
-        if taken.is_some() {
-            return Ok(None);
-        }
-        let left: i64 = conn.pttl(&key).await?;
-        Ok(Some(Duration::from_millis(left.max(1) as u64)))
+        self.run(|mut conn| async move {
+            let taken: Option<String> = redis::cmd("SET")
+                .arg(&key)
+                .arg(1)
+                .arg("NX")
+                .arg("PX")
+                .arg(interval.as_millis().max(1) as u64)
+                .query_async(&mut conn)
+                .await?;
+            if taken.is_some() {
+                return Ok(None);
+            }
+            let left: i64 = conn.pttl(&key).await?;
+            Ok(Some(Duration::from_millis(left.max(1) as u64)))
+        })
+        .await
     }
 
     /// Failed logins to `account` from anywhere in the current window.
-    pub async fn login_failures(&self, account: &str) -> redis::RedisResult<u32> {
-        let mut conn = self.conn.clone();
-        let count: Option<u32> = conn.get(format!("{}login-failures:{account}", self.prefix)).await?;
+    pub async fn login_failures(&self, account: &str) -> RedisResult<u32> {
+        let key = format!("{}login-failures:{account}", self.prefix);
+        let count: Option<u32> = self.run(|mut conn| async move { conn.get(key).await }).await?;
         Ok(count.unwrap_or(0))
     }
 
     /// Counts a failed login to `account`; the count expires `window` after the first.
-    pub async fn login_failed(&self, account: &str, window: Duration) -> redis::RedisResult<()> {
-        let mut conn = self.conn.clone();
+    pub async fn login_failed(&self, account: &str, window: Duration) -> RedisResult<()> {
         let key = format!("{}login-failures:{account}", self.prefix);
-        let _: () = redis::pipe()
-            .incr(&key, 1)
-            .ignore()
-            .cmd("PEXPIRE")
-            .arg(&key)
-            .arg(window.as_millis() as u64)
-            .arg("NX")
-            .ignore()
-            .query_async(&mut conn)
-            .await?;
-        Ok(())
+        self.run(|mut conn| async move {
+            redis::pipe()
+                .incr(&key, 1)
+                .ignore()
+                .cmd("PEXPIRE")
+                .arg(&key)
+                .arg(window.as_millis() as u64)
+                .arg("NX")
+                .ignore()
+                .query_async(&mut conn)
+                .await
+        })
+        .await
     }
+}
+
+/// `fut`, or a timeout error after [`ANSWER_WITHIN`].
+async fn within<T>(fut: impl Future<Output = RedisResult<T>>) -> RedisResult<T> {
+    tokio::time::timeout(ANSWER_WITHIN, fut)
+        .await
+        .unwrap_or_else(|_| Err(redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))))
 }
 
 /// `{"room": [[id, "username", "display name", "role"], ...]}`.
@@ -251,7 +302,7 @@ mod tests {
             Cluster::connect(&url, &network, "b", ttl).await.expect("redis answers"),
         );
         let ada = User { username: "ada".into(), display_name: "Ada".into(), role: Role::Member };
-        let mut conn = a.conn.clone();
+        let mut conn = a.conn.lock().unwrap().clone().unwrap();
         let snapshot = encode_presence(&[("circle".into(), vec![(UserId(1), ada)])]);
         let _: () = redis::cmd("SET")
             .arg(a.presence_key("a"))

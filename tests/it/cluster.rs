@@ -92,15 +92,17 @@ impl CutProxy {
             let (cut, open) = (cut.clone(), open.clone());
             tokio::spawn(async move {
                 while let Ok((mut client, _)) = listener.accept().await {
+                    // Checked and registered under the lock `cut` takes, so no pipe
+                    // opened as the cut begins outlives it.
+                    let mut pipes = open.lock().unwrap();
                     if cut.load(Ordering::SeqCst) {
                         continue;
                     }
                     let target = target.clone();
-                    let pipe = tokio::spawn(async move {
+                    pipes.push(tokio::spawn(async move {
                         let Ok(mut server) = TcpStream::connect(&target).await else { return };
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    });
-                    open.lock().unwrap().push(pipe);
+                    }));
                 }
             })
         };
@@ -109,8 +111,9 @@ impl CutProxy {
 
     /// Redis becomes unreachable for the nodes.
     pub fn cut(&self) {
+        let mut pipes = self.open.lock().unwrap();
         self.cut.store(true, Ordering::SeqCst);
-        for pipe in self.open.lock().unwrap().drain(..) {
+        for pipe in pipes.drain(..) {
             pipe.abort();
         }
     }
@@ -232,8 +235,8 @@ async fn a_client_msg_id_resent_to_the_other_node_returns_the_original() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_loses_redis_closes_its_sockets_with_1013_and_says_503_until_it_is_back() {
-    let Some(cluster) = Cluster::start(1).await else { return };
-    let node = cluster.node(0);
+    let Some(cluster) = Cluster::start(2).await else { return };
+    let (node, other) = (cluster.node(0), cluster.node(1));
     let mut owner = node.room_owner("host", "circle").await;
     owner.ok(json!({"type": "send", "room": "circle", "body": "before"})).await;
     assert_eq!(http(node.addr, "GET", "/healthz", &[], None).await.0, 200);
@@ -244,19 +247,36 @@ async fn a_node_that_loses_redis_closes_its_sockets_with_1013_and_says_503_until
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["bus"], "unavailable");
     assert_eq!(Client::try_connect(&node.ws_url(), None).await.err(), Some(503), "no new sockets meanwhile");
     cluster.redis.restore();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while http(node.addr, "GET", "/healthz", &[], None).await.0 != 200 {
-        assert!(tokio::time::Instant::now() < deadline, "the node did not recover within {WAIT:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    for server in [node, other] {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while http(server.addr, "GET", "/healthz", &[], None).await.0 != 200 {
+            assert!(tokio::time::Instant::now() < deadline, "the node did not recover within {WAIT:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
-    // Resubscribed: a new socket hears the room again, and nothing sent before is lost.
+    // Resubscribed: a member on the other node hears the room again, and nothing sent
+    // before is lost.
     let token = node.login("host").await;
     let mut back = node.client(&token).await;
-    let mut reader = node.member("reader").await;
-    reader.ok(json!({"type": "join", "room": "circle"})).await;
+    back.ok(json!({"type": "slow_mode", "room": "circle", "seconds": 60})).await;
+    let mut reader = other.member("reader").await;
+    let joined = reader.ok(json!({"type": "join", "room": "circle"})).await;
+    assert_eq!(joined["messages"][0]["body"], "before", "{joined}");
     back.ok(json!({"type": "send", "room": "circle", "body": "after"})).await;
     let heard = reader.event_of("message").await;
-    assert_eq!((heard["message"]["seq"].as_i64(), heard["message"]["body"].as_str()), (Some(2), Some("after")));
+    assert_eq!(
+        (heard["message"]["seq"].as_i64(), heard["message"]["body"].as_str()),
+        (Some(2), Some("after")),
+        "{heard}"
+    );
+    // What the nodes share in Redis beside the bus is shared again: slow mode holds
+    // across them, not only on each node.
+    let token = node.login("reader").await;
+    let mut reader_on_node = node.client(&token).await;
+    reader.ok(json!({"type": "send", "room": "circle", "body": "one"})).await;
+    let refused =
+        reader_on_node.refused(json!({"type": "send", "room": "circle", "body": "two"}), "rate_limited").await;
+    assert!(refused["message"].as_str().unwrap().contains("Slow mode"), "{refused}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,15 +16,15 @@
 
 use crate::bus::{Bus, BusMessage, CloseTarget, Effect, RoomEnvelope};
 use crate::metrics::Metrics;
-use crate::protocol::{close_code, now_ms, User};
+use crate::protocol::{close_code, now_ms, CwPreferences, User};
 use crate::store::{MuteRecord, Restriction, RoomId, RoomRecord, UserId};
 use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU16, AtomicUsize};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -228,6 +228,12 @@ pub struct Session {
     pub user_id: UserId,
     /// The user's public profile; the role can change while the socket is open.
     pub user: Mutex<User>,
+    /// The username, which never changes while the socket is open: read per delivery
+    /// of a message with content warnings, whose author gets it whole.
+    username: Box<str>,
+    /// The user's content-warning preferences ([`CwPreferences`] bits), read per
+    /// delivery of a message with content warnings.
+    cw: AtomicU16,
     /// Hash of the token the socket authenticated with, so logout can close it.
     pub token_hash: [u8; 32],
     /// Frames for the writer task. Bounded; see the module docs for the overflow policy.
@@ -249,7 +255,32 @@ impl Session {
         outbox: Arc<Outbox>,
         closer: Closer,
     ) -> Session {
-        Session { id, user_id, user: Mutex::new(user), token_hash, outbox, closer, rooms: Mutex::new(HashSet::new()) }
+        Session {
+            id,
+            user_id,
+            username: user.username.clone().into_boxed_str(),
+            user: Mutex::new(user),
+            cw: AtomicU16::new(0),
+            token_hash,
+            outbox,
+            closer,
+            rooms: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// The user's content-warning preferences as this socket applies them.
+    pub fn preferences(&self) -> CwPreferences {
+        CwPreferences(self.cw.load(Relaxed))
+    }
+
+    /// Applies `preferences` to what this socket receives from now on.
+    pub fn set_preferences(&self, preferences: CwPreferences) {
+        self.cw.store(preferences.0, Relaxed);
+    }
+
+    /// The username this socket authenticated as.
+    pub fn username(&self) -> &str {
+        &self.username
     }
 
     /// The user's profile as it is now.
@@ -334,13 +365,13 @@ struct RoomSubscribers {
 
 /// Reads the messages a bus did not bring, for the hub to deliver in their place.
 pub trait GapFiller: Send + Sync + 'static {
-    /// The `message` event frames of `room`'s seqs strictly between `after` and
-    /// `before`, ascending, each with its seq. An error is retried a few times.
+    /// The `message` events of `room`'s seqs strictly between `after` and `before`,
+    /// ascending, each with its seq. An error is retried a few times.
     fn missing(&self, room: String, after: i64, before: i64) -> GapFill;
 }
 
 /// What [`GapFiller::missing`] returns.
-pub type GapFill = Pin<Box<dyn Future<Output = Result<Vec<(i64, Utf8Bytes)>, String>> + Send>>;
+pub type GapFill = Pin<Box<dyn Future<Output = Result<Vec<RoomEnvelope>, String>> + Send>>;
 
 /// How often a fill that fails is tried before the held events go out regardless.
 const FILL_ATTEMPTS: u32 = 5;
@@ -615,6 +646,11 @@ impl Hub {
                 }
             }
             BusMessage::Apply { room, effect } => self.apply(room, effect),
+            BusMessage::Preferences { user, preferences } => {
+                for session in self.sessions_of(*user) {
+                    session.set_preferences(*preferences);
+                }
+            }
             BusMessage::Close { target, code, reason } => {
                 let sessions: Vec<Arc<Session>> = match target {
                     CloseTarget::User(user) => self.sessions_of(*user),
@@ -757,16 +793,15 @@ impl Hub {
 
     /// Delivers filled messages, then the held events in order (a further gap among
     /// them holds the rest again).
-    fn resume(&self, room: &str, before: i64, frames: Vec<(i64, Utf8Bytes)>, gap: u64) {
+    fn resume(&self, room: &str, before: i64, filled: Vec<RoomEnvelope>, gap: u64) {
         let Some(mut order) = self.shared.order.get_mut(room) else { return };
         if order.gap != gap {
             // The bus brought them while the store was read.
             return;
         }
-        for (seq, frame) in frames {
+        for envelope in filled {
+            let Some(seq) = envelope.seq else { continue };
             if seq > order.last && seq < before {
-                let envelope =
-                    RoomEnvelope { room: room.to_string(), frame, except: None, effect: None, seq: Some(seq) };
                 self.dispatch_room(&envelope);
                 order.last = seq;
             }
@@ -798,7 +833,16 @@ impl Hub {
         if let Some(subs) = self.shared.rooms.get(&envelope.room) {
             let mut delivered = 0;
             for session in &subs.sessions {
-                if envelope.except != Some(session.user_id) && session.deliver(&envelope.frame, &self.shared.metrics) {
+                if envelope.except == Some(session.user_id) {
+                    continue;
+                }
+                // Only an event about a message with content warnings has variants; every
+                // other one is the same shared frame for all.
+                let frame = match &envelope.variants {
+                    None => &envelope.frame,
+                    Some(variants) => variants.frame_for(&envelope.frame, &session.username, session.preferences()),
+                };
+                if session.deliver(frame, &self.shared.metrics) {
                     delivered += 1;
                 }
             }
@@ -921,28 +965,32 @@ mod tests {
             except: None,
             effect: None,
             seq: None,
+            variants: None,
         })
     }
 
-    fn message(room: &str, seq: i64) -> BusMessage {
-        BusMessage::Room(RoomEnvelope {
+    fn message_envelope(room: &str, seq: i64) -> RoomEnvelope {
+        RoomEnvelope {
             room: room.into(),
             frame: Utf8Bytes::from(format!("m{seq}")),
             except: None,
             effect: None,
             seq: Some(seq),
-        })
+            variants: None,
+        }
+    }
+
+    fn message(room: &str, seq: i64) -> BusMessage {
+        BusMessage::Room(message_envelope(room, seq))
     }
 
     /// A filler that knows every seq, and counts how often it was asked.
     struct Known(Arc<std::sync::atomic::AtomicU32>);
 
     impl GapFiller for Known {
-        fn missing(&self, _room: String, after: i64, before: i64) -> GapFill {
+        fn missing(&self, room: String, after: i64, before: i64) -> GapFill {
             self.0.fetch_add(1, Relaxed);
-            Box::pin(
-                async move { Ok(((after + 1)..before).map(|seq| (seq, Utf8Bytes::from(format!("m{seq}")))).collect()) },
-            )
+            Box::pin(async move { Ok(((after + 1)..before).map(|seq| message_envelope(&room, seq)).collect()) })
         }
     }
 
@@ -1105,6 +1153,7 @@ mod tests {
             except: None,
             effect: Some(Effect::Subscribe(UserId(3))),
             seq: None,
+            variants: None,
         });
         hub.dispatch(&join);
         assert!(s.is_in("r"));
@@ -1114,10 +1163,65 @@ mod tests {
             except: None,
             effect: Some(Effect::Unsubscribe(UserId(3))),
             seq: None,
+            variants: None,
         });
         hub.dispatch(&leave);
         assert!(!s.is_in("r"));
         hub.dispatch(&envelope("r", "after"));
         assert_eq!(texts(&rx), ["joined", "left"]);
+    }
+
+    #[test]
+    fn a_message_with_warnings_reaches_each_member_as_they_chose_from_shared_frames() {
+        use crate::bus::Variants;
+        use crate::protocol::{CwPreferences, Message, Shape};
+        let hub = Hub::new(Arc::default());
+        // u1 wrote it; u2 and u3 keep the default (collapse); u4 shows grief; u5 hides it.
+        let sessions: Vec<_> = (1..=5).map(|user| session(user as u64, user, 8)).collect();
+        for (s, _, _) in &sessions {
+            hub.register(s);
+            hub.subscribe_user("r", s.user_id);
+        }
+        let mut show = CwPreferences::default();
+        show.set(6, Shape::Show);
+        sessions[3].0.set_preferences(show);
+        let mut hide = CwPreferences::default();
+        hide.set(6, Shape::Hide);
+        sessions[4].0.set_preferences(hide);
+        let message = Message {
+            seq: 1,
+            room: "r".into(),
+            author: User { username: "u1".into(), display_name: "U1".into(), role: Role::Member },
+            body: Some("my dad died".into()),
+            ts: "2026-11-27T00:00:00.000Z".into(),
+            cw: vec!["grief".into()],
+            ..Message::default()
+        };
+        let event = |message: Message| serde_json::to_string(&message).unwrap();
+        let variants = Variants::of(&message, event).expect("a tagged message has variants");
+        hub.dispatch(&BusMessage::Room(RoomEnvelope {
+            room: "r".into(),
+            frame: Utf8Bytes::from(event(message.clone())),
+            except: None,
+            effect: None,
+            seq: Some(1),
+            variants: Some(variants),
+        }));
+        let got: Vec<Utf8Bytes> =
+            sessions.iter().map(|(_, outbox, _)| outbox.take_now().pop_back().expect("one frame")).collect();
+        let read = |frame: &Utf8Bytes| serde_json::from_str::<serde_json::Value>(frame.as_str()).unwrap();
+        assert_eq!(read(&got[0])["body"], "my dad died", "the author gets it whole");
+        assert_eq!(read(&got[3])["body"], "my dad died", "shown by choice");
+        for collapsed in [&got[1], &got[2]] {
+            let value = read(collapsed);
+            assert_eq!(
+                (value.get("body"), &value["collapsed"], &value["cw"][0]),
+                (None, &true.into(), &"grief".into())
+            );
+        }
+        assert_eq!(read(&got[4]), serde_json::json!({"seq": 1, "room": "r", "hidden": true, "cw": ["grief"]}));
+        // Serialised once per variant: the two collapsed readers share one buffer.
+        assert_eq!(got[1].as_str().as_ptr(), got[2].as_str().as_ptr());
+        assert_eq!(got[0].as_str().as_ptr(), got[3].as_str().as_ptr());
     }
 }

@@ -9,13 +9,15 @@
 //! lets an error reply echo the request's `id` even when the rest of the frame is bad.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// A global role, lowest to highest. The order matters: `Ord` compares authority.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Every registered account.
+    #[default]
     Member,
     /// A network-wide moderator.
     Moderator,
@@ -114,7 +116,7 @@ impl RoomRole {
 }
 
 /// A user as every client sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     /// Lower-case login name, unique.
     pub username: String,
@@ -198,19 +200,22 @@ pub enum MyRole {
     Owner,
 }
 
-/// A stored chat message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A stored chat message, or what of it one member may see (see [`Message::shaped`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     /// Position in the room, from 1, without gaps.
     pub seq: i64,
     /// Room name.
     pub room: String,
-    /// Who wrote it.
+    /// Who wrote it (absent only from a hidden message).
+    #[serde(default, skip_serializing_if = "User::is_unnamed")]
     pub author: User,
-    /// The text; absent once deleted.
+    /// The text; absent once deleted, and from a collapsed or hidden message.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
-    /// When the server stored it (ISO-8601, milliseconds, UTC).
+    /// When the server stored it (ISO-8601, milliseconds, UTC; absent only from a
+    /// hidden message).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub ts: String,
     /// The sender's idempotency key, when one was given.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -235,6 +240,173 @@ pub struct Message {
     /// none. Live events, shared by every recipient, never carry it.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub my_reactions: Vec<String>,
+    /// Content-warning tags (from [`CW_TAGS`]); absent when none.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub cw: Vec<String>,
+    /// The author's few words about the warning (at most 100 characters).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub cw_note: Option<String>,
+    /// Present and `true` when the body is held back by the reader's preferences.
+    #[serde(skip_serializing_if = "is_false", default)]
+    pub collapsed: bool,
+    /// Present and `true` when only the seq, room and tags are shown.
+    #[serde(skip_serializing_if = "is_false", default)]
+    pub hidden: bool,
+}
+
+impl User {
+    /// The blank user of a hidden message, which names no author.
+    fn is_unnamed(&self) -> bool {
+        self.username.is_empty()
+    }
+}
+
+/// The content-warning tags, in the order of their bits in [`CwTags`] (PROTOCOL §8.2).
+pub const CW_TAGS: [&str; 8] = ["self_harm", "suicide", "eating", "substances", "abuse", "violence", "grief", "other"];
+
+/// Most characters in a `cw_note`.
+pub const CW_NOTE_MAX: usize = 100;
+
+/// A set of content-warning tags: bit `i` is [`CW_TAGS`]`[i]`. Stored as this number.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CwTags(pub u8);
+
+impl CwTags {
+    /// The tags named; an unknown name is refused with a sentence for the client.
+    pub fn parse(names: &[String]) -> Result<CwTags, String> {
+        let mut bits = 0u8;
+        for name in names {
+            let Some(at) = CW_TAGS.iter().position(|tag| tag == name) else {
+                return Err(format!("“{}” is not a content warning; use {}.", truncate(name, 40), CW_TAGS.join(", ")));
+            };
+            bits |= 1 << at;
+        }
+        Ok(CwTags(bits))
+    }
+
+    /// The tags of a message as it travels (names that are not tags are ignored).
+    pub fn of(names: &[String]) -> CwTags {
+        CwTags(
+            names
+                .iter()
+                .filter_map(|name| CW_TAGS.iter().position(|tag| tag == name))
+                .fold(0, |bits, at| bits | 1 << at),
+        )
+    }
+
+    /// The names, in [`CW_TAGS`] order.
+    pub fn names(self) -> Vec<String> {
+        CW_TAGS.iter().enumerate().filter(|(at, _)| self.0 & (1 << at) != 0).map(|(_, tag)| tag.to_string()).collect()
+    }
+
+    /// No tag at all.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+/// How a member wants messages with a tag, least to most strict: `Ord` is strictness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Shape {
+    /// The message as usual.
+    Show,
+    /// Without its body, marked `collapsed`, with its tags and note.
+    Collapse,
+    /// Only its seq, room and tags, marked `hidden`.
+    Hide,
+}
+
+/// A member's content-warning preferences: two bits per tag in [`CW_TAGS`] order
+/// (0 collapse, 1 show, 2 hide), so that 0, what a new account has, is "collapse
+/// everything". Stored as this number.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CwPreferences(pub u16);
+
+impl CwPreferences {
+    /// The preference for tag number `at`.
+    pub fn get(self, at: usize) -> Shape {
+        match (self.0 >> (2 * at)) & 3 {
+            1 => Shape::Show,
+            2 => Shape::Hide,
+            _ => Shape::Collapse,
+        }
+    }
+
+    /// Sets the preference for tag number `at`.
+    pub fn set(&mut self, at: usize, shape: Shape) {
+        let code = match shape {
+            Shape::Collapse => 0,
+            Shape::Show => 1,
+            Shape::Hide => 2,
+        };
+        self.0 = (self.0 & !(3 << (2 * at))) | (code << (2 * at));
+    }
+
+    /// How a message with `tags` reaches this member: the strictest preference among
+    /// its tags; as usual when it has none.
+    pub fn shape(self, tags: CwTags) -> Shape {
+        (0..CW_TAGS.len()).filter(|at| tags.0 & (1 << at) != 0).map(|at| self.get(at)).max().unwrap_or(Shape::Show)
+    }
+
+    /// Every tag with its preference, as `preferences` answers.
+    pub fn to_wire(self) -> Preferences {
+        Preferences { cw: CW_TAGS.iter().enumerate().map(|(at, tag)| (tag.to_string(), self.get(at))).collect() }
+    }
+
+    /// These preferences with the tags named in `changes` set; an unknown tag is
+    /// refused with a sentence for the client.
+    pub fn with(mut self, changes: &BTreeMap<String, Shape>) -> Result<CwPreferences, String> {
+        for (tag, shape) in changes {
+            let Some(at) = CW_TAGS.iter().position(|known| known == tag) else {
+                return Err(format!("“{}” is not a content warning; use {}.", truncate(tag, 40), CW_TAGS.join(", ")));
+            };
+            self.set(at, *shape);
+        }
+        Ok(self)
+    }
+}
+
+/// A member's preferences as `preferences` and `set_preferences` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preferences {
+    /// Every content-warning tag with how it reaches the member.
+    pub cw: BTreeMap<String, Shape>,
+}
+
+impl Message {
+    /// How this message reaches `viewer` with `preferences`: whole for its author, for
+    /// a deleted message (nothing is left to hold back) and for one without tags.
+    pub fn shape_for(&self, viewer: &str, preferences: CwPreferences) -> Shape {
+        if self.cw.is_empty() || self.deleted || self.author.username == viewer {
+            return Shape::Show;
+        }
+        preferences.shape(CwTags::of(&self.cw))
+    }
+
+    /// This message as `shape` lets it be seen (PROTOCOL §8.2): collapsed, without
+    /// the body; hidden, only seq, room and tags.
+    pub fn shaped(&self, shape: Shape) -> Message {
+        match shape {
+            Shape::Show => self.clone(),
+            Shape::Collapse => Message { body: None, collapsed: true, ..self.clone() },
+            Shape::Hide => Message {
+                seq: self.seq,
+                room: self.room.clone(),
+                cw: self.cw.clone(),
+                hidden: true,
+                ..Message::default()
+            },
+        }
+    }
+
+    /// Shapes this message in place for `viewer`.
+    pub fn shape_in_place(&mut self, viewer: &str, preferences: CwPreferences) {
+        let shape = self.shape_for(viewer, preferences);
+        if shape != Shape::Show {
+            *self = self.shaped(shape);
+        }
+    }
 }
 
 /// Reaction counts of one message, by emoji.
@@ -437,11 +609,14 @@ pub enum LogAction {
     CareAck,
     /// Whether the room needs a host on duty changed (the log's `reason` says which).
     HostRule,
+    /// A message's content warnings changed (the log's `seq` is the message, `reason`
+    /// the tags and note).
+    SetCw,
 }
 
 impl LogAction {
     /// Every action, for parsing.
-    const ALL: [LogAction; 15] = [
+    const ALL: [LogAction; 16] = [
         LogAction::Mute,
         LogAction::Unmute,
         LogAction::Kick,
@@ -457,6 +632,7 @@ impl LogAction {
         LogAction::Warn,
         LogAction::CareAck,
         LogAction::HostRule,
+        LogAction::SetCw,
     ];
 
     /// The wire name, also kept in the database.
@@ -477,6 +653,7 @@ impl LogAction {
             LogAction::Warn => "warn",
             LogAction::CareAck => "care_ack",
             LogAction::HostRule => "host_rule",
+            LogAction::SetCw => "set_cw",
         }
     }
 
@@ -676,6 +853,20 @@ pub enum Request {
         /// Where one is, for support resources; `None` clears it.
         region: Option<String>,
     },
+    /// One's content-warning preferences.
+    Preferences,
+    /// Change some of one's content-warning preferences.
+    SetPreferences {
+        /// Tag → how messages with it reach one; tags not named keep theirs.
+        cw: BTreeMap<String, Shape>,
+    },
+    /// A message whole, whatever one's preferences.
+    Reveal {
+        /// Room name.
+        room: String,
+        /// The message.
+        seq: i64,
+    },
     /// List rooms, a page at a time.
     Rooms(PageQuery),
     /// Open a room.
@@ -863,6 +1054,17 @@ pub enum Moderation {
         /// On duty, or off.
         on: bool,
     },
+    /// Set or change a message's content warnings.
+    SetCw {
+        /// Room name.
+        room: String,
+        /// The message.
+        seq: i64,
+        /// The tags it carries from now on (none: no warning).
+        cw: Vec<String>,
+        /// A few words about the warning.
+        cw_note: Option<String>,
+    },
     /// Require a host on duty for members to send, or not.
     HostRule {
         /// Room name.
@@ -956,6 +1158,12 @@ pub struct SendMessage {
     /// The message (seq, same room) this one answers.
     #[serde(default)]
     pub reply_to: Option<i64>,
+    /// Content-warning tags.
+    #[serde(default)]
+    pub cw: Vec<String>,
+    /// A few words about the warning.
+    #[serde(default)]
+    pub cw_note: Option<String>,
 }
 
 /// Paging fields of `rooms` and `reports`: at most `limit` (1–200, default 50) items
@@ -978,6 +1186,11 @@ struct ReactFields {
     room: String,
     seq: i64,
     emoji: String,
+}
+
+#[derive(Deserialize)]
+struct PreferencesFields {
+    cw: BTreeMap<String, Shape>,
 }
 
 #[derive(Deserialize)]
@@ -1119,6 +1332,15 @@ struct DutyFields {
 }
 
 #[derive(Deserialize)]
+struct SetCwFields {
+    room: String,
+    seq: i64,
+    cw: Vec<String>,
+    #[serde(default)]
+    cw_note: Option<String>,
+}
+
+#[derive(Deserialize)]
 struct HostRuleFields {
     room: String,
     required: bool,
@@ -1235,6 +1457,15 @@ pub fn parse_request(text: &str) -> Result<(Option<RequestId>, Request), ParseEr
             let f: RegionFields = serde_json::from_str(text).map_err(|e| fail("set_profile", e))?;
             Request::SetProfile { region: f.region }
         }
+        "preferences" => Request::Preferences,
+        "set_preferences" => {
+            let f: PreferencesFields = serde_json::from_str(text).map_err(|e| fail("set_preferences", e))?;
+            Request::SetPreferences { cw: f.cw }
+        }
+        "reveal" => {
+            let f: SeqFields = serde_json::from_str(text).map_err(|e| fail("reveal", e))?;
+            Request::Reveal { room: f.room, seq: f.seq }
+        }
         #[cfg(feature = "test-hooks")]
         "test_panic" => Request::TestPanic,
         #[cfg(feature = "test-hooks")]
@@ -1316,6 +1547,12 @@ fn parse_moderation(kind: &str, text: &str) -> Option<Result<Moderation, String>
         }
         "lock" => fields::<LockFields>(text).map(|f| Moderation::Lock { room: f.room, locked: f.locked }),
         "duty" => fields::<DutyFields>(text).map(|f| Moderation::Duty { room: f.room, on: f.on }),
+        "set_cw" => fields::<SetCwFields>(text).map(|f| Moderation::SetCw {
+            room: f.room,
+            seq: f.seq,
+            cw: f.cw,
+            cw_note: f.cw_note,
+        }),
         "host_rule" => {
             fields::<HostRuleFields>(text).map(|f| Moderation::HostRule { room: f.room, required: f.required })
         }
@@ -1468,6 +1705,11 @@ pub enum Reply {
     Profile {
         /// The user as they see themselves now.
         user: Me,
+    },
+    /// `preferences`, `set_preferences`.
+    Preferences {
+        /// The member's preferences now.
+        preferences: Preferences,
     },
     /// `sanctions`.
     Sanctions {

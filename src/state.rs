@@ -12,14 +12,14 @@
 //! never undo it.
 
 use crate::auth::Passwords;
-use crate::bus::{Bus, BusMessage, CloseTarget, Effect, RoomEnvelope};
+use crate::bus::{Bus, BusMessage, CloseTarget, Effect, RoomEnvelope, Variants};
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::hub::{GapFill, GapFiller, Hub, Session};
 use crate::limits::{Failures, KeyedLimit};
 use crate::metrics::Metrics;
 use crate::net::TrustedProxies;
-use crate::protocol::{format_ts, ApiError, ErrorCode, Event, LeftReason, Message, Room, User};
+use crate::protocol::{format_ts, ApiError, CwPreferences, ErrorCode, Event, LeftReason, Message, Room, User};
 use crate::store::{self, CommitListener, Restriction, RoomId, RoomRecord, Store, StoreError, UserId, UserRecord};
 use axum::extract::ws::Utf8Bytes;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -391,7 +391,27 @@ impl Shared {
             self.apply_here_first(room, effect);
         }
         let frame = Utf8Bytes::from(event.to_json());
-        self.bus.publish(BusMessage::Room(RoomEnvelope { room: room.to_string(), frame, except, effect, seq: None }));
+        let envelope = RoomEnvelope { room: room.to_string(), frame, except, effect, seq: None, variants: None };
+        self.bus.publish(BusMessage::Room(envelope));
+    }
+
+    /// `user`'s sockets on every node shape what they receive by `preferences` now.
+    pub fn preferences_changed(&self, user: UserId, preferences: CwPreferences) {
+        self.bus.publish(BusMessage::Preferences { user, preferences });
+    }
+
+    /// Tells `message`'s room that it changed (`message_updated`), each member seeing
+    /// it as their content-warning preferences shape it.
+    pub fn message_updated(&self, message: &Message) {
+        let event = |message: Message| Event::MessageUpdated { room: message.room.clone(), message }.to_json();
+        self.bus.publish(BusMessage::Room(RoomEnvelope {
+            room: message.room.clone(),
+            frame: Utf8Bytes::from(event(message.clone())),
+            except: None,
+            effect: None,
+            seq: None,
+            variants: Variants::of(message, event),
+        }));
     }
 
     /// With a bus between nodes, this node applies its own change at once, so the next
@@ -639,15 +659,21 @@ pub struct PublishCommits {
 
 impl CommitListener for PublishCommits {
     fn message_committed(&self, message: &Message) {
-        let event = Event::Message { room: message.room.clone(), message: message.clone() };
-        let frame = Utf8Bytes::from(event.to_json());
-        self.bus.publish(BusMessage::Room(RoomEnvelope {
-            room: message.room.clone(),
-            frame,
-            except: None,
-            effect: None,
-            seq: Some(message.seq),
-        }));
+        self.bus.publish(BusMessage::Room(message_envelope(message)));
+    }
+}
+
+/// The `message` event of a stored message, with its variants when it carries content
+/// warnings: each shape serialised once, here, for every recipient.
+pub fn message_envelope(message: &Message) -> RoomEnvelope {
+    let event = |message: Message| Event::Message { room: message.room.clone(), message }.to_json();
+    RoomEnvelope {
+        room: message.room.clone(),
+        frame: Utf8Bytes::from(event(message.clone())),
+        except: None,
+        effect: None,
+        seq: Some(message.seq),
+        variants: Variants::of(message, event),
     }
 }
 
@@ -669,7 +695,7 @@ impl GapFiller for StoreGaps {
                 .await
                 .map_err(|err| err.to_string())?
                 .ok_or_else(|| format!("no room #{room}"))?;
-            let mut frames = Vec::new();
+            let mut envelopes = Vec::new();
             let mut from = after;
             while from + 1 < before {
                 let range = store::HistoryRange {
@@ -679,14 +705,10 @@ impl GapFiller for StoreGaps {
                 };
                 let page = store.fetch_messages(&record, range).await.map_err(|err| err.to_string())?;
                 let Some(last) = page.last().map(|message| message.seq) else { break };
-                for message in page {
-                    let seq = message.seq;
-                    let event = Event::Message { room: room.clone(), message };
-                    frames.push((seq, Utf8Bytes::from(event.to_json())));
-                }
+                envelopes.extend(page.iter().map(message_envelope));
                 from = last;
             }
-            Ok(frames)
+            Ok(envelopes)
         })
     }
 }

@@ -12,6 +12,7 @@
 pub mod redis;
 pub mod wire;
 
+use crate::protocol::{CwPreferences, CwTags, Message, Shape};
 use crate::store::{Restriction, RoomId, RoomRecord, UserId, UserRecord};
 use axum::extract::ws::Utf8Bytes;
 use std::sync::Arc;
@@ -58,6 +59,53 @@ pub struct RoomEnvelope {
     /// once each, in seq order, filling any gap from the store (a bus between nodes may
     /// lose or reorder what it carries).
     pub seq: Option<i64>,
+    /// For an event carrying a message with content warnings: how it reads collapsed
+    /// and hidden. `None` for every other event, which costs nothing per recipient.
+    pub variants: Option<Arc<Variants>>,
+}
+
+/// The other ways an event carrying a message with content warnings is seen (PROTOCOL
+/// §8.2). Each is serialised once, where the event is made, and shared by every
+/// recipient who sees it that way; `frame` is the whole one.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Variants {
+    /// The message's tags.
+    pub tags: CwTags,
+    /// Its author's username: they always get it whole.
+    pub author: String,
+    /// The event with the message collapsed.
+    pub collapsed: Utf8Bytes,
+    /// The event with the message hidden.
+    pub hidden: Utf8Bytes,
+}
+
+impl Variants {
+    /// The variants of an event about `message`, made by `event` from each shape of
+    /// it; `None` when it has no tags (or is deleted), so everyone gets it whole.
+    pub fn of(message: &Message, event: impl Fn(Message) -> String) -> Option<Arc<Variants>> {
+        if message.cw.is_empty() || message.deleted {
+            return None;
+        }
+        Some(Arc::new(Variants {
+            tags: CwTags::of(&message.cw),
+            author: message.author.username.clone(),
+            collapsed: Utf8Bytes::from(event(message.shaped(Shape::Collapse))),
+            hidden: Utf8Bytes::from(event(message.shaped(Shape::Hide))),
+        }))
+    }
+
+    /// The frame a reader named `viewer` with `preferences` gets, `whole` or one of
+    /// these.
+    pub fn frame_for<'a>(&'a self, whole: &'a Utf8Bytes, viewer: &str, preferences: CwPreferences) -> &'a Utf8Bytes {
+        if viewer == self.author {
+            return whole;
+        }
+        match preferences.shape(self.tags) {
+            Shape::Show => whole,
+            Shape::Collapse => &self.collapsed,
+            Shape::Hide => &self.hidden,
+        }
+    }
 }
 
 /// Which sockets a close applies to.
@@ -109,6 +157,14 @@ pub enum BusMessage {
         room: String,
         /// The change.
         effect: Effect,
+    },
+    /// A user changed their content-warning preferences: their sockets shape what
+    /// they receive by these from now on.
+    Preferences {
+        /// Whose.
+        user: UserId,
+        /// The preferences now.
+        preferences: CwPreferences,
     },
     /// Close some sockets with a code.
     Close {

@@ -7,14 +7,14 @@
 //! nodes of different versions never misread each other during a rolling upgrade (they
 //! fill the gap from the store, like any lost message).
 
-use super::{BusMessage, CloseTarget, Effect, RoomEnvelope};
-use crate::protocol::{Role, RoomKind, User};
+use super::{BusMessage, CloseTarget, Effect, RoomEnvelope, Variants};
+use crate::protocol::{CwPreferences, CwTags, Role, RoomKind, User};
 use crate::store::{Restriction, RoomId, RoomRecord, UserId, UserRecord};
 use axum::extract::ws::Utf8Bytes;
 use std::sync::Arc;
 
 /// The encoding's version; bumped when the layout changes.
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
 
 /// Why bytes did not decode.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +36,12 @@ pub fn encode(message: &BusMessage) -> Vec<u8> {
             out.opt(envelope.except, |out, user| out.i64(user.0));
             out.opt(envelope.effect.as_ref(), Out::effect);
             out.opt(envelope.seq, Out::i64);
+            out.opt(envelope.variants.as_deref(), |out, variants| {
+                out.u8(variants.tags.0);
+                out.str(&variants.author);
+                out.str(&variants.collapsed);
+                out.str(&variants.hidden);
+            });
         }
         BusMessage::User { user, frame } => {
             out.u8(2);
@@ -64,6 +70,11 @@ pub fn encode(message: &BusMessage) -> Vec<u8> {
             out.str(room);
             out.effect(effect);
         }
+        BusMessage::Preferences { user, preferences } => {
+            out.u8(8);
+            out.i64(user.0);
+            out.0.extend_from_slice(&preferences.0.to_le_bytes());
+        }
         BusMessage::Close { target, code, reason } => {
             out.u8(7);
             match target {
@@ -85,12 +96,14 @@ pub fn encode(message: &BusMessage) -> Vec<u8> {
 
 fn frame_len(message: &BusMessage) -> usize {
     match message {
-        BusMessage::Room(envelope) => envelope.frame.len(),
+        BusMessage::Room(envelope) => {
+            envelope.frame.len() + envelope.variants.as_ref().map_or(0, |v| v.collapsed.len() + v.hidden.len())
+        }
         BusMessage::User { frame, .. }
         | BusMessage::UserChanged { frame, .. }
         | BusMessage::Moderators { frame, .. }
         | BusMessage::Everyone { frame } => frame.len(),
-        BusMessage::Apply { .. } | BusMessage::Close { .. } => 0,
+        BusMessage::Apply { .. } | BusMessage::Close { .. } | BusMessage::Preferences { .. } => 0,
     }
 }
 
@@ -107,6 +120,14 @@ pub fn decode(bytes: &[u8]) -> Result<BusMessage, WireError> {
             except: input.opt(|input| Ok(UserId(input.i64()?)))?,
             effect: input.opt(In::effect)?,
             seq: input.opt(In::i64)?,
+            variants: input.opt(|input| {
+                Ok(Arc::new(Variants {
+                    tags: CwTags(input.u8()?),
+                    author: input.string()?,
+                    collapsed: input.frame()?,
+                    hidden: input.frame()?,
+                }))
+            })?,
         }),
         2 => BusMessage::User { user: UserId(input.i64()?), frame: input.frame()? },
         3 => BusMessage::UserChanged { record: input.user()?, frame: input.frame()? },
@@ -131,6 +152,10 @@ pub fn decode(bytes: &[u8]) -> Result<BusMessage, WireError> {
             let reason = CLOSE_REASONS.iter().find(|known| **known == reason).copied().unwrap_or("closed");
             BusMessage::Close { target, code, reason }
         }
+        8 => BusMessage::Preferences {
+            user: UserId(input.i64()?),
+            preferences: CwPreferences(u16::from_le_bytes(input.take(2)?.try_into().expect("2 bytes"))),
+        },
         _ => return Err(WireError("an unknown message tag")),
     };
     if !input.0.is_empty() {
@@ -363,6 +388,7 @@ mod tests {
             except: Some(UserId(3)),
             effect: Some(Effect::Muted(RoomId(7), UserId(3), mute)),
             seq: Some(42),
+            variants: None,
         }));
         round_trip(BusMessage::Room(RoomEnvelope {
             room: "r".into(),
@@ -370,7 +396,23 @@ mod tests {
             except: None,
             effect: None,
             seq: None,
+            variants: None,
         }));
+        let variants = Variants {
+            tags: CwTags(0b1000_0001),
+            author: "ada".into(),
+            collapsed: Utf8Bytes::from(r#"{"type":"message","collapsed":true}"#),
+            hidden: Utf8Bytes::from(r#"{"type":"message","hidden":true}"#),
+        };
+        round_trip(BusMessage::Room(RoomEnvelope {
+            room: "r".into(),
+            frame: frame.clone(),
+            except: None,
+            effect: None,
+            seq: Some(3),
+            variants: Some(Arc::new(variants)),
+        }));
+        round_trip(BusMessage::Preferences { user: UserId(5), preferences: CwPreferences(0b10_01_00) });
         round_trip(BusMessage::Apply { room: "r".into(), effect: Effect::RoomChanged(Arc::new(room)) });
         round_trip(BusMessage::Apply { room: "r".into(), effect: Effect::Subscribe(UserId(9)) });
         round_trip(BusMessage::Apply { room: "r".into(), effect: Effect::Unsubscribe(UserId(9)) });

@@ -37,8 +37,8 @@ mod writer;
 pub use health::WriteHealth;
 
 use crate::protocol::{
-    ActiveSanction, CareAlert, CareKind, LogAction, Message, ModAction, Reactions, Report, Role, RoomKind, RoomRole,
-    User,
+    ActiveSanction, CareAlert, CareKind, CwPreferences, CwTags, LogAction, Message, ModAction, Reactions, Report, Role,
+    RoomKind, RoomRole, User,
 };
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -136,6 +136,10 @@ pub struct NewMessage {
     pub reply_to: Option<i64>,
     /// Usernames of the members it names.
     pub mentions: Vec<String>,
+    /// Content-warning tags.
+    pub cw: CwTags,
+    /// The author's note about the warning.
+    pub cw_note: Option<String>,
 }
 
 /// Where a page of search results ends: the last message's time and key.
@@ -336,6 +340,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Sets (or, with `None`, clears) a user's own region.
     async fn update_user_region(&self, user: UserId, region: Option<&str>) -> Result<(), StoreError>;
+
+    /// A user's content-warning preferences (every tag `collapse` until they choose).
+    async fn fetch_preferences(&self, user: UserId) -> Result<CwPreferences, StoreError>;
+
+    /// Replaces a user's content-warning preferences.
+    async fn update_preferences(&self, user: UserId, preferences: CwPreferences) -> Result<(), StoreError>;
 
     /// Raises a care alert for message `seq` of a room (`by` and `note` for a referral);
     /// `NotFound` if there is no such message.
@@ -562,6 +572,17 @@ pub trait Store: Send + Sync + 'static {
         emoji: &str,
         add: bool,
     ) -> Result<Option<Reactions>, StoreError>;
+
+    /// Replaces message `seq`'s content warnings and logs it, in one transaction; the
+    /// message as it is now, or `NotFound` if there is no such message or it is deleted.
+    async fn update_message_cw(
+        &self,
+        room: &RoomRecord,
+        seq: i64,
+        cw: CwTags,
+        cw_note: Option<&str>,
+        log: &ModEntry,
+    ) -> Result<Message, StoreError>;
 
     /// Marks a message deleted and drops its body.
     async fn update_message_deleted(&self, room: RoomId, seq: i64, log: &ModEntry) -> Result<(), StoreError>;

@@ -3,7 +3,7 @@
 
 use super::{MuteRecord, Restriction, RoomId, RoomRecord, UserId, UserRecord};
 use crate::protocol::{
-    format_ts, ActiveSanction, CareAlert, CareKind, LogAction, Message, ModAction, Reactions, Report, Role, RoomKind,
+    format_ts, ActiveSanction, CareAlert, CareKind, CwTags, LogAction, Message, ModAction, Report, Role, RoomKind,
     RoomRole, SanctionKind, User,
 };
 
@@ -52,7 +52,7 @@ pub(super) const REPORT_COLUMNS: &str = "r.id, r.seq, rp.username AS reporter, r
 
 /// The columns of a message with its author, as `message` reads them.
 pub(super) const MESSAGE_COLUMNS: &str = "m.seq, m.body, m.ts, m.client_msg_id, m.deleted, m.edited_at, m.reply_to, \
-     m.mentions, u.username, u.display_name, u.role";
+     m.mentions, m.cw, m.cw_note, u.username, u.display_name, u.role";
 
 pub(super) fn parse_role(text: &str) -> Result<Role, sqlx::Error> {
     Role::parse(text).ok_or_else(|| sqlx::Error::Decode(format!("unknown role `{text}` in the database").into()))
@@ -95,7 +95,7 @@ pub(super) fn room(row: &impl Columns) -> Result<RoomRecord, sqlx::Error> {
 }
 
 /// A message of `room` written by `author` (`seq, body, ts, client_msg_id, deleted,
-/// edited_at, reply_to, mentions`).
+/// edited_at, reply_to, mentions, cw, cw_note`).
 pub(super) fn message_by(room: &str, author: User, row: &impl Columns) -> Result<Message, sqlx::Error> {
     let deleted = row.flag("deleted")?;
     Ok(Message {
@@ -109,8 +109,9 @@ pub(super) fn message_by(room: &str, author: User, row: &impl Columns) -> Result
         edited_at: row.opt_int("edited_at")?.map(format_ts),
         reply_to: row.opt_int("reply_to")?,
         mentions: split_mentions(row.opt_text("mentions")?),
-        reactions: Reactions::new(),
-        my_reactions: Vec::new(),
+        cw: CwTags(u8::try_from(row.int("cw")?).unwrap_or(0)).names(),
+        cw_note: row.opt_text("cw_note")?,
+        ..Message::default()
     })
 }
 
@@ -149,9 +150,7 @@ pub(super) fn report(room: &str, row: &impl Columns) -> Result<Report, sqlx::Err
             // The snapshot is the text as reported, whatever became of it since.
             edited_at: None,
             reply_to: None,
-            mentions: Vec::new(),
-            reactions: Reactions::new(),
-            my_reactions: Vec::new(),
+            ..Message::default()
         }),
         None => None,
     };

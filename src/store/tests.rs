@@ -5,7 +5,9 @@
 //! one backend, so the PostgreSQL store will run the very same cases.
 
 use super::*;
-use crate::protocol::{CareKind, LogAction, Message, Reactions, Role, RoomKind, RoomRole, SanctionKind};
+use crate::protocol::{
+    CareKind, CwPreferences, CwTags, LogAction, Message, Reactions, Role, RoomKind, RoomRole, SanctionKind, Shape,
+};
 use std::sync::Mutex;
 
 /// Records what the store told its listener, in order.
@@ -65,7 +67,7 @@ macro_rules! suite {
 suite!(sqlite, postgres: [users, tokens, rooms, memberships, room_roles, mutes, bans_win_over_joins, seqs_per_room,
     client_msg_id_is_idempotent, a_failed_batch_consumes_no_seq, history_ranges, deleting_a_message,
     reports_keep_their_evidence, editing_a_message, reactions, search, mod_log_newest_first_by_scope, room_settings, ping, changes_made_outside,
-    members_and_read_markers, sanctions_in_force, regions_and_warnings, care_alerts, hosts_on_duty]);
+    members_and_read_markers, sanctions_in_force, regions_and_warnings, care_alerts, hosts_on_duty, content_warnings]);
 
 async fn user(store: &dyn Store, name: &str) -> UserRecord {
     store.insert_user(name, &name.to_uppercase(), "hash", Role::Member).await.unwrap()
@@ -105,6 +107,8 @@ async fn send(
         client_msg_id: id.map(str::to_string),
         reply_to: None,
         mentions: Vec::new(),
+        cw: CwTags::default(),
+        cw_note: None,
     };
     store.insert_message(new).await.unwrap()
 }
@@ -351,6 +355,8 @@ async fn a_failed_batch_consumes_no_seq(s: &Subject) {
         client_msg_id: None,
         reply_to: None,
         mentions: Vec::new(),
+        cw: CwTags::default(),
+        cw_note: None,
     };
     let valid = NewMessage {
         room_id: room.id,
@@ -360,6 +366,8 @@ async fn a_failed_batch_consumes_no_seq(s: &Subject) {
         client_msg_id: None,
         reply_to: None,
         mentions: Vec::new(),
+        cw: CwTags::default(),
+        cw_note: None,
     };
     let (failed, maybe) = tokio::join!(store.insert_message(ghost), store.insert_message(valid));
     assert!(matches!(failed, Err(StoreError::NotStored(_))), "{failed:?}");
@@ -592,6 +600,8 @@ async fn members_and_read_markers(s: &Subject) {
         client_msg_id: None,
         reply_to: None,
         mentions: names.iter().map(|n| n.to_string()).collect(),
+        cw: CwTags::default(),
+        cw_note: None,
     };
     let stored = store.insert_message(named("@ben @benjamin hello", &["ben", "benjamin"])).await.unwrap();
     assert_eq!(stored.message.mentions, ["ben", "benjamin"]);
@@ -629,6 +639,55 @@ async fn regions_and_warnings(s: &Subject) {
         (entries[0].action, entries[0].target.as_deref(), entries[0].reason.as_deref()),
         (LogAction::Warn, Some("ben"), Some("please keep it kind"))
     );
+}
+
+async fn content_warnings(s: &Subject) {
+    let store = &*s.store;
+    let (ada, ben) = (user(store, "ada").await, user(store, "ben").await);
+    let room = room(store, "room", ada.id, None).await;
+    let tagged = NewMessage {
+        room_id: room.id,
+        room: room.name.clone(),
+        author: ben.clone(),
+        body: "the anniversary is hard".into(),
+        client_msg_id: Some("k1".into()),
+        reply_to: None,
+        mentions: Vec::new(),
+        cw: CwTags::parse(&["grief".into(), "suicide".into()]).unwrap(),
+        cw_note: Some("my brother".into()),
+    };
+    let stored = store.insert_message(tagged.clone()).await.unwrap().message;
+    assert_eq!(
+        (stored.cw.clone(), stored.cw_note.as_deref()),
+        (vec!["suicide".into(), "grief".into()], Some("my brother"))
+    );
+    let again = store.insert_message(tagged).await.unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.message.cw, stored.cw, "a resend returns the tags too");
+    send(store, &room, &ben, "plain", None).await;
+    let range = HistoryRange { before: None, after: Some(0), limit: 10 };
+    let read = store.fetch_messages(&room, range).await.unwrap();
+    assert_eq!((read[0].cw.len(), read[0].cw_note.as_deref(), read[1].cw.len()), (2, Some("my brother"), 0));
+    // A moderator changes the tags (logged), or takes them off.
+    let set = ModEntry { seq: Some(2), reason: Some("eating".into()), ..log(Some(room.id), LogAction::SetCw, ada.id) };
+    let changed =
+        store.update_message_cw(&room, 2, CwTags::parse(&["eating".into()]).unwrap(), None, &set).await.unwrap();
+    assert_eq!((changed.cw.clone(), changed.body.as_deref()), (vec!["eating".to_string()], Some("plain")));
+    let cleared = store.update_message_cw(&room, 1, CwTags::default(), None, &set).await.unwrap();
+    assert!(cleared.cw.is_empty() && cleared.cw_note.is_none());
+    assert!(matches!(
+        store.update_message_cw(&room, 9, CwTags::default(), None, &set).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(store.fetch_mod_log(Some(room.id), 10).await.unwrap()[0].action, LogAction::SetCw);
+    // Preferences: collapse everything until chosen; one's own only.
+    assert_eq!(store.fetch_preferences(ada.id).await.unwrap(), CwPreferences::default());
+    let mut chosen = CwPreferences::default();
+    chosen.set(7, Shape::Hide);
+    chosen.set(0, Shape::Show);
+    store.update_preferences(ada.id, chosen).await.unwrap();
+    assert_eq!(store.fetch_preferences(ada.id).await.unwrap(), chosen);
+    assert_eq!(store.fetch_preferences(ben.id).await.unwrap(), CwPreferences::default());
 }
 
 async fn care_alerts(s: &Subject) {

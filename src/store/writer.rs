@@ -25,7 +25,7 @@ const RETRY_WHILE_FAILING: Duration = Duration::from_secs(1);
 /// What the writer task takes: a message to store, or a heartbeat.
 pub(super) enum Job {
     /// A `send`, answered with the stored message once its group commit is done.
-    Message(NewMessage, oneshot::Sender<Result<StoredMessage, StoreError>>),
+    Message(Box<NewMessage>, oneshot::Sender<Result<StoredMessage, StoreError>>),
     /// A heartbeat: rides along with the next group commit and is answered with the
     /// heartbeat counter it committed.
     Heartbeat(oneshot::Sender<Result<i64, StoreError>>),
@@ -86,7 +86,7 @@ impl Writer {
     /// Stores a message through the group commit.
     pub(super) async fn insert_message(&self, message: NewMessage) -> Result<StoredMessage, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.submit(Job::Message(message, reply)).await?;
+        self.submit(Job::Message(Box::new(message), reply)).await?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 

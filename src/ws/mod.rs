@@ -329,6 +329,9 @@ impl Reader {
             return Err(ban);
         }
         let rooms = self.state.store.fetch_user_rooms(record.id).await.map_err(internal)?;
+        // Before the rooms are attached: the first message delivered is shaped already.
+        let preferences = self.state.store.fetch_preferences(record.id).await.map_err(internal)?;
+        guard.session.set_preferences(preferences);
         self.session = Some(guard);
         let may_create = record.user.role.may_create(self.state.config.members_may_create_rooms);
         let reactions = self.state.config.reactions.split_whitespace().map(str::to_string).collect();

@@ -57,6 +57,7 @@ pub async fn handle(state: &AppState, session: &Session, request: Moderation) ->
         Moderation::Refer { room, seq, note } => refer(state, session, &room, seq, note).await,
         Moderation::Duty { room, on } => duty(state, session, &room, on).await,
         Moderation::HostRule { room, required } => host_rule(state, session, &room, required).await,
+        Moderation::SetCw { room, seq, cw, cw_note } => set_cw(state, session, &room, seq, &cw, cw_note).await,
         Moderation::CareAlerts { room, page } => care_alerts(state, session, &room, page).await,
         Moderation::AckCareAlert { room, id, note } => ack_care_alert(state, session, &room, id, note).await,
     }
@@ -459,6 +460,41 @@ async fn duty(state: &AppState, session: &Session, room_name: &str, on: bool) ->
     if state.store.update_duty(room.id, host.id, on).await.map_err(internal)? {
         state.duty_changed(&room, &host, on);
     }
+    Ok(Reply::Empty {})
+}
+
+/// A room moderator sets or changes a message's content warnings; members get
+/// `message_updated`, each shaped by their own preferences.
+async fn set_cw(
+    state: &AppState,
+    session: &Session,
+    room_name: &str,
+    seq: i64,
+    cw: &[String],
+    cw_note: Option<String>,
+) -> Result<Reply, ApiError> {
+    let room = state.room(room_name).await?;
+    actor(state, session, &room, Standing::can_change_room_settings, "change a message's content warnings").await?;
+    let (tags, note) = super::requests::check_cw(cw, cw_note)?;
+    let names = tags.names();
+    let described = if names.is_empty() { "no content warning".to_string() } else { names.join(", ") };
+    let log = ModEntry {
+        seq: Some(seq),
+        reason: Some(match &note {
+            Some(note) => format!("{described}: {note}"),
+            None => described,
+        }),
+        ..entry(Some(&room), LogAction::SetCw, session)
+    };
+    let message = match state.store.update_message_cw(&room, seq, tags, note.as_deref(), &log).await {
+        Ok(message) => message,
+        Err(StoreError::NotFound) => {
+            let message = format!("There is no message {seq} in #{} to set a warning on.", room.name);
+            return Err(ApiError::new(ErrorCode::NotFound, message));
+        }
+        Err(err) => return Err(internal(err)),
+    };
+    state.message_updated(&message);
     Ok(Reply::Empty {})
 }
 

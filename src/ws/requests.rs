@@ -9,8 +9,9 @@ use super::pages::{fit_page, page_limit, Keep};
 use crate::hub::Session;
 use crate::permissions::{RoomStanding, Standing};
 use crate::protocol::{
-    format_ts, now_ms, parse_ts, ApiError, CreateRoom, ErrorCode, Event, HistoryQuery, LeftReason, Member,
-    MembersQuery, Message, PageQuery, Reply, Request, Role, Room, RoomKind, SearchQuery, SendMessage,
+    format_ts, now_ms, parse_ts, ApiError, CreateRoom, CwTags, ErrorCode, Event, HistoryQuery, LeftReason, Member,
+    MembersQuery, Message, PageQuery, Reply, Request, Role, Room, RoomKind, SearchQuery, SendMessage, Shape,
+    CW_NOTE_MAX,
 };
 use crate::state::{describe_until, internal, AppState};
 use crate::store::{
@@ -40,6 +41,9 @@ pub async fn handle(state: &AppState, session: &Arc<Session>, request: Request) 
         Request::Rooms(page) => rooms(state, session, page).await,
         Request::Resources { region } => resources(state, region),
         Request::SetProfile { region } => set_profile(state, session, region).await,
+        Request::Preferences => Ok(Reply::Preferences { preferences: session.preferences().to_wire() }),
+        Request::SetPreferences { cw } => set_preferences(state, session, &cw).await,
+        Request::Reveal { room, seq } => reveal(state, session, &room, seq).await,
         Request::CreateRoom(fields) => create_room(state, session, fields).await,
         Request::Join { room } => join(state, session, &room).await,
         Request::Leave { room } => leave(state, session, &room).await,
@@ -225,6 +229,7 @@ async fn join(state: &AppState, session: &Session, name: &str) -> Result<Reply, 
     let mut messages = state.store.fetch_messages(&room, range).await.map_err(internal)?;
     let more = fit_page(&mut messages, DEFAULT_PAGE, Keep::Last);
     mark_own_reactions(state, room.id, session.user_id, &mut messages).await?;
+    shape_for(session, &mut messages);
     let unread = state.store.fetch_unread(room.id, session.user_id, MAX_UNREAD).await.map_err(internal)?;
     Ok(Reply::Joined {
         room: Room {
@@ -259,6 +264,7 @@ async fn leave(state: &AppState, session: &Session, name: &str) -> Result<Reply,
 async fn send(state: &AppState, session: &Session, fields: SendMessage) -> Result<Reply, ApiError> {
     let room = member_room(state, session, &fields.room).await?;
     check_body(&fields.body)?;
+    let (cw, cw_note) = check_cw(&fields.cw, fields.cw_note)?;
     if let Some(id) = &fields.client_msg_id {
         if id.is_empty() || id.chars().count() > MAX_CLIENT_MSG_ID_CHARS {
             return Err(invalid(format!("“client_msg_id” is 1 to {MAX_CLIENT_MSG_ID_CHARS} characters.")));
@@ -308,6 +314,8 @@ async fn send(state: &AppState, session: &Session, fields: SendMessage) -> Resul
         client_msg_id: fields.client_msg_id,
         reply_to: fields.reply_to,
         mentions: mentioned.iter().map(|member| member.user.username.clone()).collect(),
+        cw,
+        cw_note,
     };
     // Returns after the commit; the `message` event has gone out by then.
     let stored = state.store.insert_message(new).await.map_err(|err| {
@@ -370,7 +378,9 @@ async fn search(state: &AppState, session: &Session, query: SearchQuery) -> Resu
     let more = found.len() > limit as usize;
     found.truncate(limit as usize);
     let next = found.last().filter(|_| more).map(|(_, cursor)| format!("{}.{}", cursor.ts, cursor.key));
-    Ok(Reply::Found { messages: found.into_iter().map(|(message, _)| message).collect(), next })
+    let mut messages: Vec<Message> = found.into_iter().map(|(message, _)| message).collect();
+    shape_for(session, &mut messages);
+    Ok(Reply::Found { messages, next })
 }
 
 /// A search cursor as `next` wrote it: `ts.key`.
@@ -450,8 +460,7 @@ async fn edit(state: &AppState, session: &Session, room_name: &str, seq: i64, bo
             ));
         }
     };
-    let event = Event::MessageUpdated { room: room.name.clone(), message: message.clone() };
-    state.publish_room(&room.name, &event, None, None);
+    state.message_updated(&message);
     Ok(Reply::Sent { message })
 }
 
@@ -529,6 +538,23 @@ fn claim_send_here(
     None
 }
 
+/// Content-warning tags and note as `send` and `set_cw` take them: known tags, a
+/// note of at most [`CW_NOTE_MAX`] characters without control characters, and a note
+/// only with a tag (an empty one is none).
+pub(super) fn check_cw(tags: &[String], note: Option<String>) -> Result<(CwTags, Option<String>), ApiError> {
+    let tags = CwTags::parse(tags).map_err(invalid)?;
+    let note = note.map(|note| note.trim().to_string()).filter(|note| !note.is_empty());
+    if let Some(note) = &note {
+        if note.chars().count() > CW_NOTE_MAX || note.chars().any(char::is_control) {
+            return Err(invalid(format!("“cw_note” is at most {CW_NOTE_MAX} characters on one line.")));
+        }
+        if tags.is_empty() {
+            return Err(invalid("“cw_note” goes with a content warning: name one in “cw”."));
+        }
+    }
+    Ok((tags, note))
+}
+
 /// A summit room takes messages only inside its window.
 fn check_window(room: &RoomRecord) -> Result<(), ApiError> {
     let now = now_ms();
@@ -558,7 +584,44 @@ async fn history(state: &AppState, session: &Session, query: HistoryQuery) -> Re
     let keep = if query.after.is_some() { Keep::First } else { Keep::Last };
     let more = fit_page(&mut messages, limit as u32, keep);
     mark_own_reactions(state, room.id, session.user_id, &mut messages).await?;
+    shape_for(session, &mut messages);
     Ok(Reply::Messages { messages, more })
+}
+
+/// Shapes messages read for one member by their content-warning preferences, as the
+/// hub shapes live events (PROTOCOL §8.2).
+pub(super) fn shape_for(session: &Session, messages: &mut [Message]) {
+    let preferences = session.preferences();
+    for message in messages {
+        message.shape_in_place(session.username(), preferences);
+    }
+}
+
+/// `set_preferences`: the tags named change, the others keep theirs; every socket of
+/// the member, on every node, shapes what it receives by them from now on.
+async fn set_preferences(
+    state: &AppState,
+    session: &Session,
+    changes: &std::collections::BTreeMap<String, Shape>,
+) -> Result<Reply, ApiError> {
+    // Read from the store, not this socket: another socket may have changed them.
+    let current = state.store.fetch_preferences(session.user_id).await.map_err(internal)?;
+    let preferences = current.with(changes).map_err(invalid)?;
+    state.store.update_preferences(session.user_id, preferences).await.map_err(internal)?;
+    state.preferences_changed(session.user_id, preferences);
+    Ok(Reply::Preferences { preferences: preferences.to_wire() })
+}
+
+/// `reveal`: one message whole, whatever the member's preferences.
+async fn reveal(state: &AppState, session: &Session, room_name: &str, seq: i64) -> Result<Reply, ApiError> {
+    let room = member_room(state, session, room_name).await?;
+    let range = HistoryRange { before: Some(seq.saturating_add(1)), after: Some(seq.saturating_sub(1)), limit: 1 };
+    let mut messages = state.store.fetch_messages(&room, range).await.map_err(internal)?;
+    mark_own_reactions(state, room.id, session.user_id, &mut messages).await?;
+    match messages.pop().filter(|message| message.seq == seq) {
+        Some(message) => Ok(Reply::Sent { message }),
+        None => Err(ApiError::new(ErrorCode::NotFound, format!("There is no message {seq} in #{}.", room.name))),
+    }
 }
 
 /// Fills `my_reactions` of a page of one room's messages for the member asking: one

@@ -274,3 +274,143 @@ async fn a_care_alert_goes_to_the_host_on_duty_first() {
     }
     assert!(!seen.contains(&json!("care_alert")), "{seen:?}");
 }
+
+/// `client`'s preferences with `tag` set to `shape`.
+async fn prefer(client: &mut Client, tag: &str, shape: &str) {
+    let reply = client.ok(json!({"type": "set_preferences", "cw": {tag: shape}})).await;
+    assert_eq!(reply["preferences"]["cw"][tag], shape, "{reply}");
+}
+
+#[tokio::test]
+async fn a_message_with_a_warning_reaches_each_member_as_they_chose_by_every_path() {
+    let server = TestServer::start().await;
+    let mut owner = server.room_owner("host", "circle").await;
+    let mut ben = server.member_of("ben", "circle").await; // the default: collapse
+    let mut mia = server.member_of("mia", "circle").await;
+    let mut zoe = server.member_of("zoe", "circle").await;
+    let defaults = ben.ok(json!({"type": "preferences"})).await;
+    assert_eq!(defaults["preferences"]["cw"]["self_harm"], "collapse", "{defaults}");
+    prefer(&mut mia, "self_harm", "hide").await;
+    prefer(&mut zoe, "self_harm", "show").await;
+    let words = "the scars itch when it is warm";
+    let sent = owner
+        .ok(json!({"type": "send", "room": "circle", "body": words, "cw": ["self_harm"], "cw_note": "old scars"}))
+        .await;
+    let seq = sent["message"]["seq"].as_i64().unwrap();
+    assert_eq!((&sent["message"]["body"], &sent["message"]["cw"]), (&json!(words), &json!(["self_harm"])));
+    // Live.
+    assert_eq!(owner.event_of("message").await["message"]["body"], words, "the author always gets it whole");
+    let collapsed = ben.event_of("message").await["message"].clone();
+    assert_eq!(collapsed.get("body"), None, "{collapsed}");
+    assert_eq!((&collapsed["collapsed"], &collapsed["cw_note"]), (&json!(true), &json!("old scars")));
+    assert_eq!(collapsed["author"]["username"], "host");
+    let hidden = mia.event_of("message").await["message"].clone();
+    assert_eq!(hidden, json!({"seq": seq, "room": "circle", "hidden": true, "cw": ["self_harm"]}));
+    assert_eq!(zoe.event_of("message").await["message"]["body"], words);
+    // Join, history and search are shaped alike.
+    let mut new = server.member("newcomer").await;
+    let joined = new.ok(json!({"type": "join", "room": "circle"})).await;
+    assert_eq!((joined["messages"][0].get("body"), &joined["messages"][0]["collapsed"]), (None, &json!(true)));
+    let history = mia.ok(json!({"type": "history", "room": "circle"})).await;
+    assert_eq!(history["messages"][0]["hidden"], true, "{history}");
+    assert_eq!(history["messages"][0].get("body"), None);
+    let found = ben.ok(json!({"type": "search", "query": "scars"})).await;
+    assert_eq!((found["messages"][0]["seq"].as_i64(), found["messages"][0].get("body")), (Some(seq), None));
+    let own = owner.ok(json!({"type": "history", "room": "circle"})).await;
+    assert_eq!(own["messages"][0]["body"], words);
+    // Reveal: whole, for a member who asks; not for someone outside the room.
+    let revealed = mia.ok(json!({"type": "reveal", "room": "circle", "seq": seq})).await;
+    assert_eq!((&revealed["message"]["body"], &revealed["message"]["cw"]), (&json!(words), &json!(["self_harm"])));
+    let mut outsider = server.member("outsider").await;
+    outsider.refused(json!({"type": "reveal", "room": "circle", "seq": seq}), "forbidden").await;
+    mia.refused(json!({"type": "reveal", "room": "circle", "seq": 99}), "not_found").await;
+    // Preferences are the member's, kept for their next socket; changing one tag keeps the rest.
+    prefer(&mut mia, "grief", "show").await;
+    let token = server.login("mia").await;
+    let mut again = server.client(&token).await;
+    let kept = again.ok(json!({"type": "preferences"})).await;
+    assert_eq!(
+        (&kept["preferences"]["cw"]["self_harm"], &kept["preferences"]["cw"]["grief"]),
+        (&json!("hide"), &json!("show"))
+    );
+}
+
+#[tokio::test]
+async fn the_strictest_of_several_warnings_wins_and_a_change_of_mind_applies_at_once() {
+    let server = TestServer::start().await;
+    let mut owner = server.room_owner("host", "circle").await;
+    let mut ben = server.member_of("ben", "circle").await;
+    prefer(&mut ben, "grief", "show").await;
+    prefer(&mut ben, "suicide", "hide").await;
+    owner.ok(json!({"type": "send", "room": "circle", "body": "one", "cw": ["grief"]})).await;
+    assert_eq!(ben.event_of("message").await["message"]["body"], "one");
+    owner.ok(json!({"type": "send", "room": "circle", "body": "two", "cw": ["grief", "suicide"]})).await;
+    assert_eq!(ben.event_of("message").await["message"]["hidden"], true, "hide beats show");
+    owner.ok(json!({"type": "send", "room": "circle", "body": "three", "cw": ["grief", "eating"]})).await;
+    assert_eq!(ben.event_of("message").await["message"]["collapsed"], true, "collapse beats show");
+    // The same socket, new preferences: the next message follows them.
+    prefer(&mut ben, "suicide", "show").await;
+    owner.ok(json!({"type": "send", "room": "circle", "body": "four", "cw": ["suicide"]})).await;
+    assert_eq!(ben.event_of("message").await["message"]["body"], "four");
+    owner.ok(json!({"type": "send", "room": "circle", "body": "five"})).await;
+    let plain = ben.event_of("message").await["message"].clone();
+    assert_eq!((plain["body"].as_str(), plain.get("cw"), plain.get("collapsed")), (Some("five"), None, None));
+}
+
+#[tokio::test]
+async fn a_moderator_sets_a_warning_afterwards_and_members_get_it_reshaped() {
+    let server = TestServer::start().await;
+    let mut owner = server.room_owner("host", "circle").await;
+    let mut ben = server.member_of("ben", "circle").await;
+    let mut mia = server.member_of("mia", "circle").await;
+    prefer(&mut mia, "eating", "hide").await;
+    let sent = ben.ok(json!({"type": "send", "room": "circle", "body": "I ate 300 calories today"})).await;
+    let seq = sent["message"]["seq"].as_i64().unwrap();
+    assert_eq!(mia.event_of("message").await["message"]["body"], "I ate 300 calories today");
+    // A member cannot; a room moderator can.
+    mia.refused(json!({"type": "set_cw", "room": "circle", "seq": seq, "cw": ["eating"]}), "forbidden").await;
+    owner.ok(json!({"type": "set_cw", "room": "circle", "seq": seq, "cw": ["eating"], "cw_note": "numbers"})).await;
+    let updated = mia.event_of("message_updated").await;
+    assert_eq!(updated["message"], json!({"seq": seq, "room": "circle", "hidden": true, "cw": ["eating"]}));
+    let author = ben.event_of("message_updated").await;
+    assert_eq!(
+        (&author["message"]["body"], &author["message"]["cw_note"]),
+        (&json!("I ate 300 calories today"), &json!("numbers"))
+    );
+    let log = owner.ok(json!({"type": "mod_log", "room": "circle"})).await;
+    let entry = &log["entries"][0];
+    assert_eq!(
+        (&entry["action"], &entry["seq"], &entry["reason"]),
+        (&json!("set_cw"), &json!(seq), &json!("eating: numbers"))
+    );
+    // The author's edit of a message with a warning does not leak past it.
+    ben.ok(json!({"type": "edit", "room": "circle", "seq": seq, "body": "I ate 200 calories today"})).await;
+    let edited = mia.event_of("message_updated").await;
+    assert_eq!(edited["message"]["hidden"], true, "{edited}");
+    assert!(!edited.to_string().contains("calories"), "{edited}");
+    // Taking the warning off shows it to everyone again.
+    owner.ok(json!({"type": "set_cw", "room": "circle", "seq": seq, "cw": []})).await;
+    assert_eq!(mia.event_of("message_updated").await["message"]["body"], "I ate 200 calories today");
+    owner.refused(json!({"type": "set_cw", "room": "circle", "seq": 99, "cw": ["grief"]}), "not_found").await;
+}
+
+#[tokio::test]
+async fn warnings_that_are_not_in_the_list_are_refused_and_nothing_is_stored() {
+    let server = TestServer::start().await;
+    let mut owner = server.room_owner("host", "circle").await;
+    let refused =
+        owner.refused(json!({"type": "send", "room": "circle", "body": "x", "cw": ["spoilers"]}), "invalid").await;
+    assert!(refused["message"].as_str().unwrap().contains("self_harm"), "the list is named: {refused}");
+    let long = "n".repeat(101);
+    owner
+        .refused(json!({"type": "send", "room": "circle", "body": "x", "cw": ["grief"], "cw_note": long}), "invalid")
+        .await;
+    owner.refused(json!({"type": "send", "room": "circle", "body": "x", "cw_note": "a note alone"}), "invalid").await;
+    owner.refused(json!({"type": "send", "room": "circle", "body": "x", "cw": "grief"}), "bad_request").await;
+    owner.refused(json!({"type": "set_preferences", "cw": {"grief": "blur"}}), "bad_request").await;
+    owner.refused(json!({"type": "set_preferences", "cw": {"nsfw": "hide"}}), "invalid").await;
+    let history = owner.ok(json!({"type": "history", "room": "circle"})).await;
+    assert_eq!(history["messages"], json!([]), "nothing was stored");
+    let kept = owner.ok(json!({"type": "preferences"})).await;
+    assert_eq!(kept["preferences"]["cw"]["grief"], "collapse", "a refused change changes nothing");
+}

@@ -559,3 +559,41 @@ async fn a_node_that_loses_postgres_acknowledges_nothing_says_503_and_recovers()
     let seqs: Vec<i64> = history["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_i64().unwrap()).collect();
     assert_eq!(seqs, [1, 2, 3, 4]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_warnings_are_shaped_on_every_node_by_preferences_set_on_any() {
+    let Some(cluster) = Cluster::start(2).await else { return };
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let mut owner = a.room_owner("host", "circle").await;
+    let mut on_a = a.member("mia").await;
+    on_a.ok(json!({"type": "join", "room": "circle"})).await;
+    let token = b.login("mia").await;
+    let mut on_b = b.client(&token).await;
+    // Set on node A; the socket on node B follows.
+    on_a.ok(json!({"type": "set_preferences", "cw": {"violence": "hide"}})).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        owner.ok(json!({"type": "send", "room": "circle", "body": "he hit me", "cw": ["violence"]})).await;
+        let heard = on_b.event_of("message").await;
+        if heard["message"]["hidden"] == true {
+            assert_eq!(heard["message"].get("body"), None, "{heard}");
+            break;
+        }
+        assert_eq!(heard["message"]["collapsed"], true, "before the change arrives, the default: {heard}");
+        assert!(tokio::time::Instant::now() < deadline, "node B never applied the preference");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A socket opened on node B afterwards starts with them.
+    let token = b.login("mia").await;
+    let mut later = b.client(&token).await;
+    let seq = owner.ok(json!({"type": "send", "room": "circle", "body": "again", "cw": ["violence"]})).await["message"]
+        ["seq"]
+        .clone();
+    loop {
+        let heard = later.event_of("message").await;
+        if heard["message"]["seq"] == seq {
+            assert_eq!(heard["message"], json!({"seq": seq, "room": "circle", "hidden": true, "cw": ["violence"]}));
+            break;
+        }
+    }
+}

@@ -27,7 +27,8 @@ use super::{
 };
 use crate::metrics::Metrics;
 use crate::protocol::{
-    format_ts, now_ms, ActiveSanction, CareAlert, CareKind, Message, ModAction, Reactions, Report, Role, RoomRole, User,
+    format_ts, now_ms, ActiveSanction, CareAlert, CareKind, CwPreferences, CwTags, Message, ModAction, Reactions,
+    Report, Role, RoomRole, User,
 };
 use async_trait::async_trait;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
@@ -211,7 +212,7 @@ impl BatchWriter for PgBatches {
         if !keyed.is_empty() {
             let found = sqlx::query(
                 "SELECT m.room_id, m.author_id, m.seq, m.body, m.ts, m.client_msg_id, m.deleted, m.edited_at, \
-                 m.reply_to, m.mentions FROM messages m \
+                 m.reply_to, m.mentions, m.cw, m.cw_note FROM messages m \
                  JOIN UNNEST($1::bigint[], $2::bigint[], $3::text[]) AS k(room_id, author_id, client_msg_id) \
                  ON m.room_id = k.room_id AND m.author_id = k.author_id AND m.client_msg_id = k.client_msg_id",
             )
@@ -251,10 +252,11 @@ impl BatchWriter for PgBatches {
                 edited_at: None,
                 reply_to: new.reply_to,
                 mentions: new.mentions.clone(),
-                reactions: Reactions::new(),
-                my_reactions: Vec::new(),
+                cw: new.cw.names(),
+                cw_note: new.cw_note.clone(),
+                ..Message::default()
             };
-            insert.push(new.room_id.0, new.author.id.0, &message);
+            insert.push(new.room_id.0, new.author.id.0, &message, new.cw);
             if let Some(key) = key {
                 // The same key twice in one batch: the second is a resend of the first.
                 earlier.insert(key, message.clone());
@@ -263,9 +265,9 @@ impl BatchWriter for PgBatches {
         }
         if !insert.seq.is_empty() {
             sqlx::query(
-                "INSERT INTO messages (room_id, seq, author_id, body, ts, client_msg_id, reply_to, mentions) \
+                "INSERT INTO messages (room_id, seq, author_id, body, ts, client_msg_id, reply_to, mentions, cw, cw_note) \
                  SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[], \
-                                      $6::text[], $7::bigint[], $8::text[])",
+                                      $6::text[], $7::bigint[], $8::text[], $9::bigint[], $10::text[])",
             )
             .bind(&insert.room)
             .bind(&insert.seq)
@@ -275,6 +277,8 @@ impl BatchWriter for PgBatches {
             .bind(&insert.client_msg_id)
             .bind(&insert.reply_to)
             .bind(&insert.mentions)
+            .bind(&insert.cw)
+            .bind(&insert.cw_note)
             .execute(&mut *tx)
             .await?;
             let (ids, lasts): (Vec<i64>, Vec<i64>) = last_seq.into_iter().unzip();
@@ -313,10 +317,12 @@ struct Inserts {
     client_msg_id: Vec<Option<String>>,
     reply_to: Vec<Option<i64>>,
     mentions: Vec<Option<String>>,
+    cw: Vec<i64>,
+    cw_note: Vec<Option<String>>,
 }
 
 impl Inserts {
-    fn push(&mut self, room: i64, author: i64, message: &Message) {
+    fn push(&mut self, room: i64, author: i64, message: &Message, cw: CwTags) {
         self.room.push(room);
         self.seq.push(message.seq);
         self.author.push(author);
@@ -324,6 +330,8 @@ impl Inserts {
         self.client_msg_id.push(message.client_msg_id.clone());
         self.reply_to.push(message.reply_to);
         self.mentions.push(rows::join_mentions(&message.mentions));
+        self.cw.push(i64::from(cw.0));
+        self.cw_note.push(message.cw_note.clone());
     }
 }
 
@@ -533,6 +541,25 @@ impl Store for PostgresStore {
     async fn update_user_region(&self, user: UserId, region: Option<&str>) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE users SET region = $1 WHERE id = $2").bind(region).bind(user.0).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn fetch_preferences(&self, user: UserId) -> Result<CwPreferences, StoreError> {
+        let bits: Option<i64> = sqlx::query_scalar("SELECT cw_prefs FROM users WHERE id = $1")
+            .bind(user.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(CwPreferences(bits.and_then(|bits| u16::try_from(bits).ok()).unwrap_or_default()))
+    }
+
+    async fn update_preferences(&self, user: UserId, preferences: CwPreferences) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE users SET cw_prefs = $1 WHERE id = $2")
+            .bind(i64::from(preferences.0))
+            .bind(user.0)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1235,7 +1262,7 @@ impl Store for PostgresStore {
         let row = sqlx::query(
             "UPDATE messages SET body = $1, edited_at = $2 \
              WHERE room_id = $3 AND seq = $4 AND author_id = $5 AND NOT deleted \
-             RETURNING seq, body, ts, client_msg_id, deleted, edited_at, reply_to, mentions",
+             RETURNING seq, body, ts, client_msg_id, deleted, edited_at, reply_to, mentions, cw, cw_note",
         )
         .bind(body)
         .bind(now_ms())
@@ -1249,6 +1276,42 @@ impl Store for PostgresStore {
             return Err(StoreError::NotFound);
         };
         let mut message = rows::message_by(&room.name, author.user.clone(), &row)?;
+        message.reactions = reaction_counts(&mut tx, room.id, seq, seq).await?.remove(&seq).unwrap_or_default();
+        tx.commit().await?;
+        Ok(message)
+    }
+
+    async fn update_message_cw(
+        &self,
+        room: &RoomRecord,
+        seq: i64,
+        cw: CwTags,
+        cw_note: Option<&str>,
+        log: &ModEntry,
+    ) -> Result<Message, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let updated =
+            sqlx::query("UPDATE messages SET cw = $1, cw_note = $2 WHERE room_id = $3 AND seq = $4 AND NOT deleted")
+                .bind(i64::from(cw.0))
+                .bind(cw_note)
+                .bind(room.id.0)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+        if updated.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Err(StoreError::NotFound);
+        }
+        insert_log(&mut tx, log).await?;
+        let row = sqlx::query(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN users u ON u.id = m.author_id \
+             WHERE m.room_id = $1 AND m.seq = $2"
+        ))
+        .bind(room.id.0)
+        .bind(seq)
+        .fetch_one(&mut *tx)
+        .await?;
+        let mut message = rows::message(&room.name, &row)?;
         message.reactions = reaction_counts(&mut tx, room.id, seq, seq).await?.remove(&seq).unwrap_or_default();
         tx.commit().await?;
         Ok(message)

@@ -172,6 +172,12 @@ CREATE TABLE room_hosts (
     since   BIGINT NOT NULL,
     PRIMARY KEY (room_id, user_id)
 );
+"#, // Content warnings: a message's tags (one bit each) and note; a member's
+    // preferences (two bits per tag, 0 = collapse).
+    r#"
+ALTER TABLE messages ADD COLUMN cw BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN cw_note TEXT;
+ALTER TABLE users ADD COLUMN cw_prefs BIGINT NOT NULL DEFAULT 0;
 "#,
 ];
 

@@ -24,7 +24,8 @@ use super::{
 };
 use crate::metrics::Metrics;
 use crate::protocol::{
-    format_ts, now_ms, ActiveSanction, CareAlert, CareKind, Message, ModAction, Reactions, Report, Role, RoomRole, User,
+    format_ts, now_ms, ActiveSanction, CareAlert, CareKind, CwPreferences, CwTags, Message, ModAction, Reactions,
+    Report, Role, RoomRole, User,
 };
 use async_trait::async_trait;
 use sqlx::sqlite::{
@@ -125,7 +126,7 @@ fn file_identity(path: &std::path::Path) -> Option<(PathBuf, u64, u64)> {
 async fn write_one(conn: &mut SqliteConnection, new: &NewMessage) -> Result<StoredMessage, sqlx::Error> {
     if let Some(client_msg_id) = &new.client_msg_id {
         let existing = sqlx::query(
-            "SELECT seq, body, ts, client_msg_id, deleted, edited_at, reply_to, mentions FROM messages \
+            "SELECT seq, body, ts, client_msg_id, deleted, edited_at, reply_to, mentions, cw, cw_note FROM messages \
              WHERE room_id = ? AND author_id = ? AND client_msg_id = ?",
         )
         .bind(new.room_id.0)
@@ -144,8 +145,8 @@ async fn write_one(conn: &mut SqliteConnection, new: &NewMessage) -> Result<Stor
         .await?;
     let ts = now_ms();
     sqlx::query(
-        "INSERT INTO messages (room_id, seq, author_id, body, ts, client_msg_id, reply_to, mentions) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO messages (room_id, seq, author_id, body, ts, client_msg_id, reply_to, mentions, cw, cw_note) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(new.room_id.0)
     .bind(seq)
@@ -155,6 +156,8 @@ async fn write_one(conn: &mut SqliteConnection, new: &NewMessage) -> Result<Stor
     .bind(&new.client_msg_id)
     .bind(new.reply_to)
     .bind(rows::join_mentions(&new.mentions))
+    .bind(i64::from(new.cw.0))
+    .bind(&new.cw_note)
     .execute(&mut *conn)
     .await?;
     let message = Message {
@@ -168,8 +171,9 @@ async fn write_one(conn: &mut SqliteConnection, new: &NewMessage) -> Result<Stor
         edited_at: None,
         reply_to: new.reply_to,
         mentions: new.mentions.clone(),
-        reactions: Reactions::new(),
-        my_reactions: Vec::new(),
+        cw: new.cw.names(),
+        cw_note: new.cw_note.clone(),
+        ..Message::default()
     };
     Ok(StoredMessage { message, duplicate: false })
 }
@@ -395,6 +399,25 @@ impl Store for SqliteStore {
     async fn update_user_region(&self, user: UserId, region: Option<&str>) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE users SET region = ? WHERE id = ?").bind(region).bind(user.0).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn fetch_preferences(&self, user: UserId) -> Result<CwPreferences, StoreError> {
+        let bits: Option<i64> = sqlx::query_scalar("SELECT cw_prefs FROM users WHERE id = ?")
+            .bind(user.0)
+            .fetch_optional(&self.reads)
+            .await?;
+        Ok(CwPreferences(bits.and_then(|bits| u16::try_from(bits).ok()).unwrap_or_default()))
+    }
+
+    async fn update_preferences(&self, user: UserId, preferences: CwPreferences) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE users SET cw_prefs = ? WHERE id = ?")
+            .bind(i64::from(preferences.0))
+            .bind(user.0)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1122,7 +1145,7 @@ impl Store for SqliteStore {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "UPDATE messages SET body = ?, edited_at = ? WHERE room_id = ? AND seq = ? AND author_id = ? AND deleted = 0 \
-             RETURNING seq, body, ts, client_msg_id, deleted, edited_at, reply_to, mentions",
+             RETURNING seq, body, ts, client_msg_id, deleted, edited_at, reply_to, mentions, cw, cw_note",
         )
         .bind(body)
         .bind(now_ms())
@@ -1140,6 +1163,42 @@ impl Store for SqliteStore {
         tx.commit().await?;
         // As for a deletion: the words taken back leave the write-ahead log too.
         write::checkpoint_truncate(&self.writes).await;
+        Ok(message)
+    }
+
+    async fn update_message_cw(
+        &self,
+        room: &RoomRecord,
+        seq: i64,
+        cw: CwTags,
+        cw_note: Option<&str>,
+        log: &ModEntry,
+    ) -> Result<Message, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let updated =
+            sqlx::query("UPDATE messages SET cw = ?, cw_note = ? WHERE room_id = ? AND seq = ? AND deleted = 0")
+                .bind(i64::from(cw.0))
+                .bind(cw_note)
+                .bind(room.id.0)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+        if updated.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Err(StoreError::NotFound);
+        }
+        insert_log(&mut tx, log).await?;
+        let row = sqlx::query(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN users u ON u.id = m.author_id \
+             WHERE m.room_id = ? AND m.seq = ?"
+        ))
+        .bind(room.id.0)
+        .bind(seq)
+        .fetch_one(&mut *tx)
+        .await?;
+        let mut message = rows::message(&room.name, &row)?;
+        message.reactions = reaction_counts(&mut *tx, room.id, seq, seq).await?.remove(&seq).unwrap_or_default();
+        tx.commit().await?;
         Ok(message)
     }
 

@@ -225,6 +225,12 @@ CREATE TABLE room_hosts (
     since   INTEGER NOT NULL,
     PRIMARY KEY (room_id, user_id)
 ) WITHOUT ROWID;
+"#, // Content warnings: a message's tags (one bit each) and note; a member's
+    // preferences (two bits per tag, 0 = collapse).
+    r#"
+ALTER TABLE messages ADD COLUMN cw INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN cw_note TEXT;
+ALTER TABLE users ADD COLUMN cw_prefs INTEGER NOT NULL DEFAULT 0;
 "#,
 ];
 

@@ -5,6 +5,9 @@
 //!   (`--ladder` messages/s in total, per rung) climbs until a rung fails (less than
 //!   100 % delivered, or delivery p99 ≥ 200 ms). Runs against Alongside, then against the
 //!   peer (`--peer`), and prints both and the ratio of their sustained deliveries/s.
+//!   With `--cw`, every message carries a content warning (`grief`, with the stamp as
+//!   its note) and the accounts alternate between showing and collapsing it, so each
+//!   message goes out in two variants (Alongside only).
 //! - `rooms`: `--rooms` K rooms of N/K sockets, one sender per room (Alongside only: the
 //!   peer has no rooms).
 //! - `idle`: N authenticated idle sockets; the server's resident memory per socket.
@@ -73,6 +76,7 @@ struct Options {
     redis: String,
     window: usize,
     nodes: usize,
+    cw: bool,
 }
 
 fn options() -> Options {
@@ -92,6 +96,7 @@ fn options() -> Options {
         redis: std::env::var("ALONGSIDE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
         window: 8,
         nodes: 2,
+        cw: false,
     };
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let mut args = args.into_iter();
@@ -108,6 +113,7 @@ fn options() -> Options {
             "--addresses" => o.addresses = value().parse().expect("--addresses N"),
             "--logins" => o.logins = value().parse().expect("--logins PER_S"),
             "--peer" => o.peer = true,
+            "--cw" => o.cw = true,
             "--postgres" => o.postgres = value(),
             "--redis" => o.redis = value(),
             "--window" => o.window = value().parse().expect("--window N"),
@@ -316,6 +322,10 @@ async fn connect_spread(
                 &tokens[i % tokens.len()]
             };
             setup_request(&mut socket, json!({"type": "auth", "token": token, "id": "auth"})).await;
+            if o.cw && (i % tokens.len()) % 2 == 1 {
+                let show = json!({"type": "set_preferences", "cw": {"grief": "show"}, "id": "cw"});
+                setup_request(&mut socket, show).await;
+            }
             if let Some(room) = room_of(i) {
                 if created.insert(room.clone()) {
                     setup_request(&mut socket, json!({"type": "create_room", "name": room, "id": "create"})).await;
@@ -349,10 +359,11 @@ impl ReaderStats {
     }
 }
 
-/// Finds `"body":"<send µs> <rung>` in a frame without parsing the JSON.
+/// Finds `"body":"<send µs> <rung>` in a frame without parsing the JSON (or, in a
+/// message collapsed under its content warning, `"cw_note":"<send µs> <rung>`).
 fn stamp(frame: &[u8]) -> Option<(u64, u32)> {
-    const KEY: &[u8] = b"\"body\":\"";
-    let at = frame.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let after = |key: &[u8]| frame.windows(key.len()).position(|w| w == key).map(|at| at + key.len());
+    let at = after(b"\"body\":\"").or_else(|| after(b"\"cw_note\":\""))?;
     let mut numbers = frame[at..].split(|b| *b == b' ' || *b == b'"');
     let number = |bytes: &[u8]| -> Option<u64> {
         if bytes.is_empty() || !bytes.iter().all(u8::is_ascii_digit) {
@@ -453,6 +464,8 @@ struct Load {
     run: Arc<Run>,
     stats: Vec<Arc<Mutex<ReaderStats>>>,
     senders: Vec<(OwnedWriteHalf, String, u64)>,
+    /// Every message carries a content warning.
+    cw: bool,
     /// The other sockets' write halves: dropping one would shut its connection down.
     _quiet: Vec<OwnedWriteHalf>,
 }
@@ -485,7 +498,7 @@ fn start_load(
         }
     }
     let server_pids = targets.iter().map(|target| target.child.id().to_string()).collect();
-    Load { server_pids, run, stats, senders, _quiet: quiet }
+    Load { server_pids, run, stats, senders, cw: o.cw, _quiet: quiet }
 }
 
 /// Runs one rung at `rate` messages/s in total, spread over the senders.
@@ -501,6 +514,7 @@ async fn rung(load: &mut Load, rung: u32, rate: f64, seconds: f64) -> Rung {
     let per_sender = rate / load.senders.len() as f64;
     let run = load.run.clone();
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let cw = load.cw;
     let tasks = load.senders.drain(..).enumerate().map(|(index, (mut sink, room, members))| {
         let run = run.clone();
         tokio::spawn(async move {
@@ -516,7 +530,12 @@ async fn rung(load: &mut Load, rung: u32, rate: f64, seconds: f64) -> Rung {
                 ticker.tick().await;
                 let at = run.start.elapsed().as_micros();
                 let body = format!("{at} {rung} load");
-                let frame = json!({"type": "send", "room": room, "body": body}).to_string();
+                let frame = if cw {
+                    json!({"type": "send", "room": room, "body": body, "cw": ["grief"], "cw_note": body})
+                } else {
+                    json!({"type": "send", "room": room, "body": body})
+                }
+                .to_string();
                 if sink.write_all(&raw::text_frame(frame.as_bytes(), at as u32)).await.is_err() {
                     break;
                 }
@@ -597,7 +616,9 @@ async fn one_room(o: &Options, target: Target) -> Option<Rung> {
     let n = o.sockets as u64;
     let mut load = start_load(&[&target], sockets, o, |_| "summit".to_string(), |_| n);
     let name = if target.peer { "node ws peer" } else { "alongside" };
-    println!("{name}: {} sockets in one room, {} senders, {} s per rung", o.sockets, o.senders, o.seconds);
+    let warned =
+        if o.cw && !target.peer { ", every message with a content warning (half shown, half collapsed)" } else { "" };
+    println!("{name}: {} sockets in one room, {} senders, {} s per rung{warned}", o.sockets, o.senders, o.seconds);
     let best = ladder(&mut load, o, !target.peer).await;
     match &best {
         Some(r) => println!("  sustained: {:.0} deliveries/s ({:.0} msg/s)", r.deliveries_per_s(), r.rate),

@@ -8,7 +8,8 @@
 // become links; new messages below are counted, not scrolled into; a reported message
 // outlives its deletion for the moderators; a member who may be in crisis is offered
 // support privately while the moderator is told and acknowledges; a member asks a
-// moderator to look in; a hosted room waits for its host; support is there on the login page without an account; the
+// moderator to look in; a hosted room waits for its host; a message with a content
+// warning is folded away or hidden as the reader chose; support is there on the login page without an account; the
 // server restarts and the page catches up
 // with nothing lost or doubled; quick exit leaves no trace. Screenshots go to
 // target/e2e/.
@@ -752,6 +753,56 @@ describe('the web client', () => {
     await member.waitForSelector('#room-status:has-text("Waiting for a host")');
     await organiser.click('#toggle-host-rule');
     await member.waitForFunction(() => !document.querySelector('#room-status').textContent.includes('host'));
+  });
+
+  it('folds away a message with a content warning, and hides it from a member who chose that', STEP, async () => {
+    const first = 'It is a year since my brother died and I keep replaying the last call';
+    await organiser.click('#cw-picker-summary');
+    await organiser.check('#cw-tags input[value=grief]');
+    assert.equal(await organiser.textContent('#cw-picker-summary'), 'Content warning: Grief and loss');
+    await organiser.fill('#cw-note', 'anniversary');
+    await organiser.fill('#message-input', first);
+    await organiser.press('#message-input', 'Enter');
+    // The author sees her own words, under the label; the picker starts clean again.
+    await organiser.waitForSelector(`#messages .cw-whole .body:text-is("${first}")`);
+    assert.equal(await organiser.textContent('#cw-picker-summary'), 'Add a content warning');
+    // Bea has not chosen: folded away, and the words are not in her page at all.
+    const folded = member.locator('#messages .message .cw-folded', { hasText: 'Grief and loss — anniversary' });
+    await folded.waitFor();
+    assert.ok(!(await member.locator('#messages').ariaSnapshot()).includes('brother'), 'the words are nowhere to be read');
+    assert.ok(!(await member.content()).includes('brother'), 'nor in the page');
+    await member.click('#new-below').catch(() => {});
+    await folded.scrollIntoViewIfNeeded();
+    await member.screenshot({ path: join(SCREENSHOTS, 'content-warning-folded.png') });
+    await folded.getByRole('button', { name: 'Show message' }).click();
+    await member.waitForSelector(`#messages .cw-whole .body:text-is("${first}")`);
+    // She chooses to hide grief from now on.
+    await member.click('#cw-preferences summary');
+    await member.waitForFunction(() => document.querySelector('#pref-grief').value === 'collapse');
+    await member.selectOption('#pref-grief', 'hide');
+    await member.click('#preferences-form button[type=submit]');
+    await member.waitForFunction(() => document.querySelector('#notice').textContent.includes('New messages follow your choices'));
+    await organiser.click('#cw-picker-summary');
+    await organiser.check('#cw-tags input[value=grief]');
+    await organiser.fill('#message-input', 'Some days the grief is heavier than others');
+    await organiser.press('#message-input', 'Enter');
+    const stub = member.locator('#messages .hidden-message');
+    await stub.waitFor();
+    assert.match(await stub.textContent(), /A message about grief and loss is hidden, as you chose/);
+    assert.ok(!(await member.locator('#messages').ariaSnapshot()).includes('heavier'), 'hidden: no words in the accessibility tree');
+    await member.screenshot({ path: join(SCREENSHOTS, 'content-warnings.png') });
+    assert.deepEqual(await accessibilityViolations(member), [], 'WCAG 2.2 AA: content warnings');
+    // A moderator puts a warning on a message afterwards; Bea's page folds it away.
+    const plain = organiser.locator('#messages .message', { hasText: 'Welcome, everyone. Take your time.' });
+    await act(organiser, plain, 'Add a content warning');
+    await organiser.check('#set-cw-tags input[value=other]');
+    await organiser.click('#set-cw-form button[value=confirm]');
+    await member.waitForSelector('#messages .message .cw-folded:has-text("Something else")');
+    assert.equal(await member.locator('#messages .body:text-is("Welcome, everyone. Take your time.")').count(), 0);
+    // Back to the default for the rest of the story.
+    await member.selectOption('#pref-grief', 'collapse');
+    await member.click('#preferences-form button[type=submit]');
+    await member.click('#cw-preferences summary');
   });
 
   it('reconnects after a server restart and catches up without holes or duplicates', STEP, async () => {

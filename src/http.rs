@@ -305,6 +305,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("ui.js", "text/javascript; charset=utf-8", include_str!("../web/ui.js")),
     ("menu.js", "text/javascript; charset=utf-8", include_str!("../web/menu.js")),
     ("care.js", "text/javascript; charset=utf-8", include_str!("../web/care.js")),
+    ("warnings.js", "text/javascript; charset=utf-8", include_str!("../web/warnings.js")),
     ("app.css", "text/css; charset=utf-8", include_str!("../web/app.css")),
 ];
 

@@ -7,6 +7,7 @@
 
 import { Connection, login, logout, logoutOnLeaving, me, register } from './api.js';
 import { careAlertArrived, installCare, openSupport } from './care.js';
+import { clearComposerWarning, composerWarning, hiddenElement, installWarnings, lineOf, openSetCw, warnedBody } from './warnings.js';
 import { $, fill, h } from './dom.js';
 import { installModeration, memberActions, moderatorActions, refreshSanctions, reportArrived } from './moderation.js';
 import { installMenu, menuOpen, openMenu, quiet, roving, settle } from './menu.js';
@@ -51,6 +52,7 @@ const view = (room) => state.views.ensure(room);
 
 installModeration(state, { canModerate, memberOf, deleteMessage, jumpTo });
 installCare(state, { jumpTo });
+installWarnings(state, { addMessage: (message) => addMessage(message, { live: false }) });
 installMenu();
 roving($('#messages'), '.message', '.actions-button');
 
@@ -365,8 +367,8 @@ $('#search-form').addEventListener('submit', async (event) => {
         h(
           'button',
           { type: 'button', class: 'search-hit', onclick: () => openRoom(message.room) },
-          h('span', { class: 'meta' }, `#${message.room} · ${message.author.display_name} · ${formatTime(message.ts)}`),
-          h('span', { class: 'body' }, snippet(message.body || '')),
+          h('span', { class: 'meta' }, message.hidden ? `#${message.room}` : `#${message.room} · ${message.author.display_name} · ${formatTime(message.ts)}`),
+          h('span', { class: 'body' }, snippet(lineOf(message))),
         ),
       ),
     );
@@ -396,9 +398,9 @@ function announceMessage(message) {
     heard = [];
     if (burst.length === 1) {
       const [only] = burst;
-      announce(`${only.author.display_name}: ${only.deleted ? 'deleted message' : snippet(only.body || '', 80)}`);
+      announce(only.hidden ? 'A hidden message.' : `${only.author.display_name}: ${snippet(lineOf(only), 80)}`);
     } else {
-      const names = [...new Set(burst.map((m) => m.author.display_name))];
+      const names = [...new Set(burst.filter((m) => !m.hidden).map((m) => m.author.display_name))];
       const who = names.length <= 2 ? names.join(' and ') : `${names.slice(0, 2).join(', ')} and others`;
       announce(`${burst.length} new messages from ${who}.`);
     }
@@ -741,13 +743,16 @@ function renderMessage(room, message, live = false) {
       $('#load-earlier').hidden = false;
     }
     list.scrollTop = list.scrollHeight;
-  } else if (live && !old && message.author.username !== state.me?.username) countNewBelow(1);
+  } else if (live && !old && message.author?.username !== state.me?.username) countNewBelow(1);
   settle(list, '.message');
 }
 
 /** A message that starts a new day (or the list) shows the day above it. */
 function markDay(element) {
-  const previous = element.previousElementSibling;
+  // A hidden message has no time: the day runs on past it.
+  if (!element.dataset.day) return;
+  let previous = element.previousElementSibling;
+  while (previous && !previous.dataset.day) previous = previous.previousElementSibling;
   element.classList.toggle('new-day', !previous || previous.dataset.day !== element.dataset.day);
 }
 
@@ -797,6 +802,7 @@ $('#messages').addEventListener('scroll', () => {
 });
 
 function messageElement(room, message) {
+  if (message.hidden) return hiddenElement(room, message);
   const mine = state.me && message.author.username === state.me.username;
   const roomView = view(room);
   const name = message.author.display_name;
@@ -840,15 +846,20 @@ function messageElement(room, message) {
           ),
     ),
     message.reply_to ? quoteOf(room, message) : null,
-    message.deleted
-      ? h('p', { class: 'body deleted' }, 'This message was deleted.')
-      : h('p', { class: 'body' }, linkify(message.body)),
+    messageBody(room, message),
     message.deleted ? null : reactionBar(room, message),
   );
   // One tab stop for the whole list (menu.js): a message's own buttons join the tab
   // order only while it is the one in focus.
   quiet(element);
   return element;
+}
+
+/** A message's words: gone, under a content warning (folded away or not), or as they are. */
+function messageBody(room, message) {
+  if (message.deleted) return h('p', { class: 'body deleted' }, 'This message was deleted.');
+  const words = message.collapsed ? null : h('p', { class: 'body' }, linkify(message.body || ''));
+  return message.cw?.length ? warnedBody(room, message, words) : words;
 }
 
 /** A role badge, drawn by the page (a display name is only ever text). */
@@ -871,6 +882,7 @@ function messageActions(room, message) {
     const done = reacted.has(`${message.seq} ${emoji}`);
     items.push({ label: `React ${emoji}`, glyph: emoji, checked: done, row: 'reactions', run: () => toggleReaction(room, message.seq, emoji) });
   }
+  if (roomView.moderator) items.push({ label: message.cw?.length ? 'Change the content warning' : 'Add a content warning', run: () => openSetCw(room, message) });
   if (mine || roomView.moderator) items.push({ label: 'Delete', danger: true, run: () => deleteMessage(room, message) });
   items.push(...memberActions(roomView, memberOf(room, message.author)));
   return items;
@@ -959,7 +971,8 @@ function quoteOf(room, reply) {
   }
   let text = 'Replying to an earlier message';
   if (original && original.deleted) text = 'Replying to a deleted message';
-  else if (original) text = `${original.author.display_name}: ${snippet(original.body)}`;
+  else if (original && original.hidden) text = 'Replying to a message you chose to hide';
+  else if (original) text = `${original.author.display_name}: ${snippet(lineOf(original))}`;
   return h('blockquote', { class: 'quote', dataset: { replyTo: seq } }, text);
 }
 
@@ -980,7 +993,7 @@ function renderReplying() {
   if (!original) return;
   fill(
     line,
-    `Replying to ${original.author.display_name}: ${snippet(original.body || '')} `,
+    `Replying to ${original.author?.display_name || 'a hidden message'}: ${snippet(lineOf(original))} `,
     h('button', { type: 'button', class: 'small', onclick: () => { state.replyTo = null; renderReplying(); } }, 'Cancel reply'),
   );
 }
@@ -1088,9 +1101,11 @@ $('#composer').addEventListener('submit', async (event) => {
   state.unsent = unsentFor(state.unsent, room, body, () => crypto.randomUUID());
   const { client_msg_id } = state.unsent;
   const reply_to = state.replyTo && state.replyTo.room === room ? state.replyTo.seq : undefined;
+  const warning = composerWarning();
   try {
-    const reply = await state.connection.request('send', { room, body, client_msg_id, reply_to });
+    const reply = await state.connection.request('send', { room, body, client_msg_id, reply_to, ...warning });
     addMessage(reply.message, { live: true });
+    clearComposerWarning();
     state.unsent = null;
     if (reply_to !== undefined) state.replyTo = null;
     renderReplying();
@@ -1100,7 +1115,8 @@ $('#composer').addEventListener('submit', async (event) => {
     if (error.code === 'offline') {
       // Kept (in this tab only) and sent when the connection is back, with the same id,
       // so it is stored once even if the first try reached the server.
-      outbox.push({ room, body, client_msg_id, reply_to });
+      outbox.push({ room, body, client_msg_id, reply_to, ...warning });
+      clearComposerWarning();
       saveOutbox();
       state.unsent = null;
       if (reply_to !== undefined) state.replyTo = null;
@@ -1140,9 +1156,9 @@ async function flushOutbox() {
   flushing = true;
   try {
     while (outbox.length) {
-      const { room, body, client_msg_id, reply_to } = outbox[0];
+      const { room, body, client_msg_id, reply_to, cw, cw_note } = outbox[0];
       try {
-        const reply = await state.connection.request('send', { room, body, client_msg_id, reply_to });
+        const reply = await state.connection.request('send', { room, body, client_msg_id, reply_to, cw, cw_note });
         addMessage(reply.message, { live: true });
       } catch (error) {
         if (error.code === 'offline') return;
@@ -1403,12 +1419,12 @@ function onEvent(event) {
       const fresh = addMessage(event.message, { live: true });
       // A hole before this message (it should not happen) is filled from history.
       if (hole) catchUp(event.room).catch(() => {});
-      if (fresh && event.room === state.current && event.message.author.username !== me) {
+      if (fresh && event.room === state.current && event.message.author?.username !== me) {
         announceMessage(event.message);
       }
       if (fresh && event.room === state.current) {
         markRead();
-      } else if (fresh && event.message.author.username !== me && state.rooms.has(event.room)) {
+      } else if (fresh && event.message.author?.username !== me && state.rooms.has(event.room)) {
         const room = state.rooms.get(event.room);
         room.unread = (room.unread || 0) + 1;
         renderRoomList();

@@ -33,12 +33,14 @@ export class Timeline {
 
   /**
    * Merges `message`: 'added' if its seq is new, 'changed' if it replaces what was held
-   * (a deletion, or a later edit), 'duplicate' if it was already known as it is or newer.
+   * (a deletion, a later edit, or the same message seen another way: revealed, or with
+   * its content warning changed), 'duplicate' if it was already known as it is or newer.
    */
   add(message) {
     const known = this.messages.get(message.seq);
     if (known) {
-      if (known.deleted || !(message.deleted || editedAfter(message, known))) return 'duplicate';
+      const changed = message.deleted || editedAfter(message, known) || seenOtherwise(message, known);
+      if (known.deleted || !changed) return 'duplicate';
       this.messages.set(message.seq, message);
       return 'changed';
     }
@@ -163,6 +165,19 @@ export function unsentFor(unsent, room, body, newId) {
 }
 
 /** Whether `message` carries a later edit than `known` (timestamps are ISO 8601 UTC). */
+/**
+ * The same message with another shape (whole, collapsed, hidden) or other warnings. A
+ * message held back again (a catch-up after a reconnect) does not fold away one the
+ * reader has revealed, unless its warning changed since.
+ */
+function seenOtherwise(message, known) {
+  const warning = (m) => [(m.cw || []).join(), m.cw_note || ''].join('|');
+  const heldBack = (m) => Boolean(m.hidden || m.collapsed);
+  if (warning(message) !== warning(known)) return true;
+  if (heldBack(message) && !heldBack(known)) return false;
+  return message.hidden !== known.hidden || message.collapsed !== known.collapsed;
+}
+
 function editedAfter(message, known) {
   return Boolean(message.edited_at) && (!known.edited_at || message.edited_at > known.edited_at);
 }

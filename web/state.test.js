@@ -27,6 +27,23 @@ describe('Timeline', () => {
     assert.equal(timeline.next(0), 10);
   });
 
+  it('lets a revealed or re-warned message replace the collapsed one it was', () => {
+    const timeline = new Timeline();
+    timeline.add({ seq: 1, room: 'r', cw: ['grief'], collapsed: true });
+    assert.equal(timeline.add({ seq: 1, room: 'r', cw: ['grief'], collapsed: true }), 'duplicate');
+    assert.equal(timeline.add(message(1, { cw: ['grief'] })), 'changed', 'revealed: the body now');
+    assert.equal(timeline.get(1).body, 'm1');
+    assert.equal(timeline.add(message(1, { cw: ['grief', 'suicide'] })), 'changed', 'a moderator added a tag');
+    assert.equal(
+      timeline.add({ seq: 1, room: 'r', cw: ['grief', 'suicide'], collapsed: true }),
+      'duplicate',
+      'a catch-up does not fold away what the reader revealed',
+    );
+    assert.equal(timeline.add({ seq: 1, room: 'r', hidden: true, cw: ['grief'] }), 'changed', 'the warning changed');
+    assert.equal(timeline.add({ seq: 1, room: 'r', hidden: true, cw: ['grief'] }), 'duplicate');
+    assert.equal(timeline.add({ seq: 1, room: 'r', collapsed: true, cw: ['grief'] }), 'changed', 'preferences changed');
+  });
+
   it('lets a deletion replace the message, but not the other way round', () => {
     const timeline = new Timeline();
     timeline.add(message(1));

@@ -776,20 +776,22 @@ describe('the web client', () => {
     await member.screenshot({ path: join(SCREENSHOTS, 'content-warning-folded.png') });
     await folded.getByRole('button', { name: 'Show message' }).click();
     await member.waitForSelector(`#messages .cw-whole .body:text-is("${first}")`);
-    // She chooses to hide grief from now on.
+    // She chooses to hide anything about self-harm from now on.
     await member.click('#cw-preferences summary');
-    await member.waitForFunction(() => document.querySelector('#pref-grief').value === 'collapse');
-    await member.selectOption('#pref-grief', 'hide');
+    await member.waitForFunction(() => document.querySelector('#pref-self_harm').value === 'collapse');
+    await member.selectOption('#pref-self_harm', 'hide');
     await member.click('#preferences-form button[type=submit]');
     await member.waitForFunction(() => document.querySelector('#notice').textContent.includes('New messages follow your choices'));
     await organiser.click('#cw-picker-summary');
-    await organiser.check('#cw-tags input[value=grief]');
-    await organiser.fill('#message-input', 'Some days the grief is heavier than others');
+    await organiser.check('#cw-tags input[value=self_harm]');
+    await organiser.fill('#message-input', 'When the urge to cut comes back I hold ice until it passes');
     await organiser.press('#message-input', 'Enter');
     const stub = member.locator('#messages .hidden-message');
     await stub.waitFor();
-    assert.match(await stub.textContent(), /A message about grief and loss is hidden, as you chose/);
-    assert.ok(!(await member.locator('#messages').ariaSnapshot()).includes('heavier'), 'hidden: no words in the accessibility tree');
+    assert.match(await stub.textContent(), /A message about self-harm is hidden, as you chose/);
+    const tree = await member.locator('body').ariaSnapshot();
+    assert.ok(!tree.includes('urge') && !tree.includes('ice until'), 'hidden: no words in the accessibility tree');
+    assert.ok(!(await member.content()).includes('urge to cut'), 'nor anywhere in the page');
     await member.screenshot({ path: join(SCREENSHOTS, 'content-warnings.png') });
     assert.deepEqual(await accessibilityViolations(member), [], 'WCAG 2.2 AA: content warnings');
     // A moderator puts a warning on a message afterwards; Bea's page folds it away.
@@ -800,7 +802,7 @@ describe('the web client', () => {
     await member.waitForSelector('#messages .message .cw-folded:has-text("Something else")');
     assert.equal(await member.locator('#messages .body:text-is("Welcome, everyone. Take your time.")').count(), 0);
     // Back to the default for the rest of the story.
-    await member.selectOption('#pref-grief', 'collapse');
+    await member.selectOption('#pref-self_harm', 'collapse');
     await member.click('#preferences-form button[type=submit]');
     await member.click('#cw-preferences summary');
   });

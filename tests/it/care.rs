@@ -318,6 +318,12 @@ async fn a_message_with_a_warning_reaches_each_member_as_they_chose_by_every_pat
     assert_eq!((found["messages"][0]["seq"].as_i64(), found["messages"][0].get("body")), (Some(seq), None));
     let own = owner.ok(json!({"type": "history", "room": "circle"})).await;
     assert_eq!(own["messages"][0]["body"], words);
+    // Identically: for each member, the live event, `join` and `history` are one shape.
+    for (client, live) in [(&mut ben, &collapsed), (&mut mia, &hidden)] {
+        let joined = client.ok(json!({"type": "join", "room": "circle"})).await;
+        let history = client.ok(json!({"type": "history", "room": "circle"})).await;
+        assert_eq!((&joined["messages"][0], &history["messages"][0]), (live, live));
+    }
     // Reveal: whole, for a member who asks; not for someone outside the room.
     let revealed = mia.ok(json!({"type": "reveal", "room": "circle", "seq": seq})).await;
     assert_eq!((&revealed["message"]["body"], &revealed["message"]["cw"]), (&json!(words), &json!(["self_harm"])));

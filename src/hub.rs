@@ -417,6 +417,11 @@ struct HubShared {
     mutes: DashMap<(RoomId, UserId), Restriction>,
     /// The hosts on duty per room (with the room's name), in the order they went on duty.
     duty: DashMap<RoomId, (String, Hosts)>,
+    /// author username → who blocks them: looked up once per event with words in it,
+    /// so an author nobody blocks costs one failed lookup per event, none per socket.
+    blocked_by: DashMap<String, Arc<HashSet<UserId>>>,
+    /// blocker → the usernames they block, for shaping what requests read.
+    blocking: DashMap<UserId, Arc<HashSet<String>>>,
     /// room name → the seq delivered last, and what waits for a gap to be filled.
     order: DashMap<String, RoomOrder>,
     /// How many rooms are filling a gap now: while none is, events without a seq skip
@@ -440,6 +445,8 @@ impl Hub {
                 room_records: DashMap::new(),
                 mutes: DashMap::new(),
                 duty: DashMap::new(),
+                blocked_by: DashMap::new(),
+                blocking: DashMap::new(),
                 order: DashMap::new(),
                 filling: AtomicUsize::new(0),
                 filler: OnceLock::new(),
@@ -471,6 +478,47 @@ impl Hub {
     /// effect put there, and which may be newer than the read); returns the cached one.
     pub fn fill_room(&self, room: RoomRecord) -> Arc<RoomRecord> {
         self.shared.room_records.entry(room.name.clone()).or_insert_with(|| Arc::new(room)).clone()
+    }
+
+    /// Loads every block (at start).
+    pub fn load_blocks(&self, blocks: Vec<(UserId, String)>) {
+        for (blocker, blocked) in blocks {
+            self.apply_block(blocker, &blocked, true);
+        }
+    }
+
+    /// `blocker` blocks `blocked` (`on`) or no longer does, on this node.
+    fn apply_block(&self, blocker: UserId, blocked: &str, on: bool) {
+        // Copy on write: a dispatch holds the set it looked up without a lock.
+        let mut blockers = self.shared.blocked_by.get(blocked).map(|set| (**set).clone()).unwrap_or_default();
+        let mut names = self.shared.blocking.get(&blocker).map(|set| (**set).clone()).unwrap_or_default();
+        if on {
+            blockers.insert(blocker);
+            names.insert(blocked.to_string());
+        } else {
+            blockers.remove(&blocker);
+            names.remove(blocked);
+        }
+        if blockers.is_empty() {
+            self.shared.blocked_by.remove(blocked);
+        } else {
+            self.shared.blocked_by.insert(blocked.to_string(), Arc::new(blockers));
+        }
+        if names.is_empty() {
+            self.shared.blocking.remove(&blocker);
+        } else {
+            self.shared.blocking.insert(blocker, Arc::new(names));
+        }
+    }
+
+    /// The usernames `user` blocks (empty for most).
+    pub fn blocked_by_user(&self, user: UserId) -> Option<Arc<HashSet<String>>> {
+        self.shared.blocking.get(&user).map(|set| set.clone())
+    }
+
+    /// Whether `user` blocks the member named `author`.
+    pub fn blocks(&self, user: UserId, author: &str) -> bool {
+        self.shared.blocked_by.get(author).is_some_and(|blockers| blockers.contains(&user))
     }
 
     /// Loads the mutes in force (at start).
@@ -646,6 +694,7 @@ impl Hub {
                 }
             }
             BusMessage::Apply { room, effect } => self.apply(room, effect),
+            BusMessage::Block { blocker, blocked, on } => self.apply_block(*blocker, blocked, *on),
             BusMessage::Preferences { user, preferences } => {
                 for session in self.sessions_of(*user) {
                     session.set_preferences(*preferences);
@@ -832,9 +881,28 @@ impl Hub {
         }
         if let Some(subs) = self.shared.rooms.get(&envelope.room) {
             let mut delivered = 0;
+            // Once per event: who blocks its author (almost always nobody), and, only if
+            // someone does, the one stub they all share.
+            let blockers = envelope
+                .authored
+                .as_ref()
+                .and_then(|authored| self.shared.blocked_by.get(&authored.author).map(|set| set.clone()));
+            let mut stub: Option<Option<Utf8Bytes>> = None;
             for session in &subs.sessions {
                 if envelope.except == Some(session.user_id) {
                     continue;
+                }
+                if let Some(blockers) = &blockers {
+                    if blockers.contains(&session.user_id) {
+                        let authored = envelope.authored.as_ref().expect("blockers come from it");
+                        let stub = stub.get_or_insert_with(|| authored.stub(&envelope.room));
+                        if let Some(frame) = stub {
+                            if session.deliver(frame, &self.shared.metrics) {
+                                delivered += 1;
+                            }
+                        }
+                        continue;
+                    }
                 }
                 // Only an event about a message with content warnings has variants; every
                 // other one is the same shared frame for all.
@@ -966,6 +1034,7 @@ mod tests {
             effect: None,
             seq: None,
             variants: None,
+            authored: None,
         })
     }
 
@@ -977,6 +1046,7 @@ mod tests {
             effect: None,
             seq: Some(seq),
             variants: None,
+            authored: None,
         }
     }
 
@@ -1154,6 +1224,7 @@ mod tests {
             effect: Some(Effect::Subscribe(UserId(3))),
             seq: None,
             variants: None,
+            authored: None,
         });
         hub.dispatch(&join);
         assert!(s.is_in("r"));
@@ -1164,6 +1235,7 @@ mod tests {
             effect: Some(Effect::Unsubscribe(UserId(3))),
             seq: None,
             variants: None,
+            authored: None,
         });
         hub.dispatch(&leave);
         assert!(!s.is_in("r"));
@@ -1206,6 +1278,7 @@ mod tests {
             effect: None,
             seq: Some(1),
             variants: Some(variants),
+            authored: None,
         }));
         let got: Vec<Utf8Bytes> =
             sessions.iter().map(|(_, outbox, _)| outbox.take_now().pop_back().expect("one frame")).collect();
@@ -1223,5 +1296,49 @@ mod tests {
         // Serialised once per variant: the two collapsed readers share one buffer.
         assert_eq!(got[1].as_str().as_ptr(), got[2].as_str().as_ptr());
         assert_eq!(got[0].as_str().as_ptr(), got[3].as_str().as_ptr());
+    }
+
+    #[test]
+    fn blockers_get_one_shared_stub_in_a_messages_place_and_no_typing() {
+        use crate::bus::{Authored, Words};
+        let hub = Hub::new(Arc::default());
+        let sessions: Vec<_> = (1..=4).map(|user| session(user as u64, user, 8)).collect();
+        for (s, _, _) in &sessions {
+            hub.register(s);
+            hub.subscribe_user("r", s.user_id);
+        }
+        // u2 and u3 block u1; u4 does not.
+        hub.load_blocks(vec![(UserId(2), "u1".into()), (UserId(3), "u1".into())]);
+        assert!(hub.blocks(UserId(2), "u1") && !hub.blocks(UserId(4), "u1"));
+        let by_u1 = |words, frame: &'static str| {
+            BusMessage::Room(RoomEnvelope {
+                room: "r".into(),
+                frame: Utf8Bytes::from_static(frame),
+                except: None,
+                effect: None,
+                seq: None,
+                variants: None,
+                authored: Some(Authored { author: "u1".into(), words }),
+            })
+        };
+        hub.dispatch(&by_u1(Words::Message(7), "the words"));
+        hub.dispatch(&by_u1(Words::Typing, "typing"));
+        let got: Vec<Vec<Utf8Bytes>> = sessions.iter().map(|(_, outbox, _)| outbox.take_now().into()).collect();
+        assert_eq!(got[0].len(), 2, "the author gets both");
+        assert_eq!(got[3].iter().map(|f| f.as_str()).collect::<Vec<_>>(), ["the words", "typing"]);
+        for blocker in [&got[1], &got[2]] {
+            assert_eq!(blocker.len(), 1, "no typing for a blocker");
+            let stub: serde_json::Value = serde_json::from_str(blocker[0].as_str()).unwrap();
+            assert_eq!(
+                stub,
+                serde_json::json!({"type": "message", "room": "r", "message": {"seq": 7, "room": "r", "hidden": true, "blocked": true}})
+            );
+        }
+        assert_eq!(got[1][0].as_str().as_ptr(), got[2][0].as_str().as_ptr(), "one stub, shared");
+        // Lifted on this node: the words come again.
+        hub.dispatch(&BusMessage::Block { blocker: UserId(2), blocked: "u1".into(), on: false });
+        hub.dispatch(&by_u1(Words::Message(8), "more words"));
+        assert_eq!(texts(&sessions[1].1), ["more words"]);
+        assert_eq!(texts(&sessions[2].1).len(), 1, "u3 still blocks");
     }
 }

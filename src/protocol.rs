@@ -252,6 +252,9 @@ pub struct Message {
     /// Present and `true` when only the seq, room and tags are shown.
     #[serde(skip_serializing_if = "is_false", default)]
     pub hidden: bool,
+    /// Present and `true` (with `hidden`) when the reader blocks its author.
+    #[serde(skip_serializing_if = "is_false", default)]
+    pub blocked: bool,
 }
 
 impl User {
@@ -398,6 +401,12 @@ impl Message {
                 ..Message::default()
             },
         }
+    }
+
+    /// What a member who blocks the author gets in this message's place (PROTOCOL
+    /// §9.1): its seq and room, so there is no gap, and nothing of its author or words.
+    pub fn blocked_stub(seq: i64, room: &str) -> Message {
+        Message { seq, room: room.to_string(), hidden: true, blocked: true, ..Message::default() }
     }
 
     /// Shapes this message in place for `viewer`.
@@ -860,6 +869,18 @@ pub enum Request {
         /// Tag → how messages with it reach one; tags not named keep theirs.
         cw: BTreeMap<String, Shape>,
     },
+    /// Keep someone's messages and typing away from one (PROTOCOL §9.1).
+    Block {
+        /// Username.
+        user: String,
+    },
+    /// Stop blocking someone.
+    Unblock {
+        /// Username.
+        user: String,
+    },
+    /// The people one blocks.
+    Blocks,
     /// A message whole, whatever one's preferences.
     Reveal {
         /// Room name.
@@ -1189,6 +1210,11 @@ struct ReactFields {
 }
 
 #[derive(Deserialize)]
+struct UserFields {
+    user: String,
+}
+
+#[derive(Deserialize)]
 struct PreferencesFields {
     cw: BTreeMap<String, Shape>,
 }
@@ -1458,6 +1484,15 @@ pub fn parse_request(text: &str) -> Result<(Option<RequestId>, Request), ParseEr
             Request::SetProfile { region: f.region }
         }
         "preferences" => Request::Preferences,
+        "block" | "unblock" => {
+            let f: UserFields = serde_json::from_str(text).map_err(|e| fail(&kind, e))?;
+            if kind == "block" {
+                Request::Block { user: f.user }
+            } else {
+                Request::Unblock { user: f.user }
+            }
+        }
+        "blocks" => Request::Blocks,
         "set_preferences" => {
             let f: PreferencesFields = serde_json::from_str(text).map_err(|e| fail("set_preferences", e))?;
             Request::SetPreferences { cw: f.cw }
@@ -1705,6 +1740,11 @@ pub enum Reply {
     Profile {
         /// The user as they see themselves now.
         user: Me,
+    },
+    /// `blocks`.
+    Blocks {
+        /// The people one blocks, by username.
+        users: Vec<User>,
     },
     /// `preferences`, `set_preferences`.
     Preferences {

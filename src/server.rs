@@ -99,6 +99,7 @@ impl Server {
         let store =
             store::open(&config.database, Arc::new(PublishCommits { bus: bus.clone() }), metrics.clone()).await?;
         hub.load_mutes(store.fetch_active_mutes(crate::protocol::now_ms()).await.map_err(StartError::Load)?);
+        hub.load_blocks(store.fetch_all_blocks().await.map_err(StartError::Load)?);
         hub.load_duty(store.fetch_duty().await.map_err(StartError::Load)?);
         // What a bus loses (or brings out of order), the hub reads back from the store.
         hub.set_gap_filler(Arc::new(StoreGaps { store: store.clone() }));

@@ -12,7 +12,7 @@
 //! never undo it.
 
 use crate::auth::Passwords;
-use crate::bus::{Bus, BusMessage, CloseTarget, Effect, RoomEnvelope, Variants};
+use crate::bus::{Authored, Bus, BusMessage, CloseTarget, Effect, RoomEnvelope, Variants, Words};
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::hub::{GapFill, GapFiller, Hub, Session};
@@ -229,6 +229,16 @@ impl Shared {
         self.hub.mute(room, user)
     }
 
+    /// Whether `user` blocks the member named `author`.
+    pub fn blocks(&self, user: UserId, author: &str) -> bool {
+        self.hub.blocks(user, author)
+    }
+
+    /// The usernames `user` blocks, if any.
+    pub fn blocked_names(&self, user: UserId) -> Option<Arc<std::collections::HashSet<String>>> {
+        self.hub.blocked_by_user(user)
+    }
+
     /// The user as they see themselves: with their own region.
     pub async fn me(&self, record: &UserRecord) -> Result<crate::protocol::Me, ApiError> {
         let region = self.store.fetch_user_region(record.id).await.map_err(internal)?;
@@ -391,8 +401,34 @@ impl Shared {
             self.apply_here_first(room, effect);
         }
         let frame = Utf8Bytes::from(event.to_json());
-        let envelope = RoomEnvelope { room: room.to_string(), frame, except, effect, seq: None, variants: None };
+        let envelope =
+            RoomEnvelope { room: room.to_string(), frame, except, effect, seq: None, variants: None, authored: None };
         self.bus.publish(BusMessage::Room(envelope));
+    }
+
+    /// Tells `room`'s members but `typist` that `typist` is typing; members who block
+    /// them hear nothing.
+    pub fn publish_typing(&self, room: &str, typist: &UserRecord) {
+        let event = Event::Typing { room: room.to_string(), user: typist.user.clone() };
+        self.bus.publish(BusMessage::Room(RoomEnvelope {
+            room: room.to_string(),
+            frame: Utf8Bytes::from(event.to_json()),
+            except: Some(typist.id),
+            effect: None,
+            seq: None,
+            variants: None,
+            authored: Some(Authored { author: typist.user.username.clone(), words: Words::Typing }),
+        }));
+    }
+
+    /// `blocker` blocks `blocked` (`on`) or no longer does: every node's hub follows.
+    pub fn block_changed(&self, blocker: UserId, blocked: &str, on: bool) {
+        let message = BusMessage::Block { blocker, blocked: blocked.to_string(), on };
+        // As with effects: this node at once, so the blocker's next request here sees it.
+        if self.cluster.is_some() {
+            self.hub.dispatch(&message);
+        }
+        self.bus.publish(message);
     }
 
     /// `user`'s sockets on every node shape what they receive by `preferences` now.
@@ -411,6 +447,7 @@ impl Shared {
             effect: None,
             seq: None,
             variants: Variants::of(message, event),
+            authored: Some(Authored { author: message.author.username.clone(), words: Words::Updated(message.seq) }),
         }));
     }
 
@@ -674,6 +711,7 @@ pub fn message_envelope(message: &Message) -> RoomEnvelope {
         effect: None,
         seq: Some(message.seq),
         variants: Variants::of(message, event),
+        authored: Some(Authored { author: message.author.username.clone(), words: Words::Message(message.seq) }),
     }
 }
 

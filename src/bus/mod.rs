@@ -12,7 +12,7 @@
 pub mod redis;
 pub mod wire;
 
-use crate::protocol::{CwPreferences, CwTags, Message, Shape};
+use crate::protocol::{CwPreferences, CwTags, Event, Message, Shape};
 use crate::store::{Restriction, RoomId, RoomRecord, UserId, UserRecord};
 use axum::extract::ws::Utf8Bytes;
 use std::sync::Arc;
@@ -62,6 +62,44 @@ pub struct RoomEnvelope {
     /// For an event carrying a message with content warnings: how it reads collapsed
     /// and hidden. `None` for every other event, which costs nothing per recipient.
     pub variants: Option<Arc<Variants>>,
+    /// For an event carrying a member's words (a message, its update, typing): whose,
+    /// so members who block them get a stub or nothing. Looked up once per event.
+    pub authored: Option<Authored>,
+}
+
+/// Whose words a room event carries, and what it is (PROTOCOL §9.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authored {
+    /// The author's username.
+    pub author: String,
+    /// What the event is.
+    pub words: Words,
+}
+
+/// The kinds of event that carry a member's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Words {
+    /// A new message, with its seq.
+    Message(i64),
+    /// A changed message, with its seq.
+    Updated(i64),
+    /// Typing.
+    Typing,
+}
+
+impl Authored {
+    /// What a member who blocks the author gets instead: the message's place with
+    /// nothing of it, or, for typing, nothing at all.
+    pub fn stub(&self, room: &str) -> Option<Utf8Bytes> {
+        let event = match self.words {
+            Words::Message(seq) => Event::Message { room: room.to_string(), message: Message::blocked_stub(seq, room) },
+            Words::Updated(seq) => {
+                Event::MessageUpdated { room: room.to_string(), message: Message::blocked_stub(seq, room) }
+            }
+            Words::Typing => return None,
+        };
+        Some(Utf8Bytes::from(event.to_json()))
+    }
 }
 
 /// The other ways an event carrying a message with content warnings is seen (PROTOCOL
@@ -157,6 +195,16 @@ pub enum BusMessage {
         room: String,
         /// The change.
         effect: Effect,
+    },
+    /// A user blocked (`on`) or stopped blocking someone: every node's hub keeps the
+    /// author's messages and typing from the blocker's sockets from now on.
+    Block {
+        /// Who blocks.
+        blocker: UserId,
+        /// The username blocked.
+        blocked: String,
+        /// Blocked now, or not any more.
+        on: bool,
     },
     /// A user changed their content-warning preferences: their sockets shape what
     /// they receive by these from now on.

@@ -7,14 +7,14 @@
 //! nodes of different versions never misread each other during a rolling upgrade (they
 //! fill the gap from the store, like any lost message).
 
-use super::{BusMessage, CloseTarget, Effect, RoomEnvelope, Variants};
+use super::{Authored, BusMessage, CloseTarget, Effect, RoomEnvelope, Variants, Words};
 use crate::protocol::{CwPreferences, CwTags, Role, RoomKind, User};
 use crate::store::{Restriction, RoomId, RoomRecord, UserId, UserRecord};
 use axum::extract::ws::Utf8Bytes;
 use std::sync::Arc;
 
 /// The encoding's version; bumped when the layout changes.
-const VERSION: u8 = 3;
+const VERSION: u8 = 4;
 
 /// Why bytes did not decode.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +41,20 @@ pub fn encode(message: &BusMessage) -> Vec<u8> {
                 out.str(&variants.author);
                 out.str(&variants.collapsed);
                 out.str(&variants.hidden);
+            });
+            out.opt(envelope.authored.as_ref(), |out, authored| {
+                out.str(&authored.author);
+                match authored.words {
+                    Words::Message(seq) => {
+                        out.u8(1);
+                        out.i64(seq);
+                    }
+                    Words::Updated(seq) => {
+                        out.u8(2);
+                        out.i64(seq);
+                    }
+                    Words::Typing => out.u8(3),
+                }
             });
         }
         BusMessage::User { user, frame } => {
@@ -69,6 +83,12 @@ pub fn encode(message: &BusMessage) -> Vec<u8> {
             out.u8(6);
             out.str(room);
             out.effect(effect);
+        }
+        BusMessage::Block { blocker, blocked, on } => {
+            out.u8(9);
+            out.i64(blocker.0);
+            out.str(blocked);
+            out.u8(u8::from(*on));
         }
         BusMessage::Preferences { user, preferences } => {
             out.u8(8);
@@ -103,7 +123,10 @@ fn frame_len(message: &BusMessage) -> usize {
         | BusMessage::UserChanged { frame, .. }
         | BusMessage::Moderators { frame, .. }
         | BusMessage::Everyone { frame } => frame.len(),
-        BusMessage::Apply { .. } | BusMessage::Close { .. } | BusMessage::Preferences { .. } => 0,
+        BusMessage::Apply { .. }
+        | BusMessage::Close { .. }
+        | BusMessage::Preferences { .. }
+        | BusMessage::Block { .. } => 0,
     }
 }
 
@@ -127,6 +150,16 @@ pub fn decode(bytes: &[u8]) -> Result<BusMessage, WireError> {
                     collapsed: input.frame()?,
                     hidden: input.frame()?,
                 }))
+            })?,
+            authored: input.opt(|input| {
+                let author = input.string()?;
+                let words = match input.u8()? {
+                    1 => Words::Message(input.i64()?),
+                    2 => Words::Updated(input.i64()?),
+                    3 => Words::Typing,
+                    _ => return Err(WireError("an unknown kind of words")),
+                };
+                Ok(Authored { author, words })
             })?,
         }),
         2 => BusMessage::User { user: UserId(input.i64()?), frame: input.frame()? },
@@ -152,6 +185,15 @@ pub fn decode(bytes: &[u8]) -> Result<BusMessage, WireError> {
             let reason = CLOSE_REASONS.iter().find(|known| **known == reason).copied().unwrap_or("closed");
             BusMessage::Close { target, code, reason }
         }
+        9 => BusMessage::Block {
+            blocker: UserId(input.i64()?),
+            blocked: input.string()?,
+            on: match input.u8()? {
+                0 => false,
+                1 => true,
+                _ => return Err(WireError("a flag that is neither 0 nor 1")),
+            },
+        },
         8 => BusMessage::Preferences {
             user: UserId(input.i64()?),
             preferences: CwPreferences(u16::from_le_bytes(input.take(2)?.try_into().expect("2 bytes"))),
@@ -389,6 +431,7 @@ mod tests {
             effect: Some(Effect::Muted(RoomId(7), UserId(3), mute)),
             seq: Some(42),
             variants: None,
+            authored: None,
         }));
         round_trip(BusMessage::Room(RoomEnvelope {
             room: "r".into(),
@@ -397,6 +440,7 @@ mod tests {
             effect: None,
             seq: None,
             variants: None,
+            authored: None,
         }));
         let variants = Variants {
             tags: CwTags(0b1000_0001),
@@ -411,7 +455,21 @@ mod tests {
             effect: None,
             seq: Some(3),
             variants: Some(Arc::new(variants)),
+            authored: Some(Authored { author: "ada".into(), words: Words::Message(3) }),
         }));
+        for words in [Words::Updated(4), Words::Typing] {
+            round_trip(BusMessage::Room(RoomEnvelope {
+                room: "r".into(),
+                frame: frame.clone(),
+                except: Some(UserId(1)),
+                effect: None,
+                seq: None,
+                variants: None,
+                authored: Some(Authored { author: "ben".into(), words }),
+            }));
+        }
+        round_trip(BusMessage::Block { blocker: UserId(5), blocked: "ada".into(), on: true });
+        round_trip(BusMessage::Block { blocker: UserId(5), blocked: "ada".into(), on: false });
         round_trip(BusMessage::Preferences { user: UserId(5), preferences: CwPreferences(0b10_01_00) });
         round_trip(BusMessage::Apply { room: "r".into(), effect: Effect::RoomChanged(Arc::new(room)) });
         round_trip(BusMessage::Apply { room: "r".into(), effect: Effect::Subscribe(UserId(9)) });

@@ -64,6 +64,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
         ],
     ),
     ("memberships", &[("room_id", Int), ("user_id", Int), ("room_role", Text), ("joined_at", Int)]),
+    ("blocks", &[("blocker_id", Int), ("blocked_id", Int), ("since", Int)]),
     (
         "messages",
         &[

@@ -341,6 +341,18 @@ pub trait Store: Send + Sync + 'static {
     /// Sets (or, with `None`, clears) a user's own region.
     async fn update_user_region(&self, user: UserId, region: Option<&str>) -> Result<(), StoreError>;
 
+    /// `blocker` blocks `blocked`; `false` if they did already.
+    async fn insert_block(&self, blocker: UserId, blocked: UserId) -> Result<bool, StoreError>;
+
+    /// `blocker` stops blocking `blocked`; `false` if they did not.
+    async fn delete_block(&self, blocker: UserId, blocked: UserId) -> Result<bool, StoreError>;
+
+    /// The people `blocker` blocks, by username.
+    async fn fetch_blocks(&self, blocker: UserId) -> Result<Vec<UserRecord>, StoreError>;
+
+    /// Every block on the server as (blocker, blocked username), for the hub at start.
+    async fn fetch_all_blocks(&self) -> Result<Vec<(UserId, String)>, StoreError>;
+
     /// A user's content-warning preferences (every tag `collapse` until they choose).
     async fn fetch_preferences(&self, user: UserId) -> Result<CwPreferences, StoreError>;
 

@@ -67,7 +67,7 @@ macro_rules! suite {
 suite!(sqlite, postgres: [users, tokens, rooms, memberships, room_roles, mutes, bans_win_over_joins, seqs_per_room,
     client_msg_id_is_idempotent, a_failed_batch_consumes_no_seq, history_ranges, deleting_a_message,
     reports_keep_their_evidence, editing_a_message, reactions, search, mod_log_newest_first_by_scope, room_settings, ping, changes_made_outside,
-    members_and_read_markers, sanctions_in_force, regions_and_warnings, care_alerts, hosts_on_duty, content_warnings]);
+    members_and_read_markers, sanctions_in_force, regions_and_warnings, care_alerts, hosts_on_duty, content_warnings, blocks]);
 
 async fn user(store: &dyn Store, name: &str) -> UserRecord {
     store.insert_user(name, &name.to_uppercase(), "hash", Role::Member).await.unwrap()
@@ -688,6 +688,24 @@ async fn content_warnings(s: &Subject) {
     store.update_preferences(ada.id, chosen).await.unwrap();
     assert_eq!(store.fetch_preferences(ada.id).await.unwrap(), chosen);
     assert_eq!(store.fetch_preferences(ben.id).await.unwrap(), CwPreferences::default());
+}
+
+async fn blocks(s: &Subject) {
+    let store = &*s.store;
+    let (ada, ben, mia) = (user(store, "ada").await, user(store, "ben").await, user(store, "mia").await);
+    assert!(store.insert_block(ada.id, ben.id).await.unwrap());
+    assert!(!store.insert_block(ada.id, ben.id).await.unwrap(), "twice is once");
+    assert!(store.insert_block(ada.id, mia.id).await.unwrap());
+    assert!(store.insert_block(mia.id, ada.id).await.unwrap());
+    let names = |records: Vec<UserRecord>| records.into_iter().map(|r| r.user.username).collect::<Vec<_>>();
+    assert_eq!(names(store.fetch_blocks(ada.id).await.unwrap()), ["ben", "mia"]);
+    assert!(store.fetch_blocks(ben.id).await.unwrap().is_empty());
+    let mut all = store.fetch_all_blocks().await.unwrap();
+    all.sort();
+    assert_eq!(all, [(ada.id, "ben".to_string()), (ada.id, "mia".to_string()), (mia.id, "ada".to_string())]);
+    assert!(store.delete_block(ada.id, ben.id).await.unwrap());
+    assert!(!store.delete_block(ada.id, ben.id).await.unwrap(), "nothing left to lift");
+    assert_eq!(names(store.fetch_blocks(ada.id).await.unwrap()), ["mia"]);
 }
 
 async fn care_alerts(s: &Subject) {

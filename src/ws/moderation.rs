@@ -69,7 +69,7 @@ struct Target {
     standing: Standing,
 }
 
-async fn user_named(state: &AppState, username: &str) -> Result<UserRecord, ApiError> {
+pub(super) async fn user_named(state: &AppState, username: &str) -> Result<UserRecord, ApiError> {
     let username = username.to_lowercase();
     state
         .store

@@ -44,6 +44,12 @@ pub async fn handle(state: &AppState, session: &Arc<Session>, request: Request) 
         Request::Preferences => Ok(Reply::Preferences { preferences: session.preferences().to_wire() }),
         Request::SetPreferences { cw } => set_preferences(state, session, &cw).await,
         Request::Reveal { room, seq } => reveal(state, session, &room, seq).await,
+        Request::Block { user } => block(state, session, &user, true).await,
+        Request::Unblock { user } => block(state, session, &user, false).await,
+        Request::Blocks => {
+            let users = state.store.fetch_blocks(session.user_id).await.map_err(internal)?;
+            Ok(Reply::Blocks { users: users.into_iter().map(|record| record.user).collect() })
+        }
         Request::CreateRoom(fields) => create_room(state, session, fields).await,
         Request::Join { room } => join(state, session, &room).await,
         Request::Leave { room } => leave(state, session, &room).await,
@@ -229,7 +235,7 @@ async fn join(state: &AppState, session: &Session, name: &str) -> Result<Reply, 
     let mut messages = state.store.fetch_messages(&room, range).await.map_err(internal)?;
     let more = fit_page(&mut messages, DEFAULT_PAGE, Keep::Last);
     mark_own_reactions(state, room.id, session.user_id, &mut messages).await?;
-    shape_for(session, &mut messages);
+    shape_for(state, session, &mut messages);
     let unread = state.store.fetch_unread(room.id, session.user_id, MAX_UNREAD).await.map_err(internal)?;
     Ok(Reply::Joined {
         room: Room {
@@ -326,7 +332,9 @@ async fn send(state: &AppState, session: &Session, fields: SendMessage) -> Resul
         )
     })?;
     if !stored.duplicate {
-        for member in mentioned.iter().filter(|member| member.id != session.user_id) {
+        let author = session.username();
+        for member in mentioned.iter().filter(|member| member.id != session.user_id && !state.blocks(member.id, author))
+        {
             state.publish_user(member.id, &Event::Mention { room: room.name.clone(), seq: stored.message.seq });
         }
         // Someone who may be in crisis: the message went out like any other; they
@@ -378,8 +386,14 @@ async fn search(state: &AppState, session: &Session, query: SearchQuery) -> Resu
     let more = found.len() > limit as usize;
     found.truncate(limit as usize);
     let next = found.last().filter(|_| more).map(|(_, cursor)| format!("{}.{}", cursor.ts, cursor.key));
-    let mut messages: Vec<Message> = found.into_iter().map(|(message, _)| message).collect();
-    shape_for(session, &mut messages);
+    // A blocked author's messages are not found at all: a stub is no search result.
+    let blocked = state.blocked_names(session.user_id);
+    let mut messages: Vec<Message> = found
+        .into_iter()
+        .map(|(message, _)| message)
+        .filter(|message| !blocked.as_ref().is_some_and(|names| names.contains(&message.author.username)))
+        .collect();
+    shape_for(state, session, &mut messages);
     Ok(Reply::Found { messages, next })
 }
 
@@ -584,17 +598,42 @@ async fn history(state: &AppState, session: &Session, query: HistoryQuery) -> Re
     let keep = if query.after.is_some() { Keep::First } else { Keep::Last };
     let more = fit_page(&mut messages, limit as u32, keep);
     mark_own_reactions(state, room.id, session.user_id, &mut messages).await?;
-    shape_for(session, &mut messages);
+    shape_for(state, session, &mut messages);
     Ok(Reply::Messages { messages, more })
 }
 
-/// Shapes messages read for one member by their content-warning preferences, as the
-/// hub shapes live events (PROTOCOL §8.2).
-pub(super) fn shape_for(session: &Session, messages: &mut [Message]) {
+/// Shapes messages read for one member as the hub shapes live events: a blocked
+/// author's message becomes a stub (PROTOCOL §9.1), others follow the member's
+/// content-warning preferences (§8.2).
+pub(super) fn shape_for(state: &AppState, session: &Session, messages: &mut [Message]) {
     let preferences = session.preferences();
+    let blocked = state.blocked_names(session.user_id);
     for message in messages {
+        if blocked.as_ref().is_some_and(|names| names.contains(&message.author.username)) {
+            *message = Message::blocked_stub(message.seq, &message.room);
+            continue;
+        }
         message.shape_in_place(session.username(), preferences);
     }
+}
+
+/// `block` / `unblock`: the author's messages reach the blocker as stubs, their typing
+/// not at all, on every path and every node. The blocked member is not told.
+async fn block(state: &AppState, session: &Session, username: &str, on: bool) -> Result<Reply, ApiError> {
+    let target = super::moderation::user_named(state, username).await?;
+    if target.id == session.user_id {
+        return Err(invalid("You cannot block yourself."));
+    }
+    let changed = if on {
+        state.store.insert_block(session.user_id, target.id).await
+    } else {
+        state.store.delete_block(session.user_id, target.id).await
+    }
+    .map_err(internal)?;
+    if changed {
+        state.block_changed(session.user_id, &target.user.username, on);
+    }
+    Ok(Reply::Empty {})
 }
 
 /// `set_preferences`: the tags named change, the others keep theirs; every socket of
@@ -619,6 +658,10 @@ async fn reveal(state: &AppState, session: &Session, room_name: &str, seq: i64) 
     let mut messages = state.store.fetch_messages(&room, range).await.map_err(internal)?;
     mark_own_reactions(state, room.id, session.user_id, &mut messages).await?;
     match messages.pop().filter(|message| message.seq == seq) {
+        // Never a blocked author's words, by this path either.
+        Some(message) if state.blocks(session.user_id, &message.author.username) => {
+            Ok(Reply::Sent { message: Message::blocked_stub(seq, &room.name) })
+        }
         Some(message) => Ok(Reply::Sent { message }),
         None => Err(ApiError::new(ErrorCode::NotFound, format!("There is no message {seq} in #{}.", room.name))),
     }
@@ -703,8 +746,7 @@ async fn typing(state: &AppState, session: &Session, name: &str) -> Result<Reply
     // One per user and room per three seconds; the rest is dropped without a word
     // (PROTOCOL.md §7), since a typing indicator is no message.
     if state.typing.check(&(session.user_id, room.id)).is_ok() {
-        let event = Event::Typing { room: room.name.clone(), user: session.user() };
-        state.publish_room(&room.name, &event, Some(session.user_id), None);
+        state.publish_typing(&room.name, &UserRecord { id: session.user_id, user: session.user() });
     }
     Ok(Reply::Empty {})
 }

@@ -597,3 +597,37 @@ async fn content_warnings_are_shaped_on_every_node_by_preferences_set_on_any() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_made_on_one_node_holds_on_the_other() {
+    let Some(cluster) = Cluster::start(2).await else { return };
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let _owner = a.room_owner("host", "circle").await;
+    let mut troll = a.member("troll").await;
+    troll.ok(json!({"type": "join", "room": "circle"})).await;
+    let mut ben_a = a.member("ben").await;
+    ben_a.ok(json!({"type": "join", "room": "circle"})).await;
+    let token = b.login("ben").await;
+    let mut ben_b = b.client(&token).await;
+    ben_a.ok(json!({"type": "block", "user": "troll"})).await;
+    // Node B follows as soon as the block reaches it; until then the words may still come.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let seq = troll.ok(json!({"type": "send", "room": "circle", "body": "words"})).await["message"]["seq"].clone();
+        let heard = loop {
+            let event = ben_b.event_of("message").await;
+            if event["message"]["seq"] == seq {
+                break event;
+            }
+        };
+        if heard["message"]["blocked"] == true {
+            assert_eq!(heard["message"].get("body"), None, "{heard}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "node B never applied the block");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Read through node B: stubs, whoever serves it.
+    let history = ben_b.ok(json!({"type": "history", "room": "circle"})).await;
+    assert!(history["messages"].as_array().unwrap().iter().all(|m| m["blocked"] == true), "{history}");
+}

@@ -10,6 +10,7 @@ mod crash;
 mod delivery;
 mod moderation;
 mod operations;
+mod rights;
 mod rooms;
 mod storage;
 mod support;

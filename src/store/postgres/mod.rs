@@ -545,6 +545,50 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn insert_block(&self, blocker: UserId, blocked: UserId) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "INSERT INTO blocks (blocker_id, blocked_id, since) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(blocker.0)
+        .bind(blocked.0)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_block(&self, blocker: UserId, blocked: UserId) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query("DELETE FROM blocks WHERE blocker_id = $1 AND blocked_id = $2")
+            .bind(blocker.0)
+            .bind(blocked.0)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn fetch_blocks(&self, blocker: UserId) -> Result<Vec<UserRecord>, StoreError> {
+        let found = sqlx::query(
+            "SELECT u.id, u.username, u.display_name, u.role FROM blocks b JOIN users u ON u.id = b.blocked_id \
+             WHERE b.blocker_id = $1 ORDER BY u.username",
+        )
+        .bind(blocker.0)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(found.iter().map(rows::user).collect::<Result<_, _>>()?)
+    }
+
+    async fn fetch_all_blocks(&self) -> Result<Vec<(UserId, String)>, StoreError> {
+        let found: Vec<(i64, String)> =
+            sqlx::query_as("SELECT b.blocker_id, u.username FROM blocks b JOIN users u ON u.id = b.blocked_id")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(found.into_iter().map(|(blocker, username)| (UserId(blocker), username)).collect())
+    }
+
     async fn fetch_preferences(&self, user: UserId) -> Result<CwPreferences, StoreError> {
         let bits: Option<i64> = sqlx::query_scalar("SELECT cw_prefs FROM users WHERE id = $1")
             .bind(user.0)

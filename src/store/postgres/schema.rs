@@ -179,6 +179,15 @@ ALTER TABLE messages ADD COLUMN cw BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE messages ADD COLUMN cw_note TEXT;
 ALTER TABLE users ADD COLUMN cw_prefs BIGINT NOT NULL DEFAULT 0;
 "#,
+    // Blocks: a member keeps another's messages and typing away from them.
+    r#"
+CREATE TABLE blocks (
+    blocker_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    blocked_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    since      BIGINT NOT NULL,
+    PRIMARY KEY (blocker_id, blocked_id)
+);
+"#,
 ];
 
 /// Any fixed key: every node that starts at once migrates in turn under it.

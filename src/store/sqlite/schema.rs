@@ -232,6 +232,15 @@ ALTER TABLE messages ADD COLUMN cw INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE messages ADD COLUMN cw_note TEXT;
 ALTER TABLE users ADD COLUMN cw_prefs INTEGER NOT NULL DEFAULT 0;
 "#,
+    // Blocks: a member keeps another's messages and typing away from them.
+    r#"
+CREATE TABLE blocks (
+    blocker_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    blocked_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    since      INTEGER NOT NULL,
+    PRIMARY KEY (blocker_id, blocked_id)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// Brings the schema up to date, each migration in its own write transaction.

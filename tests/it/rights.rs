@@ -1,0 +1,103 @@
+//! Member rights and privacy (PROTOCOL §9): blocking, over real sockets.
+
+use crate::support::*;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// The stub a blocker gets in place of message `seq` of `room`.
+fn stub(seq: &Value, room: &str) -> Value {
+    json!({"seq": seq, "room": room, "hidden": true, "blocked": true})
+}
+
+#[tokio::test]
+async fn a_blocker_never_receives_a_blocked_authors_words_by_any_path_and_others_do() {
+    let server = TestServer::start().await;
+    let mut owner = server.room_owner("host", "circle").await;
+    let mut ben = server.member_of("ben", "circle").await;
+    let mut mia = server.member_of("mia", "circle").await;
+    let mut troll = server.member_of("troll", "circle").await;
+    let early =
+        troll.ok(json!({"type": "send", "room": "circle", "body": "early words"})).await["message"]["seq"].clone();
+    ben.ok(json!({"type": "block", "user": "Troll"})).await;
+    let blocks = ben.ok(json!({"type": "blocks"})).await;
+    assert_eq!(blocks["users"][0]["username"], "troll", "{blocks}");
+    // Live.
+    let later =
+        troll.ok(json!({"type": "send", "room": "circle", "body": "later words @ben"})).await["message"]["seq"].clone();
+    assert_eq!(mia.event_of("message").await["message"]["body"], "early words");
+    assert_eq!(mia.event_of("message").await["message"]["body"], "later words @ben");
+    assert_eq!(ben.event_of("message").await["message"]["body"], "early words", "sent before the block");
+    assert_eq!(ben.event().await["message"], stub(&later, "circle"));
+    // Named in it, but no `mention` follows: the next thing Ben hears is the host.
+    owner.ok(json!({"type": "send", "room": "circle", "body": "marker"})).await;
+    assert_eq!(ben.event().await["message"]["body"], "marker");
+    // History, join (again) and reveal: stubs in place, the seqs kept.
+    for request in [json!({"type": "history", "room": "circle"}), json!({"type": "join", "room": "circle"})] {
+        let reply = ben.ok(request).await;
+        assert_eq!(reply["messages"][0], stub(&early, "circle"), "{reply}");
+        assert_eq!(reply["messages"][1], stub(&later, "circle"), "{reply}");
+        assert_eq!(reply["messages"][2]["body"], "marker", "{reply}");
+    }
+    let revealed = ben.ok(json!({"type": "reveal", "room": "circle", "seq": later})).await;
+    assert_eq!(revealed["message"], stub(&later, "circle"));
+    // Search finds nothing of theirs for the blocker, and finds it for others.
+    let found = ben.ok(json!({"type": "search", "query": "words"})).await;
+    assert_eq!(found["messages"], json!([]), "{found}");
+    let found = mia.ok(json!({"type": "search", "query": "words"})).await;
+    assert_eq!(found["messages"].as_array().unwrap().len(), 2, "{found}");
+    // An edit, typing and a mention do not reach the blocker either.
+    troll.ok(json!({"type": "edit", "room": "circle", "seq": later, "body": "edited words"})).await;
+    assert_eq!(mia.event_of("message_updated").await["message"]["body"], "edited words");
+    assert_eq!(ben.event_of("message_updated").await["message"], stub(&later, "circle"));
+    troll.ok(json!({"type": "typing", "room": "circle"})).await;
+    assert_eq!(mia.event_of("typing").await["user"]["username"], "troll");
+    owner.ok(json!({"type": "send", "room": "circle", "body": "from the host"})).await;
+    let next = ben.event().await;
+    assert_eq!(
+        (&next["type"], &next["message"]["body"]),
+        (&json!("message"), &json!("from the host")),
+        "no typing: {next}"
+    );
+    // The blocked member is told nothing: after their own messages, the host's, and quiet.
+    while troll.event_of("message").await["message"]["body"] != "from the host" {}
+    troll.assert_quiet(Duration::from_millis(200)).await;
+    // Unblocked: their words come again.
+    ben.ok(json!({"type": "unblock", "user": "troll"})).await;
+    assert_eq!(ben.ok(json!({"type": "blocks"})).await["users"], json!([]));
+    troll.ok(json!({"type": "send", "room": "circle", "body": "once more"})).await;
+    assert_eq!(ben.event_of("message").await["message"]["body"], "once more");
+    let history = ben.ok(json!({"type": "history", "room": "circle"})).await;
+    assert_eq!(history["messages"][1]["body"], "edited words");
+}
+
+#[tokio::test]
+async fn blocking_never_hides_a_moderators_actions_and_is_refused_for_oneself_or_nobody() {
+    let server = TestServer::start().await;
+    let mut owner = server.room_owner("host", "circle").await;
+    let mut ben = server.member_of("ben", "circle").await;
+    ben.ok(json!({"type": "block", "user": "host"})).await;
+    ben.ok(json!({"type": "block", "user": "host"})).await; // twice is once
+    assert_eq!(ben.ok(json!({"type": "blocks"})).await["users"].as_array().unwrap().len(), 1);
+    owner.ok(json!({"type": "mute", "room": "circle", "user": "ben", "duration_s": 60, "reason": "a pause"})).await;
+    let muted = ben.event_of("muted").await;
+    assert_eq!((&muted["user"]["username"], &muted["reason"]), (&json!("ben"), &json!("a pause")));
+    ben.refused(json!({"type": "block", "user": "ben"}), "invalid").await;
+    ben.refused(json!({"type": "block", "user": "nobody-here"}), "not_found").await;
+    ben.refused(json!({"type": "block"}), "bad_request").await;
+}
+
+#[tokio::test]
+async fn a_block_outlives_a_restart_of_the_server() {
+    let server = TestServer::start_sqlite_with(|_| {}).await;
+    let _owner = server.room_owner("host", "circle").await;
+    let mut ben = server.member_of("ben", "circle").await;
+    let _troll = server.member_of("troll", "circle").await;
+    ben.ok(json!({"type": "block", "user": "troll"})).await;
+    let server = server.restart().await;
+    let token = server.login("troll").await;
+    let mut troll = server.client(&token).await;
+    let token = server.login("ben").await;
+    let mut ben = server.client(&token).await;
+    let seq = troll.ok(json!({"type": "send", "room": "circle", "body": "after the restart"})).await["message"]["seq"].clone();
+    assert_eq!(ben.event_of("message").await["message"], stub(&seq, "circle"));
+}

@@ -9,7 +9,8 @@
 // outlives its deletion for the moderators; a member who may be in crisis is offered
 // support privately while the moderator is told and acknowledges; a member asks a
 // moderator to look in; a hosted room waits for its host; a message with a content
-// warning is folded away or hidden as the reader chose; support is there on the login page without an account; the
+// warning is folded away or hidden as the reader chose; a member blocks someone and
+// sees only a note in place of their messages; support is there on the login page without an account; the
 // server restarts and the page catches up
 // with nothing lost or doubled; quick exit leaves no trace. Screenshots go to
 // target/e2e/.
@@ -805,6 +806,34 @@ describe('the web client', () => {
     await member.selectOption('#pref-self_harm', 'collapse');
     await member.click('#preferences-form button[type=submit]');
     await member.click('#cw-preferences summary');
+  });
+
+  it('lets a member block someone: their messages become a quiet note, and come back on unblocking', STEP, async () => {
+    server.createUser('pest', 'pest password', 'member', 'Pest');
+    const pest = await socketClient(server, await server.token('pest', 'pest password'));
+    await pest.request('join', { room: 'wmhd-2026' });
+    await pest.request('send', { room: 'wmhd-2026', body: 'You will never get better' });
+    const message = member.locator('#messages .message', { hasText: 'You will never get better' });
+    await message.waitFor();
+    await act(member, message, 'Block Pest');
+    await member.waitForFunction(() => document.querySelector('#notice').textContent.includes('You blocked @pest'));
+    await member.waitForSelector('#messages .hidden-message:has-text("A message from someone you blocked.")');
+    await pest.request('send', { room: 'wmhd-2026', body: 'Nobody wants you here' });
+    await organiser.waitForSelector('#messages .body:text-is("Nobody wants you here")');
+    await member.waitForFunction(() => document.querySelectorAll('#messages .hidden-message').length >= 2);
+    const page = await member.content();
+    assert.ok(!page.includes('never get better') && !page.includes('Nobody wants you'), 'none of their words are in her page');
+    // Listed where she keeps her choices, with a way back.
+    if (!(await member.evaluate(() => document.querySelector('#cw-preferences').open))) await member.click('#cw-preferences summary');
+    await member.waitForSelector('#blocks-list li:has-text("@pest")');
+    await member.locator('#blocks-list').scrollIntoViewIfNeeded();
+    await member.screenshot({ path: join(SCREENSHOTS, 'blocked.png') });
+    assert.deepEqual(await accessibilityViolations(member), [], 'WCAG 2.2 AA: blocking');
+    await member.click('#blocks-list li:has-text("@pest") button');
+    await member.waitForSelector('#messages .body:text-is("Nobody wants you here")');
+    assert.equal(await member.isVisible('#blocks-none'), true);
+    await member.click('#cw-preferences summary');
+    pest.close();
   });
 
   it('reconnects after a server restart and catches up without holes or duplicates', STEP, async () => {

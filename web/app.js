@@ -7,7 +7,17 @@
 
 import { Connection, login, logout, logoutOnLeaving, me, register } from './api.js';
 import { careAlertArrived, installCare, openSupport } from './care.js';
-import { clearComposerWarning, composerWarning, hiddenElement, installWarnings, lineOf, openSetCw, warnedBody } from './warnings.js';
+import {
+  blockAction,
+  clearComposerWarning,
+  composerWarning,
+  hiddenElement,
+  installWarnings,
+  lineOf,
+  loadBlocks,
+  openSetCw,
+  warnedBody,
+} from './warnings.js';
 import { $, fill, h } from './dom.js';
 import { installModeration, memberActions, moderatorActions, refreshSanctions, reportArrived } from './moderation.js';
 import { installMenu, menuOpen, openMenu, quiet, roving, settle } from './menu.js';
@@ -52,7 +62,7 @@ const view = (room) => state.views.ensure(room);
 
 installModeration(state, { canModerate, memberOf, deleteMessage, jumpTo });
 installCare(state, { jumpTo });
-installWarnings(state, { addMessage: (message) => addMessage(message, { live: false }) });
+installWarnings(state, { addMessage: (message) => addMessage(message, { live: false }), refreshRoom });
 installMenu();
 roving($('#messages'), '.message', '.actions-button');
 
@@ -195,6 +205,7 @@ async function onAuthenticated(reply) {
   fill($('#whoami'), `Signed in as ${reply.user.display_name}`);
   $('#whoami').hidden = false;
   showAccountTools(reply.may_create);
+  await loadBlocks();
   await refreshRooms();
   for (const room of state.joined) {
     if (state.views.has(room)) await catchUp(room);
@@ -203,6 +214,16 @@ async function onAuthenticated(reply) {
   const reopen = state.current || sessionStorage.getItem(ROOM_KEY);
   if (reopen && state.joined.has(reopen)) await openRoom(reopen);
   await flushOutbox();
+}
+
+/** Reads a room's latest messages again and puts them in place (after an unblock). */
+async function refreshRoom(room) {
+  try {
+    const reply = await state.connection.request('history', { room });
+    for (const message of reply.messages) addMessage(message, { live: false });
+  } catch (error) {
+    failed(error);
+  }
 }
 
 async function refreshRooms() {
@@ -877,6 +898,7 @@ function messageActions(room, message) {
   if (!mine) items.push({ label: 'Report', run: () => openReport(room, message) });
   if (!mine) items.push({ label: 'Refer to a moderator', run: () => openRefer(room, message) });
   items.push({ label: `View ${message.author.display_name}’s profile`, run: () => openProfile(room, message.author) });
+  items.push(...blockAction(message.author));
   const reacted = roomView.reacted;
   for (const emoji of state.reactions) {
     const done = reacted.has(`${message.seq} ${emoji}`);
@@ -903,7 +925,7 @@ function openProfile(room, user) {
   };
   const actions = [
     h('button', { type: 'button', class: 'small', onclick: act(() => mention(member)) }, `Mention @${member.username}`),
-    ...memberActions(roomView, member).map((item) =>
+    ...[...blockAction(member), ...memberActions(roomView, member)].map((item) =>
       h('button', { type: 'button', class: item.danger ? 'small danger' : 'small', onclick: act(item.run) }, item.label),
     ),
   ];

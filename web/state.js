@@ -133,6 +133,11 @@ export class RoomViews {
     return this.views.has(room);
   }
 
+  /** Every room's view. */
+  values() {
+    return this.views.values();
+  }
+
   delete(room) {
     this.views.delete(room);
   }
@@ -173,6 +178,7 @@ export function unsentFor(unsent, room, body, newId) {
 function seenOtherwise(message, known) {
   const warning = (m) => [(m.cw || []).join(), m.cw_note || ''].join('|');
   const heldBack = (m) => Boolean(m.hidden || m.collapsed);
+  if (Boolean(message.blocked) !== Boolean(known.blocked)) return true;
   if (warning(message) !== warning(known)) return true;
   if (heldBack(message) && !heldBack(known)) return false;
   return message.hidden !== known.hidden || message.collapsed !== known.collapsed;

@@ -1,8 +1,9 @@
-// Content warnings in the page: the composer's warning picker, messages the server
-// sent collapsed or hidden (by the reader's own choice) with a way to show them, the
-// reader's choices, and a moderator's "set a warning" on someone else's message.
-// The server shapes every message before it leaves; this page never has the words of
-// a message it shows collapsed or hidden until the reader asks for them (`reveal`).
+// What reaches the reader: content warnings (the composer's picker, messages the server
+// sent collapsed or hidden by the reader's own choice with a way to show them, the
+// reader's choices, a moderator's "set a warning") and blocking (someone's messages
+// become a quiet stub, their typing stops). The server shapes every message before it
+// leaves; this page never has the words of a message it shows collapsed, hidden or
+// blocked until the reader asks for them (`reveal`, `unblock`).
 
 import { $, fill, h } from './dom.js';
 import { failed, notify } from './ui.js';
@@ -29,7 +30,10 @@ const SHAPES = [
 let state;
 let page;
 
-/** Wires the picker, the preferences panel and the moderators' dialog; `hooks` are the page's `addMessage(message)`. */
+/**
+ * Wires the picker, the preferences panel and the moderators' dialog; `hooks` are the
+ * page's `addMessage(message)` and `refreshRoom(room)` (reads its latest messages again).
+ */
 export function installWarnings(appState, hooks) {
   state = appState;
   page = hooks;
@@ -101,12 +105,20 @@ function renderPickerSummary() {
 /** What a message says, in a line (announcements, quotes), without words held back. */
 export function lineOf(message) {
   if (message.deleted) return 'deleted message';
+  if (message.blocked) return 'a message from someone you blocked';
   if (message.hidden || message.collapsed) return `a message with a content warning (${tagWords(message.cw)})`;
   return message.body || '';
 }
 
 /** The element of a message the reader chose to hide: where it was, and a way to see it. */
 export function hiddenElement(room, message) {
+  if (message.blocked) {
+    return h(
+      'li',
+      { class: 'message hidden-message', dataset: { seq: message.seq } },
+      h('p', { class: 'cw-stub' }, 'A message from someone you blocked.'),
+    );
+  }
   return h(
     'li',
     { class: 'message hidden-message', dataset: { seq: message.seq } },
@@ -201,4 +213,75 @@ export function openSetCw(room, message) {
     }
   };
   dialog.showModal();
+}
+
+// ---------------------------------------------------------------------------------
+// Blocking
+// ---------------------------------------------------------------------------------
+
+/** Usernames this member blocks, as the server last said. */
+const blocked = new Set();
+
+/** Reads the member's blocks (after each authentication). */
+export async function loadBlocks() {
+  try {
+    const reply = await state.connection.request('blocks');
+    blocked.clear();
+    for (const user of reply.users) blocked.add(user.username);
+    renderBlocks(reply.users);
+  } catch (error) {
+    failed(error);
+  }
+}
+
+/** The menu item to block or unblock `user` (none for oneself). */
+export function blockAction(user) {
+  if (!state.me || user.username === state.me.username) return [];
+  const name = user.display_name || user.username;
+  return blocked.has(user.username)
+    ? [{ label: `Unblock ${name}`, run: () => setBlock(user, false) }]
+    : [{ label: `Block ${name}`, run: () => setBlock(user, true) }];
+}
+
+async function setBlock(user, on) {
+  try {
+    await state.connection.request(on ? 'block' : 'unblock', { user: user.username });
+  } catch (error) {
+    failed(error);
+    return;
+  }
+  if (on) {
+    blocked.add(user.username);
+    // What the page holds of theirs goes at once; the server sends only stubs from now on.
+    for (const roomView of state.views.values()) {
+      for (const message of [...roomView.timeline.inOrder()]) {
+        if (message.author?.username === user.username) {
+          page.addMessage({ seq: message.seq, room: message.room, hidden: true, blocked: true });
+        }
+      }
+    }
+    notify(`You blocked @${user.username}. Their messages show as a short note, and they are not told.`);
+  } else {
+    blocked.delete(user.username);
+    if (state.current) await page.refreshRoom(state.current);
+    notify(`You unblocked @${user.username}.`);
+  }
+  await loadBlocks();
+}
+
+/** The list of people blocked, each with "Unblock", in the "what reaches me" panel. */
+function renderBlocks(users) {
+  const list = $('#blocks-list');
+  $('#blocks-none').hidden = users.length > 0;
+  fill(
+    list,
+    users.map((user) =>
+      h(
+        'li',
+        {},
+        h('span', {}, `${user.display_name} `, h('span', { class: 'handle' }, `@${user.username}`)),
+        h('button', { type: 'button', class: 'small', onclick: () => setBlock(user, false) }, 'Unblock'),
+      ),
+    ),
+  );
 }

@@ -98,6 +98,7 @@ async fn a_block_outlives_a_restart_of_the_server() {
     let mut troll = server.client(&token).await;
     let token = server.login("ben").await;
     let mut ben = server.client(&token).await;
-    let seq = troll.ok(json!({"type": "send", "room": "circle", "body": "after the restart"})).await["message"]["seq"].clone();
+    let seq = troll.ok(json!({"type": "send", "room": "circle", "body": "after the restart"})).await["message"]["seq"]
+        .clone();
     assert_eq!(ben.event_of("message").await["message"], stub(&seq, "circle"));
 }

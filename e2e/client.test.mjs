@@ -836,6 +836,18 @@ describe('the web client', () => {
     pest.close();
   });
 
+  it('downloads her data as a JSON file with her own messages', STEP, async () => {
+    await member.click('#my-data summary');
+    const [download] = await Promise.all([member.waitForEvent('download'), member.click('#export-data')]);
+    assert.equal(download.suggestedFilename(), 'alongside-bea.json');
+    const { readFile } = await import('node:fs/promises');
+    const data = JSON.parse(await readFile(await download.path(), 'utf8'));
+    assert.equal(data.user.username, 'bea');
+    assert.ok(data.messages.length > 0 && data.messages.every((m) => m.author.username === 'bea'), 'only her own words');
+    assert.ok(data.messages.some((m) => m.body === 'Glad you are here tonight'));
+    await member.click('#my-data summary');
+  });
+
   it('reconnects after a server restart and catches up without holes or duplicates', STEP, async () => {
     const before = await bodies(member);
     await server.stop();

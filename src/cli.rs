@@ -222,6 +222,29 @@ async fn user(action: UserCommand) -> Result<(), String> {
                 Err(err) => Err(err.to_string()),
             }
         }
+        UserCommand::Export { username, database } => {
+            use futures_util::StreamExt;
+            use std::io::Write;
+            let username = username.to_lowercase();
+            let store = open_store(&database).await?;
+            let outcome = async {
+                let record = store.fetch_user(&username).await?.ok_or(StoreError::NotFound)?;
+                let parts = crate::export::export(store.clone(), record).await?;
+                futures_util::pin_mut!(parts);
+                let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                while let Some(part) = parts.next().await {
+                    out.write_all(&part?).map_err(|err| StoreError::from(sqlx::Error::Io(err)))?;
+                }
+                out.write_all(b"\n").and_then(|()| out.flush()).map_err(|err| StoreError::from(sqlx::Error::Io(err)))
+            }
+            .await;
+            store.close().await;
+            match outcome {
+                Ok(()) => Ok(()),
+                Err(StoreError::NotFound) => Err(format!("there is no user `{username}`")),
+                Err(err) => Err(err.to_string()),
+            }
+        }
     }
 }
 
@@ -295,6 +318,15 @@ pub enum UserCommand {
     /// Log an account out everywhere: revoke every token; a running server closes its
     /// open connections within seconds.
     RevokeTokens {
+        /// Username.
+        username: String,
+        /// Database URL.
+        #[arg(long, env = "ALONGSIDE_DATABASE", default_value = "sqlite://alongside.db")]
+        database: String,
+    },
+    /// Write everything the server holds about an account, as JSON, to standard output
+    /// (what the member gets from "Download my data").
+    Export {
         /// Username.
         username: String,
         /// Database URL.

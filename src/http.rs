@@ -35,6 +35,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/login", post(login))
         .route("/api/v1/logout", post(logout))
         .route("/api/v1/me", get(me))
+        .route("/api/v1/me/export", get(export))
         .route("/api/v1/resources", get(resources))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -242,6 +243,31 @@ async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Respons
     let record = state.token_user(&token_hash(token)).await?.ok_or_else(unauthenticated)?;
     let may_create = record.user.role.may_create(state.config.members_may_create_rooms);
     Ok(json(StatusCode::OK, &MeBody { user: state.me(&record).await?, may_create }))
+}
+
+/// `GET /api/v1/me/export`: everything the server holds about the member, as one JSON
+/// file, streamed (PROTOCOL §9.3).
+async fn export(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, HttpError> {
+    use futures_util::StreamExt;
+    let token = bearer(&headers).ok_or_else(unauthenticated)?;
+    let record = state.token_user(&token_hash(token)).await?.ok_or_else(unauthenticated)?;
+    let filename = format!("attachment; filename=\"alongside-{}.json\"", record.user.username);
+    let parts = crate::export::export(state.store.clone(), record).await.map_err(internal)?;
+    let body = axum::body::Body::from_stream(parts.map(|part| {
+        part.map_err(|err| {
+            // The download ends without its closing bracket: never a silently short file.
+            tracing::error!(error = %err, "an export was cut short by a store failure");
+            std::io::Error::other("the store failed")
+        })
+    }));
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(value) = HeaderValue::from_str(&filename) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
 }
 
 /// `GET /api/v1/resources?region=GB`: support resources, without an account (a person

@@ -38,6 +38,7 @@ pub mod care;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod export;
 pub mod http;
 pub mod hub;
 pub mod limits;

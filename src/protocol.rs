@@ -534,6 +534,67 @@ pub struct Me {
     pub region: Option<String>,
 }
 
+/// The head of a member's export (`GET /api/v1/me/export`): everything but the
+/// messages, which [`export_open`] lets follow a page at a time.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportHead {
+    /// The member, with their own region.
+    pub user: Me,
+    /// The rooms they are a member of.
+    pub rooms: Vec<String>,
+    /// The reports they made, with the messages as reported.
+    pub reports: Vec<Report>,
+    /// What moderators did to them, newest first, without the moderators' names.
+    pub sanctions: Vec<ExportedAction>,
+    /// Their content-warning preferences.
+    pub preferences: Preferences,
+    /// The people they block.
+    pub blocks: Vec<User>,
+}
+
+/// A moderation-log entry about a member, as their export shows it: no moderator named.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExportedAction {
+    /// What was done.
+    pub action: LogAction,
+    /// Where (absent: the whole server).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
+    /// The message concerned, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<i64>,
+    /// The reason given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When it ends, if timed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// When.
+    pub ts: String,
+}
+
+/// The export's opening: the head's fields, then `"messages":[`. Messages follow, each
+/// from [`export_message`], then [`EXPORT_CLOSE`].
+pub fn export_open(head: &ExportHead) -> String {
+    let mut text = serde_json::to_string(head).expect("an export head always serialises");
+    text.pop(); // the closing brace: the object goes on with the messages
+    text.push_str(",\"messages\":[");
+    text
+}
+
+/// One message of an export, with the comma before it unless it is the first.
+pub fn export_message(message: &Message, first: bool) -> String {
+    let json = serde_json::to_string(message).expect("a message always serialises");
+    if first {
+        json
+    } else {
+        format!(",{json}")
+    }
+}
+
+/// The export's end.
+pub const EXPORT_CLOSE: &str = "]}";
+
 /// A ban or mute in force in a room, as its moderators see it (`sanctions`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActiveSanction {

@@ -42,6 +42,24 @@ export function logoutOnLeaving(token) {
 }
 /** `{user, may_create}`: who the token belongs to and what kinds of room they may open. */
 export const me = (token) => call('GET', '/api/v1/me', null, token);
+/** Everything the server holds about the member, as a JSON file (a Blob). */
+export async function exportData(token) {
+  let response;
+  try {
+    response = await fetch('/api/v1/me/export', { headers: { Authorization: `Bearer ${token}` } });
+  } catch {
+    throw new ApiError('offline', 'The server cannot be reached. Please check your connection and try again.');
+  }
+  if (!response.ok) {
+    const data = await response.json().catch(() => ({}));
+    throw new ApiError(data.error?.code || 'internal', data.error?.message || 'Something went wrong. Please try again.');
+  }
+  // Read whole before saving: a download cut short by the server fails here instead of
+  // leaving a broken file.
+  const text = await response.text();
+  JSON.parse(text);
+  return new Blob([text], { type: 'application/json' });
+}
 /** Support lines for a region (then the international ones); no account needed. */
 export const resources = (region) =>
   call('GET', `/api/v1/resources${region ? `?region=${encodeURIComponent(region)}` : ''}`);

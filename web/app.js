@@ -5,7 +5,7 @@
 // seq, so live events, history pages and catch-up after a reconnect merge without
 // duplicates, and a gap in seqs is filled from history, so nothing goes missing.
 
-import { Connection, login, logout, logoutOnLeaving, me, register } from './api.js';
+import { Connection, exportData, login, logout, logoutOnLeaving, me, register } from './api.js';
 import { careAlertArrived, installCare, openSupport } from './care.js';
 import {
   blockAction,
@@ -215,6 +215,25 @@ async function onAuthenticated(reply) {
   if (reopen && state.joined.has(reopen)) await openRoom(reopen);
   await flushOutbox();
 }
+
+$('#export-data').addEventListener('click', async () => {
+  const button = $('#export-data');
+  button.disabled = true;
+  try {
+    const file = await exportData(state.token);
+    const url = URL.createObjectURL(file);
+    const link = h('a', { href: url, download: `alongside-${state.me.username}.json` });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+    notify('Your data is downloading as a JSON file.');
+  } catch (error) {
+    failed(error);
+  } finally {
+    button.disabled = false;
+  }
+});
 
 /** Reads a room's latest messages again and puts them in place (after an unblock). */
 async function refreshRoom(room) {

@@ -353,6 +353,22 @@ pub trait Store: Send + Sync + 'static {
     /// Every block on the server as (blocker, blocked username), for the hub at start.
     async fn fetch_all_blocks(&self) -> Result<Vec<(UserId, String)>, StoreError>;
 
+    /// Up to `limit` of the messages `author` wrote (deleted ones as deleted), after
+    /// (room id, seq) `after`, in that order: a page of their export.
+    async fn fetch_messages_by(
+        &self,
+        author: UserId,
+        after: (RoomId, i64),
+        limit: u32,
+    ) -> Result<Vec<(RoomId, Message)>, StoreError>;
+
+    /// Every report `reporter` made, oldest first.
+    async fn fetch_reports_by(&self, reporter: UserId) -> Result<Vec<Report>, StoreError>;
+
+    /// Every moderation-log entry that names `username` as its target, newest first,
+    /// with the room's name (`None` for the server).
+    async fn fetch_log_about(&self, username: &str) -> Result<Vec<(Option<String>, ModAction)>, StoreError>;
+
     /// A user's content-warning preferences (every tag `collapse` until they choose).
     async fn fetch_preferences(&self, user: UserId) -> Result<CwPreferences, StoreError>;
 

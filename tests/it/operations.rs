@@ -175,6 +175,18 @@ async fn user_commands_work_beside_a_running_server() {
     let out = alongside(&["user", "create", "ben", "--database", &db], "another password");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("taken"));
+
+    // An operator can hand a member their data: the same document as "Download my data".
+    let out = alongside(&["user", "export", "Ben", "--database", &db], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let export: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!((&export["user"]["username"], &export["user"]["role"]), (&json!("ben"), &json!("moderator")));
+    let rooms: Vec<&str> = export["rooms"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+    assert_eq!(rooms.len(), 2, "{rooms:?}");
+    assert_eq!(export["messages"], json!([]));
+    let out = alongside(&["user", "export", "nobody", "--database", &db], "");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no user"));
 }
 
 #[test]

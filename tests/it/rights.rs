@@ -102,3 +102,64 @@ async fn a_block_outlives_a_restart_of_the_server() {
         .clone();
     assert_eq!(ben.event_of("message").await["message"], stub(&seq, "circle"));
 }
+
+#[tokio::test]
+async fn an_export_holds_exactly_the_members_data_and_no_moderators_name() {
+    let server = TestServer::start().await;
+    let mut owner = server.room_owner("host", "circle").await;
+    owner.ok(json!({"type": "create_room", "name": "garden"})).await;
+    let mut ben = server.member_of("ben", "circle").await;
+    ben.ok(json!({"type": "join", "room": "garden"})).await;
+    let mut mia = server.member_of("mia", "circle").await;
+    // More than one page of messages (a page is 500), in two rooms, among others' words.
+    let mut mine = Vec::new();
+    for n in 0..620 {
+        let room = if n % 3 == 0 { "garden" } else { "circle" };
+        let sent = ben.ok(json!({"type": "send", "room": room, "body": format!("ben {n}")})).await;
+        mine.push((room.to_string(), sent["message"]["seq"].as_i64().unwrap()));
+        if n % 100 == 0 {
+            mia.ok(json!({"type": "send", "room": "circle", "body": format!("mia {n}")})).await;
+        }
+    }
+    let warned = ben.ok(json!({"type": "send", "room": "circle", "body": "a warned one", "cw": ["grief"]})).await;
+    mine.push(("circle".into(), warned["message"]["seq"].as_i64().unwrap()));
+    let mia_message =
+        mia.ok(json!({"type": "send", "room": "circle", "body": "report me"})).await["message"]["seq"].clone();
+    ben.ok(json!({"type": "report", "room": "circle", "seq": mia_message, "reason": "unkind"})).await;
+    owner.ok(json!({"type": "warn", "room": "circle", "user": "ben", "reason": "please keep it kind"})).await;
+    owner.ok(json!({"type": "mute", "room": "circle", "user": "ben", "duration_s": 60, "reason": "a pause"})).await;
+    ben.ok(json!({"type": "block", "user": "mia"})).await;
+    ben.ok(json!({"type": "set_preferences", "cw": {"grief": "hide"}})).await;
+    ben.ok(json!({"type": "set_profile", "region": "IE"})).await;
+    let token = server.login("ben").await;
+    let (status, body) =
+        http(server.addr, "GET", "/api/v1/me/export", &[("Authorization", &format!("Bearer {token}"))], None).await;
+    assert_eq!(status, 200, "{body}");
+    let export: Value = serde_json::from_str(&body).expect("one JSON document");
+    assert_eq!((&export["user"]["username"], &export["user"]["region"]), (&json!("ben"), &json!("IE")));
+    let mut rooms: Vec<&str> = export["rooms"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+    rooms.sort_unstable();
+    assert_eq!(rooms, ["circle", "garden"]);
+    let messages = export["messages"].as_array().unwrap();
+    assert!(messages.iter().all(|m| m["author"]["username"] == "ben"), "only Ben's own words");
+    let mut got: Vec<(String, i64)> =
+        messages.iter().map(|m| (m["room"].as_str().unwrap().to_string(), m["seq"].as_i64().unwrap())).collect();
+    got.sort();
+    mine.sort();
+    assert_eq!(got, mine, "every message of his, once, and nobody else's");
+    assert!(
+        messages.iter().any(|m| m["body"] == "a warned one" && m["cw"] == json!(["grief"])),
+        "whole, with its warning"
+    );
+    assert_eq!(export["reports"][0]["reason"], "unkind");
+    let actions: Vec<&str> =
+        export["sanctions"].as_array().unwrap().iter().map(|a| a["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["mute", "warn"], "newest first");
+    assert_eq!(export["sanctions"][0]["reason"], "a pause");
+    assert!(!export["sanctions"].to_string().contains("host"), "no moderator named: {}", export["sanctions"]);
+    assert_eq!(export["preferences"]["cw"]["grief"], "hide");
+    assert_eq!(export["blocks"][0]["username"], "mia");
+    // Only with one's own token.
+    let (status, _) = http(server.addr, "GET", "/api/v1/me/export", &[], None).await;
+    assert_eq!(status, 401);
+}

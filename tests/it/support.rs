@@ -308,10 +308,26 @@ pub async fn http(
         stream.read_to_end(&mut response).await.expect("read response");
         let response = String::from_utf8(response).expect("utf-8 response");
         let status: u16 = response.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status line");
-        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-        (status, body)
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        let chunked = head.lines().any(|line| line.eq_ignore_ascii_case("transfer-encoding: chunked"));
+        (status, if chunked { dechunk(body) } else { body.to_string() })
     };
     tokio::time::timeout(WAIT, exchange).await.expect("HTTP request timed out")
+}
+
+/// A chunked body (a streamed answer) put back together; panics on a malformed or
+/// unfinished one, so a stream cut short fails the test.
+fn dechunk(mut body: &str) -> String {
+    let mut whole = String::new();
+    loop {
+        let (size, rest) = body.split_once("\r\n").expect("a chunk size line");
+        let size = usize::from_str_radix(size.trim(), 16).expect("a hexadecimal chunk size");
+        if size == 0 {
+            return whole;
+        }
+        whole.push_str(&rest[..size]);
+        body = rest[size..].strip_prefix("\r\n").expect("CRLF after a chunk");
+    }
 }
 
 /// Asserts an HTTP answer is the error `status` with `code`.

@@ -589,6 +589,64 @@ impl Store for PostgresStore {
         Ok(found.into_iter().map(|(blocker, username)| (UserId(blocker), username)).collect())
     }
 
+    async fn fetch_messages_by(
+        &self,
+        author: UserId,
+        after: (RoomId, i64),
+        limit: u32,
+    ) -> Result<Vec<(RoomId, Message)>, StoreError> {
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS}, m.room_id, r.name AS room_name FROM messages m \
+             JOIN users u ON u.id = m.author_id JOIN rooms r ON r.id = m.room_id \
+             WHERE m.author_id = $1 AND (m.room_id > $2 OR (m.room_id = $3 AND m.seq > $4)) \
+             ORDER BY m.room_id, m.seq LIMIT $5"
+        );
+        let found = sqlx::query(&sql)
+            .bind(author.0)
+            .bind(after.0 .0)
+            .bind(after.0 .0)
+            .bind(after.1)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut page = Vec::with_capacity(found.len());
+        for row in &found {
+            let room: String = row.try_get("room_name")?;
+            page.push((RoomId(row.try_get("room_id")?), rows::message(&room, row)?));
+        }
+        Ok(page)
+    }
+
+    async fn fetch_reports_by(&self, reporter: UserId) -> Result<Vec<Report>, StoreError> {
+        let sql = format!(
+            "SELECT rm.name AS room_name, {REPORT_COLUMNS} JOIN rooms rm ON rm.id = r.room_id \
+             WHERE r.reporter_id = $1 ORDER BY r.id"
+        );
+        let found = sqlx::query(&sql).bind(reporter.0).fetch_all(&self.pool).await?;
+        let mut reports = Vec::with_capacity(found.len());
+        for row in &found {
+            let room: String = row.try_get("room_name")?;
+            reports.push(rows::report(&room, row)?);
+        }
+        Ok(reports)
+    }
+
+    async fn fetch_log_about(&self, username: &str) -> Result<Vec<(Option<String>, ModAction)>, StoreError> {
+        let found = sqlx::query(
+            "SELECT l.action, u.username AS actor, l.target, l.seq, l.reason, l.until, l.ts, rm.name AS room_name \
+             FROM mod_log l JOIN users u ON u.id = l.actor_id LEFT JOIN rooms rm ON rm.id = l.room_id \
+             WHERE l.target = $1 ORDER BY l.id DESC",
+        )
+        .bind(username)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut entries = Vec::with_capacity(found.len());
+        for row in &found {
+            entries.push((row.try_get("room_name")?, rows::mod_action(row)?));
+        }
+        Ok(entries)
+    }
+
     async fn fetch_preferences(&self, user: UserId) -> Result<CwPreferences, StoreError> {
         let bits: Option<i64> = sqlx::query_scalar("SELECT cw_prefs FROM users WHERE id = $1")
             .bind(user.0)

@@ -188,6 +188,10 @@ CREATE TABLE blocks (
     PRIMARY KEY (blocker_id, blocked_id)
 );
 "#,
+    // A member's own messages, in order, for their export.
+    r#"
+CREATE INDEX messages_author ON messages(author_id, room_id, seq);
+"#,
 ];
 
 /// Any fixed key: every node that starts at once migrates in turn under it.

@@ -241,6 +241,10 @@ CREATE TABLE blocks (
     PRIMARY KEY (blocker_id, blocked_id)
 ) WITHOUT ROWID;
 "#,
+    // A member's own messages, in order, for their export.
+    r#"
+CREATE INDEX messages_author ON messages(author_id, room_id, seq);
+"#,
 ];
 
 /// Brings the schema up to date, each migration in its own write transaction.

@@ -1,0 +1,71 @@
+//! A member's data, whole (PROTOCOL §9.3): for `GET /api/v1/me/export` and
+//! `alongside user export NAME`. The head (profile, rooms, reports, what moderators did,
+//! preferences, blocks) is read at once; the messages follow a page at a time, so an
+//! account with a hundred thousand messages never sits in memory whole.
+
+use crate::protocol::{export_message, export_open, ExportHead, ExportedAction, Me, EXPORT_CLOSE};
+use crate::store::{RoomId, Store, StoreError, UserRecord};
+use axum::body::Bytes;
+use futures_util::Stream;
+use std::sync::Arc;
+
+/// Messages per read.
+const PAGE: u32 = 500;
+
+/// The export of `record` as a stream of JSON text: the whole is one document. A store
+/// failure part-way ends the stream with the error (the download is then incomplete,
+/// never silently short: the closing bracket is missing).
+pub async fn export(
+    store: Arc<dyn Store>,
+    record: UserRecord,
+) -> Result<impl Stream<Item = Result<Bytes, StoreError>> + Send + 'static, StoreError> {
+    let head = ExportHead {
+        user: Me { user: record.user.clone(), region: store.fetch_user_region(record.id).await? },
+        rooms: store.fetch_user_rooms(record.id).await?,
+        reports: store.fetch_reports_by(record.id).await?,
+        sanctions: store
+            .fetch_log_about(&record.user.username)
+            .await?
+            .into_iter()
+            .map(|(room, entry)| ExportedAction {
+                action: entry.action,
+                room,
+                seq: entry.seq,
+                reason: entry.reason,
+                until: entry.until,
+                ts: entry.ts,
+            })
+            .collect(),
+        preferences: store.fetch_preferences(record.id).await?.to_wire(),
+        blocks: store.fetch_blocks(record.id).await?.into_iter().map(|blocked| blocked.user).collect(),
+    };
+    let opening = Bytes::from(export_open(&head));
+    /// Where the stream is: the next page starts after `after`.
+    enum Next {
+        Open,
+        Page { after: (RoomId, i64), first: bool },
+        Done,
+    }
+    let user = record.id;
+    Ok(futures_util::stream::unfold(Next::Open, move |next| {
+        let (store, opening) = (store.clone(), opening.clone());
+        async move {
+            match next {
+                Next::Open => Some((Ok(opening), Next::Page { after: (RoomId(0), 0), first: true })),
+                Next::Page { after, first } => match store.fetch_messages_by(user, after, PAGE).await {
+                    Ok(page) if page.is_empty() => Some((Ok(Bytes::from_static(EXPORT_CLOSE.as_bytes())), Next::Done)),
+                    Ok(page) => {
+                        let last = page.last().map(|(room, message)| (*room, message.seq)).expect("not empty");
+                        let mut text = String::new();
+                        for (at, (_, message)) in page.iter().enumerate() {
+                            text.push_str(&export_message(message, first && at == 0));
+                        }
+                        Some((Ok(Bytes::from(text)), Next::Page { after: last, first: false }))
+                    }
+                    Err(err) => Some((Err(err), Next::Done)),
+                },
+                Next::Done => None,
+            }
+        }
+    }))
+}

@@ -960,6 +960,32 @@ describe('the web client', () => {
     assert.equal(me.status, 401, 'the server no longer accepts the token');
   });
 
+  it('deletes an account when asked with the password, and logs it out', STEP, async () => {
+    const leaving = await newPage(browser, errors);
+    await leaving.goto(server.url);
+    await leaving.fill('#register-username', 'leaving');
+    await leaving.fill('#register-password', 'a leaving password');
+    await leaving.click('#register-form button[type=submit]');
+    await leaving.waitForSelector('#connection[data-state=connected]');
+    const token = await leaving.evaluate(() => sessionStorage.getItem('alongside.token'));
+    await leaving.click('#my-data summary');
+    await leaving.click('#delete-account');
+    assert.match(await leaving.textContent('#delete-warning'), /cannot be undone/);
+    await leaving.fill('#delete-password', 'not my password');
+    await leaving.click('#delete-form button[value=confirm]');
+    await leaving.waitForSelector('#delete-error:not([hidden])');
+    assert.match(await leaving.textContent('#delete-error'), /password is not right/);
+    assert.deepEqual(await accessibilityViolations(leaving), [], 'WCAG 2.2 AA: delete account');
+    await leaving.fill('#delete-password', 'a leaving password');
+    await leaving.click('#delete-form button[value=confirm]');
+    await leaving.waitForSelector('#auth-view:not([hidden])');
+    assert.match(await leaving.textContent('#notice'), /Your account has been deleted/);
+    assert.equal(await leaving.evaluate(() => sessionStorage.length), 0);
+    const me = await fetch(`${server.url}/api/v1/me`, { headers: { Authorization: `Bearer ${token}` } });
+    assert.equal(me.status, 401, 'the token is gone');
+    await leaving.close();
+  });
+
   it('offers support on the login page, without an account', STEP, async () => {
     const visitor = await newPage(browser, errors, { locale: 'en-IE' });
     await visitor.goto(server.url);

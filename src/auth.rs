@@ -159,6 +159,15 @@ pub fn normalise_username(raw: &str) -> Result<String, &'static str> {
     }
 }
 
+/// Refuses the usernames kept for erased accounts (`deleted-<n>`), so nobody can pass
+/// as one or take the name an erasure will give.
+pub fn check_not_reserved(name: &str) -> Result<(), &'static str> {
+    if name.starts_with(crate::store::ERASED_PREFIX) {
+        return Err("Usernames starting with “deleted-” are kept for erased accounts; please choose another.");
+    }
+    Ok(())
+}
+
 /// Checks a display name: 1–64 characters, no control characters, not blank.
 pub fn check_display_name(name: &str) -> Result<(), &'static str> {
     let n = name.chars().count();

@@ -154,6 +154,7 @@ async fn user(action: UserCommand) -> Result<(), String> {
     match action {
         UserCommand::Create { username, role, display_name, database } => {
             let username = normalise_username(&username).map_err(str::to_string)?;
+            crate::auth::check_not_reserved(&username).map_err(str::to_string)?;
             let role = parse_role(&role)?;
             let display_name = display_name.unwrap_or_else(|| username.clone());
             check_display_name(&display_name).map_err(str::to_string)?;
@@ -216,6 +217,27 @@ async fn user(action: UserCommand) -> Result<(), String> {
                         "revoked {revoked} token{} of {username}; their open connections close",
                         if revoked == 1 { "" } else { "s" }
                     );
+                    Ok(())
+                }
+                Err(StoreError::NotFound) => Err(format!("there is no user `{username}`")),
+                Err(err) => Err(err.to_string()),
+            }
+        }
+        UserCommand::Delete { username, database } => {
+            let username = username.to_lowercase();
+            let store = open_store(&database).await?;
+            let outcome = async {
+                let record = store.fetch_user(&username).await?.ok_or(StoreError::NotFound)?;
+                let erased = store.erase_user(record.id).await?;
+                // A running server polls for this: it closes the sockets and forgets the blocks.
+                store.insert_change(record.id, Change::Erased).await?;
+                Ok::<_, StoreError>(erased)
+            }
+            .await;
+            store.close().await;
+            match outcome {
+                Ok(erased) => {
+                    println!("erased {} (now {}); it was in {} rooms", erased.old, erased.new, erased.rooms.len());
                     Ok(())
                 }
                 Err(StoreError::NotFound) => Err(format!("there is no user `{username}`")),
@@ -318,6 +340,16 @@ pub enum UserCommand {
     /// Log an account out everywhere: revoke every token; a running server closes its
     /// open connections within seconds.
     RevokeTokens {
+        /// Username.
+        username: String,
+        /// Database URL.
+        #[arg(long, env = "ALONGSIDE_DATABASE", default_value = "sqlite://alongside.db")]
+        database: String,
+    },
+    /// Erase an account: its messages become deleted messages (their seqs stay), its
+    /// data goes, its name becomes `deleted-<n>` where records must stay; a running
+    /// server closes its connections within seconds.
+    Delete {
         /// Username.
         username: String,
         /// Database URL.

@@ -34,7 +34,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/register", post(register))
         .route("/api/v1/login", post(login))
         .route("/api/v1/logout", post(logout))
-        .route("/api/v1/me", get(me))
+        .route("/api/v1/me", get(me).delete(delete_me))
         .route("/api/v1/me/export", get(export))
         .route("/api/v1/resources", get(resources))
         .route("/healthz", get(healthz))
@@ -141,6 +141,7 @@ async fn register(
 ) -> Result<Response, HttpError> {
     let body: RegisterBody = parse_body(&headers, body)?;
     let username = normalise_username(&body.username).map_err(invalid)?;
+    crate::auth::check_not_reserved(&username).map_err(invalid)?;
     check_password(&body.password).map_err(invalid)?;
     check_password_not_common(&body.password).map_err(invalid)?;
     let display_name = body.display_name.unwrap_or_else(|| username.clone());
@@ -206,8 +207,9 @@ async fn login(
         None => None,
     };
     let (record, hash) = match credentials {
-        Some(c) => (Some(c.record), Some(c.password_hash)),
-        None => (None, None),
+        // An erased account has no password: it is nobody's, like an unknown name.
+        Some(c) if !c.password_hash.is_empty() => (Some(c.record), Some(c.password_hash)),
+        _ => (None, None),
     };
     let verified = state.passwords.verify(body.password, hash).await.map_err(hashing_failed)?;
     let Some(record) = record.filter(|_| verified) else {
@@ -243,6 +245,31 @@ async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Respons
     let record = state.token_user(&token_hash(token)).await?.ok_or_else(unauthenticated)?;
     let may_create = record.user.role.may_create(state.config.members_may_create_rooms);
     Ok(json(StatusCode::OK, &MeBody { user: state.me(&record).await?, may_create }))
+}
+
+/// `DELETE /api/v1/me` with `{"password"}`: erases the account (PROTOCOL §9.3). The
+/// password is asked again: a token left on a shared computer must not be enough.
+async fn delete_me(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, HttpError> {
+    let token = bearer(&headers).ok_or_else(unauthenticated)?;
+    let record = state.token_user(&token_hash(token)).await?.ok_or_else(unauthenticated)?;
+    let body: crate::protocol::PasswordBody = parse_body(&headers, body)?;
+    let name = record.user.username.clone();
+    let delay = login_delay(state.config.login_slowdown_ms, account_failures(&state, &name).await);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let hash = state.store.fetch_credentials(&name).await.map_err(internal)?.map(|c| c.password_hash);
+    if !state.passwords.verify(body.password, hash).await.map_err(hashing_failed)? {
+        account_failed(&state, &name).await;
+        let message = "That password is not right; your account is unchanged.";
+        return Err(HttpError(ApiError::new(ErrorCode::Unauthenticated, message)));
+    }
+    state.erase_account(&record).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `GET /api/v1/me/export`: everything the server holds about the member, as one JSON

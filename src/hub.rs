@@ -480,6 +480,14 @@ impl Hub {
         self.shared.room_records.entry(room.name.clone()).or_insert_with(|| Arc::new(room)).clone()
     }
 
+    /// Replaces every block this node knows with `blocks` (after an erasure made
+    /// outside the server).
+    pub fn replace_blocks(&self, blocks: Vec<(UserId, String)>) {
+        self.shared.blocked_by.clear();
+        self.shared.blocking.clear();
+        self.load_blocks(blocks);
+    }
+
     /// Loads every block (at start).
     pub fn load_blocks(&self, blocks: Vec<(UserId, String)>) {
         for (blocker, blocked) in blocks {

@@ -855,6 +855,13 @@ impl std::error::Error for ApiError {}
 // HTTP bodies
 // ----------------------------------------------------------------------------------
 
+/// `DELETE /api/v1/me`: the password, confirmed.
+#[derive(Debug, Deserialize)]
+pub struct PasswordBody {
+    /// The account's password.
+    pub password: String,
+}
+
 /// `POST /api/v1/register`.
 #[derive(Debug, Deserialize)]
 pub struct RegisterBody {

@@ -479,6 +479,27 @@ impl Shared {
         self.bus.publish(BusMessage::UserChanged { record, frame });
     }
 
+    /// Erases `record`'s account (PROTOCOL §9.3): the store forgets them, each room
+    /// they were in hears them leave, every node forgets their blocks, and their
+    /// sockets close with 4001.
+    pub async fn erase_account(&self, record: &UserRecord) -> Result<store::Erased, ApiError> {
+        let erased = self.store.erase_user(record.id).await.map_err(internal)?;
+        tracing::info!(user = record.id.0, "an account was erased at its owner's request");
+        for room in &erased.rooms {
+            let event = Event::MemberLeft { room: room.clone(), user: record.user.clone(), reason: LeftReason::Left };
+            self.publish_room(room, &event, None, Some(Effect::Unsubscribe(record.id)));
+        }
+        for (blocker, blocked) in &erased.blocks {
+            self.block_changed(*blocker, blocked, false);
+        }
+        self.close_sockets(
+            CloseTarget::User(record.id),
+            crate::protocol::close_code::UNAUTHENTICATED,
+            "account deleted",
+        );
+        Ok(erased)
+    }
+
     /// Closes `target`'s sockets on every node with `code`; queued frames go first.
     pub fn close_sockets(&self, target: CloseTarget, code: u16, reason: &'static str) {
         self.bus.publish(BusMessage::Close { target, code, reason });
@@ -506,6 +527,18 @@ impl Shared {
                 code: crate::protocol::close_code::UNAUTHENTICATED,
                 reason: "logged out",
             },
+            store::Change::Erased => {
+                // Its blocks are gone from the store: read them all again.
+                match self.store.fetch_all_blocks().await {
+                    Ok(blocks) => self.hub.replace_blocks(blocks),
+                    Err(err) => tracing::warn!(error = %err, "cannot read the blocks after an erasure"),
+                }
+                BusMessage::Close {
+                    target: CloseTarget::User(user),
+                    code: crate::protocol::close_code::UNAUTHENTICATED,
+                    reason: "account deleted",
+                }
+            }
         };
         self.hub.dispatch(&message);
     }

@@ -42,6 +42,8 @@ export function logoutOnLeaving(token) {
 }
 /** `{user, may_create}`: who the token belongs to and what kinds of room they may open. */
 export const me = (token) => call('GET', '/api/v1/me', null, token);
+/** Erases the account; the password confirms it. */
+export const deleteAccount = (token, password) => call('DELETE', '/api/v1/me', { password }, token);
 /** Everything the server holds about the member, as a JSON file (a Blob). */
 export async function exportData(token) {
   let response;

@@ -5,7 +5,7 @@
 // seq, so live events, history pages and catch-up after a reconnect merge without
 // duplicates, and a gap in seqs is filled from history, so nothing goes missing.
 
-import { Connection, exportData, login, logout, logoutOnLeaving, me, register } from './api.js';
+import { Connection, deleteAccount, exportData, login, logout, logoutOnLeaving, me, register } from './api.js';
 import { careAlertArrived, installCare, openSupport } from './care.js';
 import {
   blockAction,
@@ -232,6 +232,30 @@ $('#export-data').addEventListener('click', async () => {
     failed(error);
   } finally {
     button.disabled = false;
+  }
+});
+
+$('#delete-account').addEventListener('click', () => {
+  const dialog = $('#delete-dialog');
+  $('#delete-password').value = '';
+  $('#delete-error').hidden = true;
+  dialog.showModal();
+});
+
+$('#delete-form').addEventListener('submit', async (event) => {
+  const dialog = $('#delete-dialog');
+  if (event.submitter?.value !== 'confirm') return;
+  // The dialog stays open until the server has answered.
+  event.preventDefault();
+  try {
+    await deleteAccount(state.token, $('#delete-password').value);
+    dialog.close();
+    endSession('Your account has been deleted. Take care.');
+  } catch (error) {
+    const problem = $('#delete-error');
+    // The server says whether the password was wrong or the session is over.
+    problem.textContent = error.code === 'unauthenticated' ? error.message : plainMessage(error.code, error.message);
+    problem.hidden = false;
   }
 });
 

@@ -22,7 +22,7 @@ const VERSION: u8 = 4;
 pub struct WireError(&'static str);
 
 /// The close reasons a `Close` may carry (a close reason is a constant of the server).
-const CLOSE_REASONS: &[&str] = &["logged out", "banned from the server"];
+const CLOSE_REASONS: &[&str] = &["logged out", "banned from the server", "account deleted"];
 
 /// Encodes a message for another node.
 pub fn encode(message: &BusMessage) -> Vec<u8> {

@@ -119,6 +119,22 @@ pub struct NewRoom {
     pub requires_host: bool,
 }
 
+/// What [`Store::erase_user`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Erased {
+    /// The username before.
+    pub old: String,
+    /// `deleted-<id>`.
+    pub new: String,
+    /// The rooms the account was a member of.
+    pub rooms: Vec<String>,
+    /// The blocks that went with it, as (blocker, blocked username), for the hubs.
+    pub blocks: Vec<(UserId, String)>,
+}
+
+/// The prefix of erased accounts' usernames, which nobody may register.
+pub const ERASED_PREFIX: &str = "deleted-";
+
 /// What `insert_message` needs.
 #[derive(Debug, Clone)]
 pub struct NewMessage {
@@ -206,6 +222,8 @@ pub enum Change {
     Role,
     /// Tokens were revoked.
     Tokens,
+    /// The account was erased: its sockets close and every node forgets its blocks.
+    Erased,
 }
 
 impl Change {
@@ -213,6 +231,7 @@ impl Change {
         match self {
             Change::Role => "role",
             Change::Tokens => "tokens",
+            Change::Erased => "erased",
         }
     }
 
@@ -220,6 +239,7 @@ impl Change {
         match text {
             "role" => Some(Change::Role),
             "tokens" => Some(Change::Tokens),
+            "erased" => Some(Change::Erased),
             _ => None,
         }
     }
@@ -368,6 +388,14 @@ pub trait Store: Send + Sync + 'static {
     /// Every moderation-log entry that names `username` as its target, newest first,
     /// with the room's name (`None` for the server).
     async fn fetch_log_about(&self, username: &str) -> Result<Vec<(Option<String>, ModAction)>, StoreError>;
+
+    /// Erases an account (PROTOCOL §9.3), in one transaction: every message it wrote
+    /// becomes a deleted message (seq kept, words gone), its reactions, memberships,
+    /// read markers, duty, blocks (both ways), preferences, region and tokens go, and
+    /// its username becomes `deleted-<id>` wherever it must stay (the account row, the
+    /// moderation log, others' mention lists). Returns the old name, the new one and
+    /// the rooms it was a member of; `NotFound` for no such (or an erased) account.
+    async fn erase_user(&self, user: UserId) -> Result<Erased, StoreError>;
 
     /// A user's content-warning preferences (every tag `collapse` until they choose).
     async fn fetch_preferences(&self, user: UserId) -> Result<CwPreferences, StoreError>;

@@ -67,7 +67,7 @@ macro_rules! suite {
 suite!(sqlite, postgres: [users, tokens, rooms, memberships, room_roles, mutes, bans_win_over_joins, seqs_per_room,
     client_msg_id_is_idempotent, a_failed_batch_consumes_no_seq, history_ranges, deleting_a_message,
     reports_keep_their_evidence, editing_a_message, reactions, search, mod_log_newest_first_by_scope, room_settings, ping, changes_made_outside,
-    members_and_read_markers, sanctions_in_force, regions_and_warnings, care_alerts, hosts_on_duty, content_warnings, blocks]);
+    members_and_read_markers, sanctions_in_force, regions_and_warnings, care_alerts, hosts_on_duty, content_warnings, blocks, erasure]);
 
 async fn user(store: &dyn Store, name: &str) -> UserRecord {
     store.insert_user(name, &name.to_uppercase(), "hash", Role::Member).await.unwrap()
@@ -706,6 +706,34 @@ async fn blocks(s: &Subject) {
     assert!(store.delete_block(ada.id, ben.id).await.unwrap());
     assert!(!store.delete_block(ada.id, ben.id).await.unwrap(), "nothing left to lift");
     assert_eq!(names(store.fetch_blocks(ada.id).await.unwrap()), ["mia"]);
+}
+
+async fn erasure(s: &Subject) {
+    let store = &*s.store;
+    let (ada, ben) = (user(store, "ada").await, user(store, "ben").await);
+    let room = room(store, "room", ada.id, None).await;
+    store.insert_membership(&room, ben.id).await.unwrap();
+    send(store, &room, &ben, "mine to take back", Some("k")).await;
+    send(store, &room, &ada, "hello", None).await;
+    store.insert_block(ada.id, ben.id).await.unwrap();
+    store
+        .insert_mod_log(&ModEntry { target: Some("ben".into()), ..log(Some(room.id), LogAction::Warn, ada.id) })
+        .await
+        .unwrap();
+    let erased = store.erase_user(ben.id).await.unwrap();
+    assert_eq!((erased.old.as_str(), erased.rooms.clone()), ("ben", vec!["room".to_string()]));
+    assert_eq!(erased.new, format!("deleted-{}", ben.id.0));
+    assert_eq!(erased.blocks, [(ada.id, "ben".to_string())]);
+    let range = HistoryRange { before: None, after: Some(0), limit: 10 };
+    let read = store.fetch_messages(&room, range).await.unwrap();
+    assert_eq!(read.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2], "every seq stays");
+    assert!(read[0].deleted && read[0].body.is_none() && read[0].author.username == erased.new);
+    assert_eq!(read[1].body.as_deref(), Some("hello"));
+    assert_eq!(store.fetch_mod_log(Some(room.id), 10).await.unwrap()[0].target.as_deref(), Some(erased.new.as_str()));
+    assert!(store.fetch_blocks(ada.id).await.unwrap().is_empty());
+    assert!(store.fetch_user("ben").await.unwrap().is_none(), "the name is free");
+    assert!(store.fetch_user_rooms(ben.id).await.unwrap().is_empty());
+    assert!(matches!(store.erase_user(ben.id).await, Err(StoreError::NotFound)), "once only");
 }
 
 async fn care_alerts(s: &Subject) {

@@ -187,6 +187,22 @@ async fn user_commands_work_beside_a_running_server() {
     let out = alongside(&["user", "export", "nobody", "--database", &db], "");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no user"));
+
+    // Erasing an account from the command line closes its connections on a running server.
+    let token = server.login("ben").await;
+    let mut connected = server.client(&token).await;
+    let out = alongside(&["user", "delete", "ben", "--database", &db], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("erased ben (now deleted-"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(connected.closed().await, 4001);
+    let login = json!({"username": "ben", "password": "password-ben"});
+    assert_eq!(server.post("/api/v1/login", &login).await.0, 401);
+    let out = alongside(&["user", "create", "deleted-9", "--database", &db], "a long password");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("kept for erased accounts"));
 }
 
 #[test]

@@ -163,3 +163,101 @@ async fn an_export_holds_exactly_the_members_data_and_no_moderators_name() {
     let (status, _) = http(server.addr, "GET", "/api/v1/me/export", &[], None).await;
     assert_eq!(status, 401);
 }
+
+/// Every text value in every table of the SQLite database at `db` (a URL), as
+/// (table, value).
+async fn every_text(db: &str) -> Vec<(String, String)> {
+    use sqlx::{Column, Row, TypeInfo};
+    let url = format!("{db}?mode=ro");
+    let pool = sqlx::SqlitePool::connect(&url).await.expect("open the database");
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'").fetch_all(&pool).await.unwrap();
+    let mut texts = Vec::new();
+    for table in tables {
+        for row in sqlx::query(&format!("SELECT * FROM \"{table}\"")).fetch_all(&pool).await.unwrap() {
+            for column in row.columns() {
+                if let Ok(Some(text)) = row.try_get::<Option<String>, _>(column.ordinal()) {
+                    let _ = column.type_info().name();
+                    texts.push((table.clone(), text));
+                }
+            }
+        }
+    }
+    pool.close().await;
+    texts
+}
+
+#[tokio::test]
+async fn erasure_keeps_every_seq_and_leaves_no_trace_of_the_name_or_the_words() {
+    let server = TestServer::start_sqlite_with(|_| {}).await;
+    let mut owner = server.room_owner("host", "circle").await;
+    owner.ok(json!({"type": "create_room", "name": "garden"})).await;
+    let mut zeph = server.member_of("zephyrine", "circle").await;
+    zeph.ok(json!({"type": "join", "room": "garden"})).await;
+    let mut mia = server.member_of("mia", "circle").await;
+    zeph.ok(json!({"type": "send", "room": "circle", "body": "my secret words"})).await;
+    mia.ok(json!({"type": "send", "room": "circle", "body": "hello @zephyrine"})).await;
+    zeph.ok(json!({"type": "send", "room": "garden", "body": "quiet garden thoughts"})).await;
+    zeph.ok(json!({"type": "react", "room": "circle", "seq": 2, "emoji": "💙"})).await;
+    zeph.ok(json!({"type": "report", "room": "circle", "seq": 2, "reason": "not sure"})).await;
+    zeph.ok(json!({"type": "block", "user": "host"})).await;
+    mia.ok(json!({"type": "block", "user": "zephyrine"})).await;
+    owner.ok(json!({"type": "warn", "room": "circle", "user": "zephyrine", "reason": "gently"})).await;
+    zeph.ok(json!({"type": "set_profile", "region": "NZ"})).await;
+    let before = owner.ok(json!({"type": "history", "room": "circle"})).await;
+    let token = server.login("zephyrine").await;
+    let auth = format!("Bearer {token}");
+    // A wrong password changes nothing.
+    let wrong =
+        http(server.addr, "DELETE", "/api/v1/me", &[("Authorization", &auth)], Some(r#"{"password": "nope nope"}"#))
+            .await;
+    assert_http_error(&wrong, 401, "unauthenticated");
+    zeph.ok(json!({"type": "typing", "room": "circle"})).await;
+    let body = json!({"password": "password-zephyrine"}).to_string();
+    let (status, reply) = http(server.addr, "DELETE", "/api/v1/me", &[("Authorization", &auth)], Some(&body)).await;
+    assert_eq!(status, 204, "{reply}");
+    assert_eq!(zeph.closed().await, 4001);
+    let left = owner.event_of("member_left").await;
+    assert_eq!((&left["user"]["username"], &left["reason"]), (&json!("zephyrine"), &json!("left")));
+    // Every seq is where it was; their messages are deleted, under the new name.
+    let after = owner.ok(json!({"type": "history", "room": "circle"})).await;
+    let seqs = |page: &Value| page["messages"].as_array().unwrap().iter().map(|m| m["seq"].clone()).collect::<Vec<_>>();
+    assert_eq!(seqs(&after), seqs(&before));
+    let gone = &after["messages"][0];
+    assert_eq!((gone["deleted"].as_bool(), gone.get("body")), (Some(true), None), "{gone}");
+    let new_name = gone["author"]["username"].as_str().unwrap().to_string();
+    assert!(new_name.starts_with("deleted-"), "{new_name}");
+    assert_eq!(after["messages"][1]["body"], "hello @zephyrine", "others' words are theirs");
+    assert_eq!(after["messages"][1]["mentions"], json!([new_name.clone()]));
+    let log = owner.ok(json!({"type": "mod_log", "room": "circle"})).await;
+    assert_eq!(log["entries"][0]["target"], json!(new_name));
+    let found = mia.ok(json!({"type": "search", "query": "secret"})).await;
+    assert_eq!(found["messages"], json!([]), "their words are not found any more");
+    // The token and the password are refused; the name is free again.
+    let (status, _) = http(server.addr, "GET", "/api/v1/me", &[("Authorization", &auth)], None).await;
+    assert_eq!(status, 401);
+    let login = json!({"username": "zephyrine", "password": "password-zephyrine"});
+    assert_eq!(server.post("/api/v1/login", &login).await.0, 401);
+    let reserved = server.post("/api/v1/register", &json!({"username": new_name, "password": "a fine password"})).await;
+    assert_http_error(&reserved, 400, "invalid");
+    // Nothing in the database holds the old name or the words, except where another
+    // member wrote the name in their own words.
+    for (table, text) in every_text(&server.config.database).await {
+        assert!(!text.contains("secret words") && !text.contains("garden thoughts"), "{table}: {text}");
+        // Mia's message (and the report's snapshot of it) is hers to keep.
+        if text != "hello @zephyrine" && !table.starts_with("message_search") {
+            assert!(!text.contains("zephyrine"), "{table} still holds the name: {text}");
+        }
+    }
+    // Someone new may take the name, and is nobody's blocked member.
+    let mut newcomer = server.member_of("zephyrine", "circle").await;
+    let seq =
+        newcomer.ok(json!({"type": "send", "room": "circle", "body": "hi, I am new"})).await["message"]["seq"].clone();
+    let heard = loop {
+        let event = mia.event_of("message").await;
+        if event["message"]["seq"] == seq {
+            break event;
+        }
+    };
+    assert_eq!(heard["message"]["body"], "hi, I am new", "{heard}");
+}

@@ -21,9 +21,9 @@ mod schema;
 use super::rows::{self, CARE_COLUMNS, MESSAGE_COLUMNS, REPORT_COLUMNS, ROOM_COLUMNS};
 use super::writer::{Batch, BatchWriter, Job, Writer, PROVEN_FOR};
 use super::{
-    BanScope, Change, CommitListener, Credentials, HistoryRange, ModEntry, MuteRecord, NewRoom, OpenError, Restriction,
-    RoomId, RoomRecord, Sanction, SearchCursor, Store, StoreError, StoredMessage, TokenRules, Unread, UserId,
-    UserRecord, WriteHealth,
+    BanScope, Change, CommitListener, Credentials, Erased, HistoryRange, ModEntry, MuteRecord, NewRoom, OpenError,
+    Restriction, RoomId, RoomRecord, Sanction, SearchCursor, Store, StoreError, StoredMessage, TokenRules, Unread,
+    UserId, UserRecord, WriteHealth, ERASED_PREFIX,
 };
 use crate::metrics::Metrics;
 use crate::protocol::{
@@ -645,6 +645,71 @@ impl Store for PostgresStore {
             entries.push((row.try_get("room_name")?, rows::mod_action(row)?));
         }
         Ok(entries)
+    }
+
+    async fn erase_user(&self, user: UserId) -> Result<Erased, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let found: Option<(String, String)> = sqlx::query_as("SELECT username, password_hash FROM users WHERE id = $1")
+            .bind(user.0)
+            .fetch_optional(&mut *tx)
+            .await?;
+        // An erased account has no password hash: it cannot be erased again.
+        let Some((old, _)) = found.filter(|(_, hash)| !hash.is_empty()) else {
+            tx.rollback().await?;
+            return Err(StoreError::NotFound);
+        };
+        let new = format!("{ERASED_PREFIX}{}", user.0);
+        let rooms: Vec<String> = sqlx::query_scalar(
+            "SELECT r.name FROM memberships m JOIN rooms r ON r.id = m.room_id WHERE m.user_id = $1 ORDER BY r.name",
+        )
+        .bind(user.0)
+        .fetch_all(&mut *tx)
+        .await?;
+        let blocks: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT b.blocker_id, u.username FROM blocks b JOIN users u ON u.id = b.blocked_id \
+             WHERE b.blocker_id = $1 OR b.blocked_id = $2",
+        )
+        .bind(user.0)
+        .bind(user.0)
+        .fetch_all(&mut *tx)
+        .await?;
+        let blocks = blocks.into_iter().map(|(blocker, blocked)| (UserId(blocker), blocked)).collect();
+        let mine = [
+            "UPDATE messages SET deleted = true, body = NULL, cw_note = NULL, client_msg_id = NULL, mentions = NULL \
+             WHERE author_id = $1",
+            "DELETE FROM reactions WHERE user_id = $1",
+            "DELETE FROM memberships WHERE user_id = $1",
+            "DELETE FROM read_markers WHERE user_id = $1",
+            "DELETE FROM room_hosts WHERE user_id = $1",
+            "DELETE FROM blocks WHERE blocker_id = $1 OR blocked_id = $1",
+            "DELETE FROM sessions WHERE user_id = $1",
+        ];
+        for statement in mine {
+            sqlx::query(statement).bind(user.0).execute(&mut *tx).await?;
+        }
+        sqlx::query("UPDATE mod_log SET target = $1 WHERE target = $2").bind(&new).bind(&old).execute(&mut *tx).await?;
+        // Others' messages keep their words; the list of whom they named changes name.
+        sqlx::query(
+            "UPDATE messages SET mentions = trim(replace(' ' || mentions || ' ', $1, $2)) \
+             WHERE strpos(' ' || mentions || ' ', $3) > 0",
+        )
+        .bind(format!(" {old} "))
+        .bind(format!(" {new} "))
+        .bind(format!(" {old} "))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE users SET username = $1, display_name = $2, display_fold = $3, password_hash = '', \
+             region = NULL, cw_prefs = 0 WHERE id = $4",
+        )
+        .bind(&new)
+        .bind(&new)
+        .bind(&new)
+        .bind(user.0)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Erased { old, new, rooms, blocks })
     }
 
     async fn fetch_preferences(&self, user: UserId) -> Result<CwPreferences, StoreError> {

@@ -359,14 +359,41 @@ impl CwPreferences {
 
     /// These preferences with the tags named in `changes` set; an unknown tag is
     /// refused with a sentence for the client.
-    pub fn with(mut self, changes: &BTreeMap<String, Shape>) -> Result<CwPreferences, String> {
+    pub fn with(self, changes: &BTreeMap<String, Shape>) -> Result<CwPreferences, String> {
+        Ok(self.apply(CwChanges::parse(changes)?))
+    }
+
+    /// These preferences with `changes` applied.
+    pub fn apply(self, changes: CwChanges) -> CwPreferences {
+        CwPreferences((self.0 & !changes.mask) | changes.bits)
+    }
+}
+
+/// Some tags' preferences, to change: the bits of the tags named (`mask`) and their new
+/// values (`bits`), in [`CwPreferences`]' layout.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CwChanges {
+    /// Two bits set per tag named.
+    pub mask: u16,
+    /// The new values of those tags.
+    pub bits: u16,
+}
+
+impl CwChanges {
+    /// The changes `set_preferences` names; an unknown tag is refused with a sentence
+    /// for the client.
+    pub fn parse(changes: &BTreeMap<String, Shape>) -> Result<CwChanges, String> {
+        let mut parsed = CwChanges::default();
         for (tag, shape) in changes {
             let Some(at) = CW_TAGS.iter().position(|known| known == tag) else {
                 return Err(format!("“{}” is not a content warning; use {}.", truncate(tag, 40), CW_TAGS.join(", ")));
             };
-            self.set(at, *shape);
+            let mut one = CwPreferences::default();
+            one.set(at, *shape);
+            parsed.mask |= 3 << (2 * at);
+            parsed.bits |= one.0;
         }
-        Ok(self)
+        Ok(parsed)
     }
 }
 

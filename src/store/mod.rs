@@ -37,8 +37,8 @@ mod writer;
 pub use health::WriteHealth;
 
 use crate::protocol::{
-    ActiveSanction, CareAlert, CareKind, CwPreferences, CwTags, LogAction, Message, ModAction, Reactions, Report, Role,
-    RoomKind, RoomRole, User,
+    ActiveSanction, CareAlert, CareKind, CwChanges, CwPreferences, CwTags, LogAction, Message, ModAction, Reactions,
+    Report, Role, RoomKind, RoomRole, User,
 };
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -400,8 +400,10 @@ pub trait Store: Send + Sync + 'static {
     /// A user's content-warning preferences (every tag `collapse` until they choose).
     async fn fetch_preferences(&self, user: UserId) -> Result<CwPreferences, StoreError>;
 
-    /// Replaces a user's content-warning preferences.
-    async fn update_preferences(&self, user: UserId, preferences: CwPreferences) -> Result<(), StoreError>;
+    /// Changes the tags `changes` names (its mask) to its values, keeping the rest, in
+    /// one statement (two saves at once from two devices both count); the preferences
+    /// as they are now.
+    async fn update_preferences(&self, user: UserId, changes: CwChanges) -> Result<CwPreferences, StoreError>;
 
     /// Raises a care alert for message `seq` of a room (`by` and `note` for a referral);
     /// `NotFound` if there is no such message.

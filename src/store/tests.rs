@@ -6,7 +6,8 @@
 
 use super::*;
 use crate::protocol::{
-    CareKind, CwPreferences, CwTags, LogAction, Message, Reactions, Role, RoomKind, RoomRole, SanctionKind, Shape,
+    CareKind, CwChanges, CwPreferences, CwTags, LogAction, Message, Reactions, Role, RoomKind, RoomRole, SanctionKind,
+    Shape,
 };
 use std::sync::Mutex;
 
@@ -682,10 +683,12 @@ async fn content_warnings(s: &Subject) {
     assert_eq!(store.fetch_mod_log(Some(room.id), 10).await.unwrap()[0].action, LogAction::SetCw);
     // Preferences: collapse everything until chosen; one's own only.
     assert_eq!(store.fetch_preferences(ada.id).await.unwrap(), CwPreferences::default());
-    let mut chosen = CwPreferences::default();
-    chosen.set(7, Shape::Hide);
-    chosen.set(0, Shape::Show);
-    store.update_preferences(ada.id, chosen).await.unwrap();
+    let hide_other = CwChanges::parse(&[("other".to_string(), Shape::Hide)].into()).unwrap();
+    let show_self_harm = CwChanges::parse(&[("self_harm".to_string(), Shape::Show)].into()).unwrap();
+    store.update_preferences(ada.id, hide_other).await.unwrap();
+    // A second save that names another tag keeps the first one's.
+    let chosen = store.update_preferences(ada.id, show_self_harm).await.unwrap();
+    assert_eq!((chosen.get(7), chosen.get(0), chosen.get(3)), (Shape::Hide, Shape::Show, Shape::Collapse));
     assert_eq!(store.fetch_preferences(ada.id).await.unwrap(), chosen);
     assert_eq!(store.fetch_preferences(ben.id).await.unwrap(), CwPreferences::default());
 }

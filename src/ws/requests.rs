@@ -9,8 +9,8 @@ use super::pages::{fit_page, page_limit, Keep};
 use crate::hub::Session;
 use crate::permissions::{RoomStanding, Standing};
 use crate::protocol::{
-    format_ts, now_ms, parse_ts, ApiError, CreateRoom, CwTags, ErrorCode, Event, HistoryQuery, LeftReason, Member,
-    MembersQuery, Message, PageQuery, Reply, Request, Role, Room, RoomKind, SearchQuery, SendMessage, Shape,
+    format_ts, now_ms, parse_ts, ApiError, CreateRoom, CwChanges, CwTags, ErrorCode, Event, HistoryQuery, LeftReason,
+    Member, MembersQuery, Message, PageQuery, Reply, Request, Role, Room, RoomKind, SearchQuery, SendMessage, Shape,
     CW_NOTE_MAX,
 };
 use crate::state::{describe_until, internal, AppState};
@@ -643,10 +643,10 @@ async fn set_preferences(
     session: &Session,
     changes: &std::collections::BTreeMap<String, Shape>,
 ) -> Result<Reply, ApiError> {
-    // Read from the store, not this socket: another socket may have changed them.
-    let current = state.store.fetch_preferences(session.user_id).await.map_err(internal)?;
-    let preferences = current.with(changes).map_err(invalid)?;
-    state.store.update_preferences(session.user_id, preferences).await.map_err(internal)?;
+    let changes = CwChanges::parse(changes).map_err(invalid)?;
+    // Changed in the store in one statement: another device's save at the same moment
+    // keeps its tags too.
+    let preferences = state.store.update_preferences(session.user_id, changes).await.map_err(internal)?;
     state.preferences_changed(session.user_id, preferences);
     Ok(Reply::Preferences { preferences: preferences.to_wire() })
 }

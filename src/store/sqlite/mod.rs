@@ -24,8 +24,8 @@ use super::{
 };
 use crate::metrics::Metrics;
 use crate::protocol::{
-    format_ts, now_ms, ActiveSanction, CareAlert, CareKind, CwPreferences, CwTags, Message, ModAction, Reactions,
-    Report, Role, RoomRole, User,
+    format_ts, now_ms, ActiveSanction, CareAlert, CareKind, CwChanges, CwPreferences, CwTags, Message, ModAction,
+    Reactions, Report, Role, RoomRole, User,
 };
 use async_trait::async_trait;
 use sqlx::sqlite::{
@@ -579,15 +579,17 @@ impl Store for SqliteStore {
         Ok(CwPreferences(bits.and_then(|bits| u16::try_from(bits).ok()).unwrap_or_default()))
     }
 
-    async fn update_preferences(&self, user: UserId, preferences: CwPreferences) -> Result<(), StoreError> {
+    async fn update_preferences(&self, user: UserId, changes: CwChanges) -> Result<CwPreferences, StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query("UPDATE users SET cw_prefs = ? WHERE id = ?")
-            .bind(i64::from(preferences.0))
-            .bind(user.0)
-            .execute(&mut *tx)
-            .await?;
+        let bits: i64 =
+            sqlx::query_scalar("UPDATE users SET cw_prefs = (cw_prefs & ~?) | ? WHERE id = ? RETURNING cw_prefs")
+                .bind(i64::from(changes.mask))
+                .bind(i64::from(changes.bits))
+                .bind(user.0)
+                .fetch_one(&mut *tx)
+                .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(CwPreferences(u16::try_from(bits).unwrap_or_default()))
     }
 
     async fn insert_care_alert(

@@ -159,10 +159,13 @@ pub fn normalise_username(raw: &str) -> Result<String, &'static str> {
     }
 }
 
+/// The prefix of erased accounts' usernames, which nobody may register.
+pub const ERASED_PREFIX: &str = "deleted-";
+
 /// Refuses the usernames kept for erased accounts (`deleted-<n>`), so nobody can pass
 /// as one or take the name an erasure will give.
 pub fn check_not_reserved(name: &str) -> Result<(), &'static str> {
-    if name.starts_with(crate::store::ERASED_PREFIX) {
+    if name.starts_with(ERASED_PREFIX) {
         return Err("Usernames starting with “deleted-” are kept for erased accounts; please choose another.");
     }
     Ok(())

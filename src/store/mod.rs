@@ -132,9 +132,6 @@ pub struct Erased {
     pub blocks: Vec<(UserId, String)>,
 }
 
-/// The prefix of erased accounts' usernames, which nobody may register.
-pub const ERASED_PREFIX: &str = "deleted-";
-
 /// What `insert_message` needs.
 #[derive(Debug, Clone)]
 pub struct NewMessage {

@@ -23,7 +23,7 @@ use super::writer::{Batch, BatchWriter, Job, Writer, PROVEN_FOR};
 use super::{
     BanScope, Change, CommitListener, Credentials, Erased, HistoryRange, ModEntry, MuteRecord, NewRoom, OpenError,
     Restriction, RoomId, RoomRecord, Sanction, SearchCursor, Store, StoreError, StoredMessage, TokenRules, Unread,
-    UserId, UserRecord, WriteHealth, ERASED_PREFIX,
+    UserId, UserRecord, WriteHealth,
 };
 use crate::metrics::Metrics;
 use crate::protocol::{
@@ -658,7 +658,7 @@ impl Store for PostgresStore {
             tx.rollback().await?;
             return Err(StoreError::NotFound);
         };
-        let new = format!("{ERASED_PREFIX}{}", user.0);
+        let new = format!("{}{}", crate::auth::ERASED_PREFIX, user.0);
         let rooms: Vec<String> = sqlx::query_scalar(
             "SELECT r.name FROM memberships m JOIN rooms r ON r.id = m.room_id WHERE m.user_id = $1 ORDER BY r.name",
         )

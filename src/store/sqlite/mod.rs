@@ -20,7 +20,7 @@ use super::writer::{Writer, PROVEN_FOR};
 use super::{
     BanScope, Change, CommitListener, Credentials, Erased, HistoryRange, ModEntry, MuteRecord, NewMessage, NewRoom,
     OpenError, Restriction, RoomId, RoomRecord, Sanction, SearchCursor, Store, StoreError, StoredMessage, TokenRules,
-    Unread, UserId, UserRecord, WriteHealth, ERASED_PREFIX,
+    Unread, UserId, UserRecord, WriteHealth,
 };
 use crate::metrics::Metrics;
 use crate::protocol::{
@@ -515,7 +515,7 @@ impl Store for SqliteStore {
             tx.rollback().await?;
             return Err(StoreError::NotFound);
         };
-        let new = format!("{ERASED_PREFIX}{}", user.0);
+        let new = format!("{}{}", crate::auth::ERASED_PREFIX, user.0);
         let rooms: Vec<String> = sqlx::query_scalar(
             "SELECT r.name FROM memberships m JOIN rooms r ON r.id = m.room_id WHERE m.user_id = ? ORDER BY r.name",
         )

@@ -433,7 +433,12 @@ impl Shared {
 
     /// `user`'s sockets on every node shape what they receive by `preferences` now.
     pub fn preferences_changed(&self, user: UserId, preferences: CwPreferences) {
-        self.bus.publish(BusMessage::Preferences { user, preferences });
+        let message = BusMessage::Preferences { user, preferences };
+        // As with effects: this node at once, so the next message here already follows them.
+        if self.cluster.is_some() {
+            self.hub.dispatch(&message);
+        }
+        self.bus.publish(message);
     }
 
     /// Tells `message`'s room that it changed (`message_updated`), each member seeing

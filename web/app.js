@@ -1036,6 +1036,7 @@ function quoteOf(room, reply) {
   }
   let text = 'Replying to an earlier message';
   if (original && original.deleted) text = 'Replying to a deleted message';
+  else if (original && original.blocked) text = 'Replying to a message from someone you blocked';
   else if (original && original.hidden) text = 'Replying to a message you chose to hide';
   else if (original) text = `${original.author.display_name}: ${snippet(lineOf(original))}`;
   return h('blockquote', { class: 'quote', dataset: { replyTo: seq } }, text);

@@ -836,6 +836,16 @@ describe('the web client', () => {
     pest.close();
   });
 
+  it('shows her own record: the mute, why and when, never who', STEP, async () => {
+    await member.click('#my-data summary');
+    await member.click('#show-record');
+    const first = member.locator('#record-list li').first();
+    await first.waitFor();
+    assert.match(await first.textContent(), /^Muted in #wmhd-2026/);
+    assert.ok(!(await member.textContent('#record-list')).includes('Olivia'), 'the moderator is not named');
+    await member.click('#my-data summary');
+  });
+
   it('downloads her data as a JSON file with her own messages', STEP, async () => {
     await member.click('#my-data summary');
     const [download] = await Promise.all([member.waitForEvent('download'), member.click('#export-data')]);

@@ -27,13 +27,13 @@ pub async fn export(
             .fetch_log_about(&record.user.username)
             .await?
             .into_iter()
-            .map(|(room, entry)| ExportedAction {
-                action: entry.action,
-                room,
-                seq: entry.seq,
-                reason: entry.reason,
-                until: entry.until,
-                ts: entry.ts,
+            .map(|about| ExportedAction {
+                action: about.entry.action,
+                room: about.room.map(|(_, name)| name),
+                seq: about.entry.seq,
+                reason: about.entry.reason,
+                until: about.entry.until,
+                ts: about.entry.ts,
             })
             .collect(),
         preferences: store.fetch_preferences(record.id).await?.to_wire(),

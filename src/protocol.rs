@@ -579,6 +579,34 @@ pub struct ExportHead {
     pub blocks: Vec<User>,
 }
 
+/// What moderators did to a member, as the member sees it (`my_record`, PROTOCOL §9.2):
+/// never the acting moderator's name, only the standing they acted with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnSanction {
+    /// The moderation-log entry's id.
+    pub id: i64,
+    /// `warn`, `mute`, `kick`, `ban` or `delete` (a moderator deleted one's message).
+    pub action: LogAction,
+    /// Where (absent: the whole server).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub room: Option<String>,
+    /// The message concerned, for a deletion.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub seq: Option<i64>,
+    /// The reason given.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
+    /// When it ends, if timed.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub until: Option<String>,
+    /// When it was done.
+    pub ts: String,
+    /// Whether it is in force now (a mute or ban not lifted or run out).
+    pub active: bool,
+    /// `moderator`, `organiser` or `admin`: with what standing it was done.
+    pub by_role: Role,
+}
+
 /// A moderation-log entry about a member, as their export shows it: no moderator named.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ExportedAction {
@@ -673,7 +701,7 @@ pub struct ModAction {
 }
 
 /// A moderator action as the moderation log names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogAction {
     /// A mute.
@@ -976,6 +1004,8 @@ pub enum Request {
     },
     /// The people one blocks.
     Blocks,
+    /// What moderators did to one.
+    MyRecord,
     /// A message whole, whatever one's preferences.
     Reveal {
         /// Room name.
@@ -1588,6 +1618,7 @@ pub fn parse_request(text: &str) -> Result<(Option<RequestId>, Request), ParseEr
             }
         }
         "blocks" => Request::Blocks,
+        "my_record" => Request::MyRecord,
         "set_preferences" => {
             let f: PreferencesFields = serde_json::from_str(text).map_err(|e| fail("set_preferences", e))?;
             Request::SetPreferences { cw: f.cw }
@@ -1835,6 +1866,11 @@ pub enum Reply {
     Profile {
         /// The user as they see themselves now.
         user: Me,
+    },
+    /// `my_record`.
+    Record {
+        /// Newest first.
+        sanctions: Vec<OwnSanction>,
     },
     /// `blocks`.
     Blocks {

@@ -235,6 +235,38 @@ $('#export-data').addEventListener('click', async () => {
   }
 });
 
+/** What moderators did about this member, in plain words: where, why, until when, whether it is in force. */
+const RECORD_WORDS = { warn: 'A warning', mute: 'Muted', kick: 'Removed from the room', ban: 'Banned', delete: 'A message of yours deleted' };
+
+$('#show-record').addEventListener('click', async () => {
+  const list = $('#record-list');
+  try {
+    const reply = await state.connection.request('my_record');
+    list.hidden = false;
+    if (!reply.sanctions.length) {
+      fill(list, h('li', {}, 'Nothing: no moderator has acted about you.'));
+      return;
+    }
+    fill(
+      list,
+      reply.sanctions.map((sanction) =>
+        h(
+          'li',
+          {},
+          h('strong', {}, RECORD_WORDS[sanction.action] || sanction.action),
+          ` ${sanction.room ? `in #${sanction.room}` : 'on the whole server'}, ${formatTime(sanction.ts)}`,
+          sanction.until && sanction.active ? `, ${untilText(sanction.until)}` : '',
+          sanction.reason ? `. Reason: ${sanction.reason}` : '.',
+          sanction.active ? h('span', { class: 'muted-mark' }, 'in force') : null,
+          h('span', { class: 'hint' }, ` By a ${sanction.by_role}.`),
+        ),
+      ),
+    );
+  } catch (error) {
+    failed(error);
+  }
+});
+
 $('#delete-account').addEventListener('click', () => {
   const dialog = $('#delete-dialog');
   $('#delete-password').value = '';

@@ -271,6 +271,21 @@ pub struct MuteRecord {
     pub mute: Restriction,
 }
 
+/// A moderation-log entry about one member, for their own record and export.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogAbout {
+    /// The entry's id.
+    pub id: i64,
+    /// The room (id and name); `None` for the server.
+    pub room: Option<(RoomId, String)>,
+    /// The entry as the log shows it.
+    pub entry: ModAction,
+    /// Who acted, and their global role.
+    pub actor: UserId,
+    /// The acting moderator's global role (`member` for a room's own moderators).
+    pub actor_role: Role,
+}
+
 /// One moderation-log entry, written in the same transaction as the action.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModEntry {
@@ -382,9 +397,8 @@ pub trait Store: Send + Sync + 'static {
     /// Every report `reporter` made, oldest first.
     async fn fetch_reports_by(&self, reporter: UserId) -> Result<Vec<Report>, StoreError>;
 
-    /// Every moderation-log entry that names `username` as its target, newest first,
-    /// with the room's name (`None` for the server).
-    async fn fetch_log_about(&self, username: &str) -> Result<Vec<(Option<String>, ModAction)>, StoreError>;
+    /// Every moderation-log entry that names `username` as its target, newest first.
+    async fn fetch_log_about(&self, username: &str) -> Result<Vec<LogAbout>, StoreError>;
 
     /// Erases an account (PROTOCOL §9.3), in one transaction: every message it wrote
     /// becomes a deleted message (seq kept, words gone), its reactions, memberships,

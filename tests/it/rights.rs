@@ -261,3 +261,39 @@ async fn erasure_keeps_every_seq_and_leaves_no_trace_of_the_name_or_the_words() 
     };
     assert_eq!(heard["message"]["body"], "hi, I am new", "{heard}");
 }
+
+#[tokio::test]
+async fn my_record_lists_what_moderators_did_with_reasons_and_times_and_never_who() {
+    let server = TestServer::start().await;
+    let mut owner = server.room_owner("hostname-x", "circle").await;
+    let mut ben = server.member_of("ben", "circle").await;
+    assert_eq!(ben.ok(json!({"type": "my_record"})).await["sanctions"], json!([]), "nothing yet");
+    owner.ok(json!({"type": "warn", "room": "circle", "user": "ben", "reason": "please keep it kind"})).await;
+    let own = ben.ok(json!({"type": "send", "room": "circle", "body": "mine"})).await["message"]["seq"].clone();
+    ben.ok(json!({"type": "delete_message", "room": "circle", "seq": own})).await; // his own: not a sanction
+    let other = ben.ok(json!({"type": "send", "room": "circle", "body": "too much"})).await["message"]["seq"].clone();
+    owner.ok(json!({"type": "delete_message", "room": "circle", "seq": other, "reason": "personal details"})).await;
+    owner.ok(json!({"type": "mute", "room": "circle", "user": "ben", "duration_s": 600, "reason": "a pause"})).await;
+    let record = ben.ok(json!({"type": "my_record"})).await;
+    let sanctions = record["sanctions"].as_array().unwrap();
+    let actions: Vec<&str> = sanctions.iter().map(|s| s["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["mute", "delete", "warn"], "newest first: {record}");
+    let mute = &sanctions[0];
+    assert_eq!(
+        (&mute["room"], &mute["reason"], &mute["active"], &mute["by_role"]),
+        (&json!("circle"), &json!("a pause"), &json!(true), &json!("moderator"))
+    );
+    assert!(mute["until"].as_str().is_some_and(|until| until.ends_with('Z')), "{mute}");
+    assert_eq!(
+        (&sanctions[1]["seq"], &sanctions[1]["reason"], &sanctions[1]["active"]),
+        (&other, &json!("personal details"), &json!(false))
+    );
+    assert!(!record.to_string().contains("hostname-x"), "the moderator is never named: {record}");
+    // Lifted: still on the record, no longer in force.
+    owner.ok(json!({"type": "unmute", "room": "circle", "user": "ben"})).await;
+    let record = ben.ok(json!({"type": "my_record"})).await;
+    assert_eq!((&record["sanctions"][0]["action"], &record["sanctions"][0]["active"]), (&json!("mute"), &json!(false)));
+    // Someone else's record is not one's own.
+    let mut mia = server.member_of("mia", "circle").await;
+    assert_eq!(mia.ok(json!({"type": "my_record"})).await["sanctions"], json!([]));
+}

@@ -21,9 +21,9 @@ mod schema;
 use super::rows::{self, CARE_COLUMNS, MESSAGE_COLUMNS, REPORT_COLUMNS, ROOM_COLUMNS};
 use super::writer::{Batch, BatchWriter, Job, Writer, PROVEN_FOR};
 use super::{
-    BanScope, Change, CommitListener, Credentials, Erased, HistoryRange, ModEntry, MuteRecord, NewRoom, OpenError,
-    Restriction, RoomId, RoomRecord, Sanction, SearchCursor, Store, StoreError, StoredMessage, TokenRules, Unread,
-    UserId, UserRecord, WriteHealth,
+    BanScope, Change, CommitListener, Credentials, Erased, HistoryRange, LogAbout, ModEntry, MuteRecord, NewRoom,
+    OpenError, Restriction, RoomId, RoomRecord, Sanction, SearchCursor, Store, StoreError, StoredMessage, TokenRules,
+    Unread, UserId, UserRecord, WriteHealth,
 };
 use crate::metrics::Metrics;
 use crate::protocol::{
@@ -631,9 +631,10 @@ impl Store for PostgresStore {
         Ok(reports)
     }
 
-    async fn fetch_log_about(&self, username: &str) -> Result<Vec<(Option<String>, ModAction)>, StoreError> {
+    async fn fetch_log_about(&self, username: &str) -> Result<Vec<LogAbout>, StoreError> {
         let found = sqlx::query(
-            "SELECT l.action, u.username AS actor, l.target, l.seq, l.reason, l.until, l.ts, rm.name AS room_name \
+            "SELECT l.id, l.room_id, l.actor_id, l.action, u.username AS actor, u.role AS actor_role, l.target, l.seq, \
+             l.reason, l.until, l.ts, rm.name AS room_name \
              FROM mod_log l JOIN users u ON u.id = l.actor_id LEFT JOIN rooms rm ON rm.id = l.room_id \
              WHERE l.target = $1 ORDER BY l.id DESC",
         )
@@ -642,7 +643,15 @@ impl Store for PostgresStore {
         .await?;
         let mut entries = Vec::with_capacity(found.len());
         for row in &found {
-            entries.push((row.try_get("room_name")?, rows::mod_action(row)?));
+            let room_name: Option<String> = row.try_get("room_name")?;
+            let role: String = row.try_get("actor_role")?;
+            entries.push(LogAbout {
+                id: row.try_get("id")?,
+                room: room_name.map(|name| row.try_get("room_id").map(|id| (RoomId(id), name))).transpose()?,
+                entry: rows::mod_action(row)?,
+                actor: UserId(row.try_get("actor_id")?),
+                actor_role: Role::parse(&role).unwrap_or(Role::Member),
+            });
         }
         Ok(entries)
     }

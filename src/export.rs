@@ -3,14 +3,62 @@
 //! preferences, blocks) is read at once; the messages follow a page at a time, so an
 //! account with a hundred thousand messages never sits in memory whole.
 
-use crate::protocol::{export_message, export_open, ExportHead, ExportedAction, Me, EXPORT_CLOSE};
-use crate::store::{RoomId, Store, StoreError, UserRecord};
+use crate::protocol::{
+    export_message, export_open, now_ms, ExportHead, LogAction, Me, OwnSanction, Role, EXPORT_CLOSE,
+};
+use crate::store::{BanScope, RoomId, Store, StoreError, UserRecord};
 use axum::body::Bytes;
 use futures_util::Stream;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 /// Messages per read.
 const PAGE: u32 = 500;
+
+/// What moderators did about `member` (PROTOCOL §9.2), newest first: every warning,
+/// mute, kick, ban and moderator deletion of their messages, with whether it is in force
+/// (`muted_in` says where a mute is in force now), and only the standing of whoever
+/// acted. For `my_record` and the export.
+pub async fn own_record(
+    store: &dyn Store,
+    member: &UserRecord,
+    muted_in: impl Fn(RoomId) -> bool,
+) -> Result<Vec<OwnSanction>, StoreError> {
+    let now = now_ms();
+    // Only the newest mute or ban of a room (or the server) can be the one in force.
+    let mut newest: HashSet<(LogAction, Option<RoomId>)> = HashSet::new();
+    let mut sanctions = Vec::new();
+    for about in store.fetch_log_about(&member.user.username).await? {
+        let action = about.entry.action;
+        let counted = matches!(action, LogAction::Warn | LogAction::Mute | LogAction::Kick | LogAction::Ban)
+            || (action == LogAction::Delete && about.actor != member.id);
+        if !counted {
+            continue;
+        }
+        let room = about.room.as_ref().map(|(id, _)| *id);
+        let active = match action {
+            LogAction::Mute if newest.insert((action, room)) => room.is_some_and(&muted_in),
+            LogAction::Ban if newest.insert((action, room)) => {
+                let scope = room.map_or(BanScope::Server, BanScope::Room);
+                store.fetch_ban(scope, member.id, now).await?.is_some()
+            }
+            _ => false,
+        };
+        sanctions.push(OwnSanction {
+            id: about.id,
+            action,
+            room: about.room.map(|(_, name)| name),
+            seq: about.entry.seq,
+            reason: about.entry.reason,
+            until: about.entry.until,
+            ts: about.entry.ts,
+            active,
+            // A room's own moderators act with the room's standing, whatever their global role.
+            by_role: about.actor_role.max(Role::Moderator),
+        });
+    }
+    Ok(sanctions)
+}
 
 /// The export of `record` as a stream of JSON text: the whole is one document. A store
 /// failure part-way ends the stream with the error (the download is then incomplete,
@@ -23,19 +71,16 @@ pub async fn export(
         user: Me { user: record.user.clone(), region: store.fetch_user_region(record.id).await? },
         rooms: store.fetch_user_rooms(record.id).await?,
         reports: store.fetch_reports_by(record.id).await?,
-        sanctions: store
-            .fetch_log_about(&record.user.username)
-            .await?
-            .into_iter()
-            .map(|about| ExportedAction {
-                action: about.entry.action,
-                room: about.room.map(|(_, name)| name),
-                seq: about.entry.seq,
-                reason: about.entry.reason,
-                until: about.entry.until,
-                ts: about.entry.ts,
-            })
-            .collect(),
+        sanctions: {
+            let muted: HashSet<RoomId> = store
+                .fetch_active_mutes(now_ms())
+                .await?
+                .into_iter()
+                .filter(|mute| mute.user == record.id)
+                .map(|mute| mute.room)
+                .collect();
+            own_record(&*store, &record, |room| muted.contains(&room)).await?
+        },
         preferences: store.fetch_preferences(record.id).await?.to_wire(),
         blocks: store.fetch_blocks(record.id).await?.into_iter().map(|blocked| blocked.user).collect(),
     };

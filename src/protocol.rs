@@ -357,12 +357,6 @@ impl CwPreferences {
         Preferences { cw: CW_TAGS.iter().enumerate().map(|(at, tag)| (tag.to_string(), self.get(at))).collect() }
     }
 
-    /// These preferences with the tags named in `changes` set; an unknown tag is
-    /// refused with a sentence for the client.
-    pub fn with(self, changes: &BTreeMap<String, Shape>) -> Result<CwPreferences, String> {
-        Ok(self.apply(CwChanges::parse(changes)?))
-    }
-
     /// These preferences with `changes` applied.
     pub fn apply(self, changes: CwChanges) -> CwPreferences {
         CwPreferences((self.0 & !changes.mask) | changes.bits)
@@ -571,8 +565,8 @@ pub struct ExportHead {
     pub rooms: Vec<String>,
     /// The reports they made, with the messages as reported.
     pub reports: Vec<Report>,
-    /// What moderators did to them, newest first, without the moderators' names.
-    pub sanctions: Vec<ExportedAction>,
+    /// What moderators did about them, as `my_record` says it.
+    pub sanctions: Vec<OwnSanction>,
     /// Their content-warning preferences.
     pub preferences: Preferences,
     /// The people they block.
@@ -605,27 +599,6 @@ pub struct OwnSanction {
     pub active: bool,
     /// `moderator`, `organiser` or `admin`: with what standing it was done.
     pub by_role: Role,
-}
-
-/// A moderation-log entry about a member, as their export shows it: no moderator named.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ExportedAction {
-    /// What was done.
-    pub action: LogAction,
-    /// Where (absent: the whole server).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub room: Option<String>,
-    /// The message concerned, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub seq: Option<i64>,
-    /// The reason given.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// When it ends, if timed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub until: Option<String>,
-    /// When.
-    pub ts: String,
 }
 
 /// The export's opening: the head's fields, then `"messages":[`. Messages follow, each
@@ -2200,6 +2173,64 @@ pub mod close_code {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn change(tag: &str, shape: Shape) -> CwChanges {
+        CwChanges::parse(&BTreeMap::from([(tag.to_string(), shape)])).unwrap()
+    }
+
+    #[test]
+    fn the_strictest_preference_among_a_messages_tags_wins_and_collapse_is_the_default() {
+        let tags = CwTags::parse(&["grief".into(), "self_harm".into()]).unwrap();
+        assert_eq!(tags.names(), ["self_harm", "grief"]);
+        let mut preferences = CwPreferences::default();
+        assert_eq!(preferences.shape(tags), Shape::Collapse, "every tag collapses until one chooses");
+        assert_eq!(preferences.shape(CwTags::default()), Shape::Show, "a message without tags shows");
+        preferences = preferences.apply(change("grief", Shape::Show));
+        assert_eq!(preferences.shape(tags), Shape::Collapse, "self_harm still collapses");
+        preferences = preferences.apply(change("self_harm", Shape::Show));
+        assert_eq!(preferences.shape(tags), Shape::Show);
+        preferences = preferences.apply(change("grief", Shape::Hide));
+        assert_eq!(preferences.shape(tags), Shape::Hide, "hide beats show");
+        let wire = serde_json::to_value(preferences.to_wire()).unwrap();
+        assert_eq!(
+            (&wire["cw"]["grief"], &wire["cw"]["self_harm"], &wire["cw"]["eating"]),
+            (&"hide".into(), &"show".into(), &"collapse".into())
+        );
+        assert_eq!(wire["cw"].as_object().unwrap().len(), CW_TAGS.len());
+        assert!(CwTags::parse(&["spoilers".into()]).unwrap_err().contains("“spoilers” is not a content warning"));
+        assert!(CwChanges::parse(&BTreeMap::from([("nsfw".to_string(), Shape::Hide)])).is_err());
+    }
+
+    #[test]
+    fn a_collapsed_message_loses_its_body_and_a_hidden_one_all_but_seq_room_and_tags() {
+        let message = Message {
+            seq: 9,
+            room: "circle".into(),
+            author: User { username: "ada".into(), display_name: "Ada".into(), role: Role::Member },
+            body: Some("words".into()),
+            ts: "2026-11-27T00:00:00.000Z".into(),
+            cw: vec!["eating".into()],
+            cw_note: Some("numbers".into()),
+            reply_to: Some(3),
+            ..Message::default()
+        };
+        let collapsed = serde_json::to_value(message.shaped(Shape::Collapse)).unwrap();
+        assert_eq!(collapsed.get("body"), None);
+        assert_eq!(
+            (&collapsed["collapsed"], &collapsed["cw_note"], &collapsed["author"]["username"]),
+            (&true.into(), &"numbers".into(), &"ada".into())
+        );
+        let hidden = serde_json::to_value(message.shaped(Shape::Hide)).unwrap();
+        assert_eq!(hidden, serde_json::json!({"seq": 9, "room": "circle", "hidden": true, "cw": ["eating"]}));
+        let blocked = serde_json::to_value(Message::blocked_stub(9, "circle")).unwrap();
+        assert_eq!(blocked, serde_json::json!({"seq": 9, "room": "circle", "hidden": true, "blocked": true}));
+        assert_eq!(message.shape_for("ada", CwPreferences::default()), Shape::Show, "the author sees their own");
+        assert_eq!(message.shape_for("ben", CwPreferences::default()), Shape::Collapse);
+        let deleted = Message { deleted: true, body: None, ..message };
+        assert_eq!(deleted.shape_for("ben", CwPreferences::default()), Shape::Show, "nothing left to hold back");
+    }
+
     #[test]
     fn messages_for_people_have_no_backticks_and_readable_times() {
         assert_eq!(super::human_ts(1_795_772_005_771), "27 Nov 2026, 09:33 UTC");
@@ -2207,8 +2238,6 @@ mod tests {
         assert!(!err.message.contains('`'), "{}", err.message);
         assert!(err.message.contains("“body”"), "{}", err.message);
     }
-
-    use super::*;
 
     #[test]
     fn timestamps_round_trip_with_milliseconds_in_utc() {

@@ -10,8 +10,8 @@ use crate::hub::Session;
 use crate::permissions::{RoomStanding, Standing};
 use crate::protocol::{
     format_ts, now_ms, parse_ts, ApiError, CreateRoom, CwChanges, CwTags, ErrorCode, Event, HistoryQuery, LeftReason,
-    LogAction, Member, MembersQuery, Message, OwnSanction, PageQuery, Reply, Request, Role, Room, RoomKind,
-    SearchQuery, SendMessage, Shape, CW_NOTE_MAX,
+    Member, MembersQuery, Message, PageQuery, Reply, Request, Role, Room, RoomKind, SearchQuery, SendMessage, Shape,
+    CW_NOTE_MAX,
 };
 use crate::state::{describe_until, internal, AppState};
 use crate::store::{
@@ -621,42 +621,11 @@ pub(super) fn shape_for(state: &AppState, session: &Session, messages: &mut [Mes
 /// `my_record`: every warning, mute, kick, ban and moderator deletion of one's
 /// messages, newest first, with whether it is in force, and never who did it.
 async fn my_record(state: &AppState, session: &Session) -> Result<Reply, ApiError> {
-    let entries = state.store.fetch_log_about(session.username()).await.map_err(internal)?;
-    let now = now_ms();
-    // Only the newest mute or ban of a room (or the server) can be the one in force.
-    let mut newest = std::collections::HashSet::new();
-    let mut sanctions = Vec::new();
-    for about in entries {
-        let action = about.entry.action;
-        let counted = matches!(action, LogAction::Warn | LogAction::Mute | LogAction::Kick | LogAction::Ban)
-            || (action == LogAction::Delete && about.actor != session.user_id);
-        if !counted {
-            continue;
-        }
-        let room_id = about.room.as_ref().map(|(id, _)| *id);
-        let active = match action {
-            LogAction::Mute if newest.insert((action, room_id)) => {
-                room_id.is_some_and(|room| state.mute(room, session.user_id).is_some())
-            }
-            LogAction::Ban if newest.insert((action, room_id)) => {
-                let scope = room_id.map_or(BanScope::Server, BanScope::Room);
-                state.store.fetch_ban(scope, session.user_id, now).await.map_err(internal)?.is_some()
-            }
-            _ => false,
-        };
-        sanctions.push(OwnSanction {
-            id: about.id,
-            action,
-            room: about.room.map(|(_, name)| name),
-            seq: about.entry.seq,
-            reason: about.entry.reason,
-            until: about.entry.until,
-            ts: about.entry.ts,
-            active,
-            // A room's own moderators act with the room's standing, whatever their global role.
-            by_role: about.actor_role.max(Role::Moderator),
-        });
-    }
+    let member = UserRecord { id: session.user_id, user: session.user() };
+    let sanctions =
+        crate::export::own_record(&*state.store, &member, |room| state.mute(room, session.user_id).is_some())
+            .await
+            .map_err(internal)?;
     Ok(Reply::Record { sanctions })
 }
 

@@ -156,6 +156,7 @@ async fn an_export_holds_exactly_the_members_data_and_no_moderators_name() {
         export["sanctions"].as_array().unwrap().iter().map(|a| a["action"].as_str().unwrap()).collect();
     assert_eq!(actions, ["mute", "warn"], "newest first");
     assert_eq!(export["sanctions"][0]["reason"], "a pause");
+    assert_eq!((&export["sanctions"][0]["active"], &export["sanctions"][1]["active"]), (&json!(true), &json!(false)));
     assert!(!export["sanctions"].to_string().contains("host"), "no moderator named: {}", export["sanctions"]);
     assert_eq!(export["preferences"]["cw"]["grief"], "hide");
     assert_eq!(export["blocks"][0]["username"], "mia");
@@ -167,7 +168,7 @@ async fn an_export_holds_exactly_the_members_data_and_no_moderators_name() {
 /// Every text value in every table of the SQLite database at `db` (a URL), as
 /// (table, value).
 async fn every_text(db: &str) -> Vec<(String, String)> {
-    use sqlx::{Column, Row, TypeInfo};
+    use sqlx::{Column, Row};
     let url = format!("{db}?mode=ro");
     let pool = sqlx::SqlitePool::connect(&url).await.expect("open the database");
     let tables: Vec<String> =
@@ -177,7 +178,6 @@ async fn every_text(db: &str) -> Vec<(String, String)> {
         for row in sqlx::query(&format!("SELECT * FROM \"{table}\"")).fetch_all(&pool).await.unwrap() {
             for column in row.columns() {
                 if let Ok(Some(text)) = row.try_get::<Option<String>, _>(column.ordinal()) {
-                    let _ = column.type_info().name();
                     texts.push((table.clone(), text));
                 }
             }

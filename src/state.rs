@@ -423,18 +423,19 @@ impl Shared {
 
     /// `blocker` blocks `blocked` (`on`) or no longer does: every node's hub follows.
     pub fn block_changed(&self, blocker: UserId, blocked: &str, on: bool) {
-        let message = BusMessage::Block { blocker, blocked: blocked.to_string(), on };
-        // As with effects: this node at once, so the blocker's next request here sees it.
-        if self.cluster.is_some() {
-            self.hub.dispatch(&message);
-        }
-        self.bus.publish(message);
+        self.publish_here_first(BusMessage::Block { blocker, blocked: blocked.to_string(), on });
     }
 
     /// `user`'s sockets on every node shape what they receive by `preferences` now.
     pub fn preferences_changed(&self, user: UserId, preferences: CwPreferences) {
-        let message = BusMessage::Preferences { user, preferences };
-        // As with effects: this node at once, so the next message here already follows them.
+        self.publish_here_first(BusMessage::Preferences { user, preferences });
+    }
+
+    /// Publishes a change of this node's state that carries no frame, applying it here
+    /// at once with a bus between nodes (as `apply_here_first` does for effects), so the
+    /// member's next request on this node already sees it; the echo applies it again,
+    /// harmlessly.
+    fn publish_here_first(&self, message: BusMessage) {
         if self.cluster.is_some() {
             self.hub.dispatch(&message);
         }

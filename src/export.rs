@@ -4,7 +4,7 @@
 //! account with a hundred thousand messages never sits in memory whole.
 
 use crate::protocol::{
-    export_message, export_open, now_ms, ExportHead, LogAction, Me, OwnSanction, Role, EXPORT_CLOSE,
+    export_message, export_open, now_ms, Appeal, ExportHead, LogAction, Me, OwnSanction, Role, EXPORT_CLOSE,
 };
 use crate::store::{BanScope, RoomId, Store, StoreError, UserRecord};
 use axum::body::Bytes;
@@ -28,6 +28,9 @@ pub async fn own_record(
     // Only the newest mute or ban of a room (or the server) can be the one in force.
     let mut newest: HashSet<(LogAction, Option<RoomId>)> = HashSet::new();
     let mut sanctions = Vec::new();
+    // Oldest first, so the newest appeal against each sanction is the one kept.
+    let mut appeals: std::collections::HashMap<i64, Appeal> =
+        store.fetch_appeals_by(member.id).await?.into_iter().map(|appeal| (appeal.sanction_id, appeal)).collect();
     for about in store.fetch_log_about(&member.user.username).await? {
         let action = about.entry.action;
         let counted = matches!(action, LogAction::Warn | LogAction::Mute | LogAction::Kick | LogAction::Ban)
@@ -55,6 +58,7 @@ pub async fn own_record(
             active,
             // A room's own moderators act with the room's standing, whatever their global role.
             by_role: about.actor_role.max(Role::Moderator),
+            appeal: appeals.remove(&about.id),
         });
     }
     Ok(sanctions)

@@ -599,6 +599,61 @@ pub struct OwnSanction {
     pub active: bool,
     /// `moderator`, `organiser` or `admin`: with what standing it was done.
     pub by_role: Role,
+    /// The newest appeal against it, open or answered.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub appeal: Option<Appeal>,
+}
+
+/// A member's appeal against a sanction (PROTOCOL §9.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Appeal {
+    /// The appeal's id.
+    pub id: i64,
+    /// The sanction's id (its moderation-log entry), as `my_record` gives it.
+    pub sanction_id: i64,
+    /// Where the sanction applies (absent: the whole server).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub room: Option<String>,
+    /// The appellant's username.
+    pub user: String,
+    /// What they say.
+    pub text: String,
+    /// When they appealed.
+    pub ts: String,
+    /// `upheld` or `lifted`, once answered.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub outcome: Option<AppealOutcome>,
+    /// The answering moderator's note.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub note: Option<String>,
+    /// When it was answered.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub resolved_at: Option<String>,
+}
+
+/// How an appeal was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppealOutcome {
+    /// The sanction stands.
+    Upheld,
+    /// The sanction is lifted (a mute or ban in force ends now).
+    Lifted,
+}
+
+impl AppealOutcome {
+    /// The wire name, also kept in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppealOutcome::Upheld => "upheld",
+            AppealOutcome::Lifted => "lifted",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(text: &str) -> Option<AppealOutcome> {
+        [AppealOutcome::Upheld, AppealOutcome::Lifted].into_iter().find(|outcome| outcome.as_str() == text)
+    }
 }
 
 /// The export's opening: the head's fields, then `"messages":[`. Messages follow, each
@@ -710,11 +765,16 @@ pub enum LogAction {
     /// A message's content warnings changed (the log's `seq` is the message, `reason`
     /// the tags and note).
     SetCw,
+    /// A member appealed a sanction (the actor is the member; `reason` names the
+    /// sanction, never the appeal's words).
+    Appeal,
+    /// An appeal answered (`target` is the appellant, `reason` the outcome and note).
+    ResolveAppeal,
 }
 
 impl LogAction {
     /// Every action, for parsing.
-    const ALL: [LogAction; 16] = [
+    const ALL: [LogAction; 18] = [
         LogAction::Mute,
         LogAction::Unmute,
         LogAction::Kick,
@@ -731,6 +791,8 @@ impl LogAction {
         LogAction::CareAck,
         LogAction::HostRule,
         LogAction::SetCw,
+        LogAction::Appeal,
+        LogAction::ResolveAppeal,
     ];
 
     /// The wire name, also kept in the database.
@@ -752,6 +814,8 @@ impl LogAction {
             LogAction::CareAck => "care_ack",
             LogAction::HostRule => "host_rule",
             LogAction::SetCw => "set_cw",
+            LogAction::Appeal => "appeal",
+            LogAction::ResolveAppeal => "resolve_appeal",
         }
     }
 
@@ -1216,6 +1280,29 @@ pub enum Moderation {
         /// For the log.
         note: Option<String>,
     },
+    /// Appeal a sanction of one's own record.
+    Appeal {
+        /// The sanction's id, from `my_record`.
+        sanction_id: i64,
+        /// What the member wants the moderators to know.
+        text: String,
+    },
+    /// List open appeals of a room (`None`: server sanctions).
+    Appeals {
+        /// Room name, or `None` for the server scope.
+        room: Option<String>,
+        /// Which page.
+        page: PageQuery,
+    },
+    /// Answer an appeal.
+    ResolveAppeal {
+        /// The appeal.
+        appeal_id: i64,
+        /// Upheld or lifted.
+        outcome: AppealOutcome,
+        /// What the member is told.
+        note: Option<String>,
+    },
     /// A private word to a member: the first step before a mute.
     Warn {
         /// Room name.
@@ -1527,6 +1614,20 @@ struct ResolveFields {
 }
 
 #[derive(Deserialize)]
+struct AppealFields {
+    sanction_id: i64,
+    text: String,
+}
+
+#[derive(Deserialize)]
+struct ResolveAppealFields {
+    appeal_id: i64,
+    outcome: AppealOutcome,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+#[derive(Deserialize)]
 struct ModLogFields {
     #[serde(default)]
     room: Option<String>,
@@ -1719,6 +1820,22 @@ fn parse_moderation(kind: &str, text: &str) -> Option<Result<Moderation, String>
             Some(reason) => Ok(Moderation::Warn { room: f.room, user: f.user, reason }),
             None => Err("missing field “reason” (what the member is told)".to_string()),
         }),
+        "appeal" => {
+            fields::<AppealFields>(text).map(|f| Moderation::Appeal { sanction_id: f.sanction_id, text: f.text })
+        }
+        "appeals" => fields::<ModLogFields>(text).and_then(|f| {
+            let page = fields::<PageQuery>(text)?;
+            match (f.scope, f.room) {
+                (Some(BanScopeField::Server), _) => Ok(Moderation::Appeals { room: None, page }),
+                (_, Some(room)) => Ok(Moderation::Appeals { room: Some(room), page }),
+                (_, None) => Err("missing field “room” (or “scope”: “server”)".to_string()),
+            }
+        }),
+        "resolve_appeal" => fields::<ResolveAppealFields>(text).map(|f| Moderation::ResolveAppeal {
+            appeal_id: f.appeal_id,
+            outcome: f.outcome,
+            note: f.note,
+        }),
         "mod_log" => fields::<ModLogFields>(text).and_then(|f| match (f.scope, f.room) {
             (Some(BanScopeField::Server), _) => Ok(Moderation::ModLog { room: None, limit: f.limit }),
             (_, Some(room)) => Ok(Moderation::ModLog { room: Some(room), limit: f.limit }),
@@ -1839,6 +1956,19 @@ pub enum Reply {
     Profile {
         /// The user as they see themselves now.
         user: Me,
+    },
+    /// `appeal`.
+    Appealed {
+        /// The appeal as stored.
+        appeal: Appeal,
+    },
+    /// `appeals`.
+    Appeals {
+        /// Open appeals, oldest first.
+        appeals: Vec<Appeal>,
+        /// More follow: ask again with `after_id` = the last id.
+        #[serde(skip_serializing_if = "is_false")]
+        more: bool,
     },
     /// `my_record`.
     Record {
@@ -2034,6 +2164,16 @@ pub enum Event {
     CareAlert {
         /// The alert.
         alert: CareAlert,
+    },
+    /// For the moderators who may answer it: a member appealed a sanction.
+    Appeal {
+        /// The appeal.
+        appeal: Appeal,
+    },
+    /// To the appellant: their appeal was answered.
+    AppealResolved {
+        /// The appeal, with its outcome.
+        appeal: Appeal,
     },
     /// A moderator's private word to you; nothing else changes.
     Warned {

@@ -134,10 +134,24 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
         ],
     ),
     ("reactions", &[("room_id", Int), ("seq", Int), ("emoji", Text), ("user_id", Int)]),
+    (
+        "appeals",
+        &[
+            ("id", Int),
+            ("log_id", Int),
+            ("user_id", Int),
+            ("text", Text),
+            ("ts", Int),
+            ("outcome", Text),
+            ("note", Text),
+            ("resolved_by", Int),
+            ("resolved_at", Int),
+        ],
+    ),
 ];
 
 /// The tables whose ids PostgreSQL hands out, so its counters must start past ours.
-const IDENTITIES: &[&str] = &["users", "rooms", "mod_log", "reports", "care_alerts"];
+const IDENTITIES: &[&str] = &["users", "rooms", "mod_log", "reports", "care_alerts", "appeals"];
 
 /// Bytes of `COPY` data sent at a time.
 const CHUNK: usize = 1 << 20;

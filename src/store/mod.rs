@@ -37,8 +37,8 @@ mod writer;
 pub use health::WriteHealth;
 
 use crate::protocol::{
-    ActiveSanction, CareAlert, CareKind, CwChanges, CwPreferences, CwTags, LogAction, Message, ModAction, Reactions,
-    Report, Role, RoomKind, RoomRole, User,
+    ActiveSanction, Appeal, AppealOutcome, CareAlert, CareKind, CwChanges, CwPreferences, CwTags, LogAction, Message,
+    ModAction, Reactions, Report, Role, RoomKind, RoomRole, User,
 };
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -286,6 +286,44 @@ pub struct LogAbout {
     pub actor_role: Role,
 }
 
+/// A mute or ban an answered appeal lifts, as `unmute` / `unban` would.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lift {
+    /// Which.
+    pub sanction: Sanction,
+    /// A room's, or the server's (a ban).
+    pub scope: BanScope,
+    /// Whose.
+    pub user: UserId,
+    /// The `unmute` / `unban` log entry.
+    pub log: ModEntry,
+}
+
+impl Lift {
+    /// The table the restriction lives in.
+    pub(crate) fn table(&self) -> &'static str {
+        match self.sanction {
+            Sanction::Mute => "mutes",
+            Sanction::Ban => "bans",
+        }
+    }
+}
+
+/// An appeal with what it is against, for whoever answers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppealRecord {
+    /// The appeal as the wire shows it.
+    pub appeal: Appeal,
+    /// Who appealed.
+    pub appellant: UserId,
+    /// Where the sanction applies; `None` for the server.
+    pub room: Option<RoomId>,
+    /// What the sanction was.
+    pub action: LogAction,
+    /// Who imposed it.
+    pub actor: UserId,
+}
+
 /// One moderation-log entry, written in the same transaction as the action.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModEntry {
@@ -399,6 +437,46 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every moderation-log entry that names `username` as its target, newest first.
     async fn fetch_log_about(&self, username: &str) -> Result<Vec<LogAbout>, StoreError>;
+
+    /// Stores `user`'s appeal against the sanction logged as `sanction_id`, with `log`,
+    /// in one transaction. `Conflict` while an earlier appeal against it is open.
+    async fn insert_appeal(
+        &self,
+        user: UserId,
+        sanction_id: i64,
+        text: &str,
+        log: &ModEntry,
+    ) -> Result<AppealRecord, StoreError>;
+
+    /// Open appeals against sanctions in `room` (`None`: the server's), oldest first,
+    /// with ids above `after_id`.
+    async fn fetch_open_appeals(
+        &self,
+        room: Option<RoomId>,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<Appeal>, StoreError>;
+
+    /// One appeal with its sanction.
+    async fn fetch_appeal(&self, id: i64) -> Result<Option<AppealRecord>, StoreError>;
+
+    /// Answers an open appeal and writes `log` in one transaction, lifting the mute or
+    /// ban `lift` names if it is still in force (with its own log entry); `None` when
+    /// there is no open appeal `id`, else the appeal and whether something was lifted.
+    async fn resolve_appeal(
+        &self,
+        id: i64,
+        outcome: AppealOutcome,
+        note: Option<&str>,
+        log: &ModEntry,
+        lift: Option<&Lift>,
+    ) -> Result<Option<(Appeal, bool)>, StoreError>;
+
+    /// Global moderators, organisers and admins.
+    async fn fetch_global_moderators(&self) -> Result<Vec<UserId>, StoreError>;
+
+    /// Every appeal `user` made, oldest first.
+    async fn fetch_appeals_by(&self, user: UserId) -> Result<Vec<Appeal>, StoreError>;
 
     /// Erases an account (PROTOCOL §9.3), in one transaction: every message it wrote
     /// becomes a deleted message (seq kept, words gone), its reactions, memberships,

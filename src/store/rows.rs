@@ -3,8 +3,8 @@
 
 use super::{MuteRecord, Restriction, RoomId, RoomRecord, UserId, UserRecord};
 use crate::protocol::{
-    format_ts, ActiveSanction, CareAlert, CareKind, CwTags, LogAction, Message, ModAction, Report, Role, RoomKind,
-    RoomRole, SanctionKind, User,
+    format_ts, ActiveSanction, Appeal, AppealOutcome, CareAlert, CareKind, CwTags, LogAction, Message, ModAction,
+    Report, Role, RoomKind, RoomRole, SanctionKind, User,
 };
 
 /// A result row whose columns can be read by name.
@@ -49,6 +49,11 @@ pub(super) const ROOM_COLUMNS: &str = "r.id, r.name, r.topic, r.kind, r.owner_id
 pub(super) const REPORT_COLUMNS: &str = "r.id, r.seq, rp.username AS reporter, r.reason, r.ts, r.body, r.message_ts, \
      a.username, a.display_name, a.role FROM reports r JOIN users rp ON rp.id = r.reporter_id \
      LEFT JOIN users a ON a.id = r.author_id";
+
+/// An appeal with its appellant and sanction, as `appeal` reads them.
+pub(super) const APPEAL_COLUMNS: &str = "a.id, a.log_id, a.user_id, a.text, a.ts, a.outcome, a.note, a.resolved_at, \
+     u.username, rm.name AS room_name, l.room_id, l.action, l.actor_id FROM appeals a \
+     JOIN mod_log l ON l.id = a.log_id JOIN users u ON u.id = a.user_id LEFT JOIN rooms rm ON rm.id = l.room_id";
 
 /// The columns of a message with its author, as `message` reads them.
 pub(super) const MESSAGE_COLUMNS: &str = "m.seq, m.body, m.ts, m.client_msg_id, m.deleted, m.edited_at, m.reply_to, \
@@ -135,6 +140,38 @@ fn split_mentions(names: Option<String>) -> Vec<String> {
 }
 
 /// [`REPORT_COLUMNS`].
+/// An appeal and its sanction, from a row of [`APPEAL_COLUMNS`].
+pub(super) fn appeal(row: &impl Columns) -> Result<super::AppealRecord, sqlx::Error> {
+    let undecodable = |what: String| sqlx::Error::Decode(what.into());
+    let action = row.text("action")?;
+    let outcome = row.opt_text("outcome")?;
+    let room_id = row.int("room_id")?;
+    Ok(super::AppealRecord {
+        appeal: Appeal {
+            id: row.int("id")?,
+            sanction_id: row.int("log_id")?,
+            room: row.opt_text("room_name")?,
+            user: row.text("username")?,
+            text: row.text("text")?,
+            ts: format_ts(row.int("ts")?),
+            outcome: match outcome {
+                Some(text) => Some(
+                    AppealOutcome::parse(&text)
+                        .ok_or_else(|| undecodable(format!("unknown appeal outcome `{text}` in the database")))?,
+                ),
+                None => None,
+            },
+            note: row.opt_text("note")?,
+            resolved_at: row.opt_int("resolved_at")?.map(format_ts),
+        },
+        appellant: UserId(row.int("user_id")?),
+        room: (room_id != 0).then_some(RoomId(room_id)),
+        action: LogAction::parse(&action)
+            .ok_or_else(|| undecodable(format!("unknown log action `{action}` in the database")))?,
+        actor: UserId(row.int("actor_id")?),
+    })
+}
+
 pub(super) fn report(room: &str, row: &impl Columns) -> Result<Report, sqlx::Error> {
     let seq = row.int("seq")?;
     // Reports made before snapshots were kept have none when their message was gone.

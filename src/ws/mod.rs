@@ -11,6 +11,7 @@
 //! Cleanup happens in one place, at the end of `run`: the hub forgets the session and
 //! presence is updated, whatever ended the connection.
 
+mod appeals;
 mod moderation;
 mod pages;
 mod requests;

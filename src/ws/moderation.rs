@@ -53,6 +53,11 @@ pub async fn handle(state: &AppState, session: &Session, request: Moderation) ->
         Moderation::ResolveReport { room, id, note } => resolve_report(state, session, &room, id, note).await,
         Moderation::ModLog { room, limit } => mod_log(state, session, room.as_deref(), limit).await,
         Moderation::Sanctions { room } => sanctions(state, session, &room).await,
+        Moderation::Appeal { sanction_id, text } => super::appeals::appeal(state, session, sanction_id, &text).await,
+        Moderation::Appeals { room, page } => super::appeals::appeals(state, session, room.as_deref(), page).await,
+        Moderation::ResolveAppeal { appeal_id, outcome, note } => {
+            super::appeals::resolve(state, session, appeal_id, outcome, note).await
+        }
         Moderation::Warn { room, user, reason } => warn(state, session, &room, &user, reason).await,
         Moderation::Refer { room, seq, note } => refer(state, session, &room, seq, note).await,
         Moderation::Duty { room, on } => duty(state, session, &room, on).await,
@@ -149,7 +154,7 @@ fn not_a_member(room: &RoomRecord, target: &Target) -> ApiError {
     ApiError::new(ErrorCode::NotFound, format!("@{} is not a member of #{}.", target.record.user.username, room.name))
 }
 
-fn forbidden(message: &str) -> ApiError {
+pub(super) fn forbidden(message: &str) -> ApiError {
     ApiError::new(ErrorCode::Forbidden, message)
 }
 
@@ -169,7 +174,7 @@ fn until_from(duration_s: Option<f64>) -> Result<Option<i64>, ApiError> {
 }
 
 /// A moderator's reason or note: optional, at most 500 characters.
-fn check_text(text: Option<String>, field: &str) -> Result<Option<String>, ApiError> {
+pub(super) fn check_text(text: Option<String>, field: &str) -> Result<Option<String>, ApiError> {
     match text {
         Some(text) if text.chars().count() > MAX_REASON_CHARS => {
             Err(invalid(format!("“{field}” is at most {MAX_REASON_CHARS} characters.")))
@@ -202,7 +207,7 @@ fn restriction(
     Ok((restriction, log))
 }
 
-fn entry(room: Option<&RoomRecord>, action: LogAction, actor: &Session) -> ModEntry {
+pub(super) fn entry(room: Option<&RoomRecord>, action: LogAction, actor: &Session) -> ModEntry {
     ModEntry {
         room: room.map(|r| r.id),
         action,
@@ -627,7 +632,7 @@ async fn queue_page(
 }
 
 /// The room's owner and room moderators (global moderators are reached by role).
-async fn room_moderators(state: &AppState, room: &RoomRecord) -> Result<Vec<UserId>, ApiError> {
+pub(super) async fn room_moderators(state: &AppState, room: &RoomRecord) -> Result<Vec<UserId>, ApiError> {
     let mut moderators = state.store.fetch_room_moderators(room.id).await.map_err(internal)?;
     moderators.push(room.owner_id);
     Ok(moderators)

@@ -297,3 +297,126 @@ async fn my_record_lists_what_moderators_did_with_reasons_and_times_and_never_wh
     let mut mia = server.member_of("mia", "circle").await;
     assert_eq!(mia.ok(json!({"type": "my_record"})).await["sanctions"], json!([]));
 }
+
+/// The id of the newest sanction of `action` in the member's own record.
+async fn sanction_id(member: &mut Client, action: &str) -> i64 {
+    let record = member.ok(json!({"type": "my_record"})).await;
+    let found = record["sanctions"].as_array().unwrap().iter().find(|s| s["action"] == action);
+    found.unwrap_or_else(|| panic!("no {action} in {record}"))["id"].as_i64().unwrap()
+}
+
+#[tokio::test]
+async fn an_appeal_goes_to_the_other_moderators_not_the_one_who_acted_and_lifted_unmutes() {
+    let server = TestServer::start().await;
+    let mut owner = server.room_owner("olive", "circle").await;
+    let mut rae = server.member_of("rae", "circle").await;
+    owner.ok(json!({"type": "set_room_role", "room": "circle", "user": "rae", "role": "moderator"})).await;
+    let mut ben = server.member_of("ben", "circle").await;
+    rae.ok(json!({"type": "mute", "room": "circle", "user": "ben", "duration_s": 3600, "reason": "a pause"})).await;
+    rae.event_of("muted").await;
+    owner.event_of("muted").await;
+    let id = sanction_id(&mut ben, "mute").await;
+
+    let appeal = ben.ok(json!({"type": "appeal", "sanction_id": id, "text": "I was quoting, not shouting."})).await;
+    let appeal = &appeal["appeal"];
+    assert_eq!(
+        (&appeal["sanction_id"], &appeal["room"], &appeal["user"], &appeal["text"]),
+        (&json!(id), &json!("circle"), &json!("ben"), &json!("I was quoting, not shouting.")),
+        "{appeal}"
+    );
+    assert!(appeal.get("outcome").is_none(), "open: {appeal}");
+    let heard = owner.event_of("appeal").await;
+    assert_eq!(heard["appeal"], *appeal, "the other moderator hears it");
+    rae.assert_quiet(Duration::from_millis(300)).await;
+    ben.refused(json!({"type": "appeal", "sanction_id": id, "text": "again"}), "conflict").await;
+    ben.refused(json!({"type": "appeal", "sanction_id": id + 1000, "text": "not mine"}), "not_found").await;
+    ben.refused(json!({"type": "appeal", "sanction_id": id, "text": "  "}), "invalid").await;
+    let listed = owner.ok(json!({"type": "appeals", "room": "circle"})).await;
+    assert_eq!(listed["appeals"], json!([appeal]), "{listed}");
+    ben.refused(json!({"type": "appeals", "room": "circle"}), "forbidden").await;
+    let appeal_id = appeal["id"].clone();
+    // The one who acted does not judge their own action while someone else can.
+    rae.refused(
+        json!({"type": "resolve_appeal", "appeal_id": appeal_id, "outcome": "lifted", "note": "ok"}),
+        "forbidden",
+    )
+    .await;
+
+    owner
+        .ok(json!({"type": "resolve_appeal", "appeal_id": appeal_id, "outcome": "lifted", "note": "Fair: lifted."}))
+        .await;
+    let resolved = ben.event_of("appeal_resolved").await;
+    assert_eq!(
+        (&resolved["appeal"]["outcome"], &resolved["appeal"]["note"]),
+        (&json!("lifted"), &json!("Fair: lifted.")),
+        "{resolved}"
+    );
+    assert!(resolved["appeal"]["resolved_at"].as_str().is_some(), "{resolved}");
+    ben.event_of("unmuted").await;
+    ben.ok(json!({"type": "send", "room": "circle", "body": "thank you"})).await;
+    let record = ben.ok(json!({"type": "my_record"})).await;
+    let mute = &record["sanctions"][0];
+    assert_eq!((&mute["active"], &mute["appeal"]["outcome"]), (&json!(false), &json!("lifted")), "{record}");
+    assert!(!record.to_string().contains("olive") && !record.to_string().contains("rae"), "{record}");
+    assert_eq!(owner.ok(json!({"type": "appeals", "room": "circle"})).await["appeals"], json!([]));
+    owner.refused(json!({"type": "resolve_appeal", "appeal_id": appeal_id, "outcome": "upheld"}), "not_found").await;
+    let log = owner.ok(json!({"type": "mod_log", "room": "circle", "limit": 4})).await;
+    let actions: Vec<&str> = log["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["resolve_appeal", "unmute", "appeal", "mute"], "{log}");
+}
+
+#[tokio::test]
+async fn an_upheld_appeal_keeps_the_sanction_and_a_new_appeal_may_follow() {
+    let server = TestServer::start().await;
+    let mut owner = server.room_owner("olive", "circle").await;
+    let mut gia = server.client(&server.user_with_role("gia", alongside::protocol::Role::Moderator).await).await;
+    let mut ben = server.member_of("ben", "circle").await;
+    owner.ok(json!({"type": "mute", "room": "circle", "user": "ben", "reason": "a pause"})).await;
+    let id = sanction_id(&mut ben, "mute").await;
+    let appeal = ben.ok(json!({"type": "appeal", "sanction_id": id, "text": "please"})).await["appeal"].clone();
+    // A global moderator hears a room's appeal too; the owner who acted does not.
+    assert_eq!(gia.event_of("appeal").await["appeal"]["id"], appeal["id"]);
+    gia.ok(json!({"type": "resolve_appeal", "appeal_id": appeal["id"], "outcome": "upheld", "note": "It stands."}))
+        .await;
+    assert_eq!(ben.event_of("appeal_resolved").await["appeal"]["outcome"], "upheld");
+    ben.refused(json!({"type": "send", "room": "circle", "body": "still muted?"}), "muted").await;
+    let record = ben.ok(json!({"type": "my_record"})).await;
+    assert_eq!(
+        (&record["sanctions"][0]["active"], &record["sanctions"][0]["appeal"]["note"]),
+        (&json!(true), &json!("It stands."))
+    );
+    ben.ok(json!({"type": "appeal", "sanction_id": id, "text": "one more time, with more to say"})).await;
+    let mut owner_events = Vec::new();
+    while let Ok(event) = tokio::time::timeout(Duration::from_millis(300), owner.event()).await {
+        owner_events.push(event);
+    }
+    assert!(owner_events.iter().all(|e| e["type"] != "appeal"), "the acting owner is left out: {owner_events:?}");
+}
+
+#[tokio::test]
+async fn a_room_moderator_cannot_lift_a_global_moderators_ban_by_appeal() {
+    let server = TestServer::start_with(|c| c.members_may_create_rooms = true).await;
+    let mut oscar = server.member("oscar").await;
+    oscar.ok(json!({"type": "create_room", "name": "circle"})).await;
+    let mut gia = server.client(&server.user_with_role("gia", alongside::protocol::Role::Moderator).await).await;
+    let mut ada = server.client(&server.user_with_role("ada", alongside::protocol::Role::Admin).await).await;
+    let mut ben = server.member_of("ben", "circle").await;
+    gia.ok(json!({"type": "ban", "room": "circle", "user": "ben", "reason": "spam"})).await;
+    let id = sanction_id(&mut ben, "ban").await;
+    let appeal =
+        ben.ok(json!({"type": "appeal", "sanction_id": id, "text": "it was not spam"})).await["appeal"].clone();
+    assert_eq!(oscar.event_of("appeal").await["appeal"]["id"], appeal["id"], "the room's owner hears it");
+    let refused = oscar
+        .refused(json!({"type": "resolve_appeal", "appeal_id": appeal["id"], "outcome": "lifted"}), "forbidden")
+        .await;
+    assert!(refused.to_string().contains("authority"), "{refused}");
+    ben.refused(json!({"type": "join", "room": "circle"}), "banned").await;
+    assert_eq!(
+        ada.ok(json!({"type": "appeals", "room": "circle"})).await["appeals"][0]["id"],
+        appeal["id"],
+        "still open"
+    );
+    ada.ok(json!({"type": "resolve_appeal", "appeal_id": appeal["id"], "outcome": "lifted"})).await;
+    assert_eq!(ben.event_of("appeal_resolved").await["appeal"]["outcome"], "lifted");
+    ben.ok(json!({"type": "join", "room": "circle"})).await;
+}

@@ -18,17 +18,17 @@
 
 mod schema;
 
-use super::rows::{self, CARE_COLUMNS, MESSAGE_COLUMNS, REPORT_COLUMNS, ROOM_COLUMNS};
+use super::rows::{self, APPEAL_COLUMNS, CARE_COLUMNS, MESSAGE_COLUMNS, REPORT_COLUMNS, ROOM_COLUMNS};
 use super::writer::{Batch, BatchWriter, Job, Writer, PROVEN_FOR};
 use super::{
-    BanScope, Change, CommitListener, Credentials, Erased, HistoryRange, LogAbout, ModEntry, MuteRecord, NewRoom,
-    OpenError, Restriction, RoomId, RoomRecord, Sanction, SearchCursor, Store, StoreError, StoredMessage, TokenRules,
-    Unread, UserId, UserRecord, WriteHealth,
+    AppealRecord, BanScope, Change, CommitListener, Credentials, Erased, HistoryRange, Lift, LogAbout, ModEntry,
+    MuteRecord, NewRoom, OpenError, Restriction, RoomId, RoomRecord, Sanction, SearchCursor, Store, StoreError,
+    StoredMessage, TokenRules, Unread, UserId, UserRecord, WriteHealth,
 };
 use crate::metrics::Metrics;
 use crate::protocol::{
-    format_ts, now_ms, ActiveSanction, CareAlert, CareKind, CwChanges, CwPreferences, CwTags, Message, ModAction,
-    Reactions, Report, Role, RoomRole, User,
+    format_ts, now_ms, ActiveSanction, Appeal, AppealOutcome, CareAlert, CareKind, CwChanges, CwPreferences, CwTags,
+    Message, ModAction, Reactions, Report, Role, RoomRole, User,
 };
 use async_trait::async_trait;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
@@ -656,6 +656,123 @@ impl Store for PostgresStore {
         Ok(entries)
     }
 
+    async fn insert_appeal(
+        &self,
+        user: UserId,
+        sanction_id: i64,
+        text: &str,
+        log: &ModEntry,
+    ) -> Result<AppealRecord, StoreError> {
+        let mut tx = self.begin_write().await?;
+        // The partial unique index allows one open appeal per sanction.
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO appeals (log_id, user_id, text, ts) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT DO NOTHING RETURNING id",
+        )
+        .bind(sanction_id)
+        .bind(user.0)
+        .bind(text)
+        .bind(now_ms())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(id) = id else {
+            tx.rollback().await?;
+            return Err(StoreError::Conflict);
+        };
+        insert_log(&mut tx, log).await?;
+        let row = sqlx::query(&format!("SELECT {APPEAL_COLUMNS} WHERE a.id = $1")).bind(id).fetch_one(&mut *tx).await?;
+        let appeal = rows::appeal(&row)?;
+        tx.commit().await?;
+        Ok(appeal)
+    }
+
+    async fn fetch_open_appeals(
+        &self,
+        room: Option<RoomId>,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<Appeal>, StoreError> {
+        let sql = format!(
+            "SELECT {APPEAL_COLUMNS} WHERE a.outcome IS NULL AND l.room_id = $1 AND a.id > $2 ORDER BY a.id LIMIT $3"
+        );
+        let found = sqlx::query(&sql)
+            .bind(rows::scope_id(room))
+            .bind(after_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(found.iter().map(|row| rows::appeal(row).map(|record| record.appeal)).collect::<Result<_, _>>()?)
+    }
+
+    async fn fetch_appeal(&self, id: i64) -> Result<Option<AppealRecord>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {APPEAL_COLUMNS} WHERE a.id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(rows::appeal).transpose()?)
+    }
+
+    async fn resolve_appeal(
+        &self,
+        id: i64,
+        outcome: AppealOutcome,
+        note: Option<&str>,
+        log: &ModEntry,
+        lift: Option<&Lift>,
+    ) -> Result<Option<(Appeal, bool)>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE appeals SET outcome = $1, note = $2, resolved_by = $3, resolved_at = $4 \
+             WHERE id = $5 AND outcome IS NULL",
+        )
+        .bind(outcome.as_str())
+        .bind(note)
+        .bind(log.actor.0)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let mut lifted = false;
+        if let Some(lift) = lift {
+            let sql = format!(
+                "DELETE FROM {} WHERE room_id = $1 AND user_id = $2 AND (until IS NULL OR until > $3)",
+                lift.table()
+            );
+            let scope = rows::ban_scope_id(lift.scope);
+            lifted =
+                sqlx::query(&sql).bind(scope).bind(lift.user.0).bind(now_ms()).execute(&mut *tx).await?.rows_affected()
+                    > 0;
+            if lifted {
+                insert_log(&mut tx, &lift.log).await?;
+            }
+        }
+        insert_log(&mut tx, log).await?;
+        let row = sqlx::query(&format!("SELECT {APPEAL_COLUMNS} WHERE a.id = $1")).bind(id).fetch_one(&mut *tx).await?;
+        let appeal = rows::appeal(&row)?.appeal;
+        tx.commit().await?;
+        Ok(Some((appeal, lifted)))
+    }
+
+    async fn fetch_global_moderators(&self) -> Result<Vec<UserId>, StoreError> {
+        let ids: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM users WHERE role IN ('moderator', 'organiser', 'admin') ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(ids.into_iter().map(UserId).collect())
+    }
+
+    async fn fetch_appeals_by(&self, user: UserId) -> Result<Vec<Appeal>, StoreError> {
+        let found = sqlx::query(&format!("SELECT {APPEAL_COLUMNS} WHERE a.user_id = $1 ORDER BY a.id"))
+            .bind(user.0)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(found.iter().map(|row| rows::appeal(row).map(|record| record.appeal)).collect::<Result<_, _>>()?)
+    }
+
     async fn erase_user(&self, user: UserId) -> Result<Erased, StoreError> {
         let mut tx = self.begin_write().await?;
         let found: Option<(String, String)> = sqlx::query_as("SELECT username, password_hash FROM users WHERE id = $1")
@@ -691,6 +808,7 @@ impl Store for PostgresStore {
             "DELETE FROM read_markers WHERE user_id = $1",
             "DELETE FROM room_hosts WHERE user_id = $1",
             "DELETE FROM blocks WHERE blocker_id = $1 OR blocked_id = $1",
+            "DELETE FROM appeals WHERE user_id = $1",
             "DELETE FROM sessions WHERE user_id = $1",
         ];
         for statement in mine {

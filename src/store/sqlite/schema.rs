@@ -245,6 +245,22 @@ CREATE TABLE blocks (
     r#"
 CREATE INDEX messages_author ON messages(author_id, room_id, seq);
 "#,
+    // Appeals: a member contests a sanction; one open appeal per sanction.
+    r#"
+CREATE TABLE appeals (
+    id          INTEGER PRIMARY KEY,
+    log_id      INTEGER NOT NULL REFERENCES mod_log(id),
+    user_id     INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    text        TEXT NOT NULL,
+    ts          INTEGER NOT NULL,
+    outcome     TEXT,
+    note        TEXT,
+    resolved_by INTEGER REFERENCES users(id),
+    resolved_at INTEGER
+);
+CREATE UNIQUE INDEX appeals_one_open ON appeals(log_id) WHERE outcome IS NULL;
+CREATE INDEX appeals_by ON appeals(user_id, id);
+"#,
 ];
 
 /// Brings the schema up to date, each migration in its own write transaction.

@@ -843,6 +843,26 @@ describe('the web client', () => {
     await first.waitFor();
     assert.match(await first.textContent(), /^Muted in #wmhd-2026/);
     assert.ok(!(await member.textContent('#record-list')).includes('Olivia'), 'the moderator is not named');
+    // She appeals; the organiser (the only moderator here, so the appeal reaches her)
+    // answers from the appeals queue, and Bea hears the answer.
+    await first.locator('button:text-is("Appeal")').click();
+    await member.fill('#appeal-text', 'I was quoting a song, not shouting at anyone.');
+    await member.click('#appeal-dialog button[value=confirm]');
+    await member.waitForSelector('#record-list li .appeal-state:has-text("the moderators have it")');
+    await organiser.waitForSelector('#notice:has-text("New appeal in #wmhd-2026 from bea")');
+    const tools = organiser.locator('#mod-tools');
+    if (!(await tools.evaluate((details) => details.open))) await organiser.click('#mod-tools summary');
+    await organiser.click('#show-appeals');
+    const appeal = organiser.locator('#appeals-panel li', { hasText: 'I was quoting a song' });
+    await appeal.locator('button:text-is("Answer…")').click();
+    await organiser.fill('#answer-note', 'Thanks for explaining; the pause stays on the record but is over.');
+    await organiser.click('#answer-dialog button[value=upheld]');
+    await organiser.waitForSelector('#appeals-panel p:text-is("No open appeals.")');
+    await member.waitForSelector('#notice:has-text("Your appeal in #wmhd-2026 was answered")');
+    await member.waitForSelector('#record-list li .appeal-state:has-text("upheld")');
+    await member.locator('#record-list').scrollIntoViewIfNeeded();
+    await member.screenshot({ path: join(SCREENSHOTS, 'my-record.png') });
+    assert.deepEqual(await accessibilityViolations(member), [], 'WCAG 2.2 AA: my record and appeal');
     await member.click('#my-data summary');
   });
 

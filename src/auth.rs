@@ -137,6 +137,40 @@ pub fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// Letters and digits an invite code is made of: no 0/o, 1/l/i to misread.
+const INVITE_ALPHABET: &[u8; 31] = b"abcdefghjkmnpqrstuvwxyz23456789";
+
+/// A new invite code: twelve random letters and digits (about 59 bits) in three
+/// groups of four, easy to read out
+/// (`k7pw-3mxa-9qte`). Registration limits and use counts bound guessing.
+pub fn new_invite_code() -> String {
+    let mut bytes = [0u8; 12];
+    OsRng.fill_bytes(&mut bytes);
+    let letters: Vec<char> =
+        bytes.iter().map(|byte| INVITE_ALPHABET[usize::from(*byte) % INVITE_ALPHABET.len()] as char).collect();
+    letters.chunks(4).map(|group| group.iter().collect::<String>()).collect::<Vec<_>>().join("-")
+}
+
+/// The form an invite code is stored and looked up in: case, spaces and dashes as
+/// typed do not matter.
+pub fn invite_hash(code: &str) -> [u8; 32] {
+    let folded: String =
+        code.chars().filter(|c| !c.is_whitespace() && *c != '-').flat_map(char::to_lowercase).collect();
+    Sha256::digest(folded.as_bytes()).into()
+}
+
+/// Makes and stores an invite code good for `uses` registrations until `expires_at`.
+pub async fn create_invite(
+    store: &dyn crate::store::Store,
+    uses: u32,
+    expires_at: Option<i64>,
+    by: Option<crate::store::UserId>,
+) -> Result<crate::protocol::Invite, crate::store::StoreError> {
+    let code = new_invite_code();
+    store.insert_invite(&invite_hash(&code), uses, expires_at, by).await?;
+    Ok(crate::protocol::Invite { code, uses, expires_at: expires_at.map(crate::protocol::format_ts) })
+}
+
 fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);

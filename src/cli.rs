@@ -29,6 +29,9 @@ pub fn main() -> ExitCode {
             Err(message) => Err(message),
         },
         Command::User { action } => runtime.block_on(user(action)),
+        Command::Invite { action: InviteCommand::Create { uses, expires_in, database } } => {
+            runtime.block_on(create_invite(uses, expires_in.as_deref(), &database))
+        }
         Command::Migrate { database } => runtime.block_on(migrate(&database)),
         Command::Copy { from, to } => runtime.block_on(copy(&from, &to)),
     };
@@ -167,7 +170,7 @@ async fn user(action: UserCommand) -> Result<(), String> {
             check_password_not_common(&password).map_err(str::to_string)?;
             let store = open_store(&database).await?;
             let hash = Passwords::new(1).hash(password).await.map_err(|err| err.to_string())?;
-            let outcome = store.insert_user(&username, &display_name, &hash, role).await;
+            let outcome = store.insert_user(&username, &display_name, &hash, role, None).await;
             store.close().await;
             match outcome {
                 Ok(record) => {
@@ -307,6 +310,67 @@ pub enum Command {
         #[command(subcommand)]
         action: UserCommand,
     },
+    /// Invite codes, for a network that registers by invitation (`--registration invite`).
+    Invite {
+        /// Which action.
+        #[command(subcommand)]
+        action: InviteCommand,
+    },
+}
+
+/// `alongside invite ...`.
+#[derive(Debug, Subcommand)]
+pub enum InviteCommand {
+    /// Make an invite code and print it (it is shown once; the server keeps only a hash).
+    Create {
+        /// How many registrations it allows.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        /// How long it works: a number with s, m, h or d (`7d`, `12h`); default: no end.
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
+        /// Database URL.
+        #[arg(long, env = "ALONGSIDE_DATABASE", default_value = "sqlite://alongside.db")]
+        database: String,
+    },
+}
+
+/// A duration as `--expires-in` takes it: a whole number and a unit (s, m, h, d).
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("`{text}` is not a duration: use a number with s, m, h or d, like 7d")),
+    };
+    let number: u64 = number.parse().map_err(|_| format!("`{text}` is not a duration: it needs a number, like 7d"))?;
+    if number == 0 || number.saturating_mul(seconds) > 365 * 86_400 {
+        return Err(format!("`{text}`: an invite lasts from one second to a year"));
+    }
+    Ok(std::time::Duration::from_secs(number * seconds))
+}
+
+async fn create_invite(uses: u32, expires_in: Option<&str>, database: &str) -> Result<(), String> {
+    if !(1..=10_000).contains(&uses) {
+        return Err("--uses is 1 to 10000".into());
+    }
+    let expires_at = expires_in
+        .map(parse_duration)
+        .transpose()?
+        .map(|duration| crate::protocol::now_ms() + duration.as_millis() as i64);
+    let store = open_store(database).await?;
+    let outcome = crate::auth::create_invite(&*store, uses, expires_at, None).await;
+    store.close().await;
+    let invite = outcome.map_err(|err| err.to_string())?;
+    match &invite.expires_at {
+        Some(until) => println!("{} (for {uses} registration(s), until {until})", invite.code),
+        None => println!("{} (for {uses} registration(s), no end)", invite.code),
+    }
+    Ok(())
 }
 
 /// `alongside user ...`.

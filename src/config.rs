@@ -9,6 +9,30 @@ use clap::Args;
 use serde::Deserialize;
 use std::time::Duration;
 
+/// Who may register an account (PROTOCOL §9.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Registration {
+    /// Anyone.
+    #[default]
+    Open,
+    /// With an invite code.
+    Invite,
+    /// Nobody: accounts are made with `alongside user create`.
+    Closed,
+}
+
+impl Registration {
+    /// The setting's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Registration::Open => "open",
+            Registration::Invite => "invite",
+            Registration::Closed => "closed",
+        }
+    }
+}
+
 macro_rules! settings {
     ($( $(#[doc = $doc:literal])* $field:ident : $ty:ty = $default:expr, env = $env:literal; )*) => {
         /// Flags of `alongside serve`; each also reads its environment variable.
@@ -118,6 +142,9 @@ settings! {
     reactions: String = "💙 🙏 🤗 👍 🌱".into(), env = "ALONGSIDE_REACTIONS";
     /// Let members (not only moderators) create topic rooms.
     members_may_create_rooms: bool = false, env = "ALONGSIDE_MEMBERS_MAY_CREATE_ROOMS";
+    /// Who may register: `open` (anyone), `invite` (with a code from `alongside invite
+    /// create` or a global moderator) or `closed` (accounts only by `alongside user create`).
+    registration: Registration = Registration::Open, env = "ALONGSIDE_REGISTRATION";
     /// Failed logins to one account from one client address per window, after which
     /// that address (only) is refused for that account until the window ends; a
     /// successful login clears the count (0 = unlimited). Nobody can lock a member out

@@ -9,6 +9,7 @@ use crate::auth::{
     normalise_username, token_hash, HashError,
 };
 use crate::bus::CloseTarget;
+use crate::config::Registration;
 use crate::protocol::close_code;
 use crate::protocol::{ApiError, ErrorCode, LoginBody, LoginReply, MeBody, RegisterBody, Role, UserBody};
 use crate::state::{internal, json_response, AppState, HttpError};
@@ -32,6 +33,7 @@ pub fn routes() -> Router<AppState> {
         .route("/", get(index))
         .route("/assets/{file}", get(asset))
         .route("/api/v1/register", post(register))
+        .route("/api/v1/registration", get(registration))
         .route("/api/v1/login", post(login))
         .route("/api/v1/logout", post(logout))
         .route("/api/v1/me", get(me).delete(delete_me))
@@ -64,6 +66,10 @@ fn parse_body<T: DeserializeOwned>(headers: &HeaderMap, body: Result<Bytes, Byte
     serde_json::from_slice(&body).map_err(|err| {
         HttpError(ApiError::new(ErrorCode::BadRequest, format!("The body is not the JSON expected: {err}.")))
     })
+}
+
+fn forbidden(message: &str) -> HttpError {
+    HttpError(ApiError::new(ErrorCode::Forbidden, message))
 }
 
 fn invalid(message: &str) -> HttpError {
@@ -155,8 +161,19 @@ async fn register(
         tracing::warn!("registrations on the whole server over the hourly limit");
         return Err(ApiError::rate_limited("new accounts on this server this hour", wait).into());
     }
+    let invite = match (state.config.registration, body.invite.as_deref().map(str::trim)) {
+        (Registration::Open, _) => None,
+        (Registration::Closed, _) => {
+            return Err(forbidden("Registration is closed on this network: ask its organisers for an account."))
+        }
+        (Registration::Invite, None | Some("")) => {
+            return Err(forbidden("This network registers by invitation: enter the invite code you were given."))
+        }
+        (Registration::Invite, Some(code)) => Some(crate::auth::invite_hash(code)),
+    };
     let hash = state.passwords.hash(body.password).await.map_err(hashing_failed)?;
-    match state.store.insert_user(&username, &display_name, &hash, Role::Member).await {
+    match state.store.insert_user(&username, &display_name, &hash, Role::Member, invite.as_ref().map(|h| &h[..])).await
+    {
         Ok(record) => {
             tracing::info!(user = %record.user.username, "registered");
             Ok(json(StatusCode::CREATED, &UserBody { user: record.user }))
@@ -168,8 +185,17 @@ async fn register(
         Err(StoreError::NameInUse) => {
             Err(invalid("That display name is another member's name (or too like it); please choose one of your own."))
         }
+        Err(StoreError::NotFound) => {
+            Err(forbidden("That invite code does not work: it may be mistyped, used up or expired."))
+        }
         Err(err) => Err(internal(err).into()),
     }
+}
+
+/// `GET /api/v1/registration`: how this network registers, so a client knows whether
+/// to ask for an invite code.
+async fn registration(State(state): State<AppState>) -> Response {
+    json(StatusCode::OK, &serde_json::json!({ "mode": state.config.registration.as_str() }))
 }
 
 async fn login(
@@ -359,6 +385,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("menu.js", "text/javascript; charset=utf-8", include_str!("../web/menu.js")),
     ("care.js", "text/javascript; charset=utf-8", include_str!("../web/care.js")),
     ("warnings.js", "text/javascript; charset=utf-8", include_str!("../web/warnings.js")),
+    ("record.js", "text/javascript; charset=utf-8", include_str!("../web/record.js")),
     ("app.css", "text/css; charset=utf-8", include_str!("../web/app.css")),
 ];
 

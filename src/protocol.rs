@@ -158,6 +158,13 @@ pub struct Room {
     /// The room moderators on duty now, by username (absent: none).
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub hosts_on_duty: Vec<String>,
+    /// `private`: listed only to members and global moderators, joined by approval
+    /// (absent: public).
+    #[serde(skip_serializing_if = "Visibility::is_public", default)]
+    pub visibility: Visibility,
+    /// `since_join`: members see only what was said after they joined (absent: all).
+    #[serde(skip_serializing_if = "HistoryVisibility::is_all", default)]
+    pub history_visibility: HistoryVisibility,
     /// The requesting user's place in the room (in the `join` reply), so a client
     /// knows whether to show moderator tools.
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -168,6 +175,61 @@ pub struct Room {
     /// For a member asking: how many of those unread messages name them.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub mentions_unread: Option<u32>,
+}
+
+/// Who may find and join a room (PROTOCOL §9.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Visibility {
+    /// Listed to everyone; anyone may join.
+    #[default]
+    Public,
+    /// Listed to members and global moderators; joining needs a moderator's approval or invitation.
+    Private,
+}
+
+impl Visibility {
+    fn is_public(&self) -> bool {
+        *self == Visibility::Public
+    }
+}
+
+/// What a newcomer sees of a room's past (PROTOCOL §9.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HistoryVisibility {
+    /// Everything.
+    #[default]
+    All,
+    /// Only messages sent after they joined.
+    SinceJoin,
+}
+
+impl HistoryVisibility {
+    fn is_all(&self) -> bool {
+        *self == HistoryVisibility::All
+    }
+}
+
+/// An invite code, as made (the code is shown once: the server keeps only its hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invite {
+    /// What a newcomer types on registering.
+    pub code: String,
+    /// How many registrations it allows.
+    pub uses: u32,
+    /// When it stops working (absent: never).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub expires_at: Option<String>,
+}
+
+/// A waiting request to join a private room (`join_requests`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinRequest {
+    /// Who asks.
+    pub user: User,
+    /// When they asked.
+    pub ts: String,
 }
 
 /// A member of a room as its members see them (`members`).
@@ -963,6 +1025,9 @@ pub struct RegisterBody {
     pub password: String,
     /// Optional display name.
     pub display_name: Option<String>,
+    /// An invite code, needed when the network registers by invitation.
+    #[serde(default)]
+    pub invite: Option<String>,
 }
 
 /// `POST /api/v1/login`.
@@ -1043,6 +1108,13 @@ pub enum Request {
     Blocks,
     /// What moderators did to one.
     MyRecord,
+    /// Make an invite code (global moderators and up).
+    CreateInvite {
+        /// Registrations it allows (default 1).
+        uses: Option<u32>,
+        /// Seconds until it stops working (default: never).
+        expires_in_s: Option<f64>,
+    },
     /// A message whole, whatever one's preferences.
     Reveal {
         /// Room name.
@@ -1280,6 +1352,27 @@ pub enum Moderation {
         /// For the log.
         note: Option<String>,
     },
+    /// A private room's waiting join requests.
+    JoinRequests {
+        /// Room name.
+        room: String,
+    },
+    /// Answer a join request.
+    ApproveJoin {
+        /// Room name.
+        room: String,
+        /// Username.
+        user: String,
+        /// Let them in, or not.
+        approve: bool,
+    },
+    /// Make someone a member of a room.
+    Invite {
+        /// Room name.
+        room: String,
+        /// Username.
+        user: String,
+    },
     /// Appeal a sanction of one's own record.
     Appeal {
         /// The sanction's id, from `my_record`.
@@ -1349,6 +1442,12 @@ pub struct CreateRoom {
     /// Members may send only while a host is on duty.
     #[serde(default)]
     pub requires_host: bool,
+    /// Public (default) or private.
+    #[serde(default)]
+    pub visibility: Visibility,
+    /// All (default) or since_join.
+    #[serde(default)]
+    pub history_visibility: HistoryVisibility,
 }
 
 /// Fields of `send`.
@@ -1614,6 +1713,21 @@ struct ResolveFields {
 }
 
 #[derive(Deserialize)]
+struct InviteFields {
+    #[serde(default)]
+    uses: Option<u32>,
+    #[serde(default)]
+    expires_in_s: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct ApproveFields {
+    room: String,
+    user: String,
+    approve: bool,
+}
+
+#[derive(Deserialize)]
 struct AppealFields {
     sanction_id: i64,
     text: String,
@@ -1693,6 +1807,10 @@ pub fn parse_request(text: &str) -> Result<(Option<RequestId>, Request), ParseEr
         }
         "blocks" => Request::Blocks,
         "my_record" => Request::MyRecord,
+        "create_invite" => {
+            let f: InviteFields = serde_json::from_str(text).map_err(|e| fail("create_invite", e))?;
+            Request::CreateInvite { uses: f.uses, expires_in_s: f.expires_in_s }
+        }
         "set_preferences" => {
             let f: PreferencesFields = serde_json::from_str(text).map_err(|e| fail("set_preferences", e))?;
             Request::SetPreferences { cw: f.cw }
@@ -1820,6 +1938,13 @@ fn parse_moderation(kind: &str, text: &str) -> Option<Result<Moderation, String>
             Some(reason) => Ok(Moderation::Warn { room: f.room, user: f.user, reason }),
             None => Err("missing field “reason” (what the member is told)".to_string()),
         }),
+        "join_requests" => fields::<RoomFields>(text).map(|f| Moderation::JoinRequests { room: f.room }),
+        "approve_join" => fields::<ApproveFields>(text).map(|f| Moderation::ApproveJoin {
+            room: f.room,
+            user: f.user,
+            approve: f.approve,
+        }),
+        "invite" => fields::<TargetFields>(text).map(|f| Moderation::Invite { room: f.room, user: f.user }),
         "appeal" => {
             fields::<AppealFields>(text).map(|f| Moderation::Appeal { sanction_id: f.sanction_id, text: f.text })
         }
@@ -1956,6 +2081,21 @@ pub enum Reply {
     Profile {
         /// The user as they see themselves now.
         user: Me,
+    },
+    /// `join` of a private room one is not a member of: a moderator will answer.
+    Pending {
+        /// Always true.
+        pending: bool,
+    },
+    /// `join_requests`.
+    JoinRequests {
+        /// Waiting requests, oldest first.
+        requests: Vec<JoinRequest>,
+    },
+    /// `create_invite`.
+    Invited {
+        /// The new code.
+        invite: Invite,
     },
     /// `appeal`.
     Appealed {
@@ -2164,6 +2304,18 @@ pub enum Event {
     CareAlert {
         /// The alert.
         alert: CareAlert,
+    },
+    /// For a private room's moderators: someone asks to join.
+    JoinRequest {
+        /// Room name.
+        room: String,
+        /// Who asks.
+        user: User,
+    },
+    /// To the asker: a moderator said no to their join request.
+    JoinRefused {
+        /// Room name.
+        room: String,
     },
     /// For the moderators who may answer it: a member appealed a sanction.
     Appeal {

@@ -19,7 +19,10 @@ use crate::hub::{GapFill, GapFiller, Hub, Session};
 use crate::limits::{Failures, KeyedLimit};
 use crate::metrics::Metrics;
 use crate::net::TrustedProxies;
-use crate::protocol::{format_ts, ApiError, CwPreferences, ErrorCode, Event, LeftReason, Message, Room, User};
+use crate::protocol::{
+    format_ts, ApiError, CwPreferences, ErrorCode, Event, HistoryVisibility, LeftReason, Message, Room, User,
+    Visibility,
+};
 use crate::store::{self, CommitListener, Restriction, RoomId, RoomRecord, Store, StoreError, UserId, UserRecord};
 use axum::extract::ws::Utf8Bytes;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -158,8 +161,9 @@ impl Shared {
 
     /// Up to `limit` rooms after `after` by name, as this node knows them now (a cached
     /// version wins over the one just read, which may predate a change).
-    pub async fn rooms(&self, after: Option<&str>, limit: u32) -> Result<Vec<Room>, ApiError> {
-        let records = self.store.fetch_rooms(after, limit).await.map_err(internal)?;
+    /// Private rooms only those `viewer` is a member of (`None`: every room).
+    pub async fn rooms(&self, after: Option<&str>, limit: u32, viewer: Option<UserId>) -> Result<Vec<Room>, ApiError> {
+        let records = self.store.fetch_rooms(after, limit, viewer).await.map_err(internal)?;
         Ok(records.into_iter().map(|record| self.room_view(&self.hub.fill_room(record))).collect())
     }
 
@@ -178,6 +182,8 @@ impl Shared {
             capacity: room.capacity,
             requires_host: room.requires_host,
             hosts_on_duty: self.hub.hosts_on_duty(room.id).into_iter().map(|(_, name)| name).collect(),
+            visibility: if room.private { Visibility::Private } else { Visibility::Public },
+            history_visibility: if room.since_join { HistoryVisibility::SinceJoin } else { HistoryVisibility::All },
             my_role: None,
             unread: None,
             mentions_unread: None,
@@ -554,12 +560,18 @@ impl Shared {
     pub fn room_created(&self, room: Arc<RoomRecord>, owner: UserId) {
         let name = room.name.clone();
         let event = Event::RoomCreated { room: self.room_view(&room) };
+        let private = room.private;
         for effect in [Effect::RoomChanged(room), Effect::Subscribe(owner)] {
             self.apply_here_first(&name, &effect);
             self.bus.publish(BusMessage::Apply { room: name.clone(), effect });
         }
-        // Everyone's room list learns of it, on every node.
-        self.bus.publish(BusMessage::Everyone { frame: Utf8Bytes::from(event.to_json()) });
+        if private {
+            // A private room is news only to its owner until others are let in.
+            self.publish_user(owner, &event);
+        } else {
+            // Everyone's room list learns of it, on every node.
+            self.bus.publish(BusMessage::Everyone { frame: Utf8Bytes::from(event.to_json()) });
+        }
     }
 
     /// A room's settings changed: members hear `room_updated`, every node's cache takes

@@ -21,6 +21,7 @@ import {
 import { $, fill, h } from './dom.js';
 import { installModeration, memberActions, moderatorActions, refreshSanctions, reportArrived } from './moderation.js';
 import { installMenu, menuOpen, openMenu, quiet, roving, settle } from './menu.js';
+import { appealArrived, appealResolved, installRecord } from './record.js';
 import { RoomViews, Timeline, unsentFor } from './state.js';
 import { plainMessage } from './words.js';
 import { announce, confirmAction, dayOf, failed, formatClock, formatTime, formatZoned, notify, timeZone, untilText } from './ui.js';
@@ -62,6 +63,7 @@ const view = (room) => state.views.ensure(room);
 
 installModeration(state, { canModerate, memberOf, deleteMessage, jumpTo });
 installCare(state, { jumpTo });
+installRecord(state);
 installWarnings(state, { addMessage: (message) => addMessage(message, { live: false }), refreshRoom });
 installMenu();
 roving($('#messages'), '.message', '.actions-button');
@@ -232,38 +234,6 @@ $('#export-data').addEventListener('click', async () => {
     failed(error);
   } finally {
     button.disabled = false;
-  }
-});
-
-/** What moderators did about this member, in plain words: where, why, until when, whether it is in force. */
-const RECORD_WORDS = { warn: 'A warning', mute: 'Muted', kick: 'Removed from the room', ban: 'Banned', delete: 'A message of yours deleted' };
-
-$('#show-record').addEventListener('click', async () => {
-  const list = $('#record-list');
-  try {
-    const reply = await state.connection.request('my_record');
-    list.hidden = false;
-    if (!reply.sanctions.length) {
-      fill(list, h('li', {}, 'Nothing: no moderator has acted about you.'));
-      return;
-    }
-    fill(
-      list,
-      reply.sanctions.map((sanction) =>
-        h(
-          'li',
-          {},
-          h('strong', {}, RECORD_WORDS[sanction.action] || sanction.action),
-          ` ${sanction.room ? `in #${sanction.room}` : 'on the whole server'}, ${formatTime(sanction.ts)}`,
-          sanction.until && sanction.active ? `, ${untilText(sanction.until)}` : '',
-          sanction.reason ? `. Reason: ${sanction.reason}` : '.',
-          sanction.active ? h('span', { class: 'muted-mark' }, 'in force') : null,
-          h('span', { class: 'hint' }, ` By a ${sanction.by_role}.`),
-        ),
-      ),
-    );
-  } catch (error) {
-    failed(error);
   }
 });
 
@@ -1626,6 +1596,12 @@ function onEvent(event) {
       break;
     case 'report':
       reportArrived(event.report);
+      break;
+    case 'appeal':
+      appealArrived(event.appeal);
+      break;
+    case 'appeal_resolved':
+      appealResolved(event.appeal);
       break;
     case 'care_resources':
       // Only ever one's own message: support, privately.

@@ -14,7 +14,7 @@ use axum::extract::ws::Utf8Bytes;
 use std::sync::Arc;
 
 /// The encoding's version; bumped when the layout changes.
-const VERSION: u8 = 4;
+const VERSION: u8 = 5;
 
 /// Why bytes did not decode.
 #[derive(Debug, thiserror::Error)]
@@ -283,6 +283,8 @@ impl Out {
                 self.opt(room.ends_at, Out::i64);
                 self.opt(room.capacity, Out::u32);
                 self.u8(u8::from(room.requires_host));
+                self.u8(u8::from(room.private));
+                self.u8(u8::from(room.since_join));
             }
             Effect::Duty { room, user, username, on } => {
                 self.u8(6);
@@ -380,6 +382,8 @@ impl<'a> In<'a> {
                 ends_at: self.opt(In::i64)?,
                 capacity: self.opt(In::u32)?,
                 requires_host: self.flag()?,
+                private: self.flag()?,
+                since_join: self.flag()?,
             })),
             6 => Effect::Duty {
                 room: RoomId(self.i64()?),
@@ -421,6 +425,8 @@ mod tests {
             ends_at: None,
             capacity: Some(500),
             requires_host: true,
+            private: true,
+            since_join: false,
         };
         let mute = Restriction { until: Some(99), reason: Some("cool down".into()) };
         let frame = Utf8Bytes::from(r#"{"type":"message","body":"héllo \"there\""}"#);

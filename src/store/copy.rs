@@ -61,9 +61,19 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("last_seq", Int),
             ("created_at", Int),
             ("requires_host", Flag),
+            ("private", Flag),
+            ("since_join", Flag),
         ],
     ),
-    ("memberships", &[("room_id", Int), ("user_id", Int), ("room_role", Text), ("joined_at", Int)]),
+    (
+        "memberships",
+        &[("room_id", Int), ("user_id", Int), ("room_role", Text), ("joined_at", Int), ("joined_seq", Int)],
+    ),
+    ("join_requests", &[("room_id", Int), ("user_id", Int), ("ts", Int)]),
+    (
+        "invites",
+        &[("code_hash", Bytes), ("uses_left", Int), ("expires_at", Int), ("created_by", Int), ("created_at", Int)],
+    ),
     ("blocks", &[("blocker_id", Int), ("blocked_id", Int), ("since", Int)]),
     (
         "messages",

@@ -96,6 +96,10 @@ pub struct RoomRecord {
     pub capacity: Option<u32>,
     /// Members may send only while a host is on duty.
     pub requires_host: bool,
+    /// Listed only to members and global moderators; joining needs approval.
+    pub private: bool,
+    /// Members see only messages sent after they joined.
+    pub since_join: bool,
 }
 
 /// What `insert_room` needs.
@@ -117,6 +121,10 @@ pub struct NewRoom {
     pub capacity: Option<u32>,
     /// Members may send only while a host is on duty.
     pub requires_host: bool,
+    /// Listed only to members and global moderators; joining needs approval.
+    pub private: bool,
+    /// Members see only messages sent after they joined.
+    pub since_join: bool,
 }
 
 /// What [`Store::erase_user`] did.
@@ -393,13 +401,16 @@ pub trait Store: Send + Sync + 'static {
     /// did).
     async fn ping(&self) -> Result<(), StoreError>;
 
-    /// Creates a user; `Conflict` if the username is taken.
+    /// Creates a user; `Conflict` if the username is taken. With `invite` (an invite
+    /// code's hash), one use of the code is spent in the same transaction, and
+    /// `NotFound` says the code is unknown, used up or expired.
     async fn insert_user(
         &self,
         username: &str,
         display_name: &str,
         password_hash: &str,
         role: Role,
+        invite: Option<&[u8]>,
     ) -> Result<UserRecord, StoreError>;
 
     /// The user and password hash for a login.
@@ -582,8 +593,38 @@ pub trait Store: Send + Sync + 'static {
     /// One room by name.
     async fn fetch_room(&self, name: &str) -> Result<Option<RoomRecord>, StoreError>;
 
-    /// Up to `limit` rooms whose names sort after `after` (all, without it), by name.
-    async fn fetch_rooms(&self, after: Option<&str>, limit: u32) -> Result<Vec<RoomRecord>, StoreError>;
+    /// Up to `limit` rooms whose names sort after `after` (all, without it), by name:
+    /// every room for `viewer` `None` (a global moderator), else the public ones and
+    /// the private ones `viewer` is a member of.
+    async fn fetch_rooms(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+        viewer: Option<UserId>,
+    ) -> Result<Vec<RoomRecord>, StoreError>;
+
+    /// Asks to join a private room; `false` when the request was already waiting.
+    async fn insert_join_request(&self, room: RoomId, user: UserId) -> Result<bool, StoreError>;
+
+    /// A private room's waiting join requests, oldest first, with when each was made.
+    async fn fetch_join_requests(&self, room: RoomId) -> Result<Vec<(UserRecord, i64)>, StoreError>;
+
+    /// Withdraws or refuses a join request; `false` when there was none. (Becoming a
+    /// member removes it too.)
+    async fn delete_join_request(&self, room: RoomId, user: UserId) -> Result<bool, StoreError>;
+
+    /// The room's last seq when `user` joined it; `None` for a non-member.
+    async fn fetch_joined_seq(&self, room: RoomId, user: UserId) -> Result<Option<i64>, StoreError>;
+
+    /// Stores an invite code (by its hash) good for `uses` registrations until
+    /// `expires_at` (Unix ms; `None`: no end).
+    async fn insert_invite(
+        &self,
+        code_hash: &[u8],
+        uses: u32,
+        expires_at: Option<i64>,
+        created_by: Option<UserId>,
+    ) -> Result<(), StoreError>;
 
     /// Adds a member; `Ok(false)` if already a member, `Full` at capacity, `Banned`
     /// while a room or server ban is in force (checked in the same transaction, so a

@@ -43,7 +43,7 @@ columns!(sqlx::postgres::PgRow);
 
 /// The columns every room query selects (with `owner` from the joined user).
 pub(super) const ROOM_COLUMNS: &str = "r.id, r.name, r.topic, r.kind, r.owner_id, u.username AS owner, r.slow_mode_s, \
-     r.locked, r.starts_at, r.ends_at, r.capacity, r.requires_host FROM rooms r JOIN users u ON u.id = r.owner_id";
+     r.locked, r.starts_at, r.ends_at, r.capacity, r.requires_host, r.private, r.since_join FROM rooms r JOIN users u ON u.id = r.owner_id";
 
 /// A report with its reporter and the snapshot's author.
 pub(super) const REPORT_COLUMNS: &str = "r.id, r.seq, rp.username AS reporter, r.reason, r.ts, r.body, r.message_ts, \
@@ -96,6 +96,8 @@ pub(super) fn room(row: &impl Columns) -> Result<RoomRecord, sqlx::Error> {
         ends_at: row.opt_int("ends_at")?,
         capacity: row.opt_int("capacity")?.and_then(|c| u32::try_from(c).ok()),
         requires_host: row.flag("requires_host")?,
+        private: row.flag("private")?,
+        since_join: row.flag("since_join")?,
     })
 }
 

@@ -6,8 +6,8 @@
 
 use super::*;
 use crate::protocol::{
-    CareKind, CwChanges, CwPreferences, CwTags, LogAction, Message, Reactions, Role, RoomKind, RoomRole, SanctionKind,
-    Shape,
+    AppealOutcome, CareKind, CwChanges, CwPreferences, CwTags, LogAction, Message, Reactions, Role, RoomKind, RoomRole,
+    SanctionKind, Shape,
 };
 use std::sync::Mutex;
 
@@ -68,10 +68,11 @@ macro_rules! suite {
 suite!(sqlite, postgres: [users, tokens, rooms, memberships, room_roles, mutes, bans_win_over_joins, seqs_per_room,
     client_msg_id_is_idempotent, a_failed_batch_consumes_no_seq, history_ranges, deleting_a_message,
     reports_keep_their_evidence, editing_a_message, reactions, search, mod_log_newest_first_by_scope, room_settings, ping, changes_made_outside,
-    members_and_read_markers, sanctions_in_force, regions_and_warnings, care_alerts, hosts_on_duty, content_warnings, blocks, erasure]);
+    members_and_read_markers, sanctions_in_force, regions_and_warnings, care_alerts, hosts_on_duty, content_warnings, blocks, erasure,
+    appeals, closed_groups]);
 
 async fn user(store: &dyn Store, name: &str) -> UserRecord {
-    store.insert_user(name, &name.to_uppercase(), "hash", Role::Member).await.unwrap()
+    store.insert_user(name, &name.to_uppercase(), "hash", Role::Member, None).await.unwrap()
 }
 
 async fn room(store: &dyn Store, name: &str, owner: UserId, capacity: Option<u32>) -> RoomRecord {
@@ -85,6 +86,8 @@ async fn room(store: &dyn Store, name: &str, owner: UserId, capacity: Option<u32
         ends_at: None,
         capacity,
         requires_host: false,
+        private: false,
+        since_join: false,
     };
     store.insert_room(&new).await.unwrap()
 }
@@ -122,7 +125,7 @@ async fn seqs(store: &dyn Store, room: &RoomRecord) -> Vec<i64> {
 async fn users(s: &Subject) {
     let store = &*s.store;
     let ada = user(store, "ada").await;
-    assert!(matches!(store.insert_user("ada", "Other", "h", Role::Member).await, Err(StoreError::Conflict)));
+    assert!(matches!(store.insert_user("ada", "Other", "h", Role::Member, None).await, Err(StoreError::Conflict)));
     assert_eq!(store.fetch_user("ada").await.unwrap(), Some(ada.clone()));
     assert_eq!(store.fetch_user("nobody").await.unwrap(), None);
     let credentials = store.fetch_credentials("ada").await.unwrap().unwrap();
@@ -176,11 +179,13 @@ async fn rooms(s: &Subject) {
         ends_at: None,
         capacity: None,
         requires_host: false,
+        private: false,
+        since_join: false,
     };
     assert!(matches!(store.insert_room(&new).await, Err(StoreError::Conflict)));
     assert_eq!(store.fetch_room("b-room").await.unwrap(), Some(b.clone()));
     assert_eq!(store.fetch_room("c-room").await.unwrap(), None);
-    let names: Vec<String> = store.fetch_rooms(None, 100).await.unwrap().into_iter().map(|r| r.name).collect();
+    let names: Vec<String> = store.fetch_rooms(None, 100, None).await.unwrap().into_iter().map(|r| r.name).collect();
     assert_eq!(names, ["a-room", "b-room"]);
     assert_eq!(store.fetch_user_rooms(ada.id).await.unwrap(), ["a-room", "b-room"], "the owner is a member");
 }
@@ -794,4 +799,125 @@ async fn hosts_on_duty(s: &Subject) {
     assert!(store.update_duty(room.id, ada.id, false).await.unwrap());
     assert!(!store.update_duty(room.id, ada.id, false).await.unwrap(), "off duty already");
     assert_eq!(store.fetch_duty().await.unwrap().len(), 1);
+}
+
+async fn appeals(s: &Subject) {
+    let store = &*s.store;
+    let (ada, ben, cy) = (user(store, "ada").await, user(store, "ben").await, user(store, "cyd").await);
+    let circle = room(store, "circle", ada.id, None).await;
+    let mute = Restriction { until: None, reason: Some("a pause".into()) };
+    let muted = ModEntry {
+        target: Some("ben".into()),
+        reason: mute.reason.clone(),
+        ..log(Some(circle.id), LogAction::Mute, ada.id)
+    };
+    store.upsert_mute(circle.id, ben.id, &mute, &muted).await.unwrap();
+    let sanction = store.fetch_log_about("ben").await.unwrap()[0].id;
+    let filed = log(Some(circle.id), LogAction::Appeal, ben.id);
+    let record = store.insert_appeal(ben.id, sanction, "please", &filed).await.unwrap();
+    assert_eq!(
+        (record.appellant, record.actor, record.action, record.room),
+        (ben.id, ada.id, LogAction::Mute, Some(circle.id))
+    );
+    assert_eq!(
+        (record.appeal.user.as_str(), record.appeal.room.as_deref(), record.appeal.outcome),
+        ("ben", Some("circle"), None)
+    );
+    assert!(
+        matches!(store.insert_appeal(ben.id, sanction, "again", &filed).await, Err(StoreError::Conflict)),
+        "one open"
+    );
+    assert_eq!(store.fetch_open_appeals(Some(circle.id), 0, 10).await.unwrap(), std::slice::from_ref(&record.appeal));
+    assert!(store.fetch_open_appeals(None, 0, 10).await.unwrap().is_empty(), "not a server appeal");
+    // Lifted: the mute goes in the same transaction, with its own log entry.
+    let lift = Lift {
+        sanction: Sanction::Mute,
+        scope: BanScope::Room(circle.id),
+        user: ben.id,
+        log: ModEntry { target: Some("ben".into()), ..log(Some(circle.id), LogAction::Unmute, cy.id) },
+    };
+    let answer = ModEntry { target: Some("ben".into()), ..log(Some(circle.id), LogAction::ResolveAppeal, cy.id) };
+    let (appeal, lifted) = store
+        .resolve_appeal(record.appeal.id, AppealOutcome::Lifted, Some("fair"), &answer, Some(&lift))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(lifted);
+    assert_eq!((appeal.outcome, appeal.note.as_deref()), (Some(AppealOutcome::Lifted), Some("fair")));
+    assert!(appeal.resolved_at.is_some());
+    assert!(store.fetch_active_mutes(0).await.unwrap().is_empty(), "the mute is lifted");
+    assert_eq!(
+        store.resolve_appeal(record.appeal.id, AppealOutcome::Upheld, None, &answer, None).await.unwrap(),
+        None,
+        "answered once"
+    );
+    let actions: Vec<LogAction> =
+        store.fetch_mod_log(Some(circle.id), 10).await.unwrap().into_iter().map(|entry| entry.action).collect();
+    assert_eq!(actions, [LogAction::ResolveAppeal, LogAction::Unmute, LogAction::Appeal, LogAction::Mute]);
+    // Answered, it may be appealed again.
+    store.insert_appeal(ben.id, sanction, "one more thing", &filed).await.unwrap();
+    assert_eq!(store.fetch_appeals_by(ben.id).await.unwrap().len(), 2);
+    assert_eq!(store.fetch_global_moderators().await.unwrap(), Vec::<UserId>::new());
+}
+
+async fn closed_groups(s: &Subject) {
+    let store = &*s.store;
+    let (ada, ben) = (user(store, "ada").await, user(store, "ben").await);
+    let new = NewRoom {
+        name: "quiet".into(),
+        topic: String::new(),
+        kind: RoomKind::Topic,
+        owner: ada.id,
+        starts_at: None,
+        ends_at: None,
+        capacity: None,
+        requires_host: false,
+        private: true,
+        since_join: true,
+    };
+    let quiet = store.insert_room(&new).await.unwrap();
+    assert!(quiet.private && quiet.since_join);
+    room(store, "open", ada.id, None).await;
+    let listed = |viewer| async move {
+        store.fetch_rooms(None, 10, viewer).await.unwrap().into_iter().map(|r| r.name).collect::<Vec<_>>()
+    };
+    assert_eq!(listed(Some(ben.id)).await, ["open"], "a private room is not listed to a non-member");
+    assert_eq!(listed(Some(ada.id)).await, ["open", "quiet"]);
+    assert_eq!(listed(None).await, ["open", "quiet"]);
+    // A request waits once; membership takes it away.
+    assert!(store.insert_join_request(quiet.id, ben.id).await.unwrap());
+    assert!(!store.insert_join_request(quiet.id, ben.id).await.unwrap());
+    let waiting = store.fetch_join_requests(quiet.id).await.unwrap();
+    assert_eq!(waiting.iter().map(|(record, _)| record.id).collect::<Vec<_>>(), [ben.id]);
+    send(store, &quiet, &ada, "before ben", None).await;
+    send(store, &quiet, &ada, "also before", None).await;
+    assert!(store.insert_membership(&quiet, ben.id).await.unwrap());
+    assert!(store.fetch_join_requests(quiet.id).await.unwrap().is_empty());
+    assert_eq!(store.fetch_joined_seq(quiet.id, ben.id).await.unwrap(), Some(2), "the seq current at joining");
+    assert_eq!(store.fetch_joined_seq(quiet.id, ada.id).await.unwrap(), Some(0));
+    assert!(!store.delete_join_request(quiet.id, ben.id).await.unwrap());
+    assert_eq!(listed(Some(ben.id)).await, ["open", "quiet"]);
+    // Search finds only what was said after one joined.
+    send(store, &quiet, &ada, "after ben", None).await;
+    let found = store.search_messages(ben.id, Some(quiet.id), "ben", None, 10).await.unwrap();
+    assert_eq!(found.iter().map(|(m, _)| m.body.clone().unwrap()).collect::<Vec<_>>(), ["after ben"]);
+    // Invite codes: spent with the account they make, never past their uses or time.
+    let code = crate::auth::invite_hash("abcd-efgh-jkmn");
+    store.insert_invite(&code, 1, None, Some(ada.id)).await.unwrap();
+    let taken = store.insert_user("ada", "Someone", "h", Role::Member, Some(&code)).await;
+    assert!(matches!(taken, Err(StoreError::Conflict)), "a refused name spends no use");
+    store.insert_user("cyd", "Cyd", "h", Role::Member, Some(&code)).await.unwrap();
+    let used_up = store.insert_user("dee", "Dee", "h", Role::Member, Some(&code)).await;
+    assert!(matches!(used_up, Err(StoreError::NotFound)), "used up");
+    let old = crate::auth::invite_hash("old");
+    store.insert_invite(&old, 5, Some(crate::protocol::now_ms() - 1), None).await.unwrap();
+    assert!(
+        matches!(store.insert_user("dee", "Dee", "h", Role::Member, Some(&old)).await, Err(StoreError::NotFound)),
+        "expired"
+    );
+    let unknown = crate::auth::invite_hash("never-made");
+    assert!(matches!(
+        store.insert_user("dee", "Dee", "h", Role::Member, Some(&unknown)).await,
+        Err(StoreError::NotFound)
+    ));
 }

@@ -12,6 +12,7 @@
 //! presence is updated, whatever ended the connection.
 
 mod appeals;
+mod groups;
 mod moderation;
 mod pages;
 mod requests;

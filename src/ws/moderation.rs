@@ -53,6 +53,11 @@ pub async fn handle(state: &AppState, session: &Session, request: Moderation) ->
         Moderation::ResolveReport { room, id, note } => resolve_report(state, session, &room, id, note).await,
         Moderation::ModLog { room, limit } => mod_log(state, session, room.as_deref(), limit).await,
         Moderation::Sanctions { room } => sanctions(state, session, &room).await,
+        Moderation::JoinRequests { room } => super::groups::join_requests(state, session, &room).await,
+        Moderation::ApproveJoin { room, user, approve } => {
+            super::groups::approve_join(state, session, &room, &user, approve).await
+        }
+        Moderation::Invite { room, user } => super::groups::invite(state, session, &room, &user).await,
         Moderation::Appeal { sanction_id, text } => super::appeals::appeal(state, session, sanction_id, &text).await,
         Moderation::Appeals { room, page } => super::appeals::appeals(state, session, room.as_deref(), page).await,
         Moderation::ResolveAppeal { appeal_id, outcome, note } => {

@@ -9,9 +9,9 @@ use super::pages::{fit_page, page_limit, Keep};
 use crate::hub::Session;
 use crate::permissions::{RoomStanding, Standing};
 use crate::protocol::{
-    format_ts, now_ms, parse_ts, ApiError, CreateRoom, CwChanges, CwTags, ErrorCode, Event, HistoryQuery, LeftReason,
-    Member, MembersQuery, Message, PageQuery, Reply, Request, Role, Room, RoomKind, SearchQuery, SendMessage, Shape,
-    CW_NOTE_MAX,
+    format_ts, now_ms, parse_ts, ApiError, CreateRoom, CwChanges, CwTags, ErrorCode, Event, HistoryQuery,
+    HistoryVisibility, LeftReason, Member, MembersQuery, Message, PageQuery, Reply, Request, Role, Room, RoomKind,
+    SearchQuery, SendMessage, Shape, Visibility, CW_NOTE_MAX,
 };
 use crate::state::{describe_until, internal, AppState};
 use crate::store::{
@@ -47,6 +47,9 @@ pub async fn handle(state: &AppState, session: &Arc<Session>, request: Request) 
         Request::Block { user } => block(state, session, &user, true).await,
         Request::Unblock { user } => block(state, session, &user, false).await,
         Request::MyRecord => my_record(state, session).await,
+        Request::CreateInvite { uses, expires_in_s } => {
+            super::groups::create_invite(state, session, uses, expires_in_s).await
+        }
         Request::Blocks => {
             let users = state.store.fetch_blocks(session.user_id).await.map_err(internal)?;
             Ok(Reply::Blocks { users: users.into_iter().map(|record| record.user).collect() })
@@ -109,7 +112,9 @@ pub(super) fn check_no_control_characters(text: &str, what: &str) -> Result<(), 
 
 async fn rooms(state: &AppState, session: &Session, page: PageQuery) -> Result<Reply, ApiError> {
     let limit = page_limit(page.limit, DEFAULT_LIST, MAX_LIST)?;
-    let mut rooms = state.rooms(page.after.as_deref(), limit + 1).await?;
+    // Private rooms are listed to their members, and to those who moderate every room.
+    let viewer = (!session.user().role.moderates_every_room()).then_some(session.user_id);
+    let mut rooms = state.rooms(page.after.as_deref(), limit + 1, viewer).await?;
     let more = fit_page(&mut rooms, limit, Keep::First);
     // What is new where, in the rooms one is a member of.
     for room in rooms.iter_mut().filter(|room| session.is_in(&room.name)) {
@@ -182,6 +187,8 @@ async fn create_room(state: &AppState, session: &Session, fields: CreateRoom) ->
         ends_at,
         capacity: fields.capacity,
         requires_host: fields.requires_host,
+        private: fields.visibility == Visibility::Private,
+        since_join: fields.history_visibility == HistoryVisibility::SinceJoin,
     };
     let record = match state.store.insert_room(&new).await {
         Ok(record) => Arc::new(record),
@@ -198,6 +205,9 @@ async fn create_room(state: &AppState, session: &Session, fields: CreateRoom) ->
 
 async fn join(state: &AppState, session: &Session, name: &str) -> Result<Reply, ApiError> {
     let room = state.room(name).await?;
+    if super::groups::needs_approval(state, session, &room).await? {
+        return super::groups::request_join(state, session, &room).await;
+    }
     // The store checks for a ban in the transaction that makes the member, so a ban
     // committed first always wins.
     let newly = match state.store.insert_membership(&room, session.user_id).await {
@@ -235,6 +245,7 @@ async fn join(state: &AppState, session: &Session, name: &str) -> Result<Reply, 
     let range = HistoryRange { before: None, after: None, limit: DEFAULT_PAGE + 1 };
     let mut messages = state.store.fetch_messages(&room, range).await.map_err(internal)?;
     let more = fit_page(&mut messages, DEFAULT_PAGE, Keep::Last);
+    let more = keep_after(&mut messages, super::groups::history_floor(state, session, &room).await?) && more;
     mark_own_reactions(state, room.id, session.user_id, &mut messages).await?;
     shape_for(state, session, &mut messages);
     let unread = state.store.fetch_unread(room.id, session.user_id, MAX_UNREAD).await.map_err(internal)?;
@@ -252,7 +263,7 @@ async fn join(state: &AppState, session: &Session, name: &str) -> Result<Reply, 
 }
 
 /// The refusal for a member banned from a room, with the ban's end and reason.
-fn banned_from(room: &str, ban: Restriction) -> ApiError {
+pub(super) fn banned_from(room: &str, ban: Restriction) -> ApiError {
     let why = ban.reason.map(|r| format!(" Reason: {r}")).unwrap_or_default();
     let until = describe_until(ban.until);
     ApiError::new(ErrorCode::Banned, format!("You are banned from #{room} {until}.{why}"))
@@ -593,14 +604,26 @@ async fn history(state: &AppState, session: &Session, query: HistoryQuery) -> Re
     if query.before.is_some_and(|s| s < 0) || query.after.is_some_and(|s| s < 0) {
         return Err(invalid("“before” and “after” are seqs, 0 or more."));
     }
-    let range = HistoryRange { before: query.before, after: query.after, limit: limit as u32 + 1 };
+    // In a since_join room, what was said before one joined is out of reach.
+    let floor = super::groups::history_floor(state, session, &room).await?;
+    let after = if floor > 0 { Some(query.after.unwrap_or(0).max(floor)) } else { query.after };
+    let range = HistoryRange { before: query.before, after, limit: limit as u32 + 1 };
     let mut messages = state.store.fetch_messages(&room, range).await.map_err(internal)?;
     // Catching up reads forwards and keeps the first; paging back keeps the latest.
     let keep = if query.after.is_some() { Keep::First } else { Keep::Last };
     let more = fit_page(&mut messages, limit as u32, keep);
+    let more = keep_after(&mut messages, floor) && more;
     mark_own_reactions(state, room.id, session.user_id, &mut messages).await?;
     shape_for(state, session, &mut messages);
     Ok(Reply::Messages { messages, more })
+}
+
+/// Drops the messages at or before `floor`; `false` when any went (nothing earlier
+/// is to be had, so there is no more to page back to).
+fn keep_after(messages: &mut Vec<Message>, floor: i64) -> bool {
+    let before = messages.len();
+    messages.retain(|message| message.seq > floor);
+    messages.len() == before
 }
 
 /// Shapes messages read for one member as the hub shapes live events: a blocked
@@ -666,6 +689,12 @@ async fn set_preferences(
 /// `reveal`: one message whole, whatever the member's preferences.
 async fn reveal(state: &AppState, session: &Session, room_name: &str, seq: i64) -> Result<Reply, ApiError> {
     let room = member_room(state, session, room_name).await?;
+    if seq <= super::groups::history_floor(state, session, &room).await? {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("There is no message {seq} in #{} for you.", room.name),
+        ));
+    }
     let range = HistoryRange { before: Some(seq.saturating_add(1)), after: Some(seq.saturating_sub(1)), limit: 1 };
     let mut messages = state.store.fetch_messages(&room, range).await.map_err(internal)?;
     mark_own_reactions(state, room.id, session.user_id, &mut messages).await?;

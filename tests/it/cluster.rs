@@ -425,6 +425,12 @@ async fn a_network_moves_from_sqlite_to_postgres_without_losing_a_message_or_a_s
     mia.ok(json!({"type": "report", "room": "circle", "seq": 4, "reason": "unkind"})).await;
     owner.ok(json!({"type": "delete_message", "room": "circle", "seq": 4})).await;
     owner.ok(json!({"type": "ban", "room": "circle", "user": "mia", "reason": "unkind"})).await;
+    let ban = mia.ok(json!({"type": "my_record"})).await["sanctions"][0]["id"].clone();
+    mia.ok(json!({"type": "appeal", "sanction_id": ban, "text": "I was not unkind"})).await;
+    let quiet =
+        json!({"type": "create_room", "name": "quiet", "visibility": "private", "history_visibility": "since_join"});
+    owner.ok(quiet).await;
+    let code = owner.ok(json!({"type": "create_invite", "uses": 2})).await["invite"]["code"].clone();
     let before = owner.ok(json!({"type": "history", "room": "circle", "limit": 50})).await;
     // Stopped first, as docs/scaling.md says; its directory stays until the test ends.
     old.server.take().expect("running").shutdown().await;
@@ -446,7 +452,9 @@ async fn a_network_moves_from_sqlite_to_postgres_without_losing_a_message_or_a_s
     assert!(String::from_utf8_lossy(&again.stderr).contains("already holds"));
 
     // The same network on PostgreSQL: same passwords, same history, seqs go on.
-    let new = TestServer::start_config(test_config(&database.url)).await;
+    let mut config = test_config(&database.url);
+    config.registration = alongside::config::Registration::Invite;
+    let new = TestServer::start_config(config).await;
     let token = new.login("host").await;
     let mut host = new.client(&token).await;
     let after = host.ok(json!({"type": "history", "room": "circle", "limit": 50})).await;
@@ -463,8 +471,18 @@ async fn a_network_moves_from_sqlite_to_postgres_without_losing_a_message_or_a_s
     assert_eq!(reports["reports"][0]["message"]["body"], "hello number 4", "the evidence moved too");
     let mut mia = new.client(&new.login("mia").await).await;
     mia.refused(json!({"type": "join", "room": "circle"}), "banned").await;
-    // New accounts and rooms get ids past the copied ones.
-    new.member("newcomer").await;
+    // Appeals, private rooms and invite codes moved too.
+    let appeals = host.ok(json!({"type": "appeals", "room": "circle"})).await;
+    assert_eq!(appeals["appeals"][0]["text"], "I was not unkind", "{appeals}");
+    let rooms = host.ok(json!({"type": "rooms"})).await;
+    let moved = rooms["rooms"].as_array().unwrap().iter().find(|room| room["name"] == "quiet").cloned();
+    let moved = moved.expect("the private room");
+    assert_eq!((&moved["visibility"], &moved["history_visibility"]), (&json!("private"), &json!("since_join")));
+    let rooms = ben.ok(json!({"type": "rooms"})).await;
+    assert!(rooms["rooms"].as_array().unwrap().iter().all(|room| room["name"] != "quiet"), "still private: {rooms}");
+    // New accounts (by the copied invite code) and rooms get ids past the copied ones.
+    let newcomer = json!({"username": "newcomer", "password": "password-newcomer", "invite": code});
+    assert_eq!(new.post("/api/v1/register", &newcomer).await.0, 201);
     host.ok(json!({"type": "create_room", "name": "second"})).await;
 }
 

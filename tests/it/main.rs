@@ -8,6 +8,7 @@ mod care;
 mod cluster;
 mod crash;
 mod delivery;
+mod groups;
 mod moderation;
 mod operations;
 mod rights;

@@ -299,3 +299,23 @@ async fn quick_exit_goes_where_the_operator_says_and_only_to_a_web_address() {
         assert!(config.check().unwrap_err().contains("--quick-exit-url"), "{bad:?} is refused");
     }
 }
+
+#[tokio::test]
+async fn invite_create_makes_a_code_a_running_server_accepts() {
+    let server = TestServer::start_sqlite_with(|c| c.registration = alongside::config::Registration::Invite).await;
+    let db = server.config.database.clone();
+    let out = alongside(&["invite", "create", "--uses", "1", "--expires-in", "7d", "--database", &db], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(printed.contains("for 1 registration(s), until "), "{printed}");
+    let code = printed.split_whitespace().next().unwrap();
+    let body = json!({"username": "ann", "password": "password-ann", "invite": code});
+    assert_eq!(server.post("/api/v1/register", &body).await.0, 201);
+    let again = json!({"username": "ben", "password": "password-ben", "invite": code});
+    assert_eq!(server.post("/api/v1/register", &again).await.0, 403, "used up");
+    for bad in ["7", "0d", "2y", "400d"] {
+        let out = alongside(&["invite", "create", "--expires-in", bad, "--database", &db], "");
+        assert!(!out.status.success(), "--expires-in {bad} should be refused");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(bad), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}

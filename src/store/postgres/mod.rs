@@ -495,6 +495,7 @@ impl Store for PostgresStore {
         display_name: &str,
         password_hash: &str,
         role: Role,
+        invite: Option<&[u8]>,
     ) -> Result<UserRecord, StoreError> {
         let mut tx = self.begin_write().await?;
         tx.lock(REGISTRATION_LOCK).await?;
@@ -510,6 +511,21 @@ impl Store for PostgresStore {
         if display_fold != username && in_use(display_fold.clone()).fetch_optional(&mut *tx).await?.is_some() {
             tx.rollback().await?;
             return Err(StoreError::NameInUse);
+        }
+        if let Some(code_hash) = invite {
+            // One use spent with the account it makes: a refused name spends nothing.
+            let spent = sqlx::query(
+                "UPDATE invites SET uses_left = uses_left - 1 \
+                 WHERE code_hash = $1 AND uses_left > 0 AND (expires_at IS NULL OR expires_at > $2)",
+            )
+            .bind(code_hash)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+            if spent.rows_affected() == 0 {
+                tx.rollback().await?;
+                return Err(StoreError::NotFound);
+            }
         }
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO users (username, display_name, display_fold, password_hash, role, created_at) \
@@ -773,6 +789,72 @@ impl Store for PostgresStore {
         Ok(found.iter().map(|row| rows::appeal(row).map(|record| record.appeal)).collect::<Result<_, _>>()?)
     }
 
+    async fn insert_join_request(&self, room: RoomId, user: UserId) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let done =
+            sqlx::query("INSERT INTO join_requests (room_id, user_id, ts) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                .bind(room.0)
+                .bind(user.0)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn fetch_join_requests(&self, room: RoomId) -> Result<Vec<(UserRecord, i64)>, StoreError> {
+        let found = sqlx::query(
+            "SELECT u.id, u.username, u.display_name, u.role, j.ts FROM join_requests j \
+             JOIN users u ON u.id = j.user_id WHERE j.room_id = $1 ORDER BY j.ts, u.id",
+        )
+        .bind(room.0)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(found.iter().map(|row| Ok((rows::user(row)?, row.try_get("ts")?))).collect::<Result<_, sqlx::Error>>()?)
+    }
+
+    async fn delete_join_request(&self, room: RoomId, user: UserId) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query("DELETE FROM join_requests WHERE room_id = $1 AND user_id = $2")
+            .bind(room.0)
+            .bind(user.0)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn fetch_joined_seq(&self, room: RoomId, user: UserId) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT joined_seq FROM memberships WHERE room_id = $1 AND user_id = $2")
+            .bind(room.0)
+            .bind(user.0)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn insert_invite(
+        &self,
+        code_hash: &[u8],
+        uses: u32,
+        expires_at: Option<i64>,
+        created_by: Option<UserId>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO invites (code_hash, uses_left, expires_at, created_by, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(code_hash)
+        .bind(i64::from(uses))
+        .bind(expires_at)
+        .bind(created_by.map(|user| user.0))
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn erase_user(&self, user: UserId) -> Result<Erased, StoreError> {
         let mut tx = self.begin_write().await?;
         let found: Option<(String, String)> = sqlx::query_as("SELECT username, password_hash FROM users WHERE id = $1")
@@ -809,6 +891,7 @@ impl Store for PostgresStore {
             "DELETE FROM room_hosts WHERE user_id = $1",
             "DELETE FROM blocks WHERE blocker_id = $1 OR blocked_id = $1",
             "DELETE FROM appeals WHERE user_id = $1",
+            "DELETE FROM join_requests WHERE user_id = $1",
             "DELETE FROM sessions WHERE user_id = $1",
         ];
         for statement in mine {
@@ -1131,8 +1214,9 @@ impl Store for PostgresStore {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
         let inserted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO rooms (name, topic, kind, owner_id, starts_at, ends_at, capacity, created_at, requires_host) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (name) DO NOTHING RETURNING id",
+            "INSERT INTO rooms (name, topic, kind, owner_id, starts_at, ends_at, capacity, created_at, requires_host, \
+             private, since_join) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             ON CONFLICT (name) DO NOTHING RETURNING id",
         )
         .bind(&room.name)
         .bind(&room.topic)
@@ -1143,6 +1227,8 @@ impl Store for PostgresStore {
         .bind(room.capacity.map(i64::from))
         .bind(now)
         .bind(room.requires_host)
+        .bind(room.private)
+        .bind(room.since_join)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(id) = inserted else {
@@ -1168,12 +1254,20 @@ impl Store for PostgresStore {
         Ok(row.map(|row| rows::room(&row)).transpose()?)
     }
 
-    async fn fetch_rooms(&self, after: Option<&str>, limit: u32) -> Result<Vec<RoomRecord>, StoreError> {
+    async fn fetch_rooms(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+        viewer: Option<UserId>,
+    ) -> Result<Vec<RoomRecord>, StoreError> {
         // Names compare byte by byte, as SQLite does, whatever the database's collation.
         let found = sqlx::query(&format!(
-            "SELECT {ROOM_COLUMNS} WHERE r.name COLLATE \"C\" > $1 ORDER BY r.name COLLATE \"C\" LIMIT $2"
+            "SELECT {ROOM_COLUMNS} WHERE r.name COLLATE \"C\" > $1 AND (NOT r.private OR $2::BIGINT IS NULL OR EXISTS \
+             (SELECT 1 FROM memberships m WHERE m.room_id = r.id AND m.user_id = $2)) \
+             ORDER BY r.name COLLATE \"C\" LIMIT $3"
         ))
         .bind(after.unwrap_or(""))
+        .bind(viewer.map(|user| user.0))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
@@ -1212,10 +1306,18 @@ impl Store for PostgresStore {
                 return Err(StoreError::Full);
             }
         }
-        sqlx::query("INSERT INTO memberships (room_id, user_id, joined_at) VALUES ($1, $2, $3)")
+        sqlx::query(
+            "INSERT INTO memberships (room_id, user_id, joined_at, joined_seq) \
+             SELECT id, $1, $2, last_seq FROM rooms WHERE id = $3",
+        )
+        .bind(user.0)
+        .bind(now_ms())
+        .bind(room.id.0)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM join_requests WHERE room_id = $1 AND user_id = $2")
             .bind(room.id.0)
             .bind(user.0)
-            .bind(now_ms())
             .execute(&mut *tx)
             .await?;
         // What was said before joining is not unread.
@@ -1334,6 +1436,7 @@ impl Store for PostgresStore {
              FROM messages m JOIN users u ON u.id = m.author_id JOIN rooms r ON r.id = m.room_id \
              JOIN memberships ms ON ms.room_id = m.room_id AND ms.user_id = $2 \
              WHERE to_tsvector('simple', alongside_fold(m.body)) @@ to_tsquery('simple', alongside_fold($1)) \
+             AND (NOT r.since_join OR m.seq > ms.joined_seq) \
              AND NOT m.deleted AND ($3::bigint IS NULL OR m.room_id = $3) \
              AND NOT EXISTS (SELECT 1 FROM bans b WHERE b.room_id = m.room_id AND b.user_id = $2 \
                              AND (b.until IS NULL OR b.until > $4)) \

@@ -208,6 +208,25 @@ CREATE TABLE appeals (
 CREATE UNIQUE INDEX appeals_one_open ON appeals(log_id) WHERE outcome IS NULL;
 CREATE INDEX appeals_by ON appeals(user_id, id);
 "#,
+    // Closed groups: private rooms with join requests, history since joining, invite codes.
+    r#"
+ALTER TABLE rooms ADD COLUMN private BOOLEAN NOT NULL DEFAULT false;
+ALTER TABLE rooms ADD COLUMN since_join BOOLEAN NOT NULL DEFAULT false;
+ALTER TABLE memberships ADD COLUMN joined_seq BIGINT NOT NULL DEFAULT 0;
+CREATE TABLE join_requests (
+    room_id BIGINT NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+    user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    ts      BIGINT NOT NULL,
+    PRIMARY KEY (room_id, user_id)
+);
+CREATE TABLE invites (
+    code_hash  BYTEA PRIMARY KEY,
+    uses_left  BIGINT NOT NULL,
+    expires_at BIGINT,
+    created_by BIGINT REFERENCES users(id),
+    created_at BIGINT NOT NULL
+);
+"#,
 ];
 
 /// Any fixed key: every node that starts at once migrates in turn under it.

@@ -342,6 +342,7 @@ impl Store for SqliteStore {
         display_name: &str,
         password_hash: &str,
         role: Role,
+        invite: Option<&[u8]>,
     ) -> Result<UserRecord, StoreError> {
         let mut tx = self.begin_write().await?;
         // A name is one namespace: a new username may not be anyone's display name, and a
@@ -359,6 +360,21 @@ impl Store for SqliteStore {
         if display_fold != username && in_use(display_fold.clone()).fetch_optional(&mut *tx).await?.is_some() {
             tx.rollback().await?;
             return Err(StoreError::NameInUse);
+        }
+        if let Some(code_hash) = invite {
+            // One use spent with the account it makes: a refused name spends nothing.
+            let spent = sqlx::query(
+                "UPDATE invites SET uses_left = uses_left - 1 \
+                 WHERE code_hash = ? AND uses_left > 0 AND (expires_at IS NULL OR expires_at > ?)",
+            )
+            .bind(code_hash)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+            if spent.rows_affected() == 0 {
+                tx.rollback().await?;
+                return Err(StoreError::NotFound);
+            }
         }
         let result = sqlx::query_scalar(
             "INSERT INTO users (username, display_name, display_fold, password_hash, role, created_at) \
@@ -630,6 +646,72 @@ impl Store for SqliteStore {
         Ok(found.iter().map(|row| rows::appeal(row).map(|record| record.appeal)).collect::<Result<_, _>>()?)
     }
 
+    async fn insert_join_request(&self, room: RoomId, user: UserId) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let done =
+            sqlx::query("INSERT INTO join_requests (room_id, user_id, ts) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
+                .bind(room.0)
+                .bind(user.0)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn fetch_join_requests(&self, room: RoomId) -> Result<Vec<(UserRecord, i64)>, StoreError> {
+        let found = sqlx::query(
+            "SELECT u.id, u.username, u.display_name, u.role, j.ts FROM join_requests j \
+             JOIN users u ON u.id = j.user_id WHERE j.room_id = ? ORDER BY j.ts, u.id",
+        )
+        .bind(room.0)
+        .fetch_all(&self.reads)
+        .await?;
+        Ok(found.iter().map(|row| Ok((rows::user(row)?, row.try_get("ts")?))).collect::<Result<_, sqlx::Error>>()?)
+    }
+
+    async fn delete_join_request(&self, room: RoomId, user: UserId) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query("DELETE FROM join_requests WHERE room_id = ? AND user_id = ?")
+            .bind(room.0)
+            .bind(user.0)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn fetch_joined_seq(&self, room: RoomId, user: UserId) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT joined_seq FROM memberships WHERE room_id = ? AND user_id = ?")
+            .bind(room.0)
+            .bind(user.0)
+            .fetch_optional(&self.reads)
+            .await?)
+    }
+
+    async fn insert_invite(
+        &self,
+        code_hash: &[u8],
+        uses: u32,
+        expires_at: Option<i64>,
+        created_by: Option<UserId>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO invites (code_hash, uses_left, expires_at, created_by, created_at) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(code_hash)
+        .bind(i64::from(uses))
+        .bind(expires_at)
+        .bind(created_by.map(|user| user.0))
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn erase_user(&self, user: UserId) -> Result<Erased, StoreError> {
         let mut tx = self.begin_write().await?;
         let found: Option<(String, String)> = sqlx::query_as("SELECT username, password_hash FROM users WHERE id = ?")
@@ -666,6 +748,7 @@ impl Store for SqliteStore {
             "DELETE FROM room_hosts WHERE user_id = ?",
             "DELETE FROM blocks WHERE blocker_id = ?1 OR blocked_id = ?1",
             "DELETE FROM appeals WHERE user_id = ?",
+            "DELETE FROM join_requests WHERE user_id = ?",
             "DELETE FROM sessions WHERE user_id = ?",
         ];
         for statement in mine {
@@ -991,8 +1074,8 @@ impl Store for SqliteStore {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
-            "INSERT INTO rooms (name, topic, kind, owner_id, starts_at, ends_at, capacity, created_at, requires_host) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO rooms (name, topic, kind, owner_id, starts_at, ends_at, capacity, created_at, requires_host, \
+             private, since_join) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(&room.name)
         .bind(&room.topic)
@@ -1003,6 +1086,8 @@ impl Store for SqliteStore {
         .bind(room.capacity.map(i64::from))
         .bind(now)
         .bind(room.requires_host)
+        .bind(room.private)
+        .bind(room.since_join)
         .fetch_one(&mut *tx)
         .await;
         let id: i64 = match inserted {
@@ -1033,12 +1118,22 @@ impl Store for SqliteStore {
         Ok(row.map(|row| rows::room(&row)).transpose()?)
     }
 
-    async fn fetch_rooms(&self, after: Option<&str>, limit: u32) -> Result<Vec<RoomRecord>, StoreError> {
-        let rows = sqlx::query(&format!("SELECT {ROOM_COLUMNS} WHERE r.name > ? ORDER BY r.name LIMIT ?"))
-            .bind(after.unwrap_or(""))
-            .bind(i64::from(limit))
-            .fetch_all(&self.reads)
-            .await?;
+    async fn fetch_rooms(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+        viewer: Option<UserId>,
+    ) -> Result<Vec<RoomRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ROOM_COLUMNS} WHERE r.name > ? AND (r.private = 0 OR ? IS NULL OR EXISTS \
+             (SELECT 1 FROM memberships m WHERE m.room_id = r.id AND m.user_id = ?)) ORDER BY r.name LIMIT ?"
+        ))
+        .bind(after.unwrap_or(""))
+        .bind(viewer.map(|user| user.0))
+        .bind(viewer.map(|user| user.0))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reads)
+        .await?;
         Ok(rows.iter().map(rows::room).collect::<Result<_, _>>()?)
     }
 
@@ -1071,10 +1166,18 @@ impl Store for SqliteStore {
                 return Err(StoreError::Full);
             }
         }
-        sqlx::query("INSERT INTO memberships (room_id, user_id, joined_at) VALUES (?, ?, ?)")
+        sqlx::query(
+            "INSERT INTO memberships (room_id, user_id, joined_at, joined_seq) \
+             SELECT id, ?, ?, last_seq FROM rooms WHERE id = ?",
+        )
+        .bind(user.0)
+        .bind(now_ms())
+        .bind(room.id.0)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM join_requests WHERE room_id = ? AND user_id = ?")
             .bind(room.id.0)
             .bind(user.0)
-            .bind(now_ms())
             .execute(&mut *tx)
             .await?;
         // What was said before joining is not unread.
@@ -1183,6 +1286,7 @@ impl Store for SqliteStore {
              JOIN rooms r ON r.id = m.room_id \
              JOIN memberships ms ON ms.room_id = m.room_id AND ms.user_id = ?2 \
              WHERE message_search MATCH ?1 AND m.deleted = 0 AND (?3 IS NULL OR m.room_id = ?3) \
+             AND (r.since_join = 0 OR m.seq > ms.joined_seq) \
              AND NOT EXISTS (SELECT 1 FROM bans b WHERE b.room_id = m.room_id AND b.user_id = ?2 \
                              AND (b.until IS NULL OR b.until > ?4)) \
              AND (m.ts < ?5 OR (m.ts = ?5 AND s.rowid < ?6)) \

@@ -261,6 +261,25 @@ CREATE TABLE appeals (
 CREATE UNIQUE INDEX appeals_one_open ON appeals(log_id) WHERE outcome IS NULL;
 CREATE INDEX appeals_by ON appeals(user_id, id);
 "#,
+    // Closed groups: private rooms with join requests, history since joining, invite codes.
+    r#"
+ALTER TABLE rooms ADD COLUMN private INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE rooms ADD COLUMN since_join INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE memberships ADD COLUMN joined_seq INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE join_requests (
+    room_id INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    ts      INTEGER NOT NULL,
+    PRIMARY KEY (room_id, user_id)
+) WITHOUT ROWID;
+CREATE TABLE invites (
+    code_hash  BLOB PRIMARY KEY,
+    uses_left  INTEGER NOT NULL,
+    expires_at INTEGER,
+    created_by INTEGER REFERENCES users(id),
+    created_at INTEGER NOT NULL
+);
+"#,
 ];
 
 /// Brings the schema up to date, each migration in its own write transaction.

@@ -866,6 +866,39 @@ describe('the web client', () => {
     await member.click('#my-data summary');
   });
 
+  it('lets a member ask to join a private room by its name, and a moderator let her in', STEP, async () => {
+    if (!(await organiser.evaluate(() => document.querySelector('#create-room').open))) await organiser.click('#create-room summary');
+    await organiser.fill('#room-name', 'night-owls');
+    await organiser.fill('#room-topic', 'For those awake at 3 a.m.');
+    await organiser.check('#room-private');
+    await organiser.click('#create-room-form button[type=submit]');
+    await organiser.waitForSelector('#room-title:text-is("#night-owls")');
+    await organiser.waitForSelector('#room-status:has-text("Private")');
+    // Not listed to her: she joins by the name she was given.
+    assert.equal(await member.locator('#room-list .room-name:text-is("#night-owls")').count(), 0);
+    await member.fill('#join-name', 'night-owls');
+    await member.click('#join-name-form button[type=submit]');
+    await member.waitForSelector('#notice:has-text("your request to join is with its moderators")');
+    await organiser.waitForSelector('#notice:has-text("asks to join #night-owls")');
+    const tools = organiser.locator('#mod-tools');
+    if (!(await tools.evaluate((details) => details.open))) await organiser.click('#mod-tools summary');
+    await organiser.click('#show-join-requests');
+    const request = organiser.locator('#join-requests-panel li', { hasText: '@bea' });
+    await request.locator('button:text-is("Let in")').click();
+    await organiser.waitForSelector('#join-requests-panel p:text-is("Nobody is waiting.")');
+    await member.waitForSelector('#notice:has-text("You are now a member of #night-owls")');
+    const listed = member.locator('#room-list li', { hasText: '#night-owls' });
+    await listed.locator('.badge.private').waitFor();
+    await listed.locator('button').click();
+    await member.waitForSelector('#room-title:text-is("#night-owls")');
+    await member.screenshot({ path: join(SCREENSHOTS, 'private-room.png') });
+    assert.deepEqual(await accessibilityViolations(member), [], 'WCAG 2.2 AA: a private room');
+    await member.locator('#room-list li', { hasText: '#wmhd-2026' }).locator('button').click();
+    await member.waitForSelector('#room-title:text-is("#wmhd-2026")');
+    await organiser.locator('#room-list li', { hasText: '#wmhd-2026' }).locator('button').click();
+    await organiser.waitForSelector('#room-title:text-is("#wmhd-2026")');
+  });
+
   it('downloads her data as a JSON file with her own messages', STEP, async () => {
     await member.click('#my-data summary');
     const [download] = await Promise.all([member.waitForEvent('download'), member.click('#export-data')]);
@@ -1032,6 +1065,38 @@ describe('the web client', () => {
   });
 
   it('raised no errors in any page', () => {
+    assert.deepEqual(errors, []);
+  });
+});
+
+describe('registration by invitation', () => {
+  let server;
+  let browser;
+  const errors = [];
+
+  before(async () => {
+    server = await Server.start({ ALONGSIDE_REGISTRATION: 'invite' });
+    browser = await launchBrowser();
+  });
+
+  after(async () => {
+    if (browser) await browser.close();
+    if (server) await server.stop();
+  });
+
+  it('asks for an invite code, refuses a wrong one and welcomes the right one', STEP, async () => {
+    const code = server.createInvite();
+    const page = await newPage(browser, errors);
+    await page.goto(server.url);
+    await page.waitForSelector('#register-invite', { state: 'visible' });
+    await page.fill('#register-username', 'newcomer');
+    await page.fill('#register-password', 'a long enough password');
+    await page.fill('#register-invite', 'not-the-code');
+    await page.click('#register-form button[type=submit]');
+    await page.waitForSelector('#notice:has-text("invite code does not work")');
+    await page.fill('#register-invite', code);
+    await page.click('#register-form button[type=submit]');
+    await page.waitForSelector('#whoami:has-text("newcomer")');
     assert.deepEqual(errors, []);
   });
 });

@@ -29,15 +29,17 @@ export function freePort() {
 
 /** The server binary serving `database` on `port`. */
 export class Server {
-  constructor(port, database) {
+  constructor(port, database, env = {}) {
     this.port = port;
     this.database = database;
+    this.env = env;
     this.url = `http://127.0.0.1:${port}`;
   }
 
-  static async start() {
+  /** A server on a fresh database; `env` adds settings (`ALONGSIDE_REGISTRATION`...). */
+  static async start(env = {}) {
     const dir = mkdtempSync(join(tmpdir(), 'alongside-e2e-'));
-    const server = new Server(await freePort(), `sqlite://${join(dir, 'e2e.db')}`);
+    const server = new Server(await freePort(), `sqlite://${join(dir, 'e2e.db')}`, env);
     await server.run();
     return server;
   }
@@ -51,6 +53,7 @@ export class Server {
         ALONGSIDE_LOGIN_ATTEMPTS_PER_ADDRESS: '0',
         ALONGSIDE_LOGIN_FAILURES_PER_ACCOUNT_ADDRESS: '0',
         ALONGSIDE_REQUEST_RATE_PER_S: '0',
+        ...this.env,
       },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
@@ -84,6 +87,14 @@ export class Server {
     const args = ['user', 'create', username, '--role', role, '--display-name', displayName, '--database', this.database];
     const result = spawnSync(BINARY, args, { input: `${password}\n`, encoding: 'utf8', timeout: WAIT_MS });
     if (result.status !== 0) throw new Error(`user create ${username} failed: ${result.stderr}`);
+  }
+
+  /** Makes a one-use invite code with `alongside invite create`; returns it. */
+  createInvite() {
+    const args = ['invite', 'create', '--database', this.database];
+    const result = spawnSync(BINARY, args, { encoding: 'utf8', timeout: WAIT_MS });
+    if (result.status !== 0) throw new Error(`invite create failed: ${result.stderr}`);
+    return result.stdout.split(/\s/)[0];
   }
 
   /** Logs in over HTTP (for a non-browser client). */
@@ -124,7 +135,11 @@ export async function newPage(browser, errors, options = {}) {
   const context = await browser.newContext({ viewport: { width: 1200, height: 820 }, ...options });
   const page = await context.newPage();
   page.setDefaultTimeout(WAIT_MS);
-  page.on('pageerror', (error) => errors.push(error.message));
+  page.on('pageerror', (error) => {
+    // Where it came from, for whoever reads the failure.
+    console.error('page error at', page.url(), error.stack);
+    errors.push(error.message);
+  });
   return page;
 }
 

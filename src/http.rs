@@ -386,6 +386,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("care.js", "text/javascript; charset=utf-8", include_str!("../web/care.js")),
     ("warnings.js", "text/javascript; charset=utf-8", include_str!("../web/warnings.js")),
     ("record.js", "text/javascript; charset=utf-8", include_str!("../web/record.js")),
+    ("groups.js", "text/javascript; charset=utf-8", include_str!("../web/groups.js")),
     ("app.css", "text/css; charset=utf-8", include_str!("../web/app.css")),
 ];
 

@@ -32,8 +32,8 @@ async function call(method, path, body, token) {
 
 const post = (path, body, token) => call('POST', path, body, token);
 
-export const register = (username, password, displayName) =>
-  post('/api/v1/register', { username, password, display_name: displayName || undefined });
+export const register = (username, password, displayName, invite) =>
+  post('/api/v1/register', { username, password, display_name: displayName || undefined, invite });
 export const login = (username, password) => post('/api/v1/login', { username, password });
 export const logout = (token) => post('/api/v1/logout', null, token);
 /** Revokes the token in a request that completes even as the page goes away. */

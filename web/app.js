@@ -22,6 +22,7 @@ import { $, fill, h } from './dom.js';
 import { installModeration, memberActions, moderatorActions, refreshSanctions, reportArrived } from './moderation.js';
 import { installMenu, menuOpen, openMenu, quiet, roving, settle } from './menu.js';
 import { appealArrived, appealResolved, installRecord } from './record.js';
+import { installGroups, inviteCode, joinPending, joinRefused, joinRequested, privacyFacts, privateBadge } from './groups.js';
 import { RoomViews, Timeline, unsentFor } from './state.js';
 import { plainMessage } from './words.js';
 import { announce, confirmAction, dayOf, failed, formatClock, formatTime, formatZoned, notify, timeZone, untilText } from './ui.js';
@@ -64,6 +65,7 @@ const view = (room) => state.views.ensure(room);
 installModeration(state, { canModerate, memberOf, deleteMessage, jumpTo });
 installCare(state, { jumpTo });
 installRecord(state);
+installGroups(state, { openRoom: (name) => openRoom(name), refreshRooms: () => refreshRooms() });
 installWarnings(state, { addMessage: (message) => addMessage(message, { live: false }), refreshRoom });
 installMenu();
 roving($('#messages'), '.message', '.actions-button');
@@ -78,6 +80,7 @@ function quickExit() {
   if (state.token) logoutOnLeaving(state.token);
   sessionStorage.clear();
   if (state.connection) state.connection.stop();
+  clearTimeout(readTimer);
   document.title = 'Weather';
   document.body.replaceChildren();
   location.replace(NEUTRAL_PAGE);
@@ -128,7 +131,7 @@ $('#register-form').addEventListener('submit', async (event) => {
   event.preventDefault();
   const form = event.target;
   try {
-    await register(form.username.value, form.password.value, form.display_name.value.trim());
+    await register(form.username.value, form.password.value, form.display_name.value.trim(), inviteCode());
     const reply = await login(form.username.value, form.password.value);
     form.reset();
     start(reply.token);
@@ -353,6 +356,7 @@ function renderRoomList() {
           { class: 'room-meta' },
           `${room.members_online} online`,
           summit ? h('span', { class: summit.open ? 'badge open' : 'badge closed' }, `Summit · ${summit.text}`) : null,
+          privateBadge(room),
           room.capacity ? ` · up to ${room.capacity} members` : null,
           state.joined.has(room.name) ? ' · joined' : null,
         ),
@@ -383,11 +387,12 @@ function previewRoom(name) {
       summit ? `Summit: ${summit.text}` : null,
       room.capacity ? `Up to ${room.capacity} members` : null,
       room.locked ? 'Locked: only moderators can post' : null,
+      ...privacyFacts(room),
     ]
       .filter(Boolean)
       .join(' · '),
   );
-  fill($('#preview-join'), `Join #${room.name}`);
+  fill($('#preview-join'), room.visibility === 'private' ? `Ask to join #${room.name}` : `Join #${room.name}`);
   $('#preview-join').onclick = () => openRoom(room.name);
   $('#preview-join').focus();
 }
@@ -501,6 +506,10 @@ document.addEventListener('visibilitychange', () => {
 async function openRoom(name) {
   try {
     const reply = await state.connection.request('join', { room: name });
+    if (reply.pending) {
+      joinPending(name);
+      return;
+    }
     // The page's own work for a switch, from the reply to a drawn room (measured by the
     // browser tests with the Performance API).
     const started = performance.now();
@@ -600,6 +609,7 @@ function renderRoom() {
     room.locked ? 'Locked: only moderators can post' : null,
     room.slow_mode_s ? `Slow mode: one message every ${room.slow_mode_s} s` : null,
     hostText(room),
+    ...privacyFacts(room),
   ].filter(Boolean);
   fill($('#room-status'), status.join(' · '));
   $('#mod-tools').hidden = !roomView.moderator;
@@ -843,6 +853,7 @@ function countNewBelow(n) {
   newBelow = n === 0 ? 0 : newBelow + n;
   const bar = $('#new-below');
   const list = $('#messages');
+  if (!bar || !list) return;
   // Far up with nothing new: the bar still offers the way back down.
   const farUp = list.scrollHeight - list.scrollTop - list.clientHeight > 2 * list.clientHeight;
   bar.hidden = newBelow === 0 && !farUp;
@@ -1458,6 +1469,8 @@ $('#create-room-form').addEventListener('submit', async (event) => {
   event.preventDefault();
   const form = event.target;
   const fields = { name: form.name.value, topic: form.topic.value || undefined, kind: form.kind.value };
+  if (form.private.checked) fields.visibility = 'private';
+  if (form.since_join.checked) fields.history_visibility = 'since_join';
   if (fields.kind === 'summit') {
     if (form.starts_at.value) fields.starts_at = new Date(form.starts_at.value).toISOString();
     if (form.ends_at.value) fields.ends_at = new Date(form.ends_at.value).toISOString();
@@ -1536,6 +1549,12 @@ function onEvent(event) {
       addMessage(event.message, { live: false });
       break;
     case 'member_joined':
+      if (event.user.username === state.me?.username && !state.joined.has(event.room)) {
+        // Let in by a moderator (an approved request or an invitation).
+        state.joined.add(event.room);
+        notify(`You are now a member of #${event.room}.`);
+        refreshRooms();
+      }
       view(event.room).online.set(event.user.username, event.user);
       updateOnline(event.room);
       memberChanged(event.room, event.user.username, { ...event.user, online: true });
@@ -1599,6 +1618,12 @@ function onEvent(event) {
       break;
     case 'appeal':
       appealArrived(event.appeal);
+      break;
+    case 'join_request':
+      joinRequested(event.room, event.user);
+      break;
+    case 'join_refused':
+      joinRefused(event.room);
       break;
     case 'appeal_resolved':
       appealResolved(event.appeal);

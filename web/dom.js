@@ -17,8 +17,12 @@ export function h(tag, attributes = {}, ...children) {
   return element;
 }
 
-/** Replaces an element's children. */
+/**
+ * Replaces an element's children. After a quick exit the page is blank while the
+ * browser leaves, and work still in flight (a reply, a timer) finds nothing to fill.
+ */
 export function fill(element, ...children) {
+  if (!element) return;
   element.replaceChildren();
   for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;

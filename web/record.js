@@ -45,7 +45,7 @@ function sanctionItem(sanction) {
     sanction.until && sanction.active ? `, ${untilText(sanction.until)}` : '',
     sanction.reason ? `. Reason: ${sanction.reason}` : '.',
     sanction.active ? h('span', { class: 'muted-mark' }, 'in force') : null,
-    h('span', { class: 'hint' }, ` By a ${sanction.by_role}.`),
+    h('span', { class: 'hint' }, ` By ${/^[aeiou]/.test(sanction.by_role) ? 'an' : 'a'} ${sanction.by_role}.`),
     appeal ? h('p', { class: 'appeal-state' }, appealWords(appeal)) : null,
     open ? null : h('button', { type: 'button', class: 'small', onclick: () => openAppeal(sanction) }, appeal ? 'Appeal again' : 'Appeal'),
   );

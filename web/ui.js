@@ -48,6 +48,8 @@ export const untilText = (until) => (until ? `until ${formatTime(until)}` : 'unt
 
 export function notify(text) {
   const notice = $('#notice');
+  // After a quick exit the page is blank: nothing to say.
+  if (!notice) return;
   fill(notice, h('span', {}, text), h('button', { type: 'button', class: 'quiet', onclick: () => (notice.hidden = true) }, 'Dismiss'));
   notice.hidden = false;
   // A notice is news, not a state: it goes by itself (states have their own places,
@@ -57,7 +59,8 @@ export function notify(text) {
 }
 
 export function announce(text) {
-  $('#announcer').textContent = text;
+  const announcer = $('#announcer');
+  if (announcer) announcer.textContent = text;
 }
 
 export function failed(error) {

@@ -896,8 +896,13 @@ impl Hub {
                 .as_ref()
                 .and_then(|authored| self.shared.blocked_by.get(&authored.author).map(|set| set.clone()));
             let mut stub: Option<Option<Utf8Bytes>> = None;
+            // Members who joined a since_join room after the message: nothing of it.
+            let unseen = envelope.authored.as_ref().map(|authored| &authored.unseen_by).filter(|by| !by.is_empty());
             for session in &subs.sessions {
                 if envelope.except == Some(session.user_id) {
+                    continue;
+                }
+                if unseen.is_some_and(|by| by.contains(&session.user_id)) {
                     continue;
                 }
                 if let Some(blockers) = &blockers {
@@ -1326,7 +1331,7 @@ mod tests {
                 effect: None,
                 seq: None,
                 variants: None,
-                authored: Some(Authored { author: "u1".into(), words }),
+                authored: Some(Authored { author: "u1".into(), words, unseen_by: Vec::new() }),
             })
         };
         hub.dispatch(&by_u1(Words::Message(7), "the words"));

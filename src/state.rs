@@ -423,7 +423,11 @@ impl Shared {
             effect: None,
             seq: None,
             variants: None,
-            authored: Some(Authored { author: typist.user.username.clone(), words: Words::Typing }),
+            authored: Some(Authored {
+                author: typist.user.username.clone(),
+                words: Words::Typing,
+                unseen_by: Vec::new(),
+            }),
         }));
     }
 
@@ -450,7 +454,8 @@ impl Shared {
 
     /// Tells `message`'s room that it changed (`message_updated`), each member seeing
     /// it as their content-warning preferences shape it.
-    pub fn message_updated(&self, message: &Message) {
+    /// `unseen_by`: members who may not see it (see [`AppState::unseen_by`]).
+    pub fn message_updated(&self, message: &Message, unseen_by: Vec<UserId>) {
         let event = |message: Message| Event::MessageUpdated { room: message.room.clone(), message }.to_json();
         self.bus.publish(BusMessage::Room(RoomEnvelope {
             room: message.room.clone(),
@@ -459,7 +464,11 @@ impl Shared {
             effect: None,
             seq: None,
             variants: Variants::of(message, event),
-            authored: Some(Authored { author: message.author.username.clone(), words: Words::Updated(message.seq) }),
+            authored: Some(Authored {
+                author: message.author.username.clone(),
+                words: Words::Updated(message.seq),
+                unseen_by,
+            }),
         }));
     }
 
@@ -472,6 +481,15 @@ impl Shared {
         if self.cluster.is_some() && !matches!(effect, Effect::Unsubscribe(_)) {
             self.hub.apply(room, effect);
         }
+    }
+
+    /// The members of a `since_join` room who joined after message `seq` was sent, so
+    /// may not see it changed either; nobody for any other room (no read).
+    pub async fn unseen_by(&self, room: &RoomRecord, seq: i64) -> Result<Vec<UserId>, ApiError> {
+        if !room.since_join {
+            return Ok(Vec::new());
+        }
+        self.store.fetch_members_joined_since(room.id, seq).await.map_err(internal)
     }
 
     /// Tells every socket of `user` about `event`.
@@ -762,7 +780,11 @@ pub fn message_envelope(message: &Message) -> RoomEnvelope {
         effect: None,
         seq: Some(message.seq),
         variants: Variants::of(message, event),
-        authored: Some(Authored { author: message.author.username.clone(), words: Words::Message(message.seq) }),
+        authored: Some(Authored {
+            author: message.author.username.clone(),
+            words: Words::Message(message.seq),
+            unseen_by: Vec::new(),
+        }),
     }
 }
 

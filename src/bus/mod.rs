@@ -74,6 +74,9 @@ pub struct Authored {
     pub author: String,
     /// What the event is.
     pub words: Words,
+    /// Members who joined a `since_join` room after the message was sent: they get
+    /// nothing of it (PROTOCOL §9.4). Empty for every other event.
+    pub unseen_by: Vec<UserId>,
 }
 
 /// The kinds of event that carry a member's words.

@@ -55,6 +55,10 @@ pub fn encode(message: &BusMessage) -> Vec<u8> {
                     }
                     Words::Typing => out.u8(3),
                 }
+                out.u32(authored.unseen_by.len() as u32);
+                for user in &authored.unseen_by {
+                    out.i64(user.0);
+                }
             });
         }
         BusMessage::User { user, frame } => {
@@ -159,7 +163,12 @@ pub fn decode(bytes: &[u8]) -> Result<BusMessage, WireError> {
                     3 => Words::Typing,
                     _ => return Err(WireError("an unknown kind of words")),
                 };
-                Ok(Authored { author, words })
+                let count = input.u32()?;
+                let mut unseen_by = Vec::with_capacity(count.min(1024) as usize);
+                for _ in 0..count {
+                    unseen_by.push(UserId(input.i64()?));
+                }
+                Ok(Authored { author, words, unseen_by })
             })?,
         }),
         2 => BusMessage::User { user: UserId(input.i64()?), frame: input.frame()? },
@@ -461,7 +470,7 @@ mod tests {
             effect: None,
             seq: Some(3),
             variants: Some(Arc::new(variants)),
-            authored: Some(Authored { author: "ada".into(), words: Words::Message(3) }),
+            authored: Some(Authored { author: "ada".into(), words: Words::Message(3), unseen_by: Vec::new() }),
         }));
         for words in [Words::Updated(4), Words::Typing] {
             round_trip(BusMessage::Room(RoomEnvelope {
@@ -471,7 +480,7 @@ mod tests {
                 effect: None,
                 seq: None,
                 variants: None,
-                authored: Some(Authored { author: "ben".into(), words }),
+                authored: Some(Authored { author: "ben".into(), words, unseen_by: vec![UserId(4), UserId(9)] }),
             }));
         }
         round_trip(BusMessage::Block { blocker: UserId(5), blocked: "ada".into(), on: true });

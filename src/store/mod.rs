@@ -613,6 +613,9 @@ pub trait Store: Send + Sync + 'static {
     /// member removes it too.)
     async fn delete_join_request(&self, room: RoomId, user: UserId) -> Result<bool, StoreError>;
 
+    /// The members who joined `room` when its last seq was `seq` or later.
+    async fn fetch_members_joined_since(&self, room: RoomId, seq: i64) -> Result<Vec<UserId>, StoreError>;
+
     /// The room's last seq when `user` joined it; `None` for a non-member.
     async fn fetch_joined_seq(&self, room: RoomId, user: UserId) -> Result<Option<i64>, StoreError>;
 

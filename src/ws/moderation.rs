@@ -496,6 +496,7 @@ async fn set_cw(
         }),
         ..entry(Some(&room), LogAction::SetCw, session)
     };
+    let unseen_by = state.unseen_by(&room, seq).await?;
     let message = match state.store.update_message_cw(&room, seq, tags, note.as_deref(), &log).await {
         Ok(message) => message,
         Err(StoreError::NotFound) => {
@@ -504,7 +505,7 @@ async fn set_cw(
         }
         Err(err) => return Err(internal(err)),
     };
-    state.message_updated(&message);
+    state.message_updated(&message, unseen_by);
     Ok(Reply::Empty {})
 }
 

@@ -470,6 +470,8 @@ async fn edit(state: &AppState, session: &Session, room_name: &str, seq: i64, bo
         return Err(super::moderation::muted_error(&room.name, &mute));
     }
     let author = UserRecord { id: session.user_id, user: session.user() };
+    // Read before the change: a failed read changes nothing.
+    let unseen_by = state.unseen_by(&room, seq).await?;
     let message = match state.store.update_message_body(&room, seq, &author, &body).await {
         Ok(message) => message,
         Err(StoreError::NotFound) => {
@@ -486,7 +488,7 @@ async fn edit(state: &AppState, session: &Session, room_name: &str, seq: i64, bo
             ));
         }
     };
-    state.message_updated(&message);
+    state.message_updated(&message, unseen_by);
     Ok(Reply::Sent { message })
 }
 

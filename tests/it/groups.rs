@@ -140,13 +140,19 @@ async fn since_join_hides_earlier_messages_from_a_newcomer_on_every_path() {
     let later =
         olive.ok(json!({"type": "send", "room": "newcomers", "body": "later words"})).await["message"]["seq"].clone();
     assert_eq!(ben.event_of("message").await["message"]["body"], "later words");
+    // An edit of an earlier message does not reach him either; one of a later one does.
+    olive.ok(json!({"type": "edit", "room": "newcomers", "seq": 1, "body": "early words, edited"})).await;
+    olive.ok(json!({"type": "set_cw", "room": "newcomers", "seq": 2, "cw": ["grief"]})).await;
+    olive.ok(json!({"type": "edit", "room": "newcomers", "seq": later, "body": "later words, edited"})).await;
+    let updated = ben.event_of("message_updated").await;
+    assert_eq!((&updated["message"]["seq"], &updated["message"]["body"]), (&later, &json!("later words, edited")));
     for query in [json!({}), json!({"after": 0}), json!({"before": 4}), json!({"before": 99})] {
         let mut request = json!({"type": "history", "room": "newcomers"});
         request.as_object_mut().unwrap().extend(query.as_object().unwrap().clone());
         let page = ben.ok(request.clone()).await;
         let bodies: Vec<&str> =
             page["messages"].as_array().unwrap().iter().map(|m| m["body"].as_str().unwrap()).collect();
-        let expected: &[&str] = if query.get("before") == Some(&json!(4)) { &[] } else { &["later words"] };
+        let expected: &[&str] = if query.get("before") == Some(&json!(4)) { &[] } else { &["later words, edited"] };
         assert_eq!(bodies, expected, "{request}: {page}");
         assert!(page.get("more").is_none(), "{request}: {page}");
     }
@@ -154,7 +160,7 @@ async fn since_join_hides_earlier_messages_from_a_newcomer_on_every_path() {
     ben.refused(json!({"type": "reveal", "room": "newcomers", "seq": 1}), "not_found").await;
     assert_eq!(
         ben.ok(json!({"type": "reveal", "room": "newcomers", "seq": later})).await["message"]["body"],
-        "later words"
+        "later words, edited"
     );
     // The owner, there from the start, sees everything; a room without the setting too.
     let all = olive.ok(json!({"type": "history", "room": "newcomers"})).await;

@@ -824,6 +824,16 @@ impl Store for PostgresStore {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn fetch_members_joined_since(&self, room: RoomId, seq: i64) -> Result<Vec<UserId>, StoreError> {
+        let ids: Vec<i64> =
+            sqlx::query_scalar("SELECT user_id FROM memberships WHERE room_id = $1 AND joined_seq >= $2")
+                .bind(room.0)
+                .bind(seq)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(ids.into_iter().map(UserId).collect())
+    }
+
     async fn fetch_joined_seq(&self, room: RoomId, user: UserId) -> Result<Option<i64>, StoreError> {
         Ok(sqlx::query_scalar("SELECT joined_seq FROM memberships WHERE room_id = $1 AND user_id = $2")
             .bind(room.0)

@@ -681,6 +681,15 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn fetch_members_joined_since(&self, room: RoomId, seq: i64) -> Result<Vec<UserId>, StoreError> {
+        let ids: Vec<i64> = sqlx::query_scalar("SELECT user_id FROM memberships WHERE room_id = ? AND joined_seq >= ?")
+            .bind(room.0)
+            .bind(seq)
+            .fetch_all(&self.reads)
+            .await?;
+        Ok(ids.into_iter().map(UserId).collect())
+    }
+
     async fn fetch_joined_seq(&self, room: RoomId, user: UserId) -> Result<Option<i64>, StoreError> {
         Ok(sqlx::query_scalar("SELECT joined_seq FROM memberships WHERE room_id = ? AND user_id = ?")
             .bind(room.0)

@@ -2561,6 +2561,44 @@ mod tests {
     }
 
     #[test]
+    fn parse_reads_the_rights_and_closed_group_requests() {
+        let parsed = |text: &str| parse_request(text).map(|(_, request)| request);
+        assert_eq!(
+            parsed(r#"{"type":"appeal","sanction_id":4,"text":"please"}"#).unwrap(),
+            Request::Moderate(Moderation::Appeal { sanction_id: 4, text: "please".into() })
+        );
+        assert_eq!(
+            parsed(r#"{"type":"appeals","scope":"server","limit":5}"#).unwrap(),
+            Request::Moderate(Moderation::Appeals {
+                room: None,
+                page: PageQuery { limit: Some(5), after: None, after_id: None }
+            })
+        );
+        assert!(parsed(r#"{"type":"appeals"}"#).unwrap_err().message.contains("room"));
+        assert_eq!(
+            parsed(r#"{"type":"resolve_appeal","appeal_id":2,"outcome":"lifted"}"#).unwrap(),
+            Request::Moderate(Moderation::ResolveAppeal { appeal_id: 2, outcome: AppealOutcome::Lifted, note: None })
+        );
+        assert!(parsed(r#"{"type":"resolve_appeal","appeal_id":2,"outcome":"forgiven"}"#).is_err());
+        assert_eq!(
+            parsed(r#"{"type":"approve_join","room":"q","user":"ben","approve":false}"#).unwrap(),
+            Request::Moderate(Moderation::ApproveJoin { room: "q".into(), user: "ben".into(), approve: false })
+        );
+        assert_eq!(
+            parsed(r#"{"type":"create_invite"}"#).unwrap(),
+            Request::CreateInvite { uses: None, expires_in_s: None }
+        );
+        let Request::CreateRoom(room) =
+            parsed(r#"{"type":"create_room","name":"q","visibility":"private","history_visibility":"since_join"}"#)
+                .unwrap()
+        else {
+            panic!("not a create_room")
+        };
+        assert_eq!((room.visibility, room.history_visibility), (Visibility::Private, HistoryVisibility::SinceJoin));
+        assert!(parsed(r#"{"type":"create_room","name":"q","visibility":"secret"}"#).is_err());
+    }
+
+    #[test]
     fn ok_frames_echo_the_id_and_flatten_the_result() {
         let text = ok_frame(Some(&RequestId::Int(7)), &Reply::Empty {});
         assert_eq!(text, r#"{"type":"ok","id":7}"#);

@@ -649,3 +649,21 @@ async fn a_block_made_on_one_node_holds_on_the_other() {
     let history = ben_b.ok(json!({"type": "history", "room": "circle"})).await;
     assert!(history["messages"].as_array().unwrap().iter().all(|m| m["blocked"] == true), "{history}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_request_on_one_node_is_answered_on_the_other_and_the_room_follows() {
+    let Some(cluster) = Cluster::start(2).await else { return };
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let mut owner = a.room_owner("host", "lobby").await;
+    owner.ok(json!({"type": "create_room", "name": "quiet", "visibility": "private"})).await;
+    let mut ben = b.member("ben").await;
+    assert_eq!(ben.ok(json!({"type": "join", "room": "quiet"})).await["pending"], true);
+    assert_eq!(owner.event_of("join_request").await["user"]["username"], "ben", "heard on the other node");
+    owner.ok(json!({"type": "approve_join", "room": "quiet", "user": "ben", "approve": true})).await;
+    assert_eq!(ben.event_of("member_joined").await["room"], "quiet");
+    // Ben's sockets on node B now receive the room.
+    let seq =
+        owner.ok(json!({"type": "send", "room": "quiet", "body": "welcome, ben"})).await["message"]["seq"].clone();
+    let heard = ben.event_of("message").await;
+    assert_eq!((&heard["message"]["seq"], &heard["message"]["body"]), (&seq, &json!("welcome, ben")));
+}

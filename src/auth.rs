@@ -159,18 +159,6 @@ pub fn invite_hash(code: &str) -> [u8; 32] {
     Sha256::digest(folded.as_bytes()).into()
 }
 
-/// Makes and stores an invite code good for `uses` registrations until `expires_at`.
-pub async fn create_invite(
-    store: &dyn crate::store::Store,
-    uses: u32,
-    expires_at: Option<i64>,
-    by: Option<crate::store::UserId>,
-) -> Result<crate::protocol::Invite, crate::store::StoreError> {
-    let code = new_invite_code();
-    store.insert_invite(&invite_hash(&code), uses, expires_at, by).await?;
-    Ok(crate::protocol::Invite { code, uses, expires_at: expires_at.map(crate::protocol::format_ts) })
-}
-
 fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);

@@ -363,7 +363,7 @@ async fn create_invite(uses: u32, expires_in: Option<&str>, database: &str) -> R
         .transpose()?
         .map(|duration| crate::protocol::now_ms() + duration.as_millis() as i64);
     let store = open_store(database).await?;
-    let outcome = crate::auth::create_invite(&*store, uses, expires_at, None).await;
+    let outcome = store::create_invite(&*store, uses, expires_at, None).await;
     store.close().await;
     let invite = outcome.map_err(|err| err.to_string())?;
     match &invite.expires_at {

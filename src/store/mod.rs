@@ -838,6 +838,18 @@ pub fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres:") || url.starts_with("postgresql:")
 }
 
+/// Makes and stores an invite code good for `uses` registrations until `expires_at`.
+pub async fn create_invite(
+    store: &dyn Store,
+    uses: u32,
+    expires_at: Option<i64>,
+    by: Option<UserId>,
+) -> Result<crate::protocol::Invite, StoreError> {
+    let code = crate::auth::new_invite_code();
+    store.insert_invite(&crate::auth::invite_hash(&code), uses, expires_at, by).await?;
+    Ok(crate::protocol::Invite { code, uses, expires_at: expires_at.map(crate::protocol::format_ts) })
+}
+
 /// Opens the store named by a database URL (`sqlite://PATH` or `postgres://...`).
 pub async fn open(
     url: &str,

@@ -75,21 +75,25 @@ async fn user(store: &dyn Store, name: &str) -> UserRecord {
     store.insert_user(name, &name.to_uppercase(), "hash", Role::Member, None).await.unwrap()
 }
 
-async fn room(store: &dyn Store, name: &str, owner: UserId, capacity: Option<u32>) -> RoomRecord {
-    let kind = if capacity.is_some() { RoomKind::Summit } else { RoomKind::Topic };
-    let new = NewRoom {
+/// A public topic room with every setting at its default.
+fn new_room(name: &str, owner: UserId) -> NewRoom {
+    NewRoom {
         name: name.into(),
         topic: "t".into(),
-        kind,
+        kind: RoomKind::Topic,
         owner,
         starts_at: None,
         ends_at: None,
-        capacity,
+        capacity: None,
         requires_host: false,
         private: false,
         since_join: false,
-    };
-    store.insert_room(&new).await.unwrap()
+    }
+}
+
+async fn room(store: &dyn Store, name: &str, owner: UserId, capacity: Option<u32>) -> RoomRecord {
+    let kind = if capacity.is_some() { RoomKind::Summit } else { RoomKind::Topic };
+    store.insert_room(&NewRoom { kind, capacity, ..new_room(name, owner) }).await.unwrap()
 }
 
 fn log(room: Option<RoomId>, action: LogAction, actor: UserId) -> ModEntry {
@@ -170,19 +174,7 @@ async fn rooms(s: &Subject) {
         ("ada", ada.id, RoomKind::Topic, false, 0)
     );
     room(store, "a-room", ada.id, Some(5)).await;
-    let new = NewRoom {
-        name: "b-room".into(),
-        topic: String::new(),
-        kind: RoomKind::Topic,
-        owner: ada.id,
-        starts_at: None,
-        ends_at: None,
-        capacity: None,
-        requires_host: false,
-        private: false,
-        since_join: false,
-    };
-    assert!(matches!(store.insert_room(&new).await, Err(StoreError::Conflict)));
+    assert!(matches!(store.insert_room(&new_room("b-room", ada.id)).await, Err(StoreError::Conflict)));
     assert_eq!(store.fetch_room("b-room").await.unwrap(), Some(b.clone()));
     assert_eq!(store.fetch_room("c-room").await.unwrap(), None);
     let names: Vec<String> = store.fetch_rooms(None, 100, None).await.unwrap().into_iter().map(|r| r.name).collect();
@@ -863,19 +855,8 @@ async fn appeals(s: &Subject) {
 async fn closed_groups(s: &Subject) {
     let store = &*s.store;
     let (ada, ben) = (user(store, "ada").await, user(store, "ben").await);
-    let new = NewRoom {
-        name: "quiet".into(),
-        topic: String::new(),
-        kind: RoomKind::Topic,
-        owner: ada.id,
-        starts_at: None,
-        ends_at: None,
-        capacity: None,
-        requires_host: false,
-        private: true,
-        since_join: true,
-    };
-    let quiet = store.insert_room(&new).await.unwrap();
+    let quiet =
+        store.insert_room(&NewRoom { private: true, since_join: true, ..new_room("quiet", ada.id) }).await.unwrap();
     assert!(quiet.private && quiet.since_join);
     room(store, "open", ada.id, None).await;
     let listed = |viewer| async move {

@@ -35,7 +35,7 @@ pub(super) async fn create_invite(
         Some(_) => return Err(invalid("“expires_in_s” is a positive number of seconds, at most a year.")),
     };
     let invite =
-        crate::auth::create_invite(&*state.store, uses, expires_at, Some(session.user_id)).await.map_err(internal)?;
+        crate::store::create_invite(&*state.store, uses, expires_at, Some(session.user_id)).await.map_err(internal)?;
     tracing::info!(by = %session.username(), uses, "invite code made");
     Ok(Reply::Invited { invite })
 }

@@ -420,3 +420,40 @@ async fn a_room_moderator_cannot_lift_a_global_moderators_ban_by_appeal() {
     assert_eq!(ben.event_of("appeal_resolved").await["appeal"]["outcome"], "lifted");
     ben.ok(json!({"type": "join", "room": "circle"})).await;
 }
+
+#[tokio::test]
+async fn a_server_ban_is_appealed_to_the_other_global_moderators() {
+    let server = TestServer::start().await;
+    let mut gia = server.client(&server.user_with_role("gia", alongside::protocol::Role::Moderator).await).await;
+    let mut max = server.client(&server.user_with_role("max", alongside::protocol::Role::Moderator).await).await;
+    let mut owner = server.room_owner("olive", "circle").await;
+    let mut ben = server.member_of("ben", "circle").await;
+    // A short server ban: once it has run out, ben can sign in and contest it.
+    gia.ok(json!({"type": "ban", "scope": "server", "user": "ben", "duration_s": 0.3, "reason": "flooding"})).await;
+    assert_eq!(ben.closed().await, 4003);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut ben = server.client(&server.login("ben").await).await;
+    let record = ben.ok(json!({"type": "my_record"})).await;
+    let ban = &record["sanctions"][0];
+    assert_eq!((&ban["action"], ban.get("room"), &ban["active"]), (&json!("ban"), None, &json!(false)), "{record}");
+    let appeal = ben.ok(json!({"type": "appeal", "sanction_id": ban["id"], "text": "it was a broken client"})).await;
+    assert!(appeal["appeal"].get("room").is_none(), "{appeal}");
+    assert_eq!(max.event_of("appeal").await["appeal"]["id"], appeal["appeal"]["id"], "another global moderator");
+    let listed = max.ok(json!({"type": "appeals", "scope": "server"})).await;
+    assert_eq!(listed["appeals"], json!([appeal["appeal"]]), "{listed}");
+    assert!(owner.ok(json!({"type": "appeals", "room": "circle"})).await["appeals"].as_array().unwrap().is_empty());
+    ben.refused(json!({"type": "appeals", "scope": "server"}), "forbidden").await;
+    gia.refused(
+        json!({"type": "resolve_appeal", "appeal_id": appeal["appeal"]["id"], "outcome": "lifted"}),
+        "forbidden",
+    )
+    .await;
+    max.ok(
+        json!({"type": "resolve_appeal", "appeal_id": appeal["appeal"]["id"], "outcome": "lifted", "note": "sorry"}),
+    )
+    .await;
+    assert_eq!(ben.event_of("appeal_resolved").await["appeal"]["note"], "sorry");
+    let log = max.ok(json!({"type": "mod_log", "scope": "server", "limit": 3})).await;
+    let actions: Vec<&str> = log["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["resolve_appeal", "appeal", "ban"], "nothing in force, nothing lifted: {log}");
+}

@@ -899,6 +899,20 @@ describe('the web client', () => {
     await organiser.waitForSelector('#room-title:text-is("#wmhd-2026")');
   });
 
+  it('lets an organiser make an invite code and see appeals of server bans', STEP, async () => {
+    assert.equal(await member.isVisible('#network-panel'), false, 'not for members');
+    await organiser.click('#network-panel summary');
+    await organiser.fill('#invite-uses', '3');
+    await organiser.fill('#invite-days', '7');
+    await organiser.click('#invite-code-form button[type=submit]');
+    const shown = await organiser.locator('#invite-code-result').textContent();
+    assert.match(shown, /New code: [a-z2-9]{4}-[a-z2-9]{4}-[a-z2-9]{4} \(for 3 people, until /);
+    await organiser.click('#show-server-appeals');
+    await organiser.waitForSelector('#server-appeals-panel p:text-is("No open appeals.")');
+    assert.deepEqual(await accessibilityViolations(organiser), [], 'WCAG 2.2 AA: invite codes');
+    await organiser.click('#network-panel summary');
+  });
+
   it('downloads her data as a JSON file with her own messages', STEP, async () => {
     await member.click('#my-data summary');
     const [download] = await Promise.all([member.waitForEvent('download'), member.click('#export-data')]);

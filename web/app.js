@@ -591,6 +591,7 @@ function showAccountTools(mayCreate) {
   if (select.selectedOptions[0]?.disabled) select.value = mayCreate[0] || select.value;
   $('#summit-fields').hidden = select.value !== 'summit';
   $('#admin-panel').hidden = state.me.role !== 'admin';
+  $('#network-panel').hidden = state.me.role === 'member';
 }
 
 function renderRoom() {

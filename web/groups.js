@@ -17,6 +17,7 @@ export function installGroups(appState, hooks) {
   $('#join-name-form').addEventListener('submit', joinByName);
   $('#show-join-requests').addEventListener('click', showJoinRequests);
   $('#invite-form').addEventListener('submit', inviteSomeone);
+  $('#invite-code-form').addEventListener('submit', makeInviteCode);
   showRegistration();
 }
 
@@ -120,6 +121,27 @@ async function inviteSomeone(event) {
     await state.connection.request('invite', { room: state.current, user });
     input.value = '';
     notify(`@${user} is now a member of #${state.current}.`);
+  } catch (error) {
+    failed(error);
+  }
+}
+
+/** A global moderator makes an invite code for newcomers; it is shown this once. */
+async function makeInviteCode(event) {
+  event.preventDefault();
+  const form = event.target;
+  const fields = { uses: Number(form.uses.value) || 1 };
+  if (form.days.value) fields.expires_in_s = Number(form.days.value) * 86_400;
+  try {
+    const { invite } = await state.connection.request('create_invite', fields);
+    const until = invite.expires_at ? `, until ${formatTime(invite.expires_at)}` : '';
+    fill(
+      $('#invite-code-result'),
+      'New code: ',
+      h('code', {}, invite.code),
+      ` (for ${invite.uses} ${invite.uses === 1 ? 'person' : 'people'}${until}). It is shown only now: copy it.`,
+    );
+    $('#invite-code-result').hidden = false;
   } catch (error) {
     failed(error);
   }

@@ -15,7 +15,8 @@ const RECORD_WORDS = { warn: 'A warning', mute: 'Muted', kick: 'Removed from the
 export function installRecord(appState) {
   state = appState;
   $('#show-record').addEventListener('click', showRecord);
-  $('#show-appeals').addEventListener('click', showAppeals);
+  $('#show-appeals').addEventListener('click', () => showAppeals('room'));
+  $('#show-server-appeals').addEventListener('click', () => showAppeals('server'));
 }
 
 async function showRecord() {
@@ -88,21 +89,26 @@ export function appealResolved(appeal) {
 /** A member appealed (`appeal`, to the moderators who may answer). */
 export function appealArrived(appeal) {
   if (appeal.room && appeal.room === state.current && !$('#appeals-panel').hidden) {
-    showAppeals();
+    showAppeals('room');
+    return;
+  }
+  if (!appeal.room && !$('#server-appeals-panel').hidden) {
+    showAppeals('server');
     return;
   }
   notify(`New appeal${appeal.room ? ` in #${appeal.room}` : ' against a server ban'} from ${appeal.user}.`);
 }
 
-async function showAppeals() {
-  const room = state.current;
-  const panel = $('#appeals-panel');
+/** The open appeals of the room shown (`room`) or of server bans (`server`). */
+async function showAppeals(scope) {
+  const panel = scope === 'room' ? $('#appeals-panel') : $('#server-appeals-panel');
+  const where = scope === 'room' ? { room: state.current } : { scope: 'server' };
   try {
-    const reply = await state.connection.request('appeals', { room, limit: 200 });
-    const items = reply.appeals.map(appealItem);
+    const reply = await state.connection.request('appeals', { ...where, limit: 200 });
+    const items = reply.appeals.map((appeal) => appealItem(appeal, scope));
     fill(
       panel,
-      h('h3', {}, 'Open appeals'),
+      h('h3', {}, scope === 'room' ? 'Open appeals' : 'Open appeals of server bans'),
       items.length ? h('ul', { class: 'report-list' }, items) : h('p', {}, 'No open appeals.'),
       reply.more ? h('p', { class: 'since' }, 'More appeals wait: answer these to see the next ones.') : null,
     );
@@ -112,7 +118,7 @@ async function showAppeals() {
   }
 }
 
-function appealItem(appeal) {
+function appealItem(appeal, scope) {
   return h(
     'li',
     {},
@@ -121,12 +127,12 @@ function appealItem(appeal) {
     h(
       'div',
       { class: 'actions', role: 'group', 'aria-label': `Answer ${appeal.user}’s appeal` },
-      h('button', { type: 'button', class: 'small', onclick: () => answerAppeal(appeal) }, 'Answer…'),
+      h('button', { type: 'button', class: 'small', onclick: () => answerAppeal(appeal, scope) }, 'Answer…'),
     ),
   );
 }
 
-function answerAppeal(appeal) {
+function answerAppeal(appeal, scope) {
   const dialog = $('#answer-dialog');
   fill($('#answer-summary'), `${appeal.user} wrote: ${appeal.text}`);
   $('#answer-note').value = '';
@@ -138,7 +144,7 @@ function answerAppeal(appeal) {
       const note = $('#answer-note').value.trim() || undefined;
       await state.connection.request('resolve_appeal', { appeal_id: appeal.id, outcome, note });
       notify(outcome === 'lifted' ? `Lifted; ${appeal.user} has been told.` : `Upheld; ${appeal.user} has been told.`);
-      await showAppeals();
+      await showAppeals(scope);
     } catch (error) {
       failed(error);
     }

@@ -4,7 +4,7 @@
 
 import { $, fill, h } from './dom.js';
 import { resources as fetchResources } from './api.js';
-import { failed, formatTime, notify } from './ui.js';
+import { failed, formatTime, notify, showQueue } from './ui.js';
 
 /** The client's state and page hooks, set by `installCare`. */
 let state;
@@ -124,12 +124,7 @@ async function showCareAlerts() {
   try {
     const reply = await state.connection.request('care_alerts', { room, limit: 200 });
     const items = reply.alerts.map((alert) => alertItem(room, alert));
-    fill(
-      panel,
-      h('h3', {}, 'Care alerts'),
-      items.length ? h('ul', { class: 'report-list' }, items) : h('p', {}, 'No open care alerts.'),
-    );
-    panel.hidden = false;
+    showQueue(panel, { title: 'Care alerts', items, empty: 'No open care alerts.' });
   } catch (error) {
     failed(error);
   }

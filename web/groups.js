@@ -4,7 +4,7 @@
 // invitations.
 
 import { $, fill, h } from './dom.js';
-import { failed, formatTime, notify } from './ui.js';
+import { failed, formatTime, notify, showQueue } from './ui.js';
 
 /** The client's state and page hooks, set by `installGroups`. */
 let state;
@@ -75,14 +75,8 @@ async function showJoinRequests() {
   const panel = $('#join-requests-panel');
   try {
     const reply = await state.connection.request('join_requests', { room });
-    fill(
-      panel,
-      h('h3', {}, 'Asking to join'),
-      reply.requests.length
-        ? h('ul', { class: 'report-list' }, reply.requests.map((request) => requestItem(room, request)))
-        : h('p', {}, 'Nobody is waiting.'),
-    );
-    panel.hidden = false;
+    const items = reply.requests.map((request) => requestItem(room, request));
+    showQueue(panel, { title: 'Asking to join', items, empty: 'Nobody is waiting.' });
   } catch (error) {
     failed(error);
   }

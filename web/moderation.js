@@ -3,7 +3,7 @@
 // (`my_role` in the join reply); the server checks every request again.
 
 import { $, fill, h } from './dom.js';
-import { confirmAction, failed, formatTime, notify, untilText } from './ui.js';
+import { confirmAction, failed, formatTime, notify, showQueue, untilText } from './ui.js';
 
 /** The client's state and page hooks, set by `installModeration`. */
 let state;
@@ -195,13 +195,8 @@ async function showReports() {
   try {
     const reply = await state.connection.request('reports', { room, limit: 200 });
     const items = reply.reports.map((report) => reportItem(room, report));
-    fill(
-      panel,
-      h('h3', {}, 'Open reports'),
-      items.length ? h('ul', { class: 'report-list' }, items) : h('p', {}, 'No open reports.'),
-      reply.more ? h('p', { class: 'since' }, 'More reports wait: resolve these to see the next ones.') : null,
-    );
-    panel.hidden = false;
+    const more = reply.more && 'More reports wait: resolve these to see the next ones.';
+    showQueue(panel, { title: 'Open reports', items, empty: 'No open reports.', more });
   } catch (error) {
     failed(error);
   }

@@ -3,7 +3,7 @@
 // appeal; the room's moderators get the appeals queue, where they uphold or lift.
 
 import { $, fill, h } from './dom.js';
-import { failed, formatTime, notify, untilText } from './ui.js';
+import { failed, formatTime, notify, showQueue, untilText } from './ui.js';
 
 /** The client's state, set by `installRecord`. */
 let state;
@@ -106,13 +106,9 @@ async function showAppeals(scope) {
   try {
     const reply = await state.connection.request('appeals', { ...where, limit: 200 });
     const items = reply.appeals.map((appeal) => appealItem(appeal, scope));
-    fill(
-      panel,
-      h('h3', {}, scope === 'room' ? 'Open appeals' : 'Open appeals of server bans'),
-      items.length ? h('ul', { class: 'report-list' }, items) : h('p', {}, 'No open appeals.'),
-      reply.more ? h('p', { class: 'since' }, 'More appeals wait: answer these to see the next ones.') : null,
-    );
-    panel.hidden = false;
+    const title = scope === 'room' ? 'Open appeals' : 'Open appeals of server bans';
+    const more = reply.more && 'More appeals wait: answer these to see the next ones.';
+    showQueue(panel, { title, items, empty: 'No open appeals.', more });
   } catch (error) {
     failed(error);
   }

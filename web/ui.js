@@ -82,3 +82,17 @@ export function confirmAction({ title, text, confirm }) {
     dialog.showModal();
   });
 }
+
+/**
+ * Shows a moderators' queue in `panel`: its title, the items (or `empty` when there
+ * are none), and `more` when the server holds further ones.
+ */
+export function showQueue(panel, { title, items, empty, more }) {
+  fill(
+    panel,
+    h('h3', {}, title),
+    items.length ? h('ul', { class: 'report-list' }, items) : h('p', {}, empty),
+    more ? h('p', { class: 'since' }, more) : null,
+  );
+  panel.hidden = false;
+}

@@ -319,3 +319,85 @@ async fn invite_create_makes_a_code_a_running_server_accepts() {
         assert!(String::from_utf8_lossy(&out.stderr).contains(bad), "{}", String::from_utf8_lossy(&out.stderr));
     }
 }
+
+/// The most memory the process `pid` has held so far (VmHWM), in bytes.
+fn peak_memory(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kib| kib * 1024)
+}
+
+/// `alongside user export NAME`: the document, and the most memory the process held
+/// (sampled as the document comes; the high-water mark only ever rises).
+fn export_measured(db: &str, name: &str) -> (Vec<u8>, u64) {
+    use std::io::Read;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_alongside"))
+        .args(["user", "export", name, "--database", db])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn alongside");
+    let pid = child.id();
+    let mut stdout = child.stdout.take().unwrap();
+    let (mut text, mut chunk, mut peak) = (Vec::new(), vec![0u8; 1 << 16], 0);
+    loop {
+        let n = stdout.read(&mut chunk).unwrap();
+        if n == 0 {
+            break;
+        }
+        text.extend_from_slice(&chunk[..n]);
+        peak = peak.max(peak_memory(pid).unwrap_or(0));
+    }
+    assert!(child.wait().unwrap().success(), "export of {name} failed");
+    (text, peak)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_of_a_hundred_thousand_messages_streams_in_bounded_memory() {
+    const MESSAGES: i64 = 100_000;
+    let server = TestServer::start_sqlite_with(|_| {}).await;
+    let _owner = server.room_owner("ben", "journal").await;
+    server.register("amy").await;
+    let db = server.config.database.clone();
+    // A hundred thousand of Ben's messages, written straight into the file (seconds,
+    // where sending them would take minutes); each about 400 bytes of words.
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&db).await.unwrap();
+        sqlx::query(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1) \
+             INSERT INTO messages (room_id, seq, author_id, body, ts) \
+             SELECT r.id, n.i, u.id, printf('%d: %s', n.i, replace(hex(zeroblob(196)), '00', 'a ')), 1700000000000 + n.i \
+             FROM n, rooms r, users u WHERE r.name = 'journal' AND u.username = 'ben'",
+        )
+        .bind(MESSAGES)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        let last = sqlx::query("UPDATE rooms SET last_seq = ?1 WHERE name = 'journal'").bind(MESSAGES);
+        last.execute(&mut conn).await.unwrap();
+        conn.close().await.unwrap();
+    }
+    let (text, peak, small) = tokio::task::spawn_blocking(move || {
+        let (_, small) = export_measured(&db, "amy");
+        let (text, peak) = export_measured(&db, "ben");
+        (text, peak, small)
+    })
+    .await
+    .unwrap();
+    let export: Value = serde_json::from_slice(&text).expect("one JSON document");
+    let messages = export["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), MESSAGES as usize, "every message");
+    assert_eq!(messages[MESSAGES as usize - 1]["seq"], MESSAGES);
+    println!(
+        "export of {MESSAGES} messages: {} bytes, peak memory {peak} bytes (an empty account's: {small})",
+        text.len()
+    );
+    assert!(small > 0 && peak > 0, "the memory was read");
+    // Held whole, the messages would add more than the document's size; streamed, a few pages.
+    assert!(
+        peak < small + 16 * 1024 * 1024,
+        "peak memory {peak} bytes for a {}-byte export (an empty account's: {small})",
+        text.len()
+    );
+}

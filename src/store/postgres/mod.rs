@@ -614,12 +614,12 @@ impl Store for PostgresStore {
         let sql = format!(
             "SELECT {MESSAGE_COLUMNS}, m.room_id, r.name AS room_name FROM messages m \
              JOIN users u ON u.id = m.author_id JOIN rooms r ON r.id = m.room_id \
-             WHERE m.author_id = $1 AND (m.room_id > $2 OR (m.room_id = $3 AND m.seq > $4)) \
-             ORDER BY m.room_id, m.seq LIMIT $5"
+             WHERE m.author_id = $1 AND (m.room_id, m.seq) > ($2, $3) \
+             ORDER BY m.room_id, m.seq LIMIT $4"
         );
+        // A row value: each page starts with one index seek (as in SQLite).
         let found = sqlx::query(&sql)
             .bind(author.0)
-            .bind(after.0 .0)
             .bind(after.0 .0)
             .bind(after.1)
             .bind(i64::from(limit))

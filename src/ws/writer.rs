@@ -41,7 +41,9 @@ where
                 if Instant::now() < due {
                     tokio::select! {
                         biased;
-                        () = &mut closed => {}
+                        // Closed while waiting: the close path sends what is queued.
+                        // (Going on would poll `closed` again after it completed.)
+                        () = &mut closed => break,
                         // A reply never waits: its client is waiting on it.
                         () = outbox.reply_queued() => {}
                         () = tokio::time::sleep_until(due) => {}
@@ -113,11 +115,26 @@ mod tests {
     struct Recorder {
         start: Instant,
         seen: Arc<Mutex<Vec<(u64, Seen)>>>,
+        /// While set, the socket takes nothing (its send buffer is full): the waker
+        /// waits here.
+        stuck: Arc<Mutex<Option<Option<std::task::Waker>>>>,
     }
 
     impl Recorder {
         fn new() -> Recorder {
-            Recorder { start: Instant::now(), seen: Arc::default() }
+            Recorder { start: Instant::now(), seen: Arc::default(), stuck: Arc::default() }
+        }
+
+        /// The socket stops taking frames, as a full send buffer does.
+        fn stick(&self) {
+            *self.stuck.lock().unwrap() = Some(None);
+        }
+
+        /// The socket takes frames again.
+        fn unstick(&self) {
+            if let Some(Some(waker)) = self.stuck.lock().unwrap().take() {
+                waker.wake();
+            }
         }
 
         fn record(&self, what: Seen) {
@@ -134,8 +151,14 @@ mod tests {
     impl Sink<WsMessage> for Recorder {
         type Error = std::convert::Infallible;
 
-        fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-            Poll::Ready(Ok(()))
+        fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            match &mut *self.stuck.lock().unwrap() {
+                Some(waker) => {
+                    *waker = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+                None => Poll::Ready(Ok(())),
+            }
         }
 
         fn start_send(self: Pin<&mut Self>, item: WsMessage) -> Result<(), Self::Error> {
@@ -231,6 +254,25 @@ mod tests {
             recorder.take().into_iter().map(|(_, seen)| seen).filter(|s| *s != Seen::Flush).collect();
         assert_eq!(texts, [text("a"), text("b"), text("c"), Seen::Close(4001)]);
         assert!(outbox.push(Utf8Bytes::from_static("late")).is_err(), "the outbox is closed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_close_while_a_busy_socket_waits_out_its_window_sends_the_waiting_frames_then_the_close() {
+        let (recorder, outbox, closer, task) = writer();
+        push(&outbox, "a");
+        after(1).await;
+        // The socket's buffer fills while the next frame waits out the window, and the
+        // close comes then (as when a node loses its bus and closes every socket).
+        recorder.stick();
+        push(&outbox, "waiting");
+        after(2).await;
+        assert_eq!(recorder.take(), [(0, text("a")), (0, Seen::Flush)], "\"waiting\" is held inside the window");
+        closer.close(close_code::TRY_AGAIN_LATER, "the bus is down");
+        after(1).await;
+        recorder.unstick();
+        tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().expect("the writer ends without a panic");
+        let seen: Vec<Seen> = recorder.take().into_iter().map(|(_, seen)| seen).filter(|s| *s != Seen::Flush).collect();
+        assert_eq!(seen, [text("waiting"), Seen::Close(1013)]);
     }
 
     #[tokio::test(start_paused = true)]

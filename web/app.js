@@ -65,7 +65,7 @@ const view = (room) => state.views.ensure(room);
 installModeration(state, { canModerate, memberOf, deleteMessage, jumpTo });
 installCare(state, { jumpTo });
 installRecord(state);
-installGroups(state, { openRoom: (name) => openRoom(name), refreshRooms: () => refreshRooms() });
+installGroups(state, { openRoom: (name) => openRoom(name) });
 installWarnings(state, { addMessage: (message) => addMessage(message, { live: false }), refreshRoom });
 installMenu();
 roving($('#messages'), '.message', '.actions-button');

@@ -10,7 +10,7 @@ import { failed, formatTime, notify, showQueue } from './ui.js';
 let state;
 let page;
 
-/** Wires the forms; `hooks` are the page's `openRoom(name)` and `refreshRooms()`. */
+/** Wires the forms; `hooks` holds the page's `openRoom(name)`. */
 export function installGroups(appState, hooks) {
   state = appState;
   page = hooks;

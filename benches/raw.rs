@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 
 /// What the reader found next.
 pub enum Incoming<'a> {
-    /// A text frame's payload.
+    /// A text or binary frame's payload (a broker may send its protocol as binary).
     Text(&'a [u8]),
     /// A control or other frame, skipped.
     Other,
@@ -30,10 +30,12 @@ pub struct Reader {
     end: usize,
 }
 
-/// Upgrades `stream` to a WebSocket at `/ws`.
-pub async fn handshake(mut stream: TcpStream, addr: SocketAddr) -> (Reader, OwnedWriteHalf) {
+/// Upgrades `stream` to a WebSocket at `path`. `origin` adds an `Origin` header, which
+/// some servers require of every client (a browser always sends one).
+pub async fn handshake(mut stream: TcpStream, addr: SocketAddr, path: &str, origin: bool) -> (Reader, OwnedWriteHalf) {
+    let origin = if origin { format!("Origin: http://{addr}\r\n") } else { String::new() };
     let request = format!(
-        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n{origin}\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).await.expect("send the upgrade request");
@@ -62,7 +64,7 @@ impl Reader {
                     let payload = self.start + payload_at..frame_end;
                     self.start = frame_end;
                     return match opcode {
-                        0x1 => Incoming::Text(&self.buffer[payload]),
+                        0x1 | 0x2 => Incoming::Text(&self.buffer[payload]),
                         0x8 => Incoming::Closed,
                         _ => Incoming::Other,
                     };

@@ -1058,7 +1058,7 @@ async fn compare(o: &Options) {
     }
     let sustained = |outcome: &Outcome| outcome.sustained.as_ref().map(Rung::deliveries_per_s);
     println!("\nsustained deliveries/s (all systems in each run):");
-    print_table(&systems, &table, sustained, |v| thousands(v), true);
+    print_table(&systems, &table, sustained, thousands, true);
     if o.cpu_rate > 0.0 {
         println!("\nserver cpu per delivery at {} msg/s, µs (lower is better):", o.cpu_rate);
         print_table(&systems, &table, |outcome| outcome.cpu_us, |v| format!("{v:.2}"), false);

@@ -128,8 +128,10 @@ settings! {
     ping_interval_s: f64 = 30.0, env = "ALONGSIDE_PING_INTERVAL_S";
     /// Shortest time between two writes to one busy socket, in milliseconds: frames that
     /// arrive sooner wait and share the next write (0 = write at once). A socket that
-    /// was quiet is always written at once.
-    write_coalesce_ms: u64 = 8, env = "ALONGSIDE_WRITE_COALESCE_MS";
+    /// was quiet, and any reply, is always written at once. 25 ms is well under what a
+    /// reader notices, and in a busy room one `write` then carries several events: the
+    /// write per frame is what a delivery costs (docs/performance.md).
+    write_coalesce_ms: u64 = 25, env = "ALONGSIDE_WRITE_COALESCE_MS";
     /// Frames queued per socket before it counts as a slow consumer (closed with 4008).
     outbox_frames: usize = 1024, env = "ALONGSIDE_OUTBOX_FRAMES";
     /// Bytes queued per socket before it counts as a slow consumer (closed with 4008).

@@ -206,17 +206,20 @@ impl System {
 
     /// Why this system cannot run here, if it cannot (`benches/run.sh` installs them).
     fn missing(self) -> Option<String> {
-        let program = match self {
-            System::Alongside => return None,
-            System::Node => "node",
-            System::Inspircd => "inspircd",
-            System::Nats => "nats-server",
-        };
-        let found = std::env::var_os("PATH")
-            .map(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
-            .unwrap_or(false)
-            || std::path::Path::new("/usr/sbin").join(program).is_file();
-        (!found).then(|| format!("{} skipped: `{program}` is not installed (benches/run.sh installs it)", self.name()))
+        let program = self.program()?;
+        program_path(program)
+            .is_none()
+            .then(|| format!("{} skipped: `{program}` is not installed (benches/run.sh installs it)", self.name()))
+    }
+
+    /// The peer's program (Alongside is this package's own binary).
+    fn program(self) -> Option<&'static str> {
+        match self {
+            System::Alongside => None,
+            System::Node => Some("node"),
+            System::Inspircd => Some("inspircd"),
+            System::Nats => Some("nats-server"),
+        }
     }
 
     fn start(self) -> Target {
@@ -240,6 +243,22 @@ impl System {
         };
         raw::text_frame(text.as_bytes(), mask)
     }
+}
+
+/// Where `program` is: on the `PATH`, or in /usr/sbin (where Debian puts InspIRCd,
+/// which a user's `PATH` may not name).
+fn program_path(program: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([std::path::PathBuf::from("/usr/sbin")])
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+/// A peer's command, by the full path `missing` found.
+fn peer_command(system: System) -> Command {
+    let program = system.program().expect("a peer");
+    Command::new(program_path(program).unwrap_or_else(|| program.into()))
 }
 
 /// A server process and the address its WebSockets connect to.
@@ -308,7 +327,7 @@ impl Target {
 
     fn node() -> Target {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peer/server.mjs");
-        let mut command = Command::new("node");
+        let mut command = peer_command(System::Node);
         command.arg(script);
         Target::spawn(command, "peer listening on http://", System::Node, None)
     }
@@ -318,7 +337,7 @@ impl Target {
         let port = free_port();
         let fill = [("@PORT@", port.to_string()), ("@DIR@", dir.path().display().to_string())];
         let config = peer_config(&dir, "inspircd.conf", &fill);
-        let mut command = Command::new("inspircd");
+        let mut command = peer_command(System::Inspircd);
         command.arg("--nofork").arg("--runasroot").arg(format!("--config={}", config.display()));
         Target::listening(command, port, System::Inspircd, dir)
     }
@@ -327,7 +346,7 @@ impl Target {
         let dir = tempfile::tempdir().unwrap();
         let (port, ws_port) = (free_port(), free_port());
         let config = peer_config(&dir, "nats.conf", &[("@PORT@", port.to_string()), ("@WSPORT@", ws_port.to_string())]);
-        let mut command = Command::new("nats-server");
+        let mut command = peer_command(System::Nats);
         command.arg("-c").arg(config);
         Target::listening(command, ws_port, System::Nats, dir)
     }

@@ -548,10 +548,10 @@ async fn enter(
 
 /// Registers IRC sockets, a thousand at a time: InspIRCd completes registrations once a
 /// second, so one after another they would take a second each.
-async fn register(sockets: &mut [Socket], first: usize) {
+async fn register(sockets: &mut [Socket]) {
     for (chunk_index, chunk) in sockets.chunks_mut(1000).enumerate() {
         let registrations = chunk.iter_mut().enumerate().map(|(k, socket)| {
-            let i = first + chunk_index * 1000 + k;
+            let i = chunk_index * 1000 + k;
             async move {
                 let (nick, user) = (format!("NICK u{i}"), format!("USER u{i} 0 * :bench"));
                 setup_lines(socket, &[&nick, &user], " 001 ").await
@@ -588,7 +588,7 @@ async fn connect_spread(
         for i in 0..o.sockets {
             sockets.push(open_socket(targets[i % targets.len()], i, o.addresses).await);
         }
-        register(&mut sockets, 0).await;
+        register(&mut sockets).await;
     }
     let mut created = std::collections::HashSet::new();
     for i in 0..o.sockets {

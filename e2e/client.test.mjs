@@ -905,6 +905,8 @@ describe('the web client', () => {
     await organiser.fill('#invite-uses', '3');
     await organiser.fill('#invite-days', '7');
     await organiser.click('#invite-code-form button[type=submit]');
+    // The code comes back from the server: wait for it rather than read at once.
+    await organiser.waitForSelector('#invite-code-result:has-text("New code:")');
     const shown = await organiser.locator('#invite-code-result').textContent();
     assert.match(shown, /New code: [a-z2-9]{4}-[a-z2-9]{4}-[a-z2-9]{4} \(for 3 people, until /);
     await organiser.click('#show-server-appeals');

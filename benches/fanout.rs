@@ -1197,24 +1197,19 @@ async fn idle(o: &Options) {
     let mut figures = Vec::new();
     for system in runnable(o) {
         let target = system.start();
-        let before = if system == System::Alongside {
-            let tokens = accounts(&target, o.accounts);
-            // Each account joins the room once, as members do; the measured sockets are
-            // their later connections: authenticated, receiving the room, idle.
+        // Alongside's measured sockets are each account's later connections: every
+        // account joins the room once first, as members do, so these are
+        // authenticated, receive the room, and are idle. A peer's sockets join as they
+        // connect.
+        let tokens = accounts(&target, o.accounts);
+        if system == System::Alongside {
             let setup = Options { sockets: o.accounts, ..o.clone() };
             drop(connect_all(&target, &setup, &tokens, |_| Some("lobby".to_string())).await);
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let before = target.rss_kib();
-            let sockets = connect_all(&target, o, &tokens, |_| None).await;
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            figures.push((system, before, target.rss_kib()));
-            drop(sockets);
-            continue;
-        } else {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            target.rss_kib()
-        };
-        let sockets = connect_all(&target, o, &[], |_| Some("lobby".to_string())).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let before = target.rss_kib();
+        let room = (system != System::Alongside).then(|| "lobby".to_string());
+        let sockets = connect_all(&target, o, &tokens, |_| room.clone()).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
         figures.push((system, before, target.rss_kib()));
         drop(sockets);

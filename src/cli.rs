@@ -6,7 +6,7 @@
 //! Every failure is one line on stderr and a non-zero exit.
 
 use crate::auth::{check_display_name, check_password, check_password_not_common, normalise_username, Passwords};
-use crate::config::{Config, ServeArgs};
+use crate::config::{Config, LogFormat, ServeArgs};
 use crate::metrics::Metrics;
 use crate::protocol::{Message, Role};
 use crate::server::Server;
@@ -51,15 +51,15 @@ async fn serve(config: Config) -> Result<(), String> {
         config.log.parse().map_err(|err| format!("--log `{}`: {err}", config.log))?;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                // Colour codes only for a person at a terminal, not in log files.
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
-        )
-        .with(filter)
-        .init();
+    use tracing_subscriber::Layer;
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let layer = match config.log_format {
+        // One object per line, the connection's span (its id) included.
+        LogFormat::Json => layer.json().with_current_span(true).with_span_list(false).boxed(),
+        // Colour codes only for a person at a terminal, not in log files.
+        LogFormat::Text => layer.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).boxed(),
+    };
+    tracing_subscriber::registry().with(layer.with_filter(filter)).init();
     // A file-size limit (`ulimit -f`) must turn into write errors that the store answers
     // and recovers from, not kill the server with SIGXFSZ.
     // SAFETY: sets the process-wide disposition of one signal to "ignore"; no handler runs.
@@ -69,9 +69,33 @@ async fn serve(config: Config) -> Result<(), String> {
     let open_files = raise_open_file_limit();
     let server = Server::start(config.clone()).await.map_err(|err| err.to_string())?;
     // Scripts and tests read this line to find the port when listening on port 0.
-    println!("alongside listening on http://{}", server.local_addr());
+    let scheme = if server.is_tls() { "https" } else { "http" };
+    println!("alongside listening on {scheme}://{}", server.local_addr());
+    if let Some(addr) = server.metrics_addr() {
+        println!("alongside metrics on http://{addr}/metrics");
+    }
+    if let Some(addr) = server.redirect_addr() {
+        println!("alongside redirecting to HTTPS from http://{addr}");
+    }
     tracing::info!(node = %config.node(), addr = %server.local_addr(), database = %store::redacted(&config.database), open_files, "serving");
     let stop = server.shutdown_token();
+    if server.is_tls() {
+        let reload = server.tls_reloader();
+        tokio::spawn(async move {
+            let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+                tracing::warn!("cannot listen for SIGHUP; the certificate is read again only on a restart");
+                return;
+            };
+            while hangups.recv().await.is_some() {
+                match reload() {
+                    Ok(()) => tracing::info!("SIGHUP: read the certificate and key again; new connections use them"),
+                    Err(err) => {
+                        tracing::error!(error = %err, "SIGHUP: the certificate did not load; the old one stays")
+                    }
+                }
+            }
+        });
+    }
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutting down: closing sockets and finishing writes");

@@ -33,6 +33,27 @@ impl Registration {
     }
 }
 
+/// How the log is written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// One readable line per event, for a person.
+    #[default]
+    Text,
+    /// One JSON object per line, for a log collector.
+    Json,
+}
+
+impl LogFormat {
+    /// The setting's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
 macro_rules! settings {
     ($( $(#[doc = $doc:literal])* $field:ident : $ty:ty = $default:expr, env = $env:literal; )*) => {
         /// Flags of `alongside serve`; each also reads its environment variable.
@@ -226,8 +247,25 @@ settings! {
     /// A support-resource file (TOML, as `data/care/resources.toml`) to use instead of the
     /// built-in one; empty = built-in.
     care_resources_file: String = String::new(), env = "ALONGSIDE_CARE_RESOURCES_FILE";
+    /// A PEM certificate chain (the server's certificate first). With `tls_key`, the
+    /// server speaks HTTPS and WSS itself on `listen`; empty = plain HTTP (behind a
+    /// proxy that terminates TLS, say). Both files are read again on SIGHUP: a renewed
+    /// certificate takes effect without closing a socket.
+    tls_cert: String = String::new(), env = "ALONGSIDE_TLS_CERT";
+    /// The PEM private key of `tls_cert` (PKCS#8, PKCS#1 or SEC1).
+    tls_key: String = String::new(), env = "ALONGSIDE_TLS_KEY";
+    /// An address for a plain-HTTP listener that only redirects to HTTPS (say
+    /// `0.0.0.0:80`); empty = none. Needs `tls_cert`.
+    redirect_listen: String = String::new(), env = "ALONGSIDE_REDIRECT_LISTEN";
+    /// An address that serves `/metrics` alone (say `127.0.0.1:9090`), off the public
+    /// port, which then has no `/metrics`; empty = `/metrics` on `listen` (behind
+    /// `metrics_token` when set).
+    metrics_listen: String = String::new(), env = "ALONGSIDE_METRICS_LISTEN";
     /// Log filter, e.g. `info` or `alongside=debug,info`.
     log: String = "info".into(), env = "ALONGSIDE_LOG";
+    /// `text` (a readable line per event) or `json` (one object per line, for a log
+    /// collector). Neither ever holds a password, a token or a message's text.
+    log_format: LogFormat = LogFormat::Text, env = "ALONGSIDE_LOG_FORMAT";
 }
 
 impl Config {
@@ -287,6 +325,18 @@ impl Config {
     pub fn check(&self) -> Result<(), String> {
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(format!("--listen `{}` is not an address like 127.0.0.1:8080", self.listen));
+        }
+        for (name, value) in [("--redirect-listen", &self.redirect_listen), ("--metrics-listen", &self.metrics_listen)]
+        {
+            if !value.is_empty() && value.parse::<std::net::SocketAddr>().is_err() {
+                return Err(format!("{name} `{value}` is not an address like 127.0.0.1:9090"));
+            }
+        }
+        if self.tls_cert.is_empty() != self.tls_key.is_empty() {
+            return Err("--tls-cert and --tls-key go together: give both files, or neither".into());
+        }
+        if !self.redirect_listen.is_empty() && self.tls_cert.is_empty() {
+            return Err("--redirect-listen redirects to HTTPS, so it needs --tls-cert and --tls-key".into());
         }
         if !self.bus.is_empty() && !self.bus.starts_with("redis://") {
             return Err(format!(

@@ -10,6 +10,7 @@ use crate::auth::{
 };
 use crate::bus::CloseTarget;
 use crate::config::Registration;
+use crate::metrics::LoginOutcome;
 use crate::protocol::close_code;
 use crate::protocol::{ApiError, ErrorCode, LoginBody, LoginReply, MeBody, RegisterBody, Role, UserBody};
 use crate::state::{internal, json_response, AppState, HttpError};
@@ -210,6 +211,7 @@ async fn login(
     let address = state.client_address(peer.ip(), &headers);
     if let Err(wait) = state.logins_per_address.check(&address) {
         tracing::warn!(%address, "login attempts from one address over the limit");
+        state.metrics.login(LoginOutcome::Refused);
         return Err(ApiError::rate_limited("login attempts from your address", wait).into());
     }
     // Only a well-formed username gets limit keys, so made-up names cost no memory
@@ -220,6 +222,7 @@ async fn login(
         let key = (name.clone(), address);
         if let Some(wait) = state.login_failures.refused(&key) {
             tracing::warn!(%address, account = %name, "login refused: too many failures from this address");
+            state.metrics.login(LoginOutcome::Refused);
             return Err(ApiError::rate_limited("failed logins for this account from your address", wait).into());
         }
         // Failures from everywhere slow the account down; they never lock it.
@@ -243,6 +246,7 @@ async fn login(
             account_failed(&state, &name).await;
             state.login_failures.failed((name, address));
         }
+        state.metrics.login(LoginOutcome::Failure);
         return Err(HttpError(ApiError::new(ErrorCode::Unauthenticated, "The username or password is not right.")));
     };
     // A success never counts: this address starts afresh for this account.
@@ -253,6 +257,7 @@ async fn login(
     }
     let token = new_token();
     state.store.insert_token(&token_hash(&token), record.id).await.map_err(internal)?;
+    state.metrics.login(LoginOutcome::Success);
     Ok(json(StatusCode::OK, &LoginReply { token, user: record.user }))
 }
 
@@ -356,7 +361,47 @@ async fn healthz(State(state): State<AppState>) -> Response {
     json(status, &serde_json::json!({"status": word, "node": state.node, "store": part(ok), "bus": part(bus)}))
 }
 
+/// The separate metrics listener's one route (`metrics_listen`).
+pub fn metrics_routes() -> Router<AppState> {
+    Router::new().route("/metrics", get(private_metrics)).fallback(not_found)
+}
+
+/// The plain-HTTP listener's routes (`redirect_listen`): everything moves to the same
+/// path over HTTPS on `https_port`.
+pub fn redirect_routes(https_port: u16) -> Router {
+    Router::new().fallback(move |headers: HeaderMap, uri: axum::http::Uri| async move {
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+        // The name without its port (an IPv6 literal keeps its brackets).
+        let name = match host.rfind(':') {
+            Some(colon) if !host[colon..].contains(']') => &host[..colon],
+            _ => host,
+        };
+        let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || ".-[]:".contains(c));
+        if !valid {
+            return HttpError(ApiError::new(ErrorCode::BadRequest, "The request names no host to redirect to."))
+                .into_response();
+        }
+        let port = if https_port == 443 { String::new() } else { format!(":{https_port}") };
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let location = format!("https://{name}{port}{path}");
+        match HeaderValue::from_str(&location) {
+            Ok(location) => (StatusCode::PERMANENT_REDIRECT, [(header::LOCATION, location)]).into_response(),
+            Err(_) => {
+                HttpError(ApiError::new(ErrorCode::BadRequest, "That address cannot be redirected.")).into_response()
+            }
+        }
+    })
+}
+
+/// `/metrics` on the public port: absent when a separate metrics listener serves them.
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if !state.config.metrics_listen.is_empty() {
+        return not_found().await.into_response();
+    }
+    private_metrics(State(state), headers).await
+}
+
+async fn private_metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let wanted = &state.config.metrics_token;
     if !wanted.is_empty()
         && !bearer(&headers).is_some_and(|given| constant_time_eq(given.as_bytes(), wanted.as_bytes()))
@@ -365,7 +410,7 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
             .into_response();
     }
     let body = state.metrics.render();
-    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], body).into_response()
+    ([(header::CONTENT_TYPE, HeaderValue::from_static(crate::metrics::CONTENT_TYPE))], body).into_response()
 }
 
 /// Compares secrets in time that depends on their length only.

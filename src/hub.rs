@@ -300,7 +300,7 @@ impl Session {
             Ok(()) => true,
             Err(PushError::Full) => {
                 if self.closer.close(close_code::SLOW_CONSUMER, "slow consumer: reconnect and catch up from history") {
-                    metrics.outbox_overflows.fetch_add(1, Relaxed);
+                    metrics.outbox_overflows.inc();
                     tracing::info!(session = self.id, "outbox full; closing the socket with 4008");
                 }
                 false
@@ -760,7 +760,7 @@ impl Hub {
                 order.held = Some(VecDeque::from([envelope.clone()]));
                 order.gap += 1;
                 self.shared.filling.fetch_add(1, Relaxed);
-                self.shared.metrics.bus_gaps.fetch_add(1, Relaxed);
+                self.shared.metrics.bus_gaps.inc();
                 self.await_gap(envelope.room.clone(), order.gap);
             }
             seq => {
@@ -816,7 +816,7 @@ impl Hub {
                 return;
             };
             drop(order);
-            hub.shared.metrics.bus_gap_reads.fetch_add(1, Relaxed);
+            hub.shared.metrics.bus_gap_reads.inc();
             hub.fill(room, after, before, gap);
         });
     }
@@ -928,7 +928,7 @@ impl Hub {
                 }
             }
             // One shared counter update per event, not one per recipient.
-            self.shared.metrics.deliveries.fetch_add(delivered, Relaxed);
+            self.shared.metrics.deliveries.inc_by(delivered);
         }
         if let Some(effect @ Effect::Unsubscribe(_)) = &envelope.effect {
             self.apply(&envelope.room, effect);
@@ -964,7 +964,7 @@ impl Hub {
 
     fn count(&self, delivered: bool) {
         if delivered {
-            self.shared.metrics.deliveries.fetch_add(1, Relaxed);
+            self.shared.metrics.deliveries.inc();
         }
     }
 
@@ -1147,7 +1147,7 @@ mod tests {
         assert_eq!(slow_closer.frame().map(|f| f.0), Some(close_code::SLOW_CONSUMER));
         assert!(fast_closer.frame().is_none());
         assert_eq!(texts(&fast_rx), ["0", "1", "2", "3", "4"]);
-        assert_eq!(hub.shared.metrics.outbox_overflows.load(Relaxed), 1);
+        assert_eq!(hub.shared.metrics.outbox_overflows.get(), 1);
     }
 
     /// Every wait in a test has a timeout.

@@ -7,6 +7,10 @@
 //! accept that fails (out of file descriptors, say) is logged and retried after a
 //! pause, never silently spun on. On shutdown the loop stops accepting and every open
 //! HTTP connection is asked to finish its request and close.
+//!
+//! With [`Tls`], each connection's TLS handshake runs in its own task (under the same
+//! timeout as the headers), so a slow handshake holds up nobody else. The certificate
+//! is swapped whole on reload: new connections get the new one, open ones keep theirs.
 
 use crate::net::{limit_key, TrustedProxies};
 use axum::extract::ConnectInfo;
@@ -15,10 +19,18 @@ use dashmap::DashMap;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio_rustls::rustls;
+use tracing::Instrument;
+
+/// Numbers connections for the logs: every line about one carries its `conn` id (a
+/// WebSocket keeps the id of the connection it upgraded from).
+static CONNECTIONS: AtomicU64 = AtomicU64::new(1);
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_service::Service;
@@ -36,6 +48,63 @@ pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
     /// Peers exempt from the per-address share.
     pub trusted_proxies: TrustedProxies,
+}
+
+/// Whether a request came over TLS: the listener puts it in every request's extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct Secure(pub bool);
+
+/// The server's certificate and key, read from their PEM files, swappable while serving.
+pub struct Tls {
+    cert: PathBuf,
+    key: PathBuf,
+    config: RwLock<Arc<rustls::ServerConfig>>,
+}
+
+impl Tls {
+    /// Reads and checks both files.
+    pub fn load(cert: &str, key: &str) -> Result<Tls, String> {
+        let (cert, key) = (PathBuf::from(cert), PathBuf::from(key));
+        let config = RwLock::new(Arc::new(server_config(&cert, &key)?));
+        Ok(Tls { cert, key, config })
+    }
+
+    /// Reads both files again; on any error the certificate in use stays.
+    pub fn reload(&self) -> Result<(), String> {
+        let fresh = Arc::new(server_config(&self.cert, &self.key)?);
+        *self.config.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = fresh;
+        Ok(())
+    }
+
+    fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        let config = self.config.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        tokio_rustls::TlsAcceptor::from(config)
+    }
+}
+
+fn server_config(cert: &std::path::Path, key: &std::path::Path) -> Result<rustls::ServerConfig, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|err| format!("cannot read the certificate {}: {err}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{} holds no PEM certificate", cert.display()));
+    }
+    let private = PrivateKeyDer::from_pem_file(key)
+        .map_err(|err| format!("cannot read the private key {}: {err}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|err| err.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, private)
+        .map_err(|err| {
+            format!("the certificate {} and key {} do not go together: {err}", cert.display(), key.display())
+        })?;
+    // The server speaks HTTP/1.1 only (WebSockets upgrade from it).
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 /// Counts of open connections.
@@ -88,7 +157,13 @@ impl Drop for Slot {
 
 /// Serves `app` on `listener` until `stop` is cancelled, then lets open HTTP
 /// connections finish (upgraded WebSockets are the server's to close).
-pub async fn serve(listener: TcpListener, app: Router, limits: ConnectionLimits, stop: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: ConnectionLimits,
+    tls: Option<Arc<Tls>>,
+    stop: CancellationToken,
+) {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
     // Every connection's task, so shutdown can wait for them.
@@ -121,30 +196,54 @@ pub async fn serve(listener: TcpListener, app: Router, limits: ConnectionLimits,
         if let Err(err) = tcp.set_nodelay(true) {
             tracing::debug!(error = %err, "cannot set TCP_NODELAY");
         }
-        let app = app.clone();
-        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-            request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-            app.clone().call(request)
-        });
-        let connection = http.serve_connection(TokioIo::new(tcp), service).with_upgrades();
-        let stop = stop.clone();
-        connections.spawn(async move {
-            tokio::pin!(connection);
-            let ended = tokio::select! {
-                ended = connection.as_mut() => ended,
-                () = stop.cancelled() => {
-                    // Finish the request in flight, then close.
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
-            };
-            if let Err(err) = ended {
-                tracing::debug!(%peer, error = %err, "HTTP connection ended with an error");
+        let (app, http, stop, tls) = (app.clone(), http.clone(), stop.clone(), tls.clone());
+        let handshake_within = limits.header_read_timeout;
+        let span = tracing::info_span!("conn", id = CONNECTIONS.fetch_add(1, Relaxed));
+        let connection = async move {
+            match tls {
+                None => serve_connection(tcp, peer, false, app, &http, &stop).await,
+                Some(tls) => match tokio::time::timeout(handshake_within, tls.acceptor().accept(tcp)).await {
+                    Ok(Ok(stream)) => serve_connection(stream, peer, true, app, &http, &stop).await,
+                    Ok(Err(err)) => tracing::debug!(%peer, error = %err, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake too slow; closed"),
+                },
             }
             drop(slot);
-        });
+        };
+        connections.spawn(connection.instrument(span));
     }
     drop(listener);
     connections.close();
     connections.wait().await;
+}
+
+/// Serves HTTP/1 (and its upgrades) on one connection until it ends or `stop`.
+async fn serve_connection<Io>(
+    io: Io,
+    peer: SocketAddr,
+    secure: bool,
+    app: Router,
+    http: &hyper::server::conn::http1::Builder,
+    stop: &CancellationToken,
+) where
+    Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+        request.extensions_mut().insert(Secure(secure));
+        app.clone().call(request)
+    });
+    let connection = http.serve_connection(TokioIo::new(io), service).with_upgrades();
+    tokio::pin!(connection);
+    let ended = tokio::select! {
+        ended = connection.as_mut() => ended,
+        () = stop.cancelled() => {
+            // Finish the request in flight, then close.
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(err) = ended {
+        tracing::debug!(%peer, error = %err, "HTTP connection ended with an error");
+    }
 }

@@ -1,152 +1,280 @@
-//! Counters and gauges served at `/metrics` in the Prometheus text format.
+//! The figures served at `/metrics`, kept with the Prometheus project's own client
+//! library and encoded in the OpenMetrics text format that Prometheus scrapes.
 //!
-//! A handful of relaxed atomics: cheap enough to bump on the hot path, and no metrics
-//! library to learn. Each figure's help text says what a rising value means.
+//! Every name starts `alongside_`; counters end `_total`, durations are histograms in
+//! seconds. Plain counters and gauges are single relaxed atomics, cheap enough for the
+//! per-delivery path; the labelled families (request types, login outcomes) take a
+//! read lock and a hash per use, which is fine per request. `deploy/grafana.json` draws
+//! exactly these names, and a test checks that every one it draws is served.
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
 use std::time::Duration;
 
-/// Upper bounds (seconds) of the store commit latency histogram buckets.
-const COMMIT_BUCKETS: [f64; 10] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
+/// Upper bounds (seconds) of the latency buckets: from a quick SQLite commit (half a
+/// millisecond) to a request that waited on a stalled disk.
+const LATENCY_BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+
+/// The label of the per-request-type figures.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The request's `type` (one of a fixed set: unknown types are refused before).
+    pub r#type: &'static str,
+}
+
+/// How a login ended.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum LoginOutcome {
+    /// A token was issued.
+    Success,
+    /// Wrong user name or password.
+    Failure,
+    /// Refused by a rate limit or the per-address failure limit, before any check.
+    Refused,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+fn latency() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
 
 /// Every figure the server exports.
-#[derive(Debug, Default)]
 pub struct Metrics {
+    registry: Registry,
     /// Authenticated WebSocket sessions open now.
-    pub sockets_open: AtomicU64,
+    pub sockets_open: Gauge,
     /// WebSocket connections accepted since start.
-    pub sockets_accepted: AtomicU64,
+    pub sockets_accepted: Counter,
     /// Messages stored since start: committed, new (deduplicated resends and messages
     /// of failed group commits excluded).
-    pub messages_stored: AtomicU64,
+    pub messages_stored: Counter,
     /// Write transactions that failed (at begin, in a statement, at commit or rollback).
-    pub store_commit_failures: AtomicU64,
-    /// 1 from a failed write until the next successful commit, else 0.
-    pub store_failing: AtomicU64,
+    pub store_commit_failures: Counter,
+    /// 0 from a failed write until the next successful commit, else 1.
+    pub store_writable: Gauge,
     /// Frames queued to sockets by the hub (one per recipient).
-    pub deliveries: AtomicU64,
+    pub deliveries: Counter,
     /// Sockets closed because their outbox was full (4008).
-    pub outbox_overflows: AtomicU64,
-    /// Requests answered with an error, any code.
-    pub request_errors: AtomicU64,
+    pub outbox_overflows: Counter,
     /// Gaps in a room's seqs the hub saw (a message still on its way, or lost).
-    pub bus_gaps: AtomicU64,
+    pub bus_gaps: Counter,
     /// Of those, the ones read back from the store (the bus did not bring them in time).
-    pub bus_gap_reads: AtomicU64,
-    commit_buckets: [AtomicU64; COMMIT_BUCKETS.len()],
-    commit_count: AtomicU64,
-    commit_sum_us: AtomicU64,
+    pub bus_gap_reads: Counter,
+    /// Round trips of batches published to the bus between nodes.
+    pub bus_publish_seconds: Histogram,
+    /// Care alerts raised (a crisis phrase, a referral).
+    pub care_alerts_raised: Counter,
+    /// Care alerts a moderator acknowledged.
+    pub care_alerts_acknowledged: Counter,
+    store_commit_seconds: Histogram,
+    requests: Family<RequestLabels, Counter>,
+    request_errors: Family<RequestLabels, Counter>,
+    request_seconds: Family<RequestLabels, Histogram, fn() -> Histogram>,
+    logins: Family<OutcomeLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
 }
 
 impl Metrics {
+    /// Every figure at zero (the store counts as writable until a write fails).
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("alongside");
+        let sockets_open = Gauge::default();
+        registry.register("sockets_open", "Authenticated WebSocket sessions open now", sockets_open.clone());
+        let sockets_accepted = Counter::default();
+        registry.register("sockets_accepted", "WebSocket connections accepted", sockets_accepted.clone());
+        let messages_stored = Counter::default();
+        registry.register("messages_stored", "Chat messages durably stored", messages_stored.clone());
+        let store_commit_failures = Counter::default();
+        registry.register(
+            "store_commit_failures",
+            "Write transactions that failed; none of their changes was stored or acknowledged",
+            store_commit_failures.clone(),
+        );
+        let store_writable = Gauge::default();
+        store_writable.set(1);
+        registry.register(
+            "store_writable",
+            "1 while writes succeed; 0 from a failed write until the next successful commit",
+            store_writable.clone(),
+        );
+        let store_commit_seconds = latency();
+        registry.register_with_unit(
+            "store_commit",
+            "Latency of group commits of messages, failed ones included",
+            Unit::Seconds,
+            store_commit_seconds.clone(),
+        );
+        let deliveries = Counter::default();
+        registry.register("deliveries", "Event frames queued to sockets", deliveries.clone());
+        let outbox_overflows = Counter::default();
+        registry.register(
+            "outbox_overflows",
+            "Sockets closed with 4008 because they read too slowly",
+            outbox_overflows.clone(),
+        );
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("requests", "WebSocket requests answered, by type", requests.clone());
+        let request_errors = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "request_errors",
+            "WebSocket requests answered with an error, by type (`refused`: frames turned away unhandled: not JSON, an unknown type, over the rate limit)",
+            request_errors.clone(),
+        );
+        let request_seconds = Family::<RequestLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency);
+        registry.register_with_unit(
+            "request",
+            "Time from reading a WebSocket request to queueing its answer, by type",
+            Unit::Seconds,
+            request_seconds.clone(),
+        );
+        let logins = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "logins",
+            "Logins by outcome: success, failure (wrong name or password) or refused (a limit)",
+            logins.clone(),
+        );
+        let bus_gaps = Counter::default();
+        registry.register(
+            "bus_gaps",
+            "Gaps in a room's seqs seen on arrival from the bus (several nodes publish in another order than they commit)",
+            bus_gaps.clone(),
+        );
+        let bus_gap_reads = Counter::default();
+        registry.register(
+            "bus_gap_reads",
+            "Gaps the bus did not close in time, read back from the store; a rising rate means Redis loses messages",
+            bus_gap_reads.clone(),
+        );
+        let bus_publish_seconds = latency();
+        registry.register_with_unit(
+            "bus_publish",
+            "Round trip of one batch of messages published to the bus between nodes",
+            Unit::Seconds,
+            bus_publish_seconds.clone(),
+        );
+        let care_alerts_raised = Counter::default();
+        registry.register(
+            "care_alerts_raised",
+            "Care alerts raised (crisis phrases and referrals)",
+            care_alerts_raised.clone(),
+        );
+        let care_alerts_acknowledged = Counter::default();
+        registry.register(
+            "care_alerts_acknowledged",
+            "Care alerts a moderator acknowledged",
+            care_alerts_acknowledged.clone(),
+        );
+        // Every outcome shows from the start, so a dashboard's rate has a series at 0.
+        for outcome in ["success", "failure", "refused"] {
+            let _ = logins.get_or_create(&OutcomeLabels { outcome });
+        }
+        Metrics {
+            registry,
+            sockets_open,
+            sockets_accepted,
+            messages_stored,
+            store_commit_failures,
+            store_writable,
+            deliveries,
+            outbox_overflows,
+            bus_gaps,
+            bus_gap_reads,
+            bus_publish_seconds,
+            care_alerts_raised,
+            care_alerts_acknowledged,
+            store_commit_seconds,
+            requests,
+            request_errors,
+            request_seconds,
+            logins,
+        }
+    }
+
     /// Records one group commit that took `elapsed` and stored `n_messages` new
     /// messages (0 when it failed).
     pub fn store_commit(&self, elapsed: Duration, n_messages: usize) {
-        let seconds = elapsed.as_secs_f64();
-        for (bound, bucket) in COMMIT_BUCKETS.iter().zip(&self.commit_buckets) {
-            if seconds <= *bound {
-                bucket.fetch_add(1, Relaxed);
-            }
-        }
-        self.commit_count.fetch_add(1, Relaxed);
-        self.commit_sum_us.fetch_add(elapsed.as_micros() as u64, Relaxed);
-        self.messages_stored.fetch_add(n_messages as u64, Relaxed);
+        self.store_commit_seconds.observe(elapsed.as_secs_f64());
+        self.messages_stored.inc_by(n_messages as u64);
     }
 
-    /// The Prometheus text exposition of every figure.
-    pub fn render(&self) -> String {
-        let mut out = String::with_capacity(2048);
-        let mut figure = |name: &str, kind: &str, help: &str, value: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
-        };
-        figure(
-            "alongside_sockets_open",
-            "gauge",
-            "Authenticated WebSocket sessions open now.",
-            self.sockets_open.load(Relaxed),
-        );
-        figure(
-            "alongside_sockets_accepted_total",
-            "counter",
-            "WebSocket connections accepted since start.",
-            self.sockets_accepted.load(Relaxed),
-        );
-        figure(
-            "alongside_messages_stored_total",
-            "counter",
-            "Chat messages durably stored since start.",
-            self.messages_stored.load(Relaxed),
-        );
-        figure(
-            "alongside_store_commit_failures_total",
-            "counter",
-            "Write transactions that failed; none of their changes was stored or acknowledged.",
-            self.store_commit_failures.load(Relaxed),
-        );
-        figure(
-            "alongside_store_writable",
-            "gauge",
-            "1 while writes succeed; 0 from a failed write until the next successful commit.",
-            1 - self.store_failing.load(Relaxed).min(1),
-        );
-        figure(
-            "alongside_deliveries_total",
-            "counter",
-            "Event frames queued to sockets.",
-            self.deliveries.load(Relaxed),
-        );
-        figure(
-            "alongside_outbox_overflows_total",
-            "counter",
-            "Sockets closed with 4008 because they read too slowly.",
-            self.outbox_overflows.load(Relaxed),
-        );
-        figure(
-            "alongside_request_errors_total",
-            "counter",
-            "WebSocket requests answered with an error.",
-            self.request_errors.load(Relaxed),
-        );
-        figure(
-            "alongside_bus_gaps_total",
-            "counter",
-            "Gaps in a room's seqs seen on arrival from the bus (several nodes publish in another order than they commit).",
-            self.bus_gaps.load(Relaxed),
-        );
-        figure(
-            "alongside_bus_gap_reads_total",
-            "counter",
-            "Gaps the bus did not close in time, read back from the store; a rising rate means Redis loses messages.",
-            self.bus_gap_reads.load(Relaxed),
-        );
-        let name = "alongside_store_commit_seconds";
-        let _ = writeln!(out, "# HELP {name} Latency of group commits of messages, failed ones included.");
-        let _ = writeln!(out, "# TYPE {name} histogram");
-        for (bound, bucket) in COMMIT_BUCKETS.iter().zip(&self.commit_buckets) {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {}", bucket.load(Relaxed));
+    /// Records one answered request of type `kind` that took `elapsed`.
+    pub fn request(&self, kind: &'static str, elapsed: Duration, failed: bool) {
+        let labels = RequestLabels { r#type: kind };
+        self.requests.get_or_create(&labels).inc();
+        if failed {
+            self.request_errors.get_or_create(&labels).inc();
         }
-        let count = self.commit_count.load(Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum {}", self.commit_sum_us.load(Relaxed) as f64 / 1e6);
-        let _ = writeln!(out, "{name}_count {count}");
+        self.request_seconds.get_or_create(&labels).observe(elapsed.as_secs_f64());
+    }
+
+    /// Records a frame turned away unhandled (not JSON, an unknown type, over a limit).
+    pub fn request_refused(&self) {
+        self.request_errors.get_or_create(&RequestLabels { r#type: "refused" }).inc();
+    }
+
+    /// Records how a login ended.
+    pub fn login(&self, outcome: LoginOutcome) {
+        let outcome = match outcome {
+            LoginOutcome::Success => "success",
+            LoginOutcome::Failure => "failure",
+            LoginOutcome::Refused => "refused",
+        };
+        self.logins.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    /// The OpenMetrics text exposition of every figure.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(8192);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
 }
+
+/// The content type of [`Metrics::render`].
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn histogram_buckets_are_cumulative() {
+    fn histogram_buckets_are_cumulative_and_names_conventional() {
         let metrics = Metrics::default();
         metrics.store_commit(Duration::from_micros(800), 3);
         metrics.store_commit(Duration::from_millis(20), 1);
+        metrics.request("send", Duration::from_millis(2), false);
+        metrics.request("send", Duration::from_millis(3), true);
+        metrics.login(LoginOutcome::Failure);
         let text = metrics.render();
         assert!(text.contains("alongside_store_commit_seconds_bucket{le=\"0.001\"} 1"), "{text}");
         assert!(text.contains("alongside_store_commit_seconds_bucket{le=\"0.025\"} 2"), "{text}");
         assert!(text.contains("alongside_store_commit_seconds_count 2"), "{text}");
         assert!(text.contains("alongside_messages_stored_total 4"), "{text}");
+        assert!(text.contains("alongside_requests_total{type=\"send\"} 2"), "{text}");
+        assert!(text.contains("alongside_request_errors_total{type=\"send\"} 1"), "{text}");
+        assert!(text.contains("alongside_request_seconds_count{type=\"send\"} 2"), "{text}");
+        assert!(text.contains("alongside_logins_total{outcome=\"failure\"} 1"), "{text}");
+        assert!(text.contains("alongside_logins_total{outcome=\"success\"} 0"), "{text}");
+        assert!(text.contains("alongside_store_writable 1"), "{text}");
     }
 }

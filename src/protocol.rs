@@ -1760,8 +1760,71 @@ pub struct ParseError {
     pub message: String,
 }
 
+/// Every request `type` the server understands: the label of the per-type metrics.
+pub const REQUEST_TYPES: [&str; 54] = [
+    "auth",
+    "rooms",
+    "resources",
+    "set_profile",
+    "preferences",
+    "block",
+    "unblock",
+    "blocks",
+    "my_record",
+    "create_invite",
+    "set_preferences",
+    "reveal",
+    "test_panic",
+    "test_lose_messages",
+    "create_room",
+    "join",
+    "leave",
+    "send",
+    "history",
+    "typing",
+    "edit",
+    "react",
+    "unreact",
+    "search",
+    "members",
+    "mark_read",
+    "mute",
+    "unmute",
+    "kick",
+    "ban",
+    "unban",
+    "delete_message",
+    "slow_mode",
+    "lock",
+    "duty",
+    "set_cw",
+    "host_rule",
+    "set_room_role",
+    "set_role",
+    "report",
+    "reports",
+    "resolve_report",
+    "sanctions",
+    "refer",
+    "care_alerts",
+    "ack_care_alert",
+    "warn",
+    "join_requests",
+    "approve_join",
+    "invite",
+    "appeal",
+    "appeals",
+    "resolve_appeal",
+    "mod_log",
+];
+
 /// Parses one text frame into its id and request.
 pub fn parse_request(text: &str) -> Result<(Option<RequestId>, Request), ParseError> {
+    parse_request_typed(text).map(|(id, _, request)| (id, request))
+}
+
+/// [`parse_request`], also naming the request's type from [`REQUEST_TYPES`].
+pub fn parse_request_typed(text: &str) -> Result<(Option<RequestId>, &'static str, Request), ParseError> {
     let head: Head<'_> = serde_json::from_str(text)
         .map_err(|err| ParseError { id: None, message: format!("The frame is not a JSON object: {err}.") })?;
     let id = match head.id {
@@ -1865,7 +1928,8 @@ pub fn parse_request(text: &str) -> Result<(Option<RequestId>, Request), ParseEr
             }
         },
     };
-    Ok((id, request))
+    let kind = REQUEST_TYPES.iter().copied().find(|known| *known == kind).unwrap_or("other");
+    Ok((id, kind, request))
 }
 
 /// The moderation requests; `None` if `kind` is not one of them.
@@ -2466,6 +2530,23 @@ pub mod close_code {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_listed_request_type_is_understood_and_unlisted_ones_are_not() {
+        for kind in REQUEST_TYPES {
+            if cfg!(not(feature = "test-hooks")) && kind.starts_with("test_") {
+                continue;
+            }
+            let text = format!("{{\"type\": \"{kind}\"}}");
+            if let Err(err) = parse_request(&text) {
+                assert!(!err.message.starts_with("Unknown request type"), "{kind}: {}", err.message);
+            }
+        }
+        let err = parse_request("{\"type\": \"no_such_thing\"}").unwrap_err();
+        assert!(err.message.starts_with("Unknown request type"), "{}", err.message);
+        let (_, kind, _) = parse_request_typed("{\"type\": \"preferences\"}").unwrap();
+        assert_eq!(kind, "preferences");
+    }
 
     fn change(tag: &str, shape: Shape) -> CwChanges {
         CwChanges::parse(&BTreeMap::from([(tag.to_string(), shape)])).unwrap()

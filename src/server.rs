@@ -12,7 +12,7 @@ use crate::bus::Bus;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::hub::Hub;
-use crate::listener::{self, ConnectionLimits};
+use crate::listener::{self, ConnectionLimits, Tls};
 use crate::metrics::Metrics;
 use crate::state::{AppState, Care, PublishCommits, Shared, StoreGaps};
 use crate::store::{self, StoreError};
@@ -68,18 +68,38 @@ pub enum StartError {
 pub struct Server {
     state: AppState,
     addr: SocketAddr,
-    serve: tokio::task::JoinHandle<()>,
+    metrics_addr: Option<SocketAddr>,
+    redirect_addr: Option<SocketAddr>,
+    tls: Option<Arc<Tls>>,
+    /// The accept loops: the public one, then the metrics and redirect listeners.
+    serve: Vec<tokio::task::JoinHandle<()>>,
     bus_stop: CancellationToken,
+}
+
+async fn bind(addr: &str) -> Result<(TcpListener, SocketAddr), StartError> {
+    let failed = |source| StartError::Bind { addr: addr.to_string(), source };
+    let listener = TcpListener::bind(addr).await.map_err(failed)?;
+    let bound = listener.local_addr().map_err(failed)?;
+    Ok((listener, bound))
 }
 
 impl Server {
     /// Binds `config.listen`, opens the store and starts serving.
     pub async fn start(config: Config) -> Result<Server, StartError> {
         config.check().map_err(StartError::Config)?;
-        let listener = TcpListener::bind(&config.listen)
-            .await
-            .map_err(|source| StartError::Bind { addr: config.listen.clone(), source })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen.clone(), source })?;
+        let tls = match config.tls_cert.is_empty() {
+            true => None,
+            false => Some(Arc::new(Tls::load(&config.tls_cert, &config.tls_key).map_err(StartError::Config)?)),
+        };
+        let (listener, addr) = bind(&config.listen).await?;
+        let metrics_listener = match config.metrics_listen.is_empty() {
+            true => None,
+            false => Some(bind(&config.metrics_listen).await?),
+        };
+        let redirect_listener = match config.redirect_listen.is_empty() {
+            true => None,
+            false => Some(bind(&config.redirect_listen).await?),
+        };
         let metrics = Arc::new(Metrics::default());
         let hub = Hub::new(metrics.clone());
         // Stopped last, after the store's final writes have been published.
@@ -88,7 +108,10 @@ impl Server {
             // One node: the hub is the bus.
             (Arc::new(hub.clone()), None)
         } else {
-            let bus = RedisBus::start(&config.bus, &config.cluster, Arc::new(hub.clone()), bus_stop.clone()).await?;
+            let hub_subscriber = Arc::new(hub.clone());
+            let publish_seconds = metrics.bus_publish_seconds.clone();
+            let bus = RedisBus::start(&config.bus, &config.cluster, hub_subscriber, publish_seconds, bus_stop.clone())
+                .await?;
             let ttl = Duration::from_secs_f64(config.presence_ttl_s.max(0.4));
             let cluster = Cluster::connect(&config.bus, &config.cluster, &config.node(), ttl).await.map_err(|err| {
                 StartError::Config(format!("cannot reach the bus at {}: {err}", store::redacted(&config.bus)))
@@ -159,8 +182,45 @@ impl Server {
             header_read_timeout: state.config.header_read_timeout(),
             trusted_proxies: state.trusted_proxies.clone(),
         };
-        let serve = tokio::spawn(listener::serve(listener, app, limits, stop));
-        Ok(Server { state, addr, serve, bus_stop })
+        let mut serve = vec![tokio::spawn(listener::serve(listener, app, limits.clone(), tls.clone(), stop.clone()))];
+        let metrics_addr = metrics_listener.map(|(listener, bound)| {
+            let app = http::metrics_routes().with_state(state.clone());
+            serve.push(tokio::spawn(listener::serve(listener, app, limits.clone(), None, stop.clone())));
+            bound
+        });
+        let redirect_addr = redirect_listener.map(|(listener, bound)| {
+            let app = http::redirect_routes(addr.port());
+            serve.push(tokio::spawn(listener::serve(listener, app, limits.clone(), None, stop.clone())));
+            bound
+        });
+        Ok(Server { state, addr, metrics_addr, redirect_addr, tls, serve, bus_stop })
+    }
+
+    /// The separate metrics listener's address (`metrics_listen`), if any.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// The redirecting plain-HTTP listener's address (`redirect_listen`), if any.
+    pub fn redirect_addr(&self) -> Option<SocketAddr> {
+        self.redirect_addr
+    }
+
+    /// Whether the server speaks TLS itself.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Reads the certificate and key files again (on SIGHUP). New connections get the
+    /// new certificate; open ones keep theirs. On an error the old one stays in use.
+    pub fn reload_tls(&self) -> Result<(), String> {
+        (self.tls_reloader())()
+    }
+
+    /// [`Server::reload_tls`] as a function that outlives the `Server` handle.
+    pub fn tls_reloader(&self) -> impl Fn() -> Result<(), String> + Send + 'static {
+        let tls = self.tls.clone();
+        move || tls.as_ref().map_or(Ok(()), |tls| tls.reload())
     }
 
     /// The address actually bound (useful with port 0).
@@ -184,9 +244,13 @@ impl Server {
         self.state.shutdown.cancelled().await;
         let grace = self.state.config.shutdown_grace();
         // Plain HTTP requests in flight finish; idle keep-alive connections are dropped.
-        match tokio::time::timeout(grace, self.serve).await {
-            Ok(Err(err)) => tracing::error!(error = %err, "the accept loop failed"),
-            Ok(_) => {}
+        let loops = futures_util::future::join_all(self.serve);
+        match tokio::time::timeout(grace, loops).await {
+            Ok(ended) => {
+                for err in ended.into_iter().filter_map(Result::err) {
+                    tracing::error!(error = %err, "an accept loop failed");
+                }
+            }
             Err(_) => tracing::warn!("HTTP connections still open after the grace period"),
         }
         self.state.tracker.close();

@@ -366,6 +366,7 @@ impl Shared {
     /// room's owner and room moderators who are online; when none is, the global
     /// moderators online anywhere.
     pub async fn route_care_alert(&self, room: &RoomRecord, alert: crate::protocol::CareAlert) {
+        self.metrics.care_alerts_raised.inc();
         let mut moderators = match self.store.fetch_room_moderators(room.id).await {
             Ok(moderators) => moderators,
             Err(err) => {
@@ -686,7 +687,7 @@ impl Shared {
                 format!("This account has {max} connections open already; close one (another tab or device) first."),
             ));
         }
-        self.metrics.sockets_open.fetch_add(1, Relaxed);
+        self.metrics.sockets_open.inc();
         Ok(())
     }
 
@@ -712,7 +713,7 @@ impl Shared {
     /// hears `member_left` (disconnected), after `presence_grace_ms` if they are still
     /// gone then.
     pub fn detach_session(self: &Arc<Self>, session: &Arc<Session>) {
-        self.metrics.sockets_open.fetch_sub(1, Relaxed);
+        self.metrics.sockets_open.dec();
         let user = session.user();
         let gone = self.hub.detach(session);
         let grace = std::time::Duration::from_millis(self.config.presence_grace_ms);

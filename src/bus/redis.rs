@@ -83,6 +83,7 @@ impl RedisBus {
         url: &str,
         cluster: &str,
         hub: Arc<dyn Subscriber>,
+        publish_seconds: prometheus_client::metrics::histogram::Histogram,
         shutdown: CancellationToken,
     ) -> Result<Arc<RedisBus>, BusError> {
         let failed = |cause: String| BusError { url: crate::store::redacted(url), cause };
@@ -100,6 +101,7 @@ impl RedisBus {
             client,
             channel,
             hub,
+            publish_seconds,
             healthy: bus.healthy.clone(),
             dropped: bus.dropped.clone(),
             behind: bus.behind.clone(),
@@ -135,6 +137,8 @@ struct Task {
     client: redis::Client,
     channel: String,
     hub: Arc<dyn Subscriber>,
+    /// Round trips of published batches (`alongside_bus_publish_seconds`).
+    publish_seconds: prometheus_client::metrics::histogram::Histogram,
     healthy: Arc<AtomicBool>,
     dropped: Arc<AtomicU64>,
     behind: Arc<AtomicBool>,
@@ -219,9 +223,10 @@ impl Task {
                     for message in batch.drain(..) {
                         pipe.publish(&self.channel, message).ignore();
                     }
+                    let started = std::time::Instant::now();
                     let published = tokio::time::timeout(ANSWER_WITHIN, pipe.exec_async(&mut connections.publish)).await;
                     match published {
-                        Ok(Ok(())) => {}
+                        Ok(Ok(())) => self.publish_seconds.observe(started.elapsed().as_secs_f64()),
                         Ok(Err(err)) => return Ended::Lost(format!("publishing failed: {err}")),
                         Err(_) => return Ended::Lost("publishing took too long".into()),
                     }

@@ -29,7 +29,7 @@ pub struct WriteHealth {
 impl WriteHealth {
     /// Health for a freshly opened store: not failing, nothing proven yet.
     pub fn new(metrics: Arc<Metrics>) -> WriteHealth {
-        metrics.store_failing.store(0, Relaxed);
+        metrics.store_writable.set(1);
         WriteHealth {
             failing: AtomicBool::new(false),
             last_commit_ms: AtomicU64::new(0),
@@ -44,18 +44,18 @@ impl WriteHealth {
         let now = self.started.elapsed().as_millis() as u64 + 1;
         self.last_commit_ms.store(now, Relaxed);
         if self.failing.swap(false, Relaxed) {
-            self.metrics.store_failing.store(0, Relaxed);
+            self.metrics.store_writable.set(1);
             tracing::warn!("the database takes writes again");
         }
     }
 
     /// A write transaction failed; `cause` goes to the log on the first failure of a run.
     pub fn failed(&self, cause: &dyn std::fmt::Display) {
-        self.metrics.store_commit_failures.fetch_add(1, Relaxed);
+        self.metrics.store_commit_failures.inc();
         // A stored permit if nobody waits yet: a failure is never missed.
         self.failures.notify_one();
         if !self.failing.swap(true, Relaxed) {
-            self.metrics.store_failing.store(1, Relaxed);
+            self.metrics.store_writable.set(0);
             tracing::error!(error = %cause, "the database refuses writes; every write is answered `internal` until one succeeds");
         }
     }
@@ -99,11 +99,11 @@ mod tests {
         health.failed(&"disk full");
         assert!(health.is_failing());
         assert!(!health.proven_within(Duration::from_secs(60)), "a failure outweighs an earlier commit");
-        assert_eq!(metrics.store_commit_failures.load(Relaxed), 2);
-        assert_eq!(metrics.store_failing.load(Relaxed), 1);
+        assert_eq!(metrics.store_commit_failures.get(), 2);
+        assert_eq!(metrics.store_writable.get(), 0);
         health.committed();
         assert!(!health.is_failing());
-        assert_eq!(metrics.store_failing.load(Relaxed), 0);
+        assert_eq!(metrics.store_writable.get(), 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -22,7 +22,9 @@ use crate::auth::token_hash;
 use crate::hub::{Closer, Outbox, PushError, Session};
 use crate::limits::Bucket;
 use crate::protocol::close_code;
-use crate::protocol::{error_frame, ok_frame, parse_request, ApiError, ErrorCode, Reply, Request, RequestId};
+use crate::protocol::{
+    error_frame, ok_frame, parse_request, parse_request_typed, ApiError, ErrorCode, Reply, Request, RequestId,
+};
 use crate::state::{internal, AppState, HttpError};
 use axum::extract::ws::{Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
@@ -38,6 +40,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 /// Consecutive refused requests after which a socket is closed with 4029.
 const MAX_REFUSALS_IN_A_ROW: u32 = 50;
@@ -51,10 +54,12 @@ pub fn routes() -> Router<AppState> {
 async fn upgrade(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    secure: Option<axum::Extension<crate::listener::Secure>>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    if let Err(error) = check_origin(&state.config.allowed_origins, &headers) {
+    let secure = secure.is_some_and(|axum::Extension(crate::listener::Secure(secure))| secure);
+    if let Err(error) = check_origin(&state.config.allowed_origins, &headers, secure) {
         tracing::warn!(%peer, "refused a WebSocket from a foreign origin");
         return HttpError(error).into_response();
     }
@@ -82,24 +87,31 @@ async fn upgrade(
         .max_write_buffer_size(1024 * 1024)
         .on_upgrade(move |socket| {
             let tracker = state.tracker.clone();
-            tracker.track_future(async move {
-                state.metrics.sockets_accepted.fetch_add(1, Relaxed);
-                run(state, socket, peer.ip()).await;
-                drop(slot);
-            })
+            // The socket's log lines keep the id of the connection it upgraded from.
+            let span = tracing::Span::current();
+            tracker.track_future(
+                async move {
+                    state.metrics.sockets_accepted.inc();
+                    run(state, socket, peer.ip()).await;
+                    drop(slot);
+                }
+                .instrument(span),
+            )
         })
 }
 
 /// Allows a request with no `Origin` (non-browser clients), an origin in the allowed
-/// list, or, with no list, the server's own origin (same host and port as `Host`).
-fn check_origin(allowed: &[String], headers: &HeaderMap) -> Result<(), ApiError> {
+/// list, or, with no list, the server's own origin (same host and port as `Host`): over
+/// TLS only `https://`; over plain HTTP either scheme, since a proxy in front may have
+/// ended TLS.
+fn check_origin(allowed: &[String], headers: &HeaderMap, secure: bool) -> Result<(), ApiError> {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return Ok(());
     };
     let origin = origin.to_str().unwrap_or("").trim_end_matches('/').to_ascii_lowercase();
     let ok = if allowed.is_empty() {
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("").to_ascii_lowercase();
-        !host.is_empty() && (origin == format!("http://{host}") || origin == format!("https://{host}"))
+        !host.is_empty() && (origin == format!("https://{host}") || (!secure && origin == format!("http://{host}")))
     } else {
         allowed.iter().any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(&origin))
     };
@@ -385,7 +397,8 @@ impl Reader {
                 Err(Next::Stop) => return,
                 Err(Next::Continue) => continue,
             };
-            let (id, request) = match parse_request(&text) {
+            let started = std::time::Instant::now();
+            let (id, kind, request) = match parse_request_typed(&text) {
                 Ok(parsed) => parsed,
                 Err(bad) => {
                     self.refuse(bad.id.as_ref(), ApiError::new(ErrorCode::BadRequest, bad.message)).await;
@@ -416,7 +429,9 @@ impl Reader {
             if result.is_ok() {
                 self.refusals = 0;
             }
+            let failed = result.is_err();
             self.reply(id.as_ref(), result).await;
+            self.state.metrics.request(kind, started.elapsed(), failed);
         }
     }
 
@@ -448,16 +463,12 @@ impl Reader {
     async fn reply(&mut self, id: Option<&RequestId>, result: Result<Reply, ApiError>) {
         let mut frame = match &result {
             Ok(reply) => ok_frame(id, reply),
-            Err(error) => {
-                self.state.metrics.request_errors.fetch_add(1, Relaxed);
-                error_frame(id, error)
-            }
+            Err(error) => error_frame(id, error),
         };
         // Pages already fit; this is the guard for anything that does not: a clear
         // `too_large`, never a reply that overflows the socket and closes it.
         if frame.len() > pages::MAX_REPLY_BYTES {
             tracing::warn!(bytes = frame.len(), "a reply over the size limit was refused");
-            self.state.metrics.request_errors.fetch_add(1, Relaxed);
             let error = ApiError::new(ErrorCode::TooLarge, "That answer would be too large; ask for fewer items.");
             frame = error_frame(id, &error);
         }
@@ -469,6 +480,7 @@ impl Reader {
     /// Answers a refused frame, and closes the socket with 4029 when refusals go on.
     async fn refuse(&mut self, id: Option<&RequestId>, error: ApiError) {
         self.refusals += 1;
+        self.state.metrics.request_refused();
         self.reply(id, Err(error)).await;
         if self.refusals >= MAX_REFUSALS_IN_A_ROW {
             self.closer.close(close_code::TOO_MANY_REQUESTS, "too many refused requests");

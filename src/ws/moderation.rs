@@ -666,6 +666,7 @@ async fn ack_care_alert(
     let Some(alert) = state.store.ack_care_alert(&room, id, &log).await.map_err(internal)? else {
         return Err(ApiError::new(ErrorCode::NotFound, format!("There is no open care alert {id} in #{}.", room.name)));
     };
+    state.metrics.care_alerts_acknowledged.inc();
     state.publish_moderators(room_moderators(state, &room).await?, &Event::CareAlert { alert });
     Ok(Reply::Empty {})
 }

@@ -9,6 +9,7 @@ mod cluster;
 mod crash;
 mod delivery;
 mod groups;
+mod live;
 mod moderation;
 mod operations;
 mod rights;

@@ -31,34 +31,6 @@ async fn a_node_without_a_name_is_named_after_its_host_and_process() {
 }
 
 #[tokio::test]
-async fn metrics_count_sockets_messages_and_deliveries() {
-    let server = TestServer::start().await;
-    let mut owner = server.room_owner("owner", "counted").await;
-    owner.ok(json!({"type": "send", "room": "counted", "body": "one"})).await;
-    owner.event_of("message").await;
-    // A resend with the same client_msg_id is answered but not stored again.
-    for _ in 0..2 {
-        owner.ok(json!({"type": "send", "room": "counted", "body": "two", "client_msg_id": "c2"})).await;
-    }
-    owner.event_of("message").await;
-    let (status, text) = http(server.addr, "GET", "/metrics", &[], None).await;
-    assert_eq!(status, 200);
-    for line in [
-        "alongside_sockets_open 1",
-        "alongside_messages_stored_total 2",
-        // The `room_created` event and the two messages.
-        "alongside_deliveries_total 3",
-        "alongside_outbox_overflows_total 0",
-        "alongside_store_commit_seconds_count 3",
-        "alongside_store_commit_failures_total 0",
-        "alongside_store_writable 1",
-    ] {
-        assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
-    }
-    drop(owner);
-}
-
-#[tokio::test]
 async fn the_root_serves_a_page_with_a_strict_content_security_policy() {
     let server = TestServer::start().await;
     let raw = raw_get(server.addr, "/").await;

@@ -20,7 +20,11 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message as Frame;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::WebSocketStream;
+
+/// A byte stream a WebSocket client runs over: plain TCP, or TLS over it.
+pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 /// The longest any single wait in a test may take.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -42,6 +46,29 @@ pub fn test_config(database: &str) -> Config {
         presence_grace_ms: 0,
         shutdown_grace_s: 5.0,
         ..Config::default()
+    }
+}
+
+/// `ALONGSIDE_TEST_LOG_DIR=DIR` (CI sets it) writes every server's log, at debug and as
+/// JSON, to `DIR/server.log`, and every secret the tests hand the server (passwords,
+/// tokens, message texts) to `DIR/secrets.txt`; `.ci/log-secrets` then checks that no
+/// secret reached the log.
+fn log_dir() -> Option<PathBuf> {
+    let dir = PathBuf::from(std::env::var_os("ALONGSIDE_TEST_LOG_DIR")?);
+    std::fs::create_dir_all(&dir).expect("log dir");
+    Some(dir)
+}
+
+/// Notes a secret for the log check (see [`log_dir`]); short ones (`hi`) are ordinary
+/// words a log may well contain, so only those of 8 characters or more count.
+pub fn note_secret(secret: &str) {
+    if secret.chars().count() < 8 || secret.contains('\n') {
+        return;
+    }
+    if let Some(dir) = log_dir() {
+        let mut file =
+            std::fs::File::options().create(true).append(true).open(dir.join("secrets.txt")).expect("secrets file");
+        std::io::Write::write_all(&mut file, format!("{secret}\n").as_bytes()).expect("note a secret");
     }
 }
 
@@ -107,6 +134,18 @@ impl TestServer {
     }
 
     async fn start_on(config: Config, db_path: PathBuf, dir: Arc<tempfile::TempDir>) -> TestServer {
+        if let Some(dir) = log_dir() {
+            let file =
+                std::fs::File::options().create(true).append(true).open(dir.join("server.log")).expect("log file");
+            let filter: tracing_subscriber::filter::Targets = "info,alongside=debug,sqlx=debug".parse().unwrap();
+            use tracing_subscriber::layer::SubscriberExt;
+            use tracing_subscriber::util::SubscriberInitExt;
+            let layer = tracing_subscriber::fmt::layer()
+                .json()
+                .with_current_span(true)
+                .with_writer(std::sync::Mutex::new(file));
+            let _ = tracing_subscriber::registry().with(layer).with(filter).try_init();
+        }
         // ALONGSIDE_TEST_LOG=debug shows the server's log while debugging a test.
         if let Ok(filter) = std::env::var("ALONGSIDE_TEST_LOG") {
             let filter: tracing_subscriber::filter::Targets = filter.parse().expect("log filter");
@@ -154,6 +193,7 @@ impl TestServer {
 
     /// Registers `name` with the password `password-<name>`.
     pub async fn register(&self, name: &str) {
+        note_secret(&format!("password-{name}"));
         let (status, body) =
             self.post("/api/v1/register", &json!({"username": name, "password": format!("password-{name}")})).await;
         assert_eq!(status, 201, "register {name}: {body}");
@@ -164,7 +204,9 @@ impl TestServer {
         let (status, body) =
             self.post("/api/v1/login", &json!({"username": name, "password": format!("password-{name}")})).await;
         assert_eq!(status, 200, "login {name}: {body}");
-        serde_json::from_str::<Value>(&body).unwrap()["token"].as_str().unwrap().to_string()
+        let token = serde_json::from_str::<Value>(&body).unwrap()["token"].as_str().unwrap().to_string();
+        note_secret(&token);
+        token
     }
 
     /// POSTs JSON; returns status and body.
@@ -343,7 +385,7 @@ pub fn http_error_code(body: &str) -> String {
 
 /// A WebSocket client that keeps events that arrive while it waits for a reply.
 pub struct Client {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    ws: WebSocketStream<Box<dyn Io>>,
     events: VecDeque<Value>,
     next_id: i64,
 }
@@ -356,12 +398,25 @@ impl Client {
 
     /// Connects; `Err(status)` if the upgrade is refused.
     pub async fn try_connect(url: &str, origin: Option<&str>) -> Result<Client, u16> {
-        let mut request = url.into_client_request().unwrap();
+        let request = url.into_client_request().unwrap();
+        let authority = request.uri().authority().expect("a ws:// URL names its host").as_str().to_string();
+        let tcp = tokio::time::timeout(WAIT, TcpStream::connect(authority)).await.expect("connect timed out");
+        Client::try_connect_over(request, origin, Box::new(tcp.expect("TCP connect"))).await
+    }
+
+    /// Upgrades over an open connection (`wss://` over a TLS stream); `Err(status)` if
+    /// the upgrade is refused.
+    pub async fn try_connect_over(
+        mut request: tokio_tungstenite::tungstenite::handshake::client::Request,
+        origin: Option<&str>,
+        io: Box<dyn Io>,
+    ) -> Result<Client, u16> {
         if let Some(origin) = origin {
             request.headers_mut().insert("Origin", origin.parse().unwrap());
         }
-        let connected =
-            tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request)).await.expect("connect timed out");
+        let connected = tokio::time::timeout(WAIT, tokio_tungstenite::client_async(request, io))
+            .await
+            .expect("WebSocket handshake timed out");
         match connected {
             Ok((ws, _)) => Ok(Client { ws, events: VecDeque::new(), next_id: 1 }),
             Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Err(response.status().as_u16()),
@@ -398,6 +453,11 @@ impl Client {
     /// Sends a request with a fresh id and returns its reply; events that arrive first
     /// are kept for `event`.
     pub async fn request(&mut self, mut request: Value) -> Value {
+        for secret in [&request["body"], &request["token"]] {
+            if let Some(secret) = secret.as_str() {
+                note_secret(secret);
+            }
+        }
         let id = self.next_id;
         self.next_id += 1;
         request["id"] = json!(id);
@@ -520,13 +580,22 @@ impl Binary {
             .env("ALONGSIDE_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        if let Some(dir) = log_dir() {
+            let file =
+                std::fs::File::options().create(true).append(true).open(dir.join("server.log")).expect("log file");
+            command
+                .env("ALONGSIDE_LOG", "info,alongside=debug,sqlx=debug")
+                .env("ALONGSIDE_LOG_FORMAT", "json")
+                .stderr(file);
+        }
         configure(&mut command);
         let mut child = command.spawn().expect("spawn alongside");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("alongside listening on http://") {
+                let addr = line.strip_prefix("alongside listening on http://");
+                if let Some(addr) = addr.or_else(|| line.strip_prefix("alongside listening on https://")) {
                     let _ = tx.send(addr.parse().expect("address"));
                 }
             }

@@ -10,6 +10,7 @@ use crate::config::{Config, LogFormat, ServeArgs};
 use crate::metrics::Metrics;
 use crate::protocol::{Message, Role};
 use crate::server::Server;
+use crate::store::sqlite::backup;
 use crate::store::{self, Change, CommitListener, Store, StoreError};
 use clap::{Parser, Subcommand};
 use std::io::Read;
@@ -34,6 +35,19 @@ pub fn main() -> ExitCode {
         }
         Command::Migrate { database } => runtime.block_on(migrate(&database)),
         Command::Copy { from, to } => runtime.block_on(copy(&from, &to)),
+        Command::Backup { file, database } => runtime.block_on(async {
+            let summary = backup::backup(&database, &file).await?;
+            println!("backed up {} to {}: {summary}", store::redacted(&database), file.display());
+            Ok(())
+        }),
+        Command::Restore { file, database } => runtime.block_on(async {
+            let (summary, kept) = backup::restore(&file, &database).await?;
+            println!("restored {} into {}: {summary}", file.display(), store::redacted(&database));
+            if let Some(kept) = kept {
+                println!("the database it replaced is kept as {}", kept.display());
+            }
+            Ok(())
+        }),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -327,6 +341,25 @@ pub enum Command {
         /// The PostgreSQL database, `postgres://USER@HOST/NAME`.
         #[arg(long)]
         to: String,
+    },
+    /// Make a consistent copy of a SQLite database, safely while the server runs (a
+    /// file copy of a live database can be torn). FILE is replaced only once the new
+    /// copy is whole and checked. For PostgreSQL use pg_dump.
+    Backup {
+        /// Where to write the backup.
+        file: std::path::PathBuf,
+        /// Database URL.
+        #[arg(long, env = "ALONGSIDE_DATABASE", default_value = "sqlite://alongside.db")]
+        database: String,
+    },
+    /// Replace a SQLite database with a backup (refused while a server uses it; the
+    /// database it replaces is kept beside it as PATH.replaced-<time>).
+    Restore {
+        /// The backup to restore.
+        file: std::path::PathBuf,
+        /// Database URL.
+        #[arg(long, env = "ALONGSIDE_DATABASE", default_value = "sqlite://alongside.db")]
+        database: String,
     },
     /// Manage accounts directly in the database (works with or without a running server).
     User {

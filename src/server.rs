@@ -73,6 +73,9 @@ pub struct Server {
     tls: Option<Arc<Tls>>,
     /// The accept loops: the public one, then the metrics and redirect listeners.
     serve: Vec<tokio::task::JoinHandle<()>>,
+    /// A shared lock on the SQLite file while the server runs: `alongside restore`
+    /// refuses to replace it under us.
+    _file_lock: Option<std::fs::File>,
     bus_stop: CancellationToken,
 }
 
@@ -121,6 +124,13 @@ impl Server {
         };
         let store =
             store::open(&config.database, Arc::new(PublishCommits { bus: bus.clone() }), metrics.clone()).await?;
+        let file_lock = match store::is_postgres(&config.database) {
+            true => None,
+            false => match store::sqlite::backup::path_of(&config.database) {
+                Ok(path) => store::sqlite::backup::hold(&path).map_err(StartError::Config)?,
+                Err(_) => None,
+            },
+        };
         hub.load_mutes(store.fetch_active_mutes(crate::protocol::now_ms()).await.map_err(StartError::Load)?);
         hub.load_blocks(store.fetch_all_blocks().await.map_err(StartError::Load)?);
         hub.load_duty(store.fetch_duty().await.map_err(StartError::Load)?);
@@ -193,7 +203,7 @@ impl Server {
             serve.push(tokio::spawn(listener::serve(listener, app, limits.clone(), None, stop.clone())));
             bound
         });
-        Ok(Server { state, addr, metrics_addr, redirect_addr, tls, serve, bus_stop })
+        Ok(Server { state, addr, metrics_addr, redirect_addr, tls, serve, _file_lock: file_lock, bus_stop })
     }
 
     /// The separate metrics listener's address (`metrics_listen`), if any.

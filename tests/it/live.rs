@@ -340,3 +340,128 @@ fn the_grafana_dashboard_draws_only_metrics_the_server_serves() {
     }
     assert!(drawn >= 10, "the dashboard draws {drawn} series");
 }
+
+/// Runs the real binary with `args`; returns whether it succeeded, and its stdout and
+/// stderr together.
+async fn alongside_command(args: Vec<String>) -> (bool, String) {
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_alongside")).args(&args).output().expect("run alongside")
+    });
+    let output = tokio::time::timeout(WAIT * 3, output).await.expect("the command finished in time").unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
+}
+
+/// Every message of `room` as (seq, body), paging forwards from the start.
+async fn whole_history(client: &mut Client, room: &str) -> Vec<(i64, String)> {
+    let mut all = Vec::new();
+    loop {
+        let after = all.last().map_or(0, |(seq, _)| *seq);
+        let page = client.ok(json!({"type": "history", "room": room, "after": after, "limit": 100})).await;
+        for message in page["messages"].as_array().unwrap() {
+            all.push((message["seq"].as_i64().unwrap(), message["body"].as_str().unwrap().to_string()));
+        }
+        if page["more"] != true {
+            return all;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_backup_taken_under_load_restores_every_acknowledged_message_and_seqs_go_on() {
+    let server = TestServer::start_sqlite_with(|_| {}).await;
+    let url = format!("sqlite://{}", server.db_path.display());
+    let mut owner = server.room_owner("owner", "archive").await;
+    // A sender keeps writing before, during and after the backup, noting when each
+    // message was acknowledged.
+    let acked = Arc::new(std::sync::Mutex::new(Vec::<(std::time::Instant, i64, String)>::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sender = {
+        let (acked, stop) = (acked.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let body = format!("kept message {n}");
+                let reply = owner.ok(json!({"type": "send", "room": "archive", "body": body})).await;
+                let seq = reply["message"]["seq"].as_i64().expect("an ok carries the stored seq");
+                acked.lock().unwrap().push((std::time::Instant::now(), seq, body));
+            }
+            owner
+        })
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while acked.lock().unwrap().len() < 50 {
+        assert!(tokio::time::Instant::now() < deadline, "the sender is stuck");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let backup = dir.path().join("nightly.db");
+    let began = std::time::Instant::now();
+    let (ok, output) =
+        alongside_command(vec!["backup".into(), backup.display().to_string(), "--database".into(), url.clone()]).await;
+    assert!(ok, "backup failed: {output}");
+    assert!(output.contains("messages"), "{output}");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut owner = tokio::time::timeout(WAIT, sender).await.expect("the sender stops").unwrap();
+    let acked = acked.lock().unwrap().clone();
+    let before: Vec<(i64, String)> =
+        acked.iter().filter(|(at, _, _)| *at < began).map(|(_, seq, body)| (*seq, body.clone())).collect();
+    assert!(acked.len() > before.len(), "messages were also acknowledged during and after the backup");
+
+    // The running server's database cannot be replaced under it.
+    let restore = |database: String| {
+        alongside_command(vec!["restore".into(), backup.display().to_string(), "--database".into(), database])
+    };
+    let (ok, output) = restore(url.clone()).await;
+    assert!(!ok && output.contains("a server is using"), "{output}");
+    owner.ok(json!({"type": "send", "room": "archive", "body": "the server still works"})).await;
+
+    // Restored into a fresh database, a server has every message acknowledged before the
+    // backup began, and new messages take the next seqs.
+    let fresh = dir.path().join("restored.db");
+    let fresh_url = format!("sqlite://{}", fresh.display());
+    let (ok, output) = restore(fresh_url.clone()).await;
+    assert!(ok, "restore failed: {output}");
+    let restored = TestServer::start_config(test_config(&fresh_url)).await;
+    let token = restored.login("owner").await;
+    let mut owner = restored.client(&token).await;
+    let history = whole_history(&mut owner, "archive").await;
+    for message in &before {
+        assert!(history.contains(message), "{message:?} was acknowledged before the backup and is missing");
+    }
+    let seqs: Vec<i64> = history.iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "no gap in the restored seqs");
+    let next = owner.ok(json!({"type": "send", "room": "archive", "body": "after the restore"})).await;
+    assert_eq!(next["message"]["seq"], seqs.len() as i64 + 1);
+
+    // Restoring over a stopped server's database keeps the replaced one beside it.
+    drop(owner);
+    restored.server.unwrap().shutdown().await;
+    let (ok, output) = restore(fresh_url).await;
+    assert!(ok, "restore over a stopped server's database failed: {output}");
+    assert!(output.contains("kept as"), "{output}");
+    let kept = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .any(|entry| entry.file_name().to_string_lossy().starts_with("restored.db.replaced-"));
+    assert!(kept, "the replaced database is kept");
+}
+
+#[tokio::test]
+async fn backup_and_restore_refuse_what_they_cannot_do_with_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = format!("sqlite://{}", dir.path().join("nothing.db").display());
+    let target = dir.path().join("b.db").display().to_string();
+    let (ok, output) = alongside_command(vec!["backup".into(), target.clone(), "--database".into(), missing]).await;
+    assert!(!ok && output.contains("there is no database"), "{output}");
+    let postgres = "postgres://postgres@127.0.0.1/x".to_string();
+    let (ok, output) = alongside_command(vec!["backup".into(), target.clone(), "--database".into(), postgres]).await;
+    assert!(!ok && output.contains("pg_dump"), "{output}");
+    std::fs::write(&target, "not a database").unwrap();
+    let db = format!("sqlite://{}", dir.path().join("x.db").display());
+    let (ok, output) = alongside_command(vec!["restore".into(), target, "--database".into(), db]).await;
+    assert!(!ok && output.contains("cannot"), "{output}");
+    assert!(!dir.path().join("x.db").exists(), "a failed restore creates nothing");
+}

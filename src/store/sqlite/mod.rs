@@ -12,6 +12,7 @@
 //! - `schema`: migrations and the durability check every write connection passes.
 //! - `write`: the write transaction and this backend's side of the group commit.
 
+pub mod backup;
 mod schema;
 mod write;
 

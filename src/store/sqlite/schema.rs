@@ -282,13 +282,16 @@ CREATE TABLE invites (
 "#,
 ];
 
-/// Brings the schema up to date, each migration in its own write transaction.
+/// The schema version this build migrates to.
+pub(super) const LATEST: usize = MIGRATIONS.len();
+
 /// The schema version the database is at (0 for a new file).
 pub(super) async fn version(pool: &SqlitePool) -> Result<usize, OpenError> {
     let done: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(pool).await?;
     Ok(usize::try_from(done).unwrap_or(0))
 }
 
+/// Brings the schema up to date, each migration in its own write transaction.
 pub(super) async fn migrate(pool: &SqlitePool, health: &std::sync::Arc<WriteHealth>) -> Result<(), OpenError> {
     let done = version(pool).await?;
     if done > MIGRATIONS.len() {

@@ -19,7 +19,11 @@ use std::sync::Arc;
 
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => return fail(&format!("cannot start the async runtime: {err}")),
@@ -35,6 +39,14 @@ pub fn main() -> ExitCode {
         }
         Command::Migrate { database } => runtime.block_on(migrate(&database)),
         Command::Copy { from, to } => runtime.block_on(copy(&from, &to)),
+        Command::Config { action: ConfigCommand::Docs } => {
+            print!("{}", crate::config::markdown());
+            Ok(())
+        }
+        Command::Config { action: ConfigCommand::Check { file, args } } => {
+            let given = matches.subcommand_matches("config").and_then(|m| m.subcommand_matches("check"));
+            check_config(&file, *args, given)
+        }
         Command::Backup { file, database } => runtime.block_on(async {
             let summary = backup::backup(&database, &file).await?;
             println!("backed up {} to {}: {summary}", store::redacted(&database), file.display());
@@ -116,6 +128,35 @@ async fn serve(config: Config) -> Result<(), String> {
         stop.cancel();
     });
     server.wait().await;
+    Ok(())
+}
+
+/// `alongside config check`: reads the file, merges as `serve` would, checks the
+/// values (and that the certificate and care files load), and prints each setting.
+fn check_config(file: &std::path::Path, mut args: ServeArgs, given: Option<&clap::ArgMatches>) -> Result<(), String> {
+    use crate::config::{Source, SETTINGS};
+    let settings = crate::config::read_file(file)?;
+    args.config = Some(file.to_path_buf());
+    let config = Config::merge(args, settings.clone());
+    config.check().map_err(|err| format!("config file {}: {err}", file.display()))?;
+    if !config.tls_cert.is_empty() {
+        crate::listener::Tls::load(&config.tls_cert, &config.tls_key)?;
+    }
+    crate::state::Care::load(&config)?;
+    let _: tracing_subscriber::filter::Targets =
+        config.log.parse().map_err(|err| format!("log `{}`: {err}", config.log))?;
+    println!("{} is valid. The settings `alongside serve --config {}` would run with:", file.display(), file.display());
+    let width = SETTINGS.iter().map(|s| s.name.len()).max().unwrap_or(0);
+    for setting in SETTINGS {
+        let source = match given.and_then(|m| m.value_source(setting.name)) {
+            Some(clap::parser::ValueSource::CommandLine) => Source::Flag,
+            Some(clap::parser::ValueSource::EnvVariable) => Source::Environment,
+            _ if settings.has(setting.name) => Source::File,
+            _ => Source::Default,
+        };
+        let value = config.shown(setting.name).unwrap_or_default();
+        println!("  {:width$} = {value}    # {}", setting.name, source.as_str());
+    }
     Ok(())
 }
 
@@ -361,6 +402,12 @@ pub enum Command {
         #[arg(long, env = "ALONGSIDE_DATABASE", default_value = "sqlite://alongside.db")]
         database: String,
     },
+    /// Check a config file, or print the settings' documentation.
+    Config {
+        /// Which action.
+        #[command(subcommand)]
+        action: ConfigCommand,
+    },
     /// Manage accounts directly in the database (works with or without a running server).
     User {
         /// Which action.
@@ -373,6 +420,22 @@ pub enum Command {
         #[command(subcommand)]
         action: InviteCommand,
     },
+}
+
+/// `alongside config ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check a config file (with the environment and any `serve` flags given after it)
+    /// and print every setting's effective value and where it came from.
+    Check {
+        /// The TOML config file.
+        file: std::path::PathBuf,
+        /// `serve` flags, as you would give them.
+        #[command(flatten)]
+        args: Box<ServeArgs>,
+    },
+    /// Print docs/configuration.md: every setting, its flag, variable and default.
+    Docs,
 }
 
 /// `alongside invite ...`.

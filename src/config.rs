@@ -121,7 +121,43 @@ macro_rules! settings {
             }
         }
 
+        /// Every setting: its name (the file key; the flag is `--name-with-dashes`), its
+        /// environment variable and its documentation, in the order of the table.
+        pub const SETTINGS: &[SettingInfo] = &[
+            SettingInfo { name: "listen", env: "ALONGSIDE_LISTEN", doc: "Address to listen on." },
+            SettingInfo { name: "database", env: "ALONGSIDE_DATABASE", doc: "Database URL: `sqlite://PATH` (the default, one file) or `postgres://USER@HOST/NAME` (for several nodes; docs/scaling.md)." },
+            SettingInfo { name: "allowed_origins", env: "ALONGSIDE_ALLOWED_ORIGIN", doc: "Browser origins allowed to open /ws (repeat the flag, or comma-separate in the environment; a list in the file). Without one, only the server's own origin is allowed." },
+            $( SettingInfo { name: stringify!($field), env: $env, doc: concat!($($doc, "\n"),*) }, )*
+        ];
+
+        impl FileSettings {
+            /// Whether the file sets `name`.
+            pub fn has(&self, name: &str) -> bool {
+                match name {
+                    "listen" => self.listen.is_some(),
+                    "database" => self.database.is_some(),
+                    "allowed_origins" => self.allowed_origins.is_some(),
+                    $( stringify!($field) => self.$field.is_some(), )*
+                    _ => false,
+                }
+            }
+        }
+
         impl Config {
+            /// `name`'s value as it would be written in the config file; secrets are
+            /// hidden and URLs lose their passwords.
+            pub fn shown(&self, name: &str) -> Option<String> {
+                Some(match name {
+                    "listen" => self.listen.show(),
+                    "database" => crate::store::redacted(&self.database).show(),
+                    "bus" => crate::store::redacted(&self.bus).show(),
+                    "metrics_token" if !self.metrics_token.is_empty() => "(set; not shown)".into(),
+                    "allowed_origins" => self.allowed_origins.show(),
+                    $( stringify!($field) => self.$field.show(), )*
+                    _ => return None,
+                })
+            }
+
             /// Merges flags/environment over the file over the defaults.
             pub fn merge(args: ServeArgs, file: FileSettings) -> Config {
                 let default = Config::default();
@@ -268,6 +304,137 @@ settings! {
     log_format: LogFormat = LogFormat::Text, env = "ALONGSIDE_LOG_FORMAT";
 }
 
+/// One setting of the table, for `config check` and docs/configuration.md.
+#[derive(Debug, Clone, Copy)]
+pub struct SettingInfo {
+    /// The config file's key (the flag is `--` and this with dashes).
+    pub name: &'static str,
+    /// The environment variable.
+    pub env: &'static str,
+    /// What it does (one line per doc-comment line).
+    pub doc: &'static str,
+}
+
+impl SettingInfo {
+    /// The `serve` flag.
+    pub fn flag(&self) -> String {
+        match self.name {
+            "allowed_origins" => "--allowed-origin".into(),
+            name => format!("--{}", name.replace('_', "-")),
+        }
+    }
+
+    /// The documentation as one paragraph.
+    pub fn text(&self) -> String {
+        self.doc.lines().map(str::trim).filter(|line| !line.is_empty()).collect::<Vec<_>>().join(" ")
+    }
+}
+
+/// A setting's value written as in the TOML file.
+trait Show {
+    fn show(&self) -> String;
+}
+
+impl Show for String {
+    fn show(&self) -> String {
+        format!("{self:?}")
+    }
+}
+
+impl Show for Vec<String> {
+    fn show(&self) -> String {
+        format!("{self:?}")
+    }
+}
+
+macro_rules! show_plainly {
+    ($($ty:ty),*) => { $( impl Show for $ty { fn show(&self) -> String { self.to_string() } } )* };
+}
+show_plainly!(bool, u32, u64, usize);
+
+impl Show for f64 {
+    fn show(&self) -> String {
+        // `1.0`, not `1`: TOML reads a float back only with its point.
+        format!("{self:?}")
+    }
+}
+
+impl Show for Registration {
+    fn show(&self) -> String {
+        format!("\"{}\"", self.as_str())
+    }
+}
+
+impl Show for LogFormat {
+    fn show(&self) -> String {
+        format!("\"{}\"", self.as_str())
+    }
+}
+
+/// Where a setting's value came from, in order of precedence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A `serve` flag.
+    Flag,
+    /// An `ALONGSIDE_*` environment variable.
+    Environment,
+    /// The config file.
+    File,
+    /// The built-in default.
+    Default,
+}
+
+impl Source {
+    /// The word `config check` prints.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Flag => "flag",
+            Source::Environment => "environment",
+            Source::File => "file",
+            Source::Default => "default",
+        }
+    }
+}
+
+/// Reads a config file's settings, refusing unknown keys and bad values.
+pub fn read_file(path: &std::path::Path) -> Result<FileSettings, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| {
+        let line = e.span().map(|span| text[..span.start].matches('\n').count() + 1);
+        let at = line.map(|line| format!(", line {line}")).unwrap_or_default();
+        format!("config file {}{at}: {}", path.display(), e.message())
+    })
+}
+
+/// docs/configuration.md: every setting from the one table, with its flag, environment
+/// variable and default (`alongside config docs` prints it; a test keeps the file
+/// up to date).
+pub fn markdown() -> String {
+    let defaults = Config::default();
+    let mut out = String::from(
+        "# Configuration\n\n\
+         <!-- Generated by `alongside config docs` from the settings table in src/config.rs; \
+         a test fails when this file is out of date. -->\n\n\
+         Every setting can be given three ways. A flag of `alongside serve` wins over an \
+         environment variable, which wins over a key in the TOML file named by `--config` \
+         (or `ALONGSIDE_CONFIG`), which wins over the built-in default. \
+         `alongside config check FILE` checks a file and prints every setting's value and \
+         where it came from; `alongside.example.toml` is a commented example.\n\n",
+    );
+    for setting in SETTINGS {
+        let default = defaults.shown(setting.name).unwrap_or_default();
+        out.push_str(&format!(
+            "## `{}`\n\n{}\n\n- flag: `{}`\n- environment: `{}`\n- default: `{}`\n\n",
+            setting.name,
+            setting.text(),
+            setting.flag(),
+            setting.env,
+            default
+        ));
+    }
+    out
+}
+
 impl Config {
     /// `auth_timeout_s` as a duration.
     pub fn auth_timeout(&self) -> Duration {
@@ -292,11 +459,7 @@ impl Config {
     /// Reads the config file named in `args` (if any) and merges.
     pub fn load(args: ServeArgs) -> Result<Config, String> {
         let file = match &args.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
-                toml::from_str(&text).map_err(|e| format!("config file {}: {}", path.display(), e.message()))?
-            }
+            Some(path) => read_file(path)?,
             None => FileSettings::default(),
         };
         let config = Config::merge(args, file);
@@ -410,6 +573,19 @@ mod tests {
         assert!(config.check().unwrap_err().contains("--listen"));
         let config = Config { auth_timeout_s: 0.0, ..Config::default() };
         assert!(config.check().is_err());
+    }
+
+    #[test]
+    fn docs_configuration_md_is_generated_from_the_settings_table() {
+        let generated = markdown();
+        for setting in SETTINGS {
+            assert!(Config::default().shown(setting.name).is_some(), "{} has no value to show", setting.name);
+        }
+        let file = include_str!("../docs/configuration.md");
+        assert!(
+            file == generated,
+            "docs/configuration.md is out of date: run `cargo run -- config docs > docs/configuration.md`"
+        );
     }
 
     #[test]

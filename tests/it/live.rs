@@ -465,3 +465,54 @@ async fn backup_and_restore_refuse_what_they_cannot_do_with_one_clear_line() {
     assert!(!ok && output.contains("cannot"), "{output}");
     assert!(!dir.path().join("x.db").exists(), "a failed restore creates nothing");
 }
+
+#[tokio::test]
+async fn config_check_prints_each_settings_value_and_source_and_refuses_a_bad_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "listen = \"0.0.0.0:8443\"\noutbox_frames = 16\nmetrics_token = \"hunter2-metrics\"\n").unwrap();
+    let output = tokio::task::spawn_blocking({
+        let good = good.clone();
+        move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_alongside"))
+                .args(["config", "check"])
+                .arg(&good)
+                .args(["--outbox-frames", "32"])
+                .env("ALONGSIDE_PING_INTERVAL_S", "12.5")
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}{}", String::from_utf8_lossy(&output.stderr));
+    let line = |name: &str| {
+        text.lines()
+            .find(|line| line.trim_start().starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(line("listen"), "listen = \"0.0.0.0:8443\" # file");
+    assert_eq!(line("outbox_frames"), "outbox_frames = 32 # flag");
+    assert_eq!(line("ping_interval_s"), "ping_interval_s = 12.5 # environment");
+    assert_eq!(line("max_frame_bytes"), "max_frame_bytes = 65536 # default");
+    assert!(!text.contains("hunter2-metrics"), "the token is never printed:\n{text}");
+    assert!(line("metrics_token").contains("not shown"));
+
+    for (contents, says) in [
+        ("listen = \"0.0.0.0:80\"\nlisen = 3\n", "line 2: unknown field `lisen`"),
+        ("auth_timeout_s = -1.0\n", "--auth-timeout-s must be a positive number"),
+        ("tls_cert = \"/nonexistent/cert.pem\"\ntls_key = \"/nonexistent/key.pem\"\n", "cannot read the certificate"),
+        ("outbox_frames = \"many\"\n", "invalid type"),
+    ] {
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, contents).unwrap();
+        let (ok, output) = alongside_command(vec!["config".into(), "check".into(), bad.display().to_string()]).await;
+        assert!(!ok, "{contents} passed");
+        assert!(output.contains(says), "{contents}: {output}");
+        assert_eq!(output.trim().lines().count(), 1, "one line: {output}");
+    }
+}

@@ -470,7 +470,8 @@ async fn backup_and_restore_refuse_what_they_cannot_do_with_one_clear_line() {
 async fn config_check_prints_each_settings_value_and_source_and_refuses_a_bad_file() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.toml");
-    std::fs::write(&good, "listen = \"0.0.0.0:8443\"\noutbox_frames = 16\nmetrics_token = \"hunter2-metrics\"\n").unwrap();
+    std::fs::write(&good, "listen = \"0.0.0.0:8443\"\noutbox_frames = 16\nmetrics_token = \"hunter2-metrics\"\n")
+        .unwrap();
     let output = tokio::task::spawn_blocking({
         let good = good.clone();
         move || {

@@ -97,7 +97,9 @@ async fn vacuum_into(path: &Path, into: &Path, read_only: bool) -> Result<(), St
     let _ = conn.close().await;
     copied.map_err(|err| format!("cannot copy {}: {err}", path.display()))?;
     // VACUUM INTO does not sync its output.
-    std::fs::File::open(into).and_then(|file| file.sync_all()).map_err(|err| format!("cannot sync {}: {err}", into.display()))
+    std::fs::File::open(into)
+        .and_then(|file| file.sync_all())
+        .map_err(|err| format!("cannot sync {}: {err}", into.display()))
 }
 
 /// Checks that `path` is a whole Alongside database this build can run, and counts it.
@@ -185,12 +187,7 @@ pub async fn restore(source: &Path, url: &str) -> Result<(Summary, Option<PathBu
     // Held until the new file is in place.
     let lock = match std::fs::File::open(&path) {
         Ok(file) if flock(&file, libc::LOCK_EX | libc::LOCK_NB) => Some(file),
-        Ok(_) => {
-            return Err(format!(
-                "a server is using {}: stop it, restore, then start it again",
-                path.display()
-            ))
-        }
+        Ok(_) => return Err(format!("a server is using {}: stop it, restore, then start it again", path.display())),
         Err(_) => None,
     };
     let incoming = beside(&path, "restoring");

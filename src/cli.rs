@@ -85,7 +85,9 @@ async fn serve(config: Config) -> Result<(), String> {
         // Colour codes only for a person at a terminal, not in log files.
         LogFormat::Text => layer.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).boxed(),
     };
-    tracing_subscriber::registry().with(layer.with_filter(filter)).init();
+    // One global filter (not a per-layer one): a disabled callsite is then never asked
+    // again, so the debug events of the hot paths cost nothing.
+    tracing_subscriber::registry().with(layer).with(filter).init();
     // A file-size limit (`ulimit -f`) must turn into write errors that the store answers
     // and recovers from, not kill the server with SIGXFSZ.
     // SAFETY: sets the process-wide disposition of one signal to "ignore"; no handler runs.

@@ -12,7 +12,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::{Registry, Unit};
+use prometheus_client::registry::{Metric, Registry, Unit};
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the latency buckets: from a quick SQLite commit (half a
@@ -44,6 +44,18 @@ struct OutcomeLabels {
 
 fn latency() -> Histogram {
     Histogram::new(LATENCY_BUCKETS)
+}
+
+/// Registers `metric` under `name` (after the `alongside_` prefix) and returns it.
+fn add<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+/// [`add`] for a duration in seconds (the name gains `_seconds`).
+fn add_seconds<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register_with_unit(name, help, Unit::Seconds, metric.clone());
+    metric
 }
 
 /// Every figure the server exports.
@@ -97,116 +109,93 @@ impl Metrics {
     /// Every figure at zero (the store counts as writable until a write fails).
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("alongside");
-        let sockets_open = Gauge::default();
-        registry.register("sockets_open", "Authenticated WebSocket sessions open now", sockets_open.clone());
-        let sockets_accepted = Counter::default();
-        registry.register("sockets_accepted", "WebSocket connections accepted", sockets_accepted.clone());
-        let messages_stored = Counter::default();
-        registry.register("messages_stored", "Chat messages durably stored", messages_stored.clone());
-        let store_commit_failures = Counter::default();
-        registry.register(
-            "store_commit_failures",
-            "Write transactions that failed; none of their changes was stored or acknowledged",
-            store_commit_failures.clone(),
-        );
-        let store_writable = Gauge::default();
-        store_writable.set(1);
-        registry.register(
-            "store_writable",
-            "1 while writes succeed; 0 from a failed write until the next successful commit",
-            store_writable.clone(),
-        );
-        let store_commit_seconds = latency();
-        registry.register_with_unit(
-            "store_commit",
-            "Latency of group commits of messages, failed ones included",
-            Unit::Seconds,
-            store_commit_seconds.clone(),
-        );
-        let deliveries = Counter::default();
-        registry.register("deliveries", "Event frames queued to sockets", deliveries.clone());
-        let outbox_overflows = Counter::default();
-        registry.register(
-            "outbox_overflows",
-            "Sockets closed with 4008 because they read too slowly",
-            outbox_overflows.clone(),
-        );
-        let requests = Family::<RequestLabels, Counter>::default();
-        registry.register("requests", "WebSocket requests answered, by type", requests.clone());
-        let request_errors = Family::<RequestLabels, Counter>::default();
-        registry.register(
-            "request_errors",
-            "WebSocket requests answered with an error, by type (`refused`: frames turned away unhandled: not JSON, an unknown type, over the rate limit)",
-            request_errors.clone(),
-        );
-        let request_seconds = Family::<RequestLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency);
-        registry.register_with_unit(
-            "request",
-            "Time from reading a WebSocket request to queueing its answer, by type",
-            Unit::Seconds,
-            request_seconds.clone(),
-        );
-        let logins = Family::<OutcomeLabels, Counter>::default();
-        registry.register(
-            "logins",
-            "Logins by outcome: success, failure (wrong name or password) or refused (a limit)",
-            logins.clone(),
-        );
-        let bus_gaps = Counter::default();
-        registry.register(
-            "bus_gaps",
-            "Gaps in a room's seqs seen on arrival from the bus (several nodes publish in another order than they commit)",
-            bus_gaps.clone(),
-        );
-        let bus_gap_reads = Counter::default();
-        registry.register(
-            "bus_gap_reads",
-            "Gaps the bus did not close in time, read back from the store; a rising rate means Redis loses messages",
-            bus_gap_reads.clone(),
-        );
-        let bus_publish_seconds = latency();
-        registry.register_with_unit(
-            "bus_publish",
-            "Round trip of one batch of messages published to the bus between nodes",
-            Unit::Seconds,
-            bus_publish_seconds.clone(),
-        );
-        let care_alerts_raised = Counter::default();
-        registry.register(
-            "care_alerts_raised",
-            "Care alerts raised (crisis phrases and referrals)",
-            care_alerts_raised.clone(),
-        );
-        let care_alerts_acknowledged = Counter::default();
-        registry.register(
-            "care_alerts_acknowledged",
-            "Care alerts a moderator acknowledged",
-            care_alerts_acknowledged.clone(),
-        );
+        let r = &mut registry;
+        let metrics = Metrics {
+            sockets_open: add(r, "sockets_open", "Authenticated WebSocket sessions open now", Gauge::default()),
+            sockets_accepted: add(r, "sockets_accepted", "WebSocket connections accepted", Counter::default()),
+            messages_stored: add(r, "messages_stored", "Chat messages durably stored", Counter::default()),
+            store_commit_failures: add(
+                r,
+                "store_commit_failures",
+                "Write transactions that failed; none of their changes was stored or acknowledged",
+                Counter::default(),
+            ),
+            store_writable: add(
+                r,
+                "store_writable",
+                "1 while writes succeed; 0 from a failed write until the next successful commit",
+                Gauge::default(),
+            ),
+            store_commit_seconds: add_seconds(
+                r,
+                "store_commit",
+                "Latency of group commits of messages, failed ones included",
+                latency(),
+            ),
+            deliveries: add(r, "deliveries", "Event frames queued to sockets", Counter::default()),
+            outbox_overflows: add(
+                r,
+                "outbox_overflows",
+                "Sockets closed with 4008 because they read too slowly",
+                Counter::default(),
+            ),
+            requests: add(r, "requests", "WebSocket requests answered, by type", Family::default()),
+            request_errors: add(
+                r,
+                "request_errors",
+                "WebSocket requests answered with an error, by type (`refused`: frames turned away unhandled: not JSON, an unknown type, over the rate limit)",
+                Family::default(),
+            ),
+            request_seconds: add_seconds(
+                r,
+                "request",
+                "Time from reading a WebSocket request to queueing its answer, by type",
+                Family::new_with_constructor(latency),
+            ),
+            logins: add(
+                r,
+                "logins",
+                "Logins by outcome: success, failure (wrong name or password) or refused (a limit)",
+                Family::default(),
+            ),
+            bus_gaps: add(
+                r,
+                "bus_gaps",
+                "Gaps in a room's seqs seen on arrival from the bus (several nodes publish in another order than they commit)",
+                Counter::default(),
+            ),
+            bus_gap_reads: add(
+                r,
+                "bus_gap_reads",
+                "Gaps the bus did not close in time, read back from the store; a rising rate means Redis loses messages",
+                Counter::default(),
+            ),
+            bus_publish_seconds: add_seconds(
+                r,
+                "bus_publish",
+                "Round trip of one batch of messages published to the bus between nodes",
+                latency(),
+            ),
+            care_alerts_raised: add(
+                r,
+                "care_alerts_raised",
+                "Care alerts raised (crisis phrases and referrals)",
+                Counter::default(),
+            ),
+            care_alerts_acknowledged: add(
+                r,
+                "care_alerts_acknowledged",
+                "Care alerts a moderator acknowledged",
+                Counter::default(),
+            ),
+            registry,
+        };
+        metrics.store_writable.set(1);
         // Every outcome shows from the start, so a dashboard's rate has a series at 0.
         for outcome in ["success", "failure", "refused"] {
-            let _ = logins.get_or_create(&OutcomeLabels { outcome });
+            let _ = metrics.logins.get_or_create(&OutcomeLabels { outcome });
         }
-        Metrics {
-            registry,
-            sockets_open,
-            sockets_accepted,
-            messages_stored,
-            store_commit_failures,
-            store_writable,
-            deliveries,
-            outbox_overflows,
-            bus_gaps,
-            bus_gap_reads,
-            bus_publish_seconds,
-            care_alerts_raised,
-            care_alerts_acknowledged,
-            store_commit_seconds,
-            requests,
-            request_errors,
-            request_seconds,
-            logins,
-        }
+        metrics
     }
 
     /// Records one group commit that took `elapsed` and stored `n_messages` new

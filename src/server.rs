@@ -221,13 +221,9 @@ impl Server {
         self.tls.is_some()
     }
 
-    /// Reads the certificate and key files again (on SIGHUP). New connections get the
-    /// new certificate; open ones keep theirs. On an error the old one stays in use.
-    pub fn reload_tls(&self) -> Result<(), String> {
-        (self.tls_reloader())()
-    }
-
-    /// [`Server::reload_tls`] as a function that outlives the `Server` handle.
+    /// A function that reads the certificate and key files again (on SIGHUP), and
+    /// outlives the `Server` handle. New connections get the new certificate; open
+    /// ones keep theirs. On an error the old one stays in use.
     pub fn tls_reloader(&self) -> impl Fn() -> Result<(), String> + Send + 'static {
         let tls = self.tls.clone();
         move || tls.as_ref().map_or(Ok(()), |tls| tls.reload())

@@ -298,6 +298,19 @@ describe('the web client', () => {
     await member.waitForSelector('#room-title:text-is("#wmhd-2026")');
   });
 
+  it('tells a member what each phase of a summit lets them do', STEP, async () => {
+    const olivia = await socketClient(server, await server.token('olivia', 'organiser password'));
+    await olivia.request('set_phase', { room: 'wmhd-2026', phase: 'lobby' });
+    await member.waitForSelector('#composer-notice:has-text("The lobby: the hosts post announcements")');
+    await olivia.request('set_phase', { room: 'wmhd-2026', phase: 'stage' });
+    await member.waitForSelector('#composer-notice:has-text("The speakers have the floor")');
+    // The organiser hosts the summit: no notice in the way of their composer.
+    assert.equal(await organiser.isHidden('#composer-notice'), true);
+    await olivia.request('set_phase', { room: 'wmhd-2026', phase: 'hallway' });
+    await member.waitForSelector('#composer-notice', { state: 'hidden' });
+    olivia.close();
+  });
+
   it('finds words across her rooms, and opens the room of a result', STEP, async () => {
     await member.fill('#search-input', 'CUPPA');
     await member.press('#search-input', 'Enter');

@@ -35,7 +35,9 @@ impl RoomStanding {
         }
         match role {
             None => RoomStanding::Outsider,
-            Some(RoomRole::Member) => RoomStanding::Member,
+            // A speaker is a member who may also send during a summit's stage and Q&A
+            // (`Standing::may_send_in`); no other permission changes.
+            Some(RoomRole::Member | RoomRole::Speaker) => RoomStanding::Member,
             Some(RoomRole::Moderator) => RoomStanding::Moderator,
         }
     }

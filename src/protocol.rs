@@ -94,6 +94,8 @@ pub enum RoomRole {
     Member,
     /// Moderates this room only.
     Moderator,
+    /// Presents in a summit: sends during `stage` and `qa` (otherwise a member).
+    Speaker,
 }
 
 impl RoomRole {
@@ -102,6 +104,7 @@ impl RoomRole {
         match self {
             RoomRole::Member => "member",
             RoomRole::Moderator => "moderator",
+            RoomRole::Speaker => "speaker",
         }
     }
 
@@ -110,9 +113,58 @@ impl RoomRole {
         match text {
             "member" => Some(RoomRole::Member),
             "moderator" => Some(RoomRole::Moderator),
+            "speaker" => Some(RoomRole::Speaker),
             _ => None,
         }
     }
+}
+
+/// Where a summit is in its programme (PROTOCOL §12): it decides who may send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Before the event: nobody sends; members may join.
+    Scheduled,
+    /// Announcements: room moderators send, members read.
+    Lobby,
+    /// Speakers and room moderators send; the audience reads.
+    Stage,
+    /// Questions: speakers and room moderators send.
+    Qa,
+    /// Open conversation: every member sends.
+    Hallway,
+    /// A read-only archive.
+    Closed,
+}
+
+impl Phase {
+    /// The stable name on the wire and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Scheduled => "scheduled",
+            Phase::Lobby => "lobby",
+            Phase::Stage => "stage",
+            Phase::Qa => "qa",
+            Phase::Hallway => "hallway",
+            Phase::Closed => "closed",
+        }
+    }
+
+    /// Parses the stored name; `None` for anything else.
+    pub fn parse(text: &str) -> Option<Phase> {
+        [Phase::Scheduled, Phase::Lobby, Phase::Stage, Phase::Qa, Phase::Hallway, Phase::Closed]
+            .into_iter()
+            .find(|phase| phase.as_str() == text)
+    }
+}
+
+/// One entry of a summit's schedule: `phase` from `at` on (ISO-8601 with offset).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleEntry {
+    /// The phase that begins.
+    pub phase: Phase,
+    /// When it begins.
+    pub at: String,
 }
 
 /// A user as every client sees it.
@@ -155,6 +207,15 @@ pub struct Room {
     /// Members may send only while a host is on duty (absent: false).
     #[serde(skip_serializing_if = "is_false", default)]
     pub requires_host: bool,
+    /// A summit's phase now (absent for topic rooms).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub phase: Option<Phase>,
+    /// The phases still to come, ascending (absent: none).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub schedule: Vec<ScheduleEntry>,
+    /// A summit's speakers, by username (absent: none).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub speakers: Vec<String>,
     /// The room moderators on duty now, by username (absent: none).
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub hosts_on_duty: Vec<String>,
@@ -1270,6 +1331,20 @@ pub enum Moderation {
         /// The new room role.
         role: RoomRole,
     },
+    /// Move a summit to a phase now, dropping what is left of its schedule.
+    SetPhase {
+        /// Room name.
+        room: String,
+        /// The phase.
+        phase: Phase,
+    },
+    /// Set a summit's schedule (entries in the past take effect at once).
+    SetSchedule {
+        /// Room name.
+        room: String,
+        /// The entries, ascending by time.
+        schedule: Vec<ScheduleEntry>,
+    },
     /// Change a user's global role.
     SetRole {
         /// Username.
@@ -1670,6 +1745,18 @@ struct RoomRoleFields {
 }
 
 #[derive(Deserialize)]
+struct PhaseFields {
+    room: String,
+    phase: Phase,
+}
+
+#[derive(Deserialize)]
+struct ScheduleFields {
+    room: String,
+    schedule: Vec<ScheduleEntry>,
+}
+
+#[derive(Deserialize)]
 struct RoleFields {
     user: String,
     role: Role,
@@ -1761,7 +1848,7 @@ pub struct ParseError {
 }
 
 /// Every request `type` the server understands: the label of the per-type metrics.
-pub const REQUEST_TYPES: [&str; 54] = [
+pub const REQUEST_TYPES: [&str; 56] = [
     "auth",
     "rooms",
     "resources",
@@ -1801,6 +1888,8 @@ pub const REQUEST_TYPES: [&str; 54] = [
     "host_rule",
     "set_room_role",
     "set_role",
+    "set_phase",
+    "set_schedule",
     "report",
     "reports",
     "resolve_report",
@@ -1977,6 +2066,10 @@ fn parse_moderation(kind: &str, text: &str) -> Option<Result<Moderation, String>
             fields::<RoomRoleFields>(text).map(|f| Moderation::SetRoomRole { room: f.room, user: f.user, role: f.role })
         }
         "set_role" => fields::<RoleFields>(text).map(|f| Moderation::SetRole { user: f.user, role: f.role }),
+        "set_phase" => fields::<PhaseFields>(text).map(|f| Moderation::SetPhase { room: f.room, phase: f.phase }),
+        "set_schedule" => {
+            fields::<ScheduleFields>(text).map(|f| Moderation::SetSchedule { room: f.room, schedule: f.schedule })
+        }
         "report" => {
             fields::<ReportFields>(text).map(|f| Moderation::Report { room: f.room, seq: f.seq, reason: f.reason })
         }

@@ -184,6 +184,27 @@ impl Server {
             }
         };
         state.tracker.spawn(duty);
+        // Summits follow their schedules: one timer for every summit on this node, due
+        // when the next entry is (and looking again at least every 30 s, for schedules
+        // set on other nodes).
+        let phases = {
+            let (state, stop) = (state.clone(), state.shutdown.clone());
+            async move {
+                let longest = Duration::from_secs(30);
+                loop {
+                    let next = state.advance_phases().await;
+                    let wait = next.map_or(longest, |at| {
+                        Duration::from_millis(u64::try_from(at - crate::protocol::now_ms()).unwrap_or(0)).min(longest)
+                    });
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = state.phase_timer.notified() => {}
+                        () = stop.cancelled() => return,
+                    }
+                }
+            }
+        };
+        state.tracker.spawn(phases);
         let app = Router::new().merge(http::routes()).merge(ws::routes()).with_state(state.clone());
         let stop = state.shutdown.clone();
         let limits = ConnectionLimits {

@@ -20,8 +20,8 @@ use crate::limits::{Failures, KeyedLimit};
 use crate::metrics::Metrics;
 use crate::net::TrustedProxies;
 use crate::protocol::{
-    format_ts, ApiError, CwPreferences, ErrorCode, Event, HistoryVisibility, LeftReason, Message, Room, User,
-    Visibility,
+    format_ts, ApiError, CwPreferences, ErrorCode, Event, HistoryVisibility, LeftReason, Message, Room, ScheduleEntry,
+    User, Visibility,
 };
 use crate::store::{self, CommitListener, Restriction, RoomId, RoomRecord, Store, StoreError, UserId, UserRecord};
 use axum::extract::ws::Utf8Bytes;
@@ -51,6 +51,8 @@ pub struct Shared {
     pub cluster: Option<Arc<Cluster>>,
     /// Crisis phrases and support resources.
     pub care: Care,
+    /// Wakes the phase timer when a schedule here changed (`advance_phases`).
+    pub phase_timer: tokio::sync::Notify,
     /// This node's fan-out; changed only by bus effects and the session lifecycle below.
     hub: Hub,
     /// Password hashing behind its semaphore.
@@ -109,6 +111,7 @@ impl Shared {
         // Checked when the configuration was.
         let trusted_proxies = TrustedProxies::parse(&config.trusted_proxies).unwrap_or_default();
         Shared {
+            phase_timer: tokio::sync::Notify::new(),
             passwords: Passwords::new(config.hash_concurrency),
             login_failures: Failures::new(config.login_failures_per_account_address, window),
             account_failures: Failures::new(0, window),
@@ -181,6 +184,13 @@ impl Shared {
             ends_at: room.ends_at.map(format_ts),
             capacity: room.capacity,
             requires_host: room.requires_host,
+            phase: room.phase_at(crate::protocol::now_ms()),
+            schedule: {
+                let now = crate::protocol::now_ms();
+                let ahead = room.schedule.iter().filter(|(_, at)| *at > now);
+                ahead.map(|(phase, at)| ScheduleEntry { phase: *phase, at: format_ts(*at) }).collect()
+            },
+            speakers: room.speakers.clone(),
             hosts_on_duty: self.hub.hosts_on_duty(room.id).into_iter().map(|(_, name)| name).collect(),
             visibility: if room.private { Visibility::Private } else { Visibility::Public },
             history_visibility: if room.since_join { HistoryVisibility::SinceJoin } else { HistoryVisibility::All },
@@ -591,6 +601,44 @@ impl Shared {
             // Everyone's room list learns of it, on every node.
             self.bus.publish(BusMessage::Everyone { frame: Utf8Bytes::from(event.to_json()) });
         }
+    }
+
+    /// A summit's schedule changed on this node: the phase timer looks again.
+    pub fn phases_changed(&self) {
+        self.phase_timer.notify_one();
+    }
+
+    /// Applies every summit schedule entry that has come due and tells each room; the
+    /// time the next entry is due (Unix ms), if any. Every node runs this: the store
+    /// lets one node apply an entry, and that node publishes `room_updated`.
+    pub async fn advance_phases(&self) -> Option<i64> {
+        let rooms = match self.store.fetch_scheduled_rooms().await {
+            Ok(rooms) => rooms,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read the summits' schedules; trying again in a second");
+                return Some(crate::protocol::now_ms() + 1000);
+            }
+        };
+        let now = crate::protocol::now_ms();
+        let mut next: Option<i64> = None;
+        for room in rooms {
+            let due = room.schedule.iter().take_while(|(_, at)| *at <= now).count();
+            if let Some(&(phase, _)) = due.checked_sub(1).and_then(|last| room.schedule.get(last)) {
+                match self.store.advance_room_phase(room.id, &room.schedule, phase, &room.schedule[due..]).await {
+                    Ok(Some(updated)) => {
+                        tracing::info!(room = %updated.name, phase = phase.as_str(), "a summit moved on by its schedule");
+                        self.room_changed(updated);
+                    }
+                    // Another node applied it first (or the schedule changed meanwhile).
+                    Ok(None) => {}
+                    Err(err) => tracing::warn!(error = %err, room = %room.name, "cannot move a summit on"),
+                }
+            }
+            if let Some((_, at)) = room.schedule.get(due) {
+                next = Some(next.map_or(*at, |next| next.min(*at)));
+            }
+        }
+        next
     }
 
     /// A room's settings changed: members hear `room_updated`, every node's cache takes

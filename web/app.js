@@ -636,6 +636,19 @@ function hostText(room) {
   return `Hosted by ${names.join(', ')}`;
 }
 
+/** What a summit's phase means for this member's composer, or null when they may post. */
+function phaseNotice(room, roomView) {
+  const speaker = (room.speakers || []).includes(state.me.username);
+  switch (room.phase) {
+    case 'scheduled': return 'This event has not begun yet: you can read, and post when it opens.';
+    case 'closed': return 'This event has ended: it is kept here to read.';
+    case 'lobby': return roomView.moderator ? null : 'The lobby: the hosts post announcements; the conversation opens later.';
+    case 'stage':
+    case 'qa': return roomView.moderator || speaker ? null : 'The speakers have the floor: you can read along.';
+    default: return null;
+  }
+}
+
 function renderComposerNotice() {
   const room = state.rooms.get(state.current);
   const roomView = view(state.current);
@@ -650,6 +663,8 @@ function renderComposerNotice() {
     text = 'This room is locked for now: you can read, but not post.';
   } else if (room.requires_host && !(room.hosts_on_duty || []).length && !roomView.moderator) {
     text = 'Waiting for a host: you can read, and post once one of the room’s hosts is here.';
+  } else {
+    text = phaseNotice(room, roomView);
   }
   notice.hidden = !text;
   fill(notice, text || '');
@@ -665,7 +680,7 @@ const RANK = { member: 0, moderator: 1, organiser: 2, admin: 3 };
  */
 function canModerate(roomView, member) {
   if (!roomView.moderator || member.username === state.me.username) return false;
-  if (member.room_role && member.room_role !== 'member') return false;
+  if (member.room_role === 'moderator' || member.room_role === 'owner') return false;
   return RANK[member.role] < Math.max(RANK[state.me.role], RANK.moderator);
 }
 

@@ -8,7 +8,7 @@
 //! fill the gap from the store, like any lost message).
 
 use super::{Authored, BusMessage, CloseTarget, Effect, RoomEnvelope, Variants, Words};
-use crate::protocol::{CwPreferences, CwTags, Role, RoomKind, User};
+use crate::protocol::{CwPreferences, CwTags, Phase, Role, RoomKind, User};
 use crate::store::{Restriction, RoomId, RoomRecord, UserId, UserRecord};
 use axum::extract::ws::Utf8Bytes;
 use std::sync::Arc;
@@ -294,6 +294,16 @@ impl Out {
                 self.u8(u8::from(room.requires_host));
                 self.u8(u8::from(room.private));
                 self.u8(u8::from(room.since_join));
+                self.opt(room.phase, |out, phase| out.str(phase.as_str()));
+                self.u32(room.schedule.len() as u32);
+                for (phase, at) in &room.schedule {
+                    self.str(phase.as_str());
+                    self.i64(*at);
+                }
+                self.u32(room.speakers.len() as u32);
+                for speaker in &room.speakers {
+                    self.str(speaker);
+                }
             }
             Effect::Duty { room, user, username, on } => {
                 self.u8(6);
@@ -333,6 +343,10 @@ impl<'a> In<'a> {
     fn str(&mut self) -> Result<&'a str, WireError> {
         let n = self.u32()? as usize;
         std::str::from_utf8(self.take(n)?).map_err(|_| WireError("text that is not UTF-8"))
+    }
+
+    fn phase(&mut self) -> Result<Phase, WireError> {
+        Phase::parse(self.str()?).ok_or(WireError("an unknown phase"))
     }
 
     fn string(&mut self) -> Result<String, WireError> {
@@ -393,6 +407,9 @@ impl<'a> In<'a> {
                 requires_host: self.flag()?,
                 private: self.flag()?,
                 since_join: self.flag()?,
+                phase: self.opt(In::phase)?,
+                schedule: (0..self.u32()?).map(|_| Ok((self.phase()?, self.i64()?))).collect::<Result<_, _>>()?,
+                speakers: (0..self.u32()?).map(|_| self.string()).collect::<Result<_, _>>()?,
             })),
             6 => Effect::Duty {
                 room: RoomId(self.i64()?),
@@ -436,6 +453,9 @@ mod tests {
             requires_host: true,
             private: true,
             since_join: false,
+            phase: Some(Phase::Lobby),
+            schedule: vec![(Phase::Stage, 1_795_772_005_771), (Phase::Hallway, 1_795_772_905_771)],
+            speakers: vec!["ben".into(), "chi".into()],
         };
         let mute = Restriction { until: Some(99), reason: Some("cool down".into()) };
         let frame = Utf8Bytes::from(r#"{"type":"message","body":"héllo \"there\""}"#);

@@ -63,6 +63,8 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("requires_host", Flag),
             ("private", Flag),
             ("since_join", Flag),
+            ("phase", Text),
+            ("schedule", Text),
         ],
     ),
     (

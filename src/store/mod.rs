@@ -38,7 +38,7 @@ pub use health::WriteHealth;
 
 use crate::protocol::{
     ActiveSanction, Appeal, AppealOutcome, CareAlert, CareKind, CwChanges, CwPreferences, CwTags, LogAction, Message,
-    ModAction, Reactions, Report, Role, RoomKind, RoomRole, User,
+    ModAction, Phase, Reactions, Report, Role, RoomKind, RoomRole, User,
 };
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -100,6 +100,36 @@ pub struct RoomRecord {
     pub private: bool,
     /// Members see only messages sent after they joined.
     pub since_join: bool,
+    /// A summit's phase as last stored (`None` for topic rooms); [`RoomRecord::phase_at`]
+    /// applies the schedule entries that have come due since.
+    pub phase: Option<Phase>,
+    /// A summit's phases still to come, ascending by time (Unix milliseconds).
+    pub schedule: Vec<(Phase, i64)>,
+    /// A summit's speakers (room role `speaker`), by username, sorted.
+    pub speakers: Vec<String>,
+}
+
+impl RoomRecord {
+    /// The phase at `now_ms`: the stored one, or the last schedule entry come due.
+    pub fn phase_at(&self, now_ms: i64) -> Option<Phase> {
+        let due = self.schedule.iter().take_while(|(_, at)| *at <= now_ms).last();
+        due.map(|(phase, _)| *phase).or(self.phase)
+    }
+}
+
+/// A schedule as stored: `phase@unix-ms` separated by spaces.
+pub fn schedule_text(schedule: &[(Phase, i64)]) -> String {
+    schedule.iter().map(|(phase, at)| format!("{}@{at}", phase.as_str())).collect::<Vec<_>>().join(" ")
+}
+
+/// Reads [`schedule_text`]; `None` if it is not one.
+pub fn parse_schedule(text: &str) -> Option<Vec<(Phase, i64)>> {
+    text.split_whitespace()
+        .map(|entry| {
+            let (phase, at) = entry.split_once('@')?;
+            Some((Phase::parse(phase)?, at.parse().ok()?))
+        })
+        .collect()
 }
 
 /// What `insert_room` needs.
@@ -529,6 +559,28 @@ pub trait Store: Send + Sync + 'static {
     /// if there is no open alert with that id in the room.
     async fn ack_care_alert(&self, room: &RoomRecord, id: i64, log: &ModEntry)
         -> Result<Option<CareAlert>, StoreError>;
+
+    /// Sets a summit's stored phase and its schedule still to come; the room as it is now.
+    async fn update_room_phase(
+        &self,
+        room: RoomId,
+        phase: Phase,
+        schedule: &[(Phase, i64)],
+    ) -> Result<RoomRecord, StoreError>;
+
+    /// Moves a summit to `phase` with `rest` still to come, if its schedule is still
+    /// `expected` (several nodes race to apply a schedule entry that came due: one
+    /// wins). The room as it is now when this call changed it, else `None`.
+    async fn advance_room_phase(
+        &self,
+        room: RoomId,
+        expected: &[(Phase, i64)],
+        phase: Phase,
+        rest: &[(Phase, i64)],
+    ) -> Result<Option<RoomRecord>, StoreError>;
+
+    /// Every summit with phases still to come.
+    async fn fetch_scheduled_rooms(&self) -> Result<Vec<RoomRecord>, StoreError>;
 
     /// Requires a host on duty for members to send, or not; the room as it is now.
     async fn update_host_rule(&self, room: RoomId, required: bool, log: &ModEntry) -> Result<RoomRecord, StoreError>;

@@ -4,7 +4,7 @@
 use super::{MuteRecord, Restriction, RoomId, RoomRecord, UserId, UserRecord};
 use crate::protocol::{
     format_ts, ActiveSanction, Appeal, AppealOutcome, CareAlert, CareKind, CwTags, LogAction, Message, ModAction,
-    Report, Role, RoomKind, RoomRole, SanctionKind, User,
+    Phase, Report, Role, RoomKind, RoomRole, SanctionKind, User,
 };
 
 /// A result row whose columns can be read by name.
@@ -41,9 +41,25 @@ macro_rules! columns {
 columns!(sqlx::sqlite::SqliteRow);
 columns!(sqlx::postgres::PgRow);
 
-/// The columns every room query selects (with `owner` from the joined user).
-pub(super) const ROOM_COLUMNS: &str = "r.id, r.name, r.topic, r.kind, r.owner_id, u.username AS owner, r.slow_mode_s, \
-     r.locked, r.starts_at, r.ends_at, r.capacity, r.requires_host, r.private, r.since_join FROM rooms r JOIN users u ON u.id = r.owner_id";
+/// The columns every room query selects (with `owner` from the joined user, and the
+/// speakers as one text by the backend's string aggregate).
+macro_rules! room_columns {
+    ($aggregate:literal) => {
+        concat!(
+            "r.id, r.name, r.topic, r.kind, r.owner_id, u.username AS owner, r.slow_mode_s, r.locked, r.starts_at, \
+             r.ends_at, r.capacity, r.requires_host, r.private, r.since_join, r.phase, r.schedule, (SELECT ",
+            $aggregate,
+            "(s.username, ' ') FROM memberships sm JOIN users s ON s.id = sm.user_id \
+             WHERE sm.room_id = r.id AND sm.room_role = 'speaker') AS speakers \
+             FROM rooms r JOIN users u ON u.id = r.owner_id"
+        )
+    };
+}
+
+/// [`room_columns`] for SQLite.
+pub(super) const ROOM_COLUMNS_SQLITE: &str = room_columns!("group_concat");
+/// [`room_columns`] for PostgreSQL.
+pub(super) const ROOM_COLUMNS_POSTGRES: &str = room_columns!("string_agg");
 
 /// A report with its reporter and the snapshot's author.
 pub(super) const REPORT_COLUMNS: &str = "r.id, r.seq, rp.username AS reporter, r.reason, r.ts, r.body, r.message_ts, \
@@ -98,6 +114,23 @@ pub(super) fn room(row: &impl Columns) -> Result<RoomRecord, sqlx::Error> {
         requires_host: row.flag("requires_host")?,
         private: row.flag("private")?,
         since_join: row.flag("since_join")?,
+        phase: match row.opt_text("phase")? {
+            Some(text) => {
+                Some(Phase::parse(&text).ok_or_else(|| sqlx::Error::Decode(format!("unknown phase `{text}`").into()))?)
+            }
+            None => None,
+        },
+        schedule: {
+            let text = row.text("schedule")?;
+            super::parse_schedule(&text)
+                .ok_or_else(|| sqlx::Error::Decode(format!("a schedule that does not parse: `{text}`").into()))?
+        },
+        speakers: {
+            let mut speakers: Vec<String> =
+                row.opt_text("speakers")?.unwrap_or_default().split_whitespace().map(str::to_string).collect();
+            speakers.sort();
+            speakers
+        },
     })
 }
 

@@ -6,8 +6,8 @@
 
 use super::*;
 use crate::protocol::{
-    AppealOutcome, CareKind, CwChanges, CwPreferences, CwTags, LogAction, Message, Reactions, Role, RoomKind, RoomRole,
-    SanctionKind, Shape,
+    AppealOutcome, CareKind, CwChanges, CwPreferences, CwTags, LogAction, Message, Phase, Reactions, Role, RoomKind,
+    RoomRole, SanctionKind, Shape,
 };
 use std::sync::Mutex;
 
@@ -69,7 +69,7 @@ suite!(sqlite, postgres: [users, tokens, rooms, memberships, room_roles, mutes, 
     client_msg_id_is_idempotent, a_failed_batch_consumes_no_seq, history_ranges, deleting_a_message,
     reports_keep_their_evidence, editing_a_message, reactions, search, mod_log_newest_first_by_scope, room_settings, ping, changes_made_outside,
     members_and_read_markers, sanctions_in_force, regions_and_warnings, care_alerts, hosts_on_duty, content_warnings, blocks, erasure,
-    appeals, closed_groups]);
+    appeals, closed_groups, summit_phases]);
 
 async fn user(store: &dyn Store, name: &str) -> UserRecord {
     store.insert_user(name, &name.to_uppercase(), "hash", Role::Member, None).await.unwrap()
@@ -791,6 +791,36 @@ async fn hosts_on_duty(s: &Subject) {
     assert!(store.update_duty(room.id, ada.id, false).await.unwrap());
     assert!(!store.update_duty(room.id, ada.id, false).await.unwrap(), "off duty already");
     assert_eq!(store.fetch_duty().await.unwrap().len(), 1);
+}
+
+async fn summit_phases(s: &Subject) {
+    let store = &*s.store;
+    let (ada, ben, cyd) = (user(store, "ada").await, user(store, "ben").await, user(store, "cyd").await);
+    let topic = room(store, "topic", ada.id, None).await;
+    assert_eq!((topic.phase, topic.schedule.len()), (None, 0), "topic rooms have no phase");
+    let summit = room(store, "summit", ada.id, Some(100)).await;
+    assert_eq!(summit.phase, Some(Phase::Hallway), "a summit without a schedule is in the hallway");
+    for member in [&ben, &cyd] {
+        store.insert_membership(&summit, member.id).await.unwrap();
+    }
+    let entry = log(Some(summit.id), LogAction::SetRoomRole, ada.id);
+    store.update_room_role(summit.id, cyd.id, RoomRole::Speaker, &entry).await.unwrap();
+    store.update_room_role(summit.id, ben.id, RoomRole::Speaker, &entry).await.unwrap();
+    let schedule = [(Phase::Stage, 1_000), (Phase::Qa, 2_000), (Phase::Hallway, 3_000)];
+    let set = store.update_room_phase(summit.id, Phase::Lobby, &schedule).await.unwrap();
+    assert_eq!((set.phase, set.schedule.as_slice()), (Some(Phase::Lobby), &schedule[..]));
+    assert_eq!(set.speakers, ["ben", "cyd"], "speakers come with the room, sorted");
+    assert_eq!((set.phase_at(999), set.phase_at(2_500)), (Some(Phase::Lobby), Some(Phase::Qa)));
+    assert_eq!(store.fetch_scheduled_rooms().await.unwrap().iter().map(|r| r.id).collect::<Vec<_>>(), [summit.id]);
+    // Two nodes race to apply the entry that came due: one wins, the other finds the
+    // schedule already moved on.
+    let won = store.advance_room_phase(summit.id, &schedule, Phase::Stage, &schedule[1..]).await.unwrap();
+    assert_eq!(won.map(|r| (r.phase, r.schedule.len())), Some((Some(Phase::Stage), 2)));
+    assert!(store.advance_room_phase(summit.id, &schedule, Phase::Stage, &schedule[1..]).await.unwrap().is_none());
+    let done = store.update_room_phase(summit.id, Phase::Closed, &[]).await.unwrap();
+    assert_eq!((done.phase, done.schedule.len()), (Some(Phase::Closed), 0));
+    assert!(store.fetch_scheduled_rooms().await.unwrap().is_empty());
+    assert_eq!(store.fetch_room("summit").await.unwrap().map(|r| r.phase), Some(Some(Phase::Closed)));
 }
 
 async fn appeals(s: &Subject) {

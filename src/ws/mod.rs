@@ -16,6 +16,7 @@ mod groups;
 mod moderation;
 mod pages;
 mod requests;
+mod summits;
 mod writer;
 
 use crate::auth::token_hash;

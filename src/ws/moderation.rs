@@ -14,6 +14,7 @@ use crate::bus::{CloseTarget, Effect};
 use crate::hub::Session;
 use crate::permissions::{may_act_server_wide, may_lift_server_wide, RoomStanding, Standing};
 use crate::protocol::close_code;
+use crate::protocol::RoomKind;
 use crate::protocol::{
     now_ms, ApiError, CareKind, ErrorCode, Event, LeftReason, LogAction, Moderation, PageQuery, Reply, Role, RoomRole,
 };
@@ -67,6 +68,10 @@ pub async fn handle(state: &AppState, session: &Session, request: Moderation) ->
         Moderation::Refer { room, seq, note } => refer(state, session, &room, seq, note).await,
         Moderation::Duty { room, on } => duty(state, session, &room, on).await,
         Moderation::HostRule { room, required } => host_rule(state, session, &room, required).await,
+        Moderation::SetPhase { room, phase } => super::summits::set_phase(state, session, &room, phase).await,
+        Moderation::SetSchedule { room, schedule } => {
+            super::summits::set_schedule(state, session, &room, schedule).await
+        }
         Moderation::SetCw { room, seq, cw, cw_note } => set_cw(state, session, &room, seq, &cw, cw_note).await,
         Moderation::CareAlerts { room, page } => care_alerts(state, session, &room, page).await,
         Moderation::AckCareAlert { room, id, note } => ack_care_alert(state, session, &room, id, note).await,
@@ -96,7 +101,7 @@ async fn target(state: &AppState, room: &RoomRecord, username: &str) -> Result<T
 }
 
 /// The actor's standing, refused with `forbidden` unless `allowed` says yes.
-async fn actor(
+pub(super) async fn actor(
     state: &AppState,
     session: &Session,
     room: &RoomRecord,
@@ -545,11 +550,21 @@ async fn set_room_role(
         reason: Some(role.as_str().to_string()),
         ..entry(Some(&room), LogAction::SetRoomRole, session)
     };
-    match state.store.update_room_role(room.id, target.record.id, role, &log).await {
-        Ok(()) => Ok(Reply::Empty {}),
-        Err(StoreError::NotFound) => Err(not_a_member(&room, &target)),
-        Err(err) => Err(internal(err)),
+    if role == RoomRole::Speaker && room.kind != RoomKind::Summit {
+        return Err(invalid(format!("#{} is a topic room: only summits have speakers.", room.name)));
     }
+    match state.store.update_room_role(room.id, target.record.id, role, &log).await {
+        Ok(()) => {}
+        Err(StoreError::NotFound) => return Err(not_a_member(&room, &target)),
+        Err(err) => return Err(internal(err)),
+    }
+    if room.kind == RoomKind::Summit {
+        // A summit's speakers are in its record: every node's copy and its members follow.
+        if let Some(updated) = state.store.fetch_room(&room.name).await.map_err(internal)? {
+            state.room_changed(updated);
+        }
+    }
+    Ok(Reply::Empty {})
 }
 
 async fn set_role(state: &AppState, session: &Session, username: &str, role: Role) -> Result<Reply, ApiError> {

@@ -10,8 +10,8 @@ use crate::hub::Session;
 use crate::permissions::{RoomStanding, Standing};
 use crate::protocol::{
     format_ts, now_ms, parse_ts, ApiError, CreateRoom, CwChanges, CwTags, ErrorCode, Event, HistoryQuery,
-    HistoryVisibility, LeftReason, Member, MembersQuery, Message, PageQuery, Reply, Request, Role, Room, RoomKind,
-    SearchQuery, SendMessage, Shape, Visibility, CW_NOTE_MAX,
+    HistoryVisibility, LeftReason, Member, MembersQuery, Message, PageQuery, Phase, Reply, Request, Role, Room,
+    RoomKind, RoomRole, SearchQuery, SendMessage, Shape, Visibility, CW_NOTE_MAX,
 };
 use crate::state::{describe_until, internal, AppState};
 use crate::store::{
@@ -276,6 +276,12 @@ async fn leave(state: &AppState, session: &Session, name: &str) -> Result<Reply,
     }
     let user = UserRecord { id: session.user_id, user: session.user() };
     state.member_left(&room.name, &user, LeftReason::Left);
+    if room.speakers.contains(&user.user.username) {
+        // A speaker who leaves is no longer one: the summit's list follows.
+        if let Some(updated) = state.store.fetch_room(&room.name).await.map_err(internal)? {
+            state.room_changed(updated);
+        }
+    }
     Ok(Reply::Empty {})
 }
 
@@ -291,6 +297,16 @@ async fn send(state: &AppState, session: &Session, fields: SendMessage) -> Resul
     check_window(&room)?;
     if let Some(mute) = state.mute(room.id, session.user_id) {
         return Err(super::moderation::muted_error(&room.name, &mute));
+    }
+    // A summit's phase decides who may send; only phases that restrict pay for the read.
+    let phase = room.phase_at(now_ms()).unwrap_or(Phase::Hallway);
+    if phase != Phase::Hallway {
+        // The room role read now, not the cached speakers list: a speaker who left and
+        // came back is a member again.
+        let room_role = state.store.fetch_room_role(room.id, session.user_id).await.map_err(internal)?;
+        let in_room = RoomStanding::from_membership(room_role, room.owner_id == session.user_id);
+        let standing = Standing { global: session.user().role, room: in_room };
+        super::summits::send_rule(&room, phase, standing, room_role == Some(RoomRole::Speaker))?;
     }
     let slow_mode = room.slow_mode_s > 0;
     let waiting_for_host = room.requires_host && state.hosts_on_duty(room.id).is_empty();

@@ -15,4 +15,5 @@ mod operations;
 mod rights;
 mod rooms;
 mod storage;
+mod summits;
 mod support;

@@ -18,7 +18,9 @@
 
 mod schema;
 
-use super::rows::{self, APPEAL_COLUMNS, CARE_COLUMNS, MESSAGE_COLUMNS, REPORT_COLUMNS, ROOM_COLUMNS};
+use super::rows::{
+    self, APPEAL_COLUMNS, CARE_COLUMNS, MESSAGE_COLUMNS, REPORT_COLUMNS, ROOM_COLUMNS_POSTGRES as ROOM_COLUMNS,
+};
 use super::writer::{Batch, BatchWriter, Job, Writer, PROVEN_FOR};
 use super::{
     AppealRecord, BanScope, Change, CommitListener, Credentials, Erased, HistoryRange, Lift, LogAbout, ModEntry,
@@ -28,7 +30,7 @@ use super::{
 use crate::metrics::Metrics;
 use crate::protocol::{
     format_ts, now_ms, ActiveSanction, Appeal, AppealOutcome, CareAlert, CareKind, CwChanges, CwPreferences, CwTags,
-    Message, ModAction, Reactions, Report, Role, RoomRole, User,
+    Message, ModAction, Phase, Reactions, Report, Role, RoomKind, RoomRole, User,
 };
 use async_trait::async_trait;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
@@ -1027,6 +1029,58 @@ impl Store for PostgresStore {
         Ok(Some(alert))
     }
 
+    async fn update_room_phase(
+        &self,
+        room: RoomId,
+        phase: Phase,
+        schedule: &[(Phase, i64)],
+    ) -> Result<RoomRecord, StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE rooms SET phase = $1, schedule = $2 WHERE id = $3")
+            .bind(phase.as_str())
+            .bind(super::schedule_text(schedule))
+            .bind(room.0)
+            .execute(&mut *tx)
+            .await?;
+        let row =
+            sqlx::query(&format!("SELECT {ROOM_COLUMNS} WHERE r.id = $1")).bind(room.0).fetch_one(&mut *tx).await?;
+        let record = rows::room(&row)?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn advance_room_phase(
+        &self,
+        room: RoomId,
+        expected: &[(Phase, i64)],
+        phase: Phase,
+        rest: &[(Phase, i64)],
+    ) -> Result<Option<RoomRecord>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let changed = sqlx::query("UPDATE rooms SET phase = $1, schedule = $2 WHERE id = $3 AND schedule = $4")
+            .bind(phase.as_str())
+            .bind(super::schedule_text(rest))
+            .bind(room.0)
+            .bind(super::schedule_text(expected))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if changed == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let row =
+            sqlx::query(&format!("SELECT {ROOM_COLUMNS} WHERE r.id = $1")).bind(room.0).fetch_one(&mut *tx).await?;
+        let record = rows::room(&row)?;
+        tx.commit().await?;
+        Ok(Some(record))
+    }
+
+    async fn fetch_scheduled_rooms(&self) -> Result<Vec<RoomRecord>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {ROOM_COLUMNS} WHERE r.schedule <> ''")).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(rows::room).collect::<Result<_, _>>()?)
+    }
+
     async fn update_host_rule(&self, room: RoomId, required: bool, log: &ModEntry) -> Result<RoomRecord, StoreError> {
         let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE rooms SET requires_host = $1 WHERE id = $2")
@@ -1225,7 +1279,7 @@ impl Store for PostgresStore {
         let mut tx = self.begin_write().await?;
         let inserted: Option<i64> = sqlx::query_scalar(
             "INSERT INTO rooms (name, topic, kind, owner_id, starts_at, ends_at, capacity, created_at, requires_host, \
-             private, since_join) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             private, since_join, phase) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
              ON CONFLICT (name) DO NOTHING RETURNING id",
         )
         .bind(&room.name)
@@ -1239,6 +1293,7 @@ impl Store for PostgresStore {
         .bind(room.requires_host)
         .bind(room.private)
         .bind(room.since_join)
+        .bind((room.kind == RoomKind::Summit).then_some(Phase::Hallway.as_str()))
         .fetch_optional(&mut *tx)
         .await?;
         let Some(id) = inserted else {

@@ -16,7 +16,9 @@ pub mod backup;
 mod schema;
 mod write;
 
-use super::rows::{self, APPEAL_COLUMNS, CARE_COLUMNS, MESSAGE_COLUMNS, REPORT_COLUMNS, ROOM_COLUMNS};
+use super::rows::{
+    self, APPEAL_COLUMNS, CARE_COLUMNS, MESSAGE_COLUMNS, REPORT_COLUMNS, ROOM_COLUMNS_SQLITE as ROOM_COLUMNS,
+};
 use super::writer::{Writer, PROVEN_FOR};
 use super::{
     AppealRecord, BanScope, Change, CommitListener, Credentials, Erased, HistoryRange, Lift, LogAbout, ModEntry,
@@ -26,7 +28,7 @@ use super::{
 use crate::metrics::Metrics;
 use crate::protocol::{
     format_ts, now_ms, ActiveSanction, Appeal, AppealOutcome, CareAlert, CareKind, CwChanges, CwPreferences, CwTags,
-    Message, ModAction, Reactions, Report, Role, RoomRole, User,
+    Message, ModAction, Phase, Reactions, Report, Role, RoomKind, RoomRole, User,
 };
 use async_trait::async_trait;
 use sqlx::sqlite::{
@@ -888,6 +890,58 @@ impl Store for SqliteStore {
         Ok(Some(alert))
     }
 
+    async fn update_room_phase(
+        &self,
+        room: RoomId,
+        phase: Phase,
+        schedule: &[(Phase, i64)],
+    ) -> Result<RoomRecord, StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE rooms SET phase = ?, schedule = ? WHERE id = ?")
+            .bind(phase.as_str())
+            .bind(super::schedule_text(schedule))
+            .bind(room.0)
+            .execute(&mut *tx)
+            .await?;
+        let row =
+            sqlx::query(&format!("SELECT {ROOM_COLUMNS} WHERE r.id = ?")).bind(room.0).fetch_one(&mut *tx).await?;
+        let record = rows::room(&row)?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn advance_room_phase(
+        &self,
+        room: RoomId,
+        expected: &[(Phase, i64)],
+        phase: Phase,
+        rest: &[(Phase, i64)],
+    ) -> Result<Option<RoomRecord>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let changed = sqlx::query("UPDATE rooms SET phase = ?, schedule = ? WHERE id = ? AND schedule = ?")
+            .bind(phase.as_str())
+            .bind(super::schedule_text(rest))
+            .bind(room.0)
+            .bind(super::schedule_text(expected))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if changed == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let row =
+            sqlx::query(&format!("SELECT {ROOM_COLUMNS} WHERE r.id = ?")).bind(room.0).fetch_one(&mut *tx).await?;
+        let record = rows::room(&row)?;
+        tx.commit().await?;
+        Ok(Some(record))
+    }
+
+    async fn fetch_scheduled_rooms(&self) -> Result<Vec<RoomRecord>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {ROOM_COLUMNS} WHERE r.schedule <> ''")).fetch_all(&self.reads).await?;
+        Ok(rows.iter().map(rows::room).collect::<Result<_, _>>()?)
+    }
+
     async fn update_host_rule(&self, room: RoomId, required: bool, log: &ModEntry) -> Result<RoomRecord, StoreError> {
         let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE rooms SET requires_host = ? WHERE id = ?")
@@ -1087,7 +1141,7 @@ impl Store for SqliteStore {
         let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO rooms (name, topic, kind, owner_id, starts_at, ends_at, capacity, created_at, requires_host, \
-             private, since_join) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             private, since_join, phase) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(&room.name)
         .bind(&room.topic)
@@ -1100,6 +1154,7 @@ impl Store for SqliteStore {
         .bind(room.requires_host)
         .bind(room.private)
         .bind(room.since_join)
+        .bind((room.kind == RoomKind::Summit).then_some(Phase::Hallway.as_str()))
         .fetch_one(&mut *tx)
         .await;
         let id: i64 = match inserted {

@@ -280,6 +280,16 @@ CREATE TABLE invites (
     created_at INTEGER NOT NULL
 );
 "#,
+    // Summits run through phases (PROTOCOL §12): the phase now (NULL for topic rooms;
+    // a summit without a schedule is in the hallway, the version 1 behaviour), the
+    // phases still to come (`phase@unix-ms` separated by spaces), and speakers found
+    // by their room role.
+    r#"
+ALTER TABLE rooms ADD COLUMN phase TEXT;
+ALTER TABLE rooms ADD COLUMN schedule TEXT NOT NULL DEFAULT '';
+UPDATE rooms SET phase = 'hallway' WHERE kind = 'summit';
+CREATE INDEX memberships_speakers ON memberships(room_id) WHERE room_role = 'speaker';
+"#,
 ];
 
 /// The schema version this build migrates to.

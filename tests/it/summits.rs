@@ -1,0 +1,154 @@
+//! Summits (PROTOCOL §12): who may send in each phase, phases moved by hand and by the
+//! schedule (on every node of a network), and speakers.
+
+use crate::cluster::Cluster;
+use crate::support::*;
+use alongside::protocol::Role;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// An ISO-8601 time `ms` milliseconds from now.
+fn in_ms(ms: i64) -> String {
+    alongside::protocol::format_ts(alongside::protocol::now_ms() + ms)
+}
+
+/// Whether `client` may send in `room` now: `Ok` or the error code.
+async fn try_send(client: &mut Client, room: &str, body: &str) -> Result<(), String> {
+    let reply = client.request(json!({"type": "send", "room": room, "body": body})).await;
+    match reply["type"].as_str() {
+        Some("ok") => Ok(()),
+        _ => Err(reply["code"].as_str().unwrap_or("?").to_string()),
+    }
+}
+
+/// The next `room_updated` for `room`, skipping other events.
+async fn updated(client: &mut Client, room: &str) -> Value {
+    loop {
+        let event = client.event_of("room_updated").await;
+        if event["room"]["name"] == room {
+            return event["room"].clone();
+        }
+    }
+}
+
+/// An organiser who opened the summit `room`, a member and a speaker in it.
+async fn summit(server: &TestServer, room: &str) -> (Client, Client, Client) {
+    let token = server.user_with_role("organiser", Role::Organiser).await;
+    let mut organiser = server.client(&token).await;
+    let created = organiser.ok(json!({"type": "create_room", "name": room, "kind": "summit"})).await;
+    assert_eq!(created["room"]["phase"], "hallway", "a summit without a schedule is in the hallway: {created}");
+    let mut member = server.member_of("member", room).await;
+    let mut speaker = server.member_of("speaker", room).await;
+    organiser.ok(json!({"type": "set_room_role", "room": room, "user": "speaker", "role": "speaker"})).await;
+    for client in [&mut speaker, &mut member] {
+        let room_now = updated(client, room).await;
+        assert_eq!(room_now["speakers"], json!(["speaker"]));
+    }
+    (organiser, member, speaker)
+}
+
+#[tokio::test]
+async fn each_phase_lets_exactly_its_senders_send() {
+    let server = TestServer::start().await;
+    let (mut organiser, mut member, mut speaker) = summit(&server, "wmhd").await;
+    // (phase, organiser, speaker, member): Ok, or the error code.
+    let ok = Ok(());
+    let not_open = Err("not_open".to_string());
+    let forbidden = Err("forbidden".to_string());
+    let table = [
+        ("scheduled", not_open.clone(), not_open.clone(), not_open.clone()),
+        ("lobby", ok.clone(), forbidden.clone(), forbidden.clone()),
+        ("stage", ok.clone(), ok.clone(), forbidden.clone()),
+        ("qa", ok.clone(), ok.clone(), forbidden.clone()),
+        ("hallway", ok.clone(), ok.clone(), ok.clone()),
+        ("closed", not_open.clone(), not_open.clone(), not_open.clone()),
+    ];
+    for (phase, by_organiser, by_speaker, by_member) in table {
+        organiser.ok(json!({"type": "set_phase", "room": "wmhd", "phase": phase})).await;
+        let seen = updated(&mut member, "wmhd").await;
+        assert_eq!(seen["phase"], phase, "the member hears the new phase");
+        assert_eq!(try_send(&mut organiser, "wmhd", "from the organiser").await, by_organiser, "{phase}: organiser");
+        assert_eq!(try_send(&mut speaker, "wmhd", "from the speaker").await, by_speaker, "{phase}: speaker");
+        assert_eq!(try_send(&mut member, "wmhd", "from a member").await, by_member, "{phase}: member");
+    }
+    // A speaker who leaves and comes back is a member again.
+    organiser.ok(json!({"type": "set_phase", "room": "wmhd", "phase": "stage"})).await;
+    speaker.ok(json!({"type": "leave", "room": "wmhd"})).await;
+    speaker.ok(json!({"type": "join", "room": "wmhd"})).await;
+    assert_eq!(try_send(&mut speaker, "wmhd", "still a speaker?").await, Err("forbidden".into()));
+    let listed = organiser.ok(json!({"type": "join", "room": "wmhd"})).await;
+    assert!(listed["room"].get("speakers").is_none(), "{listed}");
+    // Members cannot move the phase; topic rooms have none, nor speakers.
+    member.refused(json!({"type": "set_phase", "room": "wmhd", "phase": "hallway"}), "forbidden").await;
+    let mut host = server.room_owner("host", "topic").await;
+    host.refused(json!({"type": "set_phase", "room": "topic", "phase": "stage"}), "invalid").await;
+    let topic = host.ok(json!({"type": "join", "room": "topic"})).await;
+    assert!(topic["room"].get("phase").is_none(), "{topic}");
+    server.member_of("guest", "topic").await;
+    host.refused(json!({"type": "set_room_role", "room": "topic", "user": "guest", "role": "speaker"}), "invalid")
+        .await;
+}
+
+#[tokio::test]
+async fn the_schedule_moves_the_phase_at_its_time_and_set_phase_drops_the_rest() {
+    let server = TestServer::start().await;
+    let (mut organiser, mut member, _speaker) = summit(&server, "summit-day").await;
+    // Times must go up.
+    let backwards = json!([{"phase": "stage", "at": in_ms(2000)}, {"phase": "lobby", "at": in_ms(1000)}]);
+    organiser.refused(json!({"type": "set_schedule", "room": "summit-day", "schedule": backwards}), "invalid").await;
+    let schedule = json!([
+        {"phase": "lobby", "at": in_ms(-1000)},
+        {"phase": "stage", "at": in_ms(400)},
+        {"phase": "hallway", "at": in_ms(800)},
+    ]);
+    organiser.ok(json!({"type": "set_schedule", "room": "summit-day", "schedule": schedule})).await;
+    // The entry already due applies at once; the ones to come are listed.
+    let now = updated(&mut member, "summit-day").await;
+    assert_eq!(now["phase"], "lobby", "{now}");
+    assert_eq!(now["schedule"].as_array().map(Vec::len), Some(2), "{now}");
+    assert_eq!(try_send(&mut member, "summit-day", "too early").await, Err("forbidden".into()));
+    let stage = updated(&mut member, "summit-day").await;
+    assert_eq!(stage["phase"], "stage", "{stage}");
+    let hallway = updated(&mut member, "summit-day").await;
+    assert_eq!(hallway["phase"], "hallway", "{hallway}");
+    assert!(hallway.get("schedule").is_none(), "nothing left to come: {hallway}");
+    try_send(&mut member, "summit-day", "now we talk").await.expect("the hallway is open to members");
+
+    // set_phase replaces what is left of a schedule with nothing.
+    let later = json!([{"phase": "closed", "at": in_ms(300)}]);
+    organiser.ok(json!({"type": "set_schedule", "room": "summit-day", "schedule": later})).await;
+    updated(&mut member, "summit-day").await;
+    organiser.ok(json!({"type": "set_phase", "room": "summit-day", "phase": "qa"})).await;
+    let qa = updated(&mut member, "summit-day").await;
+    assert_eq!(qa["phase"], "qa");
+    assert!(qa.get("schedule").is_none(), "{qa}");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (_, body) = http(server.addr, "GET", "/healthz", &[], None).await;
+    assert!(body.contains("ok"));
+    let joined = member.ok(json!({"type": "join", "room": "summit-day"})).await;
+    assert_eq!(joined["room"]["phase"], "qa", "the dropped entry never came: {joined}");
+}
+
+#[tokio::test]
+async fn a_schedule_set_on_one_node_moves_members_on_both() {
+    let Some(cluster) = Cluster::start(2).await else { return };
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let token = a.user_with_role("organiser", Role::Organiser).await;
+    let mut organiser = a.client(&token).await;
+    organiser.ok(json!({"type": "create_room", "name": "global-summit", "kind": "summit"})).await;
+    let mut on_a = a.member_of("ada", "global-summit").await;
+    let mut on_b = b.member_of("ben", "global-summit").await;
+    let schedule = json!([{"phase": "stage", "at": in_ms(300)}]);
+    organiser.ok(json!({"type": "set_schedule", "room": "global-summit", "schedule": schedule})).await;
+    for member in [&mut on_a, &mut on_b] {
+        let set = updated(member, "global-summit").await;
+        assert_eq!(set["phase"], "hallway", "{set}");
+        let stage = updated(member, "global-summit").await;
+        assert_eq!(stage["phase"], "stage", "{stage}");
+        assert_eq!(try_send(member, "global-summit", "on stage?").await, Err("forbidden".into()));
+    }
+    // Exactly one `room_updated` for the move.
+    for member in [&mut on_a, &mut on_b] {
+        member.assert_quiet(Duration::from_millis(400)).await;
+    }
+}

@@ -641,6 +641,83 @@ pub struct CareAlert {
     pub acked_at: Option<String>,
 }
 
+/// Where a summit question stands (PROTOCOL §12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuestionStatus {
+    /// Waiting for a moderator: only moderators see it.
+    Pending,
+    /// Taken: everyone sees it and may vote.
+    Approved,
+    /// Answered on stage.
+    Answered,
+    /// Set aside: only moderators see it.
+    Dismissed,
+}
+
+impl QuestionStatus {
+    /// The stable name on the wire and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuestionStatus::Pending => "pending",
+            QuestionStatus::Approved => "approved",
+            QuestionStatus::Answered => "answered",
+            QuestionStatus::Dismissed => "dismissed",
+        }
+    }
+
+    /// Parses the stored name.
+    pub fn parse(text: &str) -> Option<QuestionStatus> {
+        [QuestionStatus::Pending, QuestionStatus::Approved, QuestionStatus::Answered, QuestionStatus::Dismissed]
+            .into_iter()
+            .find(|status| status.as_str() == text)
+    }
+
+    /// Whether members (not only moderators) see questions with this status.
+    pub fn is_public(self) -> bool {
+        match self {
+            QuestionStatus::Approved | QuestionStatus::Answered => true,
+            QuestionStatus::Pending | QuestionStatus::Dismissed => false,
+        }
+    }
+}
+
+/// A question asked in a summit (PROTOCOL §12).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Question {
+    /// Question id, unique on the server.
+    pub id: i64,
+    /// Room name.
+    pub room: String,
+    /// The question.
+    pub body: String,
+    /// Who asked: absent when they asked anonymously, except for moderators.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<User>,
+    /// Asked anonymously (moderators see this with the author).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub anonymous: bool,
+    /// Members who voted for it.
+    pub votes: i64,
+    /// Whether the requester voted for it (absent in events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voted: Option<bool>,
+    /// Where it stands.
+    pub status: QuestionStatus,
+    /// When it was asked.
+    pub ts: String,
+}
+
+impl Question {
+    /// The question as a member sees it: an anonymous asker's name is left out.
+    pub fn for_members(mut self) -> Question {
+        if self.anonymous {
+            self.author = None;
+        }
+        self
+    }
+}
+
 /// A support resource (PROTOCOL §8.1): a crisis line, a text service, a directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -1237,6 +1314,35 @@ pub enum Request {
         /// The last message read.
         seq: i64,
     },
+    /// Ask a question in a summit on stage or in Q&A.
+    Ask {
+        /// Room name.
+        room: String,
+        /// The question.
+        body: String,
+        /// Hide the asker's name from members (never from moderators).
+        anonymous: bool,
+    },
+    /// A summit's questions, a page at a time.
+    Questions {
+        /// Room name.
+        room: String,
+        /// Only this status (moderators may ask for any; members see approved and answered).
+        status: Option<QuestionStatus>,
+        /// Page size.
+        limit: Option<u32>,
+        /// The page after this question.
+        after_id: Option<i64>,
+    },
+    /// Vote for a question, or take the vote back.
+    Vote {
+        /// Room name.
+        room: String,
+        /// The question.
+        question_id: i64,
+        /// `upvote` (true) or `unvote` (false).
+        up: bool,
+    },
     /// A moderation request.
     Moderate(Moderation),
     /// `test_panic`: makes its handler panic. Only in builds for the tests.
@@ -1330,6 +1436,15 @@ pub enum Moderation {
         user: String,
         /// The new room role.
         role: RoomRole,
+    },
+    /// Approve, answer or dismiss a summit question.
+    ModerateQuestion {
+        /// Room name.
+        room: String,
+        /// The question.
+        question_id: i64,
+        /// Its new status (not `pending`).
+        status: QuestionStatus,
     },
     /// Move a summit to a phase now, dropping what is left of its schedule.
     SetPhase {
@@ -1745,6 +1860,38 @@ struct RoomRoleFields {
 }
 
 #[derive(Deserialize)]
+struct AskFields {
+    room: String,
+    body: String,
+    #[serde(default)]
+    anonymous: bool,
+}
+
+#[derive(Deserialize)]
+struct QuestionsFields {
+    room: String,
+    #[serde(default)]
+    status: Option<QuestionStatus>,
+    #[serde(default)]
+    limit: Option<u32>,
+    #[serde(default)]
+    after_id: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct VoteFields {
+    room: String,
+    question_id: i64,
+}
+
+#[derive(Deserialize)]
+struct ModerateQuestionFields {
+    room: String,
+    question_id: i64,
+    status: QuestionStatus,
+}
+
+#[derive(Deserialize)]
 struct PhaseFields {
     room: String,
     phase: Phase,
@@ -1848,7 +1995,7 @@ pub struct ParseError {
 }
 
 /// Every request `type` the server understands: the label of the per-type metrics.
-pub const REQUEST_TYPES: [&str; 56] = [
+pub const REQUEST_TYPES: [&str; 61] = [
     "auth",
     "rooms",
     "resources",
@@ -1875,6 +2022,11 @@ pub const REQUEST_TYPES: [&str; 56] = [
     "search",
     "members",
     "mark_read",
+    "ask",
+    "questions",
+    "upvote",
+    "unvote",
+    "moderate_question",
     "mute",
     "unmute",
     "kick",
@@ -2007,6 +2159,18 @@ pub fn parse_request_typed(text: &str) -> Result<(Option<RequestId>, &'static st
             let f: SeqFields = serde_json::from_str(text).map_err(|e| fail("mark_read", e))?;
             Request::MarkRead { room: f.room, seq: f.seq }
         }
+        "ask" => {
+            let f: AskFields = serde_json::from_str(text).map_err(|e| fail("ask", e))?;
+            Request::Ask { room: f.room, body: f.body, anonymous: f.anonymous }
+        }
+        "questions" => {
+            let f: QuestionsFields = serde_json::from_str(text).map_err(|e| fail("questions", e))?;
+            Request::Questions { room: f.room, status: f.status, limit: f.limit, after_id: f.after_id }
+        }
+        "upvote" | "unvote" => {
+            let f: VoteFields = serde_json::from_str(text).map_err(|e| fail(&kind, e))?;
+            Request::Vote { room: f.room, question_id: f.question_id, up: kind == "upvote" }
+        }
         other => match parse_moderation(other, text) {
             Some(Ok(moderation)) => Request::Moderate(moderation),
             Some(Err(message)) => {
@@ -2067,6 +2231,11 @@ fn parse_moderation(kind: &str, text: &str) -> Option<Result<Moderation, String>
         }
         "set_role" => fields::<RoleFields>(text).map(|f| Moderation::SetRole { user: f.user, role: f.role }),
         "set_phase" => fields::<PhaseFields>(text).map(|f| Moderation::SetPhase { room: f.room, phase: f.phase }),
+        "moderate_question" => fields::<ModerateQuestionFields>(text).map(|f| Moderation::ModerateQuestion {
+            room: f.room,
+            question_id: f.question_id,
+            status: f.status,
+        }),
         "set_schedule" => {
             fields::<ScheduleFields>(text).map(|f| Moderation::SetSchedule { room: f.room, schedule: f.schedule })
         }
@@ -2212,6 +2381,20 @@ pub enum Reply {
     Reports {
         /// Open reports, oldest first.
         reports: Vec<Report>,
+        /// More follow: ask again with `after_id` = the last id.
+        #[serde(skip_serializing_if = "is_false")]
+        more: bool,
+    },
+    /// `ask`, `upvote`, `unvote`.
+    Question {
+        /// The question.
+        question: Question,
+    },
+    /// `questions`.
+    Questions {
+        /// Approved first by votes then age, then (for moderators) pending, answered
+        /// and dismissed.
+        questions: Vec<Question>,
         /// More follow: ask again with `after_id` = the last id.
         #[serde(skip_serializing_if = "is_false")]
         more: bool,
@@ -2455,6 +2638,22 @@ pub enum Event {
         /// The moderator's reason.
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+    },
+    /// A summit question is new (to moderators), or its status changed.
+    Question {
+        /// Room name.
+        room: String,
+        /// The question (an anonymous asker left out).
+        question: Question,
+    },
+    /// A question's vote count now (at most one per question per second per node).
+    QuestionVotes {
+        /// Room name.
+        room: String,
+        /// The question.
+        question_id: i64,
+        /// Votes now.
+        votes: i64,
     },
     /// For a room's moderators: someone may need care now (or, with `acked_by`, a
     /// colleague is looking after it).

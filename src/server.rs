@@ -205,6 +205,21 @@ impl Server {
             }
         };
         state.tracker.spawn(phases);
+        // Vote counts go out at most once a second per question.
+        let votes = {
+            let (state, stop) = (state.clone(), state.shutdown.clone());
+            async move {
+                let mut ticks = tokio::time::interval(Duration::from_secs(1));
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = ticks.tick() => state.flush_votes().await,
+                        () = stop.cancelled() => return,
+                    }
+                }
+            }
+        };
+        state.tracker.spawn(votes);
         let app = Router::new().merge(http::routes()).merge(ws::routes()).with_state(state.clone());
         let stop = state.shutdown.clone();
         let limits = ConnectionLimits {

@@ -53,6 +53,8 @@ pub struct Shared {
     pub care: Care,
     /// Wakes the phase timer when a schedule here changed (`advance_phases`).
     pub phase_timer: tokio::sync::Notify,
+    /// Questions voted on since the vote flusher last ran, with their rooms.
+    voted: std::sync::Mutex<std::collections::HashMap<i64, String>>,
     /// This node's fan-out; changed only by bus effects and the session lifecycle below.
     hub: Hub,
     /// Password hashing behind its semaphore.
@@ -112,6 +114,7 @@ impl Shared {
         let trusted_proxies = TrustedProxies::parse(&config.trusted_proxies).unwrap_or_default();
         Shared {
             phase_timer: tokio::sync::Notify::new(),
+            voted: std::sync::Mutex::default(),
             passwords: Passwords::new(config.hash_concurrency),
             login_failures: Failures::new(config.login_failures_per_account_address, window),
             account_failures: Failures::new(0, window),
@@ -600,6 +603,34 @@ impl Shared {
         } else {
             // Everyone's room list learns of it, on every node.
             self.bus.publish(BusMessage::Everyone { frame: Utf8Bytes::from(event.to_json()) });
+        }
+    }
+
+    /// Someone voted on question `id` of `room`: the flusher publishes its count.
+    pub fn question_voted(&self, room: &str, id: i64) {
+        self.voted
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(id)
+            .or_insert_with(|| room.to_string());
+    }
+
+    /// Publishes `question_votes` once for every question voted on since the last
+    /// call, with its count read now: a storm of votes is one event per question per
+    /// run (the server runs this once a second).
+    pub async fn flush_votes(&self) {
+        let voted = std::mem::take(&mut *self.voted.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        for (question_id, room) in voted {
+            match self.store.fetch_question_votes(question_id).await {
+                Ok(Some(votes)) => self.publish_room(
+                    &room,
+                    &Event::QuestionVotes { room: room.clone(), question_id, votes },
+                    None,
+                    None,
+                ),
+                Ok(None) => {}
+                Err(err) => tracing::warn!(error = %err, question_id, "cannot read a question's votes"),
+            }
         }
     }
 

@@ -160,10 +160,24 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("resolved_at", Int),
         ],
     ),
+    (
+        "questions",
+        &[
+            ("id", Int),
+            ("room_id", Int),
+            ("author_id", Int),
+            ("body", Text),
+            ("anonymous", Flag),
+            ("status", Text),
+            ("votes", Int),
+            ("ts", Int),
+        ],
+    ),
+    ("question_votes", &[("question_id", Int), ("user_id", Int)]),
 ];
 
 /// The tables whose ids PostgreSQL hands out, so its counters must start past ours.
-const IDENTITIES: &[&str] = &["users", "rooms", "mod_log", "reports", "care_alerts", "appeals"];
+const IDENTITIES: &[&str] = &["users", "rooms", "mod_log", "reports", "care_alerts", "appeals", "questions"];
 
 /// Bytes of `COPY` data sent at a time.
 const CHUNK: usize = 1 << 20;

@@ -38,7 +38,7 @@ pub use health::WriteHealth;
 
 use crate::protocol::{
     ActiveSanction, Appeal, AppealOutcome, CareAlert, CareKind, CwChanges, CwPreferences, CwTags, LogAction, Message,
-    ModAction, Phase, Reactions, Report, Role, RoomKind, RoomRole, User,
+    ModAction, Phase, Question, QuestionStatus, Reactions, Report, Role, RoomKind, RoomRole, User,
 };
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -114,6 +114,17 @@ impl RoomRecord {
     pub fn phase_at(&self, now_ms: i64) -> Option<Phase> {
         let due = self.schedule.iter().take_while(|(_, at)| *at <= now_ms).last();
         due.map(|(phase, _)| *phase).or(self.phase)
+    }
+}
+
+/// Where a status comes in the order questions are listed: approved 0, answered 1,
+/// pending 2, dismissed 3 (`Store::fetch_questions` takes a range of these).
+pub fn question_rank(status: QuestionStatus) -> i64 {
+    match status {
+        QuestionStatus::Approved => 0,
+        QuestionStatus::Answered => 1,
+        QuestionStatus::Pending => 2,
+        QuestionStatus::Dismissed => 3,
     }
 }
 
@@ -559,6 +570,52 @@ pub trait Store: Send + Sync + 'static {
     /// if there is no open alert with that id in the room.
     async fn ack_care_alert(&self, room: &RoomRecord, id: i64, log: &ModEntry)
         -> Result<Option<CareAlert>, StoreError>;
+
+    /// Stores a pending question asked by `author`.
+    async fn insert_question(
+        &self,
+        room: &RoomRecord,
+        author: UserId,
+        body: &str,
+        anonymous: bool,
+    ) -> Result<Question, StoreError>;
+
+    /// Question `id` of `room` (`voted` for `viewer`), or `None`.
+    async fn fetch_question(&self, room: &RoomRecord, id: i64, viewer: UserId) -> Result<Option<Question>, StoreError>;
+
+    /// Up to `limit` questions of `room` whose status ranks from `ranks.0` to `ranks.1`
+    /// (approved 0, answered 1, pending 2, dismissed 3), in that order, then by votes
+    /// (most first), age and id; after question `after_id` (`NotFound` if it is not
+    /// the room's). `voted` is for `viewer`.
+    async fn fetch_questions(
+        &self,
+        room: &RoomRecord,
+        ranks: (i64, i64),
+        after_id: Option<i64>,
+        limit: u32,
+        viewer: UserId,
+    ) -> Result<Vec<Question>, StoreError>;
+
+    /// Adds (`up`) or takes back `user`'s one vote for an approved question; its votes
+    /// now, or `None` when the room has no approved question `id`.
+    async fn vote_question(
+        &self,
+        room: &RoomRecord,
+        id: i64,
+        user: UserId,
+        up: bool,
+    ) -> Result<Option<i64>, StoreError>;
+
+    /// A question's votes now, or `None`.
+    async fn fetch_question_votes(&self, id: i64) -> Result<Option<i64>, StoreError>;
+
+    /// Sets a question's status; its status before and the question now, or `None`.
+    async fn update_question_status(
+        &self,
+        room: &RoomRecord,
+        id: i64,
+        status: QuestionStatus,
+    ) -> Result<Option<(QuestionStatus, Question)>, StoreError>;
 
     /// Sets a summit's stored phase and its schedule still to come; the room as it is now.
     async fn update_room_phase(

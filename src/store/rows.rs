@@ -4,7 +4,7 @@
 use super::{MuteRecord, Restriction, RoomId, RoomRecord, UserId, UserRecord};
 use crate::protocol::{
     format_ts, ActiveSanction, Appeal, AppealOutcome, CareAlert, CareKind, CwTags, LogAction, Message, ModAction,
-    Phase, Report, Role, RoomKind, RoomRole, SanctionKind, User,
+    Phase, Question, QuestionStatus, Report, Role, RoomKind, RoomRole, SanctionKind, User,
 };
 
 /// A result row whose columns can be read by name.
@@ -60,6 +60,52 @@ macro_rules! room_columns {
 pub(super) const ROOM_COLUMNS_SQLITE: &str = room_columns!("group_concat");
 /// [`room_columns`] for PostgreSQL.
 pub(super) const ROOM_COLUMNS_POSTGRES: &str = room_columns!("string_agg");
+
+/// A question with its author, and whether the first bound user voted for it.
+pub(super) const QUESTION_COLUMNS: &str = "q.id, q.body, q.anonymous, q.status, q.votes, q.ts, u.username, \
+     u.display_name, u.role, EXISTS (SELECT 1 FROM question_votes v WHERE v.question_id = q.id AND v.user_id = ?) AS voted \
+     FROM questions q JOIN users u ON u.id = q.author_id";
+
+/// The order questions are listed in: approved, answered, pending, dismissed
+/// ([`super::question_rank`]).
+pub(super) const QUESTION_RANK: &str =
+    "CAST(CASE q.status WHEN 'approved' THEN 0 WHEN 'answered' THEN 1 WHEN 'pending' THEN 2 ELSE 3 END AS BIGINT)";
+
+/// `sql` with each `?` numbered `$1`, `$2`, ... for PostgreSQL.
+pub(super) fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push_str(&format!("${n}"));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// [`QUESTION_COLUMNS`].
+pub(super) fn question(room: &str, row: &impl Columns) -> Result<Question, sqlx::Error> {
+    let status = row.text("status")?;
+    Ok(Question {
+        id: row.int("id")?,
+        room: room.to_string(),
+        body: row.text("body")?,
+        author: Some(User {
+            username: row.text("username")?,
+            display_name: row.text("display_name")?,
+            role: parse_role(&row.text("role")?)?,
+        }),
+        anonymous: row.flag("anonymous")?,
+        votes: row.int("votes")?,
+        voted: Some(row.flag("voted")?),
+        status: QuestionStatus::parse(&status)
+            .ok_or_else(|| sqlx::Error::Decode(format!("unknown question status `{status}`").into()))?,
+        ts: format_ts(row.int("ts")?),
+    })
+}
 
 /// A report with its reporter and the snapshot's author.
 pub(super) const REPORT_COLUMNS: &str = "r.id, r.seq, rp.username AS reporter, r.reason, r.ts, r.body, r.message_ts, \

@@ -6,8 +6,8 @@
 
 use super::*;
 use crate::protocol::{
-    AppealOutcome, CareKind, CwChanges, CwPreferences, CwTags, LogAction, Message, Phase, Reactions, Role, RoomKind,
-    RoomRole, SanctionKind, Shape,
+    AppealOutcome, CareKind, CwChanges, CwPreferences, CwTags, LogAction, Message, Phase, Question, QuestionStatus,
+    Reactions, Role, RoomKind, RoomRole, SanctionKind, Shape,
 };
 use std::sync::Mutex;
 
@@ -69,7 +69,7 @@ suite!(sqlite, postgres: [users, tokens, rooms, memberships, room_roles, mutes, 
     client_msg_id_is_idempotent, a_failed_batch_consumes_no_seq, history_ranges, deleting_a_message,
     reports_keep_their_evidence, editing_a_message, reactions, search, mod_log_newest_first_by_scope, room_settings, ping, changes_made_outside,
     members_and_read_markers, sanctions_in_force, regions_and_warnings, care_alerts, hosts_on_duty, content_warnings, blocks, erasure,
-    appeals, closed_groups, summit_phases]);
+    appeals, closed_groups, summit_phases, summit_questions]);
 
 async fn user(store: &dyn Store, name: &str) -> UserRecord {
     store.insert_user(name, &name.to_uppercase(), "hash", Role::Member, None).await.unwrap()
@@ -821,6 +821,44 @@ async fn summit_phases(s: &Subject) {
     assert_eq!((done.phase, done.schedule.len()), (Some(Phase::Closed), 0));
     assert!(store.fetch_scheduled_rooms().await.unwrap().is_empty());
     assert_eq!(store.fetch_room("summit").await.unwrap().map(|r| r.phase), Some(Some(Phase::Closed)));
+}
+
+async fn summit_questions(s: &Subject) {
+    let store = &*s.store;
+    let (ada, ben, cyd) = (user(store, "ada").await, user(store, "ben").await, user(store, "cyd").await);
+    let summit = room(store, "summit", ada.id, Some(100)).await;
+    let first = store.insert_question(&summit, ben.id, "first", true).await.unwrap();
+    let second = store.insert_question(&summit, cyd.id, "second", false).await.unwrap();
+    let third = store.insert_question(&summit, cyd.id, "third", false).await.unwrap();
+    assert_eq!((first.status, first.anonymous, first.votes), (QuestionStatus::Pending, true, 0), "{first:?}");
+    assert_eq!(store.vote_question(&summit, first.id, cyd.id, true).await.unwrap(), None, "pending: no votes yet");
+    for question in [&first, &second, &third] {
+        store.update_question_status(&summit, question.id, QuestionStatus::Approved).await.unwrap();
+    }
+    // One vote per member; taking it back twice takes one.
+    assert_eq!(store.vote_question(&summit, second.id, ada.id, true).await.unwrap(), Some(1));
+    assert_eq!(store.vote_question(&summit, second.id, ada.id, true).await.unwrap(), Some(1));
+    assert_eq!(store.vote_question(&summit, second.id, ben.id, true).await.unwrap(), Some(2));
+    assert_eq!(store.vote_question(&summit, third.id, ben.id, true).await.unwrap(), Some(1));
+    assert_eq!(store.vote_question(&summit, third.id, ada.id, false).await.unwrap(), Some(1));
+    let (before, answered) =
+        store.update_question_status(&summit, first.id, QuestionStatus::Answered).await.unwrap().unwrap();
+    assert_eq!((before, answered.status), (QuestionStatus::Approved, QuestionStatus::Answered));
+    // Approved by votes then age, then answered; paged by the last id.
+    let ids = |questions: Vec<Question>| questions.into_iter().map(|q| q.id).collect::<Vec<_>>();
+    let all = store.fetch_questions(&summit, (0, 3), None, 10, ben.id).await.unwrap();
+    assert_eq!(all.iter().map(|q| q.voted).collect::<Vec<_>>(), [Some(true), Some(true), Some(false)]);
+    assert_eq!(ids(all), [second.id, third.id, first.id]);
+    let page = store.fetch_questions(&summit, (0, 3), None, 1, ben.id).await.unwrap();
+    assert_eq!(ids(page), [second.id]);
+    let next = store.fetch_questions(&summit, (0, 3), Some(second.id), 10, ben.id).await.unwrap();
+    assert_eq!(ids(next), [third.id, first.id]);
+    assert_eq!(ids(store.fetch_questions(&summit, (0, 0), None, 10, ben.id).await.unwrap()), [second.id, third.id]);
+    assert!(matches!(store.fetch_questions(&summit, (0, 3), Some(9999), 10, ben.id).await, Err(StoreError::NotFound)));
+    // Erasing an account takes its votes back and its questions away.
+    store.erase_user(ben.id).await.unwrap();
+    assert_eq!(store.fetch_question_votes(second.id).await.unwrap(), Some(1));
+    assert_eq!(store.fetch_question_votes(first.id).await.unwrap(), None);
 }
 
 async fn appeals(s: &Subject) {

@@ -68,6 +68,9 @@ pub async fn handle(state: &AppState, session: &Session, request: Moderation) ->
         Moderation::Refer { room, seq, note } => refer(state, session, &room, seq, note).await,
         Moderation::Duty { room, on } => duty(state, session, &room, on).await,
         Moderation::HostRule { room, required } => host_rule(state, session, &room, required).await,
+        Moderation::ModerateQuestion { room, question_id, status } => {
+            super::summits::moderate_question(state, session, &room, question_id, status).await
+        }
         Moderation::SetPhase { room, phase } => super::summits::set_phase(state, session, &room, phase).await,
         Moderation::SetSchedule { room, schedule } => {
             super::summits::set_schedule(state, session, &room, schedule).await

@@ -63,6 +63,11 @@ pub async fn handle(state: &AppState, session: &Arc<Session>, request: Request) 
         Request::Members(query) => members(state, session, query).await,
         Request::Search(query) => search(state, session, query).await,
         Request::MarkRead { room, seq } => mark_read(state, session, &room, seq).await,
+        Request::Ask { room, body, anonymous } => super::summits::ask(state, session, &room, &body, anonymous).await,
+        Request::Questions { room, status, limit, after_id } => {
+            super::summits::questions(state, session, &room, status, limit, after_id).await
+        }
+        Request::Vote { room, question_id, up } => super::summits::vote(state, session, &room, question_id, up).await,
         Request::Edit { room, seq, body } => edit(state, session, &room, seq, body).await,
         Request::React { room, seq, emoji, add } => react(state, session, &room, seq, &emoji, add).await,
         Request::Moderate(request) => super::moderation::handle(state, session, request).await,
@@ -461,7 +466,7 @@ fn mentioned_names(body: &str) -> Vec<String> {
 }
 
 /// A message body: not empty, not too long, no control characters.
-fn check_body(body: &str) -> Result<(), ApiError> {
+pub(super) fn check_body(body: &str) -> Result<(), ApiError> {
     let length = body.chars().count();
     if length > MAX_BODY_CHARS {
         return Err(ApiError::new(

@@ -6,12 +6,22 @@
 //! entries that have come due applied). Telling members that the phase moved is the
 //! server's phase timer's job (`Shared::advance_phases`): one timer per node, due at the
 //! next entry of any summit, and the node whose store update wins publishes.
+//!
+//! Questions: `ask` (pending, for the moderators), `questions`, `upvote`/`unvote` (one
+//! vote per member, counted in the store) and `moderate_question`. A vote storm does not
+//! become an event per vote: `Shared::question_voted` marks the question, and the vote
+//! flusher publishes each marked question's count at most once a second per node.
 
-use super::moderation::actor;
+use super::moderation::{actor, room_moderators};
+use super::pages::{fit_page, page_limit, Keep};
+use super::requests::{member_room, standing};
 use crate::hub::Session;
 use crate::permissions::Standing;
-use crate::protocol::{parse_ts, ApiError, ErrorCode, Phase, Reply, RoomKind, ScheduleEntry};
+use crate::protocol::{
+    parse_ts, ApiError, ErrorCode, Event, Phase, Question, QuestionStatus, Reply, RoomKind, ScheduleEntry,
+};
 use crate::state::{internal, AppState};
+use crate::store::question_rank;
 use crate::store::RoomRecord;
 
 /// Most entries a schedule may hold.
@@ -98,4 +108,130 @@ pub(super) fn send_rule(room: &RoomRecord, phase: Phase, standing: Standing, spe
         Phase::Lobby | Phase::Stage | Phase::Qa | Phase::Hallway => ErrorCode::Forbidden,
     };
     Err(ApiError::new(code, why))
+}
+
+/// Questions are taken while the speakers have the floor.
+fn taking_questions(room: &RoomRecord) -> Result<(), ApiError> {
+    match room.phase_at(crate::protocol::now_ms()) {
+        Some(Phase::Stage | Phase::Qa) => Ok(()),
+        _ => Err(ApiError::new(
+            ErrorCode::NotOpen,
+            format!("#{} takes questions while its speakers are on stage and in Q&A.", room.name),
+        )),
+    }
+}
+
+/// `ask`: a pending question, which the room's moderators hear of at once.
+pub(super) async fn ask(
+    state: &AppState,
+    session: &Session,
+    room_name: &str,
+    body: &str,
+    anonymous: bool,
+) -> Result<Reply, ApiError> {
+    let room = member_room(state, session, room_name).await?;
+    if room.kind != RoomKind::Summit {
+        return Err(invalid(format!("#{} is a topic room: questions are for summits.", room.name)));
+    }
+    taking_questions(&room)?;
+    super::requests::check_body(body)?;
+    if let Some(mute) = state.mute(room.id, session.user_id) {
+        return Err(super::moderation::muted_error(&room.name, &mute));
+    }
+    let question = state.store.insert_question(&room, session.user_id, body, anonymous).await.map_err(internal)?;
+    // Moderators see who asked, anonymous or not: they keep the room safe.
+    let event = Event::Question { room: room.name.clone(), question: Question { voted: None, ..question.clone() } };
+    state.publish_moderators(room_moderators(state, &room).await?, &event);
+    Ok(Reply::Question { question })
+}
+
+/// Most questions in one `questions` page, and how many come without a `limit`.
+const MAX_QUESTIONS: u32 = 100;
+const DEFAULT_QUESTIONS: u32 = 50;
+
+/// `questions`: approved ones first by votes then age, then answered ones; moderators
+/// also see pending and dismissed ones, and who asked anonymous ones.
+pub(super) async fn questions(
+    state: &AppState,
+    session: &Session,
+    room_name: &str,
+    status: Option<QuestionStatus>,
+    limit: Option<u32>,
+    after_id: Option<i64>,
+) -> Result<Reply, ApiError> {
+    let room = member_room(state, session, room_name).await?;
+    let moderator = standing(state, &room, session.user_id, session.user().role).await?.can_change_room_settings();
+    let ranks = match status {
+        Some(status) if status.is_public() || moderator => (question_rank(status), question_rank(status)),
+        Some(status) => {
+            let message = format!("Only the moderators of #{} see {} questions.", room.name, status.as_str());
+            return Err(ApiError::new(ErrorCode::Forbidden, message));
+        }
+        None if moderator => (0, 3),
+        None => (0, 1),
+    };
+    let limit = page_limit(limit.map(i64::from), DEFAULT_QUESTIONS, MAX_QUESTIONS)?;
+    let found = state.store.fetch_questions(&room, ranks, after_id, limit + 1, session.user_id).await;
+    let mut questions = match found {
+        Ok(questions) => questions,
+        Err(crate::store::StoreError::NotFound) => {
+            return Err(ApiError::new(ErrorCode::NotFound, "There is no such question to page after."))
+        }
+        Err(err) => return Err(internal(err)),
+    };
+    if !moderator {
+        questions = questions.into_iter().map(Question::for_members).collect();
+    }
+    let more = fit_page(&mut questions, limit, Keep::First);
+    Ok(Reply::Questions { questions, more })
+}
+
+/// `upvote` / `unvote`: one vote per member; the room hears the count at most once a
+/// second per question (the vote coalescer).
+pub(super) async fn vote(
+    state: &AppState,
+    session: &Session,
+    room_name: &str,
+    question_id: i64,
+    up: bool,
+) -> Result<Reply, ApiError> {
+    let room = member_room(state, session, room_name).await?;
+    let voted = state.store.vote_question(&room, question_id, session.user_id, up).await.map_err(internal)?;
+    if voted.is_none() {
+        let message = format!("#{} has no question {question_id} open to votes.", room.name);
+        return Err(ApiError::new(ErrorCode::NotFound, message));
+    }
+    state.question_voted(&room.name, question_id);
+    let question = state.store.fetch_question(&room, question_id, session.user_id).await.map_err(internal)?;
+    let question = question.ok_or_else(|| ApiError::new(ErrorCode::NotFound, "That question is gone."))?;
+    let moderator = standing(state, &room, session.user_id, session.user().role).await?.can_change_room_settings();
+    Ok(Reply::Question { question: if moderator { question } else { question.for_members() } })
+}
+
+/// `moderate_question`: approve, answer or dismiss. Members hear of it when they see
+/// the question before or after (a dismissed pending question stays among moderators).
+pub(super) async fn moderate_question(
+    state: &AppState,
+    session: &Session,
+    room_name: &str,
+    question_id: i64,
+    status: QuestionStatus,
+) -> Result<Reply, ApiError> {
+    let room = summit(state, session, room_name, "moderate questions").await?;
+    if status == QuestionStatus::Pending {
+        return Err(invalid("A question can be approved, answered or dismissed, not made pending again."));
+    }
+    let updated = state.store.update_question_status(&room, question_id, status).await.map_err(internal)?;
+    let Some((before, question)) = updated else {
+        return Err(ApiError::new(ErrorCode::NotFound, format!("#{} has no question {question_id}.", room.name)));
+    };
+    let question = Question { voted: None, ..question };
+    if before.is_public() || status.is_public() {
+        let event = Event::Question { room: room.name.clone(), question: question.for_members() };
+        state.publish_room(&room.name, &event, None, None);
+    } else {
+        let event = Event::Question { room: room.name.clone(), question };
+        state.publish_moderators(room_moderators(state, &room).await?, &event);
+    }
+    Ok(Reply::Empty {})
 }

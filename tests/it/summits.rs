@@ -152,3 +152,105 @@ async fn a_schedule_set_on_one_node_moves_members_on_both() {
         member.assert_quiet(Duration::from_millis(400)).await;
     }
 }
+
+#[tokio::test]
+async fn anonymous_questions_hide_the_asker_from_members_but_not_from_moderators() {
+    let server = TestServer::start().await;
+    let (mut organiser, mut member, mut speaker) = summit(&server, "qa-room").await;
+    // Questions are taken on stage and in Q&A only.
+    let ask = json!({"type": "ask", "room": "qa-room", "body": "How do I support a friend?", "anonymous": true});
+    member.refused(ask.clone(), "not_open").await;
+    organiser.ok(json!({"type": "set_phase", "room": "qa-room", "phase": "stage"})).await;
+    for client in [&mut organiser, &mut member, &mut speaker] {
+        updated(client, "qa-room").await;
+    }
+    let asked = member.ok(ask).await["question"].clone();
+    assert_eq!((asked["status"].as_str(), asked["anonymous"].as_bool()), (Some("pending"), Some(true)), "{asked}");
+    let id = asked["id"].as_i64().unwrap();
+    // The moderators hear of it at once, with who asked.
+    let heard = organiser.event_of("question").await;
+    assert_eq!(heard["question"]["author"]["username"], "member", "{heard}");
+    // Members see nothing pending.
+    let listed = speaker.ok(json!({"type": "questions", "room": "qa-room"})).await;
+    assert_eq!(listed["questions"], json!([]));
+    speaker.refused(json!({"type": "questions", "room": "qa-room", "status": "pending"}), "forbidden").await;
+    // Approved, it reaches the room without the asker's name.
+    organiser
+        .ok(json!({"type": "moderate_question", "room": "qa-room", "question_id": id, "status": "approved"}))
+        .await;
+    let public = speaker.event_of("question").await["question"].clone();
+    assert_eq!(member.event_of("question").await["question"]["id"], id);
+    assert_eq!(public["status"], "approved");
+    assert!(public.get("author").is_none(), "members never learn who asked anonymously: {public}");
+    let listed = speaker.ok(json!({"type": "questions", "room": "qa-room"})).await;
+    assert_eq!(listed["questions"][0]["body"], "How do I support a friend?");
+    assert!(listed["questions"][0].get("author").is_none(), "{listed}");
+    let for_moderators = organiser.ok(json!({"type": "questions", "room": "qa-room"})).await;
+    assert_eq!(for_moderators["questions"][0]["author"]["username"], "member", "{for_moderators}");
+
+    // A question asked openly shows its asker; one dismissed while pending never
+    // reaches the members at all.
+    let open = json!({"type": "ask", "room": "qa-room", "body": "Where are the slides?"});
+    let open_id = speaker.ok(open).await["question"]["id"].as_i64().unwrap();
+    organiser.event_of("question").await;
+    let dismiss =
+        json!({"type": "moderate_question", "room": "qa-room", "question_id": open_id, "status": "dismissed"});
+    organiser.ok(dismiss).await;
+    member.assert_quiet(Duration::from_millis(300)).await;
+    let answered = json!({"type": "moderate_question", "room": "qa-room", "question_id": id, "status": "answered"});
+    organiser.ok(answered).await;
+    assert_eq!(member.event_of("question").await["question"]["status"], "answered");
+    member
+        .refused(
+            json!({"type": "moderate_question", "room": "qa-room", "question_id": id, "status": "approved"}),
+            "forbidden",
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn one_vote_per_member_and_a_vote_storm_is_one_count_a_second() {
+    let server = TestServer::start().await;
+    let (mut organiser, mut member, _speaker) = summit(&server, "storm").await;
+    organiser.ok(json!({"type": "set_phase", "room": "storm", "phase": "qa"})).await;
+    let id = member.ok(json!({"type": "ask", "room": "storm", "body": "What helps on a bad day?"})).await["question"]
+        ["id"]
+        .as_i64()
+        .unwrap();
+    member.refused(json!({"type": "upvote", "room": "storm", "question_id": id}), "not_found").await;
+    organiser.ok(json!({"type": "moderate_question", "room": "storm", "question_id": id, "status": "approved"})).await;
+    let up = json!({"type": "upvote", "room": "storm", "question_id": id});
+    let first = member.ok(up.clone()).await["question"].clone();
+    assert_eq!((first["votes"].as_i64(), first["voted"].as_bool()), (Some(1), Some(true)));
+    let second = member.ok(up.clone()).await["question"].clone();
+    assert_eq!(second["votes"], 1, "a member's second upvote does not count");
+    let taken_back = member.ok(json!({"type": "unvote", "room": "storm", "question_id": id})).await["question"].clone();
+    assert_eq!((taken_back["votes"].as_i64(), taken_back["voted"].as_bool()), (Some(0), Some(false)));
+    member.ok(up.clone()).await;
+
+    // Twenty members vote within a moment: the room hears the count once or twice, not
+    // twenty times, and the last count is right.
+    let mut voters = Vec::new();
+    for n in 0..20 {
+        voters.push(server.member_of(&format!("voter{n}"), "storm").await);
+    }
+    let mut watcher = server.member_of("watcher", "storm").await;
+    for voter in &mut voters {
+        voter.ok(up.clone()).await;
+    }
+    let mut counts = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while tokio::time::Instant::now() < deadline {
+        let event = tokio::time::timeout_at(deadline, watcher.event_of("question_votes")).await;
+        match event {
+            Ok(event) if event["question_id"] == id => counts.push(event["votes"].as_i64().unwrap()),
+            Ok(_) => {}
+            Err(_) => break,
+        }
+        if counts.last() == Some(&21) {
+            break;
+        }
+    }
+    assert_eq!(counts.last(), Some(&21), "the count the room hears last: {counts:?}");
+    assert!(counts.len() <= 3, "votes coalesce to at most one event a second: {counts:?}");
+}

@@ -237,6 +237,27 @@ ALTER TABLE rooms ADD COLUMN schedule TEXT NOT NULL DEFAULT '';
 UPDATE rooms SET phase = 'hallway' WHERE kind = 'summit';
 CREATE INDEX memberships_speakers ON memberships(room_id) WHERE room_role = 'speaker';
 "#,
+    // Summit questions and their votes (one per member), counted on the question.
+    r#"
+CREATE TABLE questions (
+    id        BIGSERIAL PRIMARY KEY,
+    room_id   BIGINT NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+    author_id BIGINT NOT NULL REFERENCES users(id),
+    body      TEXT NOT NULL,
+    anonymous BOOLEAN NOT NULL DEFAULT false,
+    status    TEXT NOT NULL DEFAULT 'pending',
+    votes     BIGINT NOT NULL DEFAULT 0,
+    ts        BIGINT NOT NULL
+);
+CREATE INDEX questions_room ON questions(room_id, status, votes, ts);
+CREATE INDEX questions_author ON questions(author_id);
+CREATE TABLE question_votes (
+    question_id BIGINT NOT NULL REFERENCES questions(id) ON DELETE CASCADE,
+    user_id     BIGINT NOT NULL REFERENCES users(id),
+    PRIMARY KEY (question_id, user_id)
+);
+CREATE INDEX question_votes_user ON question_votes(user_id);
+"#,
 ];
 
 /// Any fixed key: every node that starts at once migrates in turn under it.

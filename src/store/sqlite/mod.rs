@@ -17,7 +17,8 @@ mod schema;
 mod write;
 
 use super::rows::{
-    self, APPEAL_COLUMNS, CARE_COLUMNS, MESSAGE_COLUMNS, REPORT_COLUMNS, ROOM_COLUMNS_SQLITE as ROOM_COLUMNS,
+    self, APPEAL_COLUMNS, CARE_COLUMNS, MESSAGE_COLUMNS, QUESTION_COLUMNS, QUESTION_RANK, REPORT_COLUMNS,
+    ROOM_COLUMNS_SQLITE as ROOM_COLUMNS,
 };
 use super::writer::{Writer, PROVEN_FOR};
 use super::{
@@ -28,7 +29,7 @@ use super::{
 use crate::metrics::Metrics;
 use crate::protocol::{
     format_ts, now_ms, ActiveSanction, Appeal, AppealOutcome, CareAlert, CareKind, CwChanges, CwPreferences, CwTags,
-    Message, ModAction, Phase, Reactions, Report, Role, RoomKind, RoomRole, User,
+    Message, ModAction, Phase, Question, QuestionStatus, Reactions, Report, Role, RoomKind, RoomRole, User,
 };
 use async_trait::async_trait;
 use sqlx::sqlite::{
@@ -764,6 +765,10 @@ impl Store for SqliteStore {
             "DELETE FROM appeals WHERE user_id = ?",
             "DELETE FROM join_requests WHERE user_id = ?",
             "DELETE FROM sessions WHERE user_id = ?",
+            // Their votes stop counting, and their questions go (with others' votes on them).
+            "UPDATE questions SET votes = votes - 1 WHERE id IN (SELECT question_id FROM question_votes WHERE user_id = ?)",
+            "DELETE FROM question_votes WHERE user_id = ?",
+            "DELETE FROM questions WHERE author_id = ?",
         ];
         for statement in mine {
             sqlx::query(statement).bind(user.0).execute(&mut *tx).await?;
@@ -888,6 +893,166 @@ impl Store for SqliteStore {
         insert_log(&mut tx, &log).await?;
         tx.commit().await?;
         Ok(Some(alert))
+    }
+
+    async fn insert_question(
+        &self,
+        room: &RoomRecord,
+        author: UserId,
+        body: &str,
+        anonymous: bool,
+    ) -> Result<Question, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let id: i64 = sqlx::query_scalar(&String::from(
+            "INSERT INTO questions (room_id, author_id, body, anonymous, ts) VALUES (?, ?, ?, ?, ?) RETURNING id",
+        ))
+        .bind(room.id.0)
+        .bind(author.0)
+        .bind(body)
+        .bind(anonymous)
+        .bind(now_ms())
+        .fetch_one(&mut *tx)
+        .await?;
+        let row = sqlx::query(&String::from(&format!("SELECT {QUESTION_COLUMNS} WHERE q.id = ?")))
+            .bind(author.0)
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let question = rows::question(&room.name, &row)?;
+        tx.commit().await?;
+        Ok(question)
+    }
+
+    async fn fetch_question(&self, room: &RoomRecord, id: i64, viewer: UserId) -> Result<Option<Question>, StoreError> {
+        let row = sqlx::query(&String::from(&format!("SELECT {QUESTION_COLUMNS} WHERE q.id = ? AND q.room_id = ?")))
+            .bind(viewer.0)
+            .bind(id)
+            .bind(room.id.0)
+            .fetch_optional(&self.reads)
+            .await?;
+        Ok(row.map(|row| rows::question(&room.name, &row)).transpose()?)
+    }
+
+    async fn fetch_questions(
+        &self,
+        room: &RoomRecord,
+        ranks: (i64, i64),
+        after_id: Option<i64>,
+        limit: u32,
+        viewer: UserId,
+    ) -> Result<Vec<Question>, StoreError> {
+        // Keyset paging: the rows after the `after_id` question's place in the order.
+        let after = match after_id {
+            None => (-1, i64::MIN, i64::MIN, i64::MIN),
+            Some(id) => {
+                let sql = String::from(&format!(
+                    "SELECT {QUESTION_RANK} AS rank, q.votes, q.ts FROM questions q WHERE q.id = ? AND q.room_id = ?"
+                ));
+                let found: Option<(i64, i64, i64)> =
+                    sqlx::query_as(&sql).bind(id).bind(room.id.0).fetch_optional(&self.reads).await?;
+                let (rank, votes, ts) = found.ok_or(StoreError::NotFound)?;
+                (rank, -votes, ts, id)
+            }
+        };
+        let sql = String::from(&format!(
+            "SELECT {QUESTION_COLUMNS} WHERE q.room_id = ? AND {QUESTION_RANK} BETWEEN ? AND ? \
+             AND ({QUESTION_RANK}, -q.votes, q.ts, q.id) > (?, ?, ?, ?) \
+             ORDER BY {QUESTION_RANK}, q.votes DESC, q.ts, q.id LIMIT ?"
+        ));
+        let found = sqlx::query(&sql)
+            .bind(viewer.0)
+            .bind(room.id.0)
+            .bind(ranks.0)
+            .bind(ranks.1)
+            .bind(after.0)
+            .bind(after.1)
+            .bind(after.2)
+            .bind(after.3)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reads)
+            .await?;
+        Ok(found.iter().map(|row| rows::question(&room.name, row)).collect::<Result<_, _>>()?)
+    }
+
+    async fn vote_question(
+        &self,
+        room: &RoomRecord,
+        id: i64,
+        user: UserId,
+        up: bool,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let open: Option<i64> = sqlx::query_scalar(&String::from(
+            "SELECT id FROM questions WHERE id = ? AND room_id = ? AND status = 'approved'",
+        ))
+        .bind(id)
+        .bind(room.id.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if open.is_none() {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let (change, by) = if up {
+            ("INSERT INTO question_votes (question_id, user_id) VALUES (?, ?) ON CONFLICT DO NOTHING", 1)
+        } else {
+            ("DELETE FROM question_votes WHERE question_id = ? AND user_id = ?", -1)
+        };
+        let changed = sqlx::query(&String::from(change)).bind(id).bind(user.0).execute(&mut *tx).await?.rows_affected();
+        // A second upvote (or an unvote without a vote) changes nothing.
+        if changed == 1 {
+            sqlx::query(&String::from("UPDATE questions SET votes = votes + ? WHERE id = ?"))
+                .bind(by)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let votes: i64 = sqlx::query_scalar(&String::from("SELECT votes FROM questions WHERE id = ?"))
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(votes))
+    }
+
+    async fn fetch_question_votes(&self, id: i64) -> Result<Option<i64>, StoreError> {
+        let votes = sqlx::query_scalar(&String::from("SELECT votes FROM questions WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.reads)
+            .await?;
+        Ok(votes)
+    }
+
+    async fn update_question_status(
+        &self,
+        room: &RoomRecord,
+        id: i64,
+        status: QuestionStatus,
+    ) -> Result<Option<(QuestionStatus, Question)>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let before: Option<String> =
+            sqlx::query_scalar(&String::from("SELECT status FROM questions WHERE id = ? AND room_id = ?"))
+                .bind(id)
+                .bind(room.id.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(before) = before.and_then(|text| QuestionStatus::parse(&text)) else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        sqlx::query(&String::from("UPDATE questions SET status = ? WHERE id = ?"))
+            .bind(status.as_str())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query(&String::from(&format!("SELECT {QUESTION_COLUMNS} WHERE q.id = ?")))
+            .bind(0_i64)
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let question = rows::question(&room.name, &row)?;
+        tx.commit().await?;
+        Ok(Some((before, question)))
     }
 
     async fn update_room_phase(

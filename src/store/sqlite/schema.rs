@@ -290,6 +290,27 @@ ALTER TABLE rooms ADD COLUMN schedule TEXT NOT NULL DEFAULT '';
 UPDATE rooms SET phase = 'hallway' WHERE kind = 'summit';
 CREATE INDEX memberships_speakers ON memberships(room_id) WHERE room_role = 'speaker';
 "#,
+    // Summit questions and their votes (one per member), counted on the question.
+    r#"
+CREATE TABLE questions (
+    id        INTEGER PRIMARY KEY,
+    room_id   INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+    author_id INTEGER NOT NULL REFERENCES users(id),
+    body      TEXT NOT NULL,
+    anonymous INTEGER NOT NULL DEFAULT 0,
+    status    TEXT NOT NULL DEFAULT 'pending',
+    votes     INTEGER NOT NULL DEFAULT 0,
+    ts        INTEGER NOT NULL
+);
+CREATE INDEX questions_room ON questions(room_id, status, votes, ts);
+CREATE INDEX questions_author ON questions(author_id);
+CREATE TABLE question_votes (
+    question_id INTEGER NOT NULL REFERENCES questions(id) ON DELETE CASCADE,
+    user_id     INTEGER NOT NULL REFERENCES users(id),
+    PRIMARY KEY (question_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX question_votes_user ON question_votes(user_id);
+"#,
 ];
 
 /// The schema version this build migrates to.

@@ -103,7 +103,7 @@ describe('the web client', () => {
     assert.ok(spill <= 0, `the summit form stays inside the sidebar (spills ${spill}px)`);
     await organiser.click('#create-room-form button[type=submit]');
     await organiser.waitForSelector('#room-title:text-is("#wmhd-2026")');
-    const badge = organiser.locator('.room-list .badge');
+    const badge = organiser.locator('.room-button:has(.room-name:text-is("#wmhd-2026")) .badge');
     assert.match(await badge.textContent(), /^Summit · Open until /);
     assert.match(await organiser.textContent('#room-status'), /Summit: Open until/);
   });
@@ -113,7 +113,7 @@ describe('the web client', () => {
     await member.reload();
     await member.waitForSelector('#connection[data-state=connected]');
     // A room not joined yet is shown first, not joined by the click: joining is a choice.
-    await member.click('.room-button:has-text("#wmhd-2026")');
+    await member.click('.room-button:has(.room-name:text-is("#wmhd-2026"))');
     await member.waitForSelector('#room-preview:not([hidden])');
     await member.screenshot({ path: join(SCREENSHOTS, 'room-preview.png') });
     assert.match(await member.textContent('#preview-facts'), /1 online now · Summit: Open until .* · Up to 500 members/);
@@ -260,7 +260,7 @@ describe('the web client', () => {
     await member.click('.room-button:has-text("#tea-break")');
     await member.click('#preview-join');
     await member.waitForSelector('#room-title:text-is("#tea-break")');
-    await member.click('.room-button:has-text("#wmhd-2026")');
+    await member.click('.room-button:has(.room-name:text-is("#wmhd-2026"))');
     await member.waitForSelector('#room-title:text-is("#wmhd-2026")');
     await olivia.request('send', { room: 'tea-break', body: 'Kettle is on.' });
     await olivia.request('send', { room: 'tea-break', body: '@bea are you around for a cuppa?' });
@@ -294,7 +294,7 @@ describe('the web client', () => {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     bea.close();
-    await member.click('.room-button:has-text("#wmhd-2026")');
+    await member.click('.room-button:has(.room-name:text-is("#wmhd-2026"))');
     await member.waitForSelector('#room-title:text-is("#wmhd-2026")');
   });
 
@@ -323,7 +323,7 @@ describe('the web client', () => {
     await hit.click();
     await member.waitForSelector('#room-title:text-is("#tea-break")');
     await member.click('#search-results button:text-is("Close results")');
-    await member.click('.room-button:has-text("#wmhd-2026")');
+    await member.click('.room-button:has(.room-name:text-is("#wmhd-2026"))');
     await member.waitForSelector('#room-title:text-is("#wmhd-2026")');
   });
 
@@ -352,7 +352,7 @@ describe('the web client', () => {
     assert.ok((await drawn()) <= 200, `at most 200 messages drawn, not ${await drawn()}`);
     // Switching away and back: the main-thread time is printed, the work is asserted.
     await member.$eval('#messages .message:last-child', (li) => { li.drawnBefore = true; });
-    await member.click('.room-button:has-text("#wmhd-2026")');
+    await member.click('.room-button:has(.room-name:text-is("#wmhd-2026"))');
     await member.waitForSelector('#room-title:text-is("#wmhd-2026")');
     const started = await member.evaluate(() => performance.now());
     await member.click('.room-button:has-text("#archive")');
@@ -391,7 +391,7 @@ describe('the web client', () => {
     const seqs = await member.locator('#messages .message').evaluateAll((items) => items.map((li) => Number(li.dataset.seq)));
     assert.deepEqual(seqs, seqs.map((_, i) => seqs[0] + i), 'in order, no holes');
     assert.equal(seqs.at(-1), 3251);
-    await member.click('.room-button:has-text("#wmhd-2026")');
+    await member.click('.room-button:has(.room-name:text-is("#wmhd-2026"))');
     await member.waitForSelector('#room-title:text-is("#wmhd-2026")');
   });
 
@@ -426,7 +426,7 @@ describe('the web client', () => {
     await organiser.click('#member-list button:text-is("Show more members")');
     await organiser.waitForFunction(() => document.querySelectorAll('#member-list li .who').length === 206);
     assert.equal(await organiser.locator('#member-list button:text-is("Show more members")').count(), 0);
-    await organiser.click('.room-button:has-text("#wmhd-2026")');
+    await organiser.click('.room-button:has(.room-name:text-is("#wmhd-2026"))');
     await organiser.waitForSelector('#room-title:text-is("#wmhd-2026")');
   });
 
@@ -436,7 +436,7 @@ describe('the web client', () => {
     await member.waitForSelector('#room-title:text-is("#tea-break")');
     assert.equal(await member.inputValue('#message-input'), '', 'the other room has its own composer');
     await member.fill('#message-input', 'Tea thoughts');
-    await member.click('.room-button:has-text("#wmhd-2026")');
+    await member.click('.room-button:has(.room-name:text-is("#wmhd-2026"))');
     await member.waitForSelector('#room-title:text-is("#wmhd-2026")');
     assert.equal(await member.inputValue('#message-input'), 'A thought for the summit, not yet sent');
     await member.reload();
@@ -445,7 +445,7 @@ describe('the web client', () => {
     await member.waitForSelector('#room-title:text-is("#tea-break")');
     assert.equal(await member.inputValue('#message-input'), 'Tea thoughts');
     await member.fill('#message-input', '');
-    await member.click('.room-button:has-text("#wmhd-2026")');
+    await member.click('.room-button:has(.room-name:text-is("#wmhd-2026"))');
     await member.waitForSelector('#room-title:text-is("#wmhd-2026")');
     await member.fill('#message-input', '');
   });
@@ -906,9 +906,9 @@ describe('the web client', () => {
     await member.waitForSelector('#room-title:text-is("#night-owls")');
     await member.screenshot({ path: join(SCREENSHOTS, 'private-room.png') });
     assert.deepEqual(await accessibilityViolations(member), [], 'WCAG 2.2 AA: a private room');
-    await member.locator('#room-list li', { hasText: '#wmhd-2026' }).locator('button').click();
+    await member.locator('.room-button:has(.room-name:text-is("#wmhd-2026"))').click();
     await member.waitForSelector('#room-title:text-is("#wmhd-2026")');
-    await organiser.locator('#room-list li', { hasText: '#wmhd-2026' }).locator('button').click();
+    await organiser.locator('.room-button:has(.room-name:text-is("#wmhd-2026"))').click();
     await organiser.waitForSelector('#room-title:text-is("#wmhd-2026")');
   });
 
@@ -1013,7 +1013,7 @@ describe('the web client', () => {
   async function phoneIn(colorScheme) {
     const page = await newPage(browser, errors, { viewport: { width: 390, height: 844 }, colorScheme, reducedMotion: 'reduce' });
     await logIn(page, server, 'olivia', 'organiser password');
-    await page.click('.room-button:has-text("#wmhd-2026")');
+    await page.click('.room-button:has(.room-name:text-is("#wmhd-2026"))');
     await page.waitForSelector('#messages .body:text-is("And we are back.")');
     return page;
   }

@@ -562,6 +562,7 @@ async fn set_room_role(
         Err(err) => return Err(internal(err)),
     }
     if room.kind == RoomKind::Summit {
+        super::summits::sync_backstage(state, &room, &target.record, role != RoomRole::Member).await;
         // A summit's speakers are in its record: every node's copy and its members follow.
         if let Some(updated) = state.store.fetch_room(&room.name).await.map_err(internal)? {
             state.room_changed(updated);

@@ -183,6 +183,18 @@ async fn create_room(state: &AppState, session: &Session, fields: CreateRoom) ->
     if fields.capacity == Some(0) {
         return Err(invalid("“capacity” must be at least 1."));
     }
+    if fields.kind == RoomKind::Summit {
+        // Its backstage room takes the name with `-backstage` after it.
+        let max = super::summits::MAX_SUMMIT_NAME;
+        if fields.name.len() > max {
+            return Err(invalid(format!("A summit's name is at most {max} characters (its backstage room adds ten).")));
+        }
+        let backstage = super::summits::backstage_name(&fields.name);
+        if state.store.fetch_room(&backstage).await.map_err(internal)?.is_some() {
+            let message = format!("A room named #{backstage} already exists: choose another name for the summit.");
+            return Err(ApiError::new(ErrorCode::Conflict, message));
+        }
+    }
     let new = NewRoom {
         name: fields.name.clone(),
         topic,
@@ -204,6 +216,9 @@ async fn create_room(state: &AppState, session: &Session, fields: CreateRoom) ->
     };
     // The owner is its first member; its sockets start receiving the room now.
     state.room_created(record.clone(), session.user_id);
+    if record.kind == RoomKind::Summit {
+        super::summits::open_backstage(state, session, &record).await;
+    }
     tracing::info!(room = %record.name, kind = record.kind.as_str(), owner = %user.username, "room created");
     Ok(Reply::Room { room: state.room_view(&record) })
 }
@@ -276,11 +291,19 @@ pub(super) fn banned_from(room: &str, ban: Restriction) -> ApiError {
 
 async fn leave(state: &AppState, session: &Session, name: &str) -> Result<Reply, ApiError> {
     let room = state.room(name).await?;
+    // A summit's moderators and speakers are backstage too: leaving it takes them out.
+    let room_role = match room.kind {
+        RoomKind::Summit => state.store.fetch_room_role(room.id, session.user_id).await.map_err(internal)?,
+        RoomKind::Topic => None,
+    };
     if !state.store.delete_membership(room.id, session.user_id).await.map_err(internal)? {
         return Err(ApiError::new(ErrorCode::Forbidden, format!("You are not a member of #{name}.")));
     }
     let user = UserRecord { id: session.user_id, user: session.user() };
     state.member_left(&room.name, &user, LeftReason::Left);
+    if matches!(room_role, Some(RoomRole::Speaker | RoomRole::Moderator)) {
+        super::summits::sync_backstage(state, &room, &user, false).await;
+    }
     if room.speakers.contains(&user.user.username) {
         // A speaker who leaves is no longer one: the summit's list follows.
         if let Some(updated) = state.store.fetch_room(&room.name).await.map_err(internal)? {

@@ -7,6 +7,10 @@
 //! server's phase timer's job (`Shared::advance_phases`): one timer per node, due at the
 //! next entry of any summit, and the node whose store update wins publishes.
 //!
+//! Backstage: a new summit opens the private room `<name>-backstage`, owned by its
+//! organiser; `set_room_role` and `leave` keep its members the summit's moderators and
+//! speakers (`sync_backstage`).
+//!
 //! Questions: `ask` (pending, for the moderators), `questions`, `upvote`/`unvote` (one
 //! vote per member, counted in the store) and `moderate_question`. A vote storm does not
 //! become an event per vote: `Shared::question_voted` marks the question, and the vote
@@ -17,12 +21,13 @@ use super::pages::{fit_page, page_limit, Keep};
 use super::requests::{member_room, standing};
 use crate::hub::Session;
 use crate::permissions::Standing;
+use crate::protocol::LeftReason;
 use crate::protocol::{
     parse_ts, ApiError, ErrorCode, Event, Phase, Question, QuestionStatus, Reply, RoomKind, ScheduleEntry,
 };
 use crate::state::{internal, AppState};
-use crate::store::question_rank;
 use crate::store::RoomRecord;
+use crate::store::{question_rank, NewRoom, UserRecord};
 
 /// Most entries a schedule may hold.
 const MAX_SCHEDULE: usize = 32;
@@ -234,4 +239,64 @@ pub(super) async fn moderate_question(
         state.publish_moderators(room_moderators(state, &room).await?, &event);
     }
     Ok(Reply::Empty {})
+}
+
+/// What a summit's backstage room is called after it.
+const BACKSTAGE: &str = "-backstage";
+
+/// The longest summit name, so that its backstage's name is still a room name.
+pub(super) const MAX_SUMMIT_NAME: usize = 64 - BACKSTAGE.len();
+
+/// The name of summit `name`'s backstage room.
+pub(super) fn backstage_name(name: &str) -> String {
+    format!("{name}{BACKSTAGE}")
+}
+
+/// Opens the private backstage room of the new summit `summit`: its organiser is the
+/// owner; moderators and speakers join as they get their roles (`sync_backstage`).
+pub(super) async fn open_backstage(state: &AppState, session: &Session, summit: &RoomRecord) {
+    let new = NewRoom {
+        name: backstage_name(&summit.name),
+        topic: format!("Backstage for #{}: its organiser, moderators and speakers", summit.name),
+        kind: RoomKind::Topic,
+        owner: session.user_id,
+        starts_at: None,
+        ends_at: None,
+        capacity: None,
+        requires_host: false,
+        private: true,
+        since_join: false,
+    };
+    match state.store.insert_room(&new).await {
+        Ok(backstage) => state.room_created(std::sync::Arc::new(backstage), session.user_id),
+        // Checked free before the summit was made; taken since by someone else.
+        Err(err) => tracing::warn!(error = %err, summit = %summit.name, "cannot open a summit's backstage"),
+    }
+}
+
+/// Puts `user` into summit `summit`'s backstage (`inside`) or takes them out; a summit
+/// without one (made before backstages existed) has nothing to keep in step.
+pub(super) async fn sync_backstage(state: &AppState, summit: &RoomRecord, user: &UserRecord, inside: bool) {
+    if summit.kind != RoomKind::Summit || user.id == summit.owner_id {
+        return;
+    }
+    let backstage = match state.store.fetch_room(&backstage_name(&summit.name)).await {
+        Ok(Some(backstage)) => backstage,
+        Ok(None) => return,
+        Err(err) => {
+            tracing::warn!(error = %err, summit = %summit.name, "cannot read a summit's backstage");
+            return;
+        }
+    };
+    let changed = if inside {
+        state.store.insert_membership(&backstage, user.id).await.map(|added| added.then_some(true))
+    } else {
+        state.store.delete_membership(backstage.id, user.id).await.map(|removed| removed.then_some(false))
+    };
+    match changed {
+        Ok(Some(true)) => state.member_joined(&backstage.name, user, true),
+        Ok(Some(false)) => state.member_left(&backstage.name, user, LeftReason::Left),
+        Ok(None) => {}
+        Err(err) => tracing::warn!(error = %err, summit = %summit.name, "cannot keep a summit's backstage in step"),
+    }
 }

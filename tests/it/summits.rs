@@ -254,3 +254,28 @@ async fn one_vote_per_member_and_a_vote_storm_is_one_count_a_second() {
     assert_eq!(counts.last(), Some(&21), "the count the room hears last: {counts:?}");
     assert!(counts.len() <= 3, "votes coalesce to at most one event a second: {counts:?}");
 }
+
+#[tokio::test]
+async fn the_backstage_holds_the_organiser_moderators_and_speakers_in_step() {
+    let server = TestServer::start().await;
+    let (mut organiser, mut member, mut speaker) = summit(&server, "forum").await;
+    // The organiser owns it; the speaker was let in with their role; members are not.
+    organiser.ok(json!({"type": "send", "room": "forum-backstage", "body": "Mics on in five"})).await;
+    assert_eq!(speaker.event_of("message").await["message"]["body"], "Mics on in five");
+    member.refused(json!({"type": "send", "room": "forum-backstage", "body": "hi"}), "forbidden").await;
+    let rooms = member.ok(json!({"type": "rooms"})).await;
+    let names: Vec<&str> = rooms["rooms"].as_array().unwrap().iter().filter_map(|r| r["name"].as_str()).collect();
+    assert!(!names.contains(&"forum-backstage"), "a private room is not listed to others: {names:?}");
+    // A new room moderator comes backstage; a speaker made a member again goes.
+    organiser.ok(json!({"type": "set_room_role", "room": "forum", "user": "member", "role": "moderator"})).await;
+    member.ok(json!({"type": "send", "room": "forum-backstage", "body": "Here to help"})).await;
+    organiser.ok(json!({"type": "set_room_role", "room": "forum", "user": "speaker", "role": "member"})).await;
+    speaker.refused(json!({"type": "send", "room": "forum-backstage", "body": "still here?"}), "forbidden").await;
+    // A moderator who leaves the summit leaves the backstage too.
+    member.ok(json!({"type": "leave", "room": "forum"})).await;
+    member.refused(json!({"type": "send", "room": "forum-backstage", "body": "bye"}), "forbidden").await;
+    // The name is taken: no summit may be called so that its backstage would clash.
+    organiser.refused(json!({"type": "create_room", "name": "forum-backstage", "kind": "topic"}), "conflict").await;
+    organiser.ok(json!({"type": "create_room", "name": "clash-backstage", "kind": "topic"})).await;
+    organiser.refused(json!({"type": "create_room", "name": "clash", "kind": "summit"}), "conflict").await;
+}

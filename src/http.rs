@@ -12,7 +12,9 @@ use crate::bus::CloseTarget;
 use crate::config::Registration;
 use crate::metrics::LoginOutcome;
 use crate::protocol::close_code;
-use crate::protocol::{ApiError, ErrorCode, LoginBody, LoginReply, MeBody, RegisterBody, Role, UserBody};
+use crate::protocol::{
+    ApiError, ErrorCode, LoginBody, LoginReply, MeBody, RegisterBody, Role, RoomKind as Kind, UserBody,
+};
 use crate::state::{internal, json_response, AppState, HttpError};
 use crate::store::StoreError;
 use axum::body::Bytes;
@@ -40,6 +42,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/me", get(me).delete(delete_me))
         .route("/api/v1/me/export", get(export))
         .route("/api/v1/resources", get(resources))
+        .route("/api/v1/summits.ics", get(summits_ics))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -359,6 +362,26 @@ async fn healthz(State(state): State<AppState>) -> Response {
         if ok && bus { (StatusCode::OK, "ok") } else { (StatusCode::SERVICE_UNAVAILABLE, "unavailable") };
     let part = |fine: bool| if fine { "ok" } else { "unavailable" };
     json(status, &serde_json::json!({"status": word, "node": state.node, "store": part(ok), "bus": part(bus)}))
+}
+
+/// `GET /api/v1/summits.ics`: every public summit with a start, as iCalendar.
+async fn summits_ics(State(state): State<AppState>) -> Result<Response, HttpError> {
+    let mut summits = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = state.store.fetch_rooms(after.as_deref(), 500, None).await.map_err(internal)?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.name.clone());
+        let full = page.len() == 500;
+        summits.extend(page.into_iter().filter(|room| room.kind == Kind::Summit && !room.private));
+        if !full {
+            break;
+        }
+    }
+    summits.sort_by_key(|summit| (summit.starts_at, summit.id.0));
+    let body = crate::calendar::feed(&summits, crate::protocol::now_ms());
+    let kind = HeaderValue::from_static("text/calendar; charset=utf-8");
+    Ok(([(header::CONTENT_TYPE, kind)], body).into_response())
 }
 
 /// The separate metrics listener's one route (`metrics_listen`).

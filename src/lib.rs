@@ -22,6 +22,7 @@
 //! - [`state`]: the shared state, errors at the edge, and the events API.
 //! - [`ws`]: one WebSocket connection's lifecycle, its writer and request handlers.
 //! - [`http`]: the HTTP routes (accounts, health, metrics, the web client).
+//! - [`calendar`]: the public programme as iCalendar.
 //! - [`listener`]: the accept loop: HTTP/1 with a header-read timeout, connection caps.
 //! - [`server`]: the composition root: start, routes, graceful shutdown.
 //! - [`config`]: settings (flags, environment, config file).
@@ -34,6 +35,7 @@
 
 pub mod auth;
 pub mod bus;
+pub mod calendar;
 pub mod care;
 pub mod cli;
 pub mod cluster;

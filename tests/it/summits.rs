@@ -279,3 +279,52 @@ async fn the_backstage_holds_the_organiser_moderators_and_speakers_in_step() {
     organiser.ok(json!({"type": "create_room", "name": "clash-backstage", "kind": "topic"})).await;
     organiser.refused(json!({"type": "create_room", "name": "clash", "kind": "summit"}), "conflict").await;
 }
+
+#[tokio::test]
+async fn the_public_programme_is_an_icalendar_feed_of_public_summits() {
+    let server = TestServer::start().await;
+    let token = server.user_with_role("organiser", Role::Organiser).await;
+    let mut organiser = server.client(&token).await;
+    let summit = |name: &str, topic: &str, starts: &str, ends: &str| json!({"type": "create_room", "name": name, "kind": "summit", "topic": topic, "starts_at": starts, "ends_at": ends});
+    let opening = "Opening: why peer support works; with Q&A, for everyone";
+    organiser.ok(summit("opening", opening, "2026-10-10T09:00:00+02:00", "2026-10-10T10:30:00+02:00")).await;
+    organiser.ok(summit("closing", "Closing circle", "2026-10-10T18:00:00Z", "2026-10-10T19:00:00Z")).await;
+    let mut private = summit("staff-only", "Staff briefing", "2026-10-10T08:00:00Z", "2026-10-10T08:30:00Z");
+    private["visibility"] = json!("private");
+    organiser.ok(private).await;
+    organiser.ok(json!({"type": "create_room", "name": "open-chat", "topic": "A topic room"})).await;
+
+    let raw = raw_http(server.addr, "GET /api/v1/summits.ics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("content-type: text/calendar"), "{head}");
+    let calendars: Vec<_> = ical::IcalParser::new(body.as_bytes()).collect::<Result<_, _>>().expect("the feed parses");
+    assert_eq!(calendars.len(), 1);
+    let events: Vec<Vec<(String, String)>> = calendars[0]
+        .events
+        .iter()
+        .map(|event| event.properties.iter().map(|p| (p.name.clone(), p.value.clone().unwrap_or_default())).collect())
+        .collect();
+    let get = |event: &Vec<(String, String)>, name: &str| {
+        event.iter().find(|(key, _)| key == name).map(|(_, value)| value.clone()).unwrap_or_default()
+    };
+    let summaries: Vec<String> = events.iter().map(|event| get(event, "SUMMARY")).collect();
+    // Public summits only, in time order; times in UTC; text escaped and unfolded.
+    assert_eq!(summaries, ["Opening: why peer support works\\; with Q&A\\, for everyone", "Closing circle"]);
+    assert_eq!(
+        (get(&events[0], "DTSTART"), get(&events[0], "DTEND")),
+        ("20261010T070000Z".into(), "20261010T083000Z".into())
+    );
+    assert_eq!(get(&events[1], "DTSTART"), "20261010T180000Z");
+    assert!(events.iter().all(|event| !get(event, "UID").is_empty() && !get(event, "DTSTAMP").is_empty()));
+}
+
+/// Sends `request` as is; returns the whole answer.
+async fn raw_http(addr: std::net::SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(WAIT, tcp.read_to_end(&mut answer)).await.expect("answer in time").unwrap();
+    String::from_utf8(answer).unwrap()
+}

@@ -298,17 +298,51 @@ describe('the web client', () => {
     await member.waitForSelector('#room-title:text-is("#wmhd-2026")');
   });
 
-  it('tells a member what each phase of a summit lets them do', STEP, async () => {
-    const olivia = await socketClient(server, await server.token('olivia', 'organiser password'));
-    await olivia.request('set_phase', { room: 'wmhd-2026', phase: 'lobby' });
+  it('runs a summit from lobby to stage to Q&A to hallway, with a question taken and answered', STEP, async () => {
+    await organiser.locator('.room-button:has(.room-name:text-is("#wmhd-2026"))').click();
+    await organiser.waitForSelector('#room-title:text-is("#wmhd-2026")');
+    if (!(await organiser.locator('#mod-tools').evaluate((tools) => tools.open))) await organiser.click('#mod-tools summary');
+    const move = async (phase) => {
+      await organiser.selectOption('#phase-select', phase);
+      await organiser.click('#phase-form button[type=submit]');
+    };
+    await move('lobby');
     await member.waitForSelector('#composer-notice:has-text("The lobby: the hosts post announcements")');
-    await olivia.request('set_phase', { room: 'wmhd-2026', phase: 'stage' });
+    await move('stage');
     await member.waitForSelector('#composer-notice:has-text("The speakers have the floor")');
-    // The organiser hosts the summit: no notice in the way of their composer.
+    await member.locator('#qa-panel').waitFor();
+    assert.equal(await member.isHidden('#composer'), true, 'the audience asks instead of posting');
+    assert.equal(await organiser.isHidden('#composer'), false, 'the organiser hosts: their composer stays');
     assert.equal(await organiser.isHidden('#composer-notice'), true);
-    await olivia.request('set_phase', { room: 'wmhd-2026', phase: 'hallway' });
+    // Bea asks without her name; the moderators see who asked, the room does not.
+    await member.fill('#ask-input', 'How do we look after ourselves while supporting others?');
+    await member.check('#ask-anonymous');
+    await member.click('#ask-form button[type=submit]');
+    await member.waitForSelector('#ask-status:has-text("with the moderators")');
+    const pending = organiser.locator('#question-list .question.pending', { hasText: 'look after ourselves' });
+    await pending.waitFor();
+    assert.match(await pending.locator('.question-meta').textContent(), /Bea \(asked without their name\)/);
+    await pending.locator('button:text-is("Take it")').click();
+    const taken = member.locator('#question-list .question.approved', { hasText: 'look after ourselves' });
+    await taken.waitFor();
+    assert.match(await taken.locator('.question-meta').textContent(), /^Someone/);
+    await move('qa');
+    // Sam votes for it from elsewhere; the count reaches Bea's page.
+    const sam = await socketClient(server, await server.token('sam', 'a quiet password'));
+    const { questions } = await sam.request('questions', { room: 'wmhd-2026' });
+    await sam.request('upvote', { room: 'wmhd-2026', question_id: questions[0].id });
+    sam.close();
+    await taken.locator('button.vote:text-is("Vote · 1")').waitFor();
+    await member.screenshot({ path: join(SCREENSHOTS, 'summit-questions.png') });
+    assert.deepEqual(await accessibilityViolations(member), [], 'WCAG 2.2 AA: the questions panel');
+    await taken.locator('button.vote').click();
+    await taken.locator('button.vote[aria-pressed=true]:text-is("Voted · 2")').waitFor();
+    await organiser.locator('#question-list .question.approved button:text-is("Mark answered")').click();
+    await member.locator('#question-list .question.answered', { hasText: 'look after ourselves' }).waitFor();
+    await move('hallway');
+    await member.waitForSelector('#qa-panel', { state: 'hidden' });
     await member.waitForSelector('#composer-notice', { state: 'hidden' });
-    olivia.close();
+    assert.equal(await member.isHidden('#composer'), false, 'the hallway is open to everyone');
   });
 
   it('finds words across her rooms, and opens the room of a result', STEP, async () => {

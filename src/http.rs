@@ -455,6 +455,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("warnings.js", "text/javascript; charset=utf-8", include_str!("../web/warnings.js")),
     ("record.js", "text/javascript; charset=utf-8", include_str!("../web/record.js")),
     ("groups.js", "text/javascript; charset=utf-8", include_str!("../web/groups.js")),
+    ("summit.js", "text/javascript; charset=utf-8", include_str!("../web/summit.js")),
     ("app.css", "text/css; charset=utf-8", include_str!("../web/app.css")),
 ];
 

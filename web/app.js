@@ -24,6 +24,7 @@ import { installMenu, menuOpen, openMenu, quiet, roving, settle } from './menu.j
 import { appealArrived, appealResolved, installRecord } from './record.js';
 import { installGroups, inviteCode, joinPending, joinRefused, joinRequested, privacyFacts, privateBadge } from './groups.js';
 import { RoomViews, Timeline, unsentFor } from './state.js';
+import { installSummit, questionArrived, renderSummit, votesArrived } from './summit.js';
 import { plainMessage } from './words.js';
 import { announce, confirmAction, dayOf, failed, formatClock, formatTime, formatZoned, notify, timeZone, untilText } from './ui.js';
 
@@ -63,6 +64,7 @@ const state = {
 const view = (room) => state.views.ensure(room);
 
 installModeration(state, { canModerate, memberOf, deleteMessage, jumpTo });
+installSummit(state, { view });
 installCare(state, { jumpTo });
 installRecord(state);
 installGroups(state, { openRoom: (name) => openRoom(name) });
@@ -624,6 +626,7 @@ function renderRoom() {
   const shownFrom = Number($('#messages').firstElementChild?.dataset.seq || 0);
   $('#load-earlier').hidden = !shownFrom || shownFrom <= 1;
   renderComposerNotice();
+  renderSummit(room, roomView);
   renderMembers();
 }
 
@@ -644,7 +647,7 @@ function phaseNotice(room, roomView) {
     case 'closed': return 'This event has ended: it is kept here to read.';
     case 'lobby': return roomView.moderator ? null : 'The lobby: the hosts post announcements; the conversation opens later.';
     case 'stage':
-    case 'qa': return roomView.moderator || speaker ? null : 'The speakers have the floor: you can read along.';
+    case 'qa': return roomView.moderator || speaker ? null : 'The speakers have the floor: you can read along and ask a question.';
     default: return null;
   }
 }
@@ -1650,6 +1653,12 @@ function onEvent(event) {
       break;
     case 'care_alert':
       careAlertArrived(event.alert);
+      break;
+    case 'question':
+      questionArrived(event);
+      break;
+    case 'question_votes':
+      votesArrived(event);
       break;
     case 'warned':
       notify(`A moderator (${event.by}) has a word for you in #${event.room}: ${event.reason}`);

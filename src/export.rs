@@ -87,6 +87,7 @@ pub async fn export(
         },
         preferences: store.fetch_preferences(record.id).await?.to_wire(),
         blocks: store.fetch_blocks(record.id).await?.into_iter().map(|blocked| blocked.user).collect(),
+        questions: store.fetch_questions_by(record.id).await?,
     };
     let opening = Bytes::from(export_open(&head));
     /// Where the stream is: the next page starts after `after`.

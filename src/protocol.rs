@@ -771,6 +771,8 @@ pub struct ExportHead {
     pub preferences: Preferences,
     /// The people they block.
     pub blocks: Vec<User>,
+    /// The summit questions they asked (anonymous ones too: they are theirs).
+    pub questions: Vec<Question>,
 }
 
 /// What moderators did to a member, as the member sees it (`my_record`, PROTOCOL §9.2):

@@ -487,6 +487,9 @@ pub trait Store: Send + Sync + 'static {
     /// Every report `reporter` made, oldest first.
     async fn fetch_reports_by(&self, reporter: UserId) -> Result<Vec<Report>, StoreError>;
 
+    /// Every summit question `author` asked, oldest first (for their export).
+    async fn fetch_questions_by(&self, author: UserId) -> Result<Vec<Question>, StoreError>;
+
     /// Every moderation-log entry that names `username` as its target, newest first.
     async fn fetch_log_about(&self, username: &str) -> Result<Vec<LogAbout>, StoreError>;
 

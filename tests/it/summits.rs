@@ -165,6 +165,12 @@ async fn anonymous_questions_hide_the_asker_from_members_but_not_from_moderators
         updated(client, "qa-room").await;
     }
     let asked = member.ok(ask).await["question"].clone();
+    // The asker's own data holds it, anonymous or not.
+    let token = server.login("member").await;
+    let (_, export) =
+        http(server.addr, "GET", "/api/v1/me/export", &[("Authorization", &format!("Bearer {token}"))], None).await;
+    let export: Value = serde_json::from_str(&export).unwrap();
+    assert_eq!(export["questions"][0]["body"], "How do I support a friend?", "{export}");
     assert_eq!((asked["status"].as_str(), asked["anonymous"].as_bool()), (Some("pending"), Some(true)), "{asked}");
     let id = asked["id"].as_i64().unwrap();
     // The moderators hear of it at once, with who asked.

@@ -895,6 +895,19 @@ impl Store for SqliteStore {
         Ok(Some(alert))
     }
 
+    async fn fetch_questions_by(&self, author: UserId) -> Result<Vec<Question>, StoreError> {
+        let sql = String::from(&format!(
+            "SELECT r.name AS room_name, {QUESTION_COLUMNS} JOIN rooms r ON r.id = q.room_id WHERE q.author_id = ? ORDER BY q.id"
+        ));
+        let found = sqlx::query(&sql).bind(author.0).bind(author.0).fetch_all(&self.reads).await?;
+        let mut questions = Vec::with_capacity(found.len());
+        for row in &found {
+            let room: String = row.try_get("room_name")?;
+            questions.push(rows::question(&room, row)?);
+        }
+        Ok(questions)
+    }
+
     async fn insert_question(
         &self,
         room: &RoomRecord,

@@ -31,6 +31,9 @@
 //! - `durable`: `--senders` sockets each keeping `--window` sends in flight in a room of
 //!   its own: messages stored and acknowledged per second with the acknowledgement
 //!   latency, on SQLite and then on PostgreSQL.
+//! - `summit`: a summit of `--sockets` in Q&A; speakers chat, alone and then while
+//!   `--votes` votes a second arrive on one question: the chat's p99, and the
+//!   `question_votes` events per vote that reach each member's socket.
 //!
 //! Every message text is `~~<send µs> <rung> load`, so each delivery is an end-to-end
 //! latency sample and late arrivals never count for the next rung. Readers look for the
@@ -94,6 +97,8 @@ struct Options {
     window: usize,
     nodes: usize,
     cw: bool,
+    /// Votes a second in the `summit` scenario.
+    votes: f64,
     /// A rung fails at or above this delivery p99 (the median of its seconds' p99s).
     p99_limit_ms: f64,
 }
@@ -119,6 +124,7 @@ fn options() -> Options {
         window: 8,
         nodes: 2,
         cw: false,
+        votes: 100.0,
         p99_limit_ms: 200.0,
     };
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
@@ -146,6 +152,7 @@ fn options() -> Options {
             "--redis" => o.redis = value(),
             "--window" => o.window = value().parse().expect("--window N"),
             "--nodes" => o.nodes = value().parse::<usize>().expect("--nodes N (1 to 4)").clamp(1, 4),
+            "--votes" => o.votes = value().parse().expect("--votes PER_S"),
             other => panic!("unknown option {other}"),
         }
     }
@@ -660,6 +667,8 @@ struct Run {
     closed: AtomicU64,
     /// Every stamped frame or line, of any rung: the backlog still arriving.
     seen: AtomicU64,
+    /// `question_votes` events received (the `summit` scenario).
+    vote_events: AtomicU64,
 }
 
 impl Run {
@@ -696,6 +705,10 @@ fn spawn_reader(mut reader: raw::Reader, system: System, run: Arc<Run>, stats: A
                 }
             };
             if !system.lines() {
+                if frame.starts_with(b"{\"type\":\"question_votes\"") {
+                    run.vote_events.fetch_add(1, Relaxed);
+                    continue;
+                }
                 if let Some((sent, rung)) = stamp(frame) {
                     run.record(sent, rung, frame.starts_with(b"{\"type\":\"ok\""), &stats);
                 }
@@ -821,6 +834,7 @@ fn start_load(
         rung_start_us: AtomicU64::new(0),
         closed: AtomicU64::new(0),
         seen: AtomicU64::new(0),
+        vote_events: AtomicU64::new(0),
     });
     let shards: Vec<_> =
         (0..SHARDS).map(|_| Arc::new(Mutex::new(ShardStats::new(o.seconds.ceil() as usize)))).collect();
@@ -1286,6 +1300,108 @@ async fn storm(o: &Options) {
     );
 }
 
+/// `summit`: `--sockets` members in a summit in Q&A, where the organiser and speakers
+/// (`--senders`) chat, first alone and then while `--votes` votes a second arrive on one
+/// question from members' sockets of their own (one vote per account). Chat delivery
+/// p99 without and with the votes, and the `question_votes` events each member's
+/// socket got per vote: coalesced, far below one.
+async fn summit(o: &Options) {
+    let target = Target::alongside(&[]);
+    let voters = (o.votes * o.seconds).ceil() as usize;
+    let first_voter = o.accounts.max(o.senders + 1);
+    let tokens = accounts(&target, first_voter + voters);
+    let dir = target._dir.as_ref().expect("Alongside runs in a directory of its own");
+    let database = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let binary = std::env::var("ALONGSIDE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_alongside").to_string());
+    let promoted = Command::new(&binary)
+        .args(["user", "set-role", "load0", "organiser", "--database", &database])
+        .output()
+        .expect("run alongside user set-role");
+    assert!(promoted.status.success(), "{}", String::from_utf8_lossy(&promoted.stderr));
+    // The organiser opens the summit, puts it in Q&A and takes one question.
+    let room = "summit-qa";
+    let mut control = open_socket(&target, 0, o.addresses).await;
+    setup_request(&mut control, json!({"type": "auth", "token": tokens[0], "id": "auth"})).await;
+    let create = json!({"type": "create_room", "name": room, "kind": "summit", "id": "create"});
+    setup_request(&mut control, create).await;
+    setup_request(&mut control, json!({"type": "set_phase", "room": room, "phase": "qa", "id": "phase"})).await;
+    let ask = json!({"type": "ask", "room": room, "body": "Where next?", "id": "ask"});
+    let question = setup_request(&mut control, ask).await["question"]["id"].as_i64().expect("a question id");
+    let approve =
+        json!({"type": "moderate_question", "room": room, "question_id": question, "status": "approved", "id": "ok"});
+    setup_request(&mut control, approve).await;
+    // Every member's socket joins; the first `--senders` accounts speak.
+    let mut sockets = connect_all(&target, o, &tokens[..first_voter], |_| None).await;
+    for socket in &mut sockets {
+        setup_request(socket, json!({"type": "join", "room": room, "id": "join"})).await;
+    }
+    for speaker in 1..o.senders {
+        let user = format!("load{speaker}");
+        let role = json!({"type": "set_room_role", "room": room, "user": user, "role": "speaker", "id": "role"});
+        setup_request(&mut control, role).await;
+    }
+    // The voters: a socket each for accounts no member socket uses, joined and quiet.
+    let mut votes = Vec::with_capacity(voters);
+    for (k, token) in tokens[first_voter..].iter().enumerate() {
+        let mut socket = open_socket(&target, o.sockets + k, o.addresses).await;
+        setup_request(&mut socket, json!({"type": "auth", "token": token, "id": "auth"})).await;
+        setup_request(&mut socket, json!({"type": "join", "room": room, "id": "join"})).await;
+        let Socket { mut reader, writer } = socket;
+        tokio::spawn(async move { while !matches!(reader.next().await, raw::Incoming::Closed) {} });
+        votes.push(writer);
+    }
+    // Each message is due to every member's socket (the voters' and the organiser's
+    // control socket get it too, uncounted).
+    let members = o.sockets as u64;
+    let mut load = start_load(&[&target], sockets, o, |_| room.to_string(), |_| members);
+    let rate = o.ladder.as_ref().map_or(o.start, |ladder| ladder[0]);
+    println!(
+        "alongside: a summit in Q&A, {} member sockets and {voters} voters, chat at {rate} msg/s from {} speakers, \
+         then with {} votes/s",
+        o.sockets, o.senders, o.votes
+    );
+    let calm = rung(&mut load, rate, o.seconds).await;
+    print!("  chat alone:");
+    calm.print(true);
+    let heard_before = load.run.vote_events.load(Relaxed);
+    let cast = Arc::new(AtomicU64::new(0));
+    let voting = {
+        let (cast, interval) = (cast.clone(), Duration::from_secs_f64(1.0 / o.votes));
+        let upvote = json!({"type": "upvote", "room": room, "question_id": question}).to_string();
+        let frame = raw::text_frame(upvote.as_bytes(), 9);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            let mut open = Vec::with_capacity(votes.len());
+            for mut writer in votes {
+                ticks.tick().await;
+                if writer.write_all(&frame).await.is_ok() {
+                    cast.fetch_add(1, Relaxed);
+                }
+                // Kept open: a closed socket would take its vote's member away.
+                open.push(writer);
+            }
+            open
+        })
+    };
+    let stormy = rung(&mut load, rate, o.seconds).await;
+    let _open = voting.await;
+    // The last coalesced count goes out within a second of the last vote.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    print!("  with votes:");
+    stormy.print(true);
+    let (cast, heard) = (cast.load(Relaxed), load.run.vote_events.load(Relaxed) - heard_before);
+    let per_socket = heard as f64 / o.sockets as f64;
+    println!(
+        "  votes cast: {cast} in {:.0} s; question_votes events per member socket: {per_socket:.1}, that is {:.3} per \
+         vote (1.000 without coalescing); chat p99 {:.2} ms -> {:.2} ms ({:.2}x)",
+        o.seconds,
+        per_socket / cast.max(1) as f64,
+        calm.p99_ms,
+        stormy.p99_ms,
+        stormy.p99_ms / calm.p99_ms
+    );
+}
+
 async fn slowloris(o: &Options) {
     use tokio::io::AsyncReadExt;
     let target = Target::alongside(&[("ALONGSIDE_HEADER_READ_TIMEOUT_S", "2")]);
@@ -1552,6 +1668,9 @@ async fn main() {
         "stall" => stall(&o).await,
         "cluster" => cluster(&o).await,
         "durable" => durable(&o).await,
-        other => panic!("unknown scenario {other}: room, rooms, idle, storm, slowloris, stall, cluster or durable"),
+        "summit" => summit(&o).await,
+        other => {
+            panic!("unknown scenario {other}: room, rooms, idle, storm, slowloris, stall, cluster, durable or summit")
+        }
     }
 }

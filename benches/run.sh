@@ -48,6 +48,9 @@ fanout --scenario rooms --sockets 1000 --rooms 100 --accounts 200 --ladder 1000,
 # for 1 GB of replies and read none (memory held for them).
 fanout --scenario slowloris --sockets 2000 --addresses 16
 fanout --scenario stall --sockets 100 --addresses 8 --accounts 10
+# A 10,000-socket summit in Q&A: chat alone, then with 100 votes/s on one question
+# (delivery p99, and the question_votes events per vote that reach each member).
+fanout --scenario summit --sockets 10000 --senders 10 --votes 100 --seconds 5 --start 10
 # Chat latency during a storm of 50 logins/s.
 fanout --scenario storm --sockets 1000 --senders 10 --ladder 100 --logins 50
 # Several nodes: the 1,000-socket room on one SQLite node, then split over two nodes on

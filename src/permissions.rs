@@ -37,7 +37,8 @@ impl RoomStanding {
             None => RoomStanding::Outsider,
             // A speaker is a member who may also send during a summit's stage and Q&A
             // (`Standing::may_send_in`); no other permission changes.
-            Some(RoomRole::Member | RoomRole::Speaker) => RoomStanding::Member,
+            // A viewer is a member who may never send (`send` refuses them).
+            Some(RoomRole::Member | RoomRole::Speaker | RoomRole::Viewer) => RoomStanding::Member,
             Some(RoomRole::Moderator) => RoomStanding::Moderator,
         }
     }

@@ -96,6 +96,9 @@ pub enum RoomRole {
     Moderator,
     /// Presents in a summit: sends during `stage` and `qa` (otherwise a member).
     Speaker,
+    /// Joined a summit beyond its capacity: receives everything, may ask and vote, may
+    /// never send. Given only by `join`.
+    Viewer,
 }
 
 impl RoomRole {
@@ -105,6 +108,7 @@ impl RoomRole {
             RoomRole::Member => "member",
             RoomRole::Moderator => "moderator",
             RoomRole::Speaker => "speaker",
+            RoomRole::Viewer => "viewer",
         }
     }
 
@@ -114,6 +118,7 @@ impl RoomRole {
             "member" => Some(RoomRole::Member),
             "moderator" => Some(RoomRole::Moderator),
             "speaker" => Some(RoomRole::Speaker),
+            "viewer" => Some(RoomRole::Viewer),
             _ => None,
         }
     }
@@ -216,6 +221,9 @@ pub struct Room {
     /// A summit's speakers, by username (absent: none).
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub speakers: Vec<String>,
+    /// A summit that lets people in beyond its capacity as viewers (absent: false).
+    #[serde(skip_serializing_if = "is_false", default)]
+    pub viewers: bool,
     /// The room moderators on duty now, by username (absent: none).
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub hosts_on_duty: Vec<String>,
@@ -1640,6 +1648,9 @@ pub struct CreateRoom {
     /// All (default) or since_join.
     #[serde(default)]
     pub history_visibility: HistoryVisibility,
+    /// A summit: people who come when it is full join as viewers.
+    #[serde(default)]
+    pub viewers: bool,
 }
 
 /// Fields of `send`.
@@ -2349,6 +2360,10 @@ pub enum Reply {
         /// Earlier messages exist than these (page back with `history before=`).
         #[serde(skip_serializing_if = "is_false")]
         more: bool,
+        /// Joined a full summit as a viewer: reads everything, may ask and vote, may
+        /// not send.
+        #[serde(skip_serializing_if = "is_false")]
+        viewer: bool,
     },
     /// `send`.
     Sent {

@@ -194,6 +194,7 @@ impl Shared {
                 ahead.map(|(phase, at)| ScheduleEntry { phase: *phase, at: format_ts(*at) }).collect()
             },
             speakers: room.speakers.clone(),
+            viewers: room.viewers,
             hosts_on_duty: self.hub.hosts_on_duty(room.id).into_iter().map(|(_, name)| name).collect(),
             visibility: if room.private { Visibility::Private } else { Visibility::Public },
             history_visibility: if room.since_join { HistoryVisibility::SinceJoin } else { HistoryVisibility::All },

@@ -573,6 +573,8 @@ async function openRoom(name) {
     markRead();
     // The server says whether we moderate this room; the page does not guess.
     roomView.moderator = reply.room.my_role === 'moderator' || reply.room.my_role === 'owner';
+    // A full summit let us in as a viewer: reading, asking and voting, never posting.
+    roomView.viewer = Boolean(reply.viewer);
     renderRoom();
     renderRoomList();
     // After renderRoom: a list that was hidden has no height to scroll until then. The
@@ -642,6 +644,7 @@ function hostText(room) {
 /** What a summit's phase means for this member's composer, or null when they may post. */
 function phaseNotice(room, roomView) {
   const speaker = (room.speakers || []).includes(state.me.username);
+  if (roomView.viewer) return 'You are viewing: the summit was full when you came. You can read along, and ask and vote while questions are taken.';
   switch (room.phase) {
     case 'scheduled': return 'This event has not begun yet: you can read, and post when it opens.';
     case 'closed': return 'This event has ended: it is kept here to read.';

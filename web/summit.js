@@ -48,7 +48,7 @@ export function renderSummit(room, roomView) {
   panel.hidden = !taking;
   // Speakers and moderators keep their composer; the audience asks instead.
   const speaker = (room.speakers || []).includes(state.me.username);
-  $('#composer').hidden = taking && !roomView.moderator && !speaker;
+  $('#composer').hidden = Boolean(roomView.viewer) || (taking && !roomView.moderator && !speaker);
   if (taking && (wasHidden || shownRoom !== room.name)) refreshQuestions(room.name);
 }
 

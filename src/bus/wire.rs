@@ -304,6 +304,7 @@ impl Out {
                 for speaker in &room.speakers {
                     self.str(speaker);
                 }
+                self.u8(u8::from(room.viewers));
             }
             Effect::Duty { room, user, username, on } => {
                 self.u8(6);
@@ -410,6 +411,7 @@ impl<'a> In<'a> {
                 phase: self.opt(In::phase)?,
                 schedule: (0..self.u32()?).map(|_| Ok((self.phase()?, self.i64()?))).collect::<Result<_, _>>()?,
                 speakers: (0..self.u32()?).map(|_| self.string()).collect::<Result<_, _>>()?,
+                viewers: self.flag()?,
             })),
             6 => Effect::Duty {
                 room: RoomId(self.i64()?),
@@ -456,6 +458,7 @@ mod tests {
             phase: Some(Phase::Lobby),
             schedule: vec![(Phase::Stage, 1_795_772_005_771), (Phase::Hallway, 1_795_772_905_771)],
             speakers: vec!["ben".into(), "chi".into()],
+            viewers: true,
         };
         let mute = Restriction { until: Some(99), reason: Some("cool down".into()) };
         let frame = Utf8Bytes::from(r#"{"type":"message","body":"héllo \"there\""}"#);

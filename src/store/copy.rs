@@ -65,6 +65,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("since_join", Flag),
             ("phase", Text),
             ("schedule", Text),
+            ("viewers", Flag),
         ],
     ),
     (

@@ -107,6 +107,8 @@ pub struct RoomRecord {
     pub schedule: Vec<(Phase, i64)>,
     /// A summit's speakers (room role `speaker`), by username, sorted.
     pub speakers: Vec<String>,
+    /// A summit that takes people beyond its capacity as viewers.
+    pub viewers: bool,
 }
 
 impl RoomRecord {
@@ -166,6 +168,8 @@ pub struct NewRoom {
     pub private: bool,
     /// Members see only messages sent after they joined.
     pub since_join: bool,
+    /// A summit that takes people beyond its capacity as viewers.
+    pub viewers: bool,
 }
 
 /// What [`Store::erase_user`] did.

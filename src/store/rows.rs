@@ -47,7 +47,7 @@ macro_rules! room_columns {
     ($aggregate:literal) => {
         concat!(
             "r.id, r.name, r.topic, r.kind, r.owner_id, u.username AS owner, r.slow_mode_s, r.locked, r.starts_at, \
-             r.ends_at, r.capacity, r.requires_host, r.private, r.since_join, r.phase, r.schedule, (SELECT ",
+             r.ends_at, r.capacity, r.requires_host, r.private, r.since_join, r.phase, r.schedule, r.viewers, (SELECT ",
             $aggregate,
             "(s.username, ' ') FROM memberships sm JOIN users s ON s.id = sm.user_id \
              WHERE sm.room_id = r.id AND sm.room_role = 'speaker') AS speakers \
@@ -171,6 +171,7 @@ pub(super) fn room(row: &impl Columns) -> Result<RoomRecord, sqlx::Error> {
             super::parse_schedule(&text)
                 .ok_or_else(|| sqlx::Error::Decode(format!("a schedule that does not parse: `{text}`").into()))?
         },
+        viewers: row.flag("viewers")?,
         speakers: {
             let mut speakers: Vec<String> =
                 row.opt_text("speakers")?.unwrap_or_default().split_whitespace().map(str::to_string).collect();

@@ -88,6 +88,7 @@ fn new_room(name: &str, owner: UserId) -> NewRoom {
         requires_host: false,
         private: false,
         since_join: false,
+        viewers: false,
     }
 }
 

@@ -553,6 +553,9 @@ async fn set_room_role(
         reason: Some(role.as_str().to_string()),
         ..entry(Some(&room), LogAction::SetRoomRole, session)
     };
+    if role == RoomRole::Viewer {
+        return Err(invalid("Viewers are those who came when a summit was full; it is not a role to give."));
+    }
     if role == RoomRole::Speaker && room.kind != RoomKind::Summit {
         return Err(invalid(format!("#{} is a topic room: only summits have speakers.", room.name)));
     }

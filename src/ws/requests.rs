@@ -172,8 +172,10 @@ async fn create_room(state: &AppState, session: &Session, fields: CreateRoom) ->
     };
     let starts_at = parse("starts_at", fields.starts_at)?;
     let ends_at = parse("ends_at", fields.ends_at)?;
-    if fields.kind == RoomKind::Topic && (starts_at.is_some() || ends_at.is_some() || fields.capacity.is_some()) {
-        return Err(invalid("Only summit rooms have a schedule or a capacity."));
+    if fields.kind == RoomKind::Topic
+        && (starts_at.is_some() || ends_at.is_some() || fields.capacity.is_some() || fields.viewers)
+    {
+        return Err(invalid("Only summit rooms have a schedule, a capacity or viewers."));
     }
     if let (Some(start), Some(end)) = (starts_at, ends_at) {
         if end <= start {
@@ -206,6 +208,7 @@ async fn create_room(state: &AppState, session: &Session, fields: CreateRoom) ->
         requires_host: fields.requires_host,
         private: fields.visibility == Visibility::Private,
         since_join: fields.history_visibility == HistoryVisibility::SinceJoin,
+        viewers: fields.viewers,
     };
     let record = match state.store.insert_room(&new).await {
         Ok(record) => Arc::new(record),
@@ -279,6 +282,7 @@ async fn join(state: &AppState, session: &Session, name: &str) -> Result<Reply, 
         online: state.online_users(&room.name, MAX_ONLINE_LISTED),
         messages,
         more,
+        viewer: room_role == RoomRole::Viewer,
     })
 }
 
@@ -326,15 +330,21 @@ async fn send(state: &AppState, session: &Session, fields: SendMessage) -> Resul
     if let Some(mute) = state.mute(room.id, session.user_id) {
         return Err(super::moderation::muted_error(&room.name, &mute));
     }
-    // A summit's phase decides who may send; only phases that restrict pay for the read.
-    let phase = room.phase_at(now_ms()).unwrap_or(Phase::Hallway);
-    if phase != Phase::Hallway {
-        // The room role read now, not the cached speakers list: a speaker who left and
-        // came back is a member again.
+    // A summit's phase decides who may send, and its viewers never do; only summits
+    // pay for the read of the room role (read now, not the cached speakers list: a
+    // speaker who left and came back is a member again).
+    if room.kind == RoomKind::Summit {
+        let phase = room.phase_at(now_ms()).unwrap_or(Phase::Hallway);
         let room_role = state.store.fetch_room_role(room.id, session.user_id).await.map_err(internal)?;
-        let in_room = RoomStanding::from_membership(room_role, room.owner_id == session.user_id);
-        let standing = Standing { global: session.user().role, room: in_room };
-        super::summits::send_rule(&room, phase, standing, room_role == Some(RoomRole::Speaker))?;
+        if room_role == Some(RoomRole::Viewer) {
+            let message = format!("You are viewing #{}: viewers read along, ask and vote, but do not post.", room.name);
+            return Err(ApiError::new(ErrorCode::Full, message));
+        }
+        if phase != Phase::Hallway {
+            let in_room = RoomStanding::from_membership(room_role, room.owner_id == session.user_id);
+            let standing = Standing { global: session.user().role, room: in_room };
+            super::summits::send_rule(&room, phase, standing, room_role == Some(RoomRole::Speaker))?;
+        }
     }
     let slow_mode = room.slow_mode_s > 0;
     let waiting_for_host = room.requires_host && state.hosts_on_duty(room.id).is_empty();

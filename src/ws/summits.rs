@@ -266,6 +266,7 @@ pub(super) async fn open_backstage(state: &AppState, session: &Session, summit: 
         requires_host: false,
         private: true,
         since_join: false,
+        viewers: false,
     };
     match state.store.insert_room(&new).await {
         Ok(backstage) => state.room_created(std::sync::Arc::new(backstage), session.user_id),

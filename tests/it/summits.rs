@@ -334,3 +334,39 @@ async fn raw_http(addr: std::net::SocketAddr, request: &str) -> String {
     tokio::time::timeout(WAIT, tcp.read_to_end(&mut answer)).await.expect("answer in time").unwrap();
     String::from_utf8(answer).unwrap()
 }
+
+#[tokio::test]
+async fn viewers_come_in_beyond_capacity_read_ask_and_vote_but_never_send() {
+    let server = TestServer::start().await;
+    let token = server.user_with_role("organiser", Role::Organiser).await;
+    let mut organiser = server.client(&token).await;
+    let create = json!({"type": "create_room", "name": "big-day", "kind": "summit", "capacity": 2, "viewers": true});
+    assert_eq!(organiser.ok(create).await["room"]["viewers"], true);
+    let mut member = server.member("member").await;
+    let joined = member.ok(json!({"type": "join", "room": "big-day"})).await;
+    assert!(joined.get("viewer").is_none(), "within capacity: a member: {joined}");
+    // The summit is full now: the next one in views.
+    let mut viewer = server.member("viewer").await;
+    let joined = viewer.ok(json!({"type": "join", "room": "big-day"})).await;
+    assert_eq!(joined["viewer"], true, "{joined}");
+    organiser.ok(json!({"type": "send", "room": "big-day", "body": "Welcome, everyone"})).await;
+    assert_eq!(viewer.event_of("message").await["message"]["body"], "Welcome, everyone");
+    for phase in ["hallway", "stage"] {
+        organiser.ok(json!({"type": "set_phase", "room": "big-day", "phase": phase})).await;
+        assert_eq!(try_send(&mut viewer, "big-day", "may I?").await, Err("full".into()), "{phase}");
+    }
+    let question = viewer.ok(json!({"type": "ask", "room": "big-day", "body": "Will slides be shared?"})).await;
+    let id = question["question"]["id"].as_i64().unwrap();
+    organiser
+        .ok(json!({"type": "moderate_question", "room": "big-day", "question_id": id, "status": "approved"}))
+        .await;
+    let voted = viewer.ok(json!({"type": "upvote", "room": "big-day", "question_id": id})).await;
+    assert_eq!(voted["question"]["votes"], 1);
+    // Nobody can make someone a viewer; without `viewers`, a full summit stays full.
+    organiser
+        .refused(json!({"type": "set_room_role", "room": "big-day", "user": "member", "role": "viewer"}), "invalid")
+        .await;
+    organiser.ok(json!({"type": "create_room", "name": "small-day", "kind": "summit", "capacity": 1})).await;
+    member.refused(json!({"type": "join", "room": "small-day"}), "full").await;
+    organiser.refused(json!({"type": "create_room", "name": "topic-x", "viewers": true}), "invalid").await;
+}

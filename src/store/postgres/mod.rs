@@ -1458,7 +1458,7 @@ impl Store for PostgresStore {
         let mut tx = self.begin_write().await?;
         let inserted: Option<i64> = sqlx::query_scalar(
             "INSERT INTO rooms (name, topic, kind, owner_id, starts_at, ends_at, capacity, created_at, requires_host, \
-             private, since_join, phase) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             private, since_join, phase, viewers) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
              ON CONFLICT (name) DO NOTHING RETURNING id",
         )
         .bind(&room.name)
@@ -1473,6 +1473,7 @@ impl Store for PostgresStore {
         .bind(room.private)
         .bind(room.since_join)
         .bind((room.kind == RoomKind::Summit).then_some(Phase::Hallway.as_str()))
+        .bind(room.viewers)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(id) = inserted else {
@@ -1538,24 +1539,29 @@ impl Store for PostgresStore {
             tx.rollback().await?;
             return Ok(false);
         }
+        let mut full = false;
         if let Some(capacity) = room.capacity {
             // The room's row is locked, so two last joiners on two nodes cannot both fit.
             sqlx::query("SELECT 1 FROM rooms WHERE id = $1 FOR UPDATE").bind(room.id.0).execute(&mut *tx).await?;
-            let members: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE room_id = $1")
-                .bind(room.id.0)
-                .fetch_one(&mut *tx)
-                .await?;
-            if members >= i64::from(capacity) {
+            let members: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE room_id = $1 AND room_role <> 'viewer'")
+                    .bind(room.id.0)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if members >= i64::from(capacity) && !room.viewers {
                 tx.rollback().await?;
                 return Err(StoreError::Full);
             }
+            full = members >= i64::from(capacity);
         }
+        // Beyond a summit's capacity, as a viewer.
         sqlx::query(
-            "INSERT INTO memberships (room_id, user_id, joined_at, joined_seq) \
-             SELECT id, $1, $2, last_seq FROM rooms WHERE id = $3",
+            "INSERT INTO memberships (room_id, user_id, joined_at, joined_seq, room_role) \
+             SELECT id, $1, $2, last_seq, $3 FROM rooms WHERE id = $4",
         )
         .bind(user.0)
         .bind(now_ms())
+        .bind(if full { "viewer" } else { "member" })
         .bind(room.id.0)
         .execute(&mut *tx)
         .await?;

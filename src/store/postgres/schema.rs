@@ -258,6 +258,10 @@ CREATE TABLE question_votes (
 );
 CREATE INDEX question_votes_user ON question_votes(user_id);
 "#,
+    // Summits may let people in beyond capacity as viewers (room role `viewer`).
+    r#"
+ALTER TABLE rooms ADD COLUMN viewers BOOLEAN NOT NULL DEFAULT false;
+"#,
 ];
 
 /// Any fixed key: every node that starts at once migrates in turn under it.

@@ -1319,7 +1319,7 @@ impl Store for SqliteStore {
         let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO rooms (name, topic, kind, owner_id, starts_at, ends_at, capacity, created_at, requires_host, \
-             private, since_join, phase) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             private, since_join, phase, viewers) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(&room.name)
         .bind(&room.topic)
@@ -1333,6 +1333,7 @@ impl Store for SqliteStore {
         .bind(room.private)
         .bind(room.since_join)
         .bind((room.kind == RoomKind::Summit).then_some(Phase::Hallway.as_str()))
+        .bind(room.viewers)
         .fetch_one(&mut *tx)
         .await;
         let id: i64 = match inserted {
@@ -1400,23 +1401,28 @@ impl Store for SqliteStore {
             tx.rollback().await?;
             return Ok(false);
         }
+        let mut full = false;
         if let Some(capacity) = room.capacity {
             // Counted inside the writing transaction, so two last joiners cannot both fit.
-            let members: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE room_id = ?")
-                .bind(room.id.0)
-                .fetch_one(&mut *tx)
-                .await?;
-            if members >= i64::from(capacity) {
+            let members: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE room_id = ? AND room_role <> 'viewer'")
+                    .bind(room.id.0)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if members >= i64::from(capacity) && !room.viewers {
                 tx.rollback().await?;
                 return Err(StoreError::Full);
             }
+            full = members >= i64::from(capacity);
         }
+        // Beyond a summit's capacity, as a viewer.
         sqlx::query(
-            "INSERT INTO memberships (room_id, user_id, joined_at, joined_seq) \
-             SELECT id, ?, ?, last_seq FROM rooms WHERE id = ?",
+            "INSERT INTO memberships (room_id, user_id, joined_at, joined_seq, room_role) \
+             SELECT id, ?, ?, last_seq, ? FROM rooms WHERE id = ?",
         )
         .bind(user.0)
         .bind(now_ms())
+        .bind(if full { "viewer" } else { "member" })
         .bind(room.id.0)
         .execute(&mut *tx)
         .await?;

@@ -311,6 +311,10 @@ CREATE TABLE question_votes (
 ) WITHOUT ROWID;
 CREATE INDEX question_votes_user ON question_votes(user_id);
 "#,
+    // Summits may let people in beyond capacity as viewers (room role `viewer`).
+    r#"
+ALTER TABLE rooms ADD COLUMN viewers INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// The schema version this build migrates to.

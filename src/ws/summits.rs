@@ -81,10 +81,12 @@ pub(super) async fn set_schedule(
         }
         entries.push((entry.phase, at));
     }
-    // Entries already due are applied now: the stored phase is the last of them.
+    // Entries already due are applied now: the stored phase is the last of them, or the
+    // phase the summit is in now (an entry of the old schedule may have come due).
     let now = crate::protocol::now_ms();
     let due = entries.iter().take_while(|(_, at)| *at <= now).count();
-    let phase = entries[..due].last().map_or(room.phase.unwrap_or(Phase::Hallway), |(phase, _)| *phase);
+    let current = room.phase_at(now).unwrap_or(Phase::Hallway);
+    let phase = entries[..due].last().map_or(current, |(phase, _)| *phase);
     let updated = state.store.update_room_phase(room.id, phase, &entries[due..]).await.map_err(internal)?;
     state.room_changed(updated);
     state.phases_changed();

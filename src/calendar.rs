@@ -36,19 +36,10 @@ pub fn feed(summits: &[RoomRecord], now_ms: i64) -> String {
     out
 }
 
-/// `20261010T090000Z`.
+/// `20261010T090000Z`: the protocol's `2026-10-10T09:00:00.000Z` in iCalendar's form.
 fn utc(ms: i64) -> String {
-    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        at.year(),
-        u8::from(at.month()),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second()
-    )
+    let iso = crate::protocol::format_ts(ms);
+    format!("{}Z", iso[..19].replace(['-', ':'], ""))
 }
 
 /// TEXT escaping (RFC 5545 §3.3.11).

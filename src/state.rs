@@ -175,6 +175,7 @@ impl Shared {
 
     /// The wire view of a room, with this node's online count.
     pub fn room_view(&self, room: &RoomRecord) -> Room {
+        let now = crate::protocol::now_ms();
         Room {
             name: room.name.clone(),
             topic: room.topic.clone(),
@@ -187,9 +188,8 @@ impl Shared {
             ends_at: room.ends_at.map(format_ts),
             capacity: room.capacity,
             requires_host: room.requires_host,
-            phase: room.phase_at(crate::protocol::now_ms()),
+            phase: room.phase_at(now),
             schedule: {
-                let now = crate::protocol::now_ms();
                 let ahead = room.schedule.iter().filter(|(_, at)| *at > now);
                 ahead.map(|(phase, at)| ScheduleEntry { phase: *phase, at: format_ts(*at) }).collect()
             },

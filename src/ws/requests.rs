@@ -102,7 +102,7 @@ pub(super) async fn standing(
     Ok(Standing { global, room: RoomStanding::from_membership(room_role, room.owner_id == user) })
 }
 
-fn invalid(message: impl Into<String>) -> ApiError {
+pub(super) fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::Invalid, message)
 }
 
@@ -330,11 +330,12 @@ async fn send(state: &AppState, session: &Session, fields: SendMessage) -> Resul
     if let Some(mute) = state.mute(room.id, session.user_id) {
         return Err(super::moderation::muted_error(&room.name, &mute));
     }
-    // A summit's phase decides who may send, and its viewers never do; only summits
-    // pay for the read of the room role (read now, not the cached speakers list: a
-    // speaker who left and came back is a member again).
-    if room.kind == RoomKind::Summit {
-        let phase = room.phase_at(now_ms()).unwrap_or(Phase::Hallway);
+    // A summit's phase decides who may send, and its viewers never do. Only a summit
+    // with viewers, or in a phase that restricts, pays for the read of the room role
+    // (read now, not the cached speakers list: a speaker who left and came back is a
+    // member again); a summit in its hallway without viewers sends as a topic room.
+    let phase = room.phase_at(now_ms()).unwrap_or(Phase::Hallway);
+    if room.kind == RoomKind::Summit && (room.viewers || phase != Phase::Hallway) {
         let room_role = state.store.fetch_room_role(room.id, session.user_id).await.map_err(internal)?;
         if room_role == Some(RoomRole::Viewer) {
             let message = format!("You are viewing #{}: viewers read along, ask and vote, but do not post.", room.name);

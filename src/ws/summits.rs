@@ -18,7 +18,7 @@
 
 use super::moderation::{actor, room_moderators};
 use super::pages::{fit_page, page_limit, Keep};
-use super::requests::{member_room, standing};
+use super::requests::{invalid, member_room, standing};
 use crate::hub::Session;
 use crate::permissions::Standing;
 use crate::protocol::LeftReason;
@@ -31,10 +31,6 @@ use crate::store::{question_rank, NewRoom, UserRecord};
 
 /// Most entries a schedule may hold.
 const MAX_SCHEDULE: usize = 32;
-
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::new(ErrorCode::Invalid, message)
-}
 
 /// The summit `room_name`, with the actor allowed to run it.
 async fn summit(state: &AppState, session: &Session, room_name: &str, what: &str) -> Result<RoomRecord, ApiError> {

@@ -122,9 +122,8 @@ async fn the_schedule_moves_the_phase_at_its_time_and_set_phase_drops_the_rest()
     let qa = updated(&mut member, "summit-day").await;
     assert_eq!(qa["phase"], "qa");
     assert!(qa.get("schedule").is_none(), "{qa}");
+    // Past the time of the dropped entry: it must not have come.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let (_, body) = http(server.addr, "GET", "/healthz", &[], None).await;
-    assert!(body.contains("ok"));
     let joined = member.ok(json!({"type": "join", "room": "summit-day"})).await;
     assert_eq!(joined["room"]["phase"], "qa", "the dropped entry never came: {joined}");
 }

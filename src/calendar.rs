@@ -19,14 +19,12 @@ pub fn feed(summits: &[RoomRecord], now_ms: i64) -> String {
     line("CALSCALE:GREGORIAN");
     line("X-WR-CALNAME:Summits");
     for summit in summits {
-        let Some(start) = summit.starts_at else { continue };
+        let Some((start, end)) = times(summit) else { continue };
         line("BEGIN:VEVENT");
         line(&format!("UID:alongside-summit-{}-{}", summit.id.0, summit.name));
         line(&format!("DTSTAMP:{}", utc(now_ms)));
         line(&format!("DTSTART:{}", utc(start)));
-        // An event with no end lasts a day in most calendars; a summit with none is
-        // shown as an hour.
-        line(&format!("DTEND:{}", utc(summit.ends_at.unwrap_or(start + 3_600_000))));
+        line(&format!("DTEND:{}", utc(end)));
         let title = if summit.topic.is_empty() { format!("#{}", summit.name) } else { summit.topic.clone() };
         line(&format!("SUMMARY:{}", escape(&title)));
         line(&format!("DESCRIPTION:{}", escape(&format!("In the summit room #{}.", summit.name))));
@@ -34,6 +32,13 @@ pub fn feed(summits: &[RoomRecord], now_ms: i64) -> String {
     }
     line("END:VCALENDAR");
     out
+}
+
+/// When a summit's event is, as calendars should show it: an imported session's own
+/// times, else its window. An event with no end lasts a day in most calendars; a summit
+/// with none is shown as an hour. `None` for a summit with no start.
+pub fn times(summit: &RoomRecord) -> Option<(i64, i64)> {
+    summit.session.or_else(|| summit.starts_at.map(|start| (start, summit.ends_at.unwrap_or(start + 3_600_000))))
 }
 
 /// `20261010T090000Z`: the protocol's `2026-10-10T09:00:00.000Z` in iCalendar's form.

@@ -37,6 +37,9 @@ pub fn main() -> ExitCode {
         Command::Invite { action: InviteCommand::Create { uses, expires_in, database } } => {
             runtime.block_on(create_invite(uses, expires_in.as_deref(), &database))
         }
+        Command::Summit { action: SummitCommand::Import { file, organiser, prefix, timing, dry_run, database } } => {
+            runtime.block_on(import_programme(&file, &organiser, &prefix, timing, dry_run, &database))
+        }
         Command::Migrate { database } => runtime.block_on(migrate(&database)),
         Command::Copy { from, to } => runtime.block_on(copy(&from, &to)),
         Command::Config { action: ConfigCommand::Docs } => {
@@ -422,6 +425,104 @@ pub enum Command {
         #[command(subcommand)]
         action: InviteCommand,
     },
+    /// Summit rooms from a programme (works with or without a running server).
+    Summit {
+        /// Which action.
+        #[command(subcommand)]
+        action: SummitCommand,
+    },
+}
+
+/// `alongside summit ...`.
+#[derive(Debug, Subcommand)]
+pub enum SummitCommand {
+    /// Open one summit room per session of a programme (an iCalendar file, or JSON:
+    /// docs/organisers-guide.md), each with its backstage, its speakers and its phases
+    /// around the session. Nothing is created if any session has a problem.
+    Import {
+        /// The programme: `.ics` or JSON.
+        file: std::path::PathBuf,
+        /// The organiser (or admin) who owns the rooms.
+        #[arg(long)]
+        organiser: String,
+        /// Put before every room name made from a title (`wmhd26-`).
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// When the phases fall around each session.
+        #[command(flatten)]
+        timing: TimingArgs,
+        /// Print what would be created, and create nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Database URL.
+        #[arg(long, env = "ALONGSIDE_DATABASE", default_value = "sqlite://alongside.db")]
+        database: String,
+    },
+}
+
+/// `--lobby`, `--qa` and `--closed-after`.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct TimingArgs {
+    /// Minutes before the start that the lobby opens (0: no lobby).
+    #[arg(long, value_name = "MINUTES", default_value_t = 15, value_parser = clap::value_parser!(u32).range(0..=1440))]
+    lobby: u32,
+    /// Percent of each session, at its end, kept for Q&A (0: none; 100: all).
+    #[arg(long, value_name = "PERCENT", default_value_t = 25, value_parser = clap::value_parser!(u32).range(0..=100))]
+    qa: u32,
+    /// Minutes after the end that the room closes for good (the hallway until then).
+    #[arg(long, value_name = "MINUTES", default_value_t = 120, value_parser = clap::value_parser!(u32).range(1..=10080))]
+    closed_after: u32,
+}
+
+/// `alongside summit import`.
+async fn import_programme(
+    file: &std::path::Path,
+    organiser: &str,
+    prefix: &str,
+    timing: TimingArgs,
+    dry_run: bool,
+    database: &str,
+) -> Result<(), String> {
+    use crate::programme::{import, read, Timing};
+    let text = std::fs::read_to_string(file).map_err(|err| format!("cannot read {}: {err}", file.display()))?;
+    let sessions = read(&text, prefix).map_err(|err| format!("{}: {err}", file.display()))?;
+    let timing =
+        Timing { lobby_minutes: timing.lobby, qa_percent: timing.qa, closed_after_minutes: timing.closed_after };
+    let store = open_store(database).await?;
+    let outcome = import(&*store, organiser, sessions, timing, crate::protocol::now_ms(), dry_run).await;
+    if !dry_run {
+        if let Ok(imported) = &outcome {
+            // A running server's open sockets of the organiser and speakers take the rooms.
+            let mut people: Vec<&str> = vec![organiser];
+            people.extend(imported.iter().flat_map(|i| i.room.speakers.iter().map(String::as_str)));
+            for name in people {
+                if let Ok(Some(user)) = store.fetch_user(&name.to_lowercase()).await {
+                    let _ = store.insert_change(user.id, Change::Rooms).await;
+                }
+            }
+        }
+    }
+    store.close().await;
+    let imported = outcome?;
+    for session in &imported {
+        let room = &session.room;
+        let zone = if room.time_zone.is_empty() { "UTC" } else { room.time_zone.as_str() };
+        let at = |ms: i64| {
+            let text = crate::protocol::format_ts_in(ms, &room.time_zone);
+            format!("{} {}", &text[..10], &text[11..16])
+        };
+        let (start, end) = room.session.unwrap_or_default();
+        println!("#{}  “{}”  {} to {} ({zone})", room.name, room.topic, at(start), &at(end)[11..]);
+        let phases: Vec<String> =
+            session.schedule.iter().map(|(phase, ms)| format!("{} {}", phase.as_str(), &at(*ms)[5..])).collect();
+        println!("    {}", phases.join(", "));
+        if !room.speakers.is_empty() {
+            println!("    speakers: {}", room.speakers.join(", "));
+        }
+    }
+    let verb = if dry_run { "would open" } else { "opened" };
+    println!("{verb} {} summit room(s), each with its backstage", imported.len());
+    Ok(())
 }
 
 /// `alongside config ...`.

@@ -378,7 +378,7 @@ async fn summits_ics(State(state): State<AppState>) -> Result<Response, HttpErro
             break;
         }
     }
-    summits.sort_by_key(|summit| (summit.starts_at, summit.id.0));
+    summits.sort_by_key(|summit| (crate::calendar::times(summit).map(|(start, _)| start), summit.id.0));
     let body = crate::calendar::feed(&summits, crate::protocol::now_ms());
     let kind = HeaderValue::from_static("text/calendar; charset=utf-8");
     Ok(([(header::CONTENT_TYPE, kind)], body).into_response())

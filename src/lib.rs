@@ -48,6 +48,7 @@ pub mod listener;
 pub mod metrics;
 pub mod net;
 pub mod permissions;
+pub mod programme;
 pub mod protocol;
 pub mod server;
 pub mod state;

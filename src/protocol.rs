@@ -221,9 +221,21 @@ pub struct Room {
     /// A summit's speakers, by username (absent: none).
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub speakers: Vec<String>,
-    /// A summit that lets people in beyond its capacity as viewers (absent: false).
-    #[serde(skip_serializing_if = "is_false", default)]
-    pub viewers: bool,
+    /// A summit that lets people in beyond its capacity as viewers: how many it has
+    /// (absent: it takes none).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub viewers: Option<u64>,
+    /// An imported summit's session itself (ISO-8601), inside the room's phases: what
+    /// the programme and calendars show (absent: use `starts_at`/`ends_at`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub session_starts_at: Option<String>,
+    /// The session's end (ISO-8601).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub session_ends_at: Option<String>,
+    /// The IANA time zone the summit's times were given in; its times then carry that
+    /// zone's offset (absent: UTC).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub time_zone: Option<String>,
     /// The room moderators on duty now, by username (absent: none).
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub hosts_on_duty: Vec<String>,
@@ -2790,6 +2802,23 @@ fn plain_quotes(text: &str) -> String {
         .collect()
 }
 
+/// Whether `name` is a room name: 2–64 of `a-z 0-9 _ -`.
+pub fn is_room_name(name: &str) -> bool {
+    (2..=64).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// What a summit's backstage room is called after it.
+const BACKSTAGE: &str = "-backstage";
+
+/// The longest summit name, so that its backstage's name is still a room name.
+pub const MAX_SUMMIT_NAME: usize = 64 - BACKSTAGE.len();
+
+/// The name of summit `name`'s backstage room (§12).
+pub fn backstage_name(name: &str) -> String {
+    format!("{name}{BACKSTAGE}")
+}
+
 /// Formats Unix milliseconds as `2026-10-10T12:00:00.123Z`.
 pub fn format_ts(ms: i64) -> String {
     let at = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
@@ -2804,6 +2833,19 @@ pub fn format_ts(ms: i64) -> String {
         at.second(),
         at.millisecond()
     )
+}
+
+/// [`format_ts`] with the offset of IANA time zone `zone` at that instant, as in
+/// `2026-10-10T09:00:00.000+01:00` (the same instant; UTC when `zone` is empty or
+/// unknown).
+pub fn format_ts_in(ms: i64, zone: &str) -> String {
+    if zone.is_empty() {
+        return format_ts(ms);
+    }
+    let (Ok(at), Ok(tz)) = (jiff::Timestamp::from_millisecond(ms), jiff::tz::TimeZone::get(zone)) else {
+        return format_ts(ms);
+    };
+    at.to_zoned(tz).strftime("%Y-%m-%dT%H:%M:%S%.3f%:z").to_string()
 }
 
 /// Parses an RFC 3339 / ISO-8601 timestamp with an offset into Unix milliseconds.

@@ -20,8 +20,8 @@ use crate::limits::{Failures, KeyedLimit};
 use crate::metrics::Metrics;
 use crate::net::TrustedProxies;
 use crate::protocol::{
-    format_ts, ApiError, CwPreferences, ErrorCode, Event, HistoryVisibility, LeftReason, Message, Room, ScheduleEntry,
-    User, Visibility,
+    format_ts_in, ApiError, CwPreferences, ErrorCode, Event, HistoryVisibility, LeftReason, Message, Room,
+    ScheduleEntry, User, Visibility,
 };
 use crate::store::{self, CommitListener, Restriction, RoomId, RoomRecord, Store, StoreError, UserId, UserRecord};
 use axum::extract::ws::Utf8Bytes;
@@ -184,17 +184,21 @@ impl Shared {
             members_online: self.members_online(&room.name),
             slow_mode_s: room.slow_mode_s,
             locked: room.locked,
-            starts_at: room.starts_at.map(format_ts),
-            ends_at: room.ends_at.map(format_ts),
+            starts_at: room.starts_at.map(|at| format_ts_in(at, &room.time_zone)),
+            ends_at: room.ends_at.map(|at| format_ts_in(at, &room.time_zone)),
             capacity: room.capacity,
             requires_host: room.requires_host,
             phase: room.phase_at(now),
             schedule: {
                 let ahead = room.schedule.iter().filter(|(_, at)| *at > now);
-                ahead.map(|(phase, at)| ScheduleEntry { phase: *phase, at: format_ts(*at) }).collect()
+                let at = |at: i64| format_ts_in(at, &room.time_zone);
+                ahead.map(|(phase, when)| ScheduleEntry { phase: *phase, at: at(*when) }).collect()
             },
             speakers: room.speakers.clone(),
-            viewers: room.viewers,
+            viewers: room.viewers.then_some(room.viewer_count),
+            session_starts_at: room.session.map(|(start, _)| format_ts_in(start, &room.time_zone)),
+            session_ends_at: room.session.map(|(_, end)| format_ts_in(end, &room.time_zone)),
+            time_zone: (!room.time_zone.is_empty()).then(|| room.time_zone.clone()),
             hosts_on_duty: self.hub.hosts_on_duty(room.id).into_iter().map(|(_, name)| name).collect(),
             visibility: if room.private { Visibility::Private } else { Visibility::Public },
             history_visibility: if room.since_join { HistoryVisibility::SinceJoin } else { HistoryVisibility::All },
@@ -572,6 +576,24 @@ impl Shared {
                 code: crate::protocol::close_code::UNAUTHENTICATED,
                 reason: "logged out",
             },
+            store::Change::Rooms => {
+                // Rooms made outside the server: this node's sockets of the user receive
+                // each of the user's rooms (again, for those they had) and hear of it.
+                let rooms = match self.store.fetch_user_rooms(user).await {
+                    Ok(rooms) => rooms,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot read the rooms of a user changed outside the server");
+                        return;
+                    }
+                };
+                for name in rooms {
+                    let Ok(room) = self.room(&name).await else { continue };
+                    self.hub.apply(&name, &Effect::Subscribe(user));
+                    let frame = Utf8Bytes::from(Event::RoomCreated { room: self.room_view(&room) }.to_json());
+                    self.hub.dispatch(&BusMessage::User { user, frame });
+                }
+                return;
+            }
             store::Change::Erased => {
                 // Its blocks are gone from the store: read them all again.
                 match self.store.fetch_all_blocks().await {
@@ -671,6 +693,16 @@ impl Shared {
             }
         }
         next
+    }
+
+    /// Every node's cache takes `room`'s record as the store has it now, without telling
+    /// its members (its viewer count changed); the record, or `None` if it is gone.
+    pub async fn reread_room(&self, room: &str) -> Option<Arc<RoomRecord>> {
+        let record = Arc::new(self.store.fetch_room(room).await.ok()??);
+        let effect = Effect::RoomChanged(record.clone());
+        self.apply_here_first(room, &effect);
+        self.bus.publish(BusMessage::Apply { room: room.to_string(), effect });
+        Some(record)
     }
 
     /// A room's settings changed: members hear `room_updated`, every node's cache takes

@@ -305,6 +305,12 @@ impl Out {
                     self.str(speaker);
                 }
                 self.u8(u8::from(room.viewers));
+                self.i64(i64::try_from(room.viewer_count).unwrap_or(i64::MAX));
+                self.opt(room.session, |out, (start, end)| {
+                    out.i64(start);
+                    out.i64(end);
+                });
+                self.str(&room.time_zone);
             }
             Effect::Duty { room, user, username, on } => {
                 self.u8(6);
@@ -412,6 +418,9 @@ impl<'a> In<'a> {
                 schedule: (0..self.u32()?).map(|_| Ok((self.phase()?, self.i64()?))).collect::<Result<_, _>>()?,
                 speakers: (0..self.u32()?).map(|_| self.string()).collect::<Result<_, _>>()?,
                 viewers: self.flag()?,
+                viewer_count: u64::try_from(self.i64()?).unwrap_or(0),
+                session: self.opt(|input| Ok((input.i64()?, input.i64()?)))?,
+                time_zone: self.string()?,
             })),
             6 => Effect::Duty {
                 room: RoomId(self.i64()?),
@@ -459,6 +468,9 @@ mod tests {
             schedule: vec![(Phase::Stage, 1_795_772_005_771), (Phase::Hallway, 1_795_772_905_771)],
             speakers: vec!["ben".into(), "chi".into()],
             viewers: true,
+            viewer_count: 12,
+            session: Some((1_795_772_005_771, 1_795_775_605_771)),
+            time_zone: "Asia/Kolkata".into(),
         };
         let mute = Restriction { until: Some(99), reason: Some("cool down".into()) };
         let frame = Utf8Bytes::from(r#"{"type":"message","body":"héllo \"there\""}"#);

@@ -66,6 +66,9 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("phase", Text),
             ("schedule", Text),
             ("viewers", Flag),
+            ("session_start", Int),
+            ("session_end", Int),
+            ("time_zone", Text),
         ],
     ),
     (

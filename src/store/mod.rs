@@ -109,6 +109,13 @@ pub struct RoomRecord {
     pub speakers: Vec<String>,
     /// A summit that takes people beyond its capacity as viewers.
     pub viewers: bool,
+    /// How many viewers it had when this record was read.
+    pub viewer_count: u64,
+    /// An imported summit's session, start and end (Unix ms): what the programme and
+    /// calendars show, while the phases open and close the room around it.
+    pub session: Option<(i64, i64)>,
+    /// The IANA time zone its times were given in (empty: none given).
+    pub time_zone: String,
 }
 
 impl RoomRecord {
@@ -170,6 +177,24 @@ pub struct NewRoom {
     pub since_join: bool,
     /// A summit that takes people beyond its capacity as viewers.
     pub viewers: bool,
+    /// An imported summit's session, start and end (Unix ms).
+    pub session: Option<(i64, i64)>,
+    /// The IANA time zone its times were given in (empty: none).
+    pub time_zone: String,
+    /// A summit's phases to come, ascending (empty: it opens in the hallway, as in
+    /// version 1; else it is `scheduled` until the first entry).
+    pub schedule: Vec<(Phase, i64)>,
+}
+
+impl NewRoom {
+    /// The phase a new room is stored with: none for a topic room.
+    fn first_phase(&self) -> Option<Phase> {
+        (self.kind == RoomKind::Summit).then_some(if self.schedule.is_empty() {
+            Phase::Hallway
+        } else {
+            Phase::Scheduled
+        })
+    }
 }
 
 /// What [`Store::erase_user`] did.
@@ -274,6 +299,8 @@ pub enum Change {
     Tokens,
     /// The account was erased: its sockets close and every node forgets its blocks.
     Erased,
+    /// The account was put into rooms (a summit import): its open sockets take them.
+    Rooms,
 }
 
 impl Change {
@@ -282,6 +309,7 @@ impl Change {
             Change::Role => "role",
             Change::Tokens => "tokens",
             Change::Erased => "erased",
+            Change::Rooms => "rooms",
         }
     }
 
@@ -290,6 +318,7 @@ impl Change {
             "role" => Some(Change::Role),
             "tokens" => Some(Change::Tokens),
             "erased" => Some(Change::Erased),
+            "rooms" => Some(Change::Rooms),
             _ => None,
         }
     }

@@ -47,7 +47,9 @@ macro_rules! room_columns {
     ($aggregate:literal) => {
         concat!(
             "r.id, r.name, r.topic, r.kind, r.owner_id, u.username AS owner, r.slow_mode_s, r.locked, r.starts_at, \
-             r.ends_at, r.capacity, r.requires_host, r.private, r.since_join, r.phase, r.schedule, r.viewers, (SELECT ",
+             r.ends_at, r.capacity, r.requires_host, r.private, r.since_join, r.phase, r.schedule, r.viewers, \
+             r.session_start, r.session_end, r.time_zone, (SELECT COUNT(*) FROM memberships vm \
+             WHERE vm.room_id = r.id AND vm.room_role = 'viewer') AS viewer_count, (SELECT ",
             $aggregate,
             "(s.username, ' ') FROM memberships sm JOIN users s ON s.id = sm.user_id \
              WHERE sm.room_id = r.id AND sm.room_role = 'speaker') AS speakers \
@@ -172,6 +174,12 @@ pub(super) fn room(row: &impl Columns) -> Result<RoomRecord, sqlx::Error> {
                 .ok_or_else(|| sqlx::Error::Decode(format!("a schedule that does not parse: `{text}`").into()))?
         },
         viewers: row.flag("viewers")?,
+        viewer_count: u64::try_from(row.int("viewer_count")?).unwrap_or(0),
+        session: match (row.opt_int("session_start")?, row.opt_int("session_end")?) {
+            (Some(start), Some(end)) => Some((start, end)),
+            _ => None,
+        },
+        time_zone: row.text("time_zone")?,
         speakers: {
             let mut speakers: Vec<String> =
                 row.opt_text("speakers")?.unwrap_or_default().split_whitespace().map(str::to_string).collect();

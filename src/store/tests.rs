@@ -89,6 +89,9 @@ fn new_room(name: &str, owner: UserId) -> NewRoom {
         private: false,
         since_join: false,
         viewers: false,
+        session: None,
+        time_zone: String::new(),
+        schedule: Vec::new(),
     }
 }
 

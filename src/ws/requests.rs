@@ -132,8 +132,7 @@ async fn rooms(state: &AppState, session: &Session, page: PageQuery) -> Result<R
 
 /// Checks a room name: 2–64 of `a-z 0-9 _ -`.
 fn check_room_name(name: &str) -> Result<(), ApiError> {
-    let length_ok = (2..=64).contains(&name.len());
-    if length_ok && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-') {
+    if crate::protocol::is_room_name(name) {
         Ok(())
     } else {
         Err(invalid("Room names are 2 to 64 characters from a-z, 0-9, '_' and '-'."))
@@ -209,6 +208,9 @@ async fn create_room(state: &AppState, session: &Session, fields: CreateRoom) ->
         private: fields.visibility == Visibility::Private,
         since_join: fields.history_visibility == HistoryVisibility::SinceJoin,
         viewers: fields.viewers,
+        session: None,
+        time_zone: String::new(),
+        schedule: Vec::new(),
     };
     let record = match state.store.insert_room(&new).await {
         Ok(record) => Arc::new(record),
@@ -272,6 +274,11 @@ async fn join(state: &AppState, session: &Session, name: &str) -> Result<Reply, 
     mark_own_reactions(state, room.id, session.user_id, &mut messages).await?;
     shape_for(state, session, &mut messages);
     let unread = state.store.fetch_unread(room.id, session.user_id, MAX_UNREAD).await.map_err(internal)?;
+    // One more viewer: the summit's count is read again on every node.
+    let room = match room_role == RoomRole::Viewer && newly {
+        true => state.reread_room(&room.name).await.unwrap_or(room),
+        false => room,
+    };
     Ok(Reply::Joined {
         room: Room {
             my_role: Some(standing.my_role()),

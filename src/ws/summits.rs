@@ -239,16 +239,7 @@ pub(super) async fn moderate_question(
     Ok(Reply::Empty {})
 }
 
-/// What a summit's backstage room is called after it.
-const BACKSTAGE: &str = "-backstage";
-
-/// The longest summit name, so that its backstage's name is still a room name.
-pub(super) const MAX_SUMMIT_NAME: usize = 64 - BACKSTAGE.len();
-
-/// The name of summit `name`'s backstage room.
-pub(super) fn backstage_name(name: &str) -> String {
-    format!("{name}{BACKSTAGE}")
-}
+pub(super) use crate::protocol::{backstage_name, MAX_SUMMIT_NAME};
 
 /// Opens the private backstage room of the new summit `summit`: its organiser is the
 /// owner; moderators and speakers join as they get their roles (`sync_backstage`).
@@ -265,6 +256,9 @@ pub(super) async fn open_backstage(state: &AppState, session: &Session, summit: 
         private: true,
         since_join: false,
         viewers: false,
+        session: None,
+        time_zone: String::new(),
+        schedule: Vec::new(),
     };
     match state.store.insert_room(&new).await {
         Ok(backstage) => state.room_created(std::sync::Arc::new(backstage), session.user_id),

@@ -341,17 +341,6 @@ fn the_grafana_dashboard_draws_only_metrics_the_server_serves() {
     assert!(drawn >= 10, "the dashboard draws {drawn} series");
 }
 
-/// Runs the real binary with `args`; returns whether it succeeded, and its stdout and
-/// stderr together.
-async fn alongside_command(args: Vec<String>) -> (bool, String) {
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_alongside")).args(&args).output().expect("run alongside")
-    });
-    let output = tokio::time::timeout(WAIT * 3, output).await.expect("the command finished in time").unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    (output.status.success(), text)
-}
-
 /// Every message of `room` as (seq, body), paging forwards from the start.
 async fn whole_history(client: &mut Client, room: &str) -> Vec<(i64, String)> {
     let mut all = Vec::new();

@@ -340,7 +340,7 @@ async fn viewers_come_in_beyond_capacity_read_ask_and_vote_but_never_send() {
     let token = server.user_with_role("organiser", Role::Organiser).await;
     let mut organiser = server.client(&token).await;
     let create = json!({"type": "create_room", "name": "big-day", "kind": "summit", "capacity": 2, "viewers": true});
-    assert_eq!(organiser.ok(create).await["room"]["viewers"], true);
+    assert_eq!(organiser.ok(create).await["room"]["viewers"], 0, "a summit that takes viewers counts them");
     let mut member = server.member("member").await;
     let joined = member.ok(json!({"type": "join", "room": "big-day"})).await;
     assert!(joined.get("viewer").is_none(), "within capacity: a member: {joined}");
@@ -348,6 +348,10 @@ async fn viewers_come_in_beyond_capacity_read_ask_and_vote_but_never_send() {
     let mut viewer = server.member("viewer").await;
     let joined = viewer.ok(json!({"type": "join", "room": "big-day"})).await;
     assert_eq!(joined["viewer"], true, "{joined}");
+    assert_eq!(joined["room"]["viewers"], 1, "{joined}");
+    let listed = member.ok(json!({"type": "rooms"})).await;
+    let big_day = listed["rooms"].as_array().unwrap().iter().find(|room| room["name"] == "big-day").unwrap();
+    assert_eq!(big_day["viewers"], 1, "every member's list counts the viewer: {big_day}");
     organiser.ok(json!({"type": "send", "room": "big-day", "body": "Welcome, everyone"})).await;
     assert_eq!(viewer.event_of("message").await["message"]["body"], "Welcome, everyone");
     for phase in ["hallway", "stage"] {
@@ -365,7 +369,167 @@ async fn viewers_come_in_beyond_capacity_read_ask_and_vote_but_never_send() {
     organiser
         .refused(json!({"type": "set_room_role", "room": "big-day", "user": "member", "role": "viewer"}), "invalid")
         .await;
-    organiser.ok(json!({"type": "create_room", "name": "small-day", "kind": "summit", "capacity": 1})).await;
+    let small =
+        organiser.ok(json!({"type": "create_room", "name": "small-day", "kind": "summit", "capacity": 1})).await;
+    assert!(small["room"].get("viewers").is_none(), "a summit without viewers has no count: {small}");
     member.refused(json!({"type": "join", "room": "small-day"}), "full").await;
     organiser.refused(json!({"type": "create_room", "name": "topic-x", "viewers": true}), "invalid").await;
+}
+
+/// A programme of two sessions in two time zones, as calendar programs write them: one
+/// with an IANA TZID and its speaker named for Alongside, one with a Windows-style TZID
+/// defined in a VTIMEZONE, a DURATION, and its presenter as an ATTENDEE with ROLE=CHAIR.
+const PROGRAMME: &str = "BEGIN:VCALENDAR\r
+VERSION:2.0\r
+PRODID:-//A calendar program//EN\r
+BEGIN:VTIMEZONE\r
+TZID:India Standard Time\r
+X-LIC-LOCATION:Asia/Kolkata\r
+BEGIN:STANDARD\r
+DTSTART:19700101T000000\r
+TZOFFSETFROM:+0530\r
+TZOFFSETTO:+0530\r
+END:STANDARD\r
+END:VTIMEZONE\r
+BEGIN:VEVENT\r
+UID:opening@example.org\r
+DTSTART;TZID=Europe/London:20301010T090000\r
+DTEND;TZID=Europe/London:20301010T100000\r
+SUMMARY:Opening: voices of lived experience\r
+X-ALONGSIDE-SPEAKERS:ada\r
+END:VEVENT\r
+BEGIN:VEVENT\r
+UID:circle@example.org\r
+DTSTART;TZID=\"India Standard Time\":20301010T180000\r
+DURATION:PT1H30M\r
+SUMMARY:Peer circle\\, evening\r
+ATTENDEE;ROLE=CHAIR;CN=Grace:mailto:grace@example.org\r
+ATTENDEE;ROLE=REQ-PARTICIPANT:mailto:ada@example.org\r
+END:VEVENT\r
+END:VCALENDAR\r
+";
+
+#[tokio::test]
+async fn a_programme_in_two_time_zones_becomes_summits_at_the_right_times() {
+    let server = TestServer::start().await;
+    server.user_with_role("organiser", Role::Organiser).await;
+    let mut ada = server.member("ada").await;
+    server.user("grace").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("programme.ics");
+    std::fs::write(&file, PROGRAMME).unwrap();
+    let import_as = |prefix: &str, extra: &[&str]| {
+        let args: Vec<String> = ["summit", "import", file.to_str().unwrap(), "--organiser", "organiser"]
+            .iter()
+            .chain(["--prefix", prefix, "--database", server.config.database.as_str()].iter())
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect();
+        alongside_command(args)
+    };
+    let import = |extra: &[&str]| import_as("wmhd-", extra);
+
+    // A dry run says what it would open and opens nothing.
+    let (ok, said) = import(&["--dry-run"]).await;
+    assert!(ok, "{said}");
+    assert!(said.contains("would open 2 summit room(s)"), "{said}");
+    assert!(said.contains("#wmhd-opening-voices-of-lived-experience"), "{said}");
+    ada.refused(json!({"type": "join", "room": "wmhd-peer-circle-evening"}), "not_found").await;
+
+    let (ok, said) = import(&[]).await;
+    assert!(ok, "{said}");
+    // Ada's open socket hears of the room she speaks in (and the other she may join).
+    let heard = ada.event_of("room_created").await;
+    assert!(heard["room"]["name"].as_str().unwrap().starts_with("wmhd-"), "{heard}");
+
+    // The London session: 09:00 British Summer Time, the default phases around it.
+    let opening =
+        ada.ok(json!({"type": "join", "room": "wmhd-opening-voices-of-lived-experience"})).await["room"].clone();
+    assert_eq!(opening["kind"], "summit");
+    assert_eq!(opening["topic"], "Opening: voices of lived experience");
+    assert_eq!(opening["time_zone"], "Europe/London");
+    assert_eq!(opening["session_starts_at"], "2030-10-10T09:00:00.000+01:00");
+    assert_eq!(opening["session_ends_at"], "2030-10-10T10:00:00.000+01:00");
+    assert_eq!(opening["phase"], "scheduled");
+    assert_eq!(opening["speakers"], json!(["ada"]));
+    assert_eq!(
+        opening["schedule"],
+        json!([
+            {"phase": "lobby", "at": "2030-10-10T08:45:00.000+01:00"},
+            {"phase": "stage", "at": "2030-10-10T09:00:00.000+01:00"},
+            {"phase": "qa", "at": "2030-10-10T09:45:00.000+01:00"},
+            {"phase": "hallway", "at": "2030-10-10T10:00:00.000+01:00"},
+            {"phase": "closed", "at": "2030-10-10T12:00:00.000+01:00"},
+        ])
+    );
+    // The Indian session: 18:00 in Kolkata is 12:30 UTC; ninety minutes, the last
+    // quarter for questions; its presenter is its speaker, an ordinary attendee is not.
+    let circle = ada.ok(json!({"type": "join", "room": "wmhd-peer-circle-evening"})).await["room"].clone();
+    assert_eq!(circle["topic"], "Peer circle, evening");
+    assert_eq!(circle["time_zone"], "Asia/Kolkata");
+    assert_eq!(circle["session_starts_at"], "2030-10-10T18:00:00.000+05:30");
+    assert_eq!(circle["session_ends_at"], "2030-10-10T19:30:00.000+05:30");
+    assert_eq!(circle["schedule"][2], json!({"phase": "qa", "at": "2030-10-10T19:07:30.000+05:30"}));
+    assert_eq!(circle["speakers"], json!(["grace"]));
+    assert_eq!(
+        alongside::protocol::parse_ts(circle["session_starts_at"].as_str().unwrap()),
+        alongside::protocol::parse_ts("2030-10-10T12:30:00Z"),
+    );
+    // Each has its backstage, with the speaker in it.
+    let backstage =
+        ada.ok(json!({"type": "history", "room": "wmhd-opening-voices-of-lived-experience-backstage"})).await;
+    assert_eq!(backstage["type"], "ok", "{backstage}");
+    // Nobody may send before the lobby opens.
+    assert_eq!(try_send(&mut ada, "wmhd-opening-voices-of-lived-experience", "early").await, Err("not_open".into()));
+
+    // The public programme shows the sessions themselves, in UTC.
+    let raw = raw_http(server.addr, "GET /api/v1/summits.ics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    assert!(raw.contains("DTSTART:20301010T080000Z\r\nDTEND:20301010T090000Z"), "{raw}");
+    assert!(raw.contains("DTSTART:20301010T123000Z\r\nDTEND:20301010T140000Z"), "{raw}");
+
+    // Importing again: every name is taken, and nothing more is made.
+    let (ok, said) = import(&[]).await;
+    assert!(!ok && said.contains("nothing was imported") && said.contains("exists already"), "{said}");
+    // A speaker who is not on the network: a clear error, and nothing made.
+    let other = PROGRAMME.replace("X-ALONGSIDE-SPEAKERS:ada", "X-ALONGSIDE-SPEAKERS:nobody").replace("wmhd", "x");
+    std::fs::write(&file, other).unwrap();
+    let (ok, said) = import_as("later-", &[]).await;
+    assert!(!ok && said.contains("there is no user `nobody`"), "{said}");
+    ada.refused(json!({"type": "join", "room": "later-peer-circle-evening"}), "not_found").await;
+}
+
+#[tokio::test]
+async fn a_json_programme_takes_wall_clock_times_in_its_zone() {
+    let server = TestServer::start().await;
+    server.user_with_role("organiser", Role::Organiser).await;
+    let mut member = server.member("member").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("programme.json");
+    let programme = json!({
+        "time_zone": "America/New_York",
+        "sessions": [
+            {"title": "Town hall", "room": "town-hall", "start": "2030-11-05T12:00", "end": "2030-11-05T13:00",
+             "capacity": 200, "viewers": true},
+            {"title": "Sydney breakfast", "start": "2030-11-06T08:00", "end": "2030-11-06T09:00",
+             "time_zone": "Australia/Sydney"},
+        ]
+    });
+    std::fs::write(&file, programme.to_string()).unwrap();
+    let args = ["summit", "import", file.to_str().unwrap(), "--organiser", "organiser", "--lobby", "0", "--qa", "0"];
+    let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    args.extend(["--database".to_string(), server.config.database.clone()]);
+    let (ok, said) = alongside_command(args).await;
+    assert!(ok, "{said}");
+    let town = member.ok(json!({"type": "join", "room": "town-hall"})).await["room"].clone();
+    // November: New York is back on standard time (UTC-5).
+    assert_eq!(town["session_starts_at"], "2030-11-05T12:00:00.000-05:00");
+    assert_eq!(town["capacity"], 200);
+    assert_eq!(town["viewers"], 0);
+    // No lobby and no Q&A: stage at the start, then the hallway.
+    let phases: Vec<&str> = town["schedule"].as_array().unwrap().iter().map(|e| e["phase"].as_str().unwrap()).collect();
+    assert_eq!(phases, ["stage", "hallway", "closed"]);
+    let sydney = member.ok(json!({"type": "join", "room": "sydney-breakfast"})).await["room"].clone();
+    // November: Sydney is on summer time (UTC+11).
+    assert_eq!(sydney["session_starts_at"], "2030-11-06T08:00:00.000+11:00");
+    assert_eq!(sydney["time_zone"], "Australia/Sydney");
 }

@@ -644,3 +644,14 @@ impl Drop for Binary {
         let _ = self.child.wait();
     }
 }
+
+/// Runs the real binary with `args`; returns whether it succeeded, and its stdout and
+/// stderr together.
+pub async fn alongside_command(args: Vec<String>) -> (bool, String) {
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_alongside")).args(&args).output().expect("run alongside")
+    });
+    let output = tokio::time::timeout(WAIT * 3, output).await.expect("the command finished in time").unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
+}

@@ -31,7 +31,7 @@ use super::{
 use crate::metrics::Metrics;
 use crate::protocol::{
     format_ts, now_ms, ActiveSanction, Appeal, AppealOutcome, CareAlert, CareKind, CwChanges, CwPreferences, CwTags,
-    Message, ModAction, Phase, Question, QuestionStatus, Reactions, Report, Role, RoomKind, RoomRole, User,
+    Message, ModAction, Phase, Question, QuestionStatus, Reactions, Report, Role, RoomRole, User,
 };
 use async_trait::async_trait;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
@@ -1458,8 +1458,8 @@ impl Store for PostgresStore {
         let mut tx = self.begin_write().await?;
         let inserted: Option<i64> = sqlx::query_scalar(
             "INSERT INTO rooms (name, topic, kind, owner_id, starts_at, ends_at, capacity, created_at, requires_host, \
-             private, since_join, phase, viewers) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-             ON CONFLICT (name) DO NOTHING RETURNING id",
+             private, since_join, phase, viewers, session_start, session_end, time_zone, schedule) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) ON CONFLICT (name) DO NOTHING RETURNING id",
         )
         .bind(&room.name)
         .bind(&room.topic)
@@ -1472,8 +1472,12 @@ impl Store for PostgresStore {
         .bind(room.requires_host)
         .bind(room.private)
         .bind(room.since_join)
-        .bind((room.kind == RoomKind::Summit).then_some(Phase::Hallway.as_str()))
+        .bind(room.first_phase().map(Phase::as_str))
         .bind(room.viewers)
+        .bind(room.session.map(|(start, _)| start))
+        .bind(room.session.map(|(_, end)| end))
+        .bind(&room.time_zone)
+        .bind(super::schedule_text(&room.schedule))
         .fetch_optional(&mut *tx)
         .await?;
         let Some(id) = inserted else {

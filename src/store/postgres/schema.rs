@@ -262,6 +262,13 @@ CREATE INDEX question_votes_user ON question_votes(user_id);
     r#"
 ALTER TABLE rooms ADD COLUMN viewers BOOLEAN NOT NULL DEFAULT false;
 "#,
+    // A summit imported from a programme keeps its session's own times (what calendars
+    // show; the phases bound the room) and the time zone they were given in.
+    r#"
+ALTER TABLE rooms ADD COLUMN session_start BIGINT;
+ALTER TABLE rooms ADD COLUMN session_end BIGINT;
+ALTER TABLE rooms ADD COLUMN time_zone TEXT NOT NULL DEFAULT '';
+"#,
 ];
 
 /// Any fixed key: every node that starts at once migrates in turn under it.

@@ -29,7 +29,7 @@ use super::{
 use crate::metrics::Metrics;
 use crate::protocol::{
     format_ts, now_ms, ActiveSanction, Appeal, AppealOutcome, CareAlert, CareKind, CwChanges, CwPreferences, CwTags,
-    Message, ModAction, Phase, Question, QuestionStatus, Reactions, Report, Role, RoomKind, RoomRole, User,
+    Message, ModAction, Phase, Question, QuestionStatus, Reactions, Report, Role, RoomRole, User,
 };
 use async_trait::async_trait;
 use sqlx::sqlite::{
@@ -1319,7 +1319,8 @@ impl Store for SqliteStore {
         let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO rooms (name, topic, kind, owner_id, starts_at, ends_at, capacity, created_at, requires_host, \
-             private, since_join, phase, viewers) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             private, since_join, phase, viewers, session_start, session_end, time_zone, schedule) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(&room.name)
         .bind(&room.topic)
@@ -1332,8 +1333,12 @@ impl Store for SqliteStore {
         .bind(room.requires_host)
         .bind(room.private)
         .bind(room.since_join)
-        .bind((room.kind == RoomKind::Summit).then_some(Phase::Hallway.as_str()))
+        .bind(room.first_phase().map(Phase::as_str))
         .bind(room.viewers)
+        .bind(room.session.map(|(start, _)| start))
+        .bind(room.session.map(|(_, end)| end))
+        .bind(&room.time_zone)
+        .bind(super::schedule_text(&room.schedule))
         .fetch_one(&mut *tx)
         .await;
         let id: i64 = match inserted {

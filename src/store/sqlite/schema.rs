@@ -315,6 +315,13 @@ CREATE INDEX question_votes_user ON question_votes(user_id);
     r#"
 ALTER TABLE rooms ADD COLUMN viewers INTEGER NOT NULL DEFAULT 0;
 "#,
+    // A summit imported from a programme keeps its session's own times (what calendars
+    // show; the phases bound the room) and the time zone they were given in.
+    r#"
+ALTER TABLE rooms ADD COLUMN session_start INTEGER;
+ALTER TABLE rooms ADD COLUMN session_end INTEGER;
+ALTER TABLE rooms ADD COLUMN time_zone TEXT NOT NULL DEFAULT '';
+"#,
 ];
 
 /// The schema version this build migrates to.

@@ -310,6 +310,7 @@ describe('the web client', () => {
     await member.waitForSelector('#composer-notice:has-text("The lobby: the hosts post announcements")');
     await move('stage');
     await member.waitForSelector('#composer-notice:has-text("The speakers have the floor")');
+    assert.equal(await member.textContent('#phase-banner'), 'On stage', 'the banner names the phase');
     await member.locator('#qa-panel').waitFor();
     assert.equal(await member.isHidden('#composer'), true, 'the audience asks instead of posting');
     assert.equal(await organiser.isHidden('#composer'), false, 'the organiser hosts: their composer stays');
@@ -343,6 +344,42 @@ describe('the web client', () => {
     await member.waitForSelector('#qa-panel', { state: 'hidden' });
     await member.waitForSelector('#composer-notice', { state: 'hidden' });
     assert.equal(await member.isHidden('#composer'), false, 'the hallway is open to everyone');
+  });
+
+  it('shows the imported programme in the reader’s own time zone, with a countdown and “add to calendar”', STEP, async () => {
+    // A session given at 09:00 London time (summer time: 08:00 UTC), read in Tokyo (17:00).
+    const said = server.importProgramme([
+      'BEGIN:VCALENDAR', 'VERSION:2.0', 'PRODID:-//e2e//EN',
+      'BEGIN:VEVENT', 'UID:listening@e2e', 'DTSTART;TZID=Europe/London:20301010T090000',
+      'DTEND;TZID=Europe/London:20301010T100000', 'SUMMARY:Listening well', 'X-ALONGSIDE-ROOM:listening-well',
+      'END:VEVENT', 'END:VCALENDAR', '',
+    ].join('\r\n'), 'olivia');
+    assert.match(said, /opened 1 summit room/);
+    const tokyo = await newPage(browser, errors, { timezoneId: 'Asia/Tokyo', locale: 'en-GB' });
+    await logIn(tokyo, server, 'bea', 'a gentle password');
+    await tokyo.click('#programme summary');
+    assert.equal(await tokyo.textContent('#programme-zone'), 'Times are in your time zone, Asia/Tokyo.');
+    const item = tokyo.locator('#programme-list li[data-room="listening-well"]');
+    await item.waitFor();
+    const text = await item.textContent();
+    assert.match(text, /10 Oct 2030, 17:00 GMT\+9 to 18:00/, `in Tokyo's time: ${text}`);
+    assert.match(text, /09:00 in Europe\/London/, `and as it was given: ${text}`);
+    assert.match(text, /Not begun/);
+    const href = await item.locator('a:text-is("Add to calendar")').getAttribute('href');
+    const ics = await (await fetch(new URL(href, server.url), { signal: AbortSignal.timeout(10_000) })).text();
+    assert.equal(ics.match(/BEGIN:VEVENT/g).length, 1, 'one session, not the whole programme');
+    assert.match(ics, /DTSTART:20301010T080000Z/);
+    const badge = tokyo.locator('.room-button:has(.room-name:text-is("#listening-well")) .badge');
+    assert.equal(await badge.textContent(), 'Summit · Opens 10 Oct 2030, 16:45 GMT+9', 'the lobby opens 15 minutes before');
+    await item.scrollIntoViewIfNeeded();
+    await tokyo.screenshot({ path: join(SCREENSHOTS, 'programme.png') });
+    assert.deepEqual(await accessibilityViolations(tokyo), [], 'WCAG 2.2 AA: the programme');
+    // In the room: the phase, and how long until the lobby opens.
+    await tokyo.click('.room-button:has(.room-name:text-is("#listening-well"))');
+    await tokyo.click('#preview-join');
+    await tokyo.waitForSelector('#room-title:text-is("#listening-well")');
+    assert.match(await tokyo.textContent('#phase-banner'), /^Not begun · Lobby in \d+ d \d\d h$/);
+    await tokyo.context().close();
   });
 
   it('finds words across her rooms, and opens the room of a result', STEP, async () => {

@@ -3,7 +3,7 @@
 // playwright-core. Every wait has a timeout.
 
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -87,6 +87,17 @@ export class Server {
     const args = ['user', 'create', username, '--role', role, '--display-name', displayName, '--database', this.database];
     const result = spawnSync(BINARY, args, { input: `${password}\n`, encoding: 'utf8', timeout: WAIT_MS });
     if (result.status !== 0) throw new Error(`user create ${username} failed: ${result.stderr}`);
+  }
+
+  /** Imports a summit programme (`text`, iCalendar) with `alongside summit import`. */
+  importProgramme(text, organiser) {
+    const dir = mkdtempSync(join(tmpdir(), 'alongside-programme-'));
+    const file = join(dir, 'programme.ics');
+    writeFileSync(file, text);
+    const args = ['summit', 'import', file, '--organiser', organiser, '--database', this.database];
+    const result = spawnSync(BINARY, args, { encoding: 'utf8', timeout: WAIT_MS });
+    if (result.status !== 0) throw new Error(`summit import failed: ${result.stderr}`);
+    return result.stdout;
   }
 
   /** Makes a one-use invite code with `alongside invite create`; returns it. */

@@ -364,8 +364,13 @@ async fn healthz(State(state): State<AppState>) -> Response {
     json(status, &serde_json::json!({"status": word, "node": state.node, "store": part(ok), "bus": part(bus)}))
 }
 
-/// `GET /api/v1/summits.ics`: every public summit with a start, as iCalendar.
-async fn summits_ics(State(state): State<AppState>) -> Result<Response, HttpError> {
+/// `GET /api/v1/summits.ics`: every public summit with a start, as iCalendar;
+/// `?room=NAME` only that one (the web client's "add to calendar").
+async fn summits_ics(
+    State(state): State<AppState>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+) -> Result<Response, HttpError> {
+    let only = query.get("room");
     let mut summits = Vec::new();
     let mut after: Option<String> = None;
     loop {
@@ -373,10 +378,14 @@ async fn summits_ics(State(state): State<AppState>) -> Result<Response, HttpErro
         let Some(last) = page.last() else { break };
         after = Some(last.name.clone());
         let full = page.len() == 500;
-        summits.extend(page.into_iter().filter(|room| room.kind == Kind::Summit && !room.private));
+        let wanted = |room: &crate::store::RoomRecord| only.is_none_or(|name| *name == room.name);
+        summits.extend(page.into_iter().filter(|room| room.kind == Kind::Summit && !room.private && wanted(room)));
         if !full {
             break;
         }
+    }
+    if let Some(name) = only.filter(|_| summits.is_empty()) {
+        return Err(HttpError(ApiError::new(ErrorCode::NotFound, format!("There is no public summit #{name}."))));
     }
     summits.sort_by_key(|summit| (crate::calendar::times(summit).map(|(start, _)| start), summit.id.0));
     let body = crate::calendar::feed(&summits, crate::protocol::now_ms());

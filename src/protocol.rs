@@ -992,11 +992,18 @@ pub enum LogAction {
     Appeal,
     /// An appeal answered (`target` is the appellant, `reason` the outcome and note).
     ResolveAppeal,
+    /// A summit moved to another phase by hand (`reason` names it).
+    SetPhase,
+    /// A summit given a schedule (`reason` lists its phases and times).
+    SetSchedule,
+    /// A summit question approved, answered or dismissed (`seq` is the question's id,
+    /// `reason` the new status).
+    ModerateQuestion,
 }
 
 impl LogAction {
     /// Every action, for parsing.
-    const ALL: [LogAction; 18] = [
+    const ALL: [LogAction; 21] = [
         LogAction::Mute,
         LogAction::Unmute,
         LogAction::Kick,
@@ -1015,6 +1022,9 @@ impl LogAction {
         LogAction::SetCw,
         LogAction::Appeal,
         LogAction::ResolveAppeal,
+        LogAction::SetPhase,
+        LogAction::SetSchedule,
+        LogAction::ModerateQuestion,
     ];
 
     /// The wire name, also kept in the database.
@@ -1038,6 +1048,9 @@ impl LogAction {
             LogAction::SetCw => "set_cw",
             LogAction::Appeal => "appeal",
             LogAction::ResolveAppeal => "resolve_appeal",
+            LogAction::SetPhase => "set_phase",
+            LogAction::SetSchedule => "set_schedule",
+            LogAction::ModerateQuestion => "moderate_question",
         }
     }
 

@@ -24,7 +24,7 @@ import { installMenu, menuOpen, openMenu, quiet, roving, settle } from './menu.j
 import { appealArrived, appealResolved, installRecord } from './record.js';
 import { installGroups, inviteCode, joinPending, joinRefused, joinRequested, privacyFacts, privateBadge } from './groups.js';
 import { RoomViews, Timeline, unsentFor } from './state.js';
-import { installSummit, questionArrived, renderSummit, votesArrived } from './summit.js';
+import { installSummit, questionArrived, renderProgramme, renderSummit, votesArrived } from './summit.js';
 import { plainMessage } from './words.js';
 import { announce, confirmAction, dayOf, failed, formatClock, formatTime, formatZoned, notify, timeZone, untilText } from './ui.js';
 
@@ -331,6 +331,12 @@ function forget(roomView) {
 function summitState(room) {
   if (room.kind !== 'summit') return null;
   const now = Date.now();
+  // A summit run by its phases: before its first phase, and after its last.
+  if (room.phase === 'scheduled') {
+    const opens = room.schedule?.[0]?.at || room.session_starts_at;
+    return { open: false, text: opens ? `Opens ${formatZoned(opens)}` : 'Not begun' };
+  }
+  if (room.phase === 'closed') return { open: false, text: 'Ended' };
   if (room.starts_at && now < Date.parse(room.starts_at)) return { open: false, text: `Opens ${formatZoned(room.starts_at)}` };
   if (room.ends_at && now >= Date.parse(room.ends_at)) return { open: false, text: `Closed ${formatZoned(room.ends_at)}` };
   return { open: true, text: room.ends_at ? `Open until ${formatZoned(room.ends_at)}` : 'Open now' };
@@ -367,6 +373,7 @@ function renderRoomList() {
     );
   });
   fill($('#room-list'), items.length ? items : h('li', { class: 'empty' }, 'No rooms yet.'));
+  renderProgramme();
 }
 
 /**

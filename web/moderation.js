@@ -276,6 +276,13 @@ const LOG_WORDS = {
   resolve_report: 'resolved a report',
   warn: 'had a word with',
   care_ack: 'is looking after',
+  host_rule: 'changed whether a host must be on duty',
+  set_cw: 'changed the content warnings of a message by',
+  appeal: 'appealed',
+  resolve_appeal: 'answered an appeal by',
+  set_phase: 'moved the summit to the phase',
+  set_schedule: 'set the summit’s schedule',
+  moderate_question: 'moderated a question',
 };
 
 async function showLog() {
@@ -289,7 +296,7 @@ async function showLog() {
         h('time', { datetime: entry.ts }, formatTime(entry.ts)),
         ` ${entry.actor} ${LOG_WORDS[entry.action] || entry.action}`,
         entry.target ? ` ${entry.target}` : '',
-        entry.seq ? ` (message ${entry.seq})` : '',
+        entry.seq ? ` (${entry.action === 'moderate_question' ? 'question' : 'message'} ${entry.seq})` : '',
         entry.until ? ` until ${formatTime(entry.until)}` : '',
         entry.reason ? ` — ${entry.reason}` : '',
       ),

@@ -4,7 +4,7 @@
 // shows only what can succeed.
 
 import { $, fill, h } from './dom.js';
-import { announce, failed } from './ui.js';
+import { announce, failed, formatZoned, timeZone } from './ui.js';
 
 /** The client's state and the page's `view(room)`, set by `installSummit`. */
 let state;
@@ -16,6 +16,16 @@ let shownRoom = null;
 
 /** Phases in which questions are taken. */
 const TAKING_QUESTIONS = new Set(['stage', 'qa']);
+
+/** What the banner calls each phase. */
+const PHASE_NAMES = {
+  scheduled: 'Not begun',
+  lobby: 'Lobby',
+  stage: 'On stage',
+  qa: 'Questions and answers',
+  hallway: 'Hallway',
+  closed: 'Closed',
+};
 
 /** What the phase control calls each phase. */
 const PHASES = [
@@ -35,6 +45,89 @@ export function installSummit(appState, hooks) {
   for (const [phase, label] of PHASES) select.append(h('option', { value: phase }, label));
   $('#phase-form').addEventListener('submit', movePhase);
   $('#ask-form').addEventListener('submit', ask);
+  // The banner's countdown moves on by itself; the phase changes come as events.
+  setInterval(renderBanner, 1000);
+}
+
+/** `ms` as a countdown: "3 d 04 h", "2 h 05 min", "12 min 04 s", "45 s". */
+export function countdown(ms) {
+  const seconds = Math.max(0, Math.ceil(ms / 1000));
+  const d = Math.floor(seconds / 86400);
+  const h = Math.floor((seconds % 86400) / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  const s = seconds % 60;
+  const two = (n) => String(n).padStart(2, '0');
+  if (d >= 2) return `${d} d ${two(h)} h`;
+  if (d) return `${24 + h} h ${two(m)} min`;
+  if (h) return `${h} h ${two(m)} min`;
+  if (m) return `${m} min ${two(s)} s`;
+  return `${s} s`;
+}
+
+/** The phase the room on screen is in, and when the next one begins. */
+function renderBanner() {
+  const banner = $('#phase-banner');
+  const room = state?.rooms.get(state.current);
+  if (!banner || !room || room.kind !== 'summit' || !room.phase) {
+    if (banner) banner.hidden = true;
+    return;
+  }
+  const now = Date.now();
+  const next = (room.schedule || []).find((entry) => Date.parse(entry.at) > now);
+  const coming = next ? ` · ${PHASE_NAMES[next.phase]} in ${countdown(Date.parse(next.at) - now)}` : '';
+  fill(banner, `${PHASE_NAMES[room.phase] || room.phase}${coming}`);
+  banner.hidden = false;
+}
+
+/** When a summit's event is: an imported session's own times, else its window. */
+function eventTimes(room) {
+  const start = room.session_starts_at || room.starts_at;
+  const end = room.session_ends_at || room.ends_at;
+  return start ? { start, end } : null;
+}
+
+const clockIn = new Map();
+/** The wall-clock time of `iso` in `zone` ("09:00"). */
+function clockOf(iso, zone) {
+  let format = clockIn.get(zone);
+  if (!format) {
+    format = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', timeZone: zone });
+    clockIn.set(zone, format);
+  }
+  return format.format(new Date(iso));
+}
+
+/**
+ * The programme: every summit with a time, soonest first, in this browser's zone (named),
+ * with the time in the zone it was given in when that differs, and "add to calendar".
+ */
+export function renderProgramme() {
+  const zone = timeZone();
+  fill($('#programme-zone'), `Times are in your time zone, ${zone}.`);
+  const summits = [...state.rooms.values()]
+    .filter((room) => room.kind === 'summit' && eventTimes(room))
+    .sort((a, b) => Date.parse(eventTimes(a).start) - Date.parse(eventTimes(b).start));
+  const items = summits.map((room) => {
+    const { start, end } = eventTimes(room);
+    const sameDay = end && new Date(start).toDateString() === new Date(end).toDateString();
+    const when = end ? `${formatZoned(start)} to ${sameDay ? clockOf(end, zone) : formatZoned(end)}` : formatZoned(start);
+    const given = room.time_zone && room.time_zone !== zone ? ` · ${clockOf(start, room.time_zone)} in ${room.time_zone}` : '';
+    const phase = room.phase ? ` · ${PHASE_NAMES[room.phase]}` : '';
+    const calendar = room.visibility === 'private'
+      ? null
+      : h('a', {
+        href: `/api/v1/summits.ics?room=${encodeURIComponent(room.name)}`,
+        download: `${room.name}.ics`,
+        class: 'quiet-link',
+        'aria-label': `Add to calendar: ${room.topic || `#${room.name}`}`,
+      }, 'Add to calendar');
+    return h('li', { class: 'programme-item', 'data-room': room.name },
+      h('span', { class: 'programme-time' }, when),
+      h('span', {}, room.topic || `#${room.name}`),
+      h('span', { class: 'programme-meta' }, `#${room.name}${given}${phase}`),
+      calendar);
+  });
+  fill($('#programme-list'), items.length ? items : h('li', { class: 'hint' }, 'No events are scheduled.'));
 }
 
 /** Draws the summit parts of the room on screen: the phase control and the panel. */
@@ -50,6 +143,7 @@ export function renderSummit(room, roomView) {
   const speaker = (room.speakers || []).includes(state.me.username);
   $('#composer').hidden = Boolean(roomView.viewer) || (taking && !roomView.moderator && !speaker);
   if (taking && (wasHidden || shownRoom !== room.name)) refreshQuestions(room.name);
+  renderBanner();
 }
 
 async function movePhase(event) {

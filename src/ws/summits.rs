@@ -16,18 +16,19 @@
 //! become an event per vote: `Shared::question_voted` marks the question, and the vote
 //! flusher publishes each marked question's count at most once a second per node.
 
-use super::moderation::{actor, room_moderators};
+use super::moderation::{actor, entry, room_moderators};
 use super::pages::{fit_page, page_limit, Keep};
 use super::requests::{invalid, member_room, standing};
 use crate::hub::Session;
 use crate::permissions::Standing;
 use crate::protocol::LeftReason;
+use crate::protocol::LogAction;
 use crate::protocol::{
     parse_ts, ApiError, ErrorCode, Event, Phase, Question, QuestionStatus, Reply, RoomKind, ScheduleEntry,
 };
 use crate::state::{internal, AppState};
-use crate::store::RoomRecord;
 use crate::store::{question_rank, NewRoom, UserRecord};
+use crate::store::{ModEntry, RoomRecord};
 
 /// Most entries a schedule may hold.
 const MAX_SCHEDULE: usize = 32;
@@ -52,6 +53,8 @@ pub(super) async fn set_phase(
     let room = summit(state, session, room_name, "move the summit to another phase").await?;
     let updated = state.store.update_room_phase(room.id, phase, &[]).await.map_err(internal)?;
     state.room_changed(updated);
+    let log = ModEntry { reason: Some(phase.as_str().to_string()), ..entry(Some(&room), LogAction::SetPhase, session) };
+    state.store.insert_mod_log(&log).await.map_err(internal)?;
     Ok(Reply::Empty {})
 }
 
@@ -86,6 +89,10 @@ pub(super) async fn set_schedule(
     let updated = state.store.update_room_phase(room.id, phase, &entries[due..]).await.map_err(internal)?;
     state.room_changed(updated);
     state.phases_changed();
+    let listed: Vec<String> = schedule.iter().map(|entry| format!("{} {}", entry.phase.as_str(), entry.at)).collect();
+    let reason = if listed.is_empty() { "no schedule".to_string() } else { listed.join(", ") };
+    let log = ModEntry { reason: Some(reason), ..entry(Some(&room), LogAction::SetSchedule, session) };
+    state.store.insert_mod_log(&log).await.map_err(internal)?;
     Ok(Reply::Empty {})
 }
 
@@ -228,6 +235,12 @@ pub(super) async fn moderate_question(
     let Some((before, question)) = updated else {
         return Err(ApiError::new(ErrorCode::NotFound, format!("#{} has no question {question_id}.", room.name)));
     };
+    let log = ModEntry {
+        seq: Some(question_id),
+        reason: Some(status.as_str().to_string()),
+        ..entry(Some(&room), LogAction::ModerateQuestion, session)
+    };
+    state.store.insert_mod_log(&log).await.map_err(internal)?;
     let question = Question { voted: None, ..question };
     if before.is_public() || status.is_public() {
         let event = Event::Question { room: room.name.clone(), question: question.for_members() };

@@ -211,6 +211,28 @@ async fn anonymous_questions_hide_the_asker_from_members_but_not_from_moderators
             "forbidden",
         )
         .await;
+    // Each move is in the room's moderation log: the phase, and every question taken,
+    // answered or set aside (by its id, never its asker).
+    let log = organiser.ok(json!({"type": "mod_log", "room": "qa-room"})).await;
+    let entries: Vec<(String, Value, String)> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (e["action"].as_str().unwrap().to_string(), e["seq"].clone(), e["reason"].as_str().unwrap_or("").into())
+        })
+        .filter(|(action, _, _)| action != "set_room_role")
+        .collect();
+    assert_eq!(
+        entries[..3],
+        [
+            ("moderate_question".to_string(), json!(id), "answered".to_string()),
+            ("moderate_question".to_string(), json!(open_id), "dismissed".to_string()),
+            ("moderate_question".to_string(), json!(id), "approved".to_string()),
+        ],
+        "{log}"
+    );
+    assert!(entries.iter().any(|(action, _, reason)| action == "set_phase" && reason == "stage"), "{log}");
 }
 
 #[tokio::test]
@@ -486,6 +508,13 @@ async fn a_programme_in_two_time_zones_becomes_summits_at_the_right_times() {
     let raw = raw_http(server.addr, "GET /api/v1/summits.ics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
     assert!(raw.contains("DTSTART:20301010T080000Z\r\nDTEND:20301010T090000Z"), "{raw}");
     assert!(raw.contains("DTSTART:20301010T123000Z\r\nDTEND:20301010T140000Z"), "{raw}");
+    // One session alone, for "add to calendar"; a name that is no public summit: 404.
+    let one = "GET /api/v1/summits.ics?room=wmhd-peer-circle-evening HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let raw = raw_http(server.addr, one).await;
+    assert_eq!(raw.matches("BEGIN:VEVENT").count(), 1, "{raw}");
+    assert!(raw.contains("DTSTART:20301010T123000Z"), "{raw}");
+    let none = "GET /api/v1/summits.ics?room=wmhd-opening-voices-of-lived-experience-backstage HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    assert!(raw_http(server.addr, none).await.starts_with("HTTP/1.1 404"), "a backstage is private");
 
     // Importing again: every name is taken, and nothing more is made.
     let (ok, said) = import(&[]).await;

@@ -311,6 +311,17 @@ describe('the web client', () => {
     await move('stage');
     await member.waitForSelector('#composer-notice:has-text("The speakers have the floor")');
     assert.equal(await member.textContent('#phase-banner'), 'On stage', 'the banner names the phase');
+    // Sam speaks: his words stand out from the audience's.
+    const speaker = await socketClient(server, await server.token('sam', 'a quiet password'));
+    await speaker.request('join', { room: 'wmhd-2026' });
+    const host = await socketClient(server, await server.token('olivia', 'organiser password'));
+    await host.request('set_room_role', { room: 'wmhd-2026', user: 'sam', role: 'speaker' });
+    host.close();
+    await speaker.request('send', { room: 'wmhd-2026', body: 'Thank you for having me on stage.' });
+    speaker.close();
+    const spoken = member.locator('#messages .message.from-speaker', { hasText: 'Thank you for having me on stage.' });
+    await spoken.waitFor();
+    assert.equal(await spoken.locator('.role-speaker').textContent(), 'speaker');
     await member.locator('#qa-panel').waitFor();
     assert.equal(await member.isHidden('#composer'), true, 'the audience asks instead of posting');
     assert.equal(await organiser.isHidden('#composer'), false, 'the organiser hosts: their composer stays');

@@ -916,6 +916,9 @@ function messageElement(room, message) {
   if (mine) classes.push('mine');
   if (!mine && state.me && (message.mentions || []).includes(state.me.username)) classes.push('names-me');
   if (roomView.firstUnread === message.seq) classes.push('first-unread');
+  // In a summit, the speakers' words stand out from the rest: they are the session.
+  const speaking = (state.rooms.get(room)?.speakers || []).includes(message.author.username);
+  if (speaking) classes.push('from-speaker');
   const element = h(
     'li',
     { class: classes.join(' '), dataset: { seq: message.seq, day: dayOf(message.ts) } },
@@ -931,6 +934,7 @@ function messageElement(room, message) {
         h('span', { class: 'handle' }, `@${message.author.username}`),
       ),
       roleBadge(message.author.role),
+      speaking ? h('span', { class: 'role role-speaker' }, 'speaker') : null,
       h('time', { datetime: message.ts, title: formatTime(message.ts) }, formatClock(message.ts)),
       message.edited_at && !message.deleted
         ? h('span', { class: 'edited', title: `Edited at ${formatClock(message.edited_at)}` }, 'edited')

@@ -537,6 +537,13 @@ impl Shared {
         for room in &erased.rooms {
             let event = Event::MemberLeft { room: room.clone(), user: record.user.clone(), reason: LeftReason::Left };
             self.publish_room(room, &event, None, Some(Effect::Unsubscribe(record.id)));
+            // A summit they spoke in lists its speakers on its record: it follows.
+            let spoke = self.hub.cached_room(room).is_some_and(|r| r.speakers.contains(&record.user.username));
+            if spoke {
+                if let Ok(Some(updated)) = self.store.fetch_room(room).await {
+                    self.room_changed(updated);
+                }
+            }
         }
         for (blocker, blocked) in &erased.blocks {
             self.block_changed(*blocker, blocked, false);

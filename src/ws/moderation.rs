@@ -316,6 +316,7 @@ async fn kick(
     let by = session.user().username;
     state.publish_user(target.record.id, &Event::Kicked { room: room.name.clone(), by, reason });
     state.member_left(&room.name, &target.record, LeftReason::Kicked);
+    super::summits::member_gone(state, &room, &target.record).await?;
     Ok(Reply::Empty {})
 }
 
@@ -343,6 +344,7 @@ async fn ban_from_room(
     // standing read before it: a join may have committed in between.
     if was_member {
         state.member_left(&room.name, &target.record, LeftReason::Banned);
+        super::summits::member_gone(state, &room, &target.record).await?;
     }
     Ok(Reply::Empty {})
 }

@@ -302,25 +302,12 @@ pub(super) fn banned_from(room: &str, ban: Restriction) -> ApiError {
 
 async fn leave(state: &AppState, session: &Session, name: &str) -> Result<Reply, ApiError> {
     let room = state.room(name).await?;
-    // A summit's moderators and speakers are backstage too: leaving it takes them out.
-    let room_role = match room.kind {
-        RoomKind::Summit => state.store.fetch_room_role(room.id, session.user_id).await.map_err(internal)?,
-        RoomKind::Topic => None,
-    };
     if !state.store.delete_membership(room.id, session.user_id).await.map_err(internal)? {
         return Err(ApiError::new(ErrorCode::Forbidden, format!("You are not a member of #{name}.")));
     }
     let user = UserRecord { id: session.user_id, user: session.user() };
     state.member_left(&room.name, &user, LeftReason::Left);
-    if matches!(room_role, Some(RoomRole::Speaker | RoomRole::Moderator)) {
-        super::summits::sync_backstage(state, &room, &user, false).await;
-    }
-    if room.speakers.contains(&user.user.username) {
-        // A speaker who leaves is no longer one: the summit's list follows.
-        if let Some(updated) = state.store.fetch_room(&room.name).await.map_err(internal)? {
-            state.room_changed(updated);
-        }
-    }
+    super::summits::member_gone(state, &room, &user).await?;
     Ok(Reply::Empty {})
 }
 

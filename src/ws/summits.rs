@@ -280,6 +280,24 @@ pub(super) async fn open_backstage(state: &AppState, session: &Session, summit: 
     }
 }
 
+/// `user` is no longer a member of `room` (left, removed or banned): if it is a summit,
+/// they are out of its backstage too, off its speakers, and out of its viewer count.
+pub(super) async fn member_gone(state: &AppState, room: &RoomRecord, user: &UserRecord) -> Result<(), ApiError> {
+    if room.kind != RoomKind::Summit {
+        return Ok(());
+    }
+    sync_backstage(state, room, user, false).await;
+    if room.speakers.contains(&user.user.username) {
+        // The speakers are on the record: every node's copy and the members follow.
+        if let Some(updated) = state.store.fetch_room(&room.name).await.map_err(internal)? {
+            state.room_changed(updated);
+        }
+    } else if room.viewers {
+        state.reread_room(&room.name).await;
+    }
+    Ok(())
+}
+
 /// Puts `user` into summit `summit`'s backstage (`inside`) or takes them out; a summit
 /// without one (made before backstages existed) has nothing to keep in step.
 pub(super) async fn sync_backstage(state: &AppState, summit: &RoomRecord, user: &UserRecord, inside: bool) {

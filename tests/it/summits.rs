@@ -301,6 +301,19 @@ async fn the_backstage_holds_the_organiser_moderators_and_speakers_in_step() {
     // A moderator who leaves the summit leaves the backstage too.
     member.ok(json!({"type": "leave", "room": "forum"})).await;
     member.refused(json!({"type": "send", "room": "forum-backstage", "body": "bye"}), "forbidden").await;
+    // A speaker removed from the summit, or a moderator banned from it, is out of the
+    // backstage and off the speakers at once.
+    organiser.ok(json!({"type": "set_room_role", "room": "forum", "user": "speaker", "role": "speaker"})).await;
+    speaker.ok(json!({"type": "send", "room": "forum-backstage", "body": "back again"})).await;
+    organiser.ok(json!({"type": "kick", "room": "forum", "user": "speaker"})).await;
+    speaker.refused(json!({"type": "send", "room": "forum-backstage", "body": "and now?"}), "forbidden").await;
+    let listed = organiser.ok(json!({"type": "join", "room": "forum"})).await;
+    assert!(listed["room"].get("speakers").is_none(), "a removed speaker is no longer listed: {listed}");
+    let mut host = server.member_of("host", "forum").await;
+    organiser.ok(json!({"type": "set_room_role", "room": "forum", "user": "host", "role": "moderator"})).await;
+    host.ok(json!({"type": "send", "room": "forum-backstage", "body": "hosting"})).await;
+    organiser.ok(json!({"type": "ban", "room": "forum", "user": "host"})).await;
+    host.refused(json!({"type": "send", "room": "forum-backstage", "body": "still hosting?"}), "forbidden").await;
     // The name is taken: no summit may be called so that its backstage would clash.
     organiser.refused(json!({"type": "create_room", "name": "forum-backstage", "kind": "topic"}), "conflict").await;
     organiser.ok(json!({"type": "create_room", "name": "clash-backstage", "kind": "topic"})).await;

@@ -825,6 +825,23 @@ async fn summit_phases(s: &Subject) {
     assert_eq!((done.phase, done.schedule.len()), (Some(Phase::Closed), 0));
     assert!(store.fetch_scheduled_rooms().await.unwrap().is_empty());
     assert_eq!(store.fetch_room("summit").await.unwrap().map(|r| r.phase), Some(Some(Phase::Closed)));
+    // An imported session: created with its schedule (so `scheduled` until the first
+    // entry), its own times and zone; viewers are counted on the record.
+    let imported = NewRoom {
+        kind: RoomKind::Summit,
+        viewers: true,
+        capacity: Some(1),
+        session: Some((5_000, 8_000)),
+        time_zone: "Europe/London".into(),
+        schedule: vec![(Phase::Stage, 5_000), (Phase::Hallway, 8_000)],
+        ..new_room("imported", ada.id)
+    };
+    let made = store.insert_room(&imported).await.unwrap();
+    assert_eq!((made.phase, made.schedule.len()), (Some(Phase::Scheduled), 2));
+    assert_eq!((made.session, made.time_zone.as_str(), made.viewer_count), (Some((5_000, 8_000)), "Europe/London", 0));
+    store.insert_membership(&made, ben.id).await.unwrap();
+    assert_eq!(store.fetch_room_role(made.id, ben.id).await.unwrap(), Some(RoomRole::Viewer));
+    assert_eq!(store.fetch_room("imported").await.unwrap().map(|r| r.viewer_count), Some(1));
 }
 
 async fn summit_questions(s: &Subject) {

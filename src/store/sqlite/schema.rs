@@ -316,11 +316,13 @@ CREATE INDEX question_votes_user ON question_votes(user_id);
 ALTER TABLE rooms ADD COLUMN viewers INTEGER NOT NULL DEFAULT 0;
 "#,
     // A summit imported from a programme keeps its session's own times (what calendars
-    // show; the phases bound the room) and the time zone they were given in.
+    // show; the phases bound the room) and the time zone they were given in. Every room
+    // read counts its viewers: from an index of them alone, not its whole membership.
     r#"
 ALTER TABLE rooms ADD COLUMN session_start INTEGER;
 ALTER TABLE rooms ADD COLUMN session_end INTEGER;
 ALTER TABLE rooms ADD COLUMN time_zone TEXT NOT NULL DEFAULT '';
+CREATE INDEX memberships_viewers ON memberships(room_id) WHERE room_role = 'viewer';
 "#,
 ];
 

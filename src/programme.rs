@@ -180,6 +180,18 @@ fn read_ical(text: &str, prefix: &str) -> Result<Vec<Session>, String> {
         let props = &event.properties;
         let title = property(props, "SUMMARY").and_then(|p| p.value.as_deref()).map(unescape).unwrap_or_default();
         let what = if title.is_empty() { format!("event {}", index + 1) } else { format!("“{title}”") };
+        // A cancelled session is no session; a repeating one would be one room for many.
+        if property(props, "STATUS")
+            .and_then(|p| p.value.as_deref())
+            .is_some_and(|s| s.eq_ignore_ascii_case("CANCELLED"))
+        {
+            continue;
+        }
+        if property(props, "RRULE").is_some() || property(props, "RDATE").is_some() {
+            return Err(format!(
+                "{what} repeats (RRULE): list each session once (your calendar program can export the occurrences)"
+            ));
+        }
         let time = |name: &str| -> Result<Option<(i64, String)>, String> {
             let Some(prop) = property(props, name) else { return Ok(None) };
             ical_time(prop, floating.as_deref(), &aliases).map(Some).map_err(|err| format!("{what}: {name} {err}"))
@@ -608,6 +620,25 @@ mod tests {
         assert_eq!(slug("", "心の健康", 2), "session-3");
         assert!(slug("", &"long title ".repeat(20), 0).len() <= MAX_SUMMIT_NAME);
         assert_eq!(unescape("Peers\\, carers\\; and you\\nall"), "Peers, carers; and you all");
+    }
+
+    #[test]
+    fn cancelled_sessions_are_left_out_and_repeating_ones_refused() {
+        let event = |extra: &str, title: &str| {
+            format!(
+                "BEGIN:VEVENT\r\nUID:{title}\r\nDTSTART:20301010T090000Z\r\nDTEND:20301010T100000Z\r\n\
+                 SUMMARY:{title}\r\n{extra}END:VEVENT\r\n"
+            )
+        };
+        let calendar = |events: &str| format!("BEGIN:VCALENDAR\r\nVERSION:2.0\r\n{events}END:VCALENDAR\r\n");
+        let two = calendar(&(event("", "Kept") + &event("STATUS:CANCELLED\r\n", "Called off")));
+        let sessions = read(&two, "").unwrap();
+        assert_eq!(sessions.iter().map(|s| s.room.as_str()).collect::<Vec<_>>(), ["kept"]);
+        assert_eq!((sessions[0].time_zone.as_str(), sessions[0].end - sessions[0].start), ("UTC", 3_600_000));
+        let weekly = calendar(&event("RRULE:FREQ=WEEKLY;COUNT=4\r\n", "Weekly circle"));
+        assert!(read(&weekly, "").unwrap_err().contains("repeats"));
+        let floating = calendar(&event("", "Nowhere").replace("090000Z", "090000").replace("100000Z", "100000"));
+        assert!(read(&floating, "").unwrap_err().contains("has no time zone"), "a time with no zone is refused");
     }
 
     #[test]

@@ -81,8 +81,10 @@ async fn upgrade(
         .max_message_size(max)
         .max_frame_size(max)
         // Allocated up front for every socket (and zero-filled before each read), so it
-        // is sized for requests, which are small; a larger frame grows it as needed.
-        .read_buffer_size(2 * 1024)
+        // is sized for requests, which are small: a request's frame fits, and a larger
+        // one grows it to the frame's length once its header is read. 2 KiB cost 1.6 KB
+        // more per idle socket (8,430 B against 6,850 B).
+        .read_buffer_size(512)
         .write_buffer_size(16 * 1024)
         // A socket that will not take our bytes is closed, not buffered without end.
         .max_write_buffer_size(1024 * 1024)

@@ -267,7 +267,7 @@ impl Reader {
                 }
                 () = self.closer.closed() => return false,
             };
-            let text = match self.read_text(frame).await {
+            let text = match self.read_text(frame) {
                 Ok(Some(text)) => text,
                 Ok(None) => continue,
                 Err(Next::Stop) => return false,
@@ -279,21 +279,21 @@ impl Reader {
                     Ok((id, _)) => id.as_ref(),
                     Err(bad) => bad.id.as_ref(),
                 };
-                self.refuse(id, ApiError::rate_limited("requests", wait)).await;
+                self.refuse(id, ApiError::rate_limited("requests", wait));
                 continue;
             }
             match parsed {
-                Ok((id, Request::Auth { token })) => match self.auth(&token).await {
+                Ok((id, Request::Auth { token })) => match Box::pin(self.auth(&token)).await {
                     Ok((reply, rooms)) => {
                         // The reply is queued before the socket receives any room, so
                         // `ok` comes first; a client then catches up with `history`.
-                        self.reply(id.as_ref(), Ok(reply)).await;
+                        self.reply(id.as_ref(), Ok(reply));
                         self.attach(&rooms);
                         return true;
                     }
                     Err(error) => {
                         let code = error.code;
-                        self.reply(id.as_ref(), Err(error)).await;
+                        self.reply(id.as_ref(), Err(error));
                         if code == ErrorCode::Banned {
                             self.closer.close(close_code::BANNED, "banned from the server");
                             return false;
@@ -315,9 +315,9 @@ impl Reader {
                 },
                 Ok((id, _)) => {
                     let error = ApiError::new(ErrorCode::Unauthenticated, "Send “auth” with your token first.");
-                    self.reply(id.as_ref(), Err(error)).await;
+                    self.reply(id.as_ref(), Err(error));
                 }
-                Err(bad) => self.refuse(bad.id.as_ref(), ApiError::new(ErrorCode::BadRequest, bad.message)).await,
+                Err(bad) => self.refuse(bad.id.as_ref(), ApiError::new(ErrorCode::BadRequest, bad.message)),
             }
         }
     }
@@ -394,7 +394,7 @@ impl Reader {
                 }
                 () = self.closer.closed() => return,
             };
-            let text = match self.read_text(frame).await {
+            let text = match self.read_text(frame) {
                 Ok(Some(text)) => text,
                 Ok(None) => continue,
                 Err(Next::Stop) => return,
@@ -404,14 +404,14 @@ impl Reader {
             let (id, kind, request) = match parse_request_typed(&text) {
                 Ok(parsed) => parsed,
                 Err(bad) => {
-                    self.refuse(bad.id.as_ref(), ApiError::new(ErrorCode::BadRequest, bad.message)).await;
+                    self.refuse(bad.id.as_ref(), ApiError::new(ErrorCode::BadRequest, bad.message));
                     continue;
                 }
             };
             let account = &self.session.as_ref().expect("serve runs after auth").session.user_id;
             let over = self.bucket.take().and_then(|()| self.state.requests_per_account.check(account));
             if let Err(wait) = over {
-                self.refuse(id.as_ref(), ApiError::rate_limited("requests", wait)).await;
+                self.refuse(id.as_ref(), ApiError::rate_limited("requests", wait));
                 continue;
             }
             let session = self.session.as_ref().expect("serve runs after auth").session.clone();
@@ -424,7 +424,7 @@ impl Reader {
                 Err(panic) => {
                     let what = panic_message(&panic);
                     tracing::error!(user = %session.user().username, panic = %what, "a request handler panicked; closing its socket");
-                    self.reply(id.as_ref(), Err(ApiError::internal())).await;
+                    self.reply(id.as_ref(), Err(ApiError::internal()));
                     self.closer.close(close_code::INTERNAL_ERROR, "server error");
                     return;
                 }
@@ -433,19 +433,19 @@ impl Reader {
                 self.refusals = 0;
             }
             let failed = result.is_err();
-            self.reply(id.as_ref(), result).await;
+            self.reply(id.as_ref(), result);
             self.state.metrics.request(kind, started.elapsed(), failed);
         }
     }
 
     /// Turns one read into text: `Ok(None)` for control frames, `Err` to stop or skip.
-    async fn read_text(&mut self, frame: Option<Result<WsMessage, axum::Error>>) -> Result<Option<Utf8Bytes>, Next> {
+    fn read_text(&mut self, frame: Option<Result<WsMessage, axum::Error>>) -> Result<Option<Utf8Bytes>, Next> {
         match frame {
             None | Some(Ok(WsMessage::Close(_))) => Err(Next::Stop),
             Some(Ok(WsMessage::Text(text))) => Ok(Some(text)),
             Some(Ok(WsMessage::Binary(_))) => {
                 let error = ApiError::new(ErrorCode::BadRequest, "Binary frames are not understood; send JSON text.");
-                self.refuse(None, error).await;
+                self.refuse(None, error);
                 Err(Next::Continue)
             }
             Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => Ok(None),
@@ -463,7 +463,7 @@ impl Reader {
     /// Queues a reply behind the events already queued. A client that does not read
     /// its replies fills its outbox like any slow reader and is closed with 4008; a
     /// resent `send` with the same `client_msg_id` then returns the stored message.
-    async fn reply(&mut self, id: Option<&RequestId>, result: Result<Reply, ApiError>) {
+    fn reply(&mut self, id: Option<&RequestId>, result: Result<Reply, ApiError>) {
         let mut frame = match &result {
             Ok(reply) => ok_frame(id, reply),
             Err(error) => error_frame(id, error),
@@ -481,10 +481,10 @@ impl Reader {
     }
 
     /// Answers a refused frame, and closes the socket with 4029 when refusals go on.
-    async fn refuse(&mut self, id: Option<&RequestId>, error: ApiError) {
+    fn refuse(&mut self, id: Option<&RequestId>, error: ApiError) {
         self.refusals += 1;
         self.state.metrics.request_refused();
-        self.reply(id, Err(error)).await;
+        self.reply(id, Err(error));
         if self.refusals >= MAX_REFUSALS_IN_A_ROW {
             self.closer.close(close_code::TOO_MANY_REQUESTS, "too many refused requests");
         }

@@ -490,38 +490,33 @@ async fn import_programme(
         Timing { lobby_minutes: timing.lobby, qa_percent: timing.qa, closed_after_minutes: timing.closed_after };
     let store = open_store(database).await?;
     let outcome = import(&*store, organiser, sessions, timing, crate::protocol::now_ms(), dry_run).await;
-    if !dry_run {
-        if let Ok(imported) = &outcome {
-            // A running server's open sockets of the organiser and speakers take the rooms.
-            let mut people: Vec<&str> = vec![organiser];
-            people.extend(imported.iter().flat_map(|i| i.room.speakers.iter().map(String::as_str)));
-            for name in people {
-                if let Ok(Some(user)) = store.fetch_user(&name.to_lowercase()).await {
-                    let _ = store.insert_change(user.id, Change::Rooms).await;
-                }
-            }
-        }
-    }
     store.close().await;
-    let imported = outcome?;
-    for session in &imported {
-        let room = &session.room;
-        let zone = if room.time_zone.is_empty() { "UTC" } else { room.time_zone.as_str() };
+    let planned = outcome?;
+    for plan in &planned {
+        let session = &plan.session;
+        let zone = if session.time_zone.is_empty() { "UTC" } else { session.time_zone.as_str() };
+        // `2030-10-10 09:00` in the session's own zone.
         let at = |ms: i64| {
-            let text = crate::protocol::format_ts_in(ms, &room.time_zone);
+            let text = crate::protocol::format_ts_in(ms, &session.time_zone);
             format!("{} {}", &text[..10], &text[11..16])
         };
-        let (start, end) = room.session.unwrap_or_default();
-        println!("#{}  “{}”  {} to {} ({zone})", room.name, room.topic, at(start), &at(end)[11..]);
+        println!(
+            "#{}  “{}”  {} to {} ({zone})",
+            session.room,
+            session.title,
+            at(session.start),
+            &at(session.end)[11..]
+        );
         let phases: Vec<String> =
-            session.schedule.iter().map(|(phase, ms)| format!("{} {}", phase.as_str(), &at(*ms)[5..])).collect();
+            plan.schedule.iter().map(|(phase, ms)| format!("{} {}", phase.as_str(), &at(*ms)[5..])).collect();
         println!("    {}", phases.join(", "));
-        if !room.speakers.is_empty() {
-            println!("    speakers: {}", room.speakers.join(", "));
+        if !plan.speakers.is_empty() {
+            let names: Vec<&str> = plan.speakers.iter().map(|user| user.user.username.as_str()).collect();
+            println!("    speakers: {}", names.join(", "));
         }
     }
     let verb = if dry_run { "would open" } else { "opened" };
-    println!("{verb} {} summit room(s), each with its backstage", imported.len());
+    println!("{verb} {} summit room(s), each with its backstage", planned.len());
     Ok(())
 }
 

@@ -11,7 +11,7 @@
 //! sensible), so a file with one mistake creates nothing.
 
 use crate::protocol::{backstage_name, is_room_name, LogAction, Phase, RoomKind, RoomRole, MAX_SUMMIT_NAME};
-use crate::store::{ModEntry, NewRoom, RoomRecord, Store, StoreError};
+use crate::store::{Change, ModEntry, NewRoom, Store, StoreError, UserRecord};
 use jiff::civil::DateTime;
 use jiff::tz::TimeZone;
 use serde::Deserialize;
@@ -101,21 +101,22 @@ pub fn read(text: &str, prefix: &str) -> Result<Vec<Session>, String> {
 /// A room name from a title: lower-case letters and digits, the rest as single dashes,
 /// short enough for a summit (its backstage's name adds ten).
 fn slug(prefix: &str, title: &str, index: usize) -> String {
-    let mut out = String::from(prefix);
+    let mut body = String::new();
     for c in title.chars().flat_map(char::to_lowercase) {
         if c.is_ascii_lowercase() || c.is_ascii_digit() {
-            out.push(c);
-        } else if !out.ends_with('-') && out.len() > prefix.len() {
-            out.push('-');
+            body.push(c);
+        } else if !body.is_empty() && !body.ends_with('-') {
+            body.push('-');
         }
     }
-    out.truncate(MAX_SUMMIT_NAME);
-    let out = out.trim_end_matches('-').to_string();
+    // The body is ASCII, so any length is a character boundary.
+    body.truncate(MAX_SUMMIT_NAME.saturating_sub(prefix.len()));
+    let body = body.trim_end_matches('-');
     // A title with no letters of a-z (in another script) still gets a name.
-    if out.len() <= prefix.len() + 1 {
+    if body.is_empty() {
         format!("{prefix}session-{}", index + 1)
     } else {
-        out
+        format!("{prefix}{body}")
     }
 }
 
@@ -399,7 +400,12 @@ fn read_json(text: &str, prefix: &str) -> Result<Vec<Session>, String> {
             start,
             end,
             time_zone: tz.map(|(_, name)| name).unwrap_or_default(),
-            speakers: given.speakers.iter().map(|name| name.trim().to_lowercase()).collect(),
+            speakers: {
+                let mut names: Vec<String> = given.speakers.iter().map(|name| name.trim().to_lowercase()).collect();
+                names.sort();
+                names.dedup();
+                names
+            },
             capacity: given.capacity,
             viewers: given.viewers,
         };
@@ -411,24 +417,22 @@ fn read_json(text: &str, prefix: &str) -> Result<Vec<Session>, String> {
 
 // ---------------------------------------------------------------- import
 
-/// A session checked against the network, ready to write.
-struct Planned {
-    session: Session,
-    schedule: Vec<(Phase, i64)>,
-    speakers: Vec<crate::store::UserRecord>,
-}
-
-/// What `import` made, one per session.
-pub struct Imported {
-    /// The summit room.
-    pub room: RoomRecord,
-    /// The session's phases, as planned.
+/// A session checked against the network: what `import` opens (or, in a dry run,
+/// would open).
+pub struct Planned {
+    /// The session as read.
+    pub session: Session,
+    /// Its phases, ascending.
     pub schedule: Vec<(Phase, i64)>,
+    /// Its speakers' accounts.
+    pub speakers: Vec<UserRecord>,
 }
 
 /// Checks every session against the network, then (unless `dry_run`) opens its summit
-/// room, owned by `organiser`, with its backstage and speakers. `now` decides which
-/// sessions are over (refused) and which phases have come due (applied at once).
+/// room, owned by `organiser`, with its backstage and speakers, and tells a running
+/// server (`Change::Rooms`) so the organiser's and speakers' open sockets receive the
+/// rooms. `now` decides which sessions are over (refused); phases already due apply
+/// as the summit is read.
 pub async fn import(
     store: &dyn Store,
     organiser: &str,
@@ -436,7 +440,7 @@ pub async fn import(
     timing: Timing,
     now: i64,
     dry_run: bool,
-) -> Result<Vec<Imported>, String> {
+) -> Result<Vec<Planned>, String> {
     let owner = store
         .fetch_user(&organiser.to_lowercase())
         .await
@@ -472,42 +476,50 @@ pub async fn import(
     if !problems.is_empty() {
         return Err(format!("nothing was imported:\n  {}", problems.join("\n  ")));
     }
-    let mut imported = Vec::with_capacity(planned.len());
-    for plan in planned {
-        let room = if dry_run {
-            None
-        } else {
-            Some(open(store, &owner, &plan).await.map_err(|err| {
-                let made = imported.len();
-                format!("#{}: {err} ({made} session(s) before it were imported)", plan.session.room)
-            })?)
-        };
-        imported.push((room, plan));
+    if dry_run {
+        return Ok(planned);
     }
-    Ok(imported
-        .into_iter()
-        .map(|(room, plan)| Imported { room: room.unwrap_or_else(|| preview(&owner, &plan)), schedule: plan.schedule })
-        .collect())
+    let mut told = vec![owner.id];
+    for (made, plan) in planned.iter().enumerate() {
+        open(store, &owner, plan)
+            .await
+            .map_err(|err| format!("#{}: {err} ({made} session(s) before it were imported)", plan.session.room))?;
+        told.extend(plan.speakers.iter().map(|user| user.id));
+    }
+    told.sort_unstable_by_key(|id| id.0);
+    told.dedup();
+    for user in told {
+        // Best effort: the rooms are made; a socket that misses this gets them on its
+        // next connection.
+        if let Err(err) = store.insert_change(user, Change::Rooms).await {
+            tracing::warn!(error = %err, "cannot tell a running server of the imported rooms");
+        }
+    }
+    Ok(planned)
 }
 
 /// Opens one planned session's summit and backstage, and makes its speakers speakers.
-async fn open(store: &dyn Store, owner: &crate::store::UserRecord, plan: &Planned) -> Result<RoomRecord, StoreError> {
+async fn open(store: &dyn Store, owner: &UserRecord, plan: &Planned) -> Result<(), StoreError> {
     let session = &plan.session;
-    let summit = store.insert_room(&new_room(owner, plan)).await?;
-    let backstage = store
+    let summit = store
         .insert_room(&NewRoom {
-            name: backstage_name(&session.room),
-            topic: format!("Backstage for #{}: its organiser, moderators and speakers", session.room),
-            kind: RoomKind::Topic,
-            private: true,
-            viewers: false,
-            session: None,
-            time_zone: String::new(),
-            schedule: Vec::new(),
-            capacity: None,
-            ..new_room(owner, plan)
+            name: session.room.clone(),
+            topic: session.title.clone(),
+            kind: RoomKind::Summit,
+            owner: owner.id,
+            starts_at: None,
+            ends_at: None,
+            capacity: session.capacity,
+            requires_host: false,
+            private: false,
+            since_join: false,
+            viewers: session.viewers,
+            session: Some((session.start, session.end)),
+            time_zone: session.time_zone.clone(),
+            schedule: plan.schedule.clone(),
         })
         .await?;
+    let backstage = store.insert_room(&NewRoom::backstage(&session.room, owner.id)).await?;
     for speaker in plan.speakers.iter().filter(|user| user.id != owner.id) {
         store.insert_membership(&summit, speaker.id).await?;
         let log = ModEntry {
@@ -522,58 +534,7 @@ async fn open(store: &dyn Store, owner: &crate::store::UserRecord, plan: &Planne
         store.update_room_role(summit.id, speaker.id, RoomRole::Speaker, &log).await?;
         store.insert_membership(&backstage, speaker.id).await?;
     }
-    // Read again: the speakers are on the record now.
-    store.fetch_room(&session.room).await?.ok_or(StoreError::NotFound)
-}
-
-fn new_room(owner: &crate::store::UserRecord, plan: &Planned) -> NewRoom {
-    let session = &plan.session;
-    NewRoom {
-        name: session.room.clone(),
-        topic: session.title.clone(),
-        kind: RoomKind::Summit,
-        owner: owner.id,
-        starts_at: None,
-        ends_at: None,
-        capacity: session.capacity,
-        requires_host: false,
-        private: false,
-        since_join: false,
-        viewers: session.viewers,
-        session: Some((session.start, session.end)),
-        time_zone: session.time_zone.clone(),
-        schedule: plan.schedule.clone(),
-    }
-}
-
-/// The record a dry run would have made, for printing.
-fn preview(owner: &crate::store::UserRecord, plan: &Planned) -> RoomRecord {
-    let new = new_room(owner, plan);
-    let mut speakers: Vec<String> = plan.speakers.iter().map(|user| user.user.username.clone()).collect();
-    speakers.sort();
-    RoomRecord {
-        id: crate::store::RoomId(0),
-        name: new.name,
-        topic: new.topic,
-        kind: new.kind,
-        owner_id: owner.id,
-        owner: owner.user.username.clone(),
-        slow_mode_s: 0,
-        locked: false,
-        starts_at: None,
-        ends_at: None,
-        capacity: new.capacity,
-        requires_host: false,
-        private: false,
-        since_join: false,
-        phase: Some(Phase::Scheduled),
-        schedule: new.schedule,
-        speakers,
-        viewers: new.viewers,
-        viewer_count: 0,
-        session: new.session,
-        time_zone: new.time_zone,
-    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -618,6 +579,8 @@ mod tests {
         assert_eq!(duration_ms("PT5X"), None);
         assert_eq!(slug("wmhd-", "Opening: Voices of Lived Experience!", 0), "wmhd-opening-voices-of-lived-experience");
         assert_eq!(slug("", "心の健康", 2), "session-3");
+        assert_eq!(slug("x-", "A", 0), "x-a", "a one-letter title is still a name");
+        assert!(slug("a-long-prefix-", &"word ".repeat(20), 0).len() <= MAX_SUMMIT_NAME);
         assert!(slug("", &"long title ".repeat(20), 0).len() <= MAX_SUMMIT_NAME);
         assert_eq!(unescape("Peers\\, carers\\; and you\\nall"), "Peers, carers; and you all");
     }

@@ -187,6 +187,27 @@ pub struct NewRoom {
 }
 
 impl NewRoom {
+    /// The private backstage room of summit `summit`, owned by `owner` (§12): its
+    /// moderators and speakers join as they get their roles.
+    pub fn backstage(summit: &str, owner: UserId) -> NewRoom {
+        NewRoom {
+            name: crate::protocol::backstage_name(summit),
+            topic: format!("Backstage for #{summit}: its organiser, moderators and speakers"),
+            kind: RoomKind::Topic,
+            owner,
+            starts_at: None,
+            ends_at: None,
+            capacity: None,
+            requires_host: false,
+            private: true,
+            since_join: false,
+            viewers: false,
+            session: None,
+            time_zone: String::new(),
+            schedule: Vec::new(),
+        }
+    }
+
     /// The phase a new room is stored with: none for a topic room.
     fn first_phase(&self) -> Option<Phase> {
         (self.kind == RoomKind::Summit).then_some(if self.schedule.is_empty() {

@@ -186,11 +186,11 @@ async fn create_room(state: &AppState, session: &Session, fields: CreateRoom) ->
     }
     if fields.kind == RoomKind::Summit {
         // Its backstage room takes the name with `-backstage` after it.
-        let max = super::summits::MAX_SUMMIT_NAME;
+        let max = crate::protocol::MAX_SUMMIT_NAME;
         if fields.name.len() > max {
             return Err(invalid(format!("A summit's name is at most {max} characters (its backstage room adds ten).")));
         }
-        let backstage = super::summits::backstage_name(&fields.name);
+        let backstage = crate::protocol::backstage_name(&fields.name);
         if state.store.fetch_room(&backstage).await.map_err(internal)?.is_some() {
             let message = format!("A room named #{backstage} already exists: choose another name for the summit.");
             return Err(ApiError::new(ErrorCode::Conflict, message));
@@ -275,10 +275,8 @@ async fn join(state: &AppState, session: &Session, name: &str) -> Result<Reply, 
     shape_for(state, session, &mut messages);
     let unread = state.store.fetch_unread(room.id, session.user_id, MAX_UNREAD).await.map_err(internal)?;
     // One more viewer: the summit's count is read again on every node.
-    let room = match room_role == RoomRole::Viewer && newly {
-        true => state.reread_room(&room.name).await.unwrap_or(room),
-        false => room,
-    };
+    let room =
+        if room_role == RoomRole::Viewer && newly { state.reread_room(&room.name).await.unwrap_or(room) } else { room };
     Ok(Reply::Joined {
         room: Room {
             my_role: Some(standing.my_role()),

@@ -252,27 +252,10 @@ pub(super) async fn moderate_question(
     Ok(Reply::Empty {})
 }
 
-pub(super) use crate::protocol::{backstage_name, MAX_SUMMIT_NAME};
-
 /// Opens the private backstage room of the new summit `summit`: its organiser is the
 /// owner; moderators and speakers join as they get their roles (`sync_backstage`).
 pub(super) async fn open_backstage(state: &AppState, session: &Session, summit: &RoomRecord) {
-    let new = NewRoom {
-        name: backstage_name(&summit.name),
-        topic: format!("Backstage for #{}: its organiser, moderators and speakers", summit.name),
-        kind: RoomKind::Topic,
-        owner: session.user_id,
-        starts_at: None,
-        ends_at: None,
-        capacity: None,
-        requires_host: false,
-        private: true,
-        since_join: false,
-        viewers: false,
-        session: None,
-        time_zone: String::new(),
-        schedule: Vec::new(),
-    };
+    let new = NewRoom::backstage(&summit.name, session.user_id);
     match state.store.insert_room(&new).await {
         Ok(backstage) => state.room_created(std::sync::Arc::new(backstage), session.user_id),
         // Checked free before the summit was made; taken since by someone else.
@@ -304,7 +287,7 @@ pub(super) async fn sync_backstage(state: &AppState, summit: &RoomRecord, user: 
     if summit.kind != RoomKind::Summit || user.id == summit.owner_id {
         return;
     }
-    let backstage = match state.store.fetch_room(&backstage_name(&summit.name)).await {
+    let backstage = match state.store.fetch_room(&crate::protocol::backstage_name(&summit.name)).await {
         Ok(Some(backstage)) => backstage,
         Ok(None) => return,
         Err(err) => {

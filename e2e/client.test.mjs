@@ -369,6 +369,8 @@ describe('the web client', () => {
     const tokyo = await newPage(browser, errors, { timezoneId: 'Asia/Tokyo', locale: 'en-GB' });
     await logIn(tokyo, server, 'bea', 'a gentle password');
     await tokyo.click('#programme summary');
+    // Drawn when opened (the panel does not redraw while closed).
+    await tokyo.waitForSelector('#programme-zone:not(:empty)');
     assert.equal(await tokyo.textContent('#programme-zone'), 'Times are in your time zone, Asia/Tokyo.');
     const item = tokyo.locator('#programme-list li[data-room="listening-well"]');
     await item.waitFor();

@@ -45,6 +45,7 @@ export function installSummit(appState, hooks) {
   for (const [phase, label] of PHASES) select.append(h('option', { value: phase }, label));
   $('#phase-form').addEventListener('submit', movePhase);
   $('#ask-form').addEventListener('submit', ask);
+  $('#programme').addEventListener('toggle', renderProgramme);
   // The banner's countdown moves on by itself; the phase changes come as events.
   setInterval(renderBanner, 1000);
 }
@@ -102,6 +103,8 @@ function clockOf(iso, zone) {
  * with the time in the zone it was given in when that differs, and "add to calendar".
  */
 export function renderProgramme() {
+  // The room list redraws on every unread count; a closed programme waits until opened.
+  if (!$('#programme').open) return;
   const zone = timeZone();
   fill($('#programme-zone'), `Times are in your time zone, ${zone}.`);
   const summits = [...state.rooms.values()]

@@ -79,6 +79,14 @@ pub struct Server {
     bus_stop: CancellationToken,
 }
 
+/// [`bind`] for an optional listener: none when `addr` is empty.
+async fn bind_if_set(addr: &str) -> Result<Option<(TcpListener, SocketAddr)>, StartError> {
+    if addr.is_empty() {
+        return Ok(None);
+    }
+    bind(addr).await.map(Some)
+}
+
 async fn bind(addr: &str) -> Result<(TcpListener, SocketAddr), StartError> {
     let failed = |source| StartError::Bind { addr: addr.to_string(), source };
     let listener = TcpListener::bind(addr).await.map_err(failed)?;
@@ -90,19 +98,14 @@ impl Server {
     /// Binds `config.listen`, opens the store and starts serving.
     pub async fn start(config: Config) -> Result<Server, StartError> {
         config.check().map_err(StartError::Config)?;
-        let tls = match config.tls_cert.is_empty() {
-            true => None,
-            false => Some(Arc::new(Tls::load(&config.tls_cert, &config.tls_key).map_err(StartError::Config)?)),
+        let tls = if config.tls_cert.is_empty() {
+            None
+        } else {
+            Some(Arc::new(Tls::load(&config.tls_cert, &config.tls_key).map_err(StartError::Config)?))
         };
         let (listener, addr) = bind(&config.listen).await?;
-        let metrics_listener = match config.metrics_listen.is_empty() {
-            true => None,
-            false => Some(bind(&config.metrics_listen).await?),
-        };
-        let redirect_listener = match config.redirect_listen.is_empty() {
-            true => None,
-            false => Some(bind(&config.redirect_listen).await?),
-        };
+        let metrics_listener = bind_if_set(&config.metrics_listen).await?;
+        let redirect_listener = bind_if_set(&config.redirect_listen).await?;
         let metrics = Arc::new(Metrics::default());
         let hub = Hub::new(metrics.clone());
         // Stopped last, after the store's final writes have been published.
@@ -124,12 +127,10 @@ impl Server {
         };
         let store =
             store::open(&config.database, Arc::new(PublishCommits { bus: bus.clone() }), metrics.clone()).await?;
-        let file_lock = match store::is_postgres(&config.database) {
-            true => None,
-            false => match store::sqlite::backup::path_of(&config.database) {
-                Ok(path) => store::sqlite::backup::hold(&path).map_err(StartError::Config)?,
-                Err(_) => None,
-            },
+        // PostgreSQL (or an in-memory SQLite) has no file to hold.
+        let file_lock = match store::sqlite::backup::path_of(&config.database) {
+            Ok(path) => store::sqlite::backup::hold(&path).map_err(StartError::Config)?,
+            Err(_) => None,
         };
         hub.load_mutes(store.fetch_active_mutes(crate::protocol::now_ms()).await.map_err(StartError::Load)?);
         hub.load_blocks(store.fetch_all_blocks().await.map_err(StartError::Load)?);

@@ -2,8 +2,9 @@
 //!
 //! The hub holds, for this node only, every authenticated session, the rooms each one
 //! receives, and who is online where. It never touches the store (missing messages
-//! come through its [`GapFiller`]) and never awaits a client: delivery is a push of shared bytes into the session's bounded [`Outbox`],
-//! and a full outbox closes that one session with 4008 (it catches up from history
+//! come through its [`GapFiller`]) and never awaits a client: delivery is a push of shared
+//! bytes into the session's bounded [`Outbox`] (which writes a quiet socket at once, if
+//! that needs no wait), and a full outbox closes that one session with 4008 (it catches up from history
 //! after reconnecting). So one slow reader can never slow a room.
 //!
 //! **Invariant:** for one room, frames enter every outbox in the order `dispatch` is
@@ -39,16 +40,48 @@ pub enum PushError {
     Closed,
 }
 
+/// The socket's write half as a pushing thread may use it: one frame now, without
+/// waiting, or not at all. The writer task attaches it (see [`Outbox::attach`]).
+pub trait Wire: Send + Sync {
+    /// Writes `frame` and flushes it without waiting.
+    fn try_write(&self, frame: &Utf8Bytes) -> Tried;
+}
+
+/// What [`Wire::try_write`] did with a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tried {
+    /// Written to the socket.
+    Written,
+    /// Taken, but the socket would block before all of it was out: the writer task
+    /// must finish the flush.
+    Flushing,
+    /// Not taken (the socket's lock is busy or it takes nothing now): queue it.
+    NotNow,
+    /// The socket is broken.
+    Broken,
+}
+
 /// The frames waiting for one socket's writer task.
 ///
-/// Bounded, and never waited on: a push either queues or fails at once. The writer
-/// takes the whole queue in one short lock and writes it with one flush, and it is woken
-/// only when the queue goes from empty to not empty, so a burst costs one wake-up.
-/// (A tokio mpsc channel did the same job at several atomic operations per frame; this
-/// is what showed in the profile of a 1,000-socket room.)
+/// Bounded, and never waited on: a push either writes, queues or fails at once. When
+/// the writer is idle (nothing queued, nothing half-written) and the socket was not
+/// written within the coalescing window, a push writes the frame itself, on the pushing
+/// thread, without waiting: a quiet socket's delivery costs one `write`, not a wake-up
+/// of its writer task, a poll and then the `write`. Otherwise the frame is queued. The
+/// writer takes the whole queue in one short lock and writes it with one flush, and it
+/// is woken only when the queue goes from empty to not empty, so a burst costs one
+/// wake-up. (A tokio mpsc channel did the same job at several atomic operations per
+/// frame; this is what showed in the profile of a 1,000-socket room.)
 pub struct Outbox {
-    /// Short std lock: held only to push one frame or to swap the queue out.
+    /// Short std lock: held to push one frame (and to write it, when written at once)
+    /// or to swap the queue out.
     queue: Mutex<Queue>,
+    /// The socket's write half and the coalescing window, once the writer has started.
+    wire: OnceLock<(Arc<dyn Wire>, Duration)>,
+    /// A frame written at once is half out: the writer must flush it.
+    flush_due: std::sync::atomic::AtomicBool,
+    /// A frame written at once found the socket broken: the writer must close.
+    broken: std::sync::atomic::AtomicBool,
     /// Most frames queued.
     capacity: usize,
     /// Most bytes queued (a single larger frame is still taken when the queue is empty).
@@ -73,6 +106,21 @@ struct Queue {
     frames: VecDeque<Utf8Bytes>,
     bytes: usize,
     replies: usize,
+    /// The writer waits for frames with nothing half-written: a push may write at once.
+    /// Only ever set with the queue empty; the writer clears it (under this lock)
+    /// before it touches the socket, so a push and the writer never write together.
+    idle: bool,
+    /// When the socket was last written, for the coalescing window.
+    last_write: Option<tokio::time::Instant>,
+}
+
+/// What a push did with its frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pushed {
+    /// Written to the socket at once.
+    Written,
+    /// Queued for the writer.
+    Queued,
 }
 
 /// Why [`Outbox::take`] returned.
@@ -84,6 +132,10 @@ pub enum Wake {
     Ping,
     /// The socket is closing.
     Interrupted,
+    /// A frame written at once is half out: flush it.
+    Flush,
+    /// A frame written at once found the socket broken.
+    Broken,
 }
 
 impl Outbox {
@@ -91,6 +143,9 @@ impl Outbox {
     pub fn new(capacity: usize, max_bytes: usize) -> Outbox {
         Outbox {
             queue: Mutex::new(Queue::default()),
+            wire: OnceLock::new(),
+            flush_due: std::sync::atomic::AtomicBool::new(false),
+            broken: std::sync::atomic::AtomicBool::new(false),
             capacity: capacity.max(1),
             max_bytes: max_bytes.max(1),
             taken: Notify::new(),
@@ -105,9 +160,26 @@ impl Outbox {
     /// Queues the reply to a request: like [`Outbox::push`], but a writer holding back
     /// to coalesce writes at once (a client waits on its reply; events can wait a few ms).
     pub fn push_reply(&self, frame: Utf8Bytes) -> Result<(), PushError> {
-        self.push_counted(frame, true)?;
-        self.urgent.notify_one();
+        if self.push_counted(frame, true)? == Pushed::Queued {
+            self.urgent.notify_one();
+        }
         Ok(())
+    }
+
+    /// Lets pushes write at once to `wire` while the writer is idle and the socket was
+    /// not written within `coalesce`. The writer calls this once, before it first waits.
+    pub fn attach(&self, wire: Arc<dyn Wire>, coalesce: Duration) {
+        let _ = self.wire.set((wire, coalesce));
+    }
+
+    /// When the socket was last written (by the writer or by a push).
+    pub fn last_write(&self) -> Option<tokio::time::Instant> {
+        self.queue.lock().expect("outbox lock").last_write
+    }
+
+    /// Records a write by the writer.
+    pub fn wrote(&self, at: tokio::time::Instant) {
+        self.queue.lock().expect("outbox lock").last_write = Some(at);
     }
 
     /// Resolves once no reply is left in the queue (the writer has taken them to write).
@@ -148,15 +220,46 @@ impl Outbox {
 
     /// Queues a frame without waiting.
     pub fn push(&self, frame: Utf8Bytes) -> Result<(), PushError> {
-        self.push_counted(frame, false)
+        self.push_counted(frame, false).map(drop)
     }
 
-    fn push_counted(&self, frame: Utf8Bytes, reply: bool) -> Result<(), PushError> {
+    fn push_counted(&self, frame: Utf8Bytes, reply: bool) -> Result<Pushed, PushError> {
         if self.closed.load(Relaxed) {
             return Err(PushError::Closed);
         }
         let mut queue = self.queue.lock().expect("outbox lock");
         let was_empty = queue.frames.is_empty();
+        if was_empty && queue.idle {
+            if let Some((wire, coalesce)) = self.wire.get() {
+                // A reply never waits out the window: its client is waiting on it.
+                let now = tokio::time::Instant::now();
+                if reply || queue.last_write.is_none_or(|last| now >= last + *coalesce) {
+                    match wire.try_write(&frame) {
+                        Tried::Written => {
+                            queue.last_write = Some(now);
+                            return Ok(Pushed::Written);
+                        }
+                        Tried::Flushing => {
+                            queue.last_write = Some(now);
+                            queue.idle = false;
+                            drop(queue);
+                            self.flush_due.store(true, Relaxed);
+                            self.ready.notify_one();
+                            return Ok(Pushed::Written);
+                        }
+                        Tried::Broken => {
+                            queue.idle = false;
+                            drop(queue);
+                            self.broken.store(true, Relaxed);
+                            self.ready.notify_one();
+                            return Err(PushError::Closed);
+                        }
+                        // Queued below; the writer, woken for it, writes it.
+                        Tried::NotNow => queue.idle = false,
+                    }
+                }
+            }
+        }
         if queue.frames.len() >= self.capacity || (!was_empty && queue.bytes + frame.len() > self.max_bytes) {
             return Err(PushError::Full);
         }
@@ -167,26 +270,43 @@ impl Outbox {
         if was_empty {
             self.ready.notify_one();
         }
-        Ok(())
+        Ok(Pushed::Queued)
     }
 
     /// Waits until there is something to do, moving any queued frames into `batch`.
+    /// While it waits with nothing to do, a push may write to the socket itself.
     pub async fn take(&self, batch: &mut VecDeque<Utf8Bytes>) -> Wake {
         loop {
+            // Not idle from here on: whatever this returns, the writer may write.
+            let took = self.swap_into(batch);
+            if took {
+                self.taken.notify_waiters();
+            }
             if self.interrupted.load(Relaxed) {
                 return Wake::Interrupted;
             }
-            let ping = self.ping_due.swap(false, Relaxed);
-            if self.swap_into(batch) {
-                self.taken.notify_waiters();
+            if self.broken.load(Relaxed) {
+                return Wake::Broken;
             }
+            let ping = self.ping_due.swap(false, Relaxed);
+            let flush = self.flush_due.swap(false, Relaxed);
             if ping {
                 return Wake::Ping;
             }
-            if !batch.is_empty() {
+            if took {
                 return Wake::Frames;
             }
-            self.ready.notified().await;
+            if flush {
+                return Wake::Flush;
+            }
+            let queued = {
+                let mut queue = self.queue.lock().expect("outbox lock");
+                queue.idle = queue.frames.is_empty() && self.wire.get().is_some();
+                !queue.frames.is_empty()
+            };
+            if !queued {
+                self.ready.notified().await;
+            }
         }
     }
 
@@ -199,9 +319,11 @@ impl Outbox {
         batch
     }
 
-    /// Moves the queued frames into `batch` (which must be empty); whether there were any.
+    /// Moves the queued frames into `batch` (which must be empty); whether there were
+    /// any. The writer is no longer idle.
     fn swap_into(&self, batch: &mut VecDeque<Utf8Bytes>) -> bool {
         let mut queue = self.queue.lock().expect("outbox lock");
+        queue.idle = false;
         if queue.frames.is_empty() {
             return false;
         }
@@ -214,7 +336,12 @@ impl Outbox {
     /// Refuses further frames and drops the queued ones (the writer has stopped).
     pub fn close(&self) {
         self.closed.store(true, Relaxed);
-        *self.queue.lock().expect("outbox lock") = Queue::default();
+        let mut queue = self.queue.lock().expect("outbox lock");
+        queue.frames = VecDeque::new();
+        queue.bytes = 0;
+        queue.replies = 0;
+        queue.idle = false;
+        drop(queue);
         // A reader waiting on its replies must not wait for a writer that is gone.
         self.taken.notify_waiters();
     }

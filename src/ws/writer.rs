@@ -1,32 +1,107 @@
 //! The writer task of one socket: outbox → socket, pings, write coalescing and the
-//! close frame. Generic over the sink, so its timing is tested with paused time and a
-//! recording sink instead of a network.
+//! close frame; and the socket's write half as the outbox may use it to write a frame
+//! at once while the writer is idle. Generic over the sink, so its timing is tested with
+//! paused time and a recording sink instead of a network.
 
-use crate::hub::{Closer, Outbox, Wake};
+use crate::hub::{Closer, Outbox, Tried, Wake, Wire};
 use crate::protocol::close_code;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes};
 use futures_util::{Sink, SinkExt};
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::time::Instant;
+
+/// The socket's write half, shared by the writer task and the outbox's pushes. Each
+/// use holds the lock for one poll, never across a wait.
+struct Shared<S>(Mutex<S>);
+
+impl<S> Shared<S> {
+    fn lock(&self) -> MutexGuard<'_, S> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A push writes through here only while the writer is idle (see [`Outbox`]), so the
+/// writer is never waiting on the socket when this polls it with a waker that does
+/// nothing; whatever this leaves half-done, it hands to the writer.
+impl<S> Wire for Shared<S>
+where
+    S: Sink<WsMessage> + Unpin + Send,
+{
+    fn try_write(&self, frame: &Utf8Bytes) -> Tried {
+        let Ok(mut sink) = self.0.try_lock() else {
+            return Tried::NotNow;
+        };
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut sink = Pin::new(&mut *sink);
+        match sink.as_mut().poll_ready(&mut cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(_)) => return Tried::Broken,
+            Poll::Pending => return Tried::NotNow,
+        }
+        if sink.as_mut().start_send(WsMessage::Text(frame.clone())).is_err() {
+            return Tried::Broken;
+        }
+        match sink.poll_flush(&mut cx) {
+            Poll::Ready(Ok(())) => Tried::Written,
+            Poll::Ready(Err(_)) => Tried::Broken,
+            Poll::Pending => Tried::Flushing,
+        }
+    }
+}
+
+/// The writer task's handle on the shared write half.
+struct Locked<S>(Arc<Shared<S>>);
+
+impl<S: Sink<WsMessage> + Unpin> Sink<WsMessage> for Locked<S> {
+    type Error = S::Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut *self.0.lock()).poll_ready(cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: WsMessage) -> Result<(), Self::Error> {
+        Pin::new(&mut *self.0.lock()).start_send(item)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut *self.0.lock()).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut *self.0.lock()).poll_close(cx)
+    }
+}
 
 /// The writer task: outbox → socket, pings, and the close frame.
 ///
 /// It waits on one thing, the outbox, which frames, the server's ping ticker and a
 /// close all wake. The close token is consulted only while a write is stuck on a full
-/// socket, so an ordinary delivery costs one wake-up, one take and one write.
-pub(super) async fn write_loop<S>(mut sink: S, outbox: Arc<Outbox>, closer: Closer, coalesce: Duration)
+/// socket. While it waits, a push to a quiet socket writes the frame itself; the
+/// writer writes what is queued: frames inside a busy socket's coalescing window, frames
+/// that found the socket full, and the rest of a write a push could not finish.
+pub(super) async fn write_loop<S>(sink: S, outbox: Arc<Outbox>, closer: Closer, coalesce: Duration)
 where
-    S: Sink<WsMessage> + Unpin,
+    S: Sink<WsMessage> + Unpin + Send + 'static,
 {
+    let shared = Arc::new(Shared(Mutex::new(sink)));
+    outbox.attach(shared.clone(), coalesce);
+    let mut sink = Locked(shared);
     let mut batch = VecDeque::new();
-    let mut last_write = Instant::now() - coalesce;
     let closed = closer.closed();
     tokio::pin!(closed);
     loop {
         match outbox.take(&mut batch).await {
             Wake::Interrupted => break,
+            Wake::Broken => {
+                closer.close(close_code::NORMAL, "");
+                break;
+            }
+            // A push's write is half out: the flush below finishes it.
+            Wake::Flush => {}
             Wake::Ping => {
                 if sink.feed(WsMessage::Ping(Default::default())).await.is_err() {
                     break;
@@ -37,7 +112,7 @@ where
                 // arrive in between share the next write, so a busy room costs fewer
                 // system calls. A quiet socket, or a reply, is written at once (after a
                 // yield that lets the dispatch that woke us finish queuing).
-                let due = last_write + coalesce;
+                let due = outbox.last_write().map_or_else(Instant::now, |last| last + coalesce);
                 if Instant::now() < due {
                     tokio::select! {
                         biased;
@@ -71,7 +146,7 @@ where
             closer.close(close_code::NORMAL, "");
             break;
         }
-        last_write = Instant::now();
+        outbox.wrote(Instant::now());
     }
     let (code, reason) = closer.frame().unwrap_or((close_code::NORMAL, ""));
     // Replies already queued (say, the error before a 4001) go out first, except to a
@@ -96,9 +171,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::pin::Pin;
-    use std::sync::Mutex;
-    use std::task::{Context, Poll};
+    use std::sync::atomic::Ordering::Relaxed;
 
     /// What the sink saw.
     #[derive(Debug, Clone, PartialEq)]
@@ -118,11 +191,33 @@ mod tests {
         /// While set, the socket takes nothing (its send buffer is full): the waker
         /// waits here.
         stuck: Arc<Mutex<Option<Option<std::task::Waker>>>>,
+        /// While set, the socket takes a frame but cannot get it all out (a flush
+        /// would block): the waker waits here.
+        slow: Arc<Mutex<Option<Option<std::task::Waker>>>>,
+        /// Set: every operation fails, as on a reset connection.
+        broken: Arc<std::sync::atomic::AtomicBool>,
     }
 
     impl Recorder {
         fn new() -> Recorder {
-            Recorder { start: Instant::now(), seen: Arc::default(), stuck: Arc::default() }
+            Recorder {
+                start: Instant::now(),
+                seen: Arc::default(),
+                stuck: Arc::default(),
+                slow: Arc::default(),
+                broken: Arc::default(),
+            }
+        }
+
+        /// Flushes block until [`Recorder::unslow`].
+        fn slow(&self) {
+            *self.slow.lock().unwrap() = Some(None);
+        }
+
+        fn unslow(&self) {
+            if let Some(Some(waker)) = self.slow.lock().unwrap().take() {
+                waker.wake();
+            }
         }
 
         /// The socket stops taking frames, as a full send buffer does.
@@ -148,10 +243,17 @@ mod tests {
         }
     }
 
+    /// The connection is gone.
+    #[derive(Debug)]
+    struct Reset;
+
     impl Sink<WsMessage> for Recorder {
-        type Error = std::convert::Infallible;
+        type Error = Reset;
 
         fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            if self.broken.load(Relaxed) {
+                return Poll::Ready(Err(Reset));
+            }
             match &mut *self.stuck.lock().unwrap() {
                 Some(waker) => {
                     *waker = Some(cx.waker().clone());
@@ -172,7 +274,11 @@ mod tests {
             Ok(())
         }
 
-        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            if let Some(waker) = &mut *self.slow.lock().unwrap() {
+                *waker = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
             self.record(Seen::Flush);
             Poll::Ready(Ok(()))
         }
@@ -285,6 +391,81 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap();
         let seen: Vec<Seen> = recorder.take().into_iter().map(|(_, seen)| seen).filter(|s| *s != Seen::Flush).collect();
         assert_eq!(seen, [text("a"), Seen::Close(4008)]);
+    }
+
+    /// Lets the writer task run without moving the clock.
+    async fn settle() {
+        for _ in 0..4 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// An idle writer started, with its first write long past.
+    async fn idle_writer() -> (Recorder, Arc<Outbox>, Closer, tokio::task::JoinHandle<()>) {
+        let (recorder, outbox, closer, task) = writer();
+        after(1).await;
+        (recorder, outbox, closer, task)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_socket_is_written_by_the_push_itself_and_a_busy_one_by_the_writer() {
+        let (recorder, outbox, _closer, _task) = idle_writer().await;
+        // The frame is out when `push` returns: no task ran in between.
+        push(&outbox, "at once");
+        assert_eq!(recorder.take(), [(1, text("at once")), (1, Seen::Flush)]);
+        // Inside the window it is queued, and the writer writes it when the window ends.
+        push(&outbox, "held");
+        assert_eq!(recorder.take(), [], "queued for the writer");
+        after(10).await;
+        assert_eq!(recorder.take(), [(9, text("held")), (9, Seen::Flush)]);
+        // A reply does not wait out the window: written by the push too.
+        outbox.push_reply(Utf8Bytes::from_static("reply")).unwrap();
+        assert_eq!(recorder.take(), [(11, text("reply")), (11, Seen::Flush)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_push_that_finds_the_socket_full_queues_and_the_writer_keeps_the_order() {
+        let (recorder, outbox, _closer, _task) = idle_writer().await;
+        recorder.stick();
+        push(&outbox, "first");
+        push(&outbox, "second");
+        settle().await;
+        assert_eq!(recorder.take(), [], "nothing is written to a full socket");
+        recorder.unstick();
+        settle().await;
+        let seen: Vec<Seen> = recorder.take().into_iter().map(|(_, seen)| seen).collect();
+        assert_eq!(seen, [text("first"), text("second"), Seen::Flush]);
+        // Idle again: the next quiet push writes at once.
+        after(20).await;
+        push(&outbox, "third");
+        assert_eq!(recorder.take(), [(21, text("third")), (21, Seen::Flush)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_a_push_could_not_finish_is_finished_by_the_writer_before_the_next_frame() {
+        let (recorder, outbox, _closer, _task) = idle_writer().await;
+        recorder.slow();
+        push(&outbox, "half out");
+        assert_eq!(recorder.take(), [(1, text("half out"))], "taken, not yet flushed");
+        // The writer has the flush now; a later frame waits behind it, not beside it.
+        after(20).await;
+        push(&outbox, "next");
+        settle().await;
+        assert_eq!(recorder.take(), [], "the socket still takes nothing");
+        recorder.unslow();
+        // The flush ends at 21, and "next" goes out when that write's window ends.
+        after(10).await;
+        assert_eq!(recorder.take(), [(21, Seen::Flush), (29, text("next")), (29, Seen::Flush)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_push_that_finds_the_connection_gone_closes_the_socket() {
+        let (recorder, outbox, closer, task) = idle_writer().await;
+        recorder.broken.store(true, Relaxed);
+        assert_eq!(outbox.push(Utf8Bytes::from_static("lost")), Err(crate::hub::PushError::Closed));
+        tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap();
+        assert_eq!(closer.frame(), Some((close_code::NORMAL, "")), "the reader is told too");
+        assert!(outbox.push(Utf8Bytes::from_static("later")).is_err());
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,8 +1,9 @@
 //! One WebSocket connection, from upgrade to cleanup.
 //!
 //! Each socket is two tasks. The **writer** owns the sink, sharing it with the outbox:
-//! while the writer waits with nothing to do, a push to a quiet socket writes its frame
-//! at once, on the pushing thread, if that needs no wait. The writer drains the session's
+//! while the writer waits with nothing to do, a push to a quiet socket (a reply, or an
+//! event of a room with many members here) writes its frame at once, on the pushing
+//! thread, if that needs no wait. The writer drains the session's
 //! bounded outbox, feeds every queued frame and flushes once (one syscall for a burst),
 //! finishes a write a push left half out, sends the pings the server's ticker asks for,
 //! holds a busy socket's writes to one per `write_coalesce_ms` (replies excepted), and

@@ -421,6 +421,12 @@ mod tests {
         // A reply does not wait out the window: written by the push too.
         outbox.push_reply(Utf8Bytes::from_static("reply")).unwrap();
         assert_eq!(recorder.take(), [(11, text("reply")), (11, Seen::Flush)]);
+        // A small room's event goes to the writer task even to a quiet socket.
+        after(20).await;
+        outbox.push_to_writer(Utf8Bytes::from_static("to the writer")).unwrap();
+        assert_eq!(recorder.take(), [], "not written by the push");
+        settle().await;
+        assert_eq!(recorder.take(), [(31, text("to the writer")), (31, Seen::Flush)]);
     }
 
     #[tokio::test(start_paused = true)]

@@ -31,16 +31,6 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// Local recipients of one room event from which the dispatching thread writes each
-/// quiet socket itself instead of waking its writer task. Writing at once spares a
-/// wake-up and a poll per recipient, but it writes the whole fan-out on the one
-/// dispatching thread (for a stored message, the store's writer). One event to many
-/// sockets gains (one room of 10,000, side by side: 500,000 and 460,000 deliveries/s
-/// against 400,000 and 420,000); many small rooms lose more from the lost parallelism
-/// (100 rooms of 100: 600 msg/s in four runs against 600–770), since their writer tasks
-/// run on every core.
-pub const WRITE_AT_ONCE_FROM: usize = 1_000;
-
 /// Why a frame could not be queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PushError {
@@ -577,9 +567,27 @@ struct HubShared {
     #[cfg(feature = "test-hooks")]
     lose: std::sync::atomic::AtomicU32,
     metrics: Arc<Metrics>,
+    /// Local recipients of one room event from which the dispatching thread writes each
+    /// quiet socket itself instead of waking its writer task (0 = never). Writing at
+    /// once spares a wake-up and a poll per recipient, but it writes the whole fan-out
+    /// on the one dispatching thread (for a stored message, the store's writer). One
+    /// event to many sockets gains (one room of 10,000, side by side: 500,000 and
+    /// 460,000 deliveries/s against 400,000 and 420,000); many small rooms lose more
+    /// from the lost parallelism (100 rooms of 100: 600 msg/s in four runs against
+    /// 600–770), since their writer tasks run on every core.
+    write_at_once_from: AtomicUsize,
 }
 
+/// The default of `write_at_once_from` (see the configuration).
+pub const WRITE_AT_ONCE_FROM: usize = 1_000;
+
 impl Hub {
+    /// Writes the events of rooms with at least `members` local members at once on the
+    /// dispatching thread (0 = never).
+    pub fn write_at_once_from(&self, members: usize) {
+        self.shared.write_at_once_from.store(members, Relaxed);
+    }
+
     /// An empty hub.
     pub fn new(metrics: Arc<Metrics>) -> Hub {
         Hub {
@@ -597,6 +605,7 @@ impl Hub {
                 #[cfg(feature = "test-hooks")]
                 lose: std::sync::atomic::AtomicU32::new(0),
                 metrics,
+                write_at_once_from: AtomicUsize::new(WRITE_AT_ONCE_FROM),
             }),
         }
     }
@@ -1040,7 +1049,8 @@ impl Hub {
                 .as_ref()
                 .and_then(|authored| self.shared.blocked_by.get(&authored.author).map(|set| set.clone()));
             let mut stub: Option<Option<Utf8Bytes>> = None;
-            let at_once = subs.sessions.len() >= WRITE_AT_ONCE_FROM;
+            let from = self.shared.write_at_once_from.load(Relaxed);
+            let at_once = from != 0 && subs.sessions.len() >= from;
             // Members who joined a since_join room after the message: nothing of it.
             let unseen = envelope.authored.as_ref().map(|authored| &authored.unseen_by).filter(|by| !by.is_empty());
             for session in &subs.sessions {

@@ -8,9 +8,25 @@ use std::time::Duration;
 
 #[tokio::test]
 async fn concurrent_senders_every_member_gets_every_message_once_in_seq_order() {
+    concurrent_senders(TestServer::start().await).await;
+}
+
+/// The same with every room's events written at once by the dispatching thread (as a
+/// room of 1,000 members is by default), not by the sockets' writer tasks: with no
+/// coalescing window, each frame to an idle socket is written by the push.
+#[tokio::test]
+async fn written_at_once_every_member_still_gets_every_message_once_in_seq_order() {
+    let server = TestServer::start_with(|c| {
+        c.write_at_once_from = 1;
+        c.write_coalesce_ms = 0;
+    })
+    .await;
+    concurrent_senders(server).await;
+}
+
+async fn concurrent_senders(server: TestServer) {
     const SENDERS: usize = 4;
     const EACH: usize = 30;
-    let server = TestServer::start().await;
     let token = server.user_with_role("owner", Role::Moderator).await;
     let mut owner = server.client(&token).await;
     owner.ok(json!({"type": "create_room", "name": "busy"})).await;
@@ -79,7 +95,26 @@ async fn messages_the_bus_loses_are_read_back_from_the_store_in_order() {
 
 #[tokio::test]
 async fn a_socket_that_stops_reading_is_closed_with_4008_and_others_keep_receiving() {
-    let server = TestServer::start_with(|c| c.outbox_frames = 16).await;
+    slow_consumer(TestServer::start_with(|c| c.outbox_frames = 16).await).await;
+}
+
+/// The same when the room's events are written at once by the dispatching thread: a
+/// socket that stops reading fills, hands its writes to its writer, and is closed the
+/// same way.
+#[tokio::test]
+async fn written_at_once_a_socket_that_stops_reading_is_still_closed_with_4008() {
+    slow_consumer(
+        TestServer::start_with(|c| {
+            c.outbox_frames = 16;
+            c.write_at_once_from = 1;
+            c.write_coalesce_ms = 0;
+        })
+        .await,
+    )
+    .await;
+}
+
+async fn slow_consumer(server: TestServer) {
     let token = server.user_with_role("owner", Role::Moderator).await;
     let mut owner = server.client(&token).await;
     owner.ok(json!({"type": "create_room", "name": "busy"})).await;

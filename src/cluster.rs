@@ -313,7 +313,7 @@ mod tests {
             .await
             .unwrap();
         let _: () = conn.zadd(a.nodes_key(), "a", crate::protocol::now_ms()).await.unwrap();
-        let hub = Hub::new(Arc::default());
+        let hub = Hub::new(Arc::default(), 0);
         b.exchange(&hub).await.unwrap();
         assert!(b.remote()["circle"].contains_key(&UserId(1)), "node b sees node a's member");
         // Node a renews nothing more: its entry expires with its time to live.

@@ -4,8 +4,8 @@
 //! receives, and who is online where. It never touches the store (missing messages
 //! come through its [`GapFiller`]) and never awaits a client: delivery is a push of shared
 //! bytes into the session's bounded [`Outbox`] (which writes a quiet socket at once, if
-//! that needs no wait), and a full outbox closes that one session with 4008 (it catches up from history
-//! after reconnecting). So one slow reader can never slow a room.
+//! that needs no wait), and a full outbox closes that one session with 4008 (it catches
+//! up from history after reconnecting). So one slow reader can never slow a room.
 //!
 //! **Invariant:** for one room, frames enter every outbox in the order `dispatch` is
 //! called, and a room's `message` events enter once each in seq order: the hub keeps
@@ -575,21 +575,13 @@ struct HubShared {
     /// 460,000 deliveries/s against 400,000 and 420,000); many small rooms lose more
     /// from the lost parallelism (100 rooms of 100: 600 msg/s in four runs against
     /// 600–770), since their writer tasks run on every core.
-    write_at_once_from: AtomicUsize,
+    write_at_once_from: usize,
 }
 
-/// The default of `write_at_once_from` (see the configuration).
-pub const WRITE_AT_ONCE_FROM: usize = 1_000;
-
 impl Hub {
-    /// Writes the events of rooms with at least `members` local members at once on the
-    /// dispatching thread (0 = never).
-    pub fn write_at_once_from(&self, members: usize) {
-        self.shared.write_at_once_from.store(members, Relaxed);
-    }
-
-    /// An empty hub.
-    pub fn new(metrics: Arc<Metrics>) -> Hub {
+    /// An empty hub that writes the events of rooms with at least `write_at_once_from`
+    /// local members at once on the dispatching thread (0 = never).
+    pub fn new(metrics: Arc<Metrics>, write_at_once_from: usize) -> Hub {
         Hub {
             shared: Arc::new(HubShared {
                 rooms: DashMap::new(),
@@ -605,7 +597,7 @@ impl Hub {
                 #[cfg(feature = "test-hooks")]
                 lose: std::sync::atomic::AtomicU32::new(0),
                 metrics,
-                write_at_once_from: AtomicUsize::new(WRITE_AT_ONCE_FROM),
+                write_at_once_from,
             }),
         }
     }
@@ -1049,7 +1041,7 @@ impl Hub {
                 .as_ref()
                 .and_then(|authored| self.shared.blocked_by.get(&authored.author).map(|set| set.clone()));
             let mut stub: Option<Option<Utf8Bytes>> = None;
-            let from = self.shared.write_at_once_from.load(Relaxed);
+            let from = self.shared.write_at_once_from;
             let at_once = from != 0 && subs.sessions.len() >= from;
             // Members who joined a since_join room after the message: nothing of it.
             let unseen = envelope.authored.as_ref().map(|authored| &authored.unseen_by).filter(|by| !by.is_empty());
@@ -1235,7 +1227,7 @@ mod tests {
     /// A hub whose gap filler counts its reads, with one session in room `r` that has
     /// had message 1.
     fn hub_after_message_one() -> (Hub, Arc<std::sync::atomic::AtomicU32>, Arc<Outbox>) {
-        let hub = Hub::new(Arc::default());
+        let hub = Hub::new(Arc::default(), 0);
         let asked = Arc::new(std::sync::atomic::AtomicU32::new(0));
         hub.set_gap_filler(Arc::new(Known(asked.clone())));
         let (s, rx, _) = session(1, 1, 64);
@@ -1289,7 +1281,7 @@ mod tests {
 
     #[test]
     fn a_full_outbox_closes_only_that_session_with_4008() {
-        let hub = Hub::new(Arc::default());
+        let hub = Hub::new(Arc::default(), 0);
         let (slow, _slow_rx, slow_closer) = session(1, 1, 2);
         let (fast, fast_rx, fast_closer) = session(2, 2, 16);
         for s in [&slow, &fast] {
@@ -1367,7 +1359,7 @@ mod tests {
 
     #[test]
     fn presence_counts_users_not_sockets() {
-        let hub = Hub::new(Arc::default());
+        let hub = Hub::new(Arc::default(), 0);
         let (a1, _r1, _) = session(1, 7, 4);
         let (a2, _r2, _) = session(2, 7, 4);
         hub.register(&a1);
@@ -1382,7 +1374,7 @@ mod tests {
 
     #[test]
     fn membership_changes_apply_around_the_event() {
-        let hub = Hub::new(Arc::default());
+        let hub = Hub::new(Arc::default(), 0);
         let (s, rx, _) = session(1, 3, 8);
         hub.register(&s);
         let join = BusMessage::Room(RoomEnvelope {
@@ -1415,7 +1407,7 @@ mod tests {
     fn a_message_with_warnings_reaches_each_member_as_they_chose_from_shared_frames() {
         use crate::bus::Variants;
         use crate::protocol::{CwPreferences, Message, Shape};
-        let hub = Hub::new(Arc::default());
+        let hub = Hub::new(Arc::default(), 0);
         // u1 wrote it; u2 and u3 keep the default (collapse); u4 shows grief; u5 hides it.
         let sessions: Vec<_> = (1..=5).map(|user| session(user as u64, user, 8)).collect();
         for (s, _, _) in &sessions {
@@ -1469,7 +1461,7 @@ mod tests {
     #[test]
     fn blockers_get_one_shared_stub_in_a_messages_place_and_no_typing() {
         use crate::bus::{Authored, Words};
-        let hub = Hub::new(Arc::default());
+        let hub = Hub::new(Arc::default(), 0);
         let sessions: Vec<_> = (1..=4).map(|user| session(user as u64, user, 8)).collect();
         for (s, _, _) in &sessions {
             hub.register(s);

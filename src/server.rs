@@ -107,8 +107,7 @@ impl Server {
         let metrics_listener = bind_if_set(&config.metrics_listen).await?;
         let redirect_listener = bind_if_set(&config.redirect_listen).await?;
         let metrics = Arc::new(Metrics::default());
-        let hub = Hub::new(metrics.clone());
-        hub.write_at_once_from(config.write_at_once_from);
+        let hub = Hub::new(metrics.clone(), config.write_at_once_from);
         // Stopped last, after the store's final writes have been published.
         let bus_stop = CancellationToken::new();
         let (bus, cluster): (Arc<dyn Bus>, _) = if config.bus.is_empty() {

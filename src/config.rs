@@ -181,7 +181,8 @@ settings! {
     max_frame_bytes: usize = 64 * 1024, env = "ALONGSIDE_MAX_FRAME_BYTES";
     /// Seconds a new socket has to authenticate before it is closed with 4001.
     auth_timeout_s: f64 = 10.0, env = "ALONGSIDE_AUTH_TIMEOUT_S";
-    /// Seconds between pings to a socket; one silent for two intervals is dropped.
+    /// Seconds between pings to a socket; one silent for two whole intervals (checked
+    /// once per interval) is dropped.
     ping_interval_s: f64 = 30.0, env = "ALONGSIDE_PING_INTERVAL_S";
     /// Shortest time between two writes to one busy socket, in milliseconds: frames that
     /// arrive sooner wait and share the next write (0 = write at once). A socket that

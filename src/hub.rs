@@ -29,7 +29,6 @@ use std::sync::atomic::{AtomicU16, AtomicUsize};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 /// Why a frame could not be queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,8 +93,19 @@ pub struct Outbox {
     closed: std::sync::atomic::AtomicBool,
     /// Set by the server's ping ticker; the writer sends a ping and clears it.
     ping_due: std::sync::atomic::AtomicBool,
-    /// Set by a close, so a writer waiting for frames wakes up to send the close frame.
-    interrupted: std::sync::atomic::AtomicBool,
+    /// The reader is waiting on the client (for a frame, or for its replies to go out),
+    /// not busy with a request.
+    listening: std::sync::atomic::AtomicBool,
+    /// The reader has read a frame (a pong included) since the ticker last looked.
+    heard: std::sync::atomic::AtomicBool,
+    /// Ticks in a row that found the reader listening and nothing heard.
+    silent_ticks: std::sync::atomic::AtomicU8,
+    /// The close asked for (the first wins), so a writer waiting for frames wakes up to
+    /// send the close frame. Kept here rather than in a token of its own: every idle
+    /// socket holds one outbox, and a separate token cost it 160 bytes.
+    close_frame: OnceLock<(u16, &'static str)>,
+    /// Woken when a close is asked for, for whoever waits in [`Closer::closed`].
+    closing: Notify,
     /// A reply is queued: the writer must not hold its write back to coalesce.
     urgent: Notify,
 }
@@ -152,7 +162,11 @@ impl Outbox {
             ready: Notify::new(),
             closed: std::sync::atomic::AtomicBool::new(false),
             ping_due: std::sync::atomic::AtomicBool::new(false),
-            interrupted: std::sync::atomic::AtomicBool::new(false),
+            listening: std::sync::atomic::AtomicBool::new(false),
+            heard: std::sync::atomic::AtomicBool::new(false),
+            silent_ticks: std::sync::atomic::AtomicU8::new(0),
+            close_frame: OnceLock::new(),
+            closing: Notify::new(),
             urgent: Notify::new(),
         }
     }
@@ -204,18 +218,51 @@ impl Outbox {
         self.urgent.notified().await
     }
 
-    /// Asks the writer to send a ping (the server's ticker calls this for every socket,
-    /// so there is no timer per socket).
+    /// The reader starts (`true`) or stops waiting on the client.
+    pub fn listening(&self, listening: bool) {
+        self.listening.store(listening, Relaxed);
+    }
+
+    /// The reader has read a frame.
+    pub fn heard(&self) {
+        self.heard.store(true, Relaxed);
+    }
+
+    /// The ping ticker's visit, once per ping interval: a ping for the client, or, once
+    /// it has been silent through two whole intervals while the reader waited on it,
+    /// the reason to close it. This is the socket's idle timeout, kept by the ticker so
+    /// an idle socket needs no timer of its own.
+    pub fn tick(&self) -> Option<(u16, &'static str)> {
+        let heard = self.heard.swap(false, Relaxed);
+        if heard || !self.listening.load(Relaxed) {
+            self.silent_ticks.store(0, Relaxed);
+        } else if self.silent_ticks.fetch_add(1, Relaxed) + 1 >= 2 {
+            // Its replies not taken: it does not read them (so the reader stopped
+            // reading it); otherwise it does not answer pings.
+            return Some(if self.queue.lock().expect("outbox lock").replies > 0 {
+                (close_code::SLOW_CONSUMER, "slow consumer: reconnect and catch up from history")
+            } else {
+                (close_code::GOING_AWAY, "no answer to pings")
+            });
+        }
+        self.request_ping();
+        None
+    }
+
+    /// Asks the writer to send a ping.
     pub fn request_ping(&self) {
         if !self.ping_due.swap(true, Relaxed) {
             self.ready.notify_one();
         }
     }
 
-    /// Wakes the writer for a close.
-    pub fn interrupt(&self) {
-        self.interrupted.store(true, Relaxed);
+    /// Records a close with `code` (unless one came first) and wakes the writer to send
+    /// it and whoever waits on [`Closer::closed`]; `true` if this was the first.
+    fn interrupt(&self, code: u16, reason: &'static str) -> bool {
+        let first = self.close_frame.set((code, reason)).is_ok();
+        self.closing.notify_waiters();
         self.ready.notify_one();
+        first
     }
 
     /// Queues a frame without waiting.
@@ -287,7 +334,7 @@ impl Outbox {
             if took {
                 self.taken.notify_waiters();
             }
-            if self.interrupted.load(Relaxed) {
+            if self.close_frame.get().is_some() {
                 return Wake::Interrupted;
             }
             if self.broken.load(Relaxed) {
@@ -374,7 +421,7 @@ pub struct Session {
     closer: Closer,
     /// Rooms this socket receives. Mirrors the user's memberships in the store; the
     /// hub changes it together with the room's subscriber list. Short std lock.
-    rooms: Mutex<HashSet<String>>,
+    rooms: Mutex<RoomSet>,
 }
 
 impl Session {
@@ -396,7 +443,7 @@ impl Session {
             token_hash,
             outbox,
             closer,
-            rooms: Mutex::new(HashSet::new()),
+            rooms: Mutex::new(RoomSet::default()),
         }
     }
 
@@ -450,41 +497,75 @@ impl Session {
     }
 }
 
-/// The close signal shared by a socket's reader, writer and the hub: the first close
-/// wins, and its code is the one the client gets.
-#[derive(Clone, Default)]
-pub struct Closer {
-    token: CancellationToken,
-    frame: Arc<OnceLock<(u16, &'static str)>>,
-    /// The writer's outbox, woken on close so an idle writer needs no second future.
-    outbox: Option<Arc<Outbox>>,
+/// The rooms one session receives: a sorted list, searched by halving. A hash set cost
+/// every socket about 100 bytes more (its smallest table is four slots of 24 bytes), and
+/// it is read only by requests and by the hub's (un)subscribe, never per delivery.
+#[derive(Default)]
+struct RoomSet(Vec<Box<str>>);
+
+impl RoomSet {
+    fn contains(&self, room: &str) -> bool {
+        self.0.binary_search_by(|r| (**r).cmp(room)).is_ok()
+    }
+
+    /// Adds `room`; `false` if it was there.
+    fn insert(&mut self, room: &str) -> bool {
+        match self.0.binary_search_by(|r| (**r).cmp(room)) {
+            Ok(_) => false,
+            Err(at) => {
+                self.0.insert(at, room.into());
+                true
+            }
+        }
+    }
+
+    /// Removes `room`; `false` if it was not there.
+    fn remove(&mut self, room: &str) -> bool {
+        match self.0.binary_search_by(|r| (**r).cmp(room)) {
+            Ok(at) => {
+                self.0.remove(at);
+                true
+            }
+            Err(_) => false,
+        }
+    }
 }
 
+/// The close signal shared by a socket's reader, writer and the hub: the first close
+/// wins, and its code is the one the client gets. It lives in the socket's outbox, which
+/// wakes the writer for it.
+#[derive(Clone)]
+pub struct Closer(Arc<Outbox>);
+
 impl Closer {
-    /// A closer that also wakes `outbox`'s writer.
+    /// The close signal of the socket `outbox` writes to.
     pub fn for_outbox(outbox: Arc<Outbox>) -> Closer {
-        Closer { outbox: Some(outbox), ..Closer::default() }
+        Closer(outbox)
     }
 
     /// Records `code` (if no close came first) and wakes the writer; `true` if this
     /// call was the first.
     pub fn close(&self, code: u16, reason: &'static str) -> bool {
-        let first = self.frame.set((code, reason)).is_ok();
-        self.token.cancel();
-        if let Some(outbox) = &self.outbox {
-            outbox.interrupt();
-        }
-        first
+        self.0.interrupt(code, reason)
     }
 
     /// Resolves once a close was asked for.
     pub async fn closed(&self) {
-        self.token.cancelled().await
+        loop {
+            let closing = self.0.closing.notified();
+            tokio::pin!(closing);
+            // Registered before looking, so a close in between is not missed.
+            closing.as_mut().enable();
+            if self.0.close_frame.get().is_some() {
+                return;
+            }
+            closing.await;
+        }
     }
 
     /// The close code and reason asked for, if any.
     pub fn frame(&self) -> Option<(u16, &'static str)> {
-        self.frame.get().copied()
+        self.0.close_frame.get().copied()
     }
 }
 
@@ -717,7 +798,7 @@ impl Hub {
             sessions.retain(|other| other.id != session.id);
         }
         self.shared.users.remove_if(&session.user_id, |_, sessions| sessions.is_empty());
-        let rooms: Vec<String> = session.rooms.lock().expect("rooms lock").iter().cloned().collect();
+        let rooms: Vec<String> = session.rooms.lock().expect("rooms lock").0.iter().map(|r| r.to_string()).collect();
         rooms.into_iter().filter(|room| self.unsubscribe(session, room)).collect()
     }
 
@@ -739,7 +820,10 @@ impl Hub {
     pub fn ping_all(&self) {
         for sessions in self.shared.users.iter() {
             for session in sessions.value() {
-                session.outbox.request_ping();
+                if let Some((code, reason)) = session.outbox.tick() {
+                    tracing::debug!(code, "socket silent for two ping intervals; dropping it");
+                    session.close(code, reason);
+                }
             }
         }
     }
@@ -1121,7 +1205,7 @@ impl Hub {
 
     /// Returns `true` if the session's user came online in the room.
     fn subscribe(&self, session: &Arc<Session>, room: &str) -> bool {
-        if !session.rooms.lock().expect("rooms lock").insert(room.to_string()) {
+        if !session.rooms.lock().expect("rooms lock").insert(room) {
             return false;
         }
         let mut subs = self.shared.rooms.entry(room.to_string()).or_default();
@@ -1177,7 +1261,7 @@ mod tests {
 
     fn session(id: u64, user: i64, capacity: usize) -> (Arc<Session>, Arc<Outbox>, Closer) {
         let outbox = Arc::new(Outbox::new(capacity, 1 << 20));
-        let closer = Closer::default();
+        let closer = Closer::for_outbox(outbox.clone());
         let profile = User { username: format!("u{user}"), display_name: format!("U{user}"), role: Role::Member };
         (Arc::new(Session::new(id, UserId(user), profile, [0; 32], outbox.clone(), closer.clone())), outbox, closer)
     }
@@ -1327,7 +1411,7 @@ mod tests {
         outbox.request_ping();
         let mut batch = VecDeque::new();
         assert_eq!(within(outbox.take(&mut batch)).await, Wake::Ping);
-        outbox.interrupt();
+        Closer::for_outbox(outbox.clone()).close(close_code::NORMAL, "");
         assert_eq!(within(outbox.take(&mut batch)).await, Wake::Interrupted);
         outbox.close();
         assert_eq!(outbox.push(Utf8Bytes::from_static("after")), Err(PushError::Closed));
@@ -1355,6 +1439,45 @@ mod tests {
         let mut batch = VecDeque::new();
         within(outbox.take(&mut batch)).await;
         within(waiting).await.unwrap();
+    }
+
+    #[test]
+    fn the_ticker_closes_a_socket_silent_for_two_whole_intervals_and_only_then() {
+        let pinged = |outbox: &Outbox| outbox.ping_due.swap(false, Relaxed);
+        let outbox = Outbox::new(100, 1 << 20);
+        // A reader busy with a request is not silent, however long it takes.
+        for _ in 0..5 {
+            assert_eq!(outbox.tick(), None);
+            assert!(pinged(&outbox), "every visit that closes nothing asks for a ping");
+        }
+        outbox.listening(true);
+        assert_eq!(outbox.tick(), None, "one silent interval is not enough");
+        // A frame read (a pong counts) starts the count again.
+        outbox.heard();
+        assert_eq!(outbox.tick(), None);
+        assert_eq!(outbox.tick(), None);
+        pinged(&outbox);
+        assert_eq!(outbox.tick().map(|(code, _)| code), Some(close_code::GOING_AWAY));
+        assert!(!pinged(&outbox), "no ping to a socket being closed");
+        // Silent with a reply it does not read: a slow consumer.
+        let stuck = Outbox::new(100, 1 << 20);
+        stuck.listening(true);
+        stuck.push_reply(Utf8Bytes::from_static("ok")).unwrap();
+        assert_eq!(stuck.tick(), None);
+        assert_eq!(stuck.tick().map(|(code, _)| code), Some(close_code::SLOW_CONSUMER));
+    }
+
+    #[test]
+    fn a_sessions_rooms_stay_sorted_and_unique() {
+        let mut rooms = RoomSet::default();
+        for room in ["lobby", "art", "zines", "art", "music"] {
+            rooms.insert(room);
+        }
+        let names: Vec<&str> = rooms.0.iter().map(|r| &**r).collect();
+        assert_eq!(names, ["art", "lobby", "music", "zines"]);
+        assert!(rooms.contains("music") && !rooms.contains("mus"));
+        assert!(rooms.remove("lobby") && !rooms.remove("lobby"));
+        assert!(!rooms.contains("lobby") && rooms.contains("art") && rooms.contains("zines"));
     }
 
     #[test]

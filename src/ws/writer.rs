@@ -76,13 +76,18 @@ impl<S: Sink<WsMessage> + Unpin> Sink<WsMessage> for Locked<S> {
     }
 }
 
-/// The writer task: outbox → socket, pings, and the close frame.
+/// The writer: outbox → socket, pings, and the close frame. It runs inside the socket's
+/// own task, beside the reader (see `ws::run`), not as a task of its own.
 ///
 /// It waits on one thing, the outbox, which frames, the server's ping ticker and a
-/// close all wake. The close token is consulted only while a write is stuck on a full
+/// close all wake. The close is consulted only while a write is stuck on a full
 /// socket. While it waits, a push to a quiet socket writes the frame itself; the
 /// writer writes what is queued: frames inside a busy socket's coalescing window, frames
 /// that found the socket full, and the rest of a write a push could not finish.
+///
+/// Each round of work is boxed, so that while the writer waits (what an idle socket
+/// does nearly all its life) its state is the wait alone, not the window's timer and
+/// the half-done write: every idle socket would carry those otherwise.
 pub(super) async fn write_loop<S>(sink: S, outbox: Arc<Outbox>, closer: Closer, coalesce: Duration)
 where
     S: Sink<WsMessage> + Unpin + Send + 'static,
@@ -91,63 +96,97 @@ where
     outbox.attach(shared.clone(), coalesce);
     let mut sink = Locked(shared);
     let mut batch = VecDeque::new();
-    let closed = closer.closed();
-    tokio::pin!(closed);
     loop {
-        match outbox.take(&mut batch).await {
-            Wake::Interrupted => break,
-            Wake::Broken => {
-                closer.close(close_code::NORMAL, "");
-                break;
-            }
-            // A push's write is half out: the flush below finishes it.
-            Wake::Flush => {}
-            Wake::Ping => {
-                if sink.feed(WsMessage::Ping(Default::default())).await.is_err() {
-                    break;
-                }
-            }
-            Wake::Frames => {
-                // A busy socket is written at most once per `coalesce`: events that
-                // arrive in between share the next write, so a busy room costs fewer
-                // system calls. A quiet socket, or a reply, is written at once (after a
-                // yield that lets the dispatch that woke us finish queuing).
-                let due = outbox.last_write().map_or_else(Instant::now, |last| last + coalesce);
-                if Instant::now() < due {
-                    tokio::select! {
-                        biased;
-                        // Closed while waiting: the close path sends what is queued.
-                        // (Going on would poll `closed` again after it completed.)
-                        () = &mut closed => break,
-                        // A reply never waits: its client is waiting on it.
-                        () = outbox.reply_queued() => {}
-                        () = tokio::time::sleep_until(due) => {}
-                    }
-                } else {
-                    tokio::task::yield_now().await;
-                }
-                batch.extend(outbox.take_now());
-            }
-        }
-        let write = async {
-            // Popped one by one: if a close interrupts us, what is left stays in
-            // `batch` and still goes out before the close frame.
-            while let Some(frame) = batch.pop_front() {
-                sink.feed(WsMessage::Text(frame)).await?;
-            }
-            sink.flush().await
-        };
-        let outcome = tokio::select! {
-            biased;
-            outcome = write => outcome,
-            () = &mut closed => break,
-        };
-        if outcome.is_err() {
-            closer.close(close_code::NORMAL, "");
+        let wake = outbox.take(&mut batch).await;
+        let round = Box::pin(round(wake, &mut sink, &outbox, &closer, coalesce, &mut batch));
+        if round.await == Round::Stop {
             break;
         }
-        outbox.wrote(Instant::now());
     }
+    Box::pin(finish(sink, &outbox, &closer, batch)).await;
+}
+
+/// Whether the writer goes on after a round.
+#[derive(PartialEq)]
+enum Round {
+    Go,
+    Stop,
+}
+
+/// One round of the writer's work, for what woke it.
+async fn round<S>(
+    wake: Wake,
+    sink: &mut Locked<S>,
+    outbox: &Outbox,
+    closer: &Closer,
+    coalesce: Duration,
+    batch: &mut VecDeque<Utf8Bytes>,
+) -> Round
+where
+    S: Sink<WsMessage> + Unpin,
+{
+    let closed = closer.closed();
+    tokio::pin!(closed);
+    match wake {
+        Wake::Interrupted => return Round::Stop,
+        Wake::Broken => {
+            closer.close(close_code::NORMAL, "");
+            return Round::Stop;
+        }
+        // A push's write is half out: the flush below finishes it.
+        Wake::Flush => {}
+        Wake::Ping => {
+            if sink.feed(WsMessage::Ping(Default::default())).await.is_err() {
+                return Round::Stop;
+            }
+        }
+        Wake::Frames => {
+            // A busy socket is written at most once per `coalesce`: events that
+            // arrive in between share the next write, so a busy room costs fewer
+            // system calls. A quiet socket, or a reply, is written at once (after a
+            // yield that lets the dispatch that woke us finish queuing).
+            let due = outbox.last_write().map_or_else(Instant::now, |last| last + coalesce);
+            if Instant::now() < due {
+                tokio::select! {
+                    biased;
+                    // Closed while waiting: the close path sends what is queued.
+                    () = &mut closed => return Round::Stop,
+                    // A reply never waits: its client is waiting on it.
+                    () = outbox.reply_queued() => {}
+                    () = tokio::time::sleep_until(due) => {}
+                }
+            } else {
+                tokio::task::yield_now().await;
+            }
+            batch.extend(outbox.take_now());
+        }
+    }
+    let write = async {
+        // Popped one by one: if a close interrupts us, what is left stays in
+        // `batch` and still goes out before the close frame.
+        while let Some(frame) = batch.pop_front() {
+            sink.feed(WsMessage::Text(frame)).await?;
+        }
+        sink.flush().await
+    };
+    let outcome = tokio::select! {
+        biased;
+        outcome = write => outcome,
+        () = &mut closed => return Round::Stop,
+    };
+    if outcome.is_err() {
+        closer.close(close_code::NORMAL, "");
+        return Round::Stop;
+    }
+    outbox.wrote(Instant::now());
+    Round::Go
+}
+
+/// The close: what is still queued, then the close frame, within two seconds.
+async fn finish<S>(mut sink: Locked<S>, outbox: &Outbox, closer: &Closer, mut batch: VecDeque<Utf8Bytes>)
+where
+    S: Sink<WsMessage> + Unpin,
+{
     let (code, reason) = closer.frame().unwrap_or((close_code::NORMAL, ""));
     // Replies already queued (say, the error before a 4001) go out first, except to a
     // slow consumer, whose queue is the problem.

@@ -198,6 +198,30 @@ async fn a_socket_that_never_answers_pings_is_dropped() {
 }
 
 #[tokio::test]
+async fn a_socket_that_asks_and_never_reads_is_dropped_after_two_ping_intervals() {
+    use futures_util::{SinkExt, StreamExt};
+    let server = TestServer::start_with(|c| c.ping_interval_s = 0.2).await;
+    let mut owner = server.room_owner("ada", "heavy").await;
+    for _ in 0..20 {
+        owner.ok(json!({"type": "send", "room": "heavy", "body": "😀".repeat(3000)})).await;
+    }
+    let token = server.user("bob").await;
+    server.client(&token).await.ok(json!({"type": "join", "room": "heavy"})).await;
+    server.wait_for_metric("alongside_sockets_open 1").await;
+    // Pages of about 240 KB each, asked for and never read, and no pong either: the
+    // server's ticker (the idle timeout, with no timer per socket) lets it go after two
+    // silent intervals. Without that check the socket would stay open.
+    let (mut sink, _stream) = tokio_tungstenite::connect_async(server.ws_url()).await.unwrap().0.split();
+    sink.send(Frame::text(json!({"type": "auth", "id": 0, "token": token}).to_string())).await.unwrap();
+    for id in 1..=100 {
+        let request = json!({"type": "history", "id": id, "room": "heavy", "limit": 100});
+        tokio::time::timeout(WAIT, sink.send(Frame::text(request.to_string()))).await.unwrap().unwrap();
+    }
+    server.wait_for_metric("alongside_sockets_open 2").await;
+    server.wait_for_metric("alongside_sockets_open 1").await;
+}
+
+#[tokio::test]
 async fn a_socket_that_answers_pings_stays_open_while_idle() {
     let server = TestServer::start_with(|c| c.ping_interval_s = 0.2).await;
     let mut client = server.member("ada").await;

@@ -513,6 +513,9 @@ impl RoomSet {
         match self.0.binary_search_by(|r| (**r).cmp(room)) {
             Ok(_) => false,
             Err(at) => {
+                // Exactly: most sockets are in a few rooms, and a Vec's first growth
+                // would make room for four.
+                self.0.reserve_exact(1);
                 self.0.insert(at, room.into());
                 true
             }

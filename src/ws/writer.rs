@@ -8,6 +8,7 @@ use crate::protocol::close_code;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes};
 use futures_util::{Sink, SinkExt};
 use std::collections::VecDeque;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
@@ -87,8 +88,15 @@ impl<S: Sink<WsMessage> + Unpin> Sink<WsMessage> for Locked<S> {
 ///
 /// Each round of work is boxed, so that while the writer waits (what an idle socket
 /// does nearly all its life) its state is the wait alone, not the window's timer and
-/// the half-done write: every idle socket would carry those otherwise.
-pub(super) async fn write_loop<S>(sink: S, outbox: Arc<Outbox>, closer: Closer, coalesce: Duration)
+/// the half-done write: every idle socket would carry those otherwise. (For the same
+/// reason this returns an `async` block rather than being an `async fn`, which would
+/// keep its arguments twice.)
+pub(super) fn write_loop<S>(
+    sink: S,
+    outbox: Arc<Outbox>,
+    closer: Closer,
+    coalesce: Duration,
+) -> impl Future<Output = ()>
 where
     S: Sink<WsMessage> + Unpin + Send + 'static,
 {
@@ -96,14 +104,16 @@ where
     outbox.attach(shared.clone(), coalesce);
     let mut sink = Locked(shared);
     let mut batch = VecDeque::new();
-    loop {
-        let wake = outbox.take(&mut batch).await;
-        let round = Box::pin(round(wake, &mut sink, &outbox, &closer, coalesce, &mut batch));
-        if round.await == Round::Stop {
-            break;
+    async move {
+        loop {
+            let wake = outbox.take(&mut batch).await;
+            let round = Box::pin(round(wake, &mut sink, &outbox, &closer, coalesce, &mut batch));
+            if round.await == Round::Stop {
+                break;
+            }
         }
+        Box::pin(finish(sink, &outbox, &closer, batch)).await;
     }
-    Box::pin(finish(sink, &outbox, &closer, batch)).await;
 }
 
 /// Whether the writer goes on after a round.

@@ -30,6 +30,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::Notify;
 
+/// The close reason a slow consumer (4008) is given, whichever check found it.
+pub const SLOW_CONSUMER_REASON: &str = "slow consumer: reconnect and catch up from history";
+
 /// Why a frame could not be queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PushError {
@@ -240,7 +243,7 @@ impl Outbox {
             // Its replies not taken: it does not read them (so the reader stopped
             // reading it); otherwise it does not answer pings.
             return Some(if self.queue.lock().expect("outbox lock").replies > 0 {
-                (close_code::SLOW_CONSUMER, "slow consumer: reconnect and catch up from history")
+                (close_code::SLOW_CONSUMER, SLOW_CONSUMER_REASON)
             } else {
                 (close_code::GOING_AWAY, "no answer to pings")
             });
@@ -480,7 +483,7 @@ impl Session {
         match pushed {
             Ok(()) => true,
             Err(PushError::Full) => {
-                if self.closer.close(close_code::SLOW_CONSUMER, "slow consumer: reconnect and catch up from history") {
+                if self.closer.close(close_code::SLOW_CONSUMER, SLOW_CONSUMER_REASON) {
                     metrics.outbox_overflows.inc();
                     tracing::info!(session = self.id, "outbox full; closing the socket with 4008");
                 }

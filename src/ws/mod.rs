@@ -25,7 +25,7 @@ mod summits;
 mod writer;
 
 use crate::auth::token_hash;
-use crate::hub::{Closer, Outbox, PushError, Session};
+use crate::hub::{Closer, Outbox, PushError, Session, SLOW_CONSUMER_REASON};
 use crate::limits::Bucket;
 use crate::protocol::close_code;
 use crate::protocol::{
@@ -582,7 +582,7 @@ impl Reader {
             frame = error_frame(id, &error);
         }
         if let Err(PushError::Full) = self.outbox.push_reply(Utf8Bytes::from(frame)) {
-            self.closer.close(close_code::SLOW_CONSUMER, "slow consumer: reconnect and catch up from history");
+            self.closer.close(close_code::SLOW_CONSUMER, SLOW_CONSUMER_REASON);
         }
     }
 

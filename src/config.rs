@@ -191,10 +191,10 @@ settings! {
     /// write per frame is what a delivery costs (docs/performance.md).
     write_coalesce_ms: u64 = 25, env = "ALONGSIDE_WRITE_COALESCE_MS";
     /// Members on this node from which a room's events are written to each quiet socket
-    /// by the thread that dispatches them, instead of waking the socket's writer task
+    /// by the thread that dispatches them, instead of waking the socket's task
     /// (0 = never; 1 = every room). It spares a wake-up per recipient but writes the
     /// whole fan-out on one thread: a gain for one event to many sockets, a loss for
-    /// many small rooms, whose writer tasks share the cores (docs/performance.md).
+    /// many small rooms, whose sockets' tasks share the cores (docs/performance.md).
     write_at_once_from: usize = 1000, env = "ALONGSIDE_WRITE_AT_ONCE_FROM";
     /// Frames queued per socket before it counts as a slow consumer (closed with 4008).
     outbox_frames: usize = 1024, env = "ALONGSIDE_OUTBOX_FRAMES";

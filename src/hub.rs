@@ -43,7 +43,7 @@ pub enum PushError {
 }
 
 /// The socket's write half as a pushing thread may use it: one frame now, without
-/// waiting, or not at all. The writer task attaches it (see [`Outbox::attach`]).
+/// waiting, or not at all. The writer attaches it (see [`Outbox::attach`]).
 pub trait Wire: Send + Sync {
     /// Writes `frame` and flushes it without waiting.
     fn try_write(&self, frame: &Utf8Bytes) -> Tried;
@@ -54,7 +54,7 @@ pub trait Wire: Send + Sync {
 pub enum Tried {
     /// Written to the socket.
     Written,
-    /// Taken, but the socket would block before all of it was out: the writer task
+    /// Taken, but the socket would block before all of it was out: the writer
     /// must finish the flush.
     Flushing,
     /// Not taken (the socket's lock is busy or it takes nothing now): queue it.
@@ -63,13 +63,13 @@ pub enum Tried {
     Broken,
 }
 
-/// The frames waiting for one socket's writer task.
+/// The frames waiting for one socket's writer.
 ///
 /// Bounded, and never waited on: a push either writes, queues or fails at once. When
 /// the writer is idle (nothing queued, nothing half-written) and the socket was not
 /// written within the coalescing window, a push writes the frame itself, on the pushing
 /// thread, without waiting: a quiet socket's delivery costs one `write`, not a wake-up
-/// of its writer task, a poll and then the `write`. Otherwise the frame is queued. The
+/// of its socket's task, a poll and then the `write`. Otherwise the frame is queued. The
 /// writer takes the whole queue in one short lock and writes it with one flush, and it
 /// is woken only when the queue goes from empty to not empty, so a burst costs one
 /// wake-up. (A tokio mpsc channel did the same job at several atomic operations per
@@ -273,7 +273,7 @@ impl Outbox {
         self.push_counted(frame, false, true).map(drop)
     }
 
-    /// Queues a frame for the writer task, never writing it on this thread.
+    /// Queues a frame for the writer, never writing it on this thread.
     pub fn push_to_writer(&self, frame: Utf8Bytes) -> Result<(), PushError> {
         self.push_counted(frame, false, false).map(drop)
     }
@@ -418,25 +418,17 @@ pub struct Session {
     cw: AtomicU16,
     /// Hash of the token the socket authenticated with, so logout can close it.
     pub token_hash: [u8; 32],
-    /// Frames for the writer task. Bounded; see the module docs for the overflow policy.
+    /// Frames for the writer, and the socket's close signal. Bounded; see the module
+    /// docs for the overflow policy.
     outbox: Arc<Outbox>,
-    /// Fired to make the writer send a close frame and stop.
-    closer: Closer,
     /// Rooms this socket receives. Mirrors the user's memberships in the store; the
     /// hub changes it together with the room's subscriber list. Short std lock.
     rooms: Mutex<RoomSet>,
 }
 
 impl Session {
-    /// A session that writes through `outbox` and closes through `closer`.
-    pub fn new(
-        id: u64,
-        user_id: UserId,
-        user: User,
-        token_hash: [u8; 32],
-        outbox: Arc<Outbox>,
-        closer: Closer,
-    ) -> Session {
+    /// A session that writes and closes through `outbox`.
+    pub fn new(id: u64, user_id: UserId, user: User, token_hash: [u8; 32], outbox: Arc<Outbox>) -> Session {
         Session {
             id,
             user_id,
@@ -445,7 +437,6 @@ impl Session {
             cw: AtomicU16::new(0),
             token_hash,
             outbox,
-            closer,
             rooms: Mutex::new(RoomSet::default()),
         }
     }
@@ -483,7 +474,7 @@ impl Session {
         match pushed {
             Ok(()) => true,
             Err(PushError::Full) => {
-                if self.closer.close(close_code::SLOW_CONSUMER, SLOW_CONSUMER_REASON) {
+                if self.outbox.interrupt(close_code::SLOW_CONSUMER, SLOW_CONSUMER_REASON) {
                     metrics.outbox_overflows.inc();
                     tracing::info!(session = self.id, "outbox full; closing the socket with 4008");
                 }
@@ -496,7 +487,7 @@ impl Session {
 
     /// Asks the writer to close the socket with `code`.
     pub fn close(&self, code: u16, reason: &'static str) {
-        self.closer.close(code, reason);
+        self.outbox.interrupt(code, reason);
     }
 }
 
@@ -655,13 +646,13 @@ struct HubShared {
     lose: std::sync::atomic::AtomicU32,
     metrics: Arc<Metrics>,
     /// Local recipients of one room event from which the dispatching thread writes each
-    /// quiet socket itself instead of waking its writer task (0 = never). Writing at
+    /// quiet socket itself instead of waking its socket's task (0 = never). Writing at
     /// once spares a wake-up and a poll per recipient, but it writes the whole fan-out
     /// on the one dispatching thread (for a stored message, the store's writer). One
     /// event to many sockets gains (one room of 10,000, side by side: 500,000 and
     /// 460,000 deliveries/s against 400,000 and 420,000); many small rooms lose more
     /// from the lost parallelism (100 rooms of 100: 600 msg/s in four runs against
-    /// 600–770), since their writer tasks run on every core.
+    /// 600–770), since their sockets' tasks run on every core.
     write_at_once_from: usize,
 }
 
@@ -1269,7 +1260,7 @@ mod tests {
         let outbox = Arc::new(Outbox::new(capacity, 1 << 20));
         let closer = Closer::for_outbox(outbox.clone());
         let profile = User { username: format!("u{user}"), display_name: format!("U{user}"), role: Role::Member };
-        (Arc::new(Session::new(id, UserId(user), profile, [0; 32], outbox.clone(), closer.clone())), outbox, closer)
+        (Arc::new(Session::new(id, UserId(user), profile, [0; 32], outbox.clone())), outbox, closer)
     }
 
     fn texts(outbox: &Outbox) -> Vec<String> {

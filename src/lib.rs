@@ -7,7 +7,7 @@
 //! socket frame → [`ws`] (parse with [`protocol`], check with [`permissions`], handle)
 //! → [`store`] (commit, assign the room's seq) → the events API of [`state`] (serialise
 //! once) → [`bus`] → [`hub`] (apply the effect, fan out to each local member's bounded
-//! outbox) → the socket's writer task.
+//! outbox) → the socket's writer (or the push itself, for a quiet socket).
 //!
 //! - [`protocol`]: every JSON shape on the wire, error and close codes, timestamps.
 //! - [`permissions`]: who may do what, every rule an exhaustive `match`.

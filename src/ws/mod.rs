@@ -443,7 +443,6 @@ impl Reader {
             record.user.clone(),
             hash,
             self.outbox.clone(),
-            self.closer.clone(),
         ));
         // Registered before the rooms are read, so a join from the user's other socket
         // in between reaches this one as well.

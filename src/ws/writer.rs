@@ -1,4 +1,4 @@
-//! The writer task of one socket: outbox → socket, pings, write coalescing and the
+//! The writer of one socket: outbox → socket, pings, write coalescing and the
 //! close frame; and the socket's write half as the outbox may use it to write a frame
 //! at once while the writer is idle. Generic over the sink, so its timing is tested with
 //! paused time and a recording sink instead of a network.
@@ -15,7 +15,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// The socket's write half, shared by the writer task and the outbox's pushes. Each
+/// The socket's write half, shared by the writer and the outbox's pushes. Each
 /// use holds the lock for one poll, never across a wait.
 struct Shared<S>(Mutex<S>);
 
@@ -54,7 +54,7 @@ where
     }
 }
 
-/// The writer task's handle on the shared write half.
+/// The writer's handle on the shared write half.
 struct Locked<S>(Arc<Shared<S>>);
 
 impl<S: Sink<WsMessage> + Unpin> Sink<WsMessage> for Locked<S> {
@@ -442,7 +442,7 @@ mod tests {
         assert_eq!(seen, [text("a"), Seen::Close(4008)]);
     }
 
-    /// Lets the writer task run without moving the clock.
+    /// Lets the writer run without moving the clock.
     async fn settle() {
         for _ in 0..4 {
             tokio::task::yield_now().await;
@@ -470,7 +470,7 @@ mod tests {
         // A reply does not wait out the window: written by the push too.
         outbox.push_reply(Utf8Bytes::from_static("reply")).unwrap();
         assert_eq!(recorder.take(), [(11, text("reply")), (11, Seen::Flush)]);
-        // A small room's event goes to the writer task even to a quiet socket.
+        // A small room's event goes to the writer even to a quiet socket.
         after(20).await;
         outbox.push_to_writer(Utf8Bytes::from_static("to the writer")).unwrap();
         assert_eq!(recorder.take(), [], "not written by the push");
